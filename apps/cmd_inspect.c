@@ -1,0 +1,52 @@
+/* `meshllama inspect DIR`: config, tensors and the shard plan, without loading the weights. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli_args.h"
+#include "commands.h"
+
+enum { OPT_TP = 1000, OPT_MESH, OPT_JSON };
+
+static const char inspect_usage[] =
+    "usage: meshllama inspect DIR [--tp N | --mesh RxC] [--json]\n"
+    "Prints the config, every tensor (dtype, shape, bytes) and each device's shard.\n";
+
+int ml_cmd_inspect(int argc, char **argv) {
+    static const struct option options[] = {
+        {"tp", required_argument, NULL, OPT_TP},
+        {"mesh", required_argument, NULL, OPT_MESH},
+        {"model", required_argument, NULL, 'm'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int tp = 1, rows = 0, cols = 0, json = 0, opt, bad = 0;
+    const char *path = NULL;
+    optind = 1;
+    while (!bad && (opt = getopt_long(argc, argv, "m:h", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_TP: bad = ml_cli_parse_int("--tp", optarg, 1, 4096, &tp) != 0; break;
+        case OPT_MESH: bad = ml_cli_parse_mesh("--mesh", optarg, &rows, &cols) != 0; break;
+        case 'm': path = optarg; break;
+        case OPT_JSON: json = 1; break;
+        case 'h': fputs(inspect_usage, stdout); return 0;
+        default: bad = 1; break;
+        }
+    }
+    if (!bad && optind < argc) path = argv[optind++];
+    if (!bad && (!path || optind < argc)) {
+        fprintf(stderr, "meshllama inspect: expected exactly one model directory\n");
+        bad = 1;
+    }
+    if (bad) {
+        fputs(inspect_usage, stderr);
+        return ML_EXIT_USAGE;
+    }
+    if (rows > 0) tp = rows * cols;
+    int status = ml_inspect(path, tp, rows, cols, json, stdout);
+    if (status != ML_OK) {
+        fprintf(stderr, "meshllama inspect: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,8 @@
+/* The subcommands of the meshllama program; each returns the process exit status. */
+#ifndef ML_APPS_COMMANDS_H
+#define ML_APPS_COMMANDS_H
+
+int ml_cmd_run(int argc, char **argv);
+int ml_cmd_inspect(int argc, char **argv);
+
+#endif

@@ -1,0 +1,34 @@
+/* meshllama: tensor-parallel Llama inference. Dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "meshllama.h"
+
+static const char usage[] =
+    "usage: meshllama COMMAND [options]\n"
+    "commands:\n"
+    "  run       generate tokens from a prompt (meshllama run --help)\n"
+    "  inspect   show a checkpoint's config, tensors and shard plan\n"
+    "  version   print the version\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return ML_EXIT_USAGE;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "run") == 0) return ml_cmd_run(argc - 1, argv + 1);
+    if (strcmp(command, "inspect") == 0) return ml_cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("meshllama %s\n", ml_version());
+        return 0;
+    }
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    fprintf(stderr, "meshllama: unknown command '%s'\n%s", command, usage);
+    return ML_EXIT_USAGE;
+}

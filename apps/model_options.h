@@ -1,0 +1,46 @@
+/* The flags every model-running command shares: -m, --tp, --mesh, -t, -c, --batch, --act, --kv. */
+#ifndef ML_APPS_MODEL_OPTIONS_H
+#define ML_APPS_MODEL_OPTIONS_H
+
+#include <getopt.h>
+
+#include "meshllama.h"
+
+enum {
+    ML_OPT_TP = 1000,
+    ML_OPT_MESH,
+    ML_OPT_ACT,
+    ML_OPT_KV,
+    ML_OPT_MAX_BATCH,
+    ML_OPT_FIRST_COMMAND_OPTION /* commands number their own options from here */
+};
+
+typedef struct {
+    const char *model_path;
+    ml_model_params params;
+} ml_cli_model;
+
+#define ML_MODEL_LONG_OPTIONS                                                                      \
+    {"model", required_argument, NULL, 'm'}, {"tp", required_argument, NULL, ML_OPT_TP},            \
+        {"mesh", required_argument, NULL, ML_OPT_MESH}, {"threads", required_argument, NULL, 't'}, \
+        {"ctx-size", required_argument, NULL, 'c'}, {"act", required_argument, NULL, ML_OPT_ACT},  \
+        {"kv", required_argument, NULL, ML_OPT_KV}, {"max-batch", required_argument, NULL, ML_OPT_MAX_BATCH}
+
+#define ML_MODEL_SHORT_OPTIONS "m:t:c:"
+
+#define ML_MODEL_OPTIONS_HELP                                                                      \
+    "  -m, --model DIR       Hugging Face checkpoint directory (config.json + safetensors)\n"      \
+    "      --tp N            tensor-parallel devices (1..num_attention_heads; default 1)\n"        \
+    "      --mesh RxC        mesh shape, tp = R*C (the seed's 2x4)\n"                              \
+    "  -t, --threads N       worker threads for the whole mesh (default: all cores)\n"             \
+    "  -c, --ctx-size N      KV-cache positions per sequence (default min(config, 4096))\n"        \
+    "      --act MODE        activations: accurate (float32, default) or fast (bf16 matmul inputs)\n" \
+    "      --kv TYPE         KV-cache type: f32 (default) or bf16\n"
+
+void ml_cli_model_init(ml_cli_model *m);
+/* Handles opt if it is a model option: 1 handled, 0 not a model option, -1 bad value (printed). */
+int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg);
+/* Opens the model, printing the library's message on failure. Returns 0 on success. */
+int ml_cli_model_open(const ml_cli_model *m, ml_model **out);
+
+#endif

@@ -1,0 +1,69 @@
+/* CPU kernels. Each family has a scalar reference (kernels_scalar.c) and vector versions
+ * (kernels_avx2.c, kernels_avx512.c) with the same signatures, gathered in a table chosen at
+ * run time (dispatch.c). Weights are row-major [n_out, n_in] as in the checkpoint; activations
+ * are float32 unless the name says otherwise. */
+#ifndef ML_BACKEND_CPU_KERNELS_H
+#define ML_BACKEND_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *name; /* "scalar", "avx2", "avx512", "avx512bf16" */
+
+    /* y[t*ldy + r] = sum_i x[t*ldx + i] * w[r*n_in + i]
+     *   for t in [0, n_tok), r in [row_begin, row_end).
+     * y: [n_tok, ldy]   x: [n_tok, ldx] (ldx >= n_in)   w: [n_out, n_in] (f32, f16 or bf16 bits)
+     * Each output is one dot product accumulated in float32; its value must not depend on
+     * row_begin/row_end or n_tok (so results are identical however the work is split). */
+    void (*matmul_f32)(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in,
+                       int n_tok, int row_begin, int row_end);
+    void (*matmul_f16)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+                       int n_tok, int row_begin, int row_end);
+    void (*matmul_bf16)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+                        int n_tok, int row_begin, int row_end);
+    /* fast mode: x holds bf16 activations [n_tok, ldx]; w bf16. float32 accumulation. */
+    void (*matmul_bf16_bf16)(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
+                             int n_in, int n_tok, int row_begin, int row_end);
+
+    /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).
+     * out, x, weight: [n]; out may equal x. */
+    void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
+
+    /* HF rotate-half RoPE, in place, on n_heads vectors: vec [n_heads, head_dim];
+     * cos, sin: [head_dim / 2] for this position. For i < head_dim/2:
+     *   a = vec[i], b = vec[i + head_dim/2]
+     *   vec[i] = a*cos[i] - b*sin[i];   vec[i + head_dim/2] = b*cos[i] + a*sin[i] */
+    void (*rope)(float *vec, int n_heads, int head_dim, const float *cos, const float *sin);
+
+    /* out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). out may alias gate. [n] */
+    void (*silu_mul)(float *out, const float *gate, const float *up, int n);
+
+    /* Causal attention of n_q query heads sharing one KV head, for one token:
+     *   out[h] = softmax_j(scale * q[h].k[j]) . v[j]  over j in [0, n_pos)
+     * out, q: [n_q, head_dim]   k, v: [n_pos, head_dim] (the cache rows of this KV head).
+     * scratch: at least n_pos floats (scores may be kept there). n_pos >= 1. */
+    void (*attention_f32)(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
+                          int head_dim, float scale, float *scratch);
+    void (*attention_bf16)(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v,
+                           int n_pos, int head_dim, float scale, float *scratch);
+
+    /* Conversions over n elements. f32 -> bf16 rounds to nearest even (NaN kept). */
+    void (*f32_to_bf16)(uint16_t *out, const float *in, size_t n);
+    void (*bf16_to_f32)(float *out, const uint16_t *in, size_t n);
+    void (*f16_to_f32)(float *out, const uint16_t *in, size_t n);
+} ml_cpu_kernels;
+
+/* The best table for this CPU. The environment variable MESHLLAMA_ISA (scalar, avx2, avx512,
+ * avx512bf16) forces a variant when the CPU supports it. */
+const ml_cpu_kernels *ml_cpu_kernels_best(void);
+/* A named variant, or NULL when it is not compiled in or this CPU cannot run it. */
+const ml_cpu_kernels *ml_cpu_kernels_variant(const char *name);
+
+/* The tables themselves (defined in the kernels_*.c files). */
+extern const ml_cpu_kernels ml_cpu_kernels_scalar;
+extern const ml_cpu_kernels ml_cpu_kernels_avx2;
+extern const ml_cpu_kernels ml_cpu_kernels_avx512;
+extern const ml_cpu_kernels ml_cpu_kernels_avx512bf16;
+
+#endif

@@ -1,0 +1,33 @@
+/* Which slice of every sharded tensor each device of the mesh owns (DESIGN.md "Parallelism").
+ *   column-parallel q/k/v/gate/up and LM head: a run of whole output rows;
+ *   row-parallel o/down: the matching run of input columns (packed at load);
+ *   KV cache: the KV heads of the device's query-head groups.
+ * Heads are split at KV-group granularity; when tp > n_kv_heads the query heads of one group are
+ * split over several devices and each of them holds (replicates) that group's KV head. */
+#ifndef ML_MESH_SHARD_PLAN_H
+#define ML_MESH_SHARD_PLAN_H
+
+typedef struct {
+    int q_head_begin, q_head_count;   /* global query heads owned */
+    int kv_head_begin, kv_head_count; /* global KV heads held (replicated when tp > n_kv_heads) */
+    int ffn_begin, ffn_count;         /* intermediate features (gate/up rows, down columns) */
+    int vocab_begin, vocab_count;     /* LM-head rows */
+} ml_shard;
+
+typedef struct {
+    int tp;
+    int mesh_rows, mesh_cols;         /* tp = rows * cols; 1-D TP over all of them */
+    int n_heads, n_kv_heads, head_dim, intermediate_size, vocab_size;
+    ml_shard shards[];                /* [tp] */
+} ml_shard_plan;
+
+/* Builds the plan; ML_ERR_ARG with a message when tp is impossible for the model
+ * (tp < 1, tp > n_heads, tp > intermediate_size or vocab_size, rows*cols != tp). */
+int ml_shard_plan_build(int n_heads, int n_kv_heads, int head_dim, int intermediate_size, int vocab_size,
+                        int tp, int mesh_rows, int mesh_cols, ml_shard_plan **out_plan);
+void ml_shard_plan_free(ml_shard_plan *plan);
+
+/* Local index of the KV head that serves global query head q_head on this shard. */
+int ml_shard_kv_local(const ml_shard *shard, int q_head, int group_size);
+
+#endif

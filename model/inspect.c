@@ -1,0 +1,119 @@
+/* `meshllama inspect`: what a checkpoint holds and how the mesh would split it. */
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "meshllama.h"
+#include "mesh/shard_plan.h"
+
+/* Bytes of the weights a device holds: its rows/columns of the sharded matrices plus the
+ * replicated embedding and norms. Assumes the projections share the embedding's dtype. */
+static double device_bytes(const ml_config *c, const ml_shard *s, double element) {
+    double hidden = c->hidden_size, hd = c->head_dim;
+    double per_layer = hidden * hd * (2.0 * s->q_head_count + 2.0 * s->kv_head_count) +
+                       3.0 * hidden * s->ffn_count + 2.0 * hidden;
+    double lm_head = c->tie_word_embeddings ? 0.0 : hidden * s->vocab_count;
+    return element * (per_layer * c->n_layers + (double)c->vocab_size * hidden + lm_head + hidden);
+}
+
+static json_t *config_json(const ml_config *c) {
+    json_t *eos = json_array();
+    for (int i = 0; i < c->n_eos; i++) json_array_append_new(eos, json_integer(c->eos_token_ids[i]));
+    return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:s,s:b,s:i,s:o}", "vocab_size", c->vocab_size,
+                     "hidden_size", c->hidden_size, "intermediate_size", c->intermediate_size, "num_hidden_layers",
+                     c->n_layers, "num_attention_heads", c->n_heads, "num_key_value_heads", c->n_kv_heads, "head_dim",
+                     c->head_dim, "max_position_embeddings", c->max_position_embeddings, "rms_norm_eps",
+                     (double)c->rms_norm_eps, "rope_theta", (double)c->rope_theta, "rope_type",
+                     c->rope_type == ML_ROPE_LLAMA3 ? "llama3" : "default", "tie_word_embeddings",
+                     c->tie_word_embeddings, "bos_token_id", c->bos_token_id, "eos_token_ids", eos);
+}
+
+static void print_text(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan, double element,
+                       FILE *out) {
+    fprintf(out, "config: vocab %d, hidden %d, ffn %d, layers %d, heads %d, kv heads %d, head_dim %d\n",
+            c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
+    fprintf(out, "        rms_norm_eps %g, rope_theta %g, rope %s", (double)c->rms_norm_eps, (double)c->rope_theta,
+            c->rope_type == ML_ROPE_LLAMA3 ? "llama3" : "default");
+    if (c->rope_type == ML_ROPE_LLAMA3)
+        fprintf(out, " (factor %g, low %g, high %g, original %d)", (double)c->rope_factor,
+                (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_max_position);
+    fprintf(out, ", max positions %d, tied head %s, bos %d, eos", c->max_position_embeddings,
+            c->tie_word_embeddings ? "yes" : "no", c->bos_token_id);
+    for (int i = 0; i < c->n_eos; i++) fprintf(out, " %d", c->eos_token_ids[i]);
+    fprintf(out, "\ntensors (%d in %d file%s):\n", st->n_tensors, st->n_files, st->n_files == 1 ? "" : "s");
+    size_t total = 0;
+    for (int i = 0; i < st->n_tensors; i++) {
+        const ml_tensor_view *t = &st->tensors[i];
+        fprintf(out, "  %-52s %-5s [", t->name, ml_dtype_name(t->dtype));
+        for (int d = 0; d < t->n_dims; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        fprintf(out, "] %zu bytes\n", t->n_bytes);
+        total += t->n_bytes;
+    }
+    fprintf(out, "total: %zu bytes (%.3f GB)\n", total, (double)total / 1e9);
+    fprintf(out, "shard plan: tp %d (mesh %dx%d)\n", plan->tp, plan->mesh_rows, plan->mesh_cols);
+    for (int d = 0; d < plan->tp; d++) {
+        const ml_shard *s = &plan->shards[d];
+        fprintf(out,
+                "  device %d: q heads %d..%d, kv heads %d..%d, ffn %d..%d, vocab %d..%d, weights %.1f MB\n", d,
+                s->q_head_begin, s->q_head_begin + s->q_head_count - 1, s->kv_head_begin,
+                s->kv_head_begin + s->kv_head_count - 1, s->ffn_begin, s->ffn_begin + s->ffn_count - 1,
+                s->vocab_begin, s->vocab_begin + s->vocab_count - 1, device_bytes(c, s, element) / 1e6);
+    }
+}
+
+static json_t *inspect_json(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan, double element) {
+    json_t *tensors = json_array();
+    for (int i = 0; i < st->n_tensors; i++) {
+        const ml_tensor_view *t = &st->tensors[i];
+        json_t *shape = json_array();
+        for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_array_append_new(tensors, json_pack("{s:s,s:s,s:o,s:I}", "name", t->name, "dtype",
+                                                 ml_dtype_name(t->dtype), "shape", shape, "bytes",
+                                                 (json_int_t)t->n_bytes));
+    }
+    json_t *devices = json_array();
+    for (int d = 0; d < plan->tp; d++) {
+        const ml_shard *s = &plan->shards[d];
+        json_array_append_new(
+            devices, json_pack("{s:i,s:[i,i],s:[i,i],s:[i,i],s:[i,i],s:f}", "device", d, "q_heads", s->q_head_begin,
+                               s->q_head_count, "kv_heads", s->kv_head_begin, s->kv_head_count, "ffn", s->ffn_begin,
+                               s->ffn_count, "vocab", s->vocab_begin, s->vocab_count, "weight_bytes",
+                               device_bytes(c, s, element)));
+    }
+    return json_pack("{s:o,s:o,s:{s:i,s:[i,i],s:o}}", "config", config_json(c), "tensors", tensors, "shard_plan",
+                     "tp", plan->tp, "mesh", plan->mesh_rows, plan->mesh_cols, "devices", devices);
+}
+
+int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json, FILE *out) {
+    if (!path || !out) return ml_set_error(ML_ERR_ARG, "ml_inspect: path and out must not be NULL");
+    if (!ml_is_directory(path))
+        return ml_set_error(ML_ERR_IO, "%s: model directory does not exist or is not a directory", path);
+    ml_config c;
+    ML_TRY(ml_config_load(path, &c));
+    ml_shard_plan *plan;
+    ML_TRY(ml_shard_plan_build(c.n_heads, c.n_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size, tp, mesh_rows,
+                               mesh_cols, &plan));
+    ml_safetensors st;
+    int status = ml_safetensors_open_dir(path, &st);
+    if (status != ML_OK) {
+        ml_shard_plan_free(plan);
+        return status;
+    }
+    const ml_tensor_view *embed = ml_safetensors_find(&st, "model.embed_tokens.weight");
+    double element = embed ? (double)ml_dtype_size(embed->dtype) : 2.0;
+    if (json) {
+        json_t *root = inspect_json(&c, &st, plan, element);
+        char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+        if (text) fprintf(out, "%s\n", text);
+        else status = ml_set_error(ML_ERR_NOMEM, "inspect: cannot build JSON");
+        free(text);
+        json_decref(root);
+    } else {
+        print_text(&c, &st, plan, element, out);
+    }
+    ml_safetensors_close(&st);
+    ml_shard_plan_free(plan);
+    return status;
+}

@@ -1,0 +1,85 @@
+/* Splitting matrix products over the thread pool. All jobs of one step (every device's q, k
+ * and v, say) run in one parallel region, so all cores work whatever tp is. A task is a block
+ * of rows times a block of tokens; the kernels guarantee that an output does not depend on
+ * the blocking, so results are identical for any thread count. */
+#include "core/error.h"
+#include "model/model_internal.h"
+
+#define ML_MAX_MATMUL_JOBS 256
+/* Tokens per task in prefill: the x block (tokens x n_in floats) stays in L2 while the
+ * task's weight rows stream past it. */
+#define ML_TOKENS_PER_TASK 64
+
+typedef struct {
+    const ml_model *model;
+    const ml_matmul_job *jobs;
+    int n_jobs;
+    int rows_per_task;
+    int task_begin[ML_MAX_MATMUL_JOBS + 1]; /* first task index of each job */
+    int row_blocks[ML_MAX_MATMUL_JOBS];
+} matmul_plan;
+
+static void matmul_task(void *ctx, int task, int thread_index) {
+    (void)thread_index;
+    const matmul_plan *plan = ctx;
+    int j = 0;
+    while (task >= plan->task_begin[j + 1]) j++;
+    const ml_matmul_job *job = &plan->jobs[j];
+    int local = task - plan->task_begin[j];
+    int row_block = local % plan->row_blocks[j];
+    int tok_block = local / plan->row_blocks[j];
+    int row_begin = row_block * plan->rows_per_task;
+    int row_end = row_begin + plan->rows_per_task < job->n_rows ? row_begin + plan->rows_per_task : job->n_rows;
+    int tok_begin = tok_block * ML_TOKENS_PER_TASK;
+    int n_tok = job->n_tok - tok_begin < ML_TOKENS_PER_TASK ? job->n_tok - tok_begin : ML_TOKENS_PER_TASK;
+    float *y = job->y + (size_t)tok_begin * job->ldy;
+    const ml_cpu_kernels *k = plan->model->kernels;
+    if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16) {
+        k->matmul_bf16_bf16(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data, job->n_in,
+                            n_tok, row_begin, row_end);
+        return;
+    }
+    const float *x = job->x + (size_t)tok_begin * job->ldx;
+    switch (job->w.dtype) {
+    case ML_DTYPE_BF16:
+        k->matmul_bf16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, row_begin, row_end);
+        break;
+    case ML_DTYPE_F16:
+        k->matmul_f16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, row_begin, row_end);
+        break;
+    default:
+        k->matmul_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, row_begin, row_end);
+        break;
+    }
+}
+
+void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs) {
+    /* Callers pass at most 3 jobs per device and tp <= n_heads; larger lists run in batches. */
+    while (n_jobs > ML_MAX_MATMUL_JOBS) {
+        ml_run_matmuls(model, jobs, ML_MAX_MATMUL_JOBS);
+        jobs += ML_MAX_MATMUL_JOBS;
+        n_jobs -= ML_MAX_MATMUL_JOBS;
+    }
+    matmul_plan plan;
+    plan.model = model;
+    plan.jobs = jobs;
+    plan.n_jobs = n_jobs;
+    long long total_rows = 0;
+    for (int j = 0; j < n_jobs; j++) total_rows += jobs[j].n_rows;
+    /* About 8 row blocks per thread for balance; multiples of 16 rows; at least 16. */
+    int threads = ml_pool_threads(model->pool);
+    long long rows = total_rows / ((long long)threads * 8);
+    rows = (rows + 15) / 16 * 16;
+    if (rows < 16) rows = 16;
+    if (rows > 1024) rows = 1024;
+    plan.rows_per_task = (int)rows;
+    plan.task_begin[0] = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        int row_blocks = (jobs[j].n_rows + plan.rows_per_task - 1) / plan.rows_per_task;
+        int tok_blocks = (jobs[j].n_tok + ML_TOKENS_PER_TASK - 1) / ML_TOKENS_PER_TASK;
+        if (jobs[j].n_rows == 0 || jobs[j].n_tok == 0) row_blocks = tok_blocks = 0;
+        plan.row_blocks[j] = row_blocks > 0 ? row_blocks : 1;
+        plan.task_begin[j + 1] = plan.task_begin[j] + row_blocks * tok_blocks;
+    }
+    ml_pool_run(model->pool, matmul_task, &plan, plan.task_begin[n_jobs]);
+}

@@ -1,0 +1,273 @@
+/* Opening, closing and running a model: parameters, buffers, the public forward. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "model/model_internal.h"
+
+ml_model_params ml_model_default_params(void) {
+    ml_model_params p;
+    memset(&p, 0, sizeof p);
+    p.tp = 1;
+    p.n_threads = 0;
+    p.max_seq_len = 0;
+    p.max_batch = 1;
+    p.act_mode = ML_ACT_ACCURATE;
+    p.kv_dtype = ML_KV_F32;
+    return p;
+}
+
+#define ML_DEFAULT_MAX_SEQ_LEN 4096
+#define ML_MAX_BATCH 32
+
+static int resolve_params(const ml_config *c, const ml_model_params *in, ml_model_params *out) {
+    *out = *in;
+    if (in->max_batch < 1 || in->max_batch > ML_MAX_BATCH)
+        return ml_set_error(ML_ERR_ARG, "max_batch %d: expected 1..%d", in->max_batch, ML_MAX_BATCH);
+    if (in->max_seq_len < 0)
+        return ml_set_error(ML_ERR_ARG, "max_seq_len %d: expected a positive length (or 0 for the default)",
+                            in->max_seq_len);
+    if (in->max_seq_len == 0)
+        out->max_seq_len = c->max_position_embeddings < ML_DEFAULT_MAX_SEQ_LEN ? c->max_position_embeddings
+                                                                              : ML_DEFAULT_MAX_SEQ_LEN;
+    if (out->max_seq_len > (1 << 24))
+        return ml_set_error(ML_ERR_ARG, "max_seq_len %d: at most %d supported", out->max_seq_len, 1 << 24);
+    if (in->act_mode != ML_ACT_ACCURATE && in->act_mode != ML_ACT_FAST)
+        return ml_set_error(ML_ERR_ARG, "act_mode %d: expected accurate (0) or fast (1)", (int)in->act_mode);
+    if (in->kv_dtype != ML_KV_F32 && in->kv_dtype != ML_KV_BF16)
+        return ml_set_error(ML_ERR_ARG, "kv_dtype %d: expected f32 (0) or bf16 (1)", (int)in->kv_dtype);
+    if (in->mesh_rows > 0 || in->mesh_cols > 0) {
+        if (in->mesh_rows <= 0 || in->mesh_cols <= 0)
+            return ml_set_error(ML_ERR_ARG, "mesh %dx%d: both dimensions must be positive", in->mesh_rows,
+                                in->mesh_cols);
+        out->tp = in->mesh_rows * in->mesh_cols;
+        if (in->tp > 1 && in->tp != out->tp)
+            return ml_set_error(ML_ERR_ARG, "mesh %dx%d has %d devices but tp is %d", in->mesh_rows, in->mesh_cols,
+                                out->tp, in->tp);
+    }
+    if (out->tp > ML_MAX_LOCAL_DEVICES)
+        return ml_set_error(ML_ERR_UNSUPPORTED, "tp %d: the threads backend hosts at most %d devices", out->tp,
+                            ML_MAX_LOCAL_DEVICES);
+    return ML_OK;
+}
+
+static int alloc_device_buffers(ml_model *m, ml_device *dev) {
+    const ml_config *c = &m->config;
+    const ml_shard *s = &dev->shard;
+    size_t chunk = ML_CHUNK_TOKENS, hd = (size_t)c->head_dim;
+    size_t q_width = (size_t)s->q_head_count * hd, kv_width = (size_t)s->kv_head_count * hd;
+    size_t ffn = (size_t)s->ffn_count;
+    size_t widest = q_width > ffn ? q_width : ffn;
+    dev->q = ml_alloc(chunk * q_width * sizeof(float), "q activations");
+    dev->k = ml_alloc(chunk * kv_width * sizeof(float), "k activations");
+    dev->v = ml_alloc(chunk * kv_width * sizeof(float), "v activations");
+    dev->attn = ml_alloc(chunk * q_width * sizeof(float), "attention output");
+    dev->gate = ml_alloc(chunk * ffn * sizeof(float), "gate activations");
+    dev->up = ml_alloc(chunk * ffn * sizeof(float), "up activations");
+    dev->partial = ml_alloc(chunk * (size_t)c->hidden_size * sizeof(float), "partial sums");
+    dev->act_bf16 = ml_alloc(chunk * widest * sizeof(uint16_t), "bf16 activations");
+    if (!dev->q || !dev->k || !dev->v || !dev->attn || !dev->gate || !dev->up || !dev->partial || !dev->act_bf16)
+        return ML_ERR_NOMEM;
+    size_t element = m->params.kv_dtype == ML_KV_BF16 ? 2 : 4;
+    size_t cells = (size_t)c->n_layers * (size_t)m->params.max_batch * (size_t)s->kv_head_count *
+                   (size_t)m->params.max_seq_len * hd;
+    if (ml_mul_size(cells, element, &dev->cache_bytes) != 0)
+        return ml_set_error(ML_ERR_ARG, "KV cache of %d positions x %d sequences is too large", m->params.max_seq_len,
+                            m->params.max_batch);
+    dev->k_cache = ml_alloc_pages(dev->cache_bytes, "K cache");
+    dev->v_cache = ml_alloc_pages(dev->cache_bytes, "V cache");
+    if (!dev->k_cache || !dev->v_cache) return ML_ERR_NOMEM;
+    return ML_OK;
+}
+
+static void free_device_buffers(ml_device *dev) {
+    ml_free(dev->q);
+    ml_free(dev->k);
+    ml_free(dev->v);
+    ml_free(dev->attn);
+    ml_free(dev->gate);
+    ml_free(dev->up);
+    ml_free(dev->partial);
+    ml_free(dev->act_bf16);
+    ml_free_pages(dev->k_cache, dev->cache_bytes);
+    ml_free_pages(dev->v_cache, dev->cache_bytes);
+}
+
+static int alloc_model_buffers(ml_model *m) {
+    const ml_config *c = &m->config;
+    size_t chunk = ML_CHUNK_TOKENS, hidden = (size_t)c->hidden_size;
+    int threads = ml_pool_threads(m->pool);
+    m->x = ml_alloc(chunk * hidden * sizeof(float), "residual stream");
+    m->xn = ml_alloc(chunk * hidden * sizeof(float), "normed activations");
+    m->xn_bf16 = ml_alloc(chunk * hidden * sizeof(uint16_t), "bf16 normed activations");
+    m->reduced = ml_alloc(chunk * hidden * sizeof(float), "all-reduce buffer");
+    m->attn_scratch = ml_alloc((size_t)threads * (size_t)m->params.max_seq_len * sizeof(float), "attention scratch");
+    m->token_slot = ml_alloc(chunk * sizeof(int), "token slots");
+    m->token_pos = ml_alloc(chunk * sizeof(int), "token positions");
+    m->slot_length = ml_alloc((size_t)m->params.max_batch * sizeof(int), "slot lengths");
+    m->attn_norm = ml_alloc((size_t)c->n_layers * hidden * sizeof(float), "attention norms");
+    m->mlp_norm = ml_alloc((size_t)c->n_layers * hidden * sizeof(float), "MLP norms");
+    m->final_norm = ml_alloc(hidden * sizeof(float), "final norm");
+    if (!m->x || !m->xn || !m->xn_bf16 || !m->reduced || !m->attn_scratch || !m->token_slot || !m->token_pos ||
+        !m->slot_length || !m->attn_norm || !m->mlp_norm || !m->final_norm)
+        return ML_ERR_NOMEM;
+    return ML_OK;
+}
+
+static int open_model(ml_model *m, const char *path, const ml_model_params *params) {
+    if (!ml_is_directory(path))
+        return ml_set_error(ML_ERR_IO, "%s: model directory does not exist or is not a directory", path);
+    ML_TRY(ml_config_load(path, &m->config));
+    ML_TRY(resolve_params(&m->config, params, &m->params));
+    const ml_config *c = &m->config;
+    ml_shard_plan *plan;
+    ML_TRY(ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, c->vocab_size,
+                               m->params.tp, m->params.mesh_rows, m->params.mesh_cols, &plan));
+    m->params.tp = plan->tp;
+    ML_TRY(ml_pool_create(m->params.n_threads, &m->pool));
+    m->params.n_threads = ml_pool_threads(m->pool);
+    ML_TRY(ml_mesh_create_threads(plan, m->pool, &m->mesh));
+    m->kernels = ml_cpu_kernels_best();
+    m->devices = calloc((size_t)m->mesh->n_local, sizeof *m->devices);
+    if (!m->devices) return ml_set_error(ML_ERR_NOMEM, "devices: out of memory");
+    for (int d = 0; d < m->mesh->n_local; d++) m->devices[d].shard = plan->shards[m->mesh->device_begin + d];
+    ML_TRY(alloc_model_buffers(m));
+    ML_TRY(ml_safetensors_open_dir(path, &m->weights));
+    ML_TRY(ml_model_load_weights(m));
+    for (int d = 0; d < m->mesh->n_local; d++) ML_TRY(alloc_device_buffers(m, &m->devices[d]));
+    return ml_rope_tables_build(c, m->params.max_seq_len, &m->rope_cos, &m->rope_sin);
+}
+
+int ml_model_open(const char *path, const ml_model_params *params, ml_model **out_model) {
+    if (!out_model) return ml_set_error(ML_ERR_ARG, "ml_model_open: out_model is NULL");
+    *out_model = NULL;
+    if (!path) return ml_set_error(ML_ERR_ARG, "ml_model_open: path is NULL");
+    ml_model_params defaults = ml_model_default_params();
+    ml_model *m = calloc(1, sizeof *m);
+    if (!m) return ml_set_error(ML_ERR_NOMEM, "ml_model_open: out of memory");
+    m->path = strdup(path);
+    int status = m->path ? open_model(m, path, params ? params : &defaults)
+                         : ml_set_error(ML_ERR_NOMEM, "ml_model_open: out of memory");
+    if (status != ML_OK) {
+        ml_model_close(m);
+        return status;
+    }
+    *out_model = m;
+    return ML_OK;
+}
+
+void ml_model_close(ml_model *m) {
+    if (!m) return;
+    if (m->devices) {
+        ml_model_free_weights(m);
+        for (int d = 0; d < m->mesh->n_local; d++) free_device_buffers(&m->devices[d]);
+        free(m->devices);
+    }
+    ml_mesh_destroy(m->mesh);
+    ml_pool_destroy(m->pool);
+    ml_safetensors_close(&m->weights);
+    ml_free(m->x);
+    ml_free(m->xn);
+    ml_free(m->xn_bf16);
+    ml_free(m->reduced);
+    ml_free(m->attn_scratch);
+    ml_free(m->token_slot);
+    ml_free(m->token_pos);
+    ml_free(m->slot_length);
+    ml_free(m->attn_norm);
+    ml_free(m->mlp_norm);
+    ml_free(m->final_norm);
+    ml_free(m->rope_cos);
+    ml_free(m->rope_sin);
+    free(m->path);
+    free(m);
+}
+
+void ml_model_get_info(const ml_model *m, ml_model_info *info) {
+    memset(info, 0, sizeof *info);
+    const ml_config *c = &m->config;
+    info->vocab_size = c->vocab_size;
+    info->hidden_size = c->hidden_size;
+    info->n_layers = c->n_layers;
+    info->n_heads = c->n_heads;
+    info->n_kv_heads = c->n_kv_heads;
+    info->head_dim = c->head_dim;
+    info->max_seq_len = m->params.max_seq_len;
+    info->max_batch = m->params.max_batch;
+    info->tp = m->params.tp;
+    info->n_threads = m->params.n_threads;
+    info->bos_token_id = c->bos_token_id;
+    info->n_eos = c->n_eos;
+    for (int i = 0; i < c->n_eos && i < 8; i++) info->eos_token_ids[i] = c->eos_token_ids[i];
+    info->weight_dtype = ml_dtype_name(m->weight_dtype);
+    info->isa = m->kernels->name;
+}
+
+int ml_reset_slot(ml_model *m, int slot) {
+    if (!m) return ml_set_error(ML_ERR_ARG, "ml_reset_slot: model is NULL");
+    if (slot < 0 || slot >= m->params.max_batch)
+        return ml_set_error(ML_ERR_ARG, "slot %d: expected 0..%d", slot, m->params.max_batch - 1);
+    m->slot_length[slot] = 0;
+    return ML_OK;
+}
+
+static int validate_batch(const ml_model *m, const ml_batch *b, int *out_total) {
+    if (!b || b->n_seq < 1 || b->n_seq > m->params.max_batch)
+        return ml_set_error(ML_ERR_ARG, "batch of %d sequences: expected 1..%d (max_batch)", b ? b->n_seq : 0,
+                            m->params.max_batch);
+    if (!b->slots || !b->start_pos || !b->n_tokens || !b->tokens)
+        return ml_set_error(ML_ERR_ARG, "batch: slots, start_pos, n_tokens and tokens must not be NULL");
+    long long total = 0;
+    for (int s = 0; s < b->n_seq; s++) {
+        int slot = b->slots[s];
+        if (slot < 0 || slot >= m->params.max_batch)
+            return ml_set_error(ML_ERR_ARG, "sequence %d: slot %d outside 0..%d", s, slot, m->params.max_batch - 1);
+        for (int other = 0; other < s; other++)
+            if (b->slots[other] == slot)
+                return ml_set_error(ML_ERR_ARG, "sequences %d and %d both use slot %d", other, s, slot);
+        if (b->n_tokens[s] < 1) return ml_set_error(ML_ERR_ARG, "sequence %d: %d tokens; expected >= 1", s, b->n_tokens[s]);
+        if (b->start_pos[s] < 0 || b->start_pos[s] > m->slot_length[slot])
+            return ml_set_error(ML_ERR_ARG, "sequence %d: start position %d, but slot %d holds %d positions", s,
+                                b->start_pos[s], slot, m->slot_length[slot]);
+        if ((long long)b->start_pos[s] + b->n_tokens[s] > m->params.max_seq_len)
+            return ml_set_error(ML_ERR_ARG, "sequence %d: positions up to %lld exceed max_seq_len %d", s,
+                                (long long)b->start_pos[s] + b->n_tokens[s], m->params.max_seq_len);
+        total += b->n_tokens[s];
+    }
+    for (long long t = 0; t < total; t++)
+        if (b->tokens[t] < 0 || b->tokens[t] >= m->config.vocab_size)
+            return ml_set_error(ML_ERR_ARG, "token %lld of the batch: id %d outside the vocabulary 0..%d", t,
+                                (int)b->tokens[t], m->config.vocab_size - 1);
+    if (total > (1 << 30)) return ml_set_error(ML_ERR_ARG, "batch of %lld tokens is too large", total);
+    *out_total = (int)total;
+    return ML_OK;
+}
+
+int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
+    if (!m || !logits) return ml_set_error(ML_ERR_ARG, "ml_forward: model and logits must not be NULL");
+    int total = 0;
+    ML_TRY(validate_batch(m, b, &total));
+    /* Flatten to (token, slot, position, logit row) and run chunks of ML_CHUNK_TOKENS. */
+    int out_rows[ML_CHUNK_TOKENS];
+    int s = 0, in_seq = 0, next_row = 0;
+    for (int done = 0; done < total;) {
+        int n = total - done < ML_CHUNK_TOKENS ? total - done : ML_CHUNK_TOKENS;
+        for (int t = 0; t < n; t++) {
+            while (in_seq >= b->n_tokens[s]) {
+                s++;
+                in_seq = 0;
+            }
+            m->token_slot[t] = b->slots[s];
+            m->token_pos[t] = b->start_pos[s] + in_seq;
+            int last = in_seq == b->n_tokens[s] - 1;
+            out_rows[t] = (b->all_logits || last) ? next_row++ : -1;
+            in_seq++;
+        }
+        int status = ml_forward_chunk(m, b->tokens + done, n, out_rows, logits);
+        if (status != ML_OK) return status;
+        done += n;
+    }
+    for (int i = 0; i < b->n_seq; i++) m->slot_length[b->slots[i]] = b->start_pos[i] + b->n_tokens[i];
+    return ML_OK;
+}

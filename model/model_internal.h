@@ -1,0 +1,119 @@
+/* The Llama model over a mesh: weights per device, KV caches, activation buffers. */
+#ifndef ML_MODEL_INTERNAL_H
+#define ML_MODEL_INTERNAL_H
+
+#include <stdint.h>
+
+#include "backend/cpu/kernels.h"
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "meshllama.h"
+#include "mesh/mesh.h"
+
+/* Tokens per forward chunk: longer prompts are processed in chunks of this many tokens, which
+ * bounds the activation buffers and keeps a chunk's activations in cache. */
+#define ML_CHUNK_TOKENS 256
+/* Devices one process can host (the threads backend hosts all of them). */
+#define ML_MAX_LOCAL_DEVICES 128
+
+/* A matrix in memory: row-major [rows, cols] of dtype (f32, f16 or bf16). */
+typedef struct {
+    const void *data;
+    ml_dtype dtype;
+} ml_weight;
+
+/* One layer's slices on one device (DESIGN.md "Parallelism"). */
+typedef struct {
+    ml_weight wq;     /* [q_count * head_dim, hidden]   rows of q_proj (zero-copy) */
+    ml_weight wk;     /* [kv_count * head_dim, hidden]  rows of k_proj (zero-copy) */
+    ml_weight wv;     /* [kv_count * head_dim, hidden]  rows of v_proj (zero-copy) */
+    ml_weight wo;     /* [hidden, q_count * head_dim]   columns of o_proj (packed when tp > 1) */
+    ml_weight w_gate; /* [ffn_count, hidden]            rows of gate_proj (zero-copy) */
+    ml_weight w_up;   /* [ffn_count, hidden]            rows of up_proj (zero-copy) */
+    ml_weight w_down; /* [hidden, ffn_count]            columns of down_proj (packed when tp > 1) */
+} ml_layer_slice;
+
+typedef struct {
+    ml_shard shard;
+    ml_layer_slice *layers; /* [n_layers] */
+    ml_weight lm_head;      /* [vocab_count, hidden] rows of lm_head (or of the embedding when tied) */
+    uint8_t *packed;        /* owned: this device's packed o/down columns; NULL at tp = 1 */
+    size_t packed_bytes;
+    void *k_cache;          /* [n_layers][max_batch][kv_count][max_seq_len][head_dim] f32 or bf16 */
+    void *v_cache;          /* same */
+    size_t cache_bytes;     /* bytes of each of k_cache, v_cache */
+    /* activations of one chunk */
+    float *q;               /* [chunk, q_count * head_dim] */
+    float *k;               /* [chunk, kv_count * head_dim] */
+    float *v;               /* [chunk, kv_count * head_dim] */
+    float *attn;            /* [chunk, q_count * head_dim] */
+    float *gate;            /* [chunk, ffn_count] (holds silu(gate) * up after the MLP's first step) */
+    float *up;              /* [chunk, ffn_count] */
+    float *partial;         /* [chunk, hidden] row-parallel partial sums */
+    uint16_t *act_bf16;     /* [chunk, max(q_count * head_dim, ffn_count)] fast-mode matmul input */
+} ml_device;
+
+struct ml_model {
+    char *path;                      /* the checkpoint directory, for messages */
+    ml_config config;
+    ml_model_params params;          /* as resolved (tp, threads, max_seq_len filled in) */
+    ml_safetensors weights;
+    ml_dtype weight_dtype;           /* dtype of the projection matrices */
+    const ml_cpu_kernels *kernels;
+    ml_pool *pool;
+    ml_mesh *mesh;
+    ml_device *devices;              /* [mesh->n_local] */
+    int *slot_length;                /* [max_batch] positions held in each KV slot */
+
+    /* replicated on every device */
+    ml_weight embed;                 /* [vocab, hidden] */
+    float *attn_norm;                /* [n_layers, hidden] */
+    float *mlp_norm;                 /* [n_layers, hidden] */
+    float *final_norm;               /* [hidden] */
+    float *rope_cos;                 /* [max_seq_len, head_dim / 2] */
+    float *rope_sin;                 /* [max_seq_len, head_dim / 2] */
+
+    /* activations of one chunk, shared by the local devices */
+    float *x;                        /* [chunk, hidden] residual stream */
+    float *xn;                       /* [chunk, hidden] normed input of a sublayer */
+    uint16_t *xn_bf16;               /* [chunk, hidden] fast mode */
+    float *reduced;                  /* [chunk, hidden] all-reduce result */
+    float *attn_scratch;             /* [n_threads, max_seq_len] attention scores */
+    int *token_slot;                 /* [chunk] KV slot of each token */
+    int *token_pos;                  /* [chunk] position of each token */
+    float *layer_dump;               /* optional hook target: not owned */
+};
+
+/* Loads every device's weights: validates names, dtypes and shapes against the config, aims
+ * column-parallel slices into the mapping and packs row-parallel slices. */
+int ml_model_load_weights(ml_model *model);
+void ml_model_free_weights(ml_model *model);
+
+/* RoPE tables as HF computes them (LlamaRotaryEmbedding, _compute_llama3_parameters). */
+int ml_rope_tables_build(const ml_config *config, int max_seq_len, float **out_cos, float **out_sin);
+/* inv_freq [head_dim / 2] in float32, as HF. */
+void ml_rope_inv_freq(const ml_config *config, float *inv_freq);
+
+/* A matrix product y = x W^T for n_tok tokens, split into tasks over the pool. */
+typedef struct {
+    ml_weight w;             /* [n_rows, n_in] */
+    int n_rows;
+    int n_in;
+    const float *x;          /* [n_tok, ldx] float32 input (accurate mode, or non-bf16 weights) */
+    const uint16_t *x_bf16;  /* [n_tok, ldx] bf16 input; used instead of x for bf16 weights when set */
+    size_t ldx;
+    float *y;                /* [n_tok, ldy] */
+    size_t ldy;
+    int n_tok;
+} ml_matmul_job;
+
+/* Runs the jobs together (one parallel region); the result does not depend on the split. */
+void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs);
+
+/* One chunk of tokens through the whole model. tokens, token_slot/token_pos already set for
+ * n_tok tokens; out_rows[t] >= 0 selects tokens whose logits go to logits[out_rows[t]]. */
+int ml_forward_chunk(ml_model *model, const int32_t *tokens, int n_tok, const int *out_rows, float *logits);
+
+#endif

@@ -1,0 +1,68 @@
+/* The generation loop: prefill the prompt (or feed it token by token through decode), then
+ * sample one token per step until max_tokens or an EOS id of the config. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/timer.h"
+#include "meshllama.h"
+#include "runtime/sampler.h"
+
+static int is_eos(const ml_model_info *info, int32_t token) {
+    for (int i = 0; i < info->n_eos; i++)
+        if (info->eos_token_ids[i] == token) return 1;
+    return 0;
+}
+
+static int feed(ml_model *model, const int32_t *tokens, int n, int start_pos, float *logits) {
+    int slot = 0;
+    ml_batch batch = {.n_seq = 1, .slots = &slot, .start_pos = &start_pos, .n_tokens = &n, .tokens = tokens};
+    return ml_forward(model, &batch, logits);
+}
+
+static int prefill(ml_model *model, const int32_t *prompt, int n_prompt, int token_by_token, float *logits) {
+    if (!token_by_token) return feed(model, prompt, n_prompt, 0, logits);
+    for (int i = 0; i < n_prompt; i++) ML_TRY(feed(model, prompt + i, 1, i, logits));
+    return ML_OK;
+}
+
+int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_sampling_params *sp,
+                int32_t *out_tokens, ml_token_callback callback, void *user, ml_generate_stats *stats) {
+    if (!model || !prompt || !sp || (!out_tokens && sp->max_tokens > 0))
+        return ml_set_error(ML_ERR_ARG, "ml_generate: model, prompt, params and out_tokens must not be NULL");
+    if (n_prompt < 1) return ml_set_error(ML_ERR_ARG, "ml_generate: the prompt is empty; expected at least 1 token");
+    if (sp->max_tokens < 0) return ml_set_error(ML_ERR_ARG, "max_tokens %d: expected >= 0", sp->max_tokens);
+    ml_model_info info;
+    ml_model_get_info(model, &info);
+    if ((long long)n_prompt + sp->max_tokens > info.max_seq_len)
+        return ml_set_error(ML_ERR_ARG, "prompt of %d tokens plus %d new tokens exceeds max_seq_len %d", n_prompt,
+                            sp->max_tokens, info.max_seq_len);
+    ml_sampler sampler;
+    ML_TRY(ml_sampler_init(&sampler, sp, info.vocab_size));
+    float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
+    if (!logits) {
+        ml_sampler_free(&sampler);
+        return ml_set_error(ML_ERR_NOMEM, "ml_generate: out of memory for logits");
+    }
+    ml_generate_stats local = {0, 0, 0.0, 0.0};
+    double start = ml_now_ms();
+    int status = ml_reset_slot(model, 0);
+    if (status == ML_OK) status = prefill(model, prompt, n_prompt, sp->prefill_decode, logits);
+    local.prefill_ms = ml_now_ms() - start;
+    start = ml_now_ms();
+    for (int i = 0; status == ML_OK && i < sp->max_tokens; i++) {
+        int32_t token = ml_sampler_pick(&sampler, logits);
+        out_tokens[local.n_generated++] = token;
+        if (callback && callback(token, user) != 0) break;
+        if (!sp->ignore_eos && is_eos(&info, token)) {
+            local.stopped_at_eos = 1;
+            break;
+        }
+        if (i + 1 < sp->max_tokens) status = feed(model, &token, 1, n_prompt + i, logits);
+    }
+    local.decode_ms = ml_now_ms() - start;
+    free(logits);
+    ml_sampler_free(&sampler);
+    if (stats) *stats = local;
+    return status;
+}

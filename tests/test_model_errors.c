@@ -1,0 +1,198 @@
+/* Bad input to the model layer: every case returns an error code with a message naming the
+ * file, tensor or argument, and nothing crashes or leaks (the sanitizer build runs this). */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/safetensors.h"
+#include "meshllama.h"
+#include "test_util.h"
+
+static char fixture_dir[512];
+
+/* Opens dir and expects failure with code and a message containing every non-NULL needle. */
+static void expect_open_fails(const char *dir, int tp, int code, const char *needle1, const char *needle2) {
+    ml_model_params p = ml_model_default_params();
+    p.tp = tp;
+    ml_model *m = (ml_model *)1;
+    int status = ml_model_open(dir, &p, &m);
+    CHECK(status == code, "%s: expected status %d, got %d (%s)", dir, code, status, ml_last_error());
+    CHECK(m == NULL, "%s: handle not cleared on failure", dir);
+    if (needle1) CHECK(strstr(ml_last_error(), needle1), "message lacks '%s': %s", needle1, ml_last_error());
+    if (needle2) CHECK(strstr(ml_last_error(), needle2), "message lacks '%s': %s", needle2, ml_last_error());
+    if (status == ML_OK) ml_model_close(m);
+}
+
+/* A copy of a fixture: weight files linked, config.json rewritten by edit (may be NULL). */
+static int make_variant(const char *fixture, const char *tag, void (*edit)(json_t *config), char *out, size_t size) {
+    char src[512], path[700], target[700];
+    ml_test_fixture_path(src, sizeof src, fixture);
+    if (ml_test_make_tmpdir(out, size, tag) != 0) return -1;
+    const char *names[] = {"model.safetensors", "model.safetensors.index.json", "model-00001-of-00004.safetensors",
+                           "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors",
+                           "model-00004-of-00004.safetensors"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(target, sizeof target, "%s/%s", src, names[i]);
+        snprintf(path, sizeof path, "%s/%s", out, names[i]);
+        if (access(target, F_OK) == 0 && symlink(target, path) != 0) return -1;
+    }
+    snprintf(path, sizeof path, "%s/config.json", src);
+    json_error_t error;
+    json_t *config = json_load_file(path, 0, &error);
+    if (!config) return -1;
+    if (edit) edit(config);
+    snprintf(path, sizeof path, "%s/config.json", out);
+    int rc = json_dump_file(config, path, JSON_INDENT(2));
+    json_decref(config);
+    return rc;
+}
+
+static void set_wrong_ffn(json_t *c) { json_object_set_new(c, "intermediate_size", json_integer(161)); }
+static void set_zero_heads(json_t *c) { json_object_set_new(c, "num_attention_heads", json_integer(0)); }
+static void set_string_hidden(json_t *c) { json_object_set_new(c, "hidden_size", json_string("96")); }
+static void drop_vocab(json_t *c) { json_object_del(c, "vocab_size"); }
+
+static void check_directory_errors(void) {
+    expect_open_fails("/nonexistent/meshllama-model", 1, ML_ERR_IO, "/nonexistent/meshllama-model", NULL);
+    char dir[512];
+    CHECK(ml_test_make_tmpdir(dir, sizeof dir, "empty") == 0, "tmpdir");
+    expect_open_fails(dir, 1, ML_ERR_IO, "config.json", NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    ml_test_write_file(path, "{ not json", 10);
+    expect_open_fails(dir, 1, ML_ERR_CONFIG, "config.json", NULL);
+}
+
+static void check_config_errors(void) {
+    char dir[512];
+    CHECK(make_variant("gqa_tied_bf16", "ffn", set_wrong_ffn, dir, sizeof dir) == 0, "variant");
+    expect_open_fails(dir, 1, ML_ERR_TENSOR, "mlp.gate_proj.weight", "[161, 96]");
+    CHECK(make_variant("gqa_tied_bf16", "heads", set_zero_heads, dir, sizeof dir) == 0, "variant");
+    expect_open_fails(dir, 1, ML_ERR_CONFIG, "num_attention_heads", NULL);
+    CHECK(make_variant("gqa_tied_bf16", "type", set_string_hidden, dir, sizeof dir) == 0, "variant");
+    expect_open_fails(dir, 1, ML_ERR_CONFIG, "hidden_size", NULL);
+    CHECK(make_variant("gqa_tied_bf16", "vocab", drop_vocab, dir, sizeof dir) == 0, "variant");
+    expect_open_fails(dir, 1, ML_ERR_CONFIG, "vocab_size", NULL);
+    expect_open_fails(fixture_dir, 7, ML_ERR_ARG, "tp 7", NULL);
+    expect_open_fails(fixture_dir, 0, ML_ERR_ARG, "tp 0", NULL);
+}
+
+/* Rewrites the fixture's safetensors without one tensor, or with one tensor's dtype renamed. */
+static int write_modified_safetensors(const char *dir, const char *drop, const char *retype, const char *new_dtype) {
+    char src[600], path[600];
+    ml_test_fixture_path(src, sizeof src, "gqa_tied_bf16/model.safetensors");
+    ml_safetensors st;
+    if (ml_safetensors_open_file(src, &st) != ML_OK) return -1;
+    json_t *header = json_object();
+    size_t offset = 0;
+    for (int i = 0; i < st.n_tensors; i++) {
+        const ml_tensor_view *t = &st.tensors[i];
+        if (drop && strcmp(t->name, drop) == 0) continue;
+        json_t *shape = json_array();
+        for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        const char *dtype = (retype && strcmp(t->name, retype) == 0) ? new_dtype : "BF16";
+        json_object_set_new(header, t->name,
+                            json_pack("{s:s,s:o,s:[I,I]}", "dtype", dtype, "shape", shape, "data_offsets",
+                                      (json_int_t)offset, (json_int_t)(offset + t->n_bytes)));
+        offset += t->n_bytes;
+    }
+    char *text = json_dumps(header, JSON_COMPACT);
+    json_decref(header);
+    uint64_t header_len = strlen(text);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(&header_len, 8, 1, f);
+    fwrite(text, 1, header_len, f);
+    for (int i = 0; i < st.n_tensors; i++) {
+        const ml_tensor_view *t = &st.tensors[i];
+        if (drop && strcmp(t->name, drop) == 0) continue;
+        fwrite(t->data, 1, t->n_bytes, f);
+    }
+    fclose(f);
+    free(text);
+    ml_safetensors_close(&st);
+    return 0;
+}
+
+static void check_tensor_errors(void) {
+    char dir[512], path[600];
+    CHECK(make_variant("gqa_tied_bf16", "missing", NULL, dir, sizeof dir) == 0, "variant");
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    expect_open_fails(dir, 1, ML_ERR_IO, "model.safetensors", NULL);
+    CHECK(write_modified_safetensors(dir, "model.layers.1.mlp.up_proj.weight", NULL, NULL) == 0, "write");
+    expect_open_fails(dir, 2, ML_ERR_TENSOR, "model.layers.1.mlp.up_proj.weight", "missing");
+    CHECK(write_modified_safetensors(dir, NULL, "model.layers.0.self_attn.k_proj.weight", "I16") == 0, "write");
+    expect_open_fails(dir, 1, ML_ERR_TENSOR, "model.layers.0.self_attn.k_proj.weight", "i16");
+    CHECK(write_modified_safetensors(dir, NULL, "model.norm.weight", "U16") == 0, "write");
+    expect_open_fails(dir, 1, ML_ERR_TENSOR, "model.norm.weight", NULL);
+
+    /* a sharded checkpoint whose index names a shard that is not there */
+    CHECK(make_variant("mha_sharded_bf16", "shard", NULL, dir, sizeof dir) == 0, "variant");
+    snprintf(path, sizeof path, "%s/model-00003-of-00004.safetensors", dir);
+    unlink(path);
+    expect_open_fails(dir, 1, ML_ERR_IO, "model-00003-of-00004.safetensors", NULL);
+}
+
+static void check_forward_errors(void) {
+    ml_model_params p = ml_model_default_params();
+    p.max_seq_len = 8;
+    p.max_batch = 2;
+    p.n_threads = 2;
+    ml_model *m = NULL;
+    CHECK(ml_model_open(fixture_dir, &p, &m) == ML_OK, "open: %s", ml_last_error());
+    if (!m) return;
+    float *logits = malloc(16 * 256 * sizeof(float));
+    int32_t tokens[12] = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    int slots[2] = {0, 1}, starts[2] = {0, 0}, counts[2] = {3, 3};
+    ml_batch b = {1, slots, starts, counts, tokens, 0};
+
+    tokens[1] = 256; /* vocab is 256 */
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG && strstr(ml_last_error(), "id 256"), "%s", ml_last_error());
+    tokens[1] = -1;
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG && strstr(ml_last_error(), "id -1"), "%s", ml_last_error());
+    tokens[1] = 6;
+    counts[0] = 9; /* longer than max_seq_len 8 */
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG && strstr(ml_last_error(), "max_seq_len 8"), "%s", ml_last_error());
+    counts[0] = 3;
+    starts[0] = 2; /* the slot holds nothing yet */
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG && strstr(ml_last_error(), "holds 0"), "%s", ml_last_error());
+    starts[0] = 0;
+    slots[1] = 0;
+    b.n_seq = 2;
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG && strstr(ml_last_error(), "slot 0"), "%s", ml_last_error());
+    slots[1] = 2; /* max_batch 2 */
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG && strstr(ml_last_error(), "slot 2"), "%s", ml_last_error());
+    b.n_seq = 3;
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG, "3 sequences with max_batch 2 accepted");
+    b.n_seq = 1;
+    counts[0] = 0;
+    CHECK(ml_forward(m, &b, logits) == ML_ERR_ARG, "empty sequence accepted");
+    counts[0] = 3;
+    CHECK(ml_forward(m, &b, logits) == ML_OK, "valid batch after errors: %s", ml_last_error());
+
+    ml_sampling_params sp = ml_sampling_default_params();
+    sp.max_tokens = 6; /* 3 + 6 > 8 */
+    int32_t out[8];
+    CHECK(ml_generate(m, tokens, 3, &sp, out, NULL, NULL, NULL) == ML_ERR_ARG &&
+              strstr(ml_last_error(), "max_seq_len 8"),
+          "%s", ml_last_error());
+    CHECK(ml_generate(m, tokens, 0, &sp, out, NULL, NULL, NULL) == ML_ERR_ARG, "empty prompt accepted");
+    sp.max_tokens = 2;
+    sp.temperature = -1.0f;
+    CHECK(ml_generate(m, tokens, 3, &sp, out, NULL, NULL, NULL) == ML_ERR_ARG && strstr(ml_last_error(), "temperature"),
+          "%s", ml_last_error());
+    free(logits);
+    ml_model_close(m);
+    ml_model_close(NULL); /* harmless */
+}
+
+int main(void) {
+    ml_test_fixture_path(fixture_dir, sizeof fixture_dir, "gqa_tied_bf16");
+    check_directory_errors();
+    check_config_errors();
+    check_tensor_errors();
+    check_forward_errors();
+    return ml_test_finish("model_errors");
+}

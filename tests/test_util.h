@@ -1,0 +1,58 @@
+/* Small helpers shared by the C tests: checks that count failures, seeded random data,
+ * normalised error, fixture paths. Every test exits non-zero on any failure. */
+#ifndef ML_TEST_UTIL_H
+#define ML_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern int ml_test_failures;
+extern int ml_test_checks;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        ml_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            ml_test_failures++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                       \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+        }                                                                                          \
+    } while (0)
+
+/* Prints "N passed, M failed" and returns the exit status (non-zero on failure or no checks). */
+int ml_test_finish(const char *suite);
+
+/* Deterministic xorshift random numbers. */
+typedef struct { uint64_t state; } ml_test_rng;
+void ml_test_rng_seed(ml_test_rng *rng, uint64_t seed);
+float ml_test_uniform(ml_test_rng *rng, float lo, float hi);
+void ml_test_fill(ml_test_rng *rng, float *x, size_t n, float lo, float hi);
+
+/* max_i |a[i] - b[i]| / (max_i |b[i]| + tiny) */
+double ml_test_norm_error(const float *a, const float *b, size_t n);
+
+/* $MESHLLAMA_FIXTURES/name (static buffer per call site is not needed: caller provides). */
+void ml_test_fixture_path(char *out, size_t size, const char *name);
+/* A fresh temporary directory under $MESHLLAMA_TMP (or /tmp); returns 0 on success. */
+int ml_test_make_tmpdir(char *out, size_t size, const char *tag);
+/* Writes bytes to a file; returns 0 on success. */
+int ml_test_write_file(const char *path, const void *data, size_t size);
+
+
+/* tests/fixtures/<name>/reference.bin, written by tools/make_fixtures.py (docs/FIXTURES.md). */
+typedef struct {
+    int vocab_size;
+    int n_prompt;
+    int n_generated;
+    int32_t *prompt_ids;     /* [n_prompt] */
+    int32_t *generated_ids;  /* [n_generated] HF greedy continuation */
+    float *logits;           /* [n_prompt, vocab_size] HF float32 logits */
+} ml_test_reference;
+
+/* Returns 0 on success; prints why on failure. */
+int ml_test_reference_load(const char *path, ml_test_reference *ref);
+void ml_test_reference_free(ml_test_reference *ref);
+
+#endif
