@@ -26,8 +26,9 @@ static void expect_open_fails(const char *dir, int tp, int code, const char *nee
 
 /* A copy of a fixture: weight files linked, config.json rewritten by edit (may be NULL). */
 static int make_variant(const char *fixture, const char *tag, void (*edit)(json_t *config), char *out, size_t size) {
-    char src[512], path[700], target[700];
-    ml_test_fixture_path(src, sizeof src, fixture);
+    char relative[512], src[4096], path[4200], target[4200];
+    ml_test_fixture_path(relative, sizeof relative, fixture);
+    if (!realpath(relative, src)) return -1;
     if (ml_test_make_tmpdir(out, size, tag) != 0) return -1;
     const char *names[] = {"model.safetensors", "model.safetensors.index.json", "model-00001-of-00004.safetensors",
                            "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors",

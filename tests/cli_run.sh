@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The meshllama command as a user drives it: run and inspect on real fixture checkpoints,
+# HF's greedy tokens reproduced through the CLI at several tp, and bad input rejected with a
+# clear message and a non-zero exit (never a crash: exit codes above 2 fail the test).
+set -u
+bin=${MESHLLAMA_BIN:?}
+fixtures=${MESHLLAMA_FIXTURES:?}
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+# expect_fail CODE NEEDLE -- command...: exit status CODE and NEEDLE in stderr
+expect_fail() {
+    local code=$1 needle=$2
+    shift 3
+    local err
+    err=$("$@" 2>&1 >/dev/null)
+    local rc=$?
+    if [ "$rc" -ne "$code" ]; then fail "$* exited $rc, expected $code: $err"; return; fi
+    if ! grep -qF -- "$needle" <<<"$err"; then fail "$*: message lacks '$needle': $err"; return; fi
+    pass
+}
+
+# HF's greedy continuation, read from reference.bin (layout in docs/FIXTURES.md)
+reference_ids() {
+    python3 - "$1" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"MLHFREF1"
+version, vocab, n_prompt, n_gen = struct.unpack_from("<4I", data, 8)
+ids = struct.unpack_from("<%di" % (n_prompt + n_gen), data, 24)
+print(",".join(map(str, ids[:n_prompt])), ",".join(map(str, ids[n_prompt:])))
+PY
+}
+
+for fixture in gqa_tied_bf16 h9kv3_llama3rope_bf16 mha_sharded_bf16; do
+    dir=$fixtures/$fixture
+    read -r prompt expected < <(reference_ids "$dir/reference.bin")
+    n=$(tr ',' '\n' <<<"$expected" | wc -l)
+    for tp in 1 2 3; do
+        out=$("$bin" run -m "$dir" --prompt-ids "$prompt" -n "$n" --tp "$tp" -t 2 --ignore-eos --json)
+        got=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["generated_ids"])))' <<<"$out")
+        if [ "$got" = "$expected" ]; then pass; else fail "$fixture tp $tp: run gave $got, HF $expected"; fi
+    done
+    # streamed output prints the same ids
+    streamed=$("$bin" run -m "$dir" --prompt-ids "$prompt" -n "$n" --mesh 1x2 --ignore-eos 2>/dev/null | tr ' ' ',')
+    if [ "$streamed" = "$expected" ]; then pass; else fail "$fixture streamed: $streamed"; fi
+done
+
+# sampling is reproducible with a seed and differs across seeds
+dir=$fixtures/gqa_tied_bf16
+a=$("$bin" run -m "$dir" --prompt-ids 5,6,7 -n 24 --temp 1.5 --top-k 50 --top-p 0.95 -s 7 --ignore-eos 2>/dev/null)
+b=$("$bin" run -m "$dir" --prompt-ids 5,6,7 -n 24 --temp 1.5 --top-k 50 --top-p 0.95 -s 7 --ignore-eos 2>/dev/null)
+c=$("$bin" run -m "$dir" --prompt-ids 5,6,7 -n 24 --temp 1.5 --top-k 50 --top-p 0.95 -s 8 --ignore-eos 2>/dev/null)
+if [ -n "$a" ] && [ "$a" = "$b" ]; then pass; else fail "same seed gave '$a' and '$b'"; fi
+if [ "$a" != "$c" ]; then pass; else fail "seeds 7 and 8 gave the same 24 sampled tokens"; fi
+
+# stops at the EOS id of the config (2 for the fixtures) unless told not to
+eos_run=$("$bin" run -m "$dir" --prompt-ids 5,6,7 -n 200 --temp 3 -s 1 -c 256 --json)
+if python3 -c 'import json,sys; d=json.load(sys.stdin); g=d["generated_ids"]; assert len(g) <= 200; assert (2 in g) == d["stopped_at_eos"]; assert 2 not in g[:-1]' <<<"$eos_run"; then pass; else fail "EOS handling: $eos_run"; fi
+
+# inspect prints the config, tensors and the plan
+out=$("$bin" inspect "$fixtures/h9kv3_llama3rope_bf16" --tp 2)
+for needle in "heads 9" "kv heads 3" "llama3" "model.layers.2.mlp.down_proj.weight" "device 1:"; do
+    if grep -qF "$needle" <<<"$out"; then pass; else fail "inspect lacks '$needle'"; fi
+done
+if "$bin" inspect "$fixtures/mha_sharded_bf16" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["shard_plan"]["tp"]==1 and len(d["tensors"])>0'; then pass; else fail "inspect --json"; fi
+
+# bad input: usage errors exit 2, runtime errors exit 1, each with a message
+expect_fail 1 "does not exist" -- "$bin" run -m /nonexistent --prompt-ids 1,2
+expect_fail 1 "tp 7" -- "$bin" run -m "$dir" --prompt-ids 1,2 --tp 7
+expect_fail 1 "id 256" -- "$bin" run -m "$dir" --prompt-ids 1,256
+expect_fail 1 "max_seq_len 4" -- "$bin" run -m "$dir" --prompt-ids 1,2,3,4,5 -c 4
+expect_fail 2 "--prompt-ids" -- "$bin" run -m "$dir" --prompt-ids 1,x
+expect_fail 2 "--tp" -- "$bin" run -m "$dir" --prompt-ids 1 --tp zero
+expect_fail 2 "--mesh" -- "$bin" run -m "$dir" --prompt-ids 1 --mesh 2by4
+expect_fail 2 "--temp" -- "$bin" run -m "$dir" --prompt-ids 1 --temp -1
+expect_fail 2 "no prompt" -- "$bin" run -m "$dir"
+expect_fail 2 "unknown command" -- "$bin" frobnicate
+expect_fail 1 "config.json" -- "$bin" inspect /tmp
+expect_fail 1 "tp 10" -- "$bin" inspect "$fixtures/h9kv3_llama3rope_bf16" --tp 10
+
+echo "cli_run: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
