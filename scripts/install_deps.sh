@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(
-    "libjansson-dev=2.14-2"   # JSON: config.json, safetensors headers
+    "libjansson-dev=2.14-2"   # JSON: config.json, safetensors headers, tokenizer.json
+    "libpcre2-dev=10.42-1+deb12u2" # pre-tokenizer regexes (JIT)
     "pkg-config"
     "cmake"
     "gcc"
