@@ -102,3 +102,22 @@ int ml_cli_parse_kv(const char *flag, const char *text, ml_kv_dtype *out) {
     }
     return 0;
 }
+
+int ml_cli_parse_range(const char *flag, const char *text, long min, long max, int **values, int *n) {
+    long a, b, step = 1;
+    int used = 0;
+    int fields = sscanf(text, "%ld:%ld%n:%ld%n", &a, &b, &used, &step, &used);
+    if ((fields != 2 && fields != 3) || text[used] != '\0' || a < min || b > max || a > b || step < 1 ||
+        (b - a) / step >= 100000) {
+        fprintf(stderr, "meshllama: %s '%s': expected START:END[:STEP] with %ld <= START <= END <= %ld, STEP >= 1\n",
+                flag, text, min, max);
+        return -1;
+    }
+    int count = (int)((b - a) / step) + 1;
+    int *list = malloc((size_t)count * sizeof *list);
+    if (!list) return -1;
+    for (int i = 0; i < count; i++) list[i] = (int)(a + i * step);
+    *values = list;
+    *n = count;
+    return 0;
+}

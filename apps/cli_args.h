@@ -16,6 +16,8 @@ int ml_cli_parse_u64(const char *flag, const char *text, uint64_t *out);
 int ml_cli_parse_mesh(const char *flag, const char *text, int *rows, int *cols);
 /* "1,2,3" -> malloc'd ids; at least one id, each >= 0. */
 int ml_cli_parse_ids(const char *flag, const char *text, int32_t **ids, int *n);
+/* "a:b[:s]" -> the values a, a+s, ... <= b (s defaults to 1); malloc'd list. */
+int ml_cli_parse_range(const char *flag, const char *text, long min, long max, int **values, int *n);
 /* "accurate" / "fast" */
 int ml_cli_parse_act(const char *flag, const char *text, ml_act_mode *out);
 /* "f32" / "bf16" */

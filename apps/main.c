@@ -11,6 +11,7 @@ static const char usage[] =
     "commands:\n"
     "  run       generate tokens from a prompt (meshllama run --help)\n"
     "  inspect   show a checkpoint's config, tensors and shard plan\n"
+    "  eval      teacher-forcing accuracy against a Hugging Face reference (YT_METRICS)\n"
     "  version   print the version\n";
 
 int main(int argc, char **argv) {
@@ -21,6 +22,7 @@ int main(int argc, char **argv) {
     const char *command = argv[1];
     if (strcmp(command, "run") == 0) return ml_cmd_run(argc - 1, argv + 1);
     if (strcmp(command, "inspect") == 0) return ml_cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(command, "eval") == 0) return ml_cmd_eval(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("meshllama %s\n", ml_version());
         return 0;

@@ -138,6 +138,47 @@ typedef struct {
 int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_sampling_params *sp,
                 int32_t *out_tokens, ml_token_callback callback, void *user, ml_generate_stats *stats);
 
+/* Teacher-forcing evaluation against Hugging Face (the seed's eval.py protocol; DESIGN.md
+ * "Accuracy"). A reference file (tools/hf_reference.py) holds the prompt, HF's greedy tokens,
+ * HF's top-5 ids per step and HF's logits for the first steps. */
+typedef struct ml_eval_reference ml_eval_reference;
+
+int ml_eval_reference_open(const char *path, ml_eval_reference **out_ref);
+void ml_eval_reference_close(ml_eval_reference *ref);
+
+typedef struct {
+    int n_prompt;
+    int n_decode;           /* reference tokens stored */
+    int vocab_size;
+    int n_logit_steps;      /* steps with HF logits stored */
+    const char *meta_json;  /* metadata written by the tool (model, prompt, versions) */
+} ml_eval_reference_info;
+
+void ml_eval_reference_get_info(const ml_eval_reference *ref, ml_eval_reference_info *out_info);
+
+typedef struct {
+    int decode_len;      /* positions to score; 0 = every reference token */
+    int batch;           /* sequences run at once, each on the reference (1..max_batch) */
+    int prefill_decode;  /* feed the prompt one token at a time through decode */
+} ml_eval_params;
+
+typedef struct {
+    int total;             /* positions scored per sequence */
+    double top1;           /* our argmax == HF token */
+    double top5;           /* HF token in our top 5 */
+    double top5_ref;       /* our argmax in HF's top 5 */
+    int slots_agree;       /* every sequence of the batch scored the same */
+    int logit_steps;       /* steps compared with HF's stored logits */
+    double logit_error;    /* worst max|ours - HF| / max|HF| over those steps */
+    double ttft_ms;        /* prompt to first logits (whole batch) */
+    double prefill_tok_s;  /* prompt tokens per second, all sequences */
+    double decode_tok_s_u; /* decode steps per second per sequence */
+} ml_eval_result;
+
+/* Prefill the reference prompt in every slot, score the last position against HF's first
+ * token, then feed HF's token i (teacher forcing) and score against token i+1. */
+int ml_eval_run(ml_model *model, const ml_eval_reference *ref, const ml_eval_params *params, ml_eval_result *out);
+
 /* Describes a checkpoint without loading it: config, every tensor (dtype, shape, bytes) and
  * the shard plan of each device for the given tp / mesh (mesh_rows = mesh_cols = 0 for 1-D).
  * Writes human-readable text, or one JSON object when json is non-zero, to out. */

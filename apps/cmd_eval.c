@@ -1,0 +1,239 @@
+/* `meshllama eval`: the seed's teacher-forcing evaluation and its automation wrapper
+ * (eval.py + scripts/run_eval.py) in one command. One YT_METRICS={...} line per point on
+ * stdout; a human summary on stderr. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "model_options.h"
+
+enum { OPT_REF = ML_OPT_FIRST_COMMAND_OPTION, OPT_PREFILL_LEN, OPT_PREFILL_RANGE, OPT_DECODE_LEN, OPT_MAX_SEQ,
+       OPT_MAX_SEQ_RANGE, OPT_BATCH, OPT_PREFILL_DECODE, OPT_MIN_TOP1, OPT_MIN_TOP5 };
+
+static const char eval_usage[] =
+    "usage: meshllama eval -m MODEL --ref REF [options]\n"
+    "Teacher forcing against a Hugging Face reference (tools/hf_reference.py): prefill the prompt,\n"
+    "score each position's top-1/top-5 against HF's greedy tokens while feeding HF's tokens.\n"
+    ML_MODEL_OPTIONS_HELP
+    "      --ref PATH              reference file, or a directory of prefill<P>.bin files\n"
+    "      --prefill-len P         prompt length (a directory needs it; a file must match)\n"
+    "      --prefill-len-range A:B[:S]  one point per prompt length (REF is a directory)\n"
+    "      --decode-len D          positions to score (default: all in the reference)\n"
+    "      --max-seq-len N         KV-cache length (default: prompt + decode)\n"
+    "      --max-seq-len-range A:B[:S]  one point per KV-cache length\n"
+    "      --batch N               run the reference in N sequences at once (1..32); all must agree\n"
+    "      --prefill-decode        feed the prompt token by token through decode\n"
+    "      --min-top1 X, --min-top5 X  exit 1 if a point scores below X\n";
+
+typedef struct {
+    ml_cli_model model;
+    const char *ref_path;
+    int *prefill_lens, n_prefill_lens;
+    int *max_seqs, n_max_seqs;
+    int decode_len, batch, prefill_decode;
+    float min_top1, min_top5;
+} eval_options;
+
+static int is_directory(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *slash = NULL;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (path[i] == '/') slash = path + i;
+    static char name[256];
+    const char *begin = slash ? slash + 1 : path;
+    size_t len = (size_t)(path + n - begin) < sizeof name - 1 ? (size_t)(path + n - begin) : sizeof name - 1;
+    memcpy(name, begin, len);
+    name[len] = '\0';
+    return name;
+}
+
+static void print_metrics(const eval_options *o, const ml_model_info *info, int prefill_len, int max_seq,
+                          const ml_eval_result *r) {
+    const ml_model_params *p = &o->model.params;
+    printf("YT_METRICS={\"mode\": \"meshllama\", \"trace\": false, \"top1\": %.4f, \"top5\": %.4f, "
+           "\"prefill_len\": %d, \"decode_len\": %d, \"max_seq_len\": %d, \"batch\": %d, \"total\": %d, "
+           "\"top5_ref\": %.4f, \"model\": \"%s\", \"tp\": %d, \"mesh\": \"%dx%d\", \"backend\": \"threads-%s\", "
+           "\"dtype\": \"%s\", \"act\": \"%s\", \"kv\": \"%s\", \"prefill_decode\": %s, \"slots_agree\": %s, "
+           "\"logit_error\": %.3e, \"ttft_ms\": %.2f, \"prefill_tok_s\": %.2f, \"decode_tok_s_u\": %.2f}\n",
+           r->top1, r->top5, prefill_len, r->total, max_seq, o->batch, r->total, r->top5_ref,
+           base_name(o->model.model_path), info->tp, p->mesh_rows > 0 ? p->mesh_rows : 1,
+           p->mesh_rows > 0 ? p->mesh_cols : info->tp, info->isa, info->weight_dtype,
+           p->act_mode == ML_ACT_FAST ? "fast" : "accurate", p->kv_dtype == ML_KV_BF16 ? "bf16" : "f32",
+           o->prefill_decode ? "true" : "false", r->slots_agree ? "true" : "false", r->logit_error, r->ttft_ms,
+           r->prefill_tok_s, r->decode_tok_s_u);
+    fflush(stdout);
+    fprintf(stderr, "eval %s: prefill %d, decode %d, batch %d, tp %d: top1 %.2f%%, top5 %.2f%%, top5_ref %.2f%%%s, "
+                    "logits vs HF %.1e over %d steps, ttft %.1f ms, decode %.1f tok/s/user\n",
+            base_name(o->model.model_path), prefill_len, r->total, o->batch, info->tp, 100 * r->top1, 100 * r->top5,
+            100 * r->top5_ref, r->slots_agree ? "" : " (SLOTS DISAGREE)", r->logit_error, r->logit_steps, r->ttft_ms,
+            r->decode_tok_s_u);
+}
+
+/* One (prefill length, max_seq_len) point; returns 0 when it ran and met the thresholds. */
+static int run_point(const eval_options *o, int prefill_len, int max_seq) {
+    char path[4096];
+    if (is_directory(o->ref_path)) {
+        if (prefill_len <= 0) {
+            fprintf(stderr, "meshllama eval: --ref %s is a directory: give --prefill-len or --prefill-len-range\n",
+                    o->ref_path);
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/prefill%d.bin", o->ref_path, prefill_len);
+    } else {
+        snprintf(path, sizeof path, "%s", o->ref_path);
+    }
+    ml_eval_reference *ref;
+    int status = ml_eval_reference_open(path, &ref);
+    if (status != ML_OK) {
+        fprintf(stderr, "meshllama eval: %s\n", ml_last_error());
+        return 1;
+    }
+    ml_eval_reference_info ref_info;
+    ml_eval_reference_get_info(ref, &ref_info);
+    int fail = 0;
+    if (prefill_len > 0 && ref_info.n_prompt != prefill_len) {
+        fprintf(stderr, "meshllama eval: %s holds a %d-token prompt, not --prefill-len %d\n", path, ref_info.n_prompt,
+                prefill_len);
+        fail = 1;
+    }
+    int decode = o->decode_len > 0 ? o->decode_len : ref_info.n_decode;
+    ml_cli_model model_opts = o->model;
+    model_opts.params.max_batch = o->batch;
+    model_opts.params.max_seq_len = max_seq > 0 ? max_seq : ref_info.n_prompt + decode;
+    ml_model *model = NULL;
+    if (!fail && ml_cli_model_open(&model_opts, &model) != 0) fail = 1;
+    if (!fail) {
+        ml_model_info info;
+        ml_model_get_info(model, &info);
+        ml_eval_params params = {o->decode_len, o->batch, o->prefill_decode};
+        ml_eval_result result;
+        status = ml_eval_run(model, ref, &params, &result);
+        if (status != ML_OK) {
+            fprintf(stderr, "meshllama eval: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
+            fail = 1;
+        } else {
+            print_metrics(o, &info, ref_info.n_prompt, info.max_seq_len, &result);
+            if (!result.slots_agree || result.top1 < o->min_top1 || result.top5 < o->min_top5) {
+                fprintf(stderr, "meshllama eval: below threshold (top1 >= %.4f, top5 >= %.4f, slots agree)\n",
+                        (double)o->min_top1, (double)o->min_top5);
+                fail = 1;
+            }
+        }
+    }
+    ml_model_close(model);
+    ml_eval_reference_close(ref);
+    return fail;
+}
+
+static int parse_eval_options(int argc, char **argv, eval_options *o) {
+    static const struct option options[] = {
+        ML_MODEL_LONG_OPTIONS,
+        {"ref", required_argument, NULL, OPT_REF},
+        {"prefill-len", required_argument, NULL, OPT_PREFILL_LEN},
+        {"prefill-len-range", required_argument, NULL, OPT_PREFILL_RANGE},
+        {"decode-len", required_argument, NULL, OPT_DECODE_LEN},
+        {"max-seq-len", required_argument, NULL, OPT_MAX_SEQ},
+        {"max-seq-len-range", required_argument, NULL, OPT_MAX_SEQ_RANGE},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"prefill-decode", no_argument, NULL, OPT_PREFILL_DECODE},
+        {"min-top1", required_argument, NULL, OPT_MIN_TOP1},
+        {"min-top5", required_argument, NULL, OPT_MIN_TOP5},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt, bad = 0, value;
+    optind = 1;
+    while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS "h", options, NULL)) != -1) {
+        int handled = ml_cli_model_option(&o->model, opt, optarg);
+        if (handled != 0) {
+            bad = handled < 0;
+            continue;
+        }
+        switch (opt) {
+        case OPT_REF: o->ref_path = optarg; break;
+        case OPT_PREFILL_LEN:
+            bad = ml_cli_parse_int("--prefill-len", optarg, 1, 1 << 24, &value) != 0;
+            if (!bad) {
+                free(o->prefill_lens);
+                o->prefill_lens = malloc(sizeof(int));
+                o->prefill_lens[0] = value;
+                o->n_prefill_lens = 1;
+            }
+            break;
+        case OPT_PREFILL_RANGE:
+            free(o->prefill_lens);
+            o->prefill_lens = NULL;
+            bad = ml_cli_parse_range("--prefill-len-range", optarg, 1, 1 << 24, &o->prefill_lens, &o->n_prefill_lens);
+            break;
+        case OPT_DECODE_LEN: bad = ml_cli_parse_int("--decode-len", optarg, 1, 1 << 24, &o->decode_len) != 0; break;
+        case OPT_MAX_SEQ:
+            bad = ml_cli_parse_int("--max-seq-len", optarg, 1, 1 << 24, &value) != 0;
+            if (!bad) {
+                free(o->max_seqs);
+                o->max_seqs = malloc(sizeof(int));
+                o->max_seqs[0] = value;
+                o->n_max_seqs = 1;
+            }
+            break;
+        case OPT_MAX_SEQ_RANGE:
+            free(o->max_seqs);
+            o->max_seqs = NULL;
+            bad = ml_cli_parse_range("--max-seq-len-range", optarg, 1, 1 << 24, &o->max_seqs, &o->n_max_seqs);
+            break;
+        case OPT_BATCH: bad = ml_cli_parse_int("--batch", optarg, 1, 32, &o->batch) != 0; break;
+        case OPT_PREFILL_DECODE: o->prefill_decode = 1; break;
+        case OPT_MIN_TOP1: bad = ml_cli_parse_float("--min-top1", optarg, 0, 1, &o->min_top1) != 0; break;
+        case OPT_MIN_TOP5: bad = ml_cli_parse_float("--min-top5", optarg, 0, 1, &o->min_top5) != 0; break;
+        case 'h': fputs(eval_usage, stdout); return 1;
+        default: bad = 1; break;
+        }
+    }
+    if (!bad && optind < argc) {
+        fprintf(stderr, "meshllama eval: unexpected argument '%s'\n", argv[optind]);
+        bad = 1;
+    }
+    if (!bad && !o->ref_path) {
+        fprintf(stderr, "meshllama eval: no reference: pass --ref FILE (made by tools/hf_reference.py)\n");
+        bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
+int ml_cmd_eval(int argc, char **argv) {
+    eval_options o;
+    memset(&o, 0, sizeof o);
+    ml_cli_model_init(&o.model);
+    o.batch = 1;
+    int parsed = parse_eval_options(argc, argv, &o);
+    if (parsed != 0) {
+        if (parsed < 0) fputs(eval_usage, stderr);
+        free(o.prefill_lens);
+        free(o.max_seqs);
+        return parsed < 0 ? ML_EXIT_USAGE : 0;
+    }
+    int no_prefill = 0, no_max_seq = 0;
+    int *prefills = o.n_prefill_lens ? o.prefill_lens : &no_prefill;
+    int *max_seqs = o.n_max_seqs ? o.max_seqs : &no_max_seq;
+    int n_prefills = o.n_prefill_lens ? o.n_prefill_lens : 1, n_max_seqs = o.n_max_seqs ? o.n_max_seqs : 1;
+    int failures = 0, points = n_prefills * n_max_seqs, done = 0;
+    int terminal = isatty(STDERR_FILENO);
+    for (int i = 0; i < n_prefills; i++)
+        for (int j = 0; j < n_max_seqs; j++) {
+            if (terminal && points > 1) fprintf(stderr, "[%d/%d] ", ++done, points);
+            failures += run_point(&o, prefills[i], max_seqs[j]);
+        }
+    free(o.prefill_lens);
+    free(o.max_seqs);
+    return failures ? 1 : 0;
+}

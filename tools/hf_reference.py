@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Hugging Face reference for `meshllama eval` (teacher forcing; format in docs/EVAL_REFERENCE.md).
+
+Loads a model into transformers in float32 on CPU (eager attention): a Hugging Face checkpoint
+directory, or a GGUF file through `gguf_file=`. Builds the prompt as the seed's wrapper does:
+a text file, explicit ids, or "The quick brown fox jumps over the lazy dog." repeated and cut to
+exactly --prefill-len tokens, the tokenizer's special tokens (BOS) included. Runs greedy
+`generate()` for --decode-len tokens with EOS stopping disabled (exactly that many tokens), and
+writes the prompt ids, HF's tokens, HF's top-5 ids and logits at every step, and HF's full
+logits for the first --logit-steps steps.
+
+    python3 tools/hf_reference.py models/SmolLM2-135M-Instruct.Q4_1.gguf --prefill-len 20 \
+        --decode-len 20 --out refs/smollm2/prefill20.bin
+    python3 tools/hf_reference.py MODEL --prefill-len-range 16:128:16 --decode-len 20 --out-dir DIR
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+
+import torch
+
+FOX = "The quick brown fox jumps over the lazy dog."
+MAGIC = b"MLEVREF1"
+TOP_K = 5
+
+
+def load(model_path, threads):
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    if threads:
+        torch.set_num_threads(threads)
+    kwargs = {"dtype": torch.float32, "attn_implementation": "eager"}
+    if model_path.endswith(".gguf"):
+        directory, name = os.path.split(os.path.abspath(model_path))
+        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_path)
+        except Exception:  # tiny fixtures carry no tokenizer: ids only
+            tokenizer = None
+    model.eval()
+    model.generation_config.eos_token_id = None  # exactly --decode-len tokens
+    model.generation_config.pad_token_id = 0
+    return model, tokenizer, transformers.__version__
+
+
+def fox_prompt(tokenizer, length):
+    """The sentence repeated (space-separated) until it tokenizes to >= length, cut to length."""
+    copies = 1
+    while True:
+        ids = tokenizer(" ".join([FOX] * copies), add_special_tokens=True)["input_ids"]
+        if len(ids) >= length:
+            return ids[:length]
+        copies *= 2
+
+
+def build_prompt(args, tokenizer, prefill_len):
+    if args.prompt_ids:
+        ids = [int(x) for x in args.prompt_ids.split(",")]
+        source = "ids"
+    elif args.prompt_file:
+        if tokenizer is None:
+            sys.exit("hf_reference: the model has no tokenizer; use --prompt-ids")
+        with open(args.prompt_file, encoding="utf-8") as f:
+            ids = tokenizer(f.read(), add_special_tokens=True)["input_ids"]
+        source = "file:" + os.path.basename(args.prompt_file)
+    else:
+        if tokenizer is None:
+            sys.exit("hf_reference: the model has no tokenizer; use --prompt-ids")
+        return fox_prompt(tokenizer, prefill_len), "fox"
+    if prefill_len:
+        if len(ids) < prefill_len:
+            sys.exit(f"hf_reference: the prompt has {len(ids)} tokens, fewer than --prefill-len {prefill_len}")
+        ids = ids[:prefill_len]
+    return ids, source
+
+
+@torch.no_grad()
+def reference(model, prompt, decode_len):
+    input_ids = torch.tensor([prompt], dtype=torch.long)
+    out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+                         max_new_tokens=decode_len, min_new_tokens=decode_len, output_logits=True,
+                         return_dict_in_generate=True)
+    tokens = out.sequences[0, len(prompt):].tolist()
+    logits = torch.stack([step[0].float() for step in out.logits])  # [decode_len, vocab]
+    if len(tokens) != decode_len:
+        sys.exit(f"hf_reference: generate returned {len(tokens)} tokens, expected {decode_len}")
+    top = torch.topk(logits, TOP_K, dim=-1)
+    # torch.topk breaks ties arbitrarily; the greedy token must come first
+    for i, token in enumerate(tokens):
+        if top.indices[i, 0].item() != token:
+            if logits[i, token] != top.values[i, 0]:
+                sys.exit(f"hf_reference: step {i}: greedy token {token} is not the argmax")
+            row = top.indices[i].tolist()
+            row.remove(token) if token in row else row.pop()
+            top.indices[i] = torch.tensor([token] + row)
+    return tokens, top.indices.tolist(), top.values.tolist(), logits
+
+
+def write(path, prompt, tokens, top_ids, top_logits, logits, logit_steps, meta):
+    meta_bytes = json.dumps(meta, sort_keys=True).encode()
+    vocab = logits.shape[1]
+    steps = min(logit_steps, len(tokens))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(MAGIC)
+        f.write(struct.pack("<7I", 1, vocab, len(prompt), len(tokens), TOP_K, steps, len(meta_bytes)))
+        f.write(meta_bytes)
+        f.write(struct.pack(f"<{len(prompt)}i", *prompt))
+        f.write(struct.pack(f"<{len(tokens)}i", *tokens))
+        f.write(struct.pack(f"<{len(tokens) * TOP_K}i", *[i for row in top_ids for i in row]))
+        f.write(struct.pack(f"<{len(tokens) * TOP_K}f", *[v for row in top_logits for v in row]))
+        f.write(logits[:steps].contiguous().numpy().astype("<f4").tobytes())
+
+
+def parse_range(text):
+    parts = [int(x) for x in text.split(":")]
+    start, end, step = (parts + [1])[:3] if len(parts) == 2 else parts
+    return list(range(start, end + 1, step))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="HF checkpoint directory or .gguf file")
+    ap.add_argument("--prefill-len", type=int, default=20)
+    ap.add_argument("--prefill-len-range", help="START:END[:STEP]: one file per length (needs --out-dir)")
+    ap.add_argument("--decode-len", type=int, default=20)
+    ap.add_argument("--prompt-file", help="text file for the prompt (cut to --prefill-len unless 0)")
+    ap.add_argument("--prompt-ids", help="comma-separated prompt ids instead of text")
+    ap.add_argument("--logit-steps", type=int, default=4, help="steps whose full logits are stored")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", help="output file (single point)")
+    ap.add_argument("--out-dir", help="output directory: prefill<P>.bin per point")
+    args = ap.parse_args()
+
+    model, tokenizer, version = load(args.model, args.threads)
+    lengths = parse_range(args.prefill_len_range) if args.prefill_len_range else [args.prefill_len]
+    if len(lengths) > 1 and not args.out_dir:
+        sys.exit("hf_reference: --prefill-len-range needs --out-dir")
+    for length in lengths:
+        prompt, source = build_prompt(args, tokenizer, length)
+        tokens, top_ids, top_logits, logits = reference(model, prompt, args.decode_len)
+        meta = {"model": os.path.basename(os.path.normpath(args.model)), "prompt": source,
+                "prefill_len": len(prompt), "decode_len": len(tokens), "transformers": version,
+                "torch": torch.__version__, "attn": "eager", "dtype": "float32"}
+        path = args.out if not args.out_dir else os.path.join(args.out_dir, f"prefill{len(prompt)}.bin")
+        write(path, prompt, tokens, top_ids, top_logits, logits, args.logit_steps, meta)
+        print(f"{path}: prompt {len(prompt)} ({source}), {len(tokens)} tokens: {tokens[:8]}...", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
