@@ -118,7 +118,7 @@ static int parse_entry(const char *source, const char *name, const json_t *entry
                             source, name, found);
     }
     ml_tensor_view *view = &out->view;
-    size_t n_elements, n_bytes;
+    size_t n_elements = 0, n_bytes = 0;
     ML_TRY(parse_dtype(source, name, entry, &view->dtype));
     ML_TRY(parse_shape(source, name, entry, view, &n_elements));
     if (ml_mul_size(n_elements, ml_dtype_size(view->dtype), &n_bytes) != 0) {
@@ -222,7 +222,7 @@ int ml_safetensors_parse(const uint8_t *data, size_t size, const char *source, i
         return ml_set_error(ML_ERR_ARG, "%s: ml_safetensors_parse: invalid arguments", source);
     }
     json_t *root;
-    uint64_t header_length;
+    uint64_t header_length = 0;
     ML_TRY(read_header(data, size, source, &root, &header_length));
     const uint8_t *region = data + 8 + header_length;
     uint64_t region_size = (uint64_t)size - 8 - header_length;
@@ -313,5 +313,7 @@ void ml_safetensors_close(ml_safetensors *st) {
     free(st->tensors);
     for (int i = 0; i < st->n_files; i++) ml_mapped_file_close(&st->files[i]);
     free(st->files);
+    for (int i = 0; i < st->n_owned; i++) free(st->owned[i]);
+    free(st->owned);
     memset(st, 0, sizeof *st);
 }

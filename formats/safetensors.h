@@ -26,6 +26,8 @@ typedef struct {
     int n_files;
     ml_tensor_view *tensors;     /* [n_tensors], sorted by name */
     int n_tensors;
+    void **owned;                /* [n_owned] buffers some views point into (GGUF); freed by close */
+    int n_owned;
 } ml_safetensors;
 
 /* Parses one safetensors image held in memory (header and data bounds checked). Appends views
