@@ -42,7 +42,8 @@ typedef struct {
     /* Causal attention of n_q query heads sharing one KV head, for one token:
      *   out[h] = softmax_j(scale * q[h].k[j]) . v[j]  over j in [0, n_pos)
      * out, q: [n_q, head_dim]   k, v: [n_pos, head_dim] (the cache rows of this KV head).
-     * scratch: at least n_pos floats (scores may be kept there). n_pos >= 1. */
+     * scratch: at least n_pos floats (scores may be kept there). n_pos >= 1.
+     * out must not overlap q, k or v (the vector variants accumulate in out). */
     void (*attention_f32)(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
                           int head_dim, float scale, float *scratch);
     void (*attention_bf16)(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v,

@@ -1,0 +1,570 @@
+/* AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; chosen at run time by
+ * dispatch.c only on CPUs that have them). Semantics are those of kernels_scalar.c; the tests
+ * compare every function against it.
+ *
+ * Matrix products. Every output y[t, r] is one dot product computed by the same sequence of
+ * operations whatever the blocking: one 8-lane accumulator, acc = fma(x[i:i+8], w[i:i+8], acc)
+ * for i = 0, 8, 16, ... in order, then one fma with the zero-padded tail (n_in % 8 elements),
+ * then the fixed horizontal sum hsum8(). Blocking over rows and tokens only changes how many
+ * such independent accumulators are in flight (that is what hides the FMA latency), never the
+ * order within one, so results are bit-identical for any row_begin/row_end/n_tok split.
+ *   decode (n_tok = 1): 8 rows at once, 8 independent FMA chains, weights prefetched 512 bytes
+ *                       ahead, bf16 widened with vpmovzxwd + vpslld 16, f16 with vcvtph2ps;
+ *   n_tok = 2:          4 rows x 2 tokens;
+ *   prefill (n_tok>=3): 4 rows x 3 tokens (12 accumulators + 3 x vectors + 1 weight vector =
+ *                       16 ymm), each loaded weight vector feeds 3 tokens, each x vector 4 rows;
+ *                       weight rows are tiled so a tile stays in L2 while all tokens pass it. */
+#include "backend/cpu/kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/numeric.h"
+
+#define ML_INLINE static inline __attribute__((always_inline))
+
+enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
+
+#define VEC 8                  /* floats per ymm */
+#define STEP 32                /* elements per unrolled step of the dot-product loop (4 vectors) */
+#define PREFETCH_BYTES 512     /* how far ahead in each weight row to prefetch */
+#define W_TILE_BYTES (256 * 1024) /* prefill: weight rows kept in L2 while tokens pass */
+
+/* ---- loads ------------------------------------------------------------------------------- */
+
+static const int32_t tail_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* Lanes [0, n) all ones, n in [0, 8]. */
+ML_INLINE __m256i tail_mask(int n) { return _mm256_loadu_si256((const __m256i *)(tail_mask_table + 8 - n)); }
+
+/* bf16 -> f32 is exact: the bf16 bits are the top half of the float. */
+ML_INLINE __m256 widen_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+
+ML_INLINE size_t kind_size(int kind) { return kind == KIND_F32 ? 4 : 2; }
+
+/* 8 values of `kind` at element `index` of base, as floats. */
+ML_INLINE __m256 load8(const void *base, size_t index, int kind) {
+    if (kind == KIND_F32) return _mm256_loadu_ps((const float *)base + index);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + index));
+    return kind == KIND_F16 ? _mm256_cvtph_ps(h) : widen_bf16(h);
+}
+
+/* n in [1, 7] values, the other lanes zero; reads nothing past the n elements. */
+ML_INLINE __m256 load_partial(const void *base, size_t index, int n, int kind) {
+    if (kind == KIND_F32) return _mm256_maskload_ps((const float *)base + index, tail_mask(n));
+    uint16_t buf[8] = {0};
+    memcpy(buf, (const uint16_t *)base + index, (size_t)n * sizeof(uint16_t));
+    __m128i h = _mm_loadu_si128((const __m128i *)buf);
+    return kind == KIND_F16 ? _mm256_cvtph_ps(h) : widen_bf16(h);
+}
+
+/* The one horizontal sum every dot product ends with: ((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7)). */
+ML_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- matrix products ------------------------------------------------------------------- */
+
+/* RB rows starting at `row` times TB tokens; RB, TB and the kinds are constants after inlining,
+ * so the accumulator array lives in registers. x rows of kind x_kind (f32, or bf16 in fast mode),
+ * w rows of kind w_kind. */
+ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
+                         int n_in, int row, const int RB, const int TB) {
+    const char *w_rows[8];
+    const char *x_rows[3];
+    __m256 acc[8][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++) {
+        w_rows[r] = (const char *)w + (size_t)(row + r) * (size_t)n_in * kind_size(w_kind);
+#pragma GCC unroll 3
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+#pragma GCC unroll 3
+    for (int t = 0; t < TB; t++) x_rows[t] = (const char *)x + (size_t)t * ldx * kind_size(x_kind);
+
+    size_t n = (size_t)n_in, i = 0;
+    for (; i + STEP <= n; i += STEP) {
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) {
+            const char *ahead = w_rows[r] + (i * kind_size(w_kind)) + PREFETCH_BYTES;
+            _mm_prefetch(ahead, _MM_HINT_T0);
+            if (w_kind == KIND_F32) _mm_prefetch(ahead + 64, _MM_HINT_T0); /* 128 bytes per step */
+        }
+#pragma GCC unroll 4
+        for (int u = 0; u < STEP / VEC; u++) {
+            __m256 xv[3];
+#pragma GCC unroll 3
+            for (int t = 0; t < TB; t++) xv[t] = load8(x_rows[t], i + (size_t)u * VEC, x_kind);
+#pragma GCC unroll 8
+            for (int r = 0; r < RB; r++) {
+                __m256 wv = load8(w_rows[r], i + (size_t)u * VEC, w_kind);
+#pragma GCC unroll 3
+                for (int t = 0; t < TB; t++) acc[r][t] = _mm256_fmadd_ps(xv[t], wv, acc[r][t]);
+            }
+        }
+    }
+    for (; i + VEC <= n; i += VEC) {
+        __m256 xv[3];
+#pragma GCC unroll 3
+        for (int t = 0; t < TB; t++) xv[t] = load8(x_rows[t], i, x_kind);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) {
+            __m256 wv = load8(w_rows[r], i, w_kind);
+#pragma GCC unroll 3
+            for (int t = 0; t < TB; t++) acc[r][t] = _mm256_fmadd_ps(xv[t], wv, acc[r][t]);
+        }
+    }
+    if (i < n) {
+        int rest = (int)(n - i);
+        __m256 xv[3];
+#pragma GCC unroll 3
+        for (int t = 0; t < TB; t++) xv[t] = load_partial(x_rows[t], i, rest, x_kind);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) {
+            __m256 wv = load_partial(w_rows[r], i, rest, w_kind);
+#pragma GCC unroll 3
+            for (int t = 0; t < TB; t++) acc[r][t] = _mm256_fmadd_ps(xv[t], wv, acc[r][t]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int t = 0; t < TB; t++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) y[(size_t)t * ldy + (size_t)(row + r)] = hsum8(acc[r][t]);
+    }
+}
+
+/* Rows [row_begin, row_end) for TB tokens at x/y: blocks of RB rows, then single rows. */
+ML_INLINE void rows_for_tokens(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w,
+                               int w_kind, int n_in, int row_begin, int row_end, const int RB, const int TB) {
+    int r = row_begin;
+    for (; r + RB <= row_end; r += RB) dot_block(y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, RB, TB);
+    for (; r < row_end; r++) dot_block(y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, 1, TB);
+}
+
+ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
+                             int n_in, int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin) return;
+    size_t x_step = ldx * kind_size(x_kind); /* bytes per x row */
+    if (n_tok == 1) {
+        rows_for_tokens(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, 8, 1);
+        return;
+    }
+    if (n_tok == 2) {
+        rows_for_tokens(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, 4, 2);
+        return;
+    }
+    /* Prefill: a tile of weight rows (W_TILE_BYTES, kept in L2) meets every 3-token block of x
+     * in turn (3 rows of x stay in L1 while the tile's 4-row blocks pass them), so each weight
+     * byte comes from memory once per call and from L2 once per 3 tokens. */
+    size_t w_row_bytes = (size_t)(n_in > 0 ? n_in : 1) * kind_size(w_kind);
+    int tile_rows = (int)(W_TILE_BYTES / w_row_bytes) / 4 * 4;
+    if (tile_rows < 4) tile_rows = 4;
+    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
+        int t = 0;
+        for (; t + 3 <= n_tok; t += 3)
+            rows_for_tokens(y + (size_t)t * ldy, ldy, (const char *)x + (size_t)t * x_step, ldx, x_kind, w, w_kind,
+                            n_in, r0, r1, 4, 3);
+        const char *xt = (const char *)x + (size_t)t * x_step;
+        float *yt = y + (size_t)t * ldy;
+        if (n_tok - t == 2)
+            rows_for_tokens(yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, 4, 2);
+        else if (n_tok - t == 1)
+            rows_for_tokens(yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, 4, 1);
+    }
+}
+
+static void matmul_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
+                       int row_begin, int row_end) {
+    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F32, n_in, n_tok, row_begin, row_end);
+}
+
+static void matmul_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+                       int row_begin, int row_end) {
+    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F16, n_in, n_tok, row_begin, row_end);
+}
+
+static void matmul_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
+}
+
+/* Fast mode: both operands widened to f32 (exact), products exact, f32 accumulation. */
+static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
+                             int n_tok, int row_begin, int row_end) {
+    matmul_driver(y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
+}
+
+/* ---- exp ---------------------------------------------------------------------------------- */
+
+/* e^x, max error under 2 ulp over the float range (inf above ~88.72, 0 below ~-103.9, NaN kept).
+ * x = n*ln2 + r with n = round(x/ln2), |r| <= ln2/2 (Cody-Waite: ln2 split in a 9-bit head,
+ * exact in n*head, and a tail); e^r by its degree-7 Taylor polynomial (truncation 7e-9
+ * relative); 2^n applied as two factors 2^(n/2) so no intermediate overflows or goes subnormal
+ * before the single final rounding. */
+ML_INLINE __m256 exp8(__m256 x) {
+    /* max/min return their second operand when one is NaN: keep x second so NaN survives. */
+    x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i ni = _mm256_cvtps_epi32(n); /* n in [-150, 129]: exact */
+    __m256i n1 = _mm256_srai_epi32(ni, 1);
+    __m256i n2 = _mm256_sub_epi32(ni, n1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* ---- normalisation and elementwise ------------------------------------------------------- */
+
+/* HF LlamaRMSNorm: out = (x * (1 / sqrt(mean(x^2) + eps))) * w. The sum of squares is kept as
+ * 32 float32 partial sums (4 accumulators of 8 lanes, element i goes to lane i % 32) added
+ * together at the end; only its rounding differs from the scalar reference. */
+static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        __m256 c = _mm256_loadu_ps(x + i + 16), d = _mm256_loadu_ps(x + i + 24);
+        acc0 = _mm256_fmadd_ps(a, a, acc0);
+        acc1 = _mm256_fmadd_ps(b, b, acc1);
+        acc2 = _mm256_fmadd_ps(c, c, acc2);
+        acc3 = _mm256_fmadd_ps(d, d, acc3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(x + i);
+        acc0 = _mm256_fmadd_ps(a, a, acc0);
+    }
+    if (i < n) {
+        __m256 a = _mm256_maskload_ps(x + i, tail_mask(n - i));
+        acc0 = _mm256_fmadd_ps(a, a, acc0);
+    }
+    float sum_squares = hsum8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    float inv = 1.0f / sqrtf(sum_squares / (float)n + eps);
+    __m256 inv_v = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), inv_v);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(v, _mm256_loadu_ps(weight + i)));
+    }
+    if (i < n) {
+        __m256i mask = tail_mask(n - i);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + i, mask), inv_v);
+        _mm256_maskstore_ps(out + i, mask, _mm256_mul_ps(v, _mm256_maskload_ps(weight + i, mask)));
+    }
+}
+
+/* Rotate-half RoPE (see kernels_scalar.c); separate multiplies and an add/sub, no FMA, so the
+ * result is bit-identical to the scalar reference. */
+ML_INLINE void rope_pairs(float *lo, float *hi, const float *cos, const float *sin, __m256i mask, int masked) {
+    __m256 a = masked ? _mm256_maskload_ps(lo, mask) : _mm256_loadu_ps(lo);
+    __m256 b = masked ? _mm256_maskload_ps(hi, mask) : _mm256_loadu_ps(hi);
+    __m256 c = masked ? _mm256_maskload_ps(cos, mask) : _mm256_loadu_ps(cos);
+    __m256 s = masked ? _mm256_maskload_ps(sin, mask) : _mm256_loadu_ps(sin);
+    __m256 new_lo = _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s));
+    __m256 new_hi = _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, s));
+    if (masked) {
+        _mm256_maskstore_ps(lo, mask, new_lo);
+        _mm256_maskstore_ps(hi, mask, new_hi);
+    } else {
+        _mm256_storeu_ps(lo, new_lo);
+        _mm256_storeu_ps(hi, new_hi);
+    }
+}
+
+static void rope(float *vec, int n_heads, int head_dim, const float *cos, const float *sin) {
+    int half = head_dim / 2;
+    __m256i none = _mm256_setzero_si256();
+    for (int h = 0; h < n_heads; h++) {
+        float *head = vec + (size_t)h * head_dim;
+        int i = 0;
+        for (; i + 8 <= half; i += 8) rope_pairs(head + i, head + half + i, cos + i, sin + i, none, 0);
+        if (i < half) rope_pairs(head + i, head + half + i, cos + i, sin + i, tail_mask(half - i), 1);
+    }
+}
+
+/* silu(g) * up = (g / (1 + e^-g)) * up, the operations in the scalar reference's order. */
+static void silu_mul(float *out, const float *gate, const float *up, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    if (i < n) {
+        __m256i mask = tail_mask(n - i);
+        __m256 g = _mm256_maskload_ps(gate + i, mask);
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_xor_ps(g, sign))));
+        _mm256_maskstore_ps(out + i, mask, _mm256_mul_ps(silu, _mm256_maskload_ps(up + i, mask)));
+    }
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+/* Online softmax (Milakov & Gimelshein 2018; the FlashAttention recurrence) over blocks of
+ * ATT_BLOCK positions, the query heads of one KV head together:
+ *   per block: s_j = scale * q.k_j for every head (each K row read once for all heads),
+ *              m' = max(m, max_j s_j), alpha = e^(m - m'), p_j = e^(s_j - m'),
+ *              l = l*alpha + sum_j p_j,  acc = acc*alpha + sum_j p_j v_j (each V row read once);
+ *   finally out = acc / l.
+ * Equal to HF's two-pass softmax up to float rounding. The scores of a block live on the stack
+ * (ATT_HEADS x ATT_BLOCK floats), so `scratch` is not needed; acc is kept in `out`, which must
+ * not overlap q, k or v. More than ATT_HEADS query heads are done ATT_HEADS at a time. */
+#define ATT_BLOCK 32
+#define ATT_HEADS 16
+#define SCORE_HEADS 4 /* heads x 2 positions = 8 accumulators in the score loop */
+#define PV_HEADS 8    /* heads whose accumulator chunk stays in a register in the p.V loop */
+
+/* s[h][jj + p] = scale * q[h].k[jj + p] for NH heads and NP positions. */
+ML_INLINE void score_block(float (*scores)[ATT_BLOCK], int jj, const float *q, const void *k_rows, int head_dim,
+                           float scale, int kv_kind, const int NH, const int NP) {
+    __m256 acc[SCORE_HEADS][2];
+#pragma GCC unroll 4
+    for (int h = 0; h < NH; h++) {
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) acc[h][p] = _mm256_setzero_ps();
+    }
+    size_t row0 = (size_t)jj * (size_t)head_dim;
+    int d = 0;
+    for (; d + VEC <= head_dim; d += VEC) {
+        __m256 kv[2];
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) kv[p] = load8(k_rows, row0 + (size_t)p * head_dim + d, kv_kind);
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++) {
+            __m256 qv = _mm256_loadu_ps(q + (size_t)h * head_dim + d);
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) acc[h][p] = _mm256_fmadd_ps(qv, kv[p], acc[h][p]);
+        }
+    }
+    if (d < head_dim) {
+        int rest = head_dim - d;
+        __m256 kv[2];
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) kv[p] = load_partial(k_rows, row0 + (size_t)p * head_dim + d, rest, kv_kind);
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++) {
+            __m256 qv = _mm256_maskload_ps(q + (size_t)h * head_dim + d, tail_mask(rest));
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) acc[h][p] = _mm256_fmadd_ps(qv, kv[p], acc[h][p]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < NH; h++) {
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) scores[h][jj + p] = hsum8(acc[h][p]) * scale;
+    }
+}
+
+ML_INLINE void score_heads(float (*scores)[ATT_BLOCK], int n_block, const float *q, const void *k_rows,
+                           int head_dim, float scale, int kv_kind, const int NH) {
+    int jj = 0;
+    for (; jj + 2 <= n_block; jj += 2) score_block(scores, jj, q, k_rows, head_dim, scale, kv_kind, NH, 2);
+    if (jj < n_block) score_block(scores, jj, q, k_rows, head_dim, scale, kv_kind, NH, 1);
+}
+
+/* acc[h] = (first ? 0 : out[h] * alpha[h]) + sum_jj p[h][jj] v[jj], chunk by chunk of head_dim. */
+ML_INLINE void pv_heads(float *out, float (*probs)[ATT_BLOCK], const float *alpha, int first, int n_block,
+                        const void *v_rows, int head_dim, int kv_kind, const int NH) {
+    for (int d = 0; d < head_dim; d += VEC) {
+        int rest = head_dim - d < VEC ? head_dim - d : VEC;
+        __m256i mask = tail_mask(rest);
+        __m256 acc[PV_HEADS];
+#pragma GCC unroll 8
+        for (int h = 0; h < NH; h++) {
+            if (first) {
+                acc[h] = _mm256_setzero_ps();
+            } else {
+                float *o = out + (size_t)h * head_dim + d;
+                __m256 prev = rest == VEC ? _mm256_loadu_ps(o) : _mm256_maskload_ps(o, mask);
+                acc[h] = _mm256_mul_ps(prev, _mm256_set1_ps(alpha[h]));
+            }
+        }
+        for (int jj = 0; jj < n_block; jj++) {
+            size_t at = (size_t)jj * (size_t)head_dim + (size_t)d;
+            __m256 vv = rest == VEC ? load8(v_rows, at, kv_kind) : load_partial(v_rows, at, rest, kv_kind);
+#pragma GCC unroll 8
+            for (int h = 0; h < NH; h++) acc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(&probs[h][jj]), vv, acc[h]);
+        }
+#pragma GCC unroll 8
+        for (int h = 0; h < NH; h++) {
+            float *o = out + (size_t)h * head_dim + d;
+            if (rest == VEC)
+                _mm256_storeu_ps(o, acc[h]);
+            else
+                _mm256_maskstore_ps(o, mask, acc[h]);
+        }
+    }
+}
+
+/* At most ATT_HEADS heads. */
+ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const void *k, const void *v, int n_pos,
+                               int head_dim, float scale, int kv_kind) {
+    float scores[ATT_HEADS][ATT_BLOCK];
+    float running_max[ATT_HEADS], running_sum[ATT_HEADS], alpha[ATT_HEADS];
+    for (int h = 0; h < n_heads; h++) {
+        running_max[h] = -INFINITY;
+        running_sum[h] = 0.0f;
+    }
+    size_t kv_size = kind_size(kv_kind);
+    for (int j0 = 0; j0 < n_pos; j0 += ATT_BLOCK) {
+        int n_block = n_pos - j0 < ATT_BLOCK ? n_pos - j0 : ATT_BLOCK;
+        const char *k_rows = (const char *)k + (size_t)j0 * (size_t)head_dim * kv_size;
+        const char *v_rows = (const char *)v + (size_t)j0 * (size_t)head_dim * kv_size;
+        for (int h = 0; h < n_heads; h += SCORE_HEADS) {
+            const float *qh = q + (size_t)h * head_dim;
+            switch (n_heads - h) {
+            case 1: score_heads(scores + h, n_block, qh, k_rows, head_dim, scale, kv_kind, 1); break;
+            case 2: score_heads(scores + h, n_block, qh, k_rows, head_dim, scale, kv_kind, 2); break;
+            case 3: score_heads(scores + h, n_block, qh, k_rows, head_dim, scale, kv_kind, 3); break;
+            default: score_heads(scores + h, n_block, qh, k_rows, head_dim, scale, kv_kind, 4); break;
+            }
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float block_max = scores[h][0];
+            for (int jj = 1; jj < n_block; jj++)
+                if (scores[h][jj] > block_max) block_max = scores[h][jj];
+            float new_max = block_max > running_max[h] ? block_max : running_max[h];
+            alpha[h] = expf(running_max[h] - new_max); /* 0 on the first block */
+            running_max[h] = new_max;
+            __m256 m = _mm256_set1_ps(new_max), sum = _mm256_setzero_ps();
+            for (int jj = 0; jj < n_block; jj += VEC) {
+                if (n_block - jj >= VEC) {
+                    __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(&scores[h][jj]), m));
+                    _mm256_storeu_ps(&scores[h][jj], e);
+                    sum = _mm256_add_ps(sum, e);
+                } else { /* lanes past the block are zeroed: they are not positions */
+                    __m256i mask = tail_mask(n_block - jj);
+                    __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(&scores[h][jj], mask), m));
+                    e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+                    _mm256_storeu_ps(&scores[h][jj], e);
+                    sum = _mm256_add_ps(sum, e);
+                }
+            }
+            running_sum[h] = running_sum[h] * alpha[h] + hsum8(sum);
+        }
+        int first = j0 == 0;
+        for (int h = 0; h < n_heads; h += PV_HEADS) {
+            float *oh = out + (size_t)h * head_dim;
+            switch (n_heads - h) {
+            case 1: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 1); break;
+            case 2: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 2); break;
+            case 3: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 3); break;
+            case 4: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 4); break;
+            case 5: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 5); break;
+            case 6: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 6); break;
+            case 7: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 7); break;
+            default: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 8); break;
+            }
+        }
+    }
+    for (int h = 0; h < n_heads; h++) {
+        float *o = out + (size_t)h * head_dim;
+        __m256 l = _mm256_set1_ps(running_sum[h]);
+        int d = 0;
+        for (; d + VEC <= head_dim; d += VEC) _mm256_storeu_ps(o + d, _mm256_div_ps(_mm256_loadu_ps(o + d), l));
+        if (d < head_dim) {
+            __m256i mask = tail_mask(head_dim - d);
+            _mm256_maskstore_ps(o + d, mask, _mm256_div_ps(_mm256_maskload_ps(o + d, mask), l));
+        }
+    }
+}
+
+static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
+                          int head_dim, float scale, float *scratch) {
+    for (int h = 0; h < n_q; h += ATT_HEADS) {
+        int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
+        attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
+                        scale, KIND_F32);
+    }
+}
+
+static void attention_bf16(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v, int n_pos,
+                           int head_dim, float scale, float *scratch) {
+    for (int h = 0; h < n_q; h += ATT_HEADS) {
+        int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
+        attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
+                        scale, KIND_BF16);
+    }
+}
+
+/* ---- conversions -------------------------------------------------------------------------- */
+
+/* Round to nearest even on the integer bits, exactly ml_f32_to_bf16: bits + 0x7fff + lsb, then
+ * the top half; NaN keeps its top half with the quiet bit set. Denormals round like any value
+ * (no flush to zero, unlike vcvtneps2bf16). */
+static void f32_to_bf16(uint16_t *out, const float *in, size_t n) {
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), quiet = _mm256_set1_epi32(0x40);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i bits = _mm256_loadu_si256((const __m256i *)(in + i));
+        __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(bits, abs_mask), inf);
+        __m256i top = _mm256_srli_epi32(bits, 16);
+        __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, bias), _mm256_and_si256(top, one)), 16);
+        __m256i result = _mm256_blendv_epi8(rounded, _mm256_or_si256(top, quiet), is_nan);
+        __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(result), _mm256_extracti128_si256(result, 1));
+        _mm_storeu_si128((__m128i *)(out + i), packed);
+    }
+    for (; i < n; i++) out[i] = ml_f32_to_bf16(in[i]);
+}
+
+static void bf16_to_f32(float *out, const uint16_t *in, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, widen_bf16(_mm_loadu_si128((const __m128i *)(in + i))));
+    for (; i < n; i++) out[i] = ml_bf16_to_f32(in[i]);
+}
+
+/* vcvtph2ps is exact for every finite value, subnormals included, but quiets signalling NaNs;
+ * NaN lanes are rebuilt from the bits (sign, all-ones exponent, mantissa << 13) so that every
+ * bit pattern converts exactly as ml_f16_to_f32. */
+static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fff), inf = _mm256_set1_epi32(0x7c00);
+    const __m256i sign_mask = _mm256_set1_epi32(0x8000), exponent_fix = _mm256_set1_epi32(0x70000000);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(in + i));
+        __m256 f = _mm256_cvtph_ps(h);
+        __m256i wide = _mm256_cvtepu16_epi32(h);
+        __m256i magnitude = _mm256_and_si256(wide, abs_mask);
+        __m256i is_nan = _mm256_cmpgt_epi32(magnitude, inf);
+        if (!_mm256_testz_si256(is_nan, is_nan)) {
+            __m256i nan_bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(wide, sign_mask), 16),
+                                               _mm256_add_epi32(_mm256_slli_epi32(magnitude, 13), exponent_fix));
+            f = _mm256_blendv_ps(f, _mm256_castsi256_ps(nan_bits), _mm256_castsi256_ps(is_nan));
+        }
+        _mm256_storeu_ps(out + i, f);
+    }
+    for (; i < n; i++) out[i] = ml_f16_to_f32(in[i]);
+}
+
+const ml_cpu_kernels ml_cpu_kernels_avx2 = {
+    .name = "avx2",
+    .matmul_f32 = matmul_f32,
+    .matmul_f16 = matmul_f16,
+    .matmul_bf16 = matmul_bf16,
+    .matmul_bf16_bf16 = matmul_bf16_bf16,
+    .rmsnorm = rmsnorm,
+    .rope = rope,
+    .silu_mul = silu_mul,
+    .attention_f32 = attention_f32,
+    .attention_bf16 = attention_bf16,
+    .f32_to_bf16 = f32_to_bf16,
+    .bf16_to_f32 = bf16_to_f32,
+    .f16_to_f32 = f16_to_f32,
+};

@@ -1,0 +1,643 @@
+/* Every CPU kernel variant the machine can run (scalar, avx2, avx512, avx512bf16) against the
+ * scalar reference, on seeded random data in [-1, 1] at awkward sizes, by normalised error
+ * max|a - b| / max|b|. The scalar reference itself is first checked on hand-computed examples.
+ *
+ * Tolerances (why):
+ *   matmuls               1e-5  same exact products (bf16/f16 widening and bf16 x bf16 are
+ *                               exact in f32) summed in another order. Float summation of n
+ *                               terms errs by ~u*sqrt(n) relative (u = 2^-24): observed <= 2e-6
+ *                               for n_in <= 1000, mostly the scalar reference's own error (the
+ *                               blocked vector sums are closer to a double-precision result).
+ *                               1e-5 leaves a 5x margin and still catches a lost or doubled
+ *                               term (error ~1e-2). vdpbf16ps rounds each of its two adds to
+ *                               nearest even like an FMA chain, so the same bound holds (the
+ *                               inputs have no bf16 denormals, which it would read as zero).
+ *   attention             1e-5  the same summation error in q.k and p.v, plus the scores' own
+ *                               rounding (~|s| * u, from the dot's order), which moves the
+ *                               softmax weights by that much relative: observed <= 3e-6 with
+ *                               |scores| up to ~9 (the rising-score case). Holds for |s| up to
+ *                               ~20 (HF scales by 1/sqrt(head_dim)); at |s| ~ 250 even two
+ *                               correct float implementations differ by ~3e-5.
+ *   rmsnorm               4e-6  only 1/sqrt(mean) differs: half the relative error of a float
+ *                               sum of n squares, ~u*sqrt(n)/3 RMS (about 1e-6 at n = 4096).
+ *   silu_mul              1e-6  vector exp within 2 ulp of expf, then the same operations.
+ *   rope, conversions     exact (bit-identical): same operations, no FMA, integer rounding.
+ *   split / threads       exact: an output must not depend on how the rows/tokens are split. */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "core/numeric.h"
+#include "test_util.h"
+
+#define TOL_MATMUL 1e-5
+#define TOL_ATTENTION 1e-5
+#define TOL_RMSNORM 4e-6
+#define TOL_SILU 1e-6
+#define TOL_HAND 1e-6
+
+static const ml_cpu_kernels *const ref = &ml_cpu_kernels_scalar;
+
+/* Worst error seen per variant and function, printed at the end of each variant. */
+typedef struct {
+    double matmul[4], attention[2], rmsnorm, silu;
+} worst_errors;
+
+static void note(double *worst, double err) {
+    if (!(err <= *worst)) *worst = err;
+}
+
+/* Buffers deliberately misaligned by one element (vector loads must be unaligned-safe). */
+static float *alloc_f32(size_t n) { return (float *)malloc((n + 1) * sizeof(float)) + 1; }
+static void free_f32(float *p) { free(p - 1); }
+static uint16_t *alloc_u16(size_t n) { return (uint16_t *)malloc((n + 1) * sizeof(uint16_t)) + 1; }
+static void free_u16(uint16_t *p) { free(p - 1); }
+
+static uint32_t float_bits(float f) {
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+static float bits_float(uint32_t b) {
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+static uint32_t random_u32(ml_test_rng *rng) {
+    uint32_t hi = (uint32_t)ml_test_uniform(rng, 0.0f, 65536.0f) & 0xffffu;
+    uint32_t lo = (uint32_t)ml_test_uniform(rng, 0.0f, 65536.0f) & 0xffffu;
+    return hi << 16 | lo;
+}
+
+/* A finite f16 with a random sign, exponent field 0..15 (subnormals included) and mantissa. */
+static uint16_t random_f16(ml_test_rng *rng) {
+    uint32_t sign = ml_test_uniform(rng, 0.0f, 1.0f) < 0.5f ? 0x8000u : 0u;
+    uint32_t exponent = (uint32_t)ml_test_uniform(rng, 0.0f, 16.0f) & 15u;
+    uint32_t mantissa = (uint32_t)ml_test_uniform(rng, 0.0f, 1024.0f) & 0x3ffu;
+    return (uint16_t)(sign | exponent << 10 | mantissa);
+}
+
+static void to_bf16(uint16_t *out, const float *in, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = ml_f32_to_bf16(in[i]);
+}
+
+enum { MM_F32, MM_F16, MM_BF16, MM_BF16_BF16 };
+static const char *const mm_names[4] = {"matmul_f32", "matmul_f16", "matmul_bf16", "matmul_bf16_bf16"};
+
+/* The operands of one matmul problem in every dtype. */
+typedef struct {
+    int n_in, n_out;
+    size_t ldx;
+    float *x;       /* [n_tok, ldx] */
+    uint16_t *x16;  /* [n_tok, ldx] bf16 of x */
+    float *w32;     /* [n_out, n_in] */
+    uint16_t *wf16; /* [n_out, n_in] */
+    uint16_t *wbf;  /* [n_out, n_in] */
+} mm_problem;
+
+static void mm_make(mm_problem *p, ml_test_rng *rng, int n_in, int n_out, int n_tok) {
+    p->n_in = n_in;
+    p->n_out = n_out;
+    p->ldx = (size_t)n_in + 3;
+    size_t nx = (size_t)n_tok * p->ldx, nw = (size_t)n_out * n_in;
+    p->x = alloc_f32(nx);
+    p->x16 = alloc_u16(nx);
+    p->w32 = alloc_f32(nw);
+    p->wf16 = alloc_u16(nw);
+    p->wbf = alloc_u16(nw);
+    ml_test_fill(rng, p->x, nx, -1.0f, 1.0f);
+    to_bf16(p->x16, p->x, nx);
+    ml_test_fill(rng, p->w32, nw, -1.0f, 1.0f);
+    to_bf16(p->wbf, p->w32, nw);
+    for (size_t i = 0; i < nw; i++) p->wf16[i] = random_f16(rng);
+}
+
+static void mm_free(mm_problem *p) {
+    free_f32(p->x);
+    free_u16(p->x16);
+    free_f32(p->w32);
+    free_u16(p->wf16);
+    free_u16(p->wbf);
+}
+
+/* Calls one matmul kind with x and y already offset to the first token. */
+static void mm_call(const ml_cpu_kernels *k, int kind, const mm_problem *p, float *y, size_t ldy, int tok0,
+                    int n_tok, int row_begin, int row_end) {
+    const float *x = p->x + (size_t)tok0 * p->ldx;
+    const uint16_t *x16 = p->x16 + (size_t)tok0 * p->ldx;
+    y += (size_t)tok0 * ldy;
+    switch (kind) {
+    case MM_F32: k->matmul_f32(y, ldy, x, p->ldx, p->w32, p->n_in, n_tok, row_begin, row_end); break;
+    case MM_F16: k->matmul_f16(y, ldy, x, p->ldx, p->wf16, p->n_in, n_tok, row_begin, row_end); break;
+    case MM_BF16: k->matmul_bf16(y, ldy, x, p->ldx, p->wbf, p->n_in, n_tok, row_begin, row_end); break;
+    default: k->matmul_bf16_bf16(y, ldy, x16, p->ldx, p->wbf, p->n_in, n_tok, row_begin, row_end); break;
+    }
+}
+
+#define SENTINEL (-12345.0f)
+
+/* ---- the reference itself, on hand-computed examples ------------------------------------- */
+
+static int close_to(float got, double want) { return fabs((double)got - want) <= TOL_HAND * fabs(want) + 1e-12; }
+
+static void test_reference_by_hand(void) {
+    /* w = [[1,2,3],[4,5,6]]; x0 = [1,-1,2] -> [5, 11]; x1 = [0.5,0.25,-1] -> [-2, -2.75]. */
+    const float w[6] = {1, 2, 3, 4, 5, 6};
+    const float x[6] = {1, -1, 2, 0.5f, 0.25f, -1};
+    uint16_t wbf[6], wf16[6], xbf[6];
+    const uint16_t f16_of_1to6[6] = {0x3c00, 0x4000, 0x4200, 0x4400, 0x4500, 0x4600};
+    for (int i = 0; i < 6; i++) {
+        wbf[i] = ml_f32_to_bf16(w[i]);
+        xbf[i] = ml_f32_to_bf16(x[i]);
+        wf16[i] = f16_of_1to6[i];
+    }
+    const float want[4] = {5, 11, -2, -2.75f};
+    for (int kind = 0; kind < 4; kind++) {
+        float y[4] = {0, 0, 0, 0};
+        switch (kind) {
+        case MM_F32: ref->matmul_f32(y, 2, x, 3, w, 3, 2, 0, 2); break;
+        case MM_F16: ref->matmul_f16(y, 2, x, 3, wf16, 3, 2, 0, 2); break;
+        case MM_BF16: ref->matmul_bf16(y, 2, x, 3, wbf, 3, 2, 0, 2); break;
+        default: ref->matmul_bf16_bf16(y, 2, xbf, 3, wbf, 3, 2, 0, 2); break;
+        }
+        for (int i = 0; i < 4; i++) CHECK(y[i] == want[i], "scalar %s y[%d] = %g, want %g", mm_names[kind], i, y[i], want[i]);
+    }
+
+    /* rmsnorm([3,4]) with weight [1,2], eps 0: mean of squares 12.5. */
+    float norm_in[2] = {3, 4}, norm_w[2] = {1, 2}, norm_out[2];
+    ref->rmsnorm(norm_out, norm_in, norm_w, 2, 0.0f);
+    CHECK(close_to(norm_out[0], 3.0 / sqrt(12.5)), "rmsnorm[0] = %.9g", norm_out[0]);
+    CHECK(close_to(norm_out[1], 8.0 / sqrt(12.5)), "rmsnorm[1] = %.9g", norm_out[1]);
+
+    /* rope, head_dim 4: pair (1, 3) at angle pi/3, pair (2, 4) at cos 0.6, sin 0.8. */
+    float vec[4] = {1, 2, 3, 4};
+    const float c[2] = {0.5f, 0.6f}, s[2] = {(float)(sqrt(3.0) / 2), 0.8f};
+    ref->rope(vec, 1, 4, c, s);
+    CHECK(close_to(vec[0], 0.5 - 3 * sqrt(3.0) / 2), "rope[0] = %.9g", vec[0]);
+    CHECK(close_to(vec[2], 1.5 + sqrt(3.0) / 2), "rope[2] = %.9g", vec[2]);
+    CHECK(close_to(vec[1], -2.0), "rope[1] = %.9g", vec[1]);
+    CHECK(close_to(vec[3], 4.0), "rope[3] = %.9g", vec[3]);
+
+    /* silu(1)*2, silu(0)*5, silu(-1)*1. */
+    float gate[3] = {1, 0, -1}, up[3] = {2, 5, 1}, act[3];
+    ref->silu_mul(act, gate, up, 3);
+    CHECK(close_to(act[0], 2.0 / (1.0 + exp(-1.0))), "silu(1)*2 = %.9g", act[0]);
+    CHECK(act[1] == 0.0f, "silu(0) = %g", act[1]);
+    CHECK(close_to(act[2], -1.0 / (1.0 + exp(1.0))), "silu(-1) = %.9g", act[2]);
+
+    /* Attention: two equal scores average the two value rows; scores ln 3 and 0 weigh 3:1. */
+    const float q1[2] = {1, 0}, k1[4] = {1, 1, 1, -1}, v1[4] = {2, 4, 4, 0};
+    float out[2], scratch[2];
+    ref->attention_f32(out, q1, 1, k1, v1, 2, 2, 1.0f, scratch);
+    CHECK(close_to(out[0], 3.0) && close_to(out[1], 2.0), "equal scores: out = [%g, %g]", out[0], out[1]);
+    const float k2[4] = {(float)log(3.0), 0, 0, 0}, v2[4] = {1, 0, 0, 1};
+    ref->attention_f32(out, q1, 1, k2, v2, 2, 2, 1.0f, scratch);
+    CHECK(close_to(out[0], 0.75) && close_to(out[1], 0.25), "3:1 scores: out = [%g, %g]", out[0], out[1]);
+    uint16_t k2b[4], v2b[4];
+    to_bf16(k2b, k2, 4);
+    to_bf16(v2b, v2, 4);
+    ref->attention_bf16(out, q1, 1, k2b, v2b, 2, 2, 1.0f, scratch);
+    double w0 = 3.0 * exp((double)ml_round_bf16((float)log(3.0)) - log(3.0)); /* bf16(ln 3) */
+    CHECK(close_to(out[0], w0 / (w0 + 1)), "bf16 3:1 scores: out[0] = %g", out[0]);
+
+    /* f32 -> bf16 rounding: ties to even, NaN stays NaN (quiet), overflow to inf, denormals. */
+    static const uint32_t in_bits[][2] = {
+        {0x3f800000u, 0x3f80}, {0x3f808000u, 0x3f80}, {0x3f818000u, 0x3f82}, {0x3f808001u, 0x3f81},
+        {0x3f80ffffu, 0x3f81}, {0xbf808000u, 0xbf80}, {0x7f800000u, 0x7f80}, {0xff800000u, 0xff80},
+        {0x7f7fffffu, 0x7f80}, {0x7fc00000u, 0x7fc0}, {0x7f800001u, 0x7fc0}, {0xff800001u, 0xffc0},
+        {0x00008000u, 0x0000}, {0x00018000u, 0x0002}, {0x00008001u, 0x0001}, {0x80008000u, 0x8000},
+        {0x00000000u, 0x0000}, {0x80000000u, 0x8000}, {0x007fffffu, 0x0080},
+    };
+    for (size_t i = 0; i < sizeof in_bits / sizeof in_bits[0]; i++) {
+        float f = bits_float(in_bits[i][0]);
+        uint16_t got;
+        ref->f32_to_bf16(&got, &f, 1);
+        CHECK(got == in_bits[i][1], "f32_to_bf16(0x%08x) = 0x%04x, want 0x%04x", in_bits[i][0], got, in_bits[i][1]);
+    }
+    /* f16: 1, -2, smallest subnormal 2^-24, largest 65504, inf. */
+    const uint16_t halves[5] = {0x3c00, 0xc000, 0x0001, 0x7bff, 0x7c00};
+    const float full[5] = {1.0f, -2.0f, 5.9604644775390625e-8f, 65504.0f, INFINITY};
+    float converted[5];
+    ref->f16_to_f32(converted, halves, 5);
+    for (int i = 0; i < 5; i++) CHECK(converted[i] == full[i], "f16 0x%04x -> %g", halves[i], converted[i]);
+}
+
+/* ---- matrix products -------------------------------------------------------------------- */
+
+static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst) {
+    static const int n_ins[] = {1, 3, 15, 17, 31, 64, 100, 257, 1000};
+    static const int n_toks[] = {1, 2, 3, 5, 8, 13};
+    const int n_out = 45, row_begin = 6, row_end = 45; /* 39 rows: not a multiple of 4, 8 or 16 */
+    const size_t ldy = n_out + 2;
+    for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
+        for (size_t b = 0; b < sizeof n_toks / sizeof n_toks[0]; b++) {
+            int n_in = n_ins[a], n_tok = n_toks[b];
+            mm_problem p;
+            mm_make(&p, rng, n_in, n_out, n_tok);
+            size_t ny = (size_t)n_tok * ldy;
+            float *y_ref = alloc_f32(ny), *y = alloc_f32(ny);
+            float *got = alloc_f32(ny), *want = alloc_f32(ny);
+            for (int kind = 0; kind < 4; kind++) {
+                for (size_t i = 0; i < ny; i++) y_ref[i] = y[i] = SENTINEL;
+                mm_call(ref, kind, &p, y_ref, ldy, 0, n_tok, row_begin, row_end);
+                mm_call(k, kind, &p, y, ldy, 0, n_tok, row_begin, row_end);
+                size_t n_cmp = 0;
+                int untouched = 1;
+                for (int t = 0; t < n_tok; t++) {
+                    for (size_t r = 0; r < ldy; r++) {
+                        size_t at = (size_t)t * ldy + r;
+                        if ((int)r >= row_begin && (int)r < row_end) {
+                            got[n_cmp] = y[at];
+                            want[n_cmp++] = y_ref[at];
+                        } else if (y[at] != SENTINEL) {
+                            untouched = 0;
+                        }
+                    }
+                }
+                double err = ml_test_norm_error(got, want, n_cmp);
+                note(&worst->matmul[kind], err);
+                CHECK(err <= TOL_MATMUL, "%s %s n_in=%d n_tok=%d: error %.3g > %.1g", k->name, mm_names[kind], n_in,
+                      n_tok, err, TOL_MATMUL);
+                CHECK(untouched, "%s %s n_in=%d n_tok=%d wrote outside rows [%d, %d)", k->name, mm_names[kind], n_in,
+                      n_tok, row_begin, row_end);
+            }
+            free_f32(y_ref);
+            free_f32(y);
+            free_f32(got);
+            free_f32(want);
+            mm_free(&p);
+        }
+    }
+}
+
+/* One call over everything must equal, bit for bit, any split into row ranges and token
+ * subsets (GEMV, 2-token and prefill paths, row blocks and row tails all mixed). */
+static void test_matmul_split(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    static const int n_ins[] = {17, 64, 257, 1000, 4100};
+    static const int row_cuts[] = {0, 1, 6, 19, 30, 45};
+    static const int tok_cuts[] = {0, 1, 3, 8, 17};
+    const int n_out = 45, n_tok = 17;
+    const size_t ldy = n_out;
+    for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
+        mm_problem p;
+        mm_make(&p, rng, n_ins[a], n_out, n_tok);
+        size_t ny = (size_t)n_tok * ldy;
+        float *whole = alloc_f32(ny), *split = alloc_f32(ny);
+        for (int kind = 0; kind < 4; kind++) {
+            mm_call(k, kind, &p, whole, ldy, 0, n_tok, 0, n_out);
+            for (size_t i = 0; i < ny; i++) split[i] = SENTINEL;
+            for (size_t rc = 0; rc + 1 < sizeof row_cuts / sizeof row_cuts[0]; rc++)
+                for (size_t tc = 0; tc + 1 < sizeof tok_cuts / sizeof tok_cuts[0]; tc++)
+                    mm_call(k, kind, &p, split, ldy, tok_cuts[tc], tok_cuts[tc + 1] - tok_cuts[tc], row_cuts[rc],
+                            row_cuts[rc + 1]);
+            CHECK(memcmp(whole, split, ny * sizeof(float)) == 0, "%s %s n_in=%d: split result differs from whole",
+                  k->name, mm_names[kind], n_ins[a]);
+            /* and token by token, 8 rows at a time */
+            for (size_t i = 0; i < ny; i++) split[i] = SENTINEL;
+            for (int t = 0; t < n_tok; t++)
+                for (int r = 0; r < n_out; r += 8) mm_call(k, kind, &p, split, ldy, t, 1, r, r + 8 < n_out ? r + 8 : n_out);
+            CHECK(memcmp(whole, split, ny * sizeof(float)) == 0, "%s %s n_in=%d: per-token result differs from whole",
+                  k->name, mm_names[kind], n_ins[a]);
+        }
+        free_f32(whole);
+        free_f32(split);
+        mm_free(&p);
+    }
+}
+
+/* Several threads computing disjoint row ranges at once give the single-thread bits. */
+typedef struct {
+    const ml_cpu_kernels *k;
+    const mm_problem *p;
+    float *y;
+    int n_tok, row_begin, row_end;
+} mm_thread_job;
+
+static void *mm_thread(void *arg) {
+    const mm_thread_job *job = arg;
+    for (int kind = 0; kind < 4; kind++) {
+        float *y = job->y + (size_t)kind * job->n_tok * job->p->n_out;
+        mm_call(job->k, kind, job->p, y, (size_t)job->p->n_out, 0, job->n_tok, job->row_begin, job->row_end);
+    }
+    return NULL;
+}
+
+static void test_matmul_threads(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    enum { THREADS = 4 };
+    const int n_in = 300, n_out = 61, n_tok = 7;
+    mm_problem p;
+    mm_make(&p, rng, n_in, n_out, n_tok);
+    size_t ny = (size_t)4 * n_tok * n_out;
+    float *single = alloc_f32(ny), *threaded = alloc_f32(ny);
+    mm_thread_job all = {k, &p, single, n_tok, 0, n_out};
+    mm_thread(&all);
+    pthread_t threads[THREADS];
+    mm_thread_job jobs[THREADS];
+    int started[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i] = (mm_thread_job){k, &p, threaded, n_tok, n_out * i / THREADS, n_out * (i + 1) / THREADS};
+        started[i] = pthread_create(&threads[i], NULL, mm_thread, &jobs[i]) == 0;
+        if (!started[i]) mm_thread(&jobs[i]);
+    }
+    for (int i = 0; i < THREADS; i++)
+        if (started[i]) pthread_join(threads[i], NULL);
+    CHECK(memcmp(single, threaded, ny * sizeof(float)) == 0, "%s: threaded matmuls differ from one thread", k->name);
+    free_f32(single);
+    free_f32(threaded);
+    mm_free(&p);
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+static void attention_case(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst, int head_dim, int n_pos,
+                           int n_q, float scale, int increasing) {
+    size_t nq = (size_t)n_q * head_dim, nkv = (size_t)n_pos * head_dim;
+    float *q = alloc_f32(nq), *kf = alloc_f32(nkv), *vf = alloc_f32(nkv);
+    uint16_t *kb = alloc_u16(nkv), *vb = alloc_u16(nkv);
+    float *out_ref = alloc_f32(nq), *out = alloc_f32(nq + 4), *scratch = alloc_f32((size_t)n_pos);
+    ml_test_fill(rng, q, nq, -1.0f, 1.0f);
+    ml_test_fill(rng, kf, nkv, -1.0f, 1.0f);
+    ml_test_fill(rng, vf, nkv, -1.0f, 1.0f);
+    if (increasing) { /* scores grow with the position: the running max moves every block */
+        for (size_t i = 0; i < nq; i++) q[i] = fabsf(q[i]);
+        for (int j = 0; j < n_pos; j++)
+            for (int d = 0; d < head_dim; d++) kf[(size_t)j * head_dim + d] = 1.5f * (float)(j + 1) / (float)n_pos;
+    }
+    to_bf16(kb, kf, nkv);
+    to_bf16(vb, vf, nkv);
+    for (int dtype = 0; dtype < 2; dtype++) {
+        for (size_t i = 0; i < nq + 4; i++) out[i] = SENTINEL;
+        if (dtype == 0) {
+            ref->attention_f32(out_ref, q, n_q, kf, vf, n_pos, head_dim, scale, scratch);
+            k->attention_f32(out, q, n_q, kf, vf, n_pos, head_dim, scale, scratch);
+        } else {
+            ref->attention_bf16(out_ref, q, n_q, kb, vb, n_pos, head_dim, scale, scratch);
+            k->attention_bf16(out, q, n_q, kb, vb, n_pos, head_dim, scale, scratch);
+        }
+        double err = ml_test_norm_error(out, out_ref, nq);
+        note(&worst->attention[dtype], err);
+        CHECK(err <= TOL_ATTENTION, "%s attention_%s head_dim=%d n_pos=%d n_q=%d scale=%g%s: error %.3g > %.1g",
+              k->name, dtype ? "bf16" : "f32", head_dim, n_pos, n_q, scale, increasing ? " increasing" : "", err,
+              TOL_ATTENTION);
+        int untouched = 1;
+        for (int i = 0; i < 4; i++) untouched &= out[nq + i] == SENTINEL;
+        CHECK(untouched, "%s attention wrote past out[n_q * head_dim]", k->name);
+    }
+    free_f32(q);
+    free_f32(kf);
+    free_f32(vf);
+    free_u16(kb);
+    free_u16(vb);
+    free_f32(out_ref);
+    free_f32(out);
+    free_f32(scratch);
+}
+
+static void test_attention(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst) {
+    static const int head_dims[] = {8, 12, 16, 24, 64, 128};
+    static const int n_poss[] = {1, 2, 7, 63, 64, 65, 300, 1500};
+    static const int n_qs[] = {1, 3, 4, 8, 17};
+    for (size_t a = 0; a < sizeof head_dims / sizeof head_dims[0]; a++)
+        for (size_t b = 0; b < sizeof n_poss / sizeof n_poss[0]; b++)
+            for (size_t c = 0; c < sizeof n_qs / sizeof n_qs[0]; c++) {
+                int hd = head_dims[a], n_pos = n_poss[b], n_q = n_qs[c];
+                if (n_pos == 1500 && n_q > 4) continue; /* the scalar reference is slow */
+                attention_case(k, rng, worst, hd, n_pos, n_q, 1.0f / sqrtf((float)hd), 0);
+            }
+    /* Peaky softmax (large scale) and a running max that changes every block. */
+    for (size_t b = 0; b < sizeof n_poss / sizeof n_poss[0]; b++) {
+        attention_case(k, rng, worst, 64, n_poss[b], 4, 8.0f / sqrtf(64.0f), 0);
+        attention_case(k, rng, worst, 128, n_poss[b], 3, 1.0f / sqrtf(128.0f), 1);
+    }
+}
+
+/* ---- rmsnorm, rope, silu ------------------------------------------------------------------ */
+
+static const int elementwise_sizes[] = {1, 3, 15, 17, 31, 64, 100, 257, 1000, 4096};
+
+static void test_rmsnorm(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst) {
+    for (size_t a = 0; a < sizeof elementwise_sizes / sizeof elementwise_sizes[0]; a++) {
+        int n = elementwise_sizes[a];
+        float *x = alloc_f32((size_t)n), *w = alloc_f32((size_t)n);
+        float *want = alloc_f32((size_t)n), *got = alloc_f32((size_t)n + 1), *inplace = alloc_f32((size_t)n);
+        ml_test_fill(rng, x, (size_t)n, -1.0f, 1.0f);
+        ml_test_fill(rng, w, (size_t)n, -1.0f, 1.0f);
+        ref->rmsnorm(want, x, w, n, 1e-5f);
+        got[n] = SENTINEL;
+        k->rmsnorm(got, x, w, n, 1e-5f);
+        double err = ml_test_norm_error(got, want, (size_t)n);
+        note(&worst->rmsnorm, err);
+        CHECK(err <= TOL_RMSNORM, "%s rmsnorm n=%d: error %.3g > %.1g", k->name, n, err, TOL_RMSNORM);
+        CHECK(got[n] == SENTINEL, "%s rmsnorm n=%d wrote past the end", k->name, n);
+        memcpy(inplace, x, (size_t)n * sizeof(float));
+        k->rmsnorm(inplace, inplace, w, n, 1e-5f);
+        CHECK(memcmp(inplace, got, (size_t)n * sizeof(float)) == 0, "%s rmsnorm n=%d in place differs", k->name, n);
+        free_f32(x);
+        free_f32(w);
+        free_f32(want);
+        free_f32(got);
+        free_f32(inplace);
+    }
+}
+
+static void test_rope(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    static const int head_dims[] = {2, 6, 8, 16, 24, 34, 64, 128};
+    static const int heads[] = {1, 3, 8};
+    for (size_t a = 0; a < sizeof head_dims / sizeof head_dims[0]; a++) {
+        for (size_t b = 0; b < sizeof heads / sizeof heads[0]; b++) {
+            int hd = head_dims[a], half = hd / 2, n_heads = heads[b];
+            size_t n = (size_t)n_heads * hd;
+            float *want = alloc_f32(n), *got = alloc_f32(n + 1), *c = alloc_f32((size_t)half), *s = alloc_f32((size_t)half);
+            ml_test_fill(rng, want, n, -1.0f, 1.0f);
+            memcpy(got, want, n * sizeof(float));
+            got[n] = SENTINEL;
+            for (int i = 0; i < half; i++) { /* position 37, theta 10000 */
+                double angle = 37.0 * pow(10000.0, -2.0 * i / hd);
+                c[i] = (float)cos(angle);
+                s[i] = (float)sin(angle);
+            }
+            ref->rope(want, n_heads, hd, c, s);
+            k->rope(got, n_heads, hd, c, s);
+            CHECK(memcmp(want, got, n * sizeof(float)) == 0, "%s rope head_dim=%d heads=%d not bit-identical", k->name,
+                  hd, n_heads);
+            CHECK(got[n] == SENTINEL, "%s rope wrote past the end", k->name);
+            free_f32(want);
+            free_f32(got);
+            free_f32(c);
+            free_f32(s);
+        }
+    }
+}
+
+static void test_silu(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst) {
+    for (size_t a = 0; a < sizeof elementwise_sizes / sizeof elementwise_sizes[0]; a++) {
+        int n = elementwise_sizes[a];
+        float *gate = alloc_f32((size_t)n), *up = alloc_f32((size_t)n);
+        float *want = alloc_f32((size_t)n), *got = alloc_f32((size_t)n + 1), *aliased = alloc_f32((size_t)n);
+        ml_test_fill(rng, gate, (size_t)n, -20.0f, 20.0f);
+        ml_test_fill(rng, up, (size_t)n, -1.0f, 1.0f);
+        ref->silu_mul(want, gate, up, n);
+        got[n] = SENTINEL;
+        k->silu_mul(got, gate, up, n);
+        double err = ml_test_norm_error(got, want, (size_t)n);
+        note(&worst->silu, err);
+        CHECK(err <= TOL_SILU, "%s silu_mul n=%d: error %.3g > %.1g", k->name, n, err, TOL_SILU);
+        CHECK(got[n] == SENTINEL, "%s silu_mul n=%d wrote past the end", k->name, n);
+        memcpy(aliased, gate, (size_t)n * sizeof(float));
+        k->silu_mul(aliased, aliased, up, n);
+        CHECK(memcmp(aliased, got, (size_t)n * sizeof(float)) == 0, "%s silu_mul n=%d with out == gate differs", k->name,
+              n);
+        free_f32(gate);
+        free_f32(up);
+        free_f32(want);
+        free_f32(got);
+        free_f32(aliased);
+    }
+    /* Element by element over the whole range, extremes included (up = 1): relative 1e-6 where
+     * the result is a normal float, identical inf/NaN/zero class elsewhere. */
+    enum { N = 4096 + 23 };
+    static const float extremes[] = {-INFINITY, -1000.0f, -104.5f, -103.0f, -88.8f, -87.5f, -50.0f, -1e-3f, -0.0f,
+                                     0.0f, 1e-30f, 1e-3f, 50.0f, 87.5f, 88.8f, 89.5f, 104.0f, 1000.0f, INFINITY, NAN};
+    float *gate = alloc_f32(N), *up = alloc_f32(N), *want = alloc_f32(N), *got = alloc_f32(N);
+    size_t n_extremes = sizeof extremes / sizeof extremes[0];
+    for (size_t i = 0; i < N; i++) {
+        gate[i] = i < n_extremes ? extremes[i] : -110.0f + 220.0f * (float)i / N;
+        up[i] = 1.0f;
+    }
+    ref->silu_mul(want, gate, up, N);
+    k->silu_mul(got, gate, up, N);
+    int bad = 0;
+    for (size_t i = 0; i < N && bad < 5; i++) {
+        int ok;
+        if (isnan(want[i]) || isinf(want[i]) || fabsf(want[i]) < 1e-30f)
+            ok = (isnan(want[i]) && isnan(got[i])) || got[i] == want[i] || (fabsf(want[i]) < 1e-30f && fabsf(got[i]) < 1e-30f);
+        else
+            ok = fabs((double)got[i] - want[i]) <= TOL_SILU * fabs((double)want[i]);
+        if (!ok) bad++;
+        CHECK(ok, "%s silu(%.9g) = %.9g, want %.9g", k->name, gate[i], got[i], want[i]);
+    }
+    free_f32(gate);
+    free_f32(up);
+    free_f32(want);
+    free_f32(got);
+}
+
+/* ---- conversions -------------------------------------------------------------------------- */
+
+static void test_conversions(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    enum { ALL = 65536 };
+    uint16_t *halves = alloc_u16(ALL);
+    float *got = alloc_f32(ALL);
+    for (uint32_t i = 0; i < ALL; i++) halves[i] = (uint16_t)i;
+
+    k->f16_to_f32(got, halves, ALL);
+    int bad = 0;
+    for (uint32_t i = 0; i < ALL; i++) {
+        uint32_t want = float_bits(ml_f16_to_f32((uint16_t)i)), have = float_bits(got[i]);
+        if (want != have && bad++ < 5) CHECK(0, "%s f16_to_f32(0x%04x) = 0x%08x, want 0x%08x", k->name, i, have, want);
+    }
+    CHECK(bad == 0, "%s f16_to_f32: %d of 65536 patterns wrong", k->name, bad);
+
+    k->bf16_to_f32(got, halves, ALL);
+    bad = 0;
+    for (uint32_t i = 0; i < ALL; i++) bad += float_bits(got[i]) != i << 16;
+    CHECK(bad == 0, "%s bf16_to_f32: %d of 65536 patterns wrong", k->name, bad);
+
+    /* f32 -> bf16: specials, every rounding case around a few values, and random bit patterns
+     * (every exponent, NaNs, infinities, denormals). */
+    enum { RANDOM = 1 << 18 };
+    static const uint32_t specials[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x00008000u, 0x00018000u,
+                                        0x007fffffu, 0x00800000u, 0x3f808000u, 0x3f818000u, 0x3f807fffu,
+                                        0x3f808001u, 0x7f7fffffu, 0x7f7f8000u, 0x7f7f7fffu, 0x7f800000u,
+                                        0xff800000u, 0x7f800001u, 0x7fc00000u, 0xffffffffu, 0x7fbfffffu};
+    size_t n_special = sizeof specials / sizeof specials[0], n = n_special + 4 * 65536 + RANDOM;
+    float *in = alloc_f32(n);
+    uint16_t *out = alloc_u16(n);
+    size_t at = 0;
+    for (size_t i = 0; i < n_special; i++) in[at++] = bits_float(specials[i]);
+    static const uint32_t bases[4] = {0x3f800000u, 0xc1200000u, 0x00000000u, 0x7f000000u};
+    for (int b = 0; b < 4; b++)
+        for (uint32_t low = 0; low < 65536; low++) in[at++] = bits_float(bases[b] | low);
+    for (size_t i = 0; i < RANDOM; i++) in[at++] = bits_float(random_u32(rng));
+    k->f32_to_bf16(out, in, n);
+    bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t want = ml_f32_to_bf16(in[i]);
+        if (out[i] != want && bad++ < 5)
+            CHECK(0, "%s f32_to_bf16(0x%08x) = 0x%04x, want 0x%04x", k->name, float_bits(in[i]), out[i], want);
+    }
+    CHECK(bad == 0, "%s f32_to_bf16: %d of %zu values wrong", k->name, bad, n);
+
+    /* Every length 0..40 at an odd offset: tails right, nothing written past n. */
+    for (size_t len = 0; len <= 40; len++) {
+        uint16_t b16[48];
+        float f32[48];
+        for (int i = 0; i < 48; i++) {
+            b16[i] = 0xdead;
+            f32[i] = SENTINEL;
+        }
+        k->f32_to_bf16(b16 + 1, in + 7, len);
+        k->bf16_to_f32(f32 + 1, halves + 0x3f00, len);
+        int ok = b16[0] == 0xdead && b16[len + 1] == 0xdead && f32[0] == SENTINEL && f32[len + 1] == SENTINEL;
+        for (size_t i = 0; i < len; i++) ok &= b16[i + 1] == ml_f32_to_bf16(in[7 + i]) && f32[i + 1] == ml_bf16_to_f32((uint16_t)(0x3f00 + i));
+        k->f16_to_f32(f32 + 1, halves + 0x7bf0, len); /* large finite, inf, NaNs */
+        for (size_t i = 0; i < len; i++) ok &= float_bits(f32[i + 1]) == float_bits(ml_f16_to_f32((uint16_t)(0x7bf0 + i)));
+        ok &= f32[len + 1] == SENTINEL;
+        CHECK(ok, "%s conversions of length %zu", k->name, len);
+    }
+    free_f32(in);
+    free_u16(out);
+    free_u16(halves);
+    free_f32(got);
+}
+
+/* ---- driver ------------------------------------------------------------------------------- */
+
+static void test_dispatch(void) {
+    /* Forcing through the environment: read once, on the first call. */
+    setenv("MESHLLAMA_ISA", "scalar", 1);
+    const ml_cpu_kernels *best = ml_cpu_kernels_best();
+    CHECK(best == &ml_cpu_kernels_scalar, "MESHLLAMA_ISA=scalar gave %s", best ? best->name : "NULL");
+    CHECK(ml_cpu_kernels_best() == best, "ml_cpu_kernels_best is not stable");
+    CHECK(ml_cpu_kernels_variant("scalar") == &ml_cpu_kernels_scalar, "scalar variant missing");
+    CHECK(ml_cpu_kernels_variant("avx3") == NULL, "unknown variant name accepted");
+    CHECK(ml_cpu_kernels_variant(NULL) == NULL, "NULL variant name accepted");
+}
+
+int main(void) {
+    test_reference_by_hand();
+    test_dispatch();
+    static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        const ml_cpu_kernels *k = ml_cpu_kernels_variant(variants[v]);
+        if (!k) {
+            printf("SKIP %s: CPU lacks it\n", variants[v]);
+            continue;
+        }
+        CHECK(strcmp(k->name, variants[v]) == 0, "variant %s is named %s", variants[v], k->name);
+        ml_test_rng rng;
+        ml_test_rng_seed(&rng, 1234 + v);
+        worst_errors worst;
+        memset(&worst, 0, sizeof worst);
+        test_matmul(k, &rng, &worst);
+        test_matmul_split(k, &rng);
+        test_matmul_threads(k, &rng);
+        test_attention(k, &rng, &worst);
+        test_rmsnorm(k, &rng, &worst);
+        test_rope(k, &rng);
+        test_silu(k, &rng, &worst);
+        test_conversions(k, &rng);
+        printf("%-10s worst normalised error: matmul f32 %.2g f16 %.2g bf16 %.2g bf16_bf16 %.2g (tol %.0g); "
+               "attention f32 %.2g bf16 %.2g (tol %.0g); rmsnorm %.2g (tol %.0g); silu_mul %.2g (tol %.0g); "
+               "rope and conversions exact\n",
+               k->name, worst.matmul[0], worst.matmul[1], worst.matmul[2], worst.matmul[3], TOL_MATMUL,
+               worst.attention[0], worst.attention[1], TOL_ATTENTION, worst.rmsnorm, TOL_RMSNORM, worst.silu,
+               TOL_SILU);
+    }
+    return ml_test_finish("kernels");
+}
