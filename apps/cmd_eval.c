@@ -63,12 +63,13 @@ static void print_metrics(const eval_options *o, const ml_model_info *info, int 
     const ml_model_params *p = &o->model.params;
     printf("YT_METRICS={\"mode\": \"meshllama\", \"trace\": false, \"top1\": %.4f, \"top5\": %.4f, "
            "\"prefill_len\": %d, \"decode_len\": %d, \"max_seq_len\": %d, \"batch\": %d, \"total\": %d, "
-           "\"top5_ref\": %.4f, \"model\": \"%s\", \"tp\": %d, \"mesh\": \"%dx%d\", \"backend\": \"threads-%s\", "
+           "\"top5_ref\": %.4f, \"model\": \"%s\", \"tp\": %d, \"mesh\": \"%dx%d\", \"backend\": \"%s-%s\", "
+           "\"ranks\": %d, "
            "\"dtype\": \"%s\", \"act\": \"%s\", \"kv\": \"%s\", \"prefill_decode\": %s, \"slots_agree\": %s, "
            "\"logit_error\": %.3e, \"ttft_ms\": %.2f, \"prefill_tok_s\": %.2f, \"decode_tok_s_u\": %.2f}\n",
            r->top1, r->top5, prefill_len, r->total, max_seq, o->batch, r->total, r->top5_ref,
            base_name(o->model.model_path), info->tp, p->mesh_rows > 0 ? p->mesh_rows : 1,
-           p->mesh_rows > 0 ? p->mesh_cols : info->tp, info->isa, info->weight_dtype,
+           p->mesh_rows > 0 ? p->mesh_cols : info->tp, info->backend, info->isa, info->n_ranks, info->weight_dtype,
            p->act_mode == ML_ACT_FAST ? "fast" : "accurate", p->kv_dtype == ML_KV_BF16 ? "bf16" : "f32",
            o->prefill_decode ? "true" : "false", r->slots_agree ? "true" : "false", r->logit_error, r->ttft_ms,
            r->prefill_tok_s, r->decode_tok_s_u);
@@ -123,7 +124,7 @@ static int run_point(const eval_options *o, int prefill_len, int max_seq) {
             fprintf(stderr, "meshllama eval: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
             fail = 1;
         } else {
-            print_metrics(o, &info, ref_info.n_prompt, info.max_seq_len, &result);
+            if (info.rank == 0) print_metrics(o, &info, ref_info.n_prompt, info.max_seq_len, &result);
             if (!result.slots_agree || result.top1 < o->min_top1 || result.top5 < o->min_top5) {
                 fprintf(stderr, "meshllama eval: below threshold (top1 >= %.4f, top5 >= %.4f, slots agree)\n",
                         (double)o->min_top1, (double)o->min_top5);

@@ -32,6 +32,7 @@ typedef struct {
 
 static int print_token(int32_t token, void *user) {
     stream_state *s = user;
+    if (!s->out) return 0;
     fprintf(s->out, s->first ? "%d" : " %d", (int)token);
     fflush(s->out);
     s->first = 0;
@@ -46,8 +47,9 @@ static void print_json(const int32_t *prompt, int n_prompt, const int32_t *gener
     for (int i = 0; i < st->n_generated; i++) printf(i ? ",%d" : "%d", (int)generated[i]);
     double decode_tok_s = st->n_generated > 1 && st->decode_ms > 0 ? (st->n_generated - 1) * 1e3 / st->decode_ms : 0;
     printf("],\"text\":null,\"stopped_at_eos\":%s,\"tp\":%d,\"threads\":%d,\"isa\":\"%s\","
-           "\"timings\":{\"prefill_ms\":%.3f,\"decode_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}}\n",
-           st->stopped_at_eos ? "true" : "false", info->tp, info->n_threads, info->isa, st->prefill_ms, st->decode_ms,
+           "\"backend\":\"%s\",\"ranks\":%d,\"timings\":{\"prefill_ms\":%.3f,\"decode_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}}\n",
+           st->stopped_at_eos ? "true" : "false", info->tp, info->n_threads, info->isa, info->backend, info->n_ranks,
+           st->prefill_ms, st->decode_ms,
            st->prefill_ms > 0 ? n_prompt * 1e3 / st->prefill_ms : 0.0, decode_tok_s);
 }
 
@@ -116,19 +118,25 @@ int ml_cmd_run(int argc, char **argv) {
     }
     ml_model_info info;
     ml_model_get_info(model, &info);
+    /* under MPI, rank 0 prints; the other ranks compute silently */
+    FILE *out = info.rank == 0 ? stdout : NULL;
     int32_t *generated = malloc(((size_t)sp.max_tokens + 1) * sizeof *generated);
-    stream_state stream = {stdout, 1};
+    stream_state stream = {out, 1};
     ml_generate_stats stats;
     int status = generated ? ml_generate(model, prompt, n_prompt, &sp, generated, json ? NULL : print_token, &stream,
                                          &stats)
                            : ML_ERR_NOMEM;
-    if (status == ML_OK) {
+    if (status == ML_OK && info.rank != 0) {
+        /* silent */
+    } else if (status == ML_OK) {
         if (json) {
             print_json(prompt, n_prompt, generated, &stats, &info);
         } else {
             printf("\n");
-            fprintf(stderr, "meshllama: %d prompt tokens in %.1f ms, %d generated in %.1f ms (tp %d, %d threads, %s)\n",
-                    n_prompt, stats.prefill_ms, stats.n_generated, stats.decode_ms, info.tp, info.n_threads, info.isa);
+            fprintf(stderr,
+                    "meshllama: %d prompt tokens in %.1f ms, %d generated in %.1f ms (tp %d, %s x%d, %d threads, %s)\n",
+                    n_prompt, stats.prefill_ms, stats.n_generated, stats.decode_ms, info.tp, info.backend,
+                    info.n_ranks, info.n_threads, info.isa);
         }
     } else {
         fprintf(stderr, "meshllama run: %s\n  (%s)\n", status == ML_ERR_NOMEM && !generated ? "out of memory" : ml_last_error(),

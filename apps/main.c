@@ -14,7 +14,7 @@ static const char usage[] =
     "  eval      teacher-forcing accuracy against a Hugging Face reference (YT_METRICS)\n"
     "  version   print the version\n";
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage, stderr);
         return ML_EXIT_USAGE;
@@ -33,4 +33,10 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "meshllama: unknown command '%s'\n%s", command, usage);
     return ML_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    int status = dispatch(argc, argv);
+    ml_shutdown();
+    return status;
 }

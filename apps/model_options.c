@@ -1,6 +1,7 @@
 #include "model_options.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "cli_args.h"
 
@@ -20,6 +21,15 @@ int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg) {
     case ML_OPT_ACT: ok = ml_cli_parse_act("--act", arg, &m->params.act_mode); break;
     case ML_OPT_KV: ok = ml_cli_parse_kv("--kv", arg, &m->params.kv_dtype); break;
     case ML_OPT_MAX_BATCH: ok = ml_cli_parse_int("--max-batch", arg, 1, 32, &m->params.max_batch); break;
+    case ML_OPT_BACKEND:
+        if (strcmp(arg, "auto") == 0) m->params.mesh_backend = ML_MESH_AUTO;
+        else if (strcmp(arg, "threads") == 0) m->params.mesh_backend = ML_MESH_THREADS;
+        else if (strcmp(arg, "mpi") == 0) m->params.mesh_backend = ML_MESH_MPI;
+        else {
+            fprintf(stderr, "meshllama: --backend '%s': expected auto, threads or mpi\n", arg);
+            ok = -1;
+        }
+        break;
     default: return 0;
     }
     return ok == 0 ? 1 : -1;

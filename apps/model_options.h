@@ -12,6 +12,7 @@ enum {
     ML_OPT_ACT,
     ML_OPT_KV,
     ML_OPT_MAX_BATCH,
+    ML_OPT_BACKEND,
     ML_OPT_FIRST_COMMAND_OPTION /* commands number their own options from here */
 };
 
@@ -24,7 +25,8 @@ typedef struct {
     {"model", required_argument, NULL, 'm'}, {"tp", required_argument, NULL, ML_OPT_TP},            \
         {"mesh", required_argument, NULL, ML_OPT_MESH}, {"threads", required_argument, NULL, 't'}, \
         {"ctx-size", required_argument, NULL, 'c'}, {"act", required_argument, NULL, ML_OPT_ACT},  \
-        {"kv", required_argument, NULL, ML_OPT_KV}, {"max-batch", required_argument, NULL, ML_OPT_MAX_BATCH}
+        {"kv", required_argument, NULL, ML_OPT_KV}, {"max-batch", required_argument, NULL, ML_OPT_MAX_BATCH}, \
+        {"backend", required_argument, NULL, ML_OPT_BACKEND}
 
 #define ML_MODEL_SHORT_OPTIONS "m:t:c:"
 
@@ -35,7 +37,8 @@ typedef struct {
     "  -t, --threads N       worker threads for the whole mesh (default: all cores)\n"             \
     "  -c, --ctx-size N      KV-cache positions per sequence (default min(config, 4096))\n"        \
     "      --act MODE        activations: accurate (float32, default) or fast (bf16 matmul inputs)\n" \
-    "      --kv TYPE         KV-cache type: f32 (default) or bf16\n"
+    "      --kv TYPE         KV-cache type: f32 (default) or bf16\n"                            \
+    "      --backend B       mesh backend: auto (default: mpi under mpirun), threads or mpi\n"
 
 void ml_cli_model_init(ml_cli_model *m);
 /* Handles opt if it is a model option: 1 handled, 0 not a model option, -1 bad value (printed). */

@@ -44,18 +44,27 @@ typedef enum {
     ML_ACT_FAST = 1      /* matmul inputs rounded to bf16; float32 accumulation */
 } ml_act_mode;
 
+/* How the devices of the mesh are spread over processes. */
+typedef enum {
+    ML_MESH_AUTO = 0,    /* mpi when started by mpirun with more than one rank, else threads */
+    ML_MESH_THREADS = 1, /* every device in this process, sharing its threads */
+    ML_MESH_MPI = 2      /* one MPI rank per tp / n_ranks devices (Open MPI; on one machine or many) */
+} ml_mesh_kind;
+
 /* KV-cache element type. */
 typedef enum { ML_KV_F32 = 0, ML_KV_BF16 = 1 } ml_kv_dtype;
 
 typedef struct {
-    int tp;             /* tensor-parallel degree: number of devices (1..n_heads) */
+    int tp;             /* tensor-parallel degree: number of devices (1..n_heads); under MPI,
+                           1 means one device per rank */
     int mesh_rows;      /* if > 0 with mesh_cols: mesh shape; tp = rows * cols */
     int mesh_cols;
-    int n_threads;      /* worker threads for the whole mesh; 0 = all online cores */
+    int n_threads;      /* worker threads of this process; 0 = its share of the online cores */
     int max_seq_len;    /* KV-cache length per sequence; 0 = min(config max_position_embeddings, 4096) */
     int max_batch;      /* sequences held at once (KV-cache slots), 1..32 */
     ml_act_mode act_mode;
     ml_kv_dtype kv_dtype;
+    ml_mesh_kind mesh_backend;
 } ml_model_params;
 
 ml_model_params ml_model_default_params(void);
@@ -63,7 +72,9 @@ ml_model_params ml_model_default_params(void);
 typedef struct ml_model ml_model;
 
 /* Opens a Hugging Face Llama checkpoint directory (config.json + safetensors, single or
- * sharded), builds the shard plan for params->tp devices and loads every device's slice. */
+ * sharded), builds the shard plan for params->tp devices and loads every device's slice.
+ * Under MPI every rank calls it; a failure on any rank fails all of them with that rank's
+ * message. */
 int ml_model_open(const char *path, const ml_model_params *params, ml_model **out_model);
 void ml_model_close(ml_model *model);
 
@@ -84,6 +95,11 @@ typedef struct {
     int eos_token_ids[8];
     const char *weight_dtype; /* "bf16", "f16" or "f32" */
     const char *isa;          /* kernel variant in use: "avx512bf16", "avx512", "avx2", "scalar" */
+    const char *backend;      /* mesh backend: "threads" or "mpi" */
+    int rank;                 /* this process's rank (0 without MPI) */
+    int n_ranks;              /* processes in the mesh */
+    int device_begin;         /* first device hosted here */
+    int n_local_devices;      /* devices hosted here */
 } ml_model_info;
 
 void ml_model_get_info(const ml_model *model, ml_model_info *out_info);
@@ -95,7 +111,8 @@ void ml_model_get_info(const ml_model *model, ml_model_info *out_info);
  * tokens one after another. A prefill is one sequence with its whole prompt; a decode step
  * is up to max_batch sequences with one token each.
  * logits receives float32 logits [n_seq, vocab] for the last token of each sequence, or
- * [sum(n_tokens), vocab] for every token when all_logits is non-zero. */
+ * [sum(n_tokens), vocab] for every token when all_logits is non-zero. Under MPI every rank
+ * calls it with the same batch, and the logits are complete on rank 0 only. */
 typedef struct {
     int n_seq;
     const int *slots;        /* [n_seq] */
@@ -178,6 +195,9 @@ typedef struct {
 /* Prefill the reference prompt in every slot, score the last position against HF's first
  * token, then feed HF's token i (teacher forcing) and score against token i+1. */
 int ml_eval_run(ml_model *model, const ml_eval_reference *ref, const ml_eval_params *params, ml_eval_result *out);
+
+/* Releases process-wide resources (finalizes MPI if the library started it). Call once at exit. */
+void ml_shutdown(void);
 
 /* Describes a checkpoint without loading it: config, every tensor (dtype, shape, bytes) and
  * the shard plan of each device for the given tp / mesh (mesh_rows = mesh_cols = 0 for 1-D).

@@ -35,6 +35,9 @@ static int resolve_params(const ml_config *c, const ml_model_params *in, ml_mode
         return ml_set_error(ML_ERR_ARG, "max_seq_len %d: at most %d supported", out->max_seq_len, 1 << 24);
     if (in->act_mode != ML_ACT_ACCURATE && in->act_mode != ML_ACT_FAST)
         return ml_set_error(ML_ERR_ARG, "act_mode %d: expected accurate (0) or fast (1)", (int)in->act_mode);
+    if ((int)in->mesh_backend < ML_MESH_AUTO || (int)in->mesh_backend > ML_MESH_MPI)
+        return ml_set_error(ML_ERR_ARG, "mesh_backend %d: expected auto (0), threads (1) or mpi (2)",
+                            (int)in->mesh_backend);
     if (in->kv_dtype != ML_KV_F32 && in->kv_dtype != ML_KV_BF16)
         return ml_set_error(ML_ERR_ARG, "kv_dtype %d: expected f32 (0) or bf16 (1)", (int)in->kv_dtype);
     if (in->mesh_rows > 0 || in->mesh_cols > 0) {
@@ -115,29 +118,46 @@ static int alloc_model_buffers(ml_model *m) {
     return ML_OK;
 }
 
-static int open_model(ml_model *m, const char *path, const ml_model_params *params) {
+/* Everything of opening that is local to this process (no collectives: under MPI the ranks
+ * agree on the outcome afterwards). */
+static int open_local(ml_model *m, const char *path, const ml_model_params *params) {
     if (!ml_is_directory(path))
         return ml_set_error(ML_ERR_IO, "%s: model directory does not exist or is not a directory", path);
     ML_TRY(ml_config_load(path, &m->config));
     ML_TRY(resolve_params(&m->config, params, &m->params));
     const ml_config *c = &m->config;
+    /* under MPI, tp 1 (the default) means one device per rank */
+    if (m->mesh->n_ranks > 1 && m->params.tp == 1 && m->params.mesh_rows == 0) m->params.tp = m->mesh->n_ranks;
     ml_shard_plan *plan;
     ML_TRY(ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, c->vocab_size,
                                m->params.tp, m->params.mesh_rows, m->params.mesh_cols, &plan));
     m->params.tp = plan->tp;
-    ML_TRY(ml_pool_create(m->params.n_threads, &m->pool));
+    int threads = m->params.n_threads;
+    if (threads == 0 && m->mesh->ranks_on_node > 1) {
+        threads = ml_online_cores() / m->mesh->ranks_on_node;
+        if (threads < 1) threads = 1;
+    }
+    ML_TRY(ml_pool_create(threads, &m->pool));
     m->params.n_threads = ml_pool_threads(m->pool);
-    ML_TRY(ml_mesh_create_threads(plan, m->pool, &m->mesh));
+    ML_TRY(ml_mesh_attach(m->mesh, plan, m->pool));
     m->kernels = ml_cpu_kernels_best();
     m->devices = calloc((size_t)m->mesh->n_local, sizeof *m->devices);
     if (!m->devices) return ml_set_error(ML_ERR_NOMEM, "devices: out of memory");
-    for (int d = 0; d < m->mesh->n_local; d++) m->devices[d].shard = plan->shards[m->mesh->device_begin + d];
+    for (int d = 0; d < m->mesh->n_local; d++) m->devices[d].shard = m->mesh->plan->shards[m->mesh->device_begin + d];
     ML_TRY(alloc_model_buffers(m));
     ML_TRY(ml_safetensors_open_dir(path, &m->weights));
     ML_TRY(ml_model_load_weights(m));
     for (int d = 0; d < m->mesh->n_local; d++) ML_TRY(alloc_device_buffers(m, &m->devices[d]));
     return ml_rope_tables_build(c, m->params.max_seq_len, &m->rope_cos, &m->rope_sin);
 }
+
+static int open_model(ml_model *m, const char *path, const ml_model_params *params) {
+    ML_TRY(ml_mesh_open((int)params->mesh_backend, &m->mesh));
+    int status = open_local(m, path, params);
+    return ml_mesh_agree(m->mesh, status);
+}
+
+void ml_shutdown(void) { ml_mesh_shutdown(); }
 
 int ml_model_open(const char *path, const ml_model_params *params, ml_model **out_model) {
     if (!out_model) return ml_set_error(ML_ERR_ARG, "ml_model_open: out_model is NULL");
@@ -159,7 +179,7 @@ int ml_model_open(const char *path, const ml_model_params *params, ml_model **ou
 
 void ml_model_close(ml_model *m) {
     if (!m) return;
-    if (m->devices) {
+    if (m->devices && m->mesh) {
         ml_model_free_weights(m);
         for (int d = 0; d < m->mesh->n_local; d++) free_device_buffers(&m->devices[d]);
         free(m->devices);
@@ -202,6 +222,11 @@ void ml_model_get_info(const ml_model *m, ml_model_info *info) {
     for (int i = 0; i < c->n_eos && i < 8; i++) info->eos_token_ids[i] = c->eos_token_ids[i];
     info->weight_dtype = ml_dtype_name(m->weight_dtype);
     info->isa = m->kernels->name;
+    info->backend = m->mesh->backend->name;
+    info->rank = m->mesh->rank;
+    info->n_ranks = m->mesh->n_ranks;
+    info->device_begin = m->mesh->device_begin;
+    info->n_local_devices = m->mesh->n_local;
 }
 
 int ml_reset_slot(ml_model *m, int slot) {
@@ -271,3 +296,5 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
     for (int i = 0; i < b->n_seq; i++) m->slot_length[b->slots[i]] = b->start_pos[i] + b->n_tokens[i];
     return ML_OK;
 }
+
+int ml_model_broadcast(ml_model *m, void *buf, size_t bytes) { return ml_mesh_broadcast(m->mesh, buf, bytes); }

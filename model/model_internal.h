@@ -112,6 +112,9 @@ typedef struct {
 /* Runs the jobs together (one parallel region); the result does not depend on the split. */
 void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs);
 
+/* Copies bytes of buf from rank 0 to every rank of the model's mesh (a no-op in one process). */
+int ml_model_broadcast(ml_model *model, void *buf, size_t bytes);
+
 /* One chunk of tokens through the whole model. tokens, token_slot/token_pos already set for
  * n_tok tokens; out_rows[t] >= 0 selects tokens whose logits go to logits[out_rows[t]]. */
 int ml_forward_chunk(ml_model *model, const int32_t *tokens, int n_tok, const int *out_rows, float *logits);

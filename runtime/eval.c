@@ -9,6 +9,7 @@
 #include "core/timer.h"
 #include "formats/eval_reference.h"
 #include "meshllama.h"
+#include "model/model_internal.h"
 #include "runtime/sampler.h"
 
 int ml_eval_reference_open(const char *path, ml_eval_reference **out_ref) {
@@ -165,5 +166,7 @@ int ml_eval_run(ml_model *m, const ml_eval_reference *ref, const ml_eval_params 
     free(logits);
     free(scores);
     free(tokens);
+    /* only rank 0 holds complete logits: its scores are the result everywhere */
+    if (status == ML_OK) status = ml_model_broadcast(m, out, sizeof *out);
     return status;
 }

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "meshllama.h"
+#include "model/model_internal.h"
 #include "runtime/sampler.h"
 
 static int is_eos(const ml_model_info *info, int32_t token) {
@@ -51,9 +52,21 @@ int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_s
     local.prefill_ms = ml_now_ms() - start;
     start = ml_now_ms();
     for (int i = 0; status == ML_OK && i < sp->max_tokens; i++) {
-        int32_t token = ml_sampler_pick(&sampler, logits);
+        /* rank 0 holds the logits: it samples, runs the callback and tells the others */
+        struct {
+            int32_t token;
+            int32_t stop;
+        } decision = {0, 0};
+        if (info.rank == 0) {
+            decision.token = ml_sampler_pick(&sampler, logits);
+            decision.stop = callback && callback(decision.token, user) != 0;
+        }
+        status = ml_model_broadcast(model, &decision, sizeof decision);
+        if (status != ML_OK) break;
+        int32_t token = decision.token;
         out_tokens[local.n_generated++] = token;
-        if (callback && callback(token, user) != 0) break;
+        if (info.rank != 0 && callback) callback(token, user);
+        if (decision.stop) break;
         if (!sp->ignore_eos && is_eos(&info, token)) {
             local.stopped_at_eos = 1;
             break;

@@ -1,0 +1,75 @@
+/* Backend-independent parts of the mesh: choosing a backend, attaching the plan, the local
+ * fixed-order sum every backend starts its all-reduce with. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "mesh/mesh.h"
+
+int ml_mesh_launched_by_mpi(void) {
+    const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *value = getenv(keys[i]);
+        if (value && atoi(value) > 1) return 1;
+    }
+    return 0;
+}
+
+int ml_mesh_open(int kind, ml_mesh **out_mesh) {
+    *out_mesh = NULL;
+    switch (kind) {
+    case ML_MESH_KIND_THREADS: return ml_mesh_open_threads(out_mesh);
+    case ML_MESH_KIND_MPI: return ml_mesh_open_mpi(out_mesh);
+    case ML_MESH_KIND_AUTO:
+        return ml_mesh_launched_by_mpi() ? ml_mesh_open_mpi(out_mesh) : ml_mesh_open_threads(out_mesh);
+    default: return ml_set_error(ML_ERR_ARG, "mesh backend %d: expected auto (0), threads (1) or mpi (2)", kind);
+    }
+}
+
+int ml_mesh_attach(ml_mesh *mesh, ml_shard_plan *plan, ml_pool *pool) {
+    if (plan->tp % mesh->n_ranks != 0) {
+        int tp = plan->tp;
+        ml_shard_plan_free(plan);
+        return ml_set_error(ML_ERR_ARG, "tp %d cannot be spread over %d %s ranks: tp must be a multiple of the rank count",
+                            tp, mesh->n_ranks, mesh->backend->name);
+    }
+    ml_shard_plan_free(mesh->plan);
+    mesh->plan = plan;
+    mesh->pool = pool;
+    mesh->n_local = plan->tp / mesh->n_ranks;
+    mesh->device_begin = mesh->rank * mesh->n_local;
+    return ML_OK;
+}
+
+void ml_mesh_destroy(ml_mesh *mesh) {
+    if (!mesh) return;
+    mesh->backend->destroy_state(mesh);
+    ml_shard_plan_free(mesh->plan);
+    free(mesh);
+}
+
+#define ML_REDUCE_CHUNK 4096
+
+typedef struct {
+    float *const *partials;
+    int n_partials;
+    size_t n;
+    float *out;
+} reduce_job;
+
+static void reduce_task(void *ctx, int task, int thread_index) {
+    (void)thread_index;
+    const reduce_job *job = ctx;
+    size_t begin = (size_t)task * ML_REDUCE_CHUNK;
+    size_t end = begin + ML_REDUCE_CHUNK < job->n ? begin + ML_REDUCE_CHUNK : job->n;
+    for (size_t i = begin; i < end; i++) {
+        float sum = job->partials[0][i];
+        for (int d = 1; d < job->n_partials; d++) sum += job->partials[d][i];
+        job->out[i] = sum;
+    }
+}
+
+void ml_mesh_sum_local(ml_mesh *mesh, float *const *partials, size_t n, float *out) {
+    reduce_job job = {partials, mesh->n_local, n, out};
+    ml_pool_run(mesh->pool, reduce_task, &job, (int)((n + ML_REDUCE_CHUNK - 1) / ML_REDUCE_CHUNK));
+}

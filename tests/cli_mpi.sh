@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The mpi mesh backend as a user runs it with mpirun on this machine: np = 2, 3 and 4 give the
+# same tokens as the threads backend at the same tp and as Hugging Face; eval scores the same;
+# a rank that cannot load, or that dies mid-run, ends the whole job with a message naming it,
+# in bounded time. Skipped (exit 77) when the build has no MPI.
+set -u
+bin=${MESHLLAMA_BIN:?}
+fixtures=${MESHLLAMA_FIXTURES:?}
+tmp=${MESHLLAMA_TMP:-/tmp}/cli_mpi.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+if ! command -v mpirun >/dev/null; then echo "SKIP: mpirun not installed"; exit 77; fi
+if "$bin" run -m "$fixtures/gqa_tied_bf16" --prompt-ids 1 -n 1 --backend mpi 2>&1 | grep -q "not in this build"; then
+    echo "SKIP: built without MPI"; exit 77
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mpi=(mpirun --oversubscribe -np)
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+reference_ids() {
+    python3 - "$1" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+_, vocab, n_prompt, n_gen = struct.unpack_from("<4I", data, 8)
+ids = struct.unpack_from("<%di" % (n_prompt + n_gen), data, 24)
+print(",".join(map(str, ids[:n_prompt])), " ".join(map(str, ids[n_prompt:])))
+PY
+}
+
+for fixture in h9kv3_llama3rope_bf16 gqa_tied_bf16 mha_sharded_bf16; do
+    dir=$fixtures/$fixture
+    read -r prompt expected < <(reference_ids "$dir/reference.bin")
+    for np in 2 3 4; do
+        [ "$fixture" = gqa_tied_bf16 ] && [ "$np" = 4 ] && continue # 6 heads: np 4 is valid, keep runtime short
+        got=$(timeout 120 "${mpi[@]}" "$np" "$bin" run -m "$dir" --prompt-ids "$prompt" -n 16 --ignore-eos -t 1 2>"$tmp/err")
+        threads=$("$bin" run -m "$dir" --prompt-ids "$prompt" -n 16 --ignore-eos --tp "$np" 2>/dev/null)
+        if [ "$got" = "$expected" ] && [ "$threads" = "$expected" ]; then pass
+        else fail "$fixture np $np: mpi '$got', threads '$threads', HF '$expected' ($(cat "$tmp/err"))"; fi
+    done
+done
+
+# two ranks x two devices each = tp 4
+dir=$fixtures/h9kv3_llama3rope_bf16
+read -r prompt expected < <(reference_ids "$dir/reference.bin")
+got=$(timeout 120 "${mpi[@]}" 2 "$bin" run -m "$dir" --prompt-ids "$prompt" -n 16 --ignore-eos --tp 4 -t 1 2>/dev/null)
+if [ "$got" = "$expected" ]; then pass; else fail "2 ranks x 2 devices: '$got'"; fi
+
+# only rank 0 prints
+lines=$(timeout 120 "${mpi[@]}" 3 "$bin" run -m "$dir" --prompt-ids 1,2,3 -n 4 -t 1 2>/dev/null | wc -l)
+if [ "$lines" -eq 1 ]; then pass; else fail "np 3 printed $lines lines"; fi
+
+# eval: the same metrics as the threads backend
+strip() { sed -E 's/"(ttft_ms|prefill_tok_s|decode_tok_s_u|backend|ranks)": [^,}]*//g'; }
+ref=$dir/eval_reference.bin
+m_mpi=$(timeout 120 "${mpi[@]}" 2 "$bin" eval -m "$dir" --ref "$ref" -t 1 --min-top1 1 2>/dev/null | strip)
+m_threads=$("$bin" eval -m "$dir" --ref "$ref" --tp 2 --min-top1 1 2>/dev/null | strip)
+if [ -n "$m_mpi" ] && [ "$m_mpi" = "$m_threads" ]; then pass; else fail "eval mpi '$m_mpi' vs threads '$m_threads'"; fi
+
+# tp that the ranks cannot share
+err=$(timeout 60 "${mpi[@]}" 2 "$bin" run -m "$dir" --prompt-ids 1,2 -n 2 --tp 3 -t 1 2>&1 >/dev/null)
+rc=$?
+if [ $rc -ne 0 ] && grep -q "multiple of the rank count" <<<"$err"; then pass; else fail "tp 3 on 2 ranks: rc $rc: $err"; fi
+
+# one rank cannot load its model: the whole job stops, naming the rank, in seconds
+cat >"$tmp/per_rank.sh" <<EOS
+#!/usr/bin/env bash
+model=$dir
+[ "\${OMPI_COMM_WORLD_RANK:-0}" = 1 ] && model=$tmp/missing-model
+exec "$bin" run -m "\$model" --prompt-ids 1,2 -n 2 -t 1
+EOS
+chmod +x "$tmp/per_rank.sh"
+start=$(date +%s)
+err=$(timeout 60 "${mpi[@]}" 2 "$tmp/per_rank.sh" 2>&1 >/dev/null)
+rc=$?
+elapsed=$(($(date +%s) - start))
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "rank 1 of 2" <<<"$err" && grep -q "missing-model" <<<"$err" &&
+    [ $elapsed -lt 30 ]; then pass; else fail "a rank failing to load: rc $rc after ${elapsed}s: $err"; fi
+
+# a rank killed mid-run: mpirun ends the job non-zero within seconds, naming the rank
+cat >"$tmp/long_run.sh" <<EOS
+#!/usr/bin/env bash
+echo \$\$ >"$tmp/rank\${OMPI_COMM_WORLD_RANK}.pid"
+exec "$bin" run -m "$dir" --prompt-ids 1,2 -n 100000 -c 100100 --ignore-eos -t 1
+EOS
+chmod +x "$tmp/long_run.sh"
+timeout 120 "${mpi[@]}" 2 "$tmp/long_run.sh" >/dev/null 2>"$tmp/kill.err" &
+job=$!
+for _ in $(seq 1 100); do [ -s "$tmp/rank1.pid" ] && break; sleep 0.1; done
+sleep 1
+start=$(date +%s)
+kill -9 "$(cat "$tmp/rank1.pid")" 2>/dev/null
+wait $job
+rc=$?
+elapsed=$(($(date +%s) - start))
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -lt 30 ] && grep -qi "rank 1" "$tmp/kill.err"; then pass
+else fail "killed rank: rc $rc after ${elapsed}s: $(head -c 600 "$tmp/kill.err")"; fi
+
+echo "cli_mpi: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
