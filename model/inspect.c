@@ -7,6 +7,7 @@
 #include "formats/safetensors.h"
 #include "meshllama.h"
 #include "mesh/shard_plan.h"
+#include "model/checkpoint.h"
 
 /* Bytes of the weights a device holds: its rows/columns of the sharded matrices plus the
  * replicated embedding and norms. Assumes the projections share the embedding's dtype. */
@@ -88,15 +89,13 @@ static json_t *inspect_json(const ml_config *c, const ml_safetensors *st, const 
 
 int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json, FILE *out) {
     if (!path || !out) return ml_set_error(ML_ERR_ARG, "ml_inspect: path and out must not be NULL");
-    if (!ml_is_directory(path))
-        return ml_set_error(ML_ERR_IO, "%s: model directory does not exist or is not a directory", path);
     ml_config c;
-    ML_TRY(ml_config_load(path, &c));
+    ML_TRY(ml_checkpoint_load_config(path, &c));
     ml_shard_plan *plan;
     ML_TRY(ml_shard_plan_build(c.n_heads, c.n_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size, tp, mesh_rows,
                                mesh_cols, &plan));
     ml_safetensors st;
-    int status = ml_safetensors_open_dir(path, &st);
+    int status = ml_checkpoint_open_weights(path, &c, &st);
     if (status != ML_OK) {
         ml_shard_plan_free(plan);
         return status;

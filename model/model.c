@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "model/checkpoint.h"
 #include "model/model_internal.h"
 
 ml_model_params ml_model_default_params(void) {
@@ -121,9 +122,7 @@ static int alloc_model_buffers(ml_model *m) {
 /* Everything of opening that is local to this process (no collectives: under MPI the ranks
  * agree on the outcome afterwards). */
 static int open_local(ml_model *m, const char *path, const ml_model_params *params) {
-    if (!ml_is_directory(path))
-        return ml_set_error(ML_ERR_IO, "%s: model directory does not exist or is not a directory", path);
-    ML_TRY(ml_config_load(path, &m->config));
+    ML_TRY(ml_checkpoint_load_config(path, &m->config));
     ML_TRY(resolve_params(&m->config, params, &m->params));
     const ml_config *c = &m->config;
     /* under MPI, tp 1 (the default) means one device per rank */
@@ -145,7 +144,7 @@ static int open_local(ml_model *m, const char *path, const ml_model_params *para
     if (!m->devices) return ml_set_error(ML_ERR_NOMEM, "devices: out of memory");
     for (int d = 0; d < m->mesh->n_local; d++) m->devices[d].shard = m->mesh->plan->shards[m->mesh->device_begin + d];
     ML_TRY(alloc_model_buffers(m));
-    ML_TRY(ml_safetensors_open_dir(path, &m->weights));
+    ML_TRY(ml_checkpoint_open_weights(path, &m->config, &m->weights));
     ML_TRY(ml_model_load_weights(m));
     for (int d = 0; d < m->mesh->n_local; d++) ML_TRY(alloc_device_buffers(m, &m->devices[d]));
     return ml_rope_tables_build(c, m->params.max_seq_len, &m->rope_cos, &m->rope_sin);

@@ -160,6 +160,9 @@ Regenerate with `python3 tools/make_fixtures.py` and verify with
 `python3 tools/make_fixtures.py --check` (needs `tools/requirements-reference.txt`);
 `manifest.json` records seeds, margins and the library versions used, and
 `docs/FIXTURES.md` documents each fixture and the `reference.bin` format.
+Other generated files live here too: `gguf/` is written by `tools/make_gguf_fixtures.py`,
+`tokenizer/` by `tools/make_tokenizer_fixtures.py`, and `*/eval_reference.bin` by
+`tools/hf_reference.py` (docs/EVAL_REFERENCE.md).
 """
 
 
@@ -435,10 +438,13 @@ def check(out_root, names, atol):
     with tempfile.TemporaryDirectory(prefix="mlfixtures-") as tmp:
         generate_all(tmp, names, log=lambda s: print(s, flush=True))
         new_files = list_files(tmp)
-        if names:
-            old_files = [f for f in list_files(out_root) if f.split(os.sep)[0] in names]
-        else:
-            old_files = list_files(out_root)
+        # Other tools own other files under tests/fixtures (gguf/ and tokenizer/ fixtures,
+        # eval_reference.bin from tools/hf_reference.py): compare only what this script writes.
+        ours = {f.split(os.sep)[0] for f in new_files}
+        foreign = {"eval_reference.bin"}
+        old_files = [f for f in list_files(out_root)
+                     if f.split(os.sep)[0] in ours and os.path.basename(f) not in foreign
+                     and (not names or f.split(os.sep)[0] in names)]
         problems = []
         for f in sorted(set(old_files) - set(new_files)):
             problems.append(f"only in {out_root}: {f}")

@@ -4,13 +4,13 @@
 # Exits non-zero if any harness finds a crash, leak, sanitizer report or timeout; the
 # reproducer is left in build-fuzz/artifacts/<harness>/.
 #
-# usage: tests/fuzz/run_fuzz.sh [SECONDS] [HARNESS...]     (harnesses: safetensors config)
+# usage: tests/fuzz/run_fuzz.sh [SECONDS] [HARNESS...]     (harnesses: safetensors config gguf)
 set -u
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors config)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors config gguf)
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHLLAMA_FUZZ=ON >/dev/null || exit 2
 targets=()
@@ -28,7 +28,7 @@ for h in "${harnesses[@]}"; do
   [ -f "tests/fuzz/$h.dict" ] && dict=(-dict="tests/fuzz/$h.dict")
   log="build-fuzz/fuzz_$h.log"
   echo "== fuzz_$h: ${seconds}s (log: $log)"
-  ./build-fuzz/tests/fuzz/fuzz_"$h" "$work" "${dict[@]}" -max_total_time="$seconds" -max_len=4096 \
+  ./build-fuzz/tests/fuzz/fuzz_"$h" "$work" "${dict[@]}" -max_total_time="$seconds" -max_len=16384 \
       -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1
   rc=$?
   grep -E "DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb" "$log" | sed 's/^/   /'

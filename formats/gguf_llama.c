@@ -1,0 +1,520 @@
+/* The llama architecture of a GGUF mapped onto the engine: ml_config from the llama.* and
+ * tokenizer.ggml.* keys, and a weight set that looks like a Hugging Face checkpoint (names,
+ * shapes, rotate-half Q/K rows) so that model/weights.c loads it unchanged. docs/GGUF.md. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "formats/safetensors_internal.h"
+
+/* The bounds formats/hf_config.c applies to config.json. */
+#define MAX_DIM (1 << 24)
+#define MAX_LAYERS 1024
+
+/* ---- config ---- */
+
+static int int_in_range(const ml_gguf *g, const char *key, long long min_value, long long max_value, int *out) {
+    int64_t value = 0;
+    ML_TRY(ml_gguf_get_int(g, key, &value));
+    if (value < min_value || value > max_value) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: key \"%s\": expected an integer in [%lld, %lld], found %lld", g->source,
+                            key, min_value, max_value, (long long)value);
+    }
+    *out = (int)value;
+    return ML_OK;
+}
+
+static int required_dim(const ml_gguf *g, const char *key, long long max_value, int *out) {
+    if (!ml_gguf_find(g, key)) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"%s\" (expected an integer in [1, %lld])",
+                            g->source, key, max_value);
+    }
+    return int_in_range(g, key, 1, max_value, out);
+}
+
+static int optional_dim(const ml_gguf *g, const char *key, long long max_value, int *out) {
+    return ml_gguf_find(g, key) ? int_in_range(g, key, 1, max_value, out) : ML_OK;
+}
+
+/* A finite positive number that stays finite and positive as a float. */
+static int positive_float(const ml_gguf *g, const char *key, float *out) {
+    double value = 0;
+    ML_TRY(ml_gguf_get_float(g, key, &value));
+    float as_float = (float)value;
+    if (!isfinite(value) || !(value > 0) || !isfinite(as_float) || !(as_float > 0)) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: key \"%s\": expected a finite positive number, found %.17g", g->source,
+                            key, value);
+    }
+    *out = as_float;
+    return ML_OK;
+}
+
+static int token_id(const ml_gguf *g, const char *key, int vocab_size, int *out) {
+    return int_in_range(g, key, 0, vocab_size - 1, out);
+}
+
+static int parse_vocab_size(const ml_gguf *g, ml_config *c) {
+    const ml_gguf_value *tokens = ml_gguf_find(g, "tokenizer.ggml.tokens");
+    size_t n_tokens = 0;
+    if (tokens) {
+        const ml_gguf_string *strings;
+        ML_TRY(ml_gguf_get_string_array(g, "tokenizer.ggml.tokens", &strings, &n_tokens));
+    }
+    if (ml_gguf_find(g, "llama.vocab_size")) {
+        ML_TRY(int_in_range(g, "llama.vocab_size", 1, MAX_DIM, &c->vocab_size));
+        if (tokens && n_tokens > (size_t)c->vocab_size) {
+            return ml_set_error(ML_ERR_CONFIG, "%s: key \"tokenizer.ggml.tokens\" lists %zu tokens, more than "
+                                "llama.vocab_size (%d)", g->source, n_tokens, c->vocab_size);
+        }
+        return ML_OK;
+    }
+    if (!tokens) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"llama.vocab_size\" (and no "
+                            "\"tokenizer.ggml.tokens\" list to count)", g->source);
+    }
+    if (n_tokens < 1 || n_tokens > MAX_DIM) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: key \"tokenizer.ggml.tokens\": expected 1 to %d tokens, found %zu",
+                            g->source, MAX_DIM, n_tokens);
+    }
+    c->vocab_size = (int)n_tokens;
+    return ML_OK;
+}
+
+static int parse_dimensions(const ml_gguf *g, ml_config *c) {
+    ML_TRY(required_dim(g, "llama.embedding_length", MAX_DIM, &c->hidden_size));
+    ML_TRY(required_dim(g, "llama.feed_forward_length", MAX_DIM, &c->intermediate_size));
+    ML_TRY(required_dim(g, "llama.block_count", MAX_LAYERS, &c->n_layers));
+    ML_TRY(required_dim(g, "llama.attention.head_count", MAX_DIM, &c->n_heads));
+    ML_TRY(required_dim(g, "llama.context_length", MAX_DIM, &c->max_position_embeddings));
+    c->n_kv_heads = c->n_heads;
+    ML_TRY(optional_dim(g, "llama.attention.head_count_kv", MAX_DIM, &c->n_kv_heads));
+    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: key \"llama.attention.head_count_kv\": expected a divisor of "
+                            "llama.attention.head_count (%d), found %d", g->source, c->n_heads, c->n_kv_heads);
+    }
+    /* llama.cpp: head size = attention.key_length, default embedding_length / head_count. */
+    c->head_dim = 0;
+    ML_TRY(optional_dim(g, "llama.attention.key_length", MAX_DIM, &c->head_dim));
+    if (c->head_dim == 0) {
+        if (c->hidden_size % c->n_heads != 0) {
+            return ml_set_error(ML_ERR_CONFIG, "%s: key \"llama.embedding_length\": expected a multiple of "
+                                "llama.attention.head_count (%d) since llama.attention.key_length is absent, found %d",
+                                g->source, c->n_heads, c->hidden_size);
+        }
+        c->head_dim = c->hidden_size / c->n_heads;
+    }
+    int value_length = c->head_dim, rope_dims = c->head_dim;
+    ML_TRY(optional_dim(g, "llama.attention.value_length", MAX_DIM, &value_length));
+    ML_TRY(optional_dim(g, "llama.rope.dimension_count", MAX_DIM, &rope_dims));
+    if (value_length != c->head_dim) {
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.attention.value_length\" is %d but the key length is "
+                            "%d: different K and V head sizes are not supported", g->source, value_length, c->head_dim);
+    }
+    if (rope_dims != c->head_dim) {
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.rope.dimension_count\" is %d but the head size is %d: "
+                            "partial rotary embeddings are not supported", g->source, rope_dims, c->head_dim);
+    }
+    if (c->head_dim % 2 != 0) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: head size %d is odd; RoPE rotates pairs", g->source, c->head_dim);
+    }
+    if ((long long)c->n_heads * c->head_dim > MAX_DIM) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: head_count * head size = %d * %d exceeds %d", g->source, c->n_heads,
+                            c->head_dim, MAX_DIM);
+    }
+    return parse_vocab_size(g, c);
+}
+
+static int read_rope_freqs(const ml_gguf *g, ml_config *c) {
+    const ml_gguf_tensor *t = ml_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!t) return ML_OK;
+    if (t->n_dims != 1 || t->ne[0] != c->head_dim / 2 || t->type != ML_GGML_F32) {
+        return ml_set_error(ML_ERR_TENSOR, "%s: tensor \"rope_freqs.weight\" is %s [%lld] (n_dims %d); expected F32 "
+                            "[%d] (head size / 2)", g->source, ml_ggml_type_name(t->type), (long long)t->ne[0],
+                            t->n_dims, c->head_dim / 2);
+    }
+    float factors[4096];
+    if (c->head_dim / 2 > 4096) return ml_set_error(ML_ERR_UNSUPPORTED, "%s: head size %d is too large", g->source, c->head_dim);
+    ML_TRY(ml_gguf_tensor_to_f32(g, t, factors));
+    if (c->rope_type == ML_ROPE_LLAMA3) {
+        /* Explicit keys win; the tensor must agree with them. */
+        float expected[4096];
+        ml_gguf_llama3_rope_factors(c, expected);
+        for (int i = 0; i < c->head_dim / 2; i++) {
+            if (!(fabs((double)expected[i] - factors[i]) <= 1e-5 * fabs((double)factors[i]))) {
+                return ml_set_error(ML_ERR_CONFIG, "%s: tensor \"rope_freqs.weight\"[%d] = %.9g disagrees with the "
+                                    "llama.rope.scaling.* keys, which imply %.9g", g->source, i, (double)factors[i],
+                                    (double)expected[i]);
+            }
+        }
+        return ML_OK;
+    }
+    return ml_gguf_llama3_rope_from_factors(factors, c->head_dim / 2, g->source, c);
+}
+
+/* llama.rope.scaling.type: absent or "none" (plain, unless rope_freqs.weight says llama3),
+ * "linear" with factor 1 (a no-op), or "llama3" with factor, low_freq_factor, high_freq_factor and
+ * original_context_length (our extension; llama.cpp's converter writes rope_freqs.weight instead). */
+static int parse_rope(const ml_gguf *g, ml_config *c) {
+    c->rope_theta = 10000.0f;
+    if (ml_gguf_find(g, "llama.rope.freq_base")) ML_TRY(positive_float(g, "llama.rope.freq_base", &c->rope_theta));
+    c->rope_type = ML_ROPE_DEFAULT;
+    c->rope_factor = 1.0f;
+    c->rope_low_freq_factor = 0.0f;
+    c->rope_high_freq_factor = 0.0f;
+    c->rope_original_max_position = c->max_position_embeddings;
+    const char *type = "none";
+    if (ml_gguf_find(g, "llama.rope.scaling.type")) ML_TRY(ml_gguf_get_string(g, "llama.rope.scaling.type", &type, NULL));
+    if (strcmp(type, "linear") == 0) {
+        float factor = 1.0f;
+        if (ml_gguf_find(g, "llama.rope.scaling.factor")) ML_TRY(positive_float(g, "llama.rope.scaling.factor", &factor));
+        if (factor != 1.0f) {
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.rope.scaling.type\": linear RoPE scaling (factor %g) "
+                                "is not supported", g->source, (double)factor);
+        }
+    } else if (strcmp(type, "llama3") == 0) {
+        ML_TRY(positive_float(g, "llama.rope.scaling.factor", &c->rope_factor));
+        ML_TRY(positive_float(g, "llama.rope.scaling.low_freq_factor", &c->rope_low_freq_factor));
+        ML_TRY(positive_float(g, "llama.rope.scaling.high_freq_factor", &c->rope_high_freq_factor));
+        ML_TRY(required_dim(g, "llama.rope.scaling.original_context_length", MAX_DIM, &c->rope_original_max_position));
+        if (!(c->rope_high_freq_factor > c->rope_low_freq_factor)) {
+            return ml_set_error(ML_ERR_CONFIG, "%s: key \"llama.rope.scaling.high_freq_factor\": expected more than "
+                                "low_freq_factor (%g), found %g", g->source, (double)c->rope_low_freq_factor,
+                                (double)c->rope_high_freq_factor);
+        }
+        c->rope_type = ML_ROPE_LLAMA3;
+    } else if (strcmp(type, "none") != 0) {
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.rope.scaling.type\": RoPE scaling \"%.40s\" is not "
+                            "supported (expected none or llama3)", g->source, type);
+    }
+    return read_rope_freqs(g, c);
+}
+
+/* BOS, and EOS from eos_token_id plus eot/eom when present (Llama 3 instruct stops at all three). */
+static int parse_special_tokens(const ml_gguf *g, ml_config *c) {
+    c->bos_token_id = -1;
+    if (ml_gguf_find(g, "tokenizer.ggml.bos_token_id"))
+        ML_TRY(token_id(g, "tokenizer.ggml.bos_token_id", c->vocab_size, &c->bos_token_id));
+    static const char *const eos_keys[] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                                           "tokenizer.ggml.eom_token_id"};
+    c->n_eos = 0;
+    for (size_t k = 0; k < sizeof eos_keys / sizeof eos_keys[0]; k++) {
+        if (!ml_gguf_find(g, eos_keys[k])) continue;
+        int id = -1;
+        ML_TRY(token_id(g, eos_keys[k], c->vocab_size, &id));
+        int seen = 0;
+        for (int i = 0; i < c->n_eos; i++) seen |= c->eos_token_ids[i] == id;
+        if (!seen) c->eos_token_ids[c->n_eos++] = id;
+    }
+    return ML_OK;
+}
+
+int ml_gguf_llama_config(const ml_gguf *g, ml_config *out) {
+    if (!g || !out) return ml_set_error(ML_ERR_ARG, "ml_gguf_llama_config: invalid arguments");
+    memset(out, 0, sizeof *out);
+    const char *arch;
+    if (!ml_gguf_find(g, "general.architecture"))
+        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"general.architecture\"", g->source);
+    ML_TRY(ml_gguf_get_string(g, "general.architecture", &arch, NULL));
+    if (strcmp(arch, "llama") != 0) {
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"general.architecture\": expected \"llama\", found \"%.40s\" "
+                            "(unsupported architecture)", g->source, arch);
+    }
+    if (ml_gguf_find(g, "llama.expert_count")) {
+        int64_t experts = 0;
+        ML_TRY(ml_gguf_get_int(g, "llama.expert_count", &experts));
+        if (experts > 0) {
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.expert_count\" is %lld: mixture-of-experts models "
+                                "are not supported", g->source, (long long)experts);
+        }
+    }
+    ml_config c;
+    memset(&c, 0, sizeof c);
+    ML_TRY(parse_dimensions(g, &c));
+    if (!ml_gguf_find(g, "llama.attention.layer_norm_rms_epsilon")) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"llama.attention.layer_norm_rms_epsilon\" "
+                            "(expected a positive number)", g->source);
+    }
+    ML_TRY(positive_float(g, "llama.attention.layer_norm_rms_epsilon", &c.rms_norm_eps));
+    ML_TRY(parse_rope(g, &c));
+    c.tie_word_embeddings = ml_gguf_find_tensor(g, "output.weight") == NULL;
+    ML_TRY(parse_special_tokens(g, &c));
+    *out = c;
+    return ML_OK;
+}
+
+/* ---- weights ---- */
+
+typedef enum { PLAIN, PERMUTE_Q, PERMUTE_K } row_order;
+
+typedef struct {
+    const ml_gguf *g;
+    const ml_config *c;
+    ml_safetensors *out;
+    const uint8_t *base;    /* the image the zero-copy views point into */
+    int owned_capacity;
+} builder;
+
+static int dtype_of(uint32_t type, ml_dtype *out) {
+    switch (type) {
+    case ML_GGML_F32: *out = ML_DTYPE_F32; return 1;
+    case ML_GGML_F16: *out = ML_DTYPE_F16; return 1;
+    case ML_GGML_BF16: *out = ML_DTYPE_BF16; return 1;
+    default: return 0;
+    }
+}
+
+/* Finds gguf_name and checks it against the HF shape [rows, cols] (cols == 0: 1-D [rows]). */
+static int find_checked(const builder *b, const char *gguf_name, const char *hf_name, int64_t rows, int64_t cols,
+                        const ml_gguf_tensor **out) {
+    const char *source = b->g->source;
+    const ml_gguf_tensor *t = ml_gguf_find_tensor(b->g, gguf_name);
+    if (!t) return ml_set_error(ML_ERR_TENSOR, "%s: tensor \"%s\" (%s) is missing", source, gguf_name, hf_name);
+    int ok = cols > 0 ? (t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows) : (t->n_dims == 1 && t->ne[0] == rows);
+    if (!ok) {
+        char found[96];
+        if (t->n_dims == 1)
+            snprintf(found, sizeof found, "ne [%lld] (HF shape [%lld])", (long long)t->ne[0], (long long)t->ne[0]);
+        else
+            snprintf(found, sizeof found, "ne [%lld, %lld%s] (HF shape [%lld, %lld%s])", (long long)t->ne[0],
+                     (long long)t->ne[1], t->n_dims > 2 ? ", ..." : "", (long long)t->ne[1], (long long)t->ne[0],
+                     t->n_dims > 2 ? ", ..." : "");
+        if (cols > 0)
+            return ml_set_error(ML_ERR_TENSOR, "%s: tensor \"%s\" (%s) has %s; the config implies HF shape [%lld, %lld]",
+                                source, gguf_name, hf_name, found, (long long)rows, (long long)cols);
+        return ml_set_error(ML_ERR_TENSOR, "%s: tensor \"%s\" (%s) has %s; the config implies HF shape [%lld]", source,
+                            gguf_name, hf_name, found, (long long)rows);
+    }
+    const ml_ggml_type_traits *traits = ml_ggml_traits(t->type);
+    if (!traits || !traits->can_dequantize) {
+        char type[48];
+        if (traits)
+            snprintf(type, sizeof type, "%s", traits->name);
+        else
+            snprintf(type, sizeof type, "id %u (unknown)", t->type);
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\" (%s) has ggml type %s, which is not supported "
+                            "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)", source, gguf_name, hf_name, type);
+    }
+    *out = t;
+    return ML_OK;
+}
+
+static int own(builder *b, void *buffer) {
+    ml_safetensors *st = b->out;
+    if (st->n_owned == b->owned_capacity) {
+        int capacity = b->owned_capacity ? 2 * b->owned_capacity : 64;
+        void **grown = realloc(st->owned, (size_t)capacity * sizeof *grown);
+        if (!grown) {
+            ml_free(buffer);
+            return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", b->g->source);
+        }
+        st->owned = grown;
+        b->owned_capacity = capacity;
+    }
+    st->owned[st->n_owned++] = buffer;
+    return ML_OK;
+}
+
+/* HF row of GGUF row r in a Q or K matrix of n_heads heads: llama.cpp's converter stored HF row
+ * h*hd + j*hd/2 + i at GGUF row h*hd + 2*i + j (convert_hf_to_gguf.py LlamaModel.permute). */
+static int64_t hf_row(int64_t r, int head_dim) {
+    int64_t head = r / head_dim, within = r % head_dim;
+    return head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
+}
+
+/* Adds the view hf_name for t: zero-copy when the bytes can be used as they are, else an owned
+ * buffer (rows un-permuted, and converted to float32 when to_f32 or the type is quantised). */
+static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, row_order order, int to_f32) {
+    ml_safetensors *st = b->out;
+    ml_tensor_view *view = &st->tensors[st->n_tensors];
+    memset(view, 0, sizeof *view);
+    view->name = strdup(hf_name);
+    if (!view->name) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", b->g->source);
+    st->n_tensors++;
+    view->file_index = 0;
+    view->n_dims = t->n_dims;
+    for (int d = 0; d < t->n_dims; d++) view->shape[d] = t->ne[t->n_dims - 1 - d];
+    int64_t cols = t->ne[0], rows = (int64_t)(t->n_elements / (cols ? (size_t)cols : 1));
+    int head_dim = b->c->head_dim;
+    ml_dtype plain;
+    int keep = !to_f32 && dtype_of(t->type, &plain);
+    view->dtype = keep ? plain : ML_DTYPE_F32;
+    size_t element = ml_dtype_size(view->dtype);
+    if (ml_mul_size(t->n_elements, element, &view->n_bytes) != 0)
+        return ml_set_error(ML_ERR_NOMEM, "%s: tensor \"%s\" is too large", b->g->source, t->name);
+    if (t->n_elements == 0) return ML_OK;
+    const uint8_t *mapped = b->base + (t->data - b->g->image);
+    if (keep && order == PLAIN && (uintptr_t)mapped % element == 0) {
+        view->data = mapped;
+        return ML_OK;
+    }
+    uint8_t *buffer = ml_alloc(view->n_bytes, hf_name);
+    if (!buffer) return ML_ERR_NOMEM;
+    ML_TRY(own(b, buffer));
+    view->data = buffer;
+    const ml_ggml_type_traits *traits = ml_ggml_traits(t->type);
+    size_t src_row_bytes = (size_t)cols / traits->block_size * traits->type_size;
+    size_t dst_row_bytes = (size_t)cols * element;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t dst_row = order == PLAIN ? r : hf_row(r, head_dim);
+        const uint8_t *src = mapped + (size_t)r * src_row_bytes;
+        uint8_t *dst = buffer + (size_t)dst_row * dst_row_bytes;
+        if (keep) {
+            memcpy(dst, src, dst_row_bytes);
+        } else {
+            int status = ml_gguf_dequantize(t->type, src, (size_t)cols, (float *)(void *)dst);
+            if (status != ML_OK) return ml_wrap_error(status, "%s: tensor \"%s\"", b->g->source, t->name);
+        }
+    }
+    return ML_OK;
+}
+
+typedef struct {
+    const char *gguf;
+    const char *hf;
+} name_pair;
+
+static const name_pair matmul_names[7] = {
+    {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"}, {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"}};
+static const name_pair norm_names[2] = {{"attn_norm", "input_layernorm"}, {"ffn_norm", "post_attention_layernorm"}};
+
+static void matmul_shape(const ml_config *c, int which, int64_t *rows, int64_t *cols) {
+    int64_t hidden = c->hidden_size, q_dim = (int64_t)c->n_heads * c->head_dim;
+    int64_t kv_dim = (int64_t)c->n_kv_heads * c->head_dim, ffn = c->intermediate_size;
+    static const int out_kind[7] = {0, 1, 1, 2, 3, 3, 2}; /* q, kv, kv, hidden, ffn, ffn, hidden */
+    static const int in_kind[7] = {2, 2, 2, 0, 2, 2, 3};
+    const int64_t dims[4] = {q_dim, kv_dim, hidden, ffn};
+    *rows = dims[out_kind[which]];
+    *cols = dims[in_kind[which]];
+}
+
+static int layer_names(int layer, const name_pair *pair, char *gguf, char *hf, size_t size) {
+    snprintf(gguf, size, "blk.%d.%s.weight", layer, pair->gguf);
+    snprintf(hf, size, "model.layers.%d.%s.weight", layer, pair->hf);
+    return ML_OK;
+}
+
+/* Projections keep their file dtype only when every one is the same F32/F16/BF16 type
+ * (model/weights.c wants one dtype for all of them); otherwise all become float32. */
+static int choose_matmul_f32(const builder *b, int *to_f32) {
+    const ml_config *c = b->c;
+    uint32_t first = UINT32_MAX;
+    int mixed = 0;
+    char gguf[96], hf[96];
+    for (int layer = 0; layer < c->n_layers; layer++) {
+        for (int w = 0; w < 7; w++) {
+            int64_t rows, cols;
+            const ml_gguf_tensor *t;
+            matmul_shape(c, w, &rows, &cols);
+            layer_names(layer, &matmul_names[w], gguf, hf, sizeof gguf);
+            ML_TRY(find_checked(b, gguf, hf, rows, cols, &t));
+            if (first == UINT32_MAX) first = t->type;
+            mixed |= t->type != first;
+        }
+    }
+    ml_dtype dtype;
+    *to_f32 = mixed || !dtype_of(first, &dtype);
+    return ML_OK;
+}
+
+/* Refuses what the engine would silently ignore: bias tensors and layers beyond block_count. */
+static int check_extra_tensors(const builder *b) {
+    const ml_gguf *g = b->g;
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        const char *name = g->tensors[i].name;
+        if (strncmp(name, "blk.", 4) != 0) continue;
+        char *end;
+        long layer = strtol(name + 4, &end, 10);
+        if (end != name + 4 && *end == '.' && (layer < 0 || layer >= b->c->n_layers)) {
+            return ml_set_error(ML_ERR_TENSOR, "%s: tensor \"%s\" belongs to layer %ld, but the config has %d layers",
+                                g->source, name, layer, b->c->n_layers);
+        }
+        size_t length = strlen(name);
+        if (length > 5 && strcmp(name + length - 5, ".bias") == 0) {
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\": bias terms are not supported", g->source, name);
+        }
+    }
+    return ML_OK;
+}
+
+/* files[0]: this weight set's own mapping of the file (compared with g's so that a file replaced
+ * in between is noticed), or a path-only entry when g was parsed from the caller's memory. */
+static int attach_file(builder *b) {
+    const ml_gguf *g = b->g;
+    ml_safetensors *st = b->out;
+    st->files = calloc(1, sizeof *st->files);
+    if (!st->files) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", g->source);
+    if (!g->file.data) {
+        st->files[0].path = strdup(g->source);
+        if (!st->files[0].path) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", g->source);
+        st->n_files = 1;
+        b->base = g->image;
+        return ML_OK;
+    }
+    ML_TRY(ml_mapped_file_open(g->file.path, &st->files[0]));
+    st->n_files = 1;
+    const ml_mapped_file *mine = &st->files[0];
+    if (mine->size != g->image_size || memcmp(mine->data, g->image, g->data_offset) != 0)
+        return ml_set_error(ML_ERR_IO, "%s: the file changed while it was being loaded", g->source);
+    b->base = mine->data;
+    return ML_OK;
+}
+
+static int build_weights(builder *b) {
+    const ml_config *c = b->c;
+    int64_t hidden = c->hidden_size;
+    ML_TRY(check_extra_tensors(b));
+    int matmul_f32;
+    ML_TRY(choose_matmul_f32(b, &matmul_f32));
+    const ml_gguf_tensor *embed, *norm, *output = ml_gguf_find_tensor(b->g, "output.weight");
+    ML_TRY(find_checked(b, "token_embd.weight", "model.embed_tokens.weight", c->vocab_size, hidden, &embed));
+    ML_TRY(find_checked(b, "output_norm.weight", "model.norm.weight", hidden, 0, &norm));
+    if (output || !c->tie_word_embeddings)
+        ML_TRY(find_checked(b, "output.weight", "lm_head.weight", c->vocab_size, hidden, &output));
+    int capacity = 2 + (output ? 1 : 0) + 9 * c->n_layers;
+    b->out->tensors = calloc((size_t)capacity, sizeof *b->out->tensors);
+    if (!b->out->tensors) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", b->g->source);
+    ML_TRY(attach_file(b));
+    ML_TRY(add_view(b, "model.embed_tokens.weight", embed, PLAIN, 0));
+    ML_TRY(add_view(b, "model.norm.weight", norm, PLAIN, 0));
+    if (output) ML_TRY(add_view(b, "lm_head.weight", output, PLAIN, 0));
+    char gguf[96], hf[96];
+    for (int layer = 0; layer < c->n_layers; layer++) {
+        for (int w = 0; w < 7; w++) {
+            int64_t rows, cols;
+            const ml_gguf_tensor *t;
+            matmul_shape(c, w, &rows, &cols);
+            layer_names(layer, &matmul_names[w], gguf, hf, sizeof gguf);
+            ML_TRY(find_checked(b, gguf, hf, rows, cols, &t));
+            row_order order = w == 0 ? PERMUTE_Q : w == 1 ? PERMUTE_K : PLAIN;
+            ML_TRY(add_view(b, hf, t, order, matmul_f32));
+        }
+        for (int n = 0; n < 2; n++) {
+            const ml_gguf_tensor *t;
+            layer_names(layer, &norm_names[n], gguf, hf, sizeof gguf);
+            ML_TRY(find_checked(b, gguf, hf, hidden, 0, &t));
+            ML_TRY(add_view(b, hf, t, PLAIN, 0));
+        }
+    }
+    ml_safetensors_sort(b->out);
+    return ML_OK;
+}
+
+int ml_gguf_llama_weights(const ml_gguf *g, const ml_config *c, ml_safetensors *out) {
+    if (!out) return ml_set_error(ML_ERR_ARG, "ml_gguf_llama_weights: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!g || !c) return ml_set_error(ML_ERR_ARG, "ml_gguf_llama_weights: invalid arguments");
+    if (c->head_dim <= 0 || c->head_dim % 2 != 0 || c->hidden_size <= 0 || c->n_layers <= 0 || c->n_layers > MAX_LAYERS ||
+        c->vocab_size <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->intermediate_size <= 0)
+        return ml_set_error(ML_ERR_ARG, "%s: ml_gguf_llama_weights: the config is not valid", g->source);
+    builder b = {g, c, out, NULL, 0};
+    int status = build_weights(&b);
+    if (status != ML_OK) ml_safetensors_close(out);
+    return status;
+}

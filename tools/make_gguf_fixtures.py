@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""Generate the GGUF test fixtures under tests/fixtures/gguf/ with the `gguf` PyPI package
+(GGUFWriter and gguf.quants, pinned gguf==0.19.0; see docs/GGUF.md).
+
+    python3 tools/make_gguf_fixtures.py            # (re)write tests/fixtures/gguf/
+    python3 tools/make_gguf_fixtures.py --check    # regenerate into a temp dir, compare bytes
+
+Files (all deterministic: numpy PCG64 with fixed seeds, and GGUFWriter's byte layout):
+  metadata.gguf     every metadata value type, typed arrays of each, nested arrays,
+                    general.alignment = 64 and two small tensors (tests/test_gguf.c knows the values)
+  quants.gguf       F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors of random blocks (random scales,
+                    including f16 subnormals, zero and negative zero) plus, for each, "<name>.expected":
+                    float32 from gguf.quants.dequantize; a Q6_K tensor (known to GGUF, not supported)
+  tiny_f32.gguf, tiny_q4_1_llama3.gguf   one-layer llamas of a few KB (fuzz seeds; the second
+                    mixes Q4_1/Q8_0/F32 like the default model and carries llama3 rope_freqs)
+  <fixture>_<type>.gguf   the committed Hugging Face fixtures tests/fixtures/<fixture> written as
+                    llama.cpp's converter writes a Llama: GGUF names, Q/K rows permuted into Meta's
+                    interleaved RoPE layout, norms F32, llama.* / tokenizer.ggml.* keys, and for
+                    llama3 RoPE a rope_freqs.weight tensor of per-frequency divisors.
+                    <type> is the storage of the projections and embeddings:
+                    bf16 / f32 (the safetensors bytes unchanged) or q8_0 (gguf.quants.quantize).
+
+llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel) reads original_max_position_embeddings
+for rope_freqs from the top level of config.json, which Llama 3 configs lack, so it always uses
+8192 (Llama 3's value). Our fixtures have other values inside rope_parameters; we use those, so
+that each GGUF describes the same model as its safetensors twin.
+"""
+
+import argparse
+import filecmp
+import math
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+import gguf
+from gguf import GGMLQuantizationType as QT
+from gguf import GGUFValueType as VT
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
+DEFAULT_OUT = os.path.join(FIXTURES, "gguf")
+GGUF_VERSION_PINNED = "0.19.0"
+
+# (HF fixture, GGUF storage types to write)
+MODEL_FIXTURES = [
+    ("gqa_tied_bf16", ["bf16", "q8_0"]),
+    ("h8kv2_headdim_untied_f32", ["f32", "q8_0"]),
+]
+
+
+# ---------------------------------------------------------------- metadata.gguf
+
+def write_metadata(path):
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_custom_alignment(64)
+    w.add_uint8("test.u8", 200)
+    w.add_int8("test.i8", -100)
+    w.add_uint16("test.u16", 60000)
+    w.add_int16("test.i16", -30000)
+    w.add_uint32("test.u32", 4000000000)
+    w.add_int32("test.i32", -2000000000)
+    w.add_float32("test.f32", 0.1)
+    w.add_uint64("test.u64", 18446744073709551615)
+    w.add_int64("test.i64", -9000000000000000000)
+    w.add_float64("test.f64", 0.1)
+    w.add_bool("test.true", True)
+    w.add_bool("test.false", False)
+    w.add_string("test.string", "h\u00e9llo w\u00f6rld \u2713")
+    w.add_key_value("test.empty", "", VT.STRING)  # add_string() skips empty strings
+    w.add_string("test.nul", "a\x00b")
+    typed = [
+        ("test.arr.u8", [0, 1, 255], VT.UINT8),
+        ("test.arr.i8", [-128, 0, 127], VT.INT8),
+        ("test.arr.u16", [0, 65535], VT.UINT16),
+        ("test.arr.i16", [-32768, 32767], VT.INT16),
+        ("test.arr.u32", [0, 4294967295], VT.UINT32),
+        ("test.arr.i32", [-2147483648, 2147483647, 7], VT.INT32),
+        ("test.arr.f32", [1.5, -2.25], VT.FLOAT32),
+        ("test.arr.bool", [True, False, True], VT.BOOL),
+        ("test.arr.u64", [0, 18446744073709551615], VT.UINT64),
+        ("test.arr.i64", [-9223372036854775808, 9223372036854775807], VT.INT64),
+        ("test.arr.f64", [0.1, -1e300], VT.FLOAT64),
+        ("test.arr.str", ["alpha", "", "\u03b3"], VT.STRING),
+    ]
+    for key, values, sub in typed:
+        w.add_key_value(key, values, VT.ARRAY, sub_type=sub)
+    # Nested arrays: inner element types are inferred (int -> INT32, float -> FLOAT32).
+    w.add_array("test.nested.int", [[1, 2, 3], [4], [5, 6]])
+    w.add_array("test.nested.str", [["a", "bc"], ["def"]])
+    w.add_array("test.nested.deep", [[[1.5], [2.5, 3.5]], [[4.5]]])
+    w.add_tensor("small.f32", np.arange(6, dtype=np.float32).reshape(2, 3))
+    w.add_tensor("small.f16", np.array([1.0, -2.0, 0.5], dtype=np.float16))
+    finish(w)
+
+
+def finish(w):
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+# ---------------------------------------------------------------- quants.gguf
+
+# f16 bit patterns for block scales: subnormals, zero, negative zero, max, and ordinary values.
+SPECIAL_SCALES = np.array([0x0001, 0x03ff, 0x0000, 0x8000, 0x7bff, 0xfbff, 0x3c00, 0xb800], dtype=np.uint16)
+
+
+def random_blocks(rng, qtype, n_blocks):
+    """Raw blocks: random quants, random finite f16 scales (some of them special)."""
+    block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+    n_scales = {QT.Q8_0: 1, QT.Q4_0: 1, QT.Q4_1: 2}[qtype]
+    scales = rng.normal(0.0, 0.02, size=(n_blocks, n_scales)).astype(np.float16).view(np.uint16)
+    n_special = min(n_blocks, len(SPECIAL_SCALES))
+    scales[:n_special, 0] = SPECIAL_SCALES[:n_special]
+    if n_scales == 2:
+        scales[1::3, 1] = SPECIAL_SCALES[(np.arange(len(scales[1::3])) % len(SPECIAL_SCALES))]
+    raw[:, : 2 * n_scales] = scales.view(np.uint8).reshape(n_blocks, 2 * n_scales)
+    return raw
+
+
+def write_quants(path):
+    rng = np.random.Generator(np.random.PCG64(20240607))
+    w = gguf.GGUFWriter(path, arch="llama")
+    # Plain types at an awkward width (37 columns, 3 rows), special values included.
+    f32 = rng.normal(0.0, 1.0, size=(3, 37)).astype(np.float32)
+    f32[0, :4] = [np.inf, -np.inf, -0.0, 1e-45]
+    f16_bits = rng.integers(0, 65536, size=(3, 37), dtype=np.uint16)
+    f16_bits[0, :6] = [0x7c00, 0xfc00, 0x0001, 0x8000, 0x7e00, 0x03ff]
+    bf16_bits = rng.integers(0, 65536, size=(3, 37), dtype=np.uint16)
+    bf16_bits[0, :6] = [0x7f80, 0xff80, 0x0001, 0x8000, 0x7fc0, 0x007f]
+    tensors = [
+        ("plain.f32", f32.view(np.uint8), QT.F32),
+        ("plain.f16", f16_bits.view(np.uint8), QT.F16),
+        ("plain.bf16", bf16_bits.view(np.uint8), QT.BF16),
+    ]
+    # Block types: 5 rows of 3 blocks (96 columns).
+    for qtype in (QT.Q8_0, QT.Q4_0, QT.Q4_1):
+        raw = random_blocks(rng, qtype, 15).reshape(5, -1)
+        tensors.append((f"quant.{qtype.name.lower()}", raw, qtype))
+    for name, raw, qtype in tensors:
+        w.add_tensor(name, raw, raw_dtype=qtype)
+        expected = gguf.quants.dequantize(raw, qtype).astype(np.float32)
+        w.add_tensor(name + ".expected", np.ascontiguousarray(expected))
+    q6_k = rng.integers(0, 256, size=(2, gguf.GGML_QUANT_SIZES[QT.Q6_K][1]), dtype=np.uint8)
+    w.add_tensor("unsupported.q6_k", q6_k, raw_dtype=QT.Q6_K)
+    finish(w)
+
+
+# ---------------------------------------------------------------- model fixtures
+
+def load_hf(name):
+    import json
+    import torch
+    from safetensors.torch import load_file
+    d = os.path.join(FIXTURES, name)
+    with open(os.path.join(d, "config.json")) as f:
+        config = json.load(f)
+    gen_path = os.path.join(d, "generation_config.json")
+    generation = {}
+    if os.path.exists(gen_path):
+        with open(gen_path) as f:
+            generation = json.load(f)
+    tensors = load_file(os.path.join(d, "model.safetensors"))
+    out = {}
+    for k, v in tensors.items():
+        if v.dtype == torch.bfloat16:
+            out[k] = ("bf16", v.view(torch.int16).numpy().view(np.uint16).copy())
+        elif v.dtype == torch.float16:
+            out[k] = ("f16", v.numpy().copy())
+        else:
+            out[k] = ("f32", v.numpy().astype(np.float32).copy())
+    return config, generation, out
+
+
+def as_f32(entry):
+    kind, array = entry
+    if kind == "bf16":
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array.astype(np.float32)
+
+
+def to_meta_rows(array, n_head):
+    """HF rotate-half rows -> Meta interleaved rows, per head of size hd:
+    stored row h*hd + 2*i + j = HF row h*hd + j*hd/2 + i (what llama.cpp's converter does)."""
+    hd = array.shape[0] // n_head
+    order = [h * hd + j * (hd // 2) + i for h in range(n_head) for i in range(hd // 2) for j in range(2)]
+    return array[order]
+
+
+def rope_params(config):
+    params = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
+    return theta, params
+
+
+def llama3_divisors(config, head_dim):
+    """convert_hf_to_gguf.py LlamaModel's rope_freqs, in the same float32 torch arithmetic."""
+    import torch
+    theta, params = rope_params(config)
+    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    factor = params["factor"]
+    low, high = params["low_freq_factor"], params["high_freq_factor"]
+    old_context = params["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old_context / low, old_context / high
+    divisors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            divisors.append(1)
+        elif wavelen > low_wavelen:
+            divisors.append(factor)
+        else:
+            smooth = (old_context / wavelen - low) / (high - low)
+            divisors.append(1 / ((1 - smooth) / factor + smooth))
+    return torch.tensor(divisors, dtype=torch.float32).numpy()
+
+
+def tensor_bytes(entry, storage, name):
+    """(raw uint8 array [rows, bytes], ggml type) for one 2-D weight, or F32 for 1-D."""
+    kind, array = entry
+    if array.ndim == 1:
+        return as_f32(entry), None
+    if storage == "q8_0":
+        return gguf.quants.quantize(as_f32(entry), QT.Q8_0), QT.Q8_0
+    if storage == "bf16":
+        assert kind == "bf16", name
+        return array.view(np.uint8), QT.BF16
+    assert kind == "f32", name
+    return array, None
+
+
+def write_model(path, name, storage):
+    config, generation, weights = load_hf(name)
+    n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
+    hidden = config["hidden_size"]
+    head_dim = config.get("head_dim") or hidden // n_head
+    theta, params = rope_params(config)
+    vocab = config["vocab_size"]
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_name(f"meshllama test fixture {name} ({storage})")
+    w.add_block_count(config["num_hidden_layers"])
+    w.add_context_length(config["max_position_embeddings"])
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(config["intermediate_size"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_freq_base(theta)
+    w.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    w.add_rope_dimension_count(head_dim)
+    if config.get("head_dim") and config["head_dim"] != hidden // n_head:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    w.add_file_type({"f32": 0, "bf16": 32, "q8_0": 7}[storage])
+    # The untied fixture leaves out llama.vocab_size: the reader counts the tokens instead.
+    if config.get("tie_word_embeddings", False):
+        w.add_vocab_size(vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"<t{i}>" for i in range(vocab)])
+    w.add_token_types([1] * vocab)
+    bos = generation.get("bos_token_id", config.get("bos_token_id"))
+    eos = generation.get("eos_token_id", config.get("eos_token_id"))
+    eos = eos if isinstance(eos, list) else [eos]
+    if bos is not None:
+        w.add_bos_token_id(bos)
+    adders = [w.add_eos_token_id, w.add_eot_token_id, w.add_eom_token_id]
+    for add, token in zip(adders, eos):
+        add(token)
+    if params.get("rope_type") == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_divisors(config, head_dim))
+
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    sub = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+           "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+           "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    for hf_name in sorted(weights, key=lambda n: (n.count("layers"), n)):
+        entry = weights[hf_name]
+        if hf_name in names:
+            gguf_name = names[hf_name]
+        else:
+            parts = hf_name.split(".")  # model.layers.N.<module>.<proj>.weight
+            gguf_name = f"blk.{parts[2]}.{sub['.'.join(parts[3:-1])]}.weight"
+        kind, array = entry
+        if hf_name.endswith("q_proj.weight"):
+            entry = (kind, to_meta_rows(array, n_head))
+        elif hf_name.endswith("k_proj.weight"):
+            entry = (kind, to_meta_rows(array, n_kv))
+        data, qtype = tensor_bytes(entry, storage, hf_name)
+        w.add_tensor(gguf_name, np.ascontiguousarray(data), raw_dtype=qtype)
+    finish(w)
+
+
+# ---------------------------------------------------------------- tiny llamas (also fuzz seeds)
+
+def write_tiny(path, storage):
+    """A one-layer llama small enough to seed the fuzzer (tests/fuzz/fuzz_gguf.c).
+    f32:        hidden 4, 2 heads of 2, 1 KV head, FFN 4, vocab 2, all F32, plain RoPE.
+    q4_1_llama3: hidden 32, 2 heads of 16, 1 KV head, FFN 32, vocab 2; projections Q4_1, embedding
+                Q8_0, norms F32 (the default model's mix); llama3 RoPE as rope_freqs.weight (factor 16,
+                low 1, high 32, original 8192: two in-between frequencies); and "expected.*" F32 tensors
+                holding gguf-py's dequantisation of attn_q / attn_k (rows back in HF order) and token_embd."""
+    rng = np.random.Generator(np.random.PCG64(7 if storage == "f32" else 8))
+    hidden, head_dim, ffn = (4, 2, 4) if storage == "f32" else (32, 16, 32)
+    n_head, n_kv, vocab = 2, 1, 2
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_name(f"meshllama tiny llama ({storage})")
+    w.add_block_count(1)
+    w.add_context_length(64)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_freq_base(500000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(vocab)
+    w.add_token_list(["a", "b"])
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(1)
+    config = {"rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 16.0,
+                                  "low_freq_factor": 1.0, "high_freq_factor": 32.0,
+                                  "original_max_position_embeddings": 8192}}
+    if storage != "f32":
+        w.add_tensor("rope_freqs.weight", llama3_divisors(config, head_dim))
+    shapes = {"token_embd.weight": (vocab, hidden), "blk.0.attn_q.weight": (n_head * head_dim, hidden),
+              "blk.0.attn_k.weight": (n_kv * head_dim, hidden), "blk.0.attn_v.weight": (n_kv * head_dim, hidden),
+              "blk.0.attn_output.weight": (hidden, n_head * head_dim), "blk.0.ffn_gate.weight": (ffn, hidden),
+              "blk.0.ffn_up.weight": (ffn, hidden), "blk.0.ffn_down.weight": (hidden, ffn)}
+    expected = {}
+    for name, shape in shapes.items():
+        x = rng.normal(0.0, 0.5, size=shape).astype(np.float32)
+        heads = n_head if "attn_q" in name else n_kv if "attn_k" in name else 0
+        stored = to_meta_rows(x, heads) if heads else x
+        if storage == "f32":
+            w.add_tensor(name, stored)
+            continue
+        qtype = QT.Q8_0 if name == "token_embd.weight" else QT.Q4_1
+        raw = gguf.quants.quantize(stored, qtype)
+        w.add_tensor(name, raw, raw_dtype=qtype)
+        values = gguf.quants.dequantize(raw, qtype).astype(np.float32)
+        if heads:  # undo to_meta_rows: HF row h*hd + j*hd/2 + i was stored at h*hd + 2*i + j
+            order = [h * head_dim + j * (head_dim // 2) + i for h in range(heads)
+                     for i in range(head_dim // 2) for j in range(2)]
+            values = values[np.argsort(order)]
+        if name.split(".")[-2] in ("attn_q", "attn_k", "token_embd"):
+            expected["expected." + name.split(".")[-2]] = values
+    for name in ["output_norm.weight", "blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"]:
+        w.add_tensor(name, (1.0 + rng.normal(0.0, 0.1, size=hidden)).astype(np.float32))
+    for name, values in expected.items():
+        w.add_tensor(name, np.ascontiguousarray(values))
+    finish(w)
+
+
+# ---------------------------------------------------------------- driver
+
+README = """# GGUF test fixtures (generated)
+
+Every file here is written by `tools/make_gguf_fixtures.py` with the `gguf` PyPI package
+(gguf==0.19.0): do not edit by hand. Regenerate with `python3 tools/make_gguf_fixtures.py`,
+verify with `python3 tools/make_gguf_fixtures.py --check`. `tests/test_gguf.c` reads them;
+docs/GGUF.md describes each file.
+"""
+
+
+def generate(out):
+    os.makedirs(out, exist_ok=True)
+    write_metadata(os.path.join(out, "metadata.gguf"))
+    write_quants(os.path.join(out, "quants.gguf"))
+    write_tiny(os.path.join(out, "tiny_f32.gguf"), "f32")
+    write_tiny(os.path.join(out, "tiny_q4_1_llama3.gguf"), "q4_1_llama3")
+    for name, storages in MODEL_FIXTURES:
+        for storage in storages:
+            base = name.rsplit("_", 1)[0]
+            write_model(os.path.join(out, f"{base}_{storage}.gguf"), name, storage)
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(README)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare bytes")
+    args = ap.parse_args()
+    from importlib.metadata import version
+    if version("gguf") != GGUF_VERSION_PINNED:
+        print(f"warning: gguf {version('gguf')} installed; fixtures were made with {GGUF_VERSION_PINNED}",
+              file=sys.stderr)
+    if not args.check:
+        generate(args.out)
+        print(f"wrote {args.out}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mlgguf-") as tmp:
+        generate(tmp)
+        new, old = sorted(os.listdir(tmp)), sorted(os.listdir(args.out))
+        problems = [f"missing from {args.out}: {f}" for f in sorted(set(new) - set(old))]
+        problems += [f"only in {args.out}: {f}" for f in sorted(set(old) - set(new))]
+        problems += [f"differs: {f}" for f in sorted(set(new) & set(old))
+                     if not filecmp.cmp(os.path.join(tmp, f), os.path.join(args.out, f), shallow=False)]
+    if problems:
+        print("GGUF FIXTURE CHECK FAILED:\n  " + "\n  ".join(problems))
+        return 1
+    print(f"GGUF fixture check OK: {len(new)} files identical")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
