@@ -68,7 +68,7 @@ static void print_metrics(const eval_options *o, const ml_model_info *info, int 
            "\"dtype\": \"%s\", \"act\": \"%s\", \"kv\": \"%s\", \"prefill_decode\": %s, \"slots_agree\": %s, "
            "\"logit_error\": %.3e, \"ttft_ms\": %.2f, \"prefill_tok_s\": %.2f, \"decode_tok_s_u\": %.2f}\n",
            r->top1, r->top5, prefill_len, r->total, max_seq, o->batch, r->total, r->top5_ref,
-           base_name(o->model.model_path), info->tp, p->mesh_rows > 0 ? p->mesh_rows : 1,
+           base_name(info->path), info->tp, p->mesh_rows > 0 ? p->mesh_rows : 1,
            p->mesh_rows > 0 ? p->mesh_cols : info->tp, info->backend, info->isa, info->n_ranks, info->weight_dtype,
            p->act_mode == ML_ACT_FAST ? "fast" : "accurate", p->kv_dtype == ML_KV_BF16 ? "bf16" : "f32",
            o->prefill_decode ? "true" : "false", r->slots_agree ? "true" : "false", r->logit_error, r->ttft_ms,
@@ -76,7 +76,7 @@ static void print_metrics(const eval_options *o, const ml_model_info *info, int 
     fflush(stdout);
     fprintf(stderr, "eval %s: prefill %d, decode %d, batch %d, tp %d: top1 %.2f%%, top5 %.2f%%, top5_ref %.2f%%%s, "
                     "logits vs HF %.1e over %d steps, ttft %.1f ms, decode %.1f tok/s/user\n",
-            base_name(o->model.model_path), prefill_len, r->total, o->batch, info->tp, 100 * r->top1, 100 * r->top5,
+            base_name(info->path), prefill_len, r->total, o->batch, info->tp, 100 * r->top1, 100 * r->top5,
             100 * r->top5_ref, r->slots_agree ? "" : " (SLOTS DISAGREE)", r->logit_error, r->logit_steps, r->ttft_ms,
             r->decode_tok_s_u);
 }

@@ -1,7 +1,9 @@
 #include "model_options.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_args.h"
 
@@ -35,12 +37,40 @@ int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg) {
     return ok == 0 ? 1 : -1;
 }
 
-int ml_cli_model_open(const ml_cli_model *m, ml_model **out) {
-    if (!m->model_path) {
-        fprintf(stderr, "meshllama: no model given: pass -m DIR (a Hugging Face Llama checkpoint directory)\n");
-        return -1;
+/* The default model (scripts/fetch_default_model.sh): $MESHLLAMA_DEFAULT_MODEL, else
+ * models/<name> beside the build directory of this executable, else ./models/<name>. */
+static int find_default_model(char *path, size_t size) {
+    const char *env = getenv("MESHLLAMA_DEFAULT_MODEL");
+    if (env && *env) {
+        snprintf(path, size, "%s", env);
+        return access(path, R_OK) == 0;
     }
-    int status = ml_model_open(m->model_path, &m->params, out);
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        snprintf(path, size, "%s/../models/%s", exe, ML_DEFAULT_MODEL_NAME);
+        if (access(path, R_OK) == 0) return 1;
+    }
+    snprintf(path, size, "models/%s", ML_DEFAULT_MODEL_NAME);
+    return access(path, R_OK) == 0;
+}
+
+int ml_cli_model_open(const ml_cli_model *m, ml_model **out) {
+    char default_path[4200];
+    const char *path = m->model_path;
+    if (!path) {
+        if (!find_default_model(default_path, sizeof default_path)) {
+            fprintf(stderr, "meshllama: no model given (-m DIR or FILE.gguf) and the default model %s is missing:\n"
+                            "  fetch it with scripts/fetch_default_model.sh\n",
+                    ML_DEFAULT_MODEL_NAME);
+            return -1;
+        }
+        path = default_path;
+    }
+    int status = ml_model_open(path, &m->params, out);
     if (status != ML_OK) {
         fprintf(stderr, "meshllama: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
         return -1;

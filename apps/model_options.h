@@ -16,8 +16,11 @@ enum {
     ML_OPT_FIRST_COMMAND_OPTION /* commands number their own options from here */
 };
 
+/* The model `run`, `eval`, `chat` and `bench` use without -m (scripts/fetch_default_model.sh). */
+#define ML_DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
+
 typedef struct {
-    const char *model_path;
+    const char *model_path; /* NULL: the default model */
     ml_model_params params;
 } ml_cli_model;
 
@@ -31,7 +34,8 @@ typedef struct {
 #define ML_MODEL_SHORT_OPTIONS "m:t:c:"
 
 #define ML_MODEL_OPTIONS_HELP                                                                      \
-    "  -m, --model DIR       Hugging Face checkpoint directory (config.json + safetensors)\n"      \
+    "  -m, --model PATH      Hugging Face checkpoint directory or GGUF file\n"                      \
+    "                        (default: models/" ML_DEFAULT_MODEL_NAME ")\n"                      \
     "      --tp N            tensor-parallel devices (1..num_attention_heads; default 1)\n"        \
     "      --mesh RxC        mesh shape, tp = R*C (the seed's 2x4)\n"                              \
     "  -t, --threads N       worker threads for the whole mesh (default: all cores)\n"             \

@@ -96,6 +96,7 @@ typedef struct {
     const char *weight_dtype; /* "bf16", "f16" or "f32" */
     const char *isa;          /* kernel variant in use: "avx512bf16", "avx512", "avx2", "scalar" */
     const char *backend;      /* mesh backend: "threads" or "mpi" */
+    const char *path;         /* the checkpoint as opened */
     int rank;                 /* this process's rank (0 without MPI) */
     int n_ranks;              /* processes in the mesh */
     int device_begin;         /* first device hosted here */

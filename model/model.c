@@ -222,6 +222,7 @@ void ml_model_get_info(const ml_model *m, ml_model_info *info) {
     info->weight_dtype = ml_dtype_name(m->weight_dtype);
     info->isa = m->kernels->name;
     info->backend = m->mesh->backend->name;
+    info->path = m->path;
     info->rank = m->mesh->rank;
     info->n_ranks = m->mesh->n_ranks;
     info->device_begin = m->mesh->device_begin;

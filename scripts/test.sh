@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
+scripts/fetch_default_model.sh
 scripts/build.sh "$@"
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure -j"$(nproc)"

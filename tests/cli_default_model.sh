@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The default model (SmolLM2-135M-Instruct, Q4_1 GGUF, fetched by scripts/test.sh) against the
+# committed Hugging Face references: accurate mode top1 >= 0.99 and top5 = 1 for the seed's
+# 20/20 and for 128/128 on a public-domain text, at tp 1, 2, 3 and with --prefill-decode;
+# fast mode top1 >= 0.95, top5 >= 0.99; --batch 4 scores the same in every slot; the prefill
+# range; `run` without -m uses the default model.
+# MESHLLAMA_QUICK=1 (the sanitizer build) runs the 20/20 points only.
+set -u
+bin=${MESHLLAMA_BIN:?}
+fixtures=${MESHLLAMA_FIXTURES:?}
+root=$(cd "$fixtures/../.." && pwd)
+model=${MESHLLAMA_DEFAULT_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+refs=$fixtures/smollm2
+if [ ! -f "$model" ]; then
+    echo "FAIL: the default model $model is missing: scripts/test.sh fetches it (scripts/fetch_default_model.sh)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+passed=0
+failed=0
+point() { # DESCRIPTION MIN_TOP1 MIN_TOP5 eval-args...
+    local what=$1 top1=$2 top5=$3
+    shift 3
+    local out
+    out=$("$bin" eval -m "$model" --min-top1 "$top1" --min-top5 "$top5" "$@" 2>&1)
+    if [ $? -eq 0 ] && grep -q '^YT_METRICS=' <<<"$out"; then
+        passed=$((passed + 1))
+        grep '^eval ' <<<"$out" | sed "s/^/  [$what] /"
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $what: $out" >&2
+    fi
+}
+
+for tp in 1 2 3; do point "20/20 tp $tp" 0.99 1 --ref "$refs/fox_p20_d20.bin" --tp "$tp"; done
+point "20/20 prefill-decode" 0.99 1 --ref "$refs/fox_p20_d20.bin" --prefill-decode --tp 2
+point "20/20 batch 4" 0.99 1 --ref "$refs/fox_p20_d20.bin" --batch 4 --tp 3
+point "20/20 fast" 0.95 0.99 --ref "$refs/fox_p20_d20.bin" --act fast
+if [ "${MESHLLAMA_QUICK:-0}" != 1 ]; then
+    for tp in 1 2 3; do point "128/128 tp $tp" 0.99 1 --ref "$refs/declaration_p128_d128.bin" --tp "$tp"; done
+    point "128/128 prefill-decode" 0.99 1 --ref "$refs/declaration_p128_d128.bin" --prefill-decode
+    point "128/128 fast" 0.95 0.99 --ref "$refs/declaration_p128_d128.bin" --act fast --tp 2
+    point "128/128 bf16 kv" 0.99 1 --ref "$refs/declaration_p128_d128.bin" --kv bf16
+    point "prefill range" 0.99 1 --ref "$refs/fox_range_d20" --prefill-len-range 16:128:16 --tp 2
+fi
+
+# run with no -m uses the default model and reproduces HF's first greedy tokens
+expected=$(python3 - "$refs/fox_p20_d20.bin" <<'PY'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+_, vocab, n_prompt, n_decode, top_k, steps, meta = struct.unpack_from("<7I", d, 8)
+at = 36 + meta
+ids = struct.unpack_from("<%di" % (n_prompt + n_decode), d, at)
+print(",".join(map(str, ids[:n_prompt])), " ".join(map(str, ids[n_prompt:n_prompt + 8])))
+PY
+)
+read -r prompt first8 <<<"$expected"
+got=$(cd "$root" && MESHLLAMA_DEFAULT_MODEL=$model "$bin" run --prompt-ids "$prompt" -n 8 --ignore-eos 2>/dev/null)
+if [ "$got" = "$first8" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: run default: '$got' vs '$first8'" >&2; fi
+
+echo "cli_default_model: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
