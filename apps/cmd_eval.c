@@ -13,7 +13,7 @@
 #include "model_options.h"
 
 enum { OPT_REF = ML_OPT_FIRST_COMMAND_OPTION, OPT_PREFILL_LEN, OPT_PREFILL_RANGE, OPT_DECODE_LEN, OPT_MAX_SEQ,
-       OPT_MAX_SEQ_RANGE, OPT_BATCH, OPT_PREFILL_DECODE, OPT_MIN_TOP1, OPT_MIN_TOP5 };
+       OPT_MAX_SEQ_RANGE, OPT_BATCH, OPT_PREFILL_DECODE, OPT_MIN_TOP1, OPT_MIN_TOP5, OPT_DUMP_LAYERS };
 
 static const char eval_usage[] =
     "usage: meshllama eval -m MODEL --ref REF [options]\n"
@@ -28,7 +28,9 @@ static const char eval_usage[] =
     "      --max-seq-len-range A:B[:S]  one point per KV-cache length\n"
     "      --batch N               run the reference in N sequences at once (1..32); all must agree\n"
     "      --prefill-decode        feed the prompt token by token through decode\n"
-    "      --min-top1 X, --min-top5 X  exit 1 if a point scores below X\n";
+    "      --min-top1 X, --min-top5 X  exit 1 if a point scores below X\n"
+    "      --dump-layers DIR       write the prompt's hidden state after every layer to\n"
+    "                              DIR/hidden_prefill<P>.bin (compare with tools/compare_layers.py)\n";
 
 typedef struct {
     ml_cli_model model;
@@ -37,7 +39,58 @@ typedef struct {
     int *max_seqs, n_max_seqs;
     int decode_len, batch, prefill_decode;
     float min_top1, min_top5;
+    const char *dump_dir;
 } eval_options;
+
+/* --dump-layers: the prompt's residual stream after every layer (format in docs/EVAL_REFERENCE.md). */
+typedef struct {
+    int n_entries, n_tok, hidden;
+    float *data; /* [n_entries, n_tok, hidden] */
+} hidden_dump;
+
+static void collect_hidden(int entry, int token_begin, int n_tok, int hidden_size, const float *hidden, void *user) {
+    hidden_dump *d = user;
+    if (entry >= d->n_entries || token_begin + n_tok > d->n_tok || hidden_size != d->hidden) return;
+    memcpy(d->data + ((size_t)entry * d->n_tok + token_begin) * d->hidden, hidden,
+           (size_t)n_tok * hidden_size * sizeof(float));
+}
+
+static int dump_layers(ml_model *model, const ml_eval_reference *ref, const char *dir) {
+    ml_model_info info;
+    ml_model_get_info(model, &info);
+    ml_eval_reference_info ref_info;
+    ml_eval_reference_get_info(ref, &ref_info);
+    const int32_t *prompt = ml_eval_reference_prompt(ref);
+    hidden_dump d = {info.n_layers + 2, ref_info.n_prompt, info.hidden_size, NULL};
+    d.data = calloc((size_t)d.n_entries * d.n_tok * d.hidden, sizeof(float));
+    if (!d.data) return fprintf(stderr, "meshllama eval: out of memory for --dump-layers\n"), 1;
+    ml_model_set_hidden_callback(model, collect_hidden, &d);
+    int slot = 0, start = 0, n = d.n_tok;
+    ml_batch b = {1, &slot, &start, &n, prompt, 0};
+    float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
+    int status = logits ? ml_reset_slot(model, 0) : ML_ERR_NOMEM;
+    if (status == ML_OK) status = ml_forward(model, &b, logits);
+    ml_model_set_hidden_callback(model, NULL, NULL);
+    free(logits);
+    int fail = status != ML_OK;
+    if (fail) fprintf(stderr, "meshllama eval: --dump-layers forward: %s\n", ml_last_error());
+    char path[4096];
+    snprintf(path, sizeof path, "%s/hidden_prefill%d.bin", dir, d.n_tok);
+    mkdir(dir, 0755);
+    FILE *f = fail || info.rank != 0 ? NULL : fopen(path, "wb");
+    if (!fail && info.rank == 0) {
+        uint32_t header[4] = {1, (uint32_t)d.n_entries, (uint32_t)d.n_tok, (uint32_t)d.hidden};
+        fail = !f || fwrite("MLHIDDN1", 1, 8, f) != 8 || fwrite(header, 4, 4, f) != 4 ||
+               fwrite(prompt, 4, (size_t)d.n_tok, f) != (size_t)d.n_tok ||
+               fwrite(d.data, sizeof(float), (size_t)d.n_entries * d.n_tok * d.hidden, f) !=
+                   (size_t)d.n_entries * d.n_tok * d.hidden;
+        if (f && fclose(f) != 0) fail = 1;
+        if (fail) fprintf(stderr, "meshllama eval: cannot write %s\n", path);
+        else fprintf(stderr, "eval: wrote %d hidden states of %d tokens to %s\n", d.n_entries, d.n_tok, path);
+    }
+    free(d.data);
+    return fail;
+}
 
 static int is_directory(const char *path) {
     struct stat st;
@@ -117,6 +170,7 @@ static int run_point(const eval_options *o, int prefill_len, int max_seq) {
     if (!fail) {
         ml_model_info info;
         ml_model_get_info(model, &info);
+        if (o->dump_dir && dump_layers(model, ref, o->dump_dir) != 0) fail = 1;
         ml_eval_params params = {o->decode_len, o->batch, o->prefill_decode};
         ml_eval_result result;
         status = ml_eval_run(model, ref, &params, &result);
@@ -150,6 +204,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o) {
         {"prefill-decode", no_argument, NULL, OPT_PREFILL_DECODE},
         {"min-top1", required_argument, NULL, OPT_MIN_TOP1},
         {"min-top5", required_argument, NULL, OPT_MIN_TOP5},
+        {"dump-layers", required_argument, NULL, OPT_DUMP_LAYERS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -196,6 +251,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o) {
         case OPT_PREFILL_DECODE: o->prefill_decode = 1; break;
         case OPT_MIN_TOP1: bad = ml_cli_parse_float("--min-top1", optarg, 0, 1, &o->min_top1) != 0; break;
         case OPT_MIN_TOP5: bad = ml_cli_parse_float("--min-top5", optarg, 0, 1, &o->min_top5) != 0; break;
+        case OPT_DUMP_LAYERS: o->dump_dir = optarg; break;
         case 'h': fputs(eval_usage, stdout); return 1;
         default: bad = 1; break;
         }

@@ -125,6 +125,15 @@ typedef struct {
 
 int ml_forward(ml_model *model, const ml_batch *batch, float *logits);
 
+/* Debugging hook (the seed's "compare layer by layer"): called during ml_forward with the
+ * residual stream [n_tok, hidden_size] of tokens token_begin.. of the flattened batch.
+ * entry 0 = the embeddings, entry i = after layer i-1 (1..n_layers), entry n_layers + 1 = after
+ * the final norm; entries 0..n_layers-1 and n_layers+1 are what HF's output_hidden_states
+ * returns. NULL removes it. */
+typedef void (*ml_hidden_callback)(int entry, int token_begin, int n_tok, int hidden_size, const float *hidden,
+                                   void *user);
+void ml_model_set_hidden_callback(ml_model *model, ml_hidden_callback callback, void *user);
+
 /* Forgets the cached positions of a slot (nothing to free; positions are overwritten). */
 int ml_reset_slot(ml_model *model, int slot);
 
@@ -173,6 +182,8 @@ typedef struct {
 } ml_eval_reference_info;
 
 void ml_eval_reference_get_info(const ml_eval_reference *ref, ml_eval_reference_info *out_info);
+/* The reference's prompt ids [n_prompt]. */
+const int32_t *ml_eval_reference_prompt(const ml_eval_reference *ref);
 
 typedef struct {
     int decode_len;      /* positions to score; 0 = every reference token */

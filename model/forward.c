@@ -334,9 +334,11 @@ static int lm_head(ml_model *m, const int *out_rows, int n_tok, float *logits) {
 int ml_forward_chunk(ml_model *m, const int32_t *tokens, int n_tok, const int *out_rows, float *logits) {
     embed_step es = {m, tokens};
     ml_pool_run(m->pool, embed_task, &es, n_tok);
+    ml_model_dump_hidden(m, 0, n_tok);
     for (int layer = 0; layer < m->config.n_layers; layer++) {
         ML_TRY(attention_block(m, layer, n_tok));
         ML_TRY(mlp_block(m, layer, n_tok));
+        ml_model_dump_hidden(m, layer + 1, n_tok);
     }
     return lm_head(m, out_rows, n_tok, logits);
 }

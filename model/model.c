@@ -289,6 +289,7 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
             out_rows[t] = (b->all_logits || last) ? next_row++ : -1;
             in_seq++;
         }
+        m->chunk_token_begin = done;
         int status = ml_forward_chunk(m, b->tokens + done, n, out_rows, logits);
         if (status != ML_OK) return status;
         done += n;
@@ -298,3 +299,22 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
 }
 
 int ml_model_broadcast(ml_model *m, void *buf, size_t bytes) { return ml_mesh_broadcast(m->mesh, buf, bytes); }
+
+void ml_model_set_hidden_callback(ml_model *m, ml_hidden_callback callback, void *user) {
+    m->hidden_callback = callback;
+    m->hidden_callback_user = user;
+}
+
+void ml_model_dump_hidden(ml_model *m, int entry, int n_tok) {
+    if (!m->hidden_callback) return;
+    int hidden = m->config.hidden_size;
+    m->hidden_callback(entry, m->chunk_token_begin, n_tok, hidden, m->x, m->hidden_callback_user);
+    if (entry != m->config.n_layers) return;
+    float *normed = malloc((size_t)n_tok * hidden * sizeof *normed);
+    if (!normed) return; /* a debugging aid: skip the entry rather than fail the forward */
+    for (int t = 0; t < n_tok; t++)
+        m->kernels->rmsnorm(normed + (size_t)t * hidden, m->x + (size_t)t * hidden, m->final_norm, hidden,
+                            m->config.rms_norm_eps);
+    m->hidden_callback(entry + 1, m->chunk_token_begin, n_tok, hidden, normed, m->hidden_callback_user);
+    free(normed);
+}

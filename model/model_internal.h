@@ -83,7 +83,9 @@ struct ml_model {
     float *attn_scratch;             /* [n_threads, max_seq_len] attention scores */
     int *token_slot;                 /* [chunk] KV slot of each token */
     int *token_pos;                  /* [chunk] position of each token */
-    float *layer_dump;               /* optional hook target: not owned */
+    ml_hidden_callback hidden_callback; /* --dump-layers hook, or NULL */
+    void *hidden_callback_user;
+    int chunk_token_begin;           /* index in the flattened batch of the chunk's first token */
 };
 
 /* Loads every device's weights: validates names, dtypes and shapes against the config, aims
@@ -111,6 +113,10 @@ typedef struct {
 
 /* Runs the jobs together (one parallel region); the result does not depend on the split. */
 void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs);
+
+/* Hands the residual stream to the hidden-state callback, if any: entry 0 = embeddings, entry
+ * i = after layer i-1; after the last layer also entry n_layers + 1 = the final norm. */
+void ml_model_dump_hidden(ml_model *model, int entry, int n_tok);
 
 /* Copies bytes of buf from rank 0 to every rank of the model's mesh (a no-op in one process). */
 int ml_model_broadcast(ml_model *model, void *buf, size_t bytes);

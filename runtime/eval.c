@@ -40,6 +40,8 @@ void ml_eval_reference_get_info(const ml_eval_reference *ref, ml_eval_reference_
     info->meta_json = ref->meta_json;
 }
 
+const int32_t *ml_eval_reference_prompt(const ml_eval_reference *ref) { return ref->prompt; }
+
 typedef struct {
     int top1, top5, top5_ref;
 } slot_score;

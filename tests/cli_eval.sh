@@ -48,6 +48,11 @@ mkdir -p "$tmp/refs" && cp "$ref" "$tmp/refs/prefill48.bin"
 line=$("$bin" eval -m "$model" --ref "$tmp/refs" --prefill-len 48 --min-top1 1 2>/dev/null)
 if [ $? -eq 0 ]; then pass; else fail "reference directory"; fi
 
+# --dump-layers: embeddings, 3 layers and the final norm of the 48-token prompt, 144 wide
+"$bin" eval -m "$model" --ref "$ref" --dump-layers "$tmp/dump" --decode-len 2 >/dev/null 2>&1
+size=$(stat -c %s "$tmp/dump/hidden_prefill48.bin" 2>/dev/null || echo 0)
+if [ "$size" -eq $((8 + 16 + 48 * 4 + 5 * 48 * 144 * 4)) ]; then pass; else fail "--dump-layers wrote $size bytes"; fi
+
 expect_fail() { # CODE NEEDLE -- cmd...
     local code=$1 needle=$2
     shift 3
