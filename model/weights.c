@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -56,6 +58,15 @@ static ml_weight pack_columns(const ml_tensor_view *t, int64_t rows, int64_t n_c
                (size_t)n_cols_local * element);
     ml_weight w = {dst, t->dtype};
     return w;
+}
+
+/* After packing, the source of a row-parallel slice is never read again: drop its pages so a
+ * process (an MPI rank above all) keeps only ~1/tp of o_proj/down_proj resident. */
+static void release_pages(const ml_tensor_view *t) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)t->data + t->n_bytes) & ~(page - 1);
+    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
 }
 
 static int load_norm(ml_model *model, const char *name, float *dst) {
@@ -183,6 +194,10 @@ int ml_model_load_weights(ml_model *model) {
         status = find_layer(model, layer, &lt);
         for (int d = 0; d < n_local && status == ML_OK; d++)
             status = slice_layer(model, &model->devices[d], &lt, &cursors[d], &model->devices[d].layers[layer]);
+        if (status == ML_OK && model->mesh->plan->tp > 1) {
+            release_pages(lt.o);
+            release_pages(lt.down);
+        }
     }
     free(cursors);
     return status;
