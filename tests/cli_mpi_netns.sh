@@ -10,6 +10,10 @@ if ! command -v mpirun >/dev/null || ! command -v ip >/dev/null; then echo "SKIP
 if "$bin" run -m "$fixtures/gqa_tied_bf16" --prompt-ids 1 -n 1 --backend mpi 2>&1 | grep -q "not in this build"; then
     echo "SKIP: built without MPI"; exit 77
 fi
+# Open MPI's tcp components are unloaded before LeakSanitizer runs, so in the sanitizer build
+# their process-lifetime allocations show up as leaks of "<unknown module>" that no suppression
+# can name. Leak checking of our MPI code stays on in cli_mpi.sh (shared-memory transport).
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 tag=ml$$
 ns_a=${tag}a ns_b=${tag}b
 subnet=10.231.$(($$ % 200 + 20))
