@@ -162,6 +162,16 @@ static int run_point(const eval_options *o, int prefill_len, int max_seq) {
         fail = 1;
     }
     int decode = o->decode_len > 0 ? o->decode_len : ref_info.n_decode;
+    if (!fail && max_seq > 0 && ref_info.n_prompt + decode > max_seq) {
+        fprintf(stderr, "meshllama eval: prefill %d + decode %d exceeds --max-seq-len %d\n", ref_info.n_prompt, decode,
+                max_seq);
+        fail = 1;
+    }
+    if (!fail && decode > ref_info.n_decode) {
+        fprintf(stderr, "meshllama eval: --decode-len %d: %s holds only %d reference tokens\n", decode, path,
+                ref_info.n_decode);
+        fail = 1;
+    }
     ml_cli_model model_opts = o->model;
     model_opts.params.max_batch = o->batch;
     model_opts.params.max_seq_len = max_seq > 0 ? max_seq : ref_info.n_prompt + decode;

@@ -69,7 +69,7 @@ expect_fail 1 "cannot open" -- "$bin" eval -m "$model" --ref "$tmp/missing.bin"
 expect_fail 1 "not --prefill-len 20" -- "$bin" eval -m "$model" --ref "$ref" --prefill-len 20
 expect_fail 1 "holds only 24" -- "$bin" eval -m "$model" --ref "$ref" --decode-len 30
 expect_fail 1 "vocab" -- "$bin" eval -m "$fixtures/gqa_tied_bf16" --ref "$ref"
-expect_fail 1 "max_seq_len" -- "$bin" eval -m "$model" --ref "$ref" --max-seq-len 50
+expect_fail 1 "exceeds --max-seq-len 50" -- "$bin" eval -m "$model" --ref "$ref" --max-seq-len 50
 expect_fail 2 "--prefill-len-range" -- "$bin" eval -m "$model" --ref "$ref" --prefill-len-range 40:20
 expect_fail 2 "no reference" -- "$bin" eval -m "$model"
 rm -rf "$tmp"
