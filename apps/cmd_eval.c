@@ -134,6 +134,16 @@ static void print_metrics(const eval_options *o, const ml_model_info *info, int 
             r->decode_tok_s_u);
 }
 
+/* A progress bar on stderr when it is a terminal. */
+static void show_progress(int step, int total, void *user) {
+    (void)user;
+    int width = 40, filled = (int)((long long)step * width / total);
+    fprintf(stderr, "\r  [%.*s%*s] %d/%d", filled, "########################################", width - filled, "", step,
+            total);
+    if (step == total) fprintf(stderr, "\r%*s\r", width + 24, "");
+    fflush(stderr);
+}
+
 /* One (prefill length, max_seq_len) point; returns 0 when it ran and met the thresholds. */
 static int run_point(const eval_options *o, int prefill_len, int max_seq) {
     char path[4096];
@@ -181,7 +191,8 @@ static int run_point(const eval_options *o, int prefill_len, int max_seq) {
         ml_model_info info;
         ml_model_get_info(model, &info);
         if (o->dump_dir && dump_layers(model, ref, o->dump_dir) != 0) fail = 1;
-        ml_eval_params params = {o->decode_len, o->batch, o->prefill_decode};
+        ml_eval_params params = {o->decode_len, o->batch, o->prefill_decode, NULL, NULL};
+        if (isatty(STDERR_FILENO) && info.rank == 0) params.progress = show_progress;
         ml_eval_result result;
         status = ml_eval_run(model, ref, &params, &result);
         if (status != ML_OK) {

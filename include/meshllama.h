@@ -189,6 +189,9 @@ typedef struct {
     int decode_len;      /* positions to score; 0 = every reference token */
     int batch;           /* sequences run at once, each on the reference (1..max_batch) */
     int prefill_decode;  /* feed the prompt one token at a time through decode */
+    /* optional: called after every scored step (for a progress bar); NULL for none */
+    void (*progress)(int step, int total, void *user);
+    void *progress_user;
 } ml_eval_params;
 
 typedef struct {

@@ -134,6 +134,7 @@ int ml_eval_run(ml_model *m, const ml_eval_reference *ref, const ml_eval_params 
     int slots[32], starts[32], counts[32];
     for (int step = 0; status == ML_OK && step < steps; step++) {
         for (int s = 0; s < batch; s++) score_step(ref, step, logits + (size_t)s * ref->vocab_size, &scores[s]);
+        if (params->progress) params->progress(step + 1, steps, params->progress_user);
         if (step < ref->n_logit_steps) {
             for (int s = 0; s < batch; s++) {
                 double err = logit_error(logits + (size_t)s * ref->vocab_size,
