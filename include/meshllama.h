@@ -214,6 +214,170 @@ int ml_eval_run(ml_model *model, const ml_eval_reference *ref, const ml_eval_par
 /* Releases process-wide resources (finalizes MPI if the library started it). Call once at exit. */
 void ml_shutdown(void);
 
+/* ---- Tokenizer (tokenizer/): byte-level BPE from tokenizer.json, tokenizer.model (tiktoken) or
+ * GGUF metadata; streaming detokenisation; chat templates. ------------------------------------ */
+typedef struct ml_tokenizer ml_tokenizer;
+
+/* ---- Loading ---------------------------------------------------------------------------- */
+
+/* Opens a tokenizer from a model directory or a file:
+ *   DIR             DIR/tokenizer.json if present, else DIR/tokenizer.model (tiktoken format),
+ *                   with DIR/tokenizer_config.json and DIR/chat_template.jinja when present;
+ *   FILE.json       a tokenizer.json (tokenizer_config.json beside it is read if present);
+ *   FILE.gguf       the tokenizer.ggml.* metadata of a GGUF file (or any file starting "GGUF");
+ *   other FILE      a tiktoken tokenizer.model (base64 token, space, rank per line).
+ * Errors: ML_ERR_IO (missing/unreadable), ML_ERR_FORMAT (malformed file),
+ *         ML_ERR_UNSUPPORTED (a valid file this engine cannot run, e.g. a SentencePiece or
+ *         WordPiece model, a normalizer, a non-byte-level vocabulary). */
+int ml_tokenizer_open(const char *path, ml_tokenizer **out);
+
+/* The same loaders from memory; source names the input in error messages. config_json may be
+ * NULL (no tokenizer_config.json). The texts need not be NUL-terminated. */
+int ml_tokenizer_load_hf(const char *json, size_t json_length, const char *config_json, size_t config_length,
+                         const char *source, ml_tokenizer **out);
+int ml_tokenizer_load_tiktoken(const char *text, size_t length, const char *source, ml_tokenizer **out);
+
+/* Construction from plain arrays, as GGUF stores a tokenizer (tokenizer.ggml.*). Strings need
+ * not be NUL-terminated when their lengths are given, so they may point into a mapped file. */
+typedef struct {
+    const char *source;            /* for error messages, e.g. the GGUF path */
+    const char *model;             /* tokenizer.ggml.model: must be "gpt2" (byte-level BPE) */
+    const char *pre;               /* tokenizer.ggml.pre: "llama-bpe", "llama3", "gpt2", "smollm",
+                                      "qwen2", "default", ...; NULL = "default" (GPT-2 pattern) */
+    int32_t n_tokens;
+    const char *const *tokens;     /* [n_tokens] tokenizer.ggml.tokens, GPT-2 byte-level text */
+    const size_t *token_lengths;   /* [n_tokens] byte lengths, or NULL for NUL-terminated */
+    const int32_t *token_types;    /* [n_tokens] tokenizer.ggml.token_type (1 normal, 2 unknown,
+                                      3 control, 4 user-defined, 5 unused, 6 byte), or NULL */
+    int32_t n_merges;
+    const char *const *merges;     /* [n_merges] tokenizer.ggml.merges, "left right", by rank */
+    const size_t *merge_lengths;   /* [n_merges] or NULL */
+    int32_t bos_id;                /* tokenizer.ggml.bos_token_id, -1 if absent */
+    int32_t eos_id;                /* tokenizer.ggml.eos_token_id, -1 if absent */
+    int32_t unk_id;                /* tokenizer.ggml.unknown_token_id, -1 if absent (checked, not
+                                      used: BPE drops bytes the vocabulary lacks, as llama.cpp) */
+    int add_bos;                   /* tokenizer.ggml.add_bos_token: 1, 0, or -1 if absent (then:
+                                      1 for the Llama 3 pre-tokenizer, else 0, as llama.cpp) */
+    int add_eos;                   /* tokenizer.ggml.add_eos_token: 1, 0, or -1 if absent (0) */
+    const char *chat_template;     /* tokenizer.chat_template, NUL-terminated, or NULL */
+} ml_tokenizer_arrays;
+
+int ml_tokenizer_from_arrays(const ml_tokenizer_arrays *arrays, ml_tokenizer **out);
+
+/* The tokenizer of a GGUF file (tokenizer.ggml.* metadata); see also tokenizer_gguf.h. */
+int ml_tokenizer_open_gguf(const char *path, ml_tokenizer **out);
+
+void ml_tokenizer_close(ml_tokenizer *tok);
+
+/* ---- Facts ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int32_t vocab_size;        /* highest token id + 1 */
+    int32_t n_merges;          /* merge rules (tiktoken: derived from the ranks) */
+    int32_t n_added;           /* added tokens (special or not) */
+    int32_t bos_id;            /* -1 if none */
+    int32_t eos_id;            /* -1 if none */
+    int adds_bos;              /* ML_TOKENIZE_ADD_SPECIAL puts bos_id first */
+    int n_prefix, n_suffix;    /* tokens ML_TOKENIZE_ADD_SPECIAL adds before / after */
+    const char *format;        /* "tokenizer.json", "tiktoken" or "arrays" */
+    const char *pre_tokenizer; /* "llama3", "gpt2", "smollm", "qwen2" or "custom" */
+    const char *source;        /* path or description given at load */
+} ml_tokenizer_info;
+
+void ml_tokenizer_get_info(const ml_tokenizer *tok, ml_tokenizer_info *out_info);
+
+/* Id of the token whose text is exactly text[0..length) (an added/special token's content, or a
+ * vocabulary entry's bytes); -1 if there is none. */
+int32_t ml_tokenizer_token_id(const ml_tokenizer *tok, const char *text, size_t length);
+/* Bytes of token id (not NUL-terminated; valid while tok lives). ML_ERR_ARG for an unknown id. */
+int ml_tokenizer_token_bytes(const ml_tokenizer *tok, int32_t id, const char **bytes, size_t *length);
+/* Non-zero for special (control) tokens such as <|eot_id|>. */
+int ml_tokenizer_is_special(const ml_tokenizer *tok, int32_t id);
+/* The model's chat_template (Jinja source) from tokenizer_config.json, chat_template.jinja or
+ * GGUF; NULL if none. */
+const char *ml_tokenizer_chat_template(const ml_tokenizer *tok);
+
+/* ---- Encoding and decoding -------------------------------------------------------------- */
+
+enum {
+    /* Add the special tokens the tokenizer's post-processor (or tokenizer_config.json, or the
+     * tiktoken Llama 3 convention, or GGUF add_bos_token) calls for, e.g. BOS. */
+    ML_TOKENIZE_ADD_SPECIAL = 1u << 0,
+    /* Recognise special-token strings in the text ("<|eot_id|>" becomes one token). Without it
+     * they are encoded as plain text, like HF's split_special_tokens=True and tiktoken's
+     * encode_ordinary. Non-special added tokens are always recognised, as HF does. */
+    ML_TOKENIZE_PARSE_SPECIAL = 1u << 1,
+};
+
+/* Encodes text[0..length) (any bytes: invalid UTF-8 is encoded as bytes, never rejected).
+ * *out_ids is malloc'd (free() it; non-NULL even when *out_n is 0). */
+int ml_tokenize(const ml_tokenizer *tok, const char *text, size_t length, unsigned flags, int32_t **out_ids,
+                size_t *out_n);
+
+enum {
+    ML_DETOKENIZE_SKIP_SPECIAL = 1u << 0, /* leave special tokens out of the text */
+};
+
+/* Decodes ids to their bytes (concatenated; the result may hold invalid UTF-8 when the ids
+ * split a character). *out_text is malloc'd and NUL-terminated (free() it).
+ * ML_ERR_ARG names the first id that is not in the vocabulary. */
+int ml_detokenize(const ml_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags, char **out_text,
+                  size_t *out_length);
+
+/* Streaming decoder: feed generated ids one at a time and get back only text that ends on a
+ * whole UTF-8 character; bytes of an incomplete character are held until the next token
+ * completes it. Bytes that can never form a valid character are released as they are, so the
+ * concatenation of every push and the final finish equals ml_detokenize of all the ids. */
+typedef struct ml_stream_decoder ml_stream_decoder;
+
+int ml_stream_decoder_create(const ml_tokenizer *tok, unsigned flags, ml_stream_decoder **out);
+/* *text (not NUL-terminated, maybe empty) is valid until the next call on the decoder. */
+int ml_stream_decoder_push(ml_stream_decoder *dec, int32_t id, const char **text, size_t *length);
+/* Releases the held bytes (an incomplete character at the very end) and resets the decoder. */
+int ml_stream_decoder_finish(ml_stream_decoder *dec, const char **text, size_t *length);
+void ml_stream_decoder_free(ml_stream_decoder *dec);
+
+/* ---- Chat templates --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *role;    /* "system", "user", "assistant" (other roles are rendered as given) */
+    const char *content; /* UTF-8, NUL-terminated */
+} ml_chat_message;
+
+typedef struct ml_chat_template ml_chat_template;
+
+/* Recognises a chat template from its Jinja source (tokenizer_config.json "chat_template"):
+ *   "llama3"    Llama 3 instruct (<|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>)
+ *   "llama3.1"  Llama 3.1/3.2/3.3 instruct (system block with the knowledge/today dates)
+ *   "chatml"    ChatML (<|im_start|>role\n...<|im_end|>\n), with the template's default system
+ *               prompt if it has one (SmolLM2).
+ * force_name (one of the names above, or NULL) skips recognition: source may then be NULL.
+ * bos_token is the text the Llama templates start with (NULL: "<|begin_of_text|>").
+ * An unrecognised template is ML_ERR_UNSUPPORTED with a message saying how to force one. */
+int ml_chat_template_create(const char *source, const char *force_name, const char *bos_token,
+                            ml_chat_template **out);
+/* The same with the tokenizer's own template and BOS text. */
+int ml_chat_template_from_tokenizer(const ml_tokenizer *tok, const char *force_name, ml_chat_template **out);
+
+typedef struct {
+    int add_generation_prompt; /* end with the assistant header, ready for the reply */
+    const char *date_string;   /* llama3.1 "Today Date: ..." (e.g. "26 Jul 2024"); NULL = today,
+                                  as transformers' strftime_now("%d %b %Y") */
+} ml_chat_params;
+
+/* Renders the conversation exactly as transformers' apply_chat_template(tokenize=False) does
+ * with the recognised template. A "system" first message is the system prompt. params may be
+ * NULL (add_generation_prompt on, today's date). At least one message is required. Encode the
+ * result with ML_TOKENIZE_PARSE_SPECIAL and without ML_TOKENIZE_ADD_SPECIAL (the Llama
+ * templates already start with BOS). *out_text is malloc'd and NUL-terminated. */
+int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
+                           const ml_chat_params *params, char **out_text, size_t *out_length);
+/* "llama3", "llama3.1" or "chatml". */
+const char *ml_chat_template_name(const ml_chat_template *tmpl);
+/* Text of the token that ends a turn ("<|eot_id|>", "<|im_end|>"), to add to the stop ids. */
+const char *ml_chat_template_end_of_turn(const ml_chat_template *tmpl);
+void ml_chat_template_free(ml_chat_template *tmpl);
+
 /* Describes a checkpoint without loading it: config, every tensor (dtype, shape, bytes) and
  * the shard plan of each device for the given tp / mesh (mesh_rows = mesh_cols = 0 for 1-D).
  * Writes human-readable text, or one JSON object when json is non-zero, to out. */

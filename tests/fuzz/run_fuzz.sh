@@ -4,13 +4,13 @@
 # Exits non-zero if any harness finds a crash, leak, sanitizer report or timeout; the
 # reproducer is left in build-fuzz/artifacts/<harness>/.
 #
-# usage: tests/fuzz/run_fuzz.sh [SECONDS] [HARNESS...]     (harnesses: safetensors config gguf)
+# usage: tests/fuzz/run_fuzz.sh [SECONDS] [HARNESS...]     (harnesses: safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken)
 set -u
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors config gguf)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken)
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHLLAMA_FUZZ=ON >/dev/null || exit 2
 targets=()
@@ -23,9 +23,11 @@ for h in "${harnesses[@]}"; do
   artifacts="build-fuzz/artifacts/$h"
   rm -rf "$work"
   mkdir -p "$work" "$artifacts"
-  cp tests/fuzz/corpus/"$h"/* "$work"/
+  if [ -d tests/fuzz/corpus/"$h" ]; then cp tests/fuzz/corpus/"$h"/* "$work"/; fi
+  if [ -d tests/fixtures/tokenizer/fuzz_seeds/"$h" ]; then cp tests/fixtures/tokenizer/fuzz_seeds/"$h"/* "$work"/; fi
   dict=()
   [ -f "tests/fuzz/$h.dict" ] && dict=(-dict="tests/fuzz/$h.dict")
+  [ -f "tests/fixtures/tokenizer/fuzz_seeds/$h.dict" ] && dict=(-dict="tests/fixtures/tokenizer/fuzz_seeds/$h.dict")
   log="build-fuzz/fuzz_$h.log"
   echo "== fuzz_$h: ${seconds}s (log: $log)"
   ./build-fuzz/tests/fuzz/fuzz_"$h" "$work" "${dict[@]}" -max_total_time="$seconds" -max_len=16384 \

@@ -1,0 +1,271 @@
+/* Token ids identical to Hugging Face tokenizers / tiktoken for every string of the corpus
+ * (tests/fixtures/tokenizer, tools/make_tokenizer_fixtures.py), for each tokenizer and each way of
+ * loading it, in both modes (plain; BOS + special tokens parsed). Also: decode(encode(s)) == s for
+ * every string (valid UTF-8 or not: every byte has a token), streaming decode == one-shot decode,
+ * and the same results from 4 threads sharing one tokenizer. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "test_tokenizer_fixtures.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
+}
+
+/* Counts one check per string and mode; prints the first few differences in full. */
+static void check_corpus(const char *name, const ml_tokenizer *tok, const tf_corpus *c, const tf_ids *ref) {
+    int printed = 0;
+    size_t differ[2] = {0, 0};
+    for (size_t i = 0; i < c->n; i++) {
+        for (int mode = 0; mode < 2; mode++) {
+            unsigned flags = mode ? ML_TOKENIZE_ADD_SPECIAL | ML_TOKENIZE_PARSE_SPECIAL : 0;
+            int32_t *ids = NULL;
+            size_t n = 0;
+            int status = ml_tokenize(tok, (const char *)c->data[i], c->length[i], flags, &ids, &n);
+            const int32_t *want = mode ? ref->special[i] : ref->plain[i];
+            size_t n_want = mode ? ref->n_special[i] : ref->n_plain[i];
+            ml_test_checks++;
+            if (status != ML_OK || !same_ids(ids, n, want, n_want)) {
+                ml_test_failures++;
+                differ[mode]++;
+                if (printed++ < 6) {
+                    fprintf(stderr, "FAIL %s: string %zu (%s, %s mode) \"", name, i, c->names[c->category[i]],
+                            mode ? "special" : "plain");
+                    tf_print_escaped(stderr, c->data[i], c->length[i], 80);
+                    fprintf(stderr, "\"\n   ours ");
+                    if (status == ML_OK) tf_print_ids(stderr, ids, n);
+                    else fprintf(stderr, "error %s", ml_last_error());
+                    fprintf(stderr, "\n   want ");
+                    tf_print_ids(stderr, want, n_want);
+                    fprintf(stderr, "\n");
+                }
+            }
+            free(ids);
+        }
+    }
+    printf("  %-34s plain: %zu/%zu identical, special: %zu/%zu identical\n", name, c->n - differ[0], c->n,
+           c->n - differ[1], c->n);
+}
+
+/* Strict UTF-8 validation (shortest form, no surrogates, <= U+10FFFF). */
+static int utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+        if (len == 3 && ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F))) return 0;
+        if (len == 4 && ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Every byte of s has a token (HF drops bytes a vocabulary lacks: SmolLM2 has no token for the
+ * bytes that never occur in UTF-8, 0xC0, 0xC1, 0xF5..0xFF). */
+static int all_bytes_known(const ml_tokenizer *tok, const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (ml_tokenizer_token_id(tok, (const char *)s + i, 1) < 0) return 0;
+    return 1;
+}
+
+/* decode(encode(s)) == s for valid UTF-8 (and for any bytes the vocabulary covers), and
+ * streaming the ids gives the same bytes as one-shot decoding. */
+static void check_roundtrip(const char *name, const ml_tokenizer *tok, const tf_corpus *c) {
+    size_t bad_roundtrip = 0, bad_stream = 0, skipped = 0;
+    ml_stream_decoder *dec = NULL;
+    CHECK(ml_stream_decoder_create(tok, 0, &dec) == ML_OK, "%s", ml_last_error());
+    char *streamed = malloc(1 << 20);
+    for (size_t i = 0; i < c->n && dec; i++) {
+        int32_t *ids;
+        size_t n;
+        char *text;
+        size_t length;
+        if (ml_tokenize(tok, (const char *)c->data[i], c->length[i], ML_TOKENIZE_PARSE_SPECIAL, &ids, &n) != ML_OK) {
+            bad_roundtrip++;
+            continue;
+        }
+        int must_roundtrip = utf8_valid(c->data[i], c->length[i]) || all_bytes_known(tok, c->data[i], c->length[i]);
+        if (ml_detokenize(tok, ids, n, 0, &text, &length) != ML_OK) {
+            bad_roundtrip++;
+            free(ids);
+            continue;
+        }
+        if (!must_roundtrip) {
+            skipped++;
+        } else if (length != c->length[i] || memcmp(text, c->data[i], length) != 0) {
+            if (bad_roundtrip++ < 3) {
+                fprintf(stderr, "FAIL %s: decode(encode(s)) != s for string %zu \"", name, i);
+                tf_print_escaped(stderr, c->data[i], c->length[i], 60);
+                fprintf(stderr, "\"\n");
+            }
+        }
+        /* Streaming: for valid UTF-8 input every piece released must be whole characters. */
+        int valid_input = utf8_valid(c->data[i], c->length[i]);
+        size_t used = 0;
+        int split_char = 0;
+        for (size_t k = 0; k < n; k++) {
+            const char *piece;
+            size_t piece_length;
+            if (ml_stream_decoder_push(dec, ids[k], &piece, &piece_length) != ML_OK) break;
+            if (valid_input && !utf8_valid((const uint8_t *)piece, piece_length)) split_char = 1;
+            memcpy(streamed + used, piece, piece_length);
+            used += piece_length;
+        }
+        const char *rest;
+        size_t rest_length;
+        ml_stream_decoder_finish(dec, &rest, &rest_length);
+        memcpy(streamed + used, rest, rest_length);
+        used += rest_length;
+        if (used != length || memcmp(streamed, text, length) != 0 || split_char) bad_stream++;
+        free(text);
+        free(ids);
+    }
+    ml_test_checks += 2;
+    if (bad_roundtrip) ml_test_failures++;
+    if (bad_stream) ml_test_failures++;
+    CHECK(bad_stream == 0, "%s: streaming differs from one-shot decode for %zu strings", name, bad_stream);
+    printf("  %-34s roundtrip: %zu/%zu (%zu with bytes the vocabulary lacks not required), streaming == one-shot: "
+           "%zu/%zu\n",
+           name, c->n - skipped - bad_roundtrip, c->n - skipped, skipped, c->n - bad_stream, c->n);
+    free(streamed);
+    ml_stream_decoder_free(dec);
+}
+
+typedef struct {
+    const ml_tokenizer *tok;
+    const tf_corpus *corpus;
+    const tf_ids *ref;
+    size_t mismatches;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *job = arg;
+    for (size_t i = 0; i < job->corpus->n; i++) {
+        int32_t *ids;
+        size_t n;
+        unsigned flags = ML_TOKENIZE_ADD_SPECIAL | ML_TOKENIZE_PARSE_SPECIAL;
+        if (ml_tokenize(job->tok, (const char *)job->corpus->data[i], job->corpus->length[i], flags, &ids, &n) != ML_OK)
+            job->mismatches++;
+        else if (!same_ids(ids, n, job->ref->special[i], job->ref->n_special[i]))
+            job->mismatches++;
+        if (ids) free(ids);
+    }
+    return NULL;
+}
+
+static void check_threads(const char *name, const ml_tokenizer *tok, const tf_corpus *c, const tf_ids *ref) {
+    enum { N_THREADS = 4 };
+    pthread_t threads[N_THREADS];
+    thread_job jobs[N_THREADS];
+    for (int t = 0; t < N_THREADS; t++) {
+        jobs[t] = (thread_job){tok, c, ref, 0};
+        pthread_create(&threads[t], NULL, thread_main, &jobs[t]);
+    }
+    size_t mismatches = 0;
+    for (int t = 0; t < N_THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        mismatches += jobs[t].mismatches;
+    }
+    CHECK(mismatches == 0, "%s: %zu mismatches with %d threads sharing the tokenizer", name, mismatches, N_THREADS);
+}
+
+typedef struct {
+    const char *name;
+    const char *ref;
+    int kind; /* 0: ml_tokenizer_open(path), 1: arrays from path */
+    char path[4096];
+    const char *pre;
+    int add_bos;
+} setup;
+
+int main(void) {
+    tf_corpus corpus;
+    if (tf_load_corpus(&corpus) != 0) {
+        CHECK(0, "corpus fixture missing");
+        return ml_test_finish("test_tokenizer_corpus");
+    }
+    CHECK(corpus.n >= 2000, "corpus has %zu strings, want >= 2000", corpus.n);
+    printf("corpus: %zu strings in %d categories\n", corpus.n, corpus.n_names);
+
+    char tmp[2048];
+    int unpacked = tf_unpack_llama3(tmp, sizeof tmp) == 0;
+    if (!unpacked) printf("SKIP: could not gunzip the Llama 3 fixtures (is gzip installed?)\n");
+
+    setup setups[6] = {
+        {"llama3 tokenizer.model (tiktoken)", "llama3", 0, "", NULL, 0},
+        {"llama3 tokenizer.json", "llama3", 0, "", NULL, 0},
+        {"llama3 arrays (pre llama-bpe)", "llama3", 1, "", "llama-bpe", -1},
+        {"smollm2 tokenizer.json", "smollm2", 0, "", NULL, 0},
+        {"smollm2 arrays (pre smollm)", "smollm2_digits", 1, "", "smollm", 0},
+        {"smollm2 GGUF (models/, if present)", "smollm2_digits", 0, "", NULL, 0},
+    };
+    snprintf(setups[0].path, sizeof setups[0].path, "%s/llama3_tiktoken", tmp);
+    snprintf(setups[1].path, sizeof setups[1].path, "%s/llama3_json", tmp);
+    snprintf(setups[2].path, sizeof setups[2].path, "%s/llama3_json/tokenizer.json", tmp);
+    ml_test_fixture_path(setups[3].path, sizeof setups[3].path, "tokenizer/smollm2");
+    ml_test_fixture_path(setups[4].path, sizeof setups[4].path, "tokenizer/smollm2/tokenizer.json");
+    /* The default model's GGUF is git-ignored (scripts fetch it into models/); use it if there. */
+    const char *gguf = getenv("MESHLLAMA_SMOLLM2_GGUF");
+    if (gguf) snprintf(setups[5].path, sizeof setups[5].path, "%s", gguf);
+    else ml_test_fixture_path(setups[5].path, sizeof setups[5].path, "../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    FILE *probe = fopen(setups[5].path, "rb");
+    int have_gguf = probe != NULL;
+    if (probe) fclose(probe);
+    else printf("SKIP: %s not found; the GGUF tokenizer path is not checked\n", setups[5].path);
+
+    for (int s = 0; s < 6; s++) {
+        setup *su = &setups[s];
+        if (s < 3 && !unpacked) continue;
+        if (s == 5 && !have_gguf) continue;
+        tf_ids ref;
+        if (tf_load_ids(su->ref, &ref) != 0) {
+            CHECK(0, "reference ids %s missing", su->ref);
+            continue;
+        }
+        ml_tokenizer *tok = NULL;
+        double t0 = now_s();
+        int status = su->kind == 0 ? ml_tokenizer_open(su->path, &tok) : tf_open_arrays(su->path, su->pre, su->add_bos, &tok);
+        double load_s = now_s() - t0;
+        CHECK(status == ML_OK && tok, "%s: open %s: %s", su->name, su->path, ml_last_error());
+        if (tok) {
+            CHECK(ref.n == corpus.n, "%s: %zu references for %zu strings", su->name, ref.n, corpus.n);
+            printf("%s (loaded in %.2f s)\n", su->name, load_s);
+            t0 = now_s();
+            check_corpus(su->name, tok, &corpus, &ref);
+            printf("  encoded the corpus twice in %.3f s\n", now_s() - t0);
+            check_roundtrip(su->name, tok, &corpus);
+            check_threads(su->name, tok, &corpus, &ref);
+        }
+        ml_tokenizer_close(tok);
+        tf_free_ids(&ref);
+    }
+
+    /* The two SmolLM2 pre-tokenizers must really differ (on digits), or the arrays test proves
+     * nothing about "smollm". */
+    tf_ids plain, digits;
+    if (tf_load_ids("smollm2", &plain) == 0 && tf_load_ids("smollm2_digits", &digits) == 0) {
+        size_t differ = 0;
+        for (size_t i = 0; i < plain.n && i < digits.n; i++)
+            differ += !same_ids(plain.plain[i], plain.n_plain[i], digits.plain[i], digits.n_plain[i]);
+        CHECK(differ > 20, "smollm2 and smollm2_digits references differ on only %zu strings", differ);
+        printf("smollm2 vs smollm2 with Digits: %zu strings tokenize differently\n", differ);
+        tf_free_ids(&plain);
+        tf_free_ids(&digits);
+    }
+    tf_free_corpus(&corpus);
+    return ml_test_finish("test_tokenizer_corpus");
+}

@@ -1,0 +1,314 @@
+/* Chat templates. We do not run Jinja: we recognise the templates in use from their source and
+ * render them in C, character for character as transformers' apply_chat_template does.
+ *
+ *  llama3    Meta-Llama-3-*-Instruct:
+ *            bos + for each message "<|start_header_id|>" role "<|end_header_id|>\n\n"
+ *            trim(content) "<|eot_id|>"; then the assistant header if asked.
+ *  llama3.1  Llama 3.1 / 3.2 / 3.3 Instruct (without tools): bos, then always a system block
+ *            "Cutting Knowledge Date: December 2023\nToday Date: <date>\n\n" + trim(system
+ *            message or ""), then the other messages as llama3 (tool/ipython messages get the
+ *            ipython header and their content as JSON, as the template's tojson does).
+ *  chatml    "<|im_start|>" role "\n" content "<|im_end|>\n" per message (content untrimmed), with
+ *            the template's default system prompt first when the first message is not a system
+ *            one (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging
+ *            Face"), then "<|im_start|>assistant\n" if asked.
+ * Jinja's trim is Python's str.strip(): it removes the characters for which isspace() holds. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "tokenizer/tokenizer_internal.h"
+
+enum { FORMAT_LLAMA3 = 1, FORMAT_LLAMA31, FORMAT_CHATML };
+
+struct ml_chat_template {
+    int format;
+    char *default_system; /* chatml: inserted when the first message is not "system"; or NULL */
+    char *bos_token;      /* llama formats: the text of bos_token */
+};
+
+static const char *const format_names[] = {"", "llama3", "llama3.1", "chatml"};
+
+/* ---- recognition ------------------------------------------------------------------------ */
+
+/* Finds a literal default system prompt: the text of a Jinja string literal that reads
+ * '<|im_start|>system\n' TEXT '<|im_end|>' with no expression in between. Escapes \n \t \\ \'
+ * \" in TEXT are decoded as Jinja does. Returns a malloc'd string or NULL. */
+static char *chatml_default_system(const char *source) {
+    static const char marker[] = "<|im_start|>system";
+    static const char end_marker[] = "<|im_end|>";
+    for (const char *at = strstr(source, marker); at; at = strstr(at + 1, marker)) {
+        const char *p = at + strlen(marker);
+        if (*p == '\n') p++;
+        else if (p[0] == '\\' && p[1] == 'n') p += 2;
+        else continue;
+        const char *end = strstr(p, end_marker);
+        if (!end) return NULL;
+        if (end == p) continue;
+        char *text = malloc((size_t)(end - p) + 1);
+        if (!text) return NULL;
+        size_t n = 0;
+        int literal = 1;
+        for (const char *c = p; c < end && literal; c++) {
+            if (*c == '\'' || *c == '"' || *c == '{' || *c == '}') {
+                literal = 0;
+            } else if (*c == '\\' && c + 1 < end) {
+                c++;
+                switch (*c) {
+                case 'n': text[n++] = '\n'; break;
+                case 't': text[n++] = '\t'; break;
+                case '\\':
+                case '\'':
+                case '"': text[n++] = *c; break;
+                default: literal = 0; break;
+                }
+            } else {
+                text[n++] = *c;
+            }
+        }
+        if (literal) {
+            text[n] = '\0';
+            return text;
+        }
+        free(text);
+    }
+    return NULL;
+}
+
+static int format_from_name(const char *name) {
+    for (int f = FORMAT_LLAMA3; f <= FORMAT_CHATML; f++) {
+        if (strcmp(name, format_names[f]) == 0) return f;
+    }
+    return 0;
+}
+
+int ml_chat_template_create(const char *source, const char *force_name, const char *bos_token,
+                            ml_chat_template **out) {
+    if (!out) return ml_set_error(ML_ERR_ARG, "ml_chat_template_create: out is NULL");
+    *out = NULL;
+    int format = 0;
+    if (force_name) {
+        format = format_from_name(force_name);
+        if (!format)
+            return ml_set_error(ML_ERR_ARG, "chat template \"%s\" is unknown (known: llama3, llama3.1, chatml)",
+                                force_name);
+    } else if (!source) {
+        return ml_set_error(ML_ERR_UNSUPPORTED,
+                            "the model has no chat_template; choose one with --chat-template llama3|llama3.1|chatml");
+    } else if (strstr(source, "<|start_header_id|>") && strstr(source, "<|end_header_id|>")) {
+        format = strstr(source, "Cutting Knowledge Date") ? FORMAT_LLAMA31 : FORMAT_LLAMA3;
+    } else if (strstr(source, "<|im_start|>") && strstr(source, "<|im_end|>")) {
+        format = FORMAT_CHATML;
+    } else {
+        return ml_set_error(ML_ERR_UNSUPPORTED,
+                            "chat template not recognised (it starts \"%.80s\"); known: Llama 3, Llama 3.1/3.2, "
+                            "ChatML; force one with --chat-template llama3|llama3.1|chatml",
+                            source);
+    }
+    ml_chat_template *tmpl = calloc(1, sizeof *tmpl);
+    if (!tmpl) return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+    tmpl->format = format;
+    tmpl->bos_token = strdup(bos_token ? bos_token : "<|begin_of_text|>");
+    if (format == FORMAT_CHATML && source) tmpl->default_system = chatml_default_system(source);
+    if (!tmpl->bos_token) {
+        ml_chat_template_free(tmpl);
+        return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+    }
+    *out = tmpl;
+    return ML_OK;
+}
+
+int ml_chat_template_from_tokenizer(const ml_tokenizer *tok, const char *force_name, ml_chat_template **out) {
+    if (!out) return ml_set_error(ML_ERR_ARG, "ml_chat_template_from_tokenizer: out is NULL");
+    *out = NULL;
+    if (!tok) return ml_set_error(ML_ERR_ARG, "ml_chat_template_from_tokenizer: tokenizer is NULL");
+    char bos[256] = "<|begin_of_text|>";
+    const char *bytes;
+    size_t length;
+    if (tok->bos_id >= 0 && ml_tokenizer_token_bytes(tok, tok->bos_id, &bytes, &length) == ML_OK &&
+        length < sizeof bos) {
+        memcpy(bos, bytes, length);
+        bos[length] = '\0';
+    }
+    int status = ml_chat_template_create(tok->chat_template, force_name, bos, out);
+    if (status != ML_OK && !force_name) return ml_wrap_error(status, "%s", tok->source);
+    return status;
+}
+
+void ml_chat_template_free(ml_chat_template *tmpl) {
+    if (!tmpl) return;
+    free(tmpl->default_system);
+    free(tmpl->bos_token);
+    free(tmpl);
+}
+
+const char *ml_chat_template_name(const ml_chat_template *tmpl) { return tmpl ? format_names[tmpl->format] : ""; }
+
+const char *ml_chat_template_end_of_turn(const ml_chat_template *tmpl) {
+    if (!tmpl) return "";
+    return tmpl->format == FORMAT_CHATML ? "<|im_end|>" : "<|eot_id|>";
+}
+
+/* ---- rendering -------------------------------------------------------------------------- */
+
+typedef struct {
+    ml_byte_buf buf;
+    int failed;
+} writer;
+
+static void put(writer *w, const char *text, size_t n) {
+    if (!w->failed && ml_byte_buf_append(&w->buf, text, n) != ML_OK) w->failed = 1;
+}
+
+static void puts_(writer *w, const char *text) { put(w, text, strlen(text)); }
+
+/* Python str.strip() on UTF-8; invalid bytes count as non-space. */
+static void put_trimmed(writer *w, const char *text) {
+    const uint8_t *s = (const uint8_t *)text;
+    size_t n = strlen(text), start = 0, end = n;
+    uint32_t cp;
+    while (start < end) {
+        size_t used = ml_utf8_decode(s + start, end - start, &cp);
+        if (!used || !ml_unicode_is_python_space(cp)) break;
+        start += used;
+    }
+    while (end > start) {
+        size_t lead = end - 1;
+        while (lead > start && end - lead < 4 && (s[lead] & 0xC0) == 0x80) lead--;
+        size_t used = ml_utf8_decode(s + lead, end - lead, &cp);
+        if (used != end - lead || !ml_unicode_is_python_space(cp)) break;
+        end = lead;
+    }
+    put(w, text + start, end - start);
+}
+
+/* transformers' tojson filter on a string: json.dumps(s, ensure_ascii=False). */
+static void put_json_string(writer *w, const char *text) {
+    puts_(w, "\"");
+    for (const char *c = text; *c; c++) {
+        unsigned char ch = (unsigned char)*c;
+        char escape[8];
+        switch (ch) {
+        case '"': puts_(w, "\\\""); break;
+        case '\\': puts_(w, "\\\\"); break;
+        case '\n': puts_(w, "\\n"); break;
+        case '\r': puts_(w, "\\r"); break;
+        case '\t': puts_(w, "\\t"); break;
+        case '\b': puts_(w, "\\b"); break;
+        case '\f': puts_(w, "\\f"); break;
+        default:
+            if (ch < 0x20) {
+                snprintf(escape, sizeof escape, "\\u%04x", ch);
+                puts_(w, escape);
+            } else {
+                put(w, c, 1);
+            }
+        }
+    }
+    puts_(w, "\"");
+}
+
+static void today(char *out, size_t size) {
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm local;
+    if (!localtime_r(&now, &local)) {
+        snprintf(out, size, "26 Jul 2024"); /* the templates' own fallback */
+        return;
+    }
+    snprintf(out, size, "%02d %s %d", local.tm_mday, months[local.tm_mon % 12], local.tm_year + 1900);
+}
+
+static void render_llama_message(writer *w, const ml_chat_message *m) {
+    puts_(w, "<|start_header_id|>");
+    puts_(w, m->role);
+    puts_(w, "<|end_header_id|>\n\n");
+    put_trimmed(w, m->content);
+    puts_(w, "<|eot_id|>");
+}
+
+static void render_llama3(writer *w, const ml_chat_template *t, const ml_chat_message *m, size_t n, int gen) {
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0) puts_(w, t->bos_token);
+        render_llama_message(w, &m[i]);
+    }
+    if (gen) puts_(w, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+static void render_llama31(writer *w, const ml_chat_template *t, const ml_chat_message *m, size_t n, int gen,
+                           const char *date) {
+    puts_(w, t->bos_token);
+    size_t first = 0;
+    puts_(w, "<|start_header_id|>system<|end_header_id|>\n\n");
+    puts_(w, "Cutting Knowledge Date: December 2023\n");
+    puts_(w, "Today Date: ");
+    puts_(w, date);
+    puts_(w, "\n\n");
+    if (n > 0 && strcmp(m[0].role, "system") == 0) {
+        put_trimmed(w, m[0].content);
+        first = 1;
+    }
+    puts_(w, "<|eot_id|>");
+    for (size_t i = first; i < n; i++) {
+        if (strcmp(m[i].role, "tool") == 0 || strcmp(m[i].role, "ipython") == 0) {
+            /* A string "is iterable" in Jinja, so the template applies tojson to it. */
+            puts_(w, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            put_json_string(w, m[i].content);
+            puts_(w, "<|eot_id|>");
+        } else {
+            render_llama_message(w, &m[i]);
+        }
+    }
+    if (gen) puts_(w, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+static void render_chatml(writer *w, const ml_chat_template *t, const ml_chat_message *m, size_t n, int gen) {
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 && t->default_system && strcmp(m[0].role, "system") != 0) {
+            puts_(w, "<|im_start|>system\n");
+            puts_(w, t->default_system);
+            puts_(w, "<|im_end|>\n");
+        }
+        puts_(w, "<|im_start|>");
+        puts_(w, m[i].role);
+        puts_(w, "\n");
+        puts_(w, m[i].content);
+        puts_(w, "<|im_end|>\n");
+    }
+    if (gen) puts_(w, "<|im_start|>assistant\n");
+}
+
+int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
+                           const ml_chat_params *params, char **out_text, size_t *out_length) {
+    if (!out_text) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: out_text is NULL");
+    *out_text = NULL;
+    if (out_length) *out_length = 0;
+    if (!tmpl || (!messages && n_messages))
+        return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: template or messages is NULL");
+    if (n_messages == 0) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: no messages");
+    for (size_t i = 0; i < n_messages; i++) {
+        if (!messages[i].role || !messages[i].content)
+            return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: message %zu has no role or content", i);
+    }
+    int gen = params ? params->add_generation_prompt : 1;
+    char today_text[32];
+    const char *date = params && params->date_string ? params->date_string : today_text;
+    if (date == today_text) today(today_text, sizeof today_text);
+    writer w = {{0}, 0};
+    switch (tmpl->format) {
+    case FORMAT_LLAMA3: render_llama3(&w, tmpl, messages, n_messages, gen); break;
+    case FORMAT_LLAMA31: render_llama31(&w, tmpl, messages, n_messages, gen, date); break;
+    default: render_chatml(&w, tmpl, messages, n_messages, gen); break;
+    }
+    if (!w.failed && !w.buf.data) w.failed = ml_byte_buf_append(&w.buf, "", 0) != ML_OK;
+    if (w.failed) {
+        free(w.buf.data);
+        return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+    }
+    *out_text = w.buf.data;
+    if (out_length) *out_length = w.buf.n;
+    return ML_OK;
+}
