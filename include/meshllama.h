@@ -146,6 +146,8 @@ typedef struct {
     int max_tokens;          /* tokens to generate */
     int ignore_eos;          /* non-zero: do not stop at the config's EOS ids */
     int prefill_decode;      /* non-zero: feed the prompt one token at a time through decode */
+    const int32_t *stop_tokens; /* extra ids that end generation (e.g. a chat end-of-turn), or NULL */
+    int n_stop_tokens;
 } ml_sampling_params;
 
 ml_sampling_params ml_sampling_default_params(void);
@@ -164,6 +166,13 @@ typedef struct {
  * (capacity sp->max_tokens) and to the callback if given. */
 int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_sampling_params *sp,
                 int32_t *out_tokens, ml_token_callback callback, void *user, ml_generate_stats *stats);
+
+/* Like ml_generate, but keeps the first n_keep positions of slot 0's KV cache, which must hold
+ * prompt[0..n_keep-1] from earlier calls (a chat's previous turns), and feeds only the rest.
+ * The last generated token is not fed; the next call's prompt carries it. */
+int ml_generate_continue(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep,
+                         const ml_sampling_params *sp, int32_t *out_tokens, ml_token_callback callback,
+                         void *user, ml_generate_stats *stats);
 
 /* Teacher-forcing evaluation against Hugging Face (the seed's eval.py protocol; DESIGN.md
  * "Accuracy"). A reference file (tools/hf_reference.py) holds the prompt, HF's greedy tokens,

@@ -9,9 +9,11 @@
 #include "model/model_internal.h"
 #include "runtime/sampler.h"
 
-static int is_eos(const ml_model_info *info, int32_t token) {
+static int is_stop(const ml_model_info *info, const ml_sampling_params *sp, int32_t token) {
     for (int i = 0; i < info->n_eos; i++)
         if (info->eos_token_ids[i] == token) return 1;
+    for (int i = 0; i < sp->n_stop_tokens; i++)
+        if (sp->stop_tokens[i] == token) return 1;
     return 0;
 }
 
@@ -21,18 +23,29 @@ static int feed(ml_model *model, const int32_t *tokens, int n, int start_pos, fl
     return ml_forward(model, &batch, logits);
 }
 
-static int prefill(ml_model *model, const int32_t *prompt, int n_prompt, int token_by_token, float *logits) {
-    if (!token_by_token) return feed(model, prompt, n_prompt, 0, logits);
-    for (int i = 0; i < n_prompt; i++) ML_TRY(feed(model, prompt + i, 1, i, logits));
+static int prefill(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep, int token_by_token,
+                   float *logits) {
+    if (!token_by_token) return feed(model, prompt + n_keep, n_prompt - n_keep, n_keep, logits);
+    for (int i = n_keep; i < n_prompt; i++) ML_TRY(feed(model, prompt + i, 1, i, logits));
     return ML_OK;
 }
 
 int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_sampling_params *sp,
                 int32_t *out_tokens, ml_token_callback callback, void *user, ml_generate_stats *stats) {
+    return ml_generate_continue(model, prompt, n_prompt, 0, sp, out_tokens, callback, user, stats);
+}
+
+int ml_generate_continue(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep,
+                         const ml_sampling_params *sp, int32_t *out_tokens, ml_token_callback callback,
+                         void *user, ml_generate_stats *stats) {
     if (!model || !prompt || !sp || (!out_tokens && sp->max_tokens > 0))
         return ml_set_error(ML_ERR_ARG, "ml_generate: model, prompt, params and out_tokens must not be NULL");
     if (n_prompt < 1) return ml_set_error(ML_ERR_ARG, "ml_generate: the prompt is empty; expected at least 1 token");
     if (sp->max_tokens < 0) return ml_set_error(ML_ERR_ARG, "max_tokens %d: expected >= 0", sp->max_tokens);
+    if (n_keep < 0 || n_keep >= n_prompt)
+        return ml_set_error(ML_ERR_ARG, "n_keep %d: expected 0..%d (at least one new prompt token)", n_keep, n_prompt - 1);
+    if (sp->n_stop_tokens < 0 || (sp->n_stop_tokens > 0 && !sp->stop_tokens))
+        return ml_set_error(ML_ERR_ARG, "stop_tokens: %d ids but no array", sp->n_stop_tokens);
     ml_model_info info;
     ml_model_get_info(model, &info);
     if ((long long)n_prompt + sp->max_tokens > info.max_seq_len)
@@ -47,8 +60,8 @@ int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_s
     }
     ml_generate_stats local = {0, 0, 0.0, 0.0};
     double start = ml_now_ms();
-    int status = ml_reset_slot(model, 0);
-    if (status == ML_OK) status = prefill(model, prompt, n_prompt, sp->prefill_decode, logits);
+    int status = n_keep == 0 ? ml_reset_slot(model, 0) : ML_OK;
+    if (status == ML_OK) status = prefill(model, prompt, n_prompt, n_keep, sp->prefill_decode, logits);
     local.prefill_ms = ml_now_ms() - start;
     start = ml_now_ms();
     for (int i = 0; status == ML_OK && i < sp->max_tokens; i++) {
@@ -67,7 +80,7 @@ int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_s
         out_tokens[local.n_generated++] = token;
         if (info.rank != 0 && callback) callback(token, user);
         if (decision.stop) break;
-        if (!sp->ignore_eos && is_eos(&info, token)) {
+        if (!sp->ignore_eos && is_stop(&info, sp, token)) {
             local.stopped_at_eos = 1;
             break;
         }

@@ -58,5 +58,26 @@ read -r prompt first8 <<<"$expected"
 got=$(cd "$root" && MESHLLAMA_DEFAULT_MODEL=$model "$bin" run --prompt-ids "$prompt" -n 8 --ignore-eos 2>/dev/null)
 if [ "$got" = "$first8" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: run default: '$got' vs '$first8'" >&2; fi
 
+# text in, text out: the prompt tokenizes as HF does, the printed text is the generated ids decoded
+json=$("$bin" run -m "$model" -p "The quick brown fox jumps over the lazy dog." -n 12 --ignore-eos --json 2>/dev/null)
+if python3 - "$json" <<'PY'
+import json, sys
+d = json.loads(sys.argv[1])
+assert d["prompt_ids"] == [504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30], d["prompt_ids"]
+assert len(d["generated_ids"]) == 12 and isinstance(d["text"], str) and d["text"]
+PY
+then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: run -p --json: $json" >&2; fi
+ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.loads(sys.argv[1])["generated_ids"])))' "$json")
+text=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["text"])' "$json")
+streamed=$("$bin" run -m "$model" -p "The quick brown fox jumps over the lazy dog." -n 12 --ignore-eos 2>/dev/null)
+decoded=$("$bin" tokenize -m "$model" --decode "$ids" 2>/dev/null)
+if [ "$streamed" = "$text" ] && [ "$decoded" = "$text" ]; then passed=$((passed + 1))
+else failed=$((failed + 1)); echo "FAIL: streamed '$streamed' / decoded '$decoded' / json '$text'" >&2; fi
+printf 'The capital of France is' >"${MESHLLAMA_TMP:-/tmp}/prompt.$$"
+from_file=$("$bin" run -m "$model" -f "${MESHLLAMA_TMP:-/tmp}/prompt.$$" -n 4 --json 2>/dev/null)
+rm -f "${MESHLLAMA_TMP:-/tmp}/prompt.$$"
+if grep -q '"prompt_ids":\[504,3575,282,4649,314\]' <<<"$from_file"; then passed=$((passed + 1))
+else failed=$((failed + 1)); echo "FAIL: run -f: $from_file" >&2; fi
+
 echo "cli_default_model: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

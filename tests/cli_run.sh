@@ -77,6 +77,9 @@ expect_fail 2 "--tp" -- "$bin" run -m "$dir" --prompt-ids 1 --tp zero
 expect_fail 2 "--mesh" -- "$bin" run -m "$dir" --prompt-ids 1 --mesh 2by4
 expect_fail 2 "--temp" -- "$bin" run -m "$dir" --prompt-ids 1 --temp -1
 expect_fail 2 "no prompt" -- "$bin" run -m "$dir"
+expect_fail 2 "only one of" -- "$bin" run -m "$dir" -p hello --prompt-ids 1
+expect_fail 1 "tokenizer" -- "$bin" run -m "$dir" -p hello
+expect_fail 1 "cannot open" -- "$bin" run -m "$dir" -f /nonexistent/prompt.txt
 expect_fail 2 "unknown command" -- "$bin" frobnicate
 expect_fail 1 "config.json" -- "$bin" inspect /tmp
 expect_fail 1 "tp 10" -- "$bin" inspect "$fixtures/h9kv3_llama3rope_bf16" --tp 10
