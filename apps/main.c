@@ -12,6 +12,7 @@ static const char usage[] =
     "  run       generate tokens from a prompt (meshllama run --help)\n"
     "  inspect   show a checkpoint's config, tensors and shard plan\n"
     "  eval      teacher-forcing accuracy against a Hugging Face reference (YT_METRICS)\n"
+    "  chat      talk to the model with its chat template (one message per line)\n"
     "  tokenize  text to token ids and back with a model's tokenizer\n"
     "  version   print the version\n";
 
@@ -25,6 +26,7 @@ static int dispatch(int argc, char **argv) {
     if (strcmp(command, "inspect") == 0) return ml_cmd_inspect(argc - 1, argv + 1);
     if (strcmp(command, "eval") == 0) return ml_cmd_eval(argc - 1, argv + 1);
     if (strcmp(command, "tokenize") == 0) return ml_cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(command, "chat") == 0) return ml_cmd_chat(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("meshllama %s\n", ml_version());
         return 0;

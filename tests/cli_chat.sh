@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `meshllama chat` on the default model (ChatML template) driven through standard input: two
+# turns answered, the second reusing the first turn's KV cache, end of input exits 0; a forced
+# unknown template and a model without a tokenizer fail with a message.
+set -u
+bin=${MESHLLAMA_BIN:?}
+fixtures=${MESHLLAMA_FIXTURES:?}
+root=$(cd "$fixtures/../.." && pwd)
+model=${MESHLLAMA_DEFAULT_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+if [ ! -f "$model" ]; then echo "FAIL: default model missing (scripts/fetch_default_model.sh)"; echo "0 passed, 1 failed"; exit 1; fi
+tmp=${MESHLLAMA_TMP:-/tmp}/cli_chat.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+printf 'What is the capital of France?\n\nAnd of Italy?\n' |
+    "$bin" chat -m "$model" -n 24 --system "You are a concise assistant." >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 0 ]; then pass; else fail "chat exited $rc: $(cat "$tmp/err")"; fi
+if [ "$(grep -c . "$tmp/out")" -ge 2 ]; then pass; else fail "expected two answers: $(cat "$tmp/out")"; fi
+if grep -qi "paris" "$tmp/out"; then pass; else fail "first answer lacks Paris: $(cat "$tmp/out")"; fi
+kept=$(grep -o 'kept [0-9]*' "$tmp/err" | awk '{print $2}' | tr '\n' ' ')
+read -r first second <<<"$kept"
+if [ "${first:-x}" = 0 ] && [ "${second:-0}" -gt 20 ]; then pass; else fail "KV reuse: kept '$kept'"; fi
+
+# the same first question alone gives the same first answer (greedy, cache reuse changes nothing)
+printf 'What is the capital of France?\n' |
+    "$bin" chat -m "$model" -n 24 --system "You are a concise assistant." >"$tmp/alone" 2>/dev/null
+if [ "$(head -n 1 "$tmp/alone")" = "$(head -n 1 "$tmp/out")" ]; then pass; else fail "first answers differ"; fi
+
+err=$(printf 'hi\n' | "$bin" chat -m "$model" --template nonsense 2>&1 >/dev/null)
+if [ $? -eq 1 ] && grep -q "nonsense" <<<"$err"; then pass; else fail "forced unknown template: $err"; fi
+err=$(printf 'hi\n' | "$bin" chat -m "$fixtures/gqa_tied_bf16" 2>&1 >/dev/null)
+if [ $? -eq 1 ] && grep -qi "tokenizer" <<<"$err"; then pass; else fail "no tokenizer: $err"; fi
+err=$(printf 'hi\n' | "$bin" chat -m "$model" -c 16 2>&1 >/dev/null)
+if [ $? -eq 1 ] && grep -q "exceeds the context" <<<"$err"; then pass; else fail "context overflow: $err"; fi
+
+echo "cli_chat: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
