@@ -15,7 +15,7 @@ prompt=$(python3 -c "import random; random.seed(1); print(','.join(str(random.ra
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 run_threads() { "$bin" run -m "$model" --prompt-ids "$prompt" -n "$decode_len" --ignore-eos --tp 2 -t "$cores" --json; }
 run_mpi() {
-    mpirun --oversubscribe -np 2 --bind-to none "$bin" run -m "$model" --prompt-ids "$prompt" -n "$decode_len" \
+    mpirun -np 2 --bind-to core "$bin" run -m "$model" --prompt-ids "$prompt" -n "$decode_len" \
         --ignore-eos -t $((cores / 2 > 0 ? cores / 2 : 1)) --json
 }
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())['timings']['$1'])"; }
