@@ -4,7 +4,23 @@
  *               x += down_proj(silu(gate_proj(h)) * up_proj(h)) h = rmsnorm(x)
  *   logits = lm_head(rmsnorm(x))
  * Projections are sharded over devices; o_proj and down_proj leave partial sums that the mesh
- * all-reduces (two per layer). Each step is one parallel region over all local devices. */
+ * all-reduces (two per layer). Each step is one parallel region over all local devices.
+ *
+ * Steps are fused where the data of one task allows it, so a layer is 10 regions (11 when a
+ * sequence feeds several tokens):
+ *   embed + first RMSNorm           one task per token: the token's row, then its norm;
+ *   residual add + next RMSNorm     after each all-reduce, one task per token: x += reduced,
+ *                                   then the next sublayer's norm (or the final norm for the
+ *                                   tokens whose logits are wanted) and the fast-mode rounding;
+ *   RoPE + cache write + attention  when every sequence of the chunk feeds one token (decode),
+ *                                   one task per (device, token, KV head) does all three: no
+ *                                   token reads another's new cache row. Otherwise RoPE and
+ *                                   the cache write are a region of their own (a prompt's
+ *                                   tokens read each other's rows);
+ *   attention + rounding            fast mode rounds each task's output heads in place;
+ *   SiLU*up + rounding              one task per (device, token).
+ * Each fused step does the same operations on the same values in the same order as the steps
+ * it replaces, so results are bit-identical to running them one by one. */
 #include <math.h>
 #include <string.h>
 
@@ -12,7 +28,21 @@
 #include "core/numeric.h"
 #include "model/model_internal.h"
 
-/* ---- small parallel steps ------------------------------------------------------------- */
+/* Fast mode: round n values to bf16 in place, keeping the bits for the matmul too. */
+static void round_to_bf16(const ml_model *m, float *values, uint16_t *bits, size_t n) {
+    m->kernels->f32_to_bf16(bits, values, n);
+    m->kernels->bf16_to_f32(values, bits, n);
+}
+
+/* xn[dst] = rmsnorm(x[src]) (+ fast-mode rounding into xn_bf16[dst]). */
+static void norm_row(ml_model *m, const float *weight, int src, int dst) {
+    int hidden = m->config.hidden_size;
+    float *out = m->xn + (size_t)dst * hidden;
+    m->kernels->rmsnorm(out, m->x + (size_t)src * hidden, weight, hidden, m->config.rms_norm_eps);
+    if (m->params.act_mode == ML_ACT_FAST) round_to_bf16(m, out, m->xn_bf16 + (size_t)dst * hidden, (size_t)hidden);
+}
+
+/* ---- embedding (+ the first layer's norm) ---------------------------------------------- */
 
 typedef struct {
     ml_model *model;
@@ -31,85 +61,36 @@ static void embed_task(void *ctx, int t, int thread_index) {
     case ML_DTYPE_F16: m->kernels->f16_to_f32(dst, (const uint16_t *)m->embed.data + row, (size_t)hidden); break;
     default: memcpy(dst, (const float *)m->embed.data + row, (size_t)hidden * sizeof(float)); break;
     }
+    norm_row(m, m->attn_norm, t, t);
 }
+
+/* ---- all-reduce, residual add and the next norm ------------------------------------------ */
 
 typedef struct {
     ml_model *model;
-    const float *weight;   /* [hidden] */
-    const int *rows;       /* NULL: row t of x; else the x rows to normalise, [n] */
-    int fast;              /* also round to bf16 (values and xn_bf16) */
-} norm_step;
+    const float *weight;   /* [hidden] the next norm */
+    const int *norm_dst;   /* NULL: token t's norm goes to row t; else row norm_dst[t], or none if < 0 */
+} add_norm_step;
 
-static void norm_task(void *ctx, int t, int thread_index) {
+static void add_norm_task(void *ctx, int t, int thread_index) {
     (void)thread_index;
-    const norm_step *step = ctx;
+    const add_norm_step *step = ctx;
     ml_model *m = step->model;
     int hidden = m->config.hidden_size;
-    int src_row = step->rows ? step->rows[t] : t;
-    float *out = m->xn + (size_t)t * hidden;
-    m->kernels->rmsnorm(out, m->x + (size_t)src_row * hidden, step->weight, hidden, m->config.rms_norm_eps);
-    if (step->fast) {
-        uint16_t *out_bf16 = m->xn_bf16 + (size_t)t * hidden;
-        m->kernels->f32_to_bf16(out_bf16, out, (size_t)hidden);
-        m->kernels->bf16_to_f32(out, out_bf16, (size_t)hidden);
-    }
+    float *x = m->x + (size_t)t * hidden;
+    const float *add = m->reduced + (size_t)t * hidden;
+    for (int i = 0; i < hidden; i++) x[i] += add[i];
+    int dst = step->norm_dst ? step->norm_dst[t] : t;
+    if (dst >= 0) norm_row(m, step->weight, t, dst);
 }
 
-static void rmsnorm_rows(ml_model *m, const float *weight, const int *rows, int n) {
-    norm_step step = {m, weight, rows, m->params.act_mode == ML_ACT_FAST};
-    ml_pool_run(m->pool, norm_task, &step, n);
-}
-
-/* Fast mode: a device buffer [n_tok, width] rounded to bf16, values and bits. */
-typedef struct {
-    ml_model *model;
-    int n_tok;
-    int which; /* 0: attn, 1: gate */
-} round_step;
-
-static void round_task(void *ctx, int task, int thread_index) {
-    (void)thread_index;
-    const round_step *step = ctx;
-    ml_model *m = step->model;
-    int d = task / step->n_tok, t = task % step->n_tok;
-    ml_device *dev = &m->devices[d];
-    int width = step->which == 0 ? dev->shard.q_head_count * m->config.head_dim : dev->shard.ffn_count;
-    float *src = (step->which == 0 ? dev->attn : dev->gate) + (size_t)t * width;
-    uint16_t *bits = dev->act_bf16 + (size_t)t * width;
-    m->kernels->f32_to_bf16(bits, src, (size_t)width);
-    m->kernels->bf16_to_f32(src, bits, (size_t)width);
-}
-
-static void round_device_inputs(ml_model *m, int n_tok, int which) {
-    if (m->params.act_mode != ML_ACT_FAST) return;
-    round_step step = {m, n_tok, which};
-    ml_pool_run(m->pool, round_task, &step, n_tok * m->mesh->n_local);
-}
-
-/* x += reduced, in chunks of the residual. */
-typedef struct {
-    float *x;
-    const float *add;
-    size_t n;
-} add_step;
-
-#define ML_ADD_CHUNK 4096
-
-static void add_task(void *ctx, int task, int thread_index) {
-    (void)thread_index;
-    const add_step *step = ctx;
-    size_t begin = (size_t)task * ML_ADD_CHUNK;
-    size_t end = begin + ML_ADD_CHUNK < step->n ? begin + ML_ADD_CHUNK : step->n;
-    for (size_t i = begin; i < end; i++) step->x[i] += step->add[i];
-}
-
-static int all_reduce_into_residual(ml_model *m, int n_tok) {
+/* x += allreduce(partials); then the next norm as add_norm_task says. */
+static int all_reduce_add_norm(ml_model *m, int n_tok, const float *next_weight, const int *norm_dst) {
     float *partials[ML_MAX_LOCAL_DEVICES];
     for (int d = 0; d < m->mesh->n_local; d++) partials[d] = m->devices[d].partial;
-    size_t n = (size_t)n_tok * m->config.hidden_size;
-    ML_TRY(ml_mesh_allreduce_sum(m->mesh, partials, n, m->reduced));
-    add_step step = {m->x, m->reduced, n};
-    ml_pool_run(m->pool, add_task, &step, (int)((n + ML_ADD_CHUNK - 1) / ML_ADD_CHUNK));
+    ML_TRY(ml_mesh_allreduce_sum(m->mesh, partials, (size_t)n_tok * m->config.hidden_size, m->reduced));
+    add_norm_step step = {m, next_weight, norm_dst};
+    ml_pool_run(m->pool, add_norm_task, &step, n_tok);
     return ML_OK;
 }
 
@@ -123,38 +104,22 @@ static size_t cache_offset(const ml_model *m, const ml_device *dev, int layer, i
            (size_t)pos * m->config.head_dim;
 }
 
-typedef struct {
-    ml_model *model;
-    int layer;
-    int n_tok;
-} rope_cache_step;
-
-/* RoPE on the token's q and k heads, then its k and v rows into the cache. */
-static void rope_cache_task(void *ctx, int task, int thread_index) {
-    (void)thread_index;
-    const rope_cache_step *step = ctx;
-    ml_model *m = step->model;
-    int d = task / step->n_tok, t = task % step->n_tok;
-    ml_device *dev = &m->devices[d];
+/* RoPE on KV head kv_local of token t, then its k and v rows into the cache at the token's
+ * slot and position. */
+static void rope_cache_head(ml_model *m, ml_device *dev, int layer, int t, int kv_local) {
     int hd = m->config.head_dim, half = hd / 2;
-    int pos = m->token_pos[t], slot = m->token_slot[t];
-    const float *cos_row = m->rope_cos + (size_t)pos * half;
-    const float *sin_row = m->rope_sin + (size_t)pos * half;
-    int q_width = dev->shard.q_head_count * hd, kv_width = dev->shard.kv_head_count * hd;
-    float *q = dev->q + (size_t)t * q_width;
-    float *k = dev->k + (size_t)t * kv_width;
-    const float *v = dev->v + (size_t)t * kv_width;
-    m->kernels->rope(q, dev->shard.q_head_count, hd, cos_row, sin_row);
-    m->kernels->rope(k, dev->shard.kv_head_count, hd, cos_row, sin_row);
-    for (int h = 0; h < dev->shard.kv_head_count; h++) {
-        size_t at = cache_offset(m, dev, step->layer, slot, h, pos);
-        if (m->params.kv_dtype == ML_KV_BF16) {
-            m->kernels->f32_to_bf16((uint16_t *)dev->k_cache + at, k + (size_t)h * hd, (size_t)hd);
-            m->kernels->f32_to_bf16((uint16_t *)dev->v_cache + at, v + (size_t)h * hd, (size_t)hd);
-        } else {
-            memcpy((float *)dev->k_cache + at, k + (size_t)h * hd, (size_t)hd * sizeof(float));
-            memcpy((float *)dev->v_cache + at, v + (size_t)h * hd, (size_t)hd * sizeof(float));
-        }
+    int pos = m->token_pos[t];
+    int kv_width = dev->shard.kv_head_count * hd;
+    float *k = dev->k + (size_t)t * kv_width + (size_t)kv_local * hd;
+    const float *v = dev->v + (size_t)t * kv_width + (size_t)kv_local * hd;
+    m->kernels->rope(k, 1, hd, m->rope_cos + (size_t)pos * half, m->rope_sin + (size_t)pos * half);
+    size_t at = cache_offset(m, dev, layer, m->token_slot[t], kv_local, pos);
+    if (m->params.kv_dtype == ML_KV_BF16) {
+        m->kernels->f32_to_bf16((uint16_t *)dev->k_cache + at, k, (size_t)hd);
+        m->kernels->f32_to_bf16((uint16_t *)dev->v_cache + at, v, (size_t)hd);
+    } else {
+        memcpy((float *)dev->k_cache + at, k, (size_t)hd * sizeof(float));
+        memcpy((float *)dev->v_cache + at, v, (size_t)hd * sizeof(float));
     }
 }
 
@@ -162,9 +127,32 @@ typedef struct {
     ml_model *model;
     int layer;
     int n_tok;
+} rope_cache_step;
+
+/* Prefill: RoPE on every q and k head of token t, and its k/v rows into the cache. */
+static void rope_cache_task(void *ctx, int task, int thread_index) {
+    (void)thread_index;
+    const rope_cache_step *step = ctx;
+    ml_model *m = step->model;
+    int d = task / step->n_tok, t = task % step->n_tok;
+    ml_device *dev = &m->devices[d];
+    int hd = m->config.head_dim, half = hd / 2, pos = m->token_pos[t];
+    float *q = dev->q + (size_t)t * dev->shard.q_head_count * hd;
+    m->kernels->rope(q, dev->shard.q_head_count, hd, m->rope_cos + (size_t)pos * half,
+                     m->rope_sin + (size_t)pos * half);
+    for (int h = 0; h < dev->shard.kv_head_count; h++) rope_cache_head(m, dev, step->layer, t, h);
+}
+
+typedef struct {
+    ml_model *model;
+    int layer;
+    int n_tok;
+    int rope_here;                            /* decode: RoPE and cache write in the same task */
     int task_begin[ML_MAX_LOCAL_DEVICES + 1]; /* first task of each local device: n_tok * kv_count tasks each */
 } attention_step;
 
+/* Token t, KV head kv_local of device d: the query heads of its group on this device attend
+ * to the slot's positions 0..pos. */
 static void attention_task(void *ctx, int task, int thread_index) {
     const attention_step *step = ctx;
     ml_model *m = step->model;
@@ -180,21 +168,42 @@ static void attention_task(void *ctx, int task, int thread_index) {
     int q_begin = kv_global * group > s->q_head_begin ? kv_global * group : s->q_head_begin;
     int q_end = (kv_global + 1) * group < s->q_head_begin + s->q_head_count ? (kv_global + 1) * group
                                                                              : s->q_head_begin + s->q_head_count;
-    int q_local = q_begin - s->q_head_begin;
+    int q_local = q_begin - s->q_head_begin, n_q = q_end - q_begin;
     int q_width = s->q_head_count * hd;
-    const float *q = dev->q + (size_t)t * q_width + (size_t)q_local * hd;
+    float *q = dev->q + (size_t)t * q_width + (size_t)q_local * hd;
     float *out = dev->attn + (size_t)t * q_width + (size_t)q_local * hd;
-    int n_pos = m->token_pos[t] + 1;
+    int pos = m->token_pos[t];
+    if (step->rope_here) {
+        int half = hd / 2;
+        m->kernels->rope(q, n_q, hd, m->rope_cos + (size_t)pos * half, m->rope_sin + (size_t)pos * half);
+        rope_cache_head(m, dev, step->layer, t, kv_local);
+    }
     size_t at = cache_offset(m, dev, step->layer, m->token_slot[t], kv_local, 0);
     float scale = 1.0f / sqrtf((float)hd);
     float *scratch = m->attn_scratch + (size_t)thread_index * m->params.max_seq_len;
     if (m->params.kv_dtype == ML_KV_BF16)
-        m->kernels->attention_bf16(out, q, q_end - q_begin, (const uint16_t *)dev->k_cache + at,
-                                   (const uint16_t *)dev->v_cache + at, n_pos, hd, scale, scratch);
+        m->kernels->attention_bf16(out, q, n_q, (const uint16_t *)dev->k_cache + at,
+                                   (const uint16_t *)dev->v_cache + at, pos + 1, hd, scale, scratch);
     else
-        m->kernels->attention_f32(out, q, q_end - q_begin, (const float *)dev->k_cache + at,
-                                  (const float *)dev->v_cache + at, n_pos, hd, scale, scratch);
+        m->kernels->attention_f32(out, q, n_q, (const float *)dev->k_cache + at, (const float *)dev->v_cache + at,
+                                  pos + 1, hd, scale, scratch);
+    if (m->params.act_mode == ML_ACT_FAST) /* o_proj's input, the heads of this task */
+        round_to_bf16(m, out, dev->act_bf16 + (size_t)t * q_width + (size_t)q_local * hd, (size_t)n_q * hd);
 }
+
+/* Non-zero when no two tokens of the chunk share a KV slot (every sequence feeds one token). */
+static int one_token_per_slot(const ml_model *m, int n_tok) {
+    if (n_tok > m->params.max_batch) return 0;
+    unsigned long long seen = 0; /* max_batch <= 32 */
+    for (int t = 0; t < n_tok; t++) {
+        unsigned long long bit = 1ULL << (m->token_slot[t] & 63);
+        if (seen & bit) return 0;
+        seen |= bit;
+    }
+    return 1;
+}
+
+/* ---- SwiGLU ---------------------------------------------------------------------------- */
 
 typedef struct {
     ml_model *model;
@@ -207,17 +216,19 @@ static void silu_task(void *ctx, int task, int thread_index) {
     ml_model *m = step->model;
     int d = task / step->n_tok, t = task % step->n_tok;
     ml_device *dev = &m->devices[d];
-    size_t at = (size_t)t * dev->shard.ffn_count;
-    m->kernels->silu_mul(dev->gate + at, dev->gate + at, dev->up + at, dev->shard.ffn_count);
+    size_t ffn = (size_t)dev->shard.ffn_count, at = (size_t)t * ffn;
+    m->kernels->silu_mul(dev->gate + at, dev->gate + at, dev->up + at, (int)ffn);
+    if (m->params.act_mode == ML_ACT_FAST) round_to_bf16(m, dev->gate + at, dev->act_bf16 + at, ffn);
 }
 
 /* ---- the layer ---------------------------------------------------------------------------- */
 
+/* xn holds rmsnorm(x) with this layer's attention norm. Leaves xn = the MLP norm of the new x. */
 static int attention_block(ml_model *m, int layer, int n_tok) {
     const ml_config *c = &m->config;
     int n_local = m->mesh->n_local, hd = c->head_dim, hidden = c->hidden_size;
     int fast = m->params.act_mode == ML_ACT_FAST;
-    rmsnorm_rows(m, m->attn_norm + (size_t)layer * hidden, NULL, n_tok);
+    if (n_local < 1) return ML_OK;
 
     ml_matmul_job jobs[3 * ML_MAX_LOCAL_DEVICES];
     int n_jobs = 0;
@@ -239,18 +250,19 @@ static int attention_block(ml_model *m, int layer, int n_tok) {
     }
     ml_run_matmuls(m, jobs, n_jobs);
 
-    rope_cache_step rc = {m, layer, n_tok};
-    ml_pool_run(m->pool, rope_cache_task, &rc, n_tok * n_local);
-
     attention_step at;
     at.model = m;
     at.layer = layer;
     at.n_tok = n_tok;
+    at.rope_here = one_token_per_slot(m, n_tok);
+    if (!at.rope_here) {
+        rope_cache_step rc = {m, layer, n_tok};
+        ml_pool_run(m->pool, rope_cache_task, &rc, n_tok * n_local);
+    }
     at.task_begin[0] = 0;
     for (int d = 0; d < n_local; d++) at.task_begin[d + 1] = at.task_begin[d] + n_tok * m->devices[d].shard.kv_head_count;
     ml_pool_run(m->pool, attention_task, &at, at.task_begin[n_local]);
 
-    round_device_inputs(m, n_tok, 0);
     n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
@@ -261,14 +273,15 @@ static int attention_block(ml_model *m, int layer, int n_tok) {
         jobs[n_jobs++] = job;
     }
     ml_run_matmuls(m, jobs, n_jobs);
-    return all_reduce_into_residual(m, n_tok);
+    return all_reduce_add_norm(m, n_tok, m->mlp_norm + (size_t)layer * hidden, NULL);
 }
 
-static int mlp_block(ml_model *m, int layer, int n_tok) {
-    const ml_config *c = &m->config;
-    int n_local = m->mesh->n_local, hidden = c->hidden_size;
+/* xn holds the MLP norm. Leaves xn = the next layer's attention norm (norm_dst NULL), or the
+ * final norm of the rows norm_dst selects. */
+static int mlp_block(ml_model *m, int layer, int n_tok, const float *next_weight, const int *norm_dst) {
+    int n_local = m->mesh->n_local, hidden = m->config.hidden_size;
     int fast = m->params.act_mode == ML_ACT_FAST;
-    rmsnorm_rows(m, m->mlp_norm + (size_t)layer * hidden, NULL, n_tok);
+    if (n_local < 1) return ML_OK;
 
     ml_matmul_job jobs[2 * ML_MAX_LOCAL_DEVICES];
     int n_jobs = 0;
@@ -288,7 +301,6 @@ static int mlp_block(ml_model *m, int layer, int n_tok) {
 
     silu_step ss = {m, n_tok};
     ml_pool_run(m->pool, silu_task, &ss, n_tok * n_local);
-    round_device_inputs(m, n_tok, 1);
 
     n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
@@ -300,25 +312,18 @@ static int mlp_block(ml_model *m, int layer, int n_tok) {
         jobs[n_jobs++] = job;
     }
     ml_run_matmuls(m, jobs, n_jobs);
-    return all_reduce_into_residual(m, n_tok);
+    return all_reduce_add_norm(m, n_tok, next_weight, norm_dst);
 }
 
-static int lm_head(ml_model *m, const int *out_rows, int n_tok, float *logits) {
+/* xn rows 0..n_out-1 hold the final norm of the wanted tokens; their logits go to rows
+ * first_out.. of logits, each device writing its vocab slice (LM head rows split over the
+ * threads like any product). */
+static int lm_head(ml_model *m, int first_out, int n_out, float *logits) {
     const ml_config *c = &m->config;
-    int rows[ML_CHUNK_TOKENS];
-    int n_out = 0, first_out = -1;
-    for (int t = 0; t < n_tok; t++) {
-        if (out_rows[t] < 0) continue;
-        if (first_out < 0) first_out = out_rows[t];
-        if (out_rows[t] != first_out + n_out)
-            return ml_set_error(ML_ERR_INTERNAL, "logit rows of one chunk must be consecutive");
-        rows[n_out++] = t;
-    }
-    if (n_out == 0) return ML_OK;
-    rmsnorm_rows(m, m->final_norm, rows, n_out);
+    int n_local = m->mesh->n_local;
+    if (n_out == 0 || n_local < 1) return ML_OK;
     float *out = logits + (size_t)first_out * c->vocab_size;
     ml_matmul_job jobs[ML_MAX_LOCAL_DEVICES];
-    int n_local = m->mesh->n_local;
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
         ml_matmul_job job = {.w = dev->lm_head, .n_rows = dev->shard.vocab_count, .n_in = c->hidden_size,
@@ -332,13 +337,27 @@ static int lm_head(ml_model *m, const int *out_rows, int n_tok, float *logits) {
 }
 
 int ml_forward_chunk(ml_model *m, const int32_t *tokens, int n_tok, const int *out_rows, float *logits) {
+    /* the tokens whose logits are wanted: their final norms go to xn rows 0..n_out-1 */
+    int norm_dst[ML_CHUNK_TOKENS];
+    int n_out = 0, first_out = -1;
+    for (int t = 0; t < n_tok; t++) {
+        norm_dst[t] = -1;
+        if (out_rows[t] < 0) continue;
+        if (first_out < 0) first_out = out_rows[t];
+        if (out_rows[t] != first_out + n_out)
+            return ml_set_error(ML_ERR_INTERNAL, "logit rows of one chunk must be consecutive");
+        norm_dst[t] = n_out++;
+    }
     embed_step es = {m, tokens};
     ml_pool_run(m->pool, embed_task, &es, n_tok);
     ml_model_dump_hidden(m, 0, n_tok);
-    for (int layer = 0; layer < m->config.n_layers; layer++) {
+    int n_layers = m->config.n_layers, hidden = m->config.hidden_size;
+    for (int layer = 0; layer < n_layers; layer++) {
         ML_TRY(attention_block(m, layer, n_tok));
-        ML_TRY(mlp_block(m, layer, n_tok));
+        int last = layer + 1 == n_layers;
+        ML_TRY(mlp_block(m, layer, n_tok, last ? m->final_norm : m->attn_norm + (size_t)(layer + 1) * hidden,
+                         last ? norm_dst : NULL));
         ml_model_dump_hidden(m, layer + 1, n_tok);
     }
-    return lm_head(m, out_rows, n_tok, logits);
+    return lm_head(m, first_out, n_out, logits);
 }

@@ -1,14 +1,33 @@
 /* Splitting matrix products over the thread pool. All jobs of one step (every device's q, k
  * and v, say) run in one parallel region, so all cores work whatever tp is. A task is a block
  * of rows times a block of tokens; the kernels guarantee that an output does not depend on
- * the blocking, so results are identical for any thread count. */
+ * the blocking, so results are identical for any thread count.
+ *
+ * Sizes. A task's weight rows are read from memory once for all its tokens (the kernels keep
+ * a tile in L2 while the tokens pass), so a decode step of up to ML_TOKENS_PER_TASK sequences
+ * reads each weight once. Rows are split into about ML_TASKS_PER_THREAD blocks per thread:
+ * enough that a thread slowed by another process does not hold the region up by much, few
+ * enough that each task streams a long contiguous run of memory. Row blocks are multiples of
+ * 48 rows (the kernels' 8-, 4- and 3-row blocks all divide it), at most ML_MAX_ROWS_PER_TASK.
+ *
+ * Fast mode: a job's x_bf16 holds the bf16 activations and x the same values widened to f32
+ * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
+ * matmul_bf16 on x gives the same bits as matmul_bf16_bf16 on x_bf16 without widening x in the
+ * inner loop, so x_bf16 is used only where bf16_dot_product is set. */
 #include "core/error.h"
 #include "model/model_internal.h"
 
 #define ML_MAX_MATMUL_JOBS 256
-/* Tokens per task in prefill: the x block (tokens x n_in floats) stays in L2 while the
- * task's weight rows stream past it. */
-#define ML_TOKENS_PER_TASK 64
+
+/* Tokens per task: 128 tokens of a prefill chunk share one pass over the task's weights. */
+#define ML_TOKENS_PER_TASK 128
+#ifndef ML_TASKS_PER_THREAD
+#define ML_TASKS_PER_THREAD 6
+#endif
+#ifndef ML_ROW_QUANTUM
+#define ML_ROW_QUANTUM 48
+#endif
+#define ML_MAX_ROWS_PER_TASK 2400
 
 typedef struct {
     const ml_model *model;
@@ -34,7 +53,7 @@ static void matmul_task(void *ctx, int task, int thread_index) {
     int n_tok = job->n_tok - tok_begin < ML_TOKENS_PER_TASK ? job->n_tok - tok_begin : ML_TOKENS_PER_TASK;
     float *y = job->y + (size_t)tok_begin * job->ldy;
     const ml_cpu_kernels *k = plan->model->kernels;
-    if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16) {
+    if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16 && (k->bf16_dot_product || !job->x)) {
         k->matmul_bf16_bf16(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data, job->n_in,
                             n_tok, row_begin, row_end);
         return;
@@ -66,12 +85,11 @@ void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs) {
     plan.n_jobs = n_jobs;
     long long total_rows = 0;
     for (int j = 0; j < n_jobs; j++) total_rows += jobs[j].n_rows;
-    /* About 8 row blocks per thread for balance; multiples of 16 rows; at least 16. */
     int threads = ml_pool_threads(model->pool);
-    long long rows = total_rows / ((long long)threads * 8);
-    rows = (rows + 15) / 16 * 16;
-    if (rows < 16) rows = 16;
-    if (rows > 1024) rows = 1024;
+    long long rows = total_rows / ((long long)threads * ML_TASKS_PER_THREAD);
+    rows = (rows + ML_ROW_QUANTUM / 2) / ML_ROW_QUANTUM * ML_ROW_QUANTUM;
+    if (rows < ML_ROW_QUANTUM) rows = ML_ROW_QUANTUM;
+    if (rows > ML_MAX_ROWS_PER_TASK) rows = ML_MAX_ROWS_PER_TASK;
     plan.rows_per_task = (int)rows;
     plan.task_begin[0] = 0;
     for (int j = 0; j < n_jobs; j++) {

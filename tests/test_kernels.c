@@ -32,6 +32,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "core/numeric.h"
+#include "core/thread_pool.h"
 #include "test_util.h"
 
 #define TOL_MATMUL 1e-5
@@ -352,6 +353,130 @@ static void test_matmul_threads(const ml_cpu_kernels *k, ml_test_rng *rng) {
     mm_free(&p);
 }
 
+/* Batched products at model-like sizes must equal, bit for bit, each token alone (the decode
+ * GEMV path) and any row split: inputs longer than the vector kernels' slices (1024) and tiles
+ * (several tiles of rows), token counts that leave every remainder (4-token blocks + 1, 2, 3),
+ * and a split across tasks like the model's (row blocks x token blocks). Also within tolerance
+ * of the reference. */
+static void test_matmul_batch_vs_alone(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst) {
+    static const int n_ins[] = {2048, 2063, 3000};
+    static const int n_toks[] = {5, 34, 67};
+    const int n_out = 151;
+    for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
+        int n_in = n_ins[a], n_tok = n_toks[a];
+        mm_problem p;
+        mm_make(&p, rng, n_in, n_out, n_tok);
+        size_t ldy = (size_t)n_out + 1, ny = (size_t)n_tok * ldy;
+        float *whole = alloc_f32(ny), *alone = alloc_f32(ny), *split = alloc_f32(ny), *want = alloc_f32(ny);
+        for (int kind = 0; kind < 4; kind++) {
+            for (size_t i = 0; i < ny; i++) whole[i] = alone[i] = split[i] = want[i] = 0.0f;
+            mm_call(k, kind, &p, whole, ldy, 0, n_tok, 0, n_out);
+            for (int t = 0; t < n_tok; t++) mm_call(k, kind, &p, alone, ldy, t, 1, 0, n_out);
+            static const int row_cuts[] = {0, 48, 96, 100, 151};
+            for (size_t rc = 0; rc + 1 < sizeof row_cuts / sizeof row_cuts[0]; rc++)
+                for (int t0 = 0; t0 < n_tok; t0 += 32)
+                    mm_call(k, kind, &p, split, ldy, t0, n_tok - t0 < 32 ? n_tok - t0 : 32, row_cuts[rc],
+                            row_cuts[rc + 1]);
+            CHECK(memcmp(whole, alone, ny * sizeof(float)) == 0,
+                  "%s %s n_in=%d n_tok=%d: batched result differs from each token alone", k->name, mm_names[kind],
+                  n_in, n_tok);
+            CHECK(memcmp(whole, split, ny * sizeof(float)) == 0,
+                  "%s %s n_in=%d n_tok=%d: task-split result differs from whole", k->name, mm_names[kind], n_in,
+                  n_tok);
+            mm_call(ref, kind, &p, want, ldy, 0, n_tok, 0, n_out);
+            double err = ml_test_norm_error(whole, want, ny);
+            note(&worst->matmul[kind], err);
+            CHECK(err <= TOL_MATMUL, "%s %s n_in=%d n_tok=%d: error %.3g > %.1g", k->name, mm_names[kind], n_in,
+                  n_tok, err, TOL_MATMUL);
+        }
+        /* fast mode: without a bf16 dot-product instruction, matmul_bf16 on the widened bf16
+         * activations gives matmul_bf16_bf16's bits (the model relies on it) */
+        if (!k->bf16_dot_product) {
+            for (size_t i = 0; i < (size_t)n_tok * p.ldx; i++) p.x[i] = ml_bf16_to_f32(p.x16[i]);
+            mm_call(k, MM_BF16, &p, whole, ldy, 0, n_tok, 0, n_out);
+            mm_call(k, MM_BF16_BF16, &p, alone, ldy, 0, n_tok, 0, n_out);
+            CHECK(memcmp(whole, alone, ny * sizeof(float)) == 0,
+                  "%s n_in=%d: matmul_bf16 on widened bf16 activations differs from matmul_bf16_bf16", k->name, n_in);
+        }
+        free_f32(whole);
+        free_f32(alone);
+        free_f32(split);
+        free_f32(want);
+        mm_free(&p);
+    }
+}
+
+/* The thread pool under the model's use: many regions in a row, task counts below, at and far
+ * above the thread count, more threads than cores (the pool must back off, not livelock), and
+ * every task index run exactly once per region; then matmuls split into tasks over the pool
+ * give the one-call bits. */
+typedef struct {
+    int *counts;      /* [n_tasks] */
+    int n_tasks;
+    int n_threads;
+    int bad_thread;
+} pool_probe;
+
+static void pool_probe_task(void *ctx, int task, int thread_index) {
+    pool_probe *p = ctx;
+    if (thread_index < 0 || thread_index >= p->n_threads) __atomic_store_n(&p->bad_thread, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&p->counts[task], 1, __ATOMIC_RELAXED);
+}
+
+typedef struct {
+    const ml_cpu_kernels *k;
+    const mm_problem *p;
+    float *y;
+    size_t ldy;
+    int n_tok;
+} pool_matmul;
+
+static void pool_matmul_task(void *ctx, int task, int thread_index) {
+    (void)thread_index;
+    const pool_matmul *m = ctx;
+    int row_begin = task * 8, row_end = row_begin + 8 < m->p->n_out ? row_begin + 8 : m->p->n_out;
+    mm_call(m->k, MM_BF16, m->p, m->y, m->ldy, 0, m->n_tok, row_begin, row_end);
+}
+
+static void test_pool(ml_test_rng *rng) {
+    static const int thread_counts[] = {1, 2, 3, 8};
+    static const int task_counts[] = {1, 2, 7, 64, 1000};
+    for (size_t a = 0; a < sizeof thread_counts / sizeof thread_counts[0]; a++) {
+        ml_pool *pool;
+        CHECK(ml_pool_create(thread_counts[a], &pool) == 0, "ml_pool_create(%d) failed", thread_counts[a]);
+        if (!pool) continue;
+        CHECK(ml_pool_threads(pool) == thread_counts[a], "pool has %d threads, want %d", ml_pool_threads(pool),
+              thread_counts[a]);
+        int counts[1000];
+        int all_once = 1;
+        for (int round = 0; round < 200; round++) {
+            int n = task_counts[round % 5];
+            memset(counts, 0, sizeof counts);
+            pool_probe probe = {counts, n, thread_counts[a], 0};
+            ml_pool_run(pool, pool_probe_task, &probe, n);
+            for (int i = 0; i < n; i++) all_once &= counts[i] == 1;
+            CHECK(!probe.bad_thread, "pool of %d: thread index out of range", thread_counts[a]);
+        }
+        CHECK(all_once, "pool of %d threads: a task did not run exactly once", thread_counts[a]);
+        ml_pool_run(pool, pool_probe_task, NULL, 0); /* no tasks: returns at once */
+
+        mm_problem p;
+        mm_make(&p, rng, 1000, 77, 9);
+        size_t ldy = 77, ny = 9 * ldy;
+        float *one = alloc_f32(ny), *pooled = alloc_f32(ny);
+        mm_call(ml_cpu_kernels_best(), MM_BF16, &p, one, ldy, 0, 9, 0, 77);
+        pool_matmul job = {ml_cpu_kernels_best(), &p, pooled, ldy, 9};
+        ml_pool_run(pool, pool_matmul_task, &job, (77 + 7) / 8);
+        CHECK(memcmp(one, pooled, ny * sizeof(float)) == 0, "pool of %d: split matmul differs from one call",
+              thread_counts[a]);
+        free_f32(one);
+        free_f32(pooled);
+        mm_free(&p);
+        ml_pool_destroy(pool);
+    }
+    ml_pool_destroy(NULL);
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 static void attention_case(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst, int head_dim, int n_pos,
@@ -612,6 +737,11 @@ static void test_dispatch(void) {
 int main(void) {
     test_reference_by_hand();
     test_dispatch();
+    {
+        ml_test_rng rng;
+        ml_test_rng_seed(&rng, 99);
+        test_pool(&rng);
+    }
     static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         const ml_cpu_kernels *k = ml_cpu_kernels_variant(variants[v]);
@@ -627,6 +757,7 @@ int main(void) {
         test_matmul(k, &rng, &worst);
         test_matmul_split(k, &rng);
         test_matmul_threads(k, &rng);
+        test_matmul_batch_vs_alone(k, &rng, &worst);
         test_attention(k, &rng, &worst);
         test_rmsnorm(k, &rng, &worst);
         test_rope(k, &rng);

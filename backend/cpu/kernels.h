@@ -10,6 +10,11 @@
 
 typedef struct {
     const char *name; /* "scalar", "avx2", "avx512", "avx512bf16" */
+    /* 1 when matmul_bf16_bf16 uses a bf16 dot-product instruction (vdpbf16ps), whose rounding
+     * differs. 0 when it widens the bf16 activations to f32 (exact) and then does exactly what
+     * matmul_bf16 does: matmul_bf16 on the widened activations then gives the same bits, and is
+     * faster where widening x in the inner loop costs (the model calls it that way). */
+    int bf16_dot_product;
 
     /* y[t*ldy + r] = sum_i x[t*ldx + i] * w[r*n_in + i]
      *   for t in [0, n_tok), r in [row_begin, row_end).

@@ -554,6 +554,7 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
 
 const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .name = "avx512",
+    .bf16_dot_product = 0,
     .matmul_f32 = matmul_f32,
     .matmul_f16 = matmul_f16,
     .matmul_bf16 = matmul_bf16,
@@ -570,6 +571,7 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
 
 const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .name = "avx512bf16",
+    .bf16_dot_product = 1,
     .matmul_f32 = matmul_f32,
     .matmul_f16 = matmul_f16,
     .matmul_bf16 = matmul_bf16,

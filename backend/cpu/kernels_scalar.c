@@ -202,6 +202,7 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
 
 const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .name = "scalar",
+    .bf16_dot_product = 0,
     .matmul_f32 = matmul_f32,
     .matmul_f16 = matmul_f16,
     .matmul_bf16 = matmul_bf16,
