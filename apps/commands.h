@@ -7,5 +7,6 @@ int ml_cmd_inspect(int argc, char **argv);
 int ml_cmd_eval(int argc, char **argv);
 int ml_cmd_tokenize(int argc, char **argv);
 int ml_cmd_chat(int argc, char **argv);
+int ml_cmd_bench(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ static const char usage[] =
     "  eval      teacher-forcing accuracy against a Hugging Face reference (YT_METRICS)\n"
     "  chat      talk to the model with its chat template (one message per line)\n"
     "  tokenize  text to token ids and back with a model's tokenizer\n"
+    "  bench     prefill and decode speed beside the machine's measured limits\n"
     "  version   print the version\n";
 
 static int dispatch(int argc, char **argv) {
@@ -27,6 +28,7 @@ static int dispatch(int argc, char **argv) {
     if (strcmp(command, "eval") == 0) return ml_cmd_eval(argc - 1, argv + 1);
     if (strcmp(command, "tokenize") == 0) return ml_cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(command, "chat") == 0) return ml_cmd_chat(argc - 1, argv + 1);
+    if (strcmp(command, "bench") == 0) return ml_cmd_bench(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("meshllama %s\n", ml_version());
         return 0;

@@ -101,6 +101,10 @@ typedef struct {
     int n_ranks;              /* processes in the mesh */
     int device_begin;         /* first device hosted here */
     int n_local_devices;      /* devices hosted here */
+    int intermediate_size;    /* MLP width */
+    int tied_embeddings;      /* 1 when the LM head is the embedding matrix */
+    double matmul_bytes;      /* bytes of the projection matrices and the LM head as held in
+                               * memory: what one decode step reads (KV heads counted once) */
 } ml_model_info;
 
 void ml_model_get_info(const ml_model *model, ml_model_info *out_info);

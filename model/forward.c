@@ -6,8 +6,8 @@
  * Projections are sharded over devices; o_proj and down_proj leave partial sums that the mesh
  * all-reduces (two per layer). Each step is one parallel region over all local devices.
  *
- * Steps are fused where the data of one task allows it, so a layer is 10 regions (11 when a
- * sequence feeds several tokens):
+ * Steps are fused where the data of one task allows it, so a layer is 10 steps (11 when a
+ * sequence feeds several tokens; a step of one task runs on the calling thread, no region):
  *   embed + first RMSNorm           one task per token: the token's row, then its norm;
  *   residual add + next RMSNorm     after each all-reduce, one task per token: x += reduced,
  *                                   then the next sublayer's norm (or the final norm for the

@@ -5,10 +5,13 @@
  *
  * Sizes. A task's weight rows are read from memory once for all its tokens (the kernels keep
  * a tile in L2 while the tokens pass), so a decode step of up to ML_TOKENS_PER_TASK sequences
- * reads each weight once. Rows are split into about ML_TASKS_PER_THREAD blocks per thread:
- * enough that a thread slowed by another process does not hold the region up by much, few
- * enough that each task streams a long contiguous run of memory. Row blocks are multiples of
- * 48 rows (the kernels' 8-, 4- and 3-row blocks all divide it), at most ML_MAX_ROWS_PER_TASK.
+ * reads each weight once. Row blocks are cut "guided": each task takes 1/(ML_GUIDED_SHARE x
+ * threads) of the rows still unassigned, so the first tasks are large (long contiguous streams,
+ * few claims) and the last ones small (ML_ROW_QUANTUM rows), and the threads finish a region
+ * within a small task of each other instead of up to a large one (with equal tasks that tail
+ * cost about 7% of a 128-token prefill). Row blocks are multiples of 48 rows (the kernels' 8-,
+ * 4- and 3-row blocks all divide it) and at most ML_MAX_ROWS_PER_TASK; a task never spans two
+ * jobs.
  *
  * Fast mode: a job's x_bf16 holds the bf16 activations and x the same values widened to f32
  * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
@@ -18,57 +21,83 @@
 #include "model/model_internal.h"
 
 #define ML_MAX_MATMUL_JOBS 256
-
 /* Tokens per task: 128 tokens of a prefill chunk share one pass over the task's weights. */
 #define ML_TOKENS_PER_TASK 128
-#ifndef ML_TASKS_PER_THREAD
-#define ML_TASKS_PER_THREAD 6
-#endif
-#ifndef ML_ROW_QUANTUM
+#define ML_GUIDED_SHARE 3
 #define ML_ROW_QUANTUM 48
-#endif
 #define ML_MAX_ROWS_PER_TASK 2400
+/* Row tasks of one region (> 2 * ML_MAX_MATMUL_JOBS); with more rows than the guided cut would
+ * fit, blocks get a larger minimum. */
+#define ML_MAX_ROW_TASKS 1024
+
+typedef struct {
+    int job;
+    int row_begin, row_end;
+} row_task;
 
 typedef struct {
     const ml_model *model;
     const ml_matmul_job *jobs;
-    int n_jobs;
-    int rows_per_task;
-    int task_begin[ML_MAX_MATMUL_JOBS + 1]; /* first task index of each job */
-    int row_blocks[ML_MAX_MATMUL_JOBS];
+    int n_row_tasks;
+    row_task row_tasks[ML_MAX_ROW_TASKS]; /* in claim order */
 } matmul_plan;
 
 static void matmul_task(void *ctx, int task, int thread_index) {
     (void)thread_index;
     const matmul_plan *plan = ctx;
-    int j = 0;
-    while (task >= plan->task_begin[j + 1]) j++;
-    const ml_matmul_job *job = &plan->jobs[j];
-    int local = task - plan->task_begin[j];
-    int row_block = local % plan->row_blocks[j];
-    int tok_block = local / plan->row_blocks[j];
-    int row_begin = row_block * plan->rows_per_task;
-    int row_end = row_begin + plan->rows_per_task < job->n_rows ? row_begin + plan->rows_per_task : job->n_rows;
-    int tok_begin = tok_block * ML_TOKENS_PER_TASK;
+    const row_task *rt = &plan->row_tasks[task % plan->n_row_tasks];
+    const ml_matmul_job *job = &plan->jobs[rt->job];
+    int tok_begin = task / plan->n_row_tasks * ML_TOKENS_PER_TASK;
+    if (tok_begin >= job->n_tok) return;
     int n_tok = job->n_tok - tok_begin < ML_TOKENS_PER_TASK ? job->n_tok - tok_begin : ML_TOKENS_PER_TASK;
     float *y = job->y + (size_t)tok_begin * job->ldy;
     const ml_cpu_kernels *k = plan->model->kernels;
     if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16 && (k->bf16_dot_product || !job->x)) {
         k->matmul_bf16_bf16(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data, job->n_in,
-                            n_tok, row_begin, row_end);
+                            n_tok, rt->row_begin, rt->row_end);
         return;
     }
     const float *x = job->x + (size_t)tok_begin * job->ldx;
     switch (job->w.dtype) {
     case ML_DTYPE_BF16:
-        k->matmul_bf16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, row_begin, row_end);
+        k->matmul_bf16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     case ML_DTYPE_F16:
-        k->matmul_f16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, row_begin, row_end);
+        k->matmul_f16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     default:
-        k->matmul_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, row_begin, row_end);
+        k->matmul_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
+    }
+}
+
+static int round_rows(long long rows) {
+    rows = (rows + ML_ROW_QUANTUM / 2) / ML_ROW_QUANTUM * ML_ROW_QUANTUM;
+    if (rows < ML_ROW_QUANTUM) rows = ML_ROW_QUANTUM;
+    return rows > ML_MAX_ROWS_PER_TASK ? ML_MAX_ROWS_PER_TASK : (int)rows;
+}
+
+/* Cuts the jobs' rows into guided row tasks (see the top of the file). */
+static void plan_rows(matmul_plan *plan, const ml_matmul_job *jobs, int n_jobs, int threads) {
+    long long remaining = 0;
+    for (int j = 0; j < n_jobs; j++)
+        if (jobs[j].n_tok > 0) remaining += jobs[j].n_rows;
+    /* too many rows for the table even at the largest block: equal blocks that fit */
+    long long floor_rows = remaining / (ML_MAX_ROW_TASKS - 2 * n_jobs - 1) + 1;
+    plan->n_row_tasks = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        if (jobs[j].n_tok <= 0) continue;
+        for (int row = 0; row < jobs[j].n_rows;) {
+            long long size = round_rows(remaining / ((long long)ML_GUIDED_SHARE * threads));
+            if (size < floor_rows) size = floor_rows;
+            int end = jobs[j].n_rows - row <= size ? jobs[j].n_rows : row + (int)size;
+            row_task *t = &plan->row_tasks[plan->n_row_tasks++];
+            t->job = j;
+            t->row_begin = row;
+            t->row_end = end;
+            remaining -= end - row;
+            row = end;
+        }
     }
 }
 
@@ -82,22 +111,11 @@ void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs) {
     matmul_plan plan;
     plan.model = model;
     plan.jobs = jobs;
-    plan.n_jobs = n_jobs;
-    long long total_rows = 0;
-    for (int j = 0; j < n_jobs; j++) total_rows += jobs[j].n_rows;
-    int threads = ml_pool_threads(model->pool);
-    long long rows = total_rows / ((long long)threads * ML_TASKS_PER_THREAD);
-    rows = (rows + ML_ROW_QUANTUM / 2) / ML_ROW_QUANTUM * ML_ROW_QUANTUM;
-    if (rows < ML_ROW_QUANTUM) rows = ML_ROW_QUANTUM;
-    if (rows > ML_MAX_ROWS_PER_TASK) rows = ML_MAX_ROWS_PER_TASK;
-    plan.rows_per_task = (int)rows;
-    plan.task_begin[0] = 0;
-    for (int j = 0; j < n_jobs; j++) {
-        int row_blocks = (jobs[j].n_rows + plan.rows_per_task - 1) / plan.rows_per_task;
-        int tok_blocks = (jobs[j].n_tok + ML_TOKENS_PER_TASK - 1) / ML_TOKENS_PER_TASK;
-        if (jobs[j].n_rows == 0 || jobs[j].n_tok == 0) row_blocks = tok_blocks = 0;
-        plan.row_blocks[j] = row_blocks > 0 ? row_blocks : 1;
-        plan.task_begin[j + 1] = plan.task_begin[j] + row_blocks * tok_blocks;
-    }
-    ml_pool_run(model->pool, matmul_task, &plan, plan.task_begin[n_jobs]);
+    plan_rows(&plan, jobs, n_jobs, ml_pool_threads(model->pool));
+    if (plan.n_row_tasks == 0) return;
+    int max_tok = 0;
+    for (int j = 0; j < n_jobs; j++) max_tok = jobs[j].n_tok > max_tok ? jobs[j].n_tok : max_tok;
+    int tok_blocks = (max_tok + ML_TOKENS_PER_TASK - 1) / ML_TOKENS_PER_TASK;
+    /* task = token block * n_row_tasks + row task: a job with fewer tokens skips the empty blocks */
+    ml_pool_run(model->pool, matmul_task, &plan, tok_blocks * plan.n_row_tasks);
 }

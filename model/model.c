@@ -227,6 +227,11 @@ void ml_model_get_info(const ml_model *m, ml_model_info *info) {
     info->n_ranks = m->mesh->n_ranks;
     info->device_begin = m->mesh->device_begin;
     info->n_local_devices = m->mesh->n_local;
+    info->intermediate_size = c->intermediate_size;
+    info->tied_embeddings = c->tie_word_embeddings;
+    double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim, h = c->hidden_size;
+    double layer = h * (2 * q + 2 * kv) + 3.0 * h * c->intermediate_size;
+    info->matmul_bytes = ((double)c->n_layers * layer + (double)c->vocab_size * h) * (double)ml_dtype_size(m->weight_dtype);
 }
 
 int ml_reset_slot(ml_model *m, int slot) {

@@ -1,0 +1,483 @@
+/* `meshllama bench`: prefill and decode throughput, each beside the machine's measured limit.
+ *
+ * Before loading the model it probes the machine in a child process (so the probe's buffer does
+ * not count in our peak RSS): streaming read bandwidth and dot-product peak with the model's
+ * thread count (bench/machine_limits.h). Then:
+ *   load        ml_model_open, from the page cache when the file was read before;
+ *   first token a short prompt right after loading (page faults of the mapping included);
+ *   ppP         prefill of P tokens in slot 0, repeated -r times (TTFT = its time);
+ *   tgN bB      N decode steps of B sequences at once (slots 0..B-1), each after -d cached
+ *               positions (default 0, as llama-bench's tg).
+ * Limits: prefill at peak = peak / flops per token; decode at the roofline = B / max(bytes per
+ * step / bandwidth, flops per step / peak), bytes = weights read once per step plus the KV
+ * cache read. Tokens are fixed pseudo-random ids (the same on every MPI rank, no sampling
+ * round trip); rank 0 still takes the argmax of every sequence's logits, as a sampler would.
+ * Only the public API (include/meshllama.h) is used. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench/machine_limits.h"
+#include "cli_args.h"
+#include "commands.h"
+#include "model_options.h"
+
+enum { OPT_JSON = ML_OPT_FIRST_COMMAND_OPTION, OPT_NO_PROBE, OPT_PROBE_MIB };
+
+#define BENCH_MAX_LIST 16
+
+static const char bench_usage[] =
+    "usage: meshllama bench -m DIR [-p P[,P...]] [-n N] [-b B[,B...]] [-d D] [-r R] [options]\n"
+    "Measures prefill and decode speed as fractions of the machine's read bandwidth and\n"
+    "dot-product peak, probed first in the same run.\n"
+    ML_MODEL_OPTIONS_HELP
+    "  -p, --n-prompt LIST   prompt lengths for prefill tests (default 128; 0 = none)\n"
+    "  -n, --n-gen N         decode steps per decode test (default 128; 0 = none)\n"
+    "  -b, --batch LIST      sequences decoded at once, e.g. 1,8,32 (default 1)\n"
+    "  -d, --depth D         cached positions before each decode test (default 0)\n"
+    "  -r, --repetitions R   runs of each test; median and best are reported (default 3)\n"
+    "      --no-probe        skip the machine probes (no fractions)\n"
+    "      --probe-mib M     bandwidth probe buffer in MiB (default 1024)\n"
+    "      --json            print one JSON object instead of the table\n";
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int online_cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double minimum(const double *v, int n) {
+    double m = v[0];
+    for (int i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
+    return m;
+}
+
+/* "128,512" -> values in [min, max]. */
+static int parse_list(const char *flag, const char *text, int min, int max, int *values, int *n) {
+    *n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < min || v > max || *n >= BENCH_MAX_LIST || (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "meshllama: %s '%s': expected up to %d comma-separated integers in %d..%d\n", flag, text,
+                    BENCH_MAX_LIST, min, max);
+            return -1;
+        }
+        values[(*n)++] = (int)v;
+        if (*end == ',' && end[1] == '\0') {
+            fprintf(stderr, "meshllama: %s '%s': trailing comma\n", flag, text);
+            return -1;
+        }
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (*n == 0) {
+        fprintf(stderr, "meshllama: %s: empty list\n", flag);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- what the model costs per token --------------------------------------------------- */
+
+typedef struct {
+    double weight_bytes_per_step;  /* bytes of matrices read by one decode step (LM head included) */
+    double matmul_flops_per_token; /* 2 x matrix elements touched by one token, LM head excluded */
+    double lm_head_flops;          /* 2 x vocab x hidden, per token whose logits are computed */
+    double attn_flops_per_pos;     /* per token and per cached position attended (q.k and p.v) */
+    double kv_bytes_per_pos;       /* KV bytes read per token and cached position, all layers */
+} model_cost;
+
+static model_cost model_costs(const ml_model_info *info, int kv_bf16) {
+    model_cost c;
+    double h = info->hidden_size, hd = info->head_dim, layers = info->n_layers, vocab = info->vocab_size;
+    double q = (double)info->n_heads * hd, kv = (double)info->n_kv_heads * hd;
+    double layer_params = h * (2 * q + 2 * kv) + 3.0 * h * info->intermediate_size;
+    c.matmul_flops_per_token = 2.0 * layers * layer_params;
+    c.lm_head_flops = 2.0 * vocab * h;
+    c.weight_bytes_per_step = info->matmul_bytes;
+    c.attn_flops_per_pos = 4.0 * layers * q;
+    c.kv_bytes_per_pos = 2.0 * layers * kv * (kv_bf16 ? 2 : 4);
+    return c;
+}
+
+/* ---- probes in a child process -------------------------------------------------------- */
+
+typedef struct {
+    double read_bytes_s;
+    double peak_flop_s;
+    int isa;
+    int ok;
+} limits;
+
+static limits probe_machine(int threads, size_t mib) {
+    limits l = {0, 0, 0, 0};
+    int fds[2];
+    if (pipe(fds) != 0) return l;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return l;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        ml_probe_isa isa;
+        limits r;
+        r.read_bytes_s = ml_probe_read_bandwidth(threads, mib << 20, 5);
+        r.peak_flop_s = ml_probe_dot_peak(threads, 0.2, 5, &isa);
+        r.isa = (int)isa;
+        r.ok = r.read_bytes_s > 0 && r.peak_flop_s > 0;
+        ssize_t wrote = write(fds[1], &r, sizeof r);
+        _exit(wrote == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fds[1]);
+    limits r;
+    ssize_t got = read(fds[0], &r, sizeof r);
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (got == (ssize_t)sizeof r && WIFEXITED(status) && WEXITSTATUS(status) == 0) l = r;
+    return l;
+}
+
+/* ---- the runs ------------------------------------------------------------------------- */
+
+typedef struct {
+    ml_model *model;
+    ml_model_info info;
+    float *logits;      /* [max_batch, vocab] */
+    int32_t *tokens;    /* [max(P, D, B)] */
+    uint64_t rng;
+    int32_t last_argmax;  /* of the last sequence: what a greedy sampler would feed back */
+} bench_state;
+
+static int32_t next_token(bench_state *s) {
+    s->rng = s->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    int range = s->info.vocab_size > 128000 ? 128000 : s->info.vocab_size; /* ordinary tokens */
+    return (int32_t)((s->rng >> 33) % (uint64_t)range);
+}
+
+static void argmax_rows(bench_state *s, int n_rows) {
+    if (s->info.rank != 0) return;
+    for (int r = 0; r < n_rows; r++) {
+        const float *row = s->logits + (size_t)r * s->info.vocab_size;
+        int best = 0;
+        for (int i = 1; i < s->info.vocab_size; i++)
+            if (row[i] > row[best]) best = i;
+        s->last_argmax = best;
+    }
+}
+
+/* Prefill n tokens into slot from position 0; returns the time in ms, or -1. */
+static double prefill(bench_state *s, int slot, int n) {
+    for (int i = 0; i < n; i++) s->tokens[i] = next_token(s);
+    int start = 0;
+    ml_batch batch = {.n_seq = 1, .slots = &slot, .start_pos = &start, .n_tokens = &n, .tokens = s->tokens};
+    double t0 = now_ms();
+    if (ml_reset_slot(s->model, slot) != ML_OK || ml_forward(s->model, &batch, s->logits) != ML_OK) return -1;
+    argmax_rows(s, 1);
+    return now_ms() - t0;
+}
+
+/* n_steps decode steps of b sequences after `depth` cached positions; step times into step_ms. */
+static int decode(bench_state *s, int b, int depth, int n_steps, double *step_ms) {
+    int slots[32], start[32], counts[32];
+    for (int i = 0; i < b; i++) {
+        slots[i] = i;
+        counts[i] = 1;
+        if (depth > 0) {
+            if (prefill(s, i, depth) < 0) return -1;
+        } else if (ml_reset_slot(s->model, i) != ML_OK) {
+            return -1;
+        }
+    }
+    for (int step = 0; step < n_steps; step++) {
+        for (int i = 0; i < b; i++) {
+            start[i] = depth + step;
+            s->tokens[i] = next_token(s);
+        }
+        ml_batch batch = {.n_seq = b, .slots = slots, .start_pos = start, .n_tokens = counts, .tokens = s->tokens};
+        double t0 = now_ms();
+        if (ml_forward(s->model, &batch, s->logits) != ML_OK) return -1;
+        argmax_rows(s, b);
+        step_ms[step] = now_ms() - t0;
+    }
+    return 0;
+}
+
+typedef struct {
+    char name[32];
+    int tokens_per_run;  /* prompt tokens, or decode steps x batch */
+    int batch;
+    double median_ms, best_ms;  /* per run */
+    double median_step_ms;      /* decode: median single step */
+    double tok_s, best_tok_s;   /* from median and best run: all sequences */
+    double limit_tok_s;         /* roofline for this test, all sequences */
+    double bytes_per_run;       /* weight and KV bytes one run must read */
+    double flops_per_run;
+    double gflop_s;             /* prefill: achieved */
+    double gbs;                 /* decode: achieved bytes per second / 1e9 */
+} result;
+
+static double rss_peak_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void print_json_result(const result *r, int first, int have_limits) {
+    printf("%s{\"test\":\"%s\",\"batch\":%d,\"tokens\":%d,\"median_ms\":%.3f,\"best_ms\":%.3f,\"tok_s\":%.3f,"
+           "\"best_tok_s\":%.3f,\"tok_s_per_seq\":%.3f",
+           first ? "" : ",", r->name, r->batch, r->tokens_per_run, r->median_ms, r->best_ms, r->tok_s, r->best_tok_s,
+           r->tok_s / r->batch);
+    if (r->median_step_ms > 0) printf(",\"median_step_ms\":%.3f", r->median_step_ms);
+    if (r->gflop_s > 0) printf(",\"gflop_s\":%.2f", r->gflop_s);
+    if (r->gbs > 0) printf(",\"gb_s\":%.2f", r->gbs);
+    if (have_limits) printf(",\"limit_tok_s\":%.3f,\"fraction\":%.4f", r->limit_tok_s, r->tok_s / r->limit_tok_s);
+    printf("}");
+}
+
+int ml_cmd_bench(int argc, char **argv) {
+    static const struct option options[] = {
+        ML_MODEL_LONG_OPTIONS,
+        {"n-prompt", required_argument, NULL, 'p'},
+        {"n-gen", required_argument, NULL, 'n'},
+        {"batch", required_argument, NULL, 'b'},
+        {"depth", required_argument, NULL, 'd'},
+        {"repetitions", required_argument, NULL, 'r'},
+        {"no-probe", no_argument, NULL, OPT_NO_PROBE},
+        {"probe-mib", required_argument, NULL, OPT_PROBE_MIB},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    ml_cli_model model_opts;
+    ml_cli_model_init(&model_opts);
+    int prompts[BENCH_MAX_LIST] = {128}, batches[BENCH_MAX_LIST] = {1};
+    int n_prompts = 1, n_batches = 1, n_gen = 128, depth = 0, reps = 3, json = 0, probe = 1, probe_mib = 1024;
+    int opt, bad = 0, ctx_given = 0;
+    optind = 1;
+    while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS "p:n:b:d:r:h", options, NULL)) != -1) {
+        int handled = ml_cli_model_option(&model_opts, opt, optarg);
+        if (handled != 0) {
+            bad = handled < 0;
+            ctx_given |= opt == 'c';
+            continue;
+        }
+        switch (opt) {
+        case 'p': bad = parse_list("--n-prompt", optarg, 0, 1 << 20, prompts, &n_prompts) != 0; break;
+        case 'n': bad = ml_cli_parse_int("--n-gen", optarg, 0, 1 << 20, &n_gen) != 0; break;
+        case 'b': bad = parse_list("--batch", optarg, 1, 32, batches, &n_batches) != 0; break;
+        case 'd': bad = ml_cli_parse_int("--depth", optarg, 0, 1 << 24, &depth) != 0; break;
+        case 'r': bad = ml_cli_parse_int("--repetitions", optarg, 1, 1000, &reps) != 0; break;
+        case OPT_NO_PROBE: probe = 0; break;
+        case OPT_PROBE_MIB: bad = ml_cli_parse_int("--probe-mib", optarg, 64, 1 << 20, &probe_mib) != 0; break;
+        case OPT_JSON: json = 1; break;
+        case 'h': fputs(bench_usage, stdout); return 0;
+        default: bad = 1; break;
+        }
+    }
+    if (!bad && optind < argc) {
+        fprintf(stderr, "meshllama bench: unexpected argument '%s'\n", argv[optind]);
+        bad = 1;
+    }
+    if (bad) {
+        fputs(bench_usage, stderr);
+        return ML_EXIT_USAGE;
+    }
+    int max_prompt = 0, max_batch = 1;
+    for (int i = 0; i < n_prompts; i++) max_prompt = prompts[i] > max_prompt ? prompts[i] : max_prompt;
+    for (int i = 0; i < n_batches; i++) max_batch = batches[i] > max_batch ? batches[i] : max_batch;
+    if (n_gen == 0) max_batch = 1;
+    const int first_prompt = 8; /* the cold first-token test */
+    int need = max_prompt > depth + n_gen ? max_prompt : depth + n_gen;
+    need = need > first_prompt ? need : first_prompt;
+    if (!ctx_given) model_opts.params.max_seq_len = need;
+    if (model_opts.params.max_batch < max_batch) model_opts.params.max_batch = max_batch;
+
+    /* 1. the machine, before the model is in memory */
+    int threads = model_opts.params.n_threads > 0 ? model_opts.params.n_threads : online_cores();
+    limits lim = {0, 0, 0, 0}, lim_before = {0, 0, 0, 0}, lim_after = {0, 0, 0, 0};
+    if (probe) {
+        if (!json && isatty(STDERR_FILENO)) fprintf(stderr, "probing the machine (%d threads)...\n", threads);
+        lim = probe_machine(threads, (size_t)probe_mib);
+        lim_before = lim;
+        if (!lim.ok) fprintf(stderr, "meshllama bench: the machine probes failed; no fractions reported\n");
+    }
+    int have_limits = lim.ok;
+
+    /* 2. load and the first token */
+    bench_state s;
+    memset(&s, 0, sizeof s);
+    s.rng = 0x9e3779b97f4a7c15ULL;
+    double t0 = now_ms();
+    if (ml_cli_model_open(&model_opts, &s.model) != 0) return 1;
+    double load_ms = now_ms() - t0;
+    ml_model_get_info(s.model, &s.info);
+    int n_tokens_buf = need > max_batch ? need : max_batch;
+    s.logits = malloc((size_t)max_batch * (size_t)s.info.vocab_size * sizeof(float));
+    s.tokens = malloc((size_t)n_tokens_buf * sizeof(int32_t));
+    int status = s.logits && s.tokens ? 0 : -1;
+    double first_ms = status == 0 ? prefill(&s, 0, first_prompt) : -1;
+    if (first_ms < 0) status = -1;
+    model_cost cost = model_costs(&s.info, model_opts.params.kv_dtype == ML_KV_BF16);
+
+    /* 3. prefill tests */
+    result results[2 * BENCH_MAX_LIST];
+    int n_results = 0;
+    double *run_ms = calloc((size_t)reps, sizeof(double));
+    double *step_ms = calloc((size_t)(n_gen > 0 ? n_gen : 1) * (size_t)reps, sizeof(double));
+    if (!run_ms || !step_ms) status = -1;
+    for (int i = 0; status == 0 && i < n_prompts; i++) {
+        int p = prompts[i];
+        if (p == 0) continue;
+        for (int r = 0; r < reps && status == 0; r++)
+            if ((run_ms[r] = prefill(&s, 0, p)) < 0) status = -1;
+        if (status != 0) break;
+        result *res = &results[n_results++];
+        memset(res, 0, sizeof *res);
+        snprintf(res->name, sizeof res->name, "pp%d", p);
+        res->tokens_per_run = p;
+        res->batch = 1;
+        res->best_ms = minimum(run_ms, reps);
+        res->median_ms = median(run_ms, reps);
+        res->tok_s = p * 1e3 / res->median_ms;
+        res->best_tok_s = p * 1e3 / res->best_ms;
+        /* flops: every token through the layers, causal attention over 1..p positions, one LM head row set */
+        double flops = cost.matmul_flops_per_token * p + cost.attn_flops_per_pos * 0.5 * p * (p + 1.0) + cost.lm_head_flops;
+        res->gflop_s = flops / (res->median_ms * 1e-3) / 1e9;
+        res->flops_per_run = flops;
+        res->bytes_per_run = cost.weight_bytes_per_step; /* every weight read at least once */
+    }
+    /* 4. decode tests */
+    for (int i = 0; status == 0 && n_gen > 0 && i < n_batches; i++) {
+        int b = batches[i];
+        for (int r = 0; r < reps && status == 0; r++) {
+            if (decode(&s, b, depth, n_gen, step_ms + (size_t)r * n_gen) != 0) status = -1;
+            run_ms[r] = 0;
+            for (int k = 0; k < n_gen; k++) run_ms[r] += step_ms[(size_t)r * n_gen + k];
+        }
+        if (status != 0) break;
+        result *res = &results[n_results++];
+        memset(res, 0, sizeof *res);
+        if (depth > 0)
+            snprintf(res->name, sizeof res->name, "tg%d@d%d", n_gen, depth);
+        else
+            snprintf(res->name, sizeof res->name, "tg%d", n_gen);
+        res->tokens_per_run = n_gen * b;
+        res->batch = b;
+        res->best_ms = minimum(run_ms, reps);
+        res->median_ms = median(run_ms, reps);
+        res->median_step_ms = median(step_ms, n_gen * reps);
+        res->tok_s = (double)n_gen * b * 1e3 / res->median_ms;
+        res->best_tok_s = (double)n_gen * b * 1e3 / res->best_ms;
+        double mean_pos = depth + 0.5 * (n_gen + 1.0); /* positions attended, averaged over the steps */
+        double bytes = cost.weight_bytes_per_step + b * mean_pos * cost.kv_bytes_per_pos;
+        double flops = b * (cost.matmul_flops_per_token + cost.lm_head_flops + mean_pos * cost.attn_flops_per_pos);
+        res->gbs = bytes * n_gen / (res->median_ms * 1e-3) / 1e9;
+        res->bytes_per_run = bytes * n_gen;
+        res->flops_per_run = flops * n_gen;
+    }
+    double rss_mb = rss_peak_mb();
+    if (status != 0) fprintf(stderr, "meshllama bench: %s\n  (%s)\n", ml_last_error(), "forward failed");
+    /* 5. the machine again: the limits are the better of the two probes (another process may
+     * have used the machine during one of them; the higher limit gives the lower fraction) */
+    if (probe && status == 0 && lim.ok) {
+        limits after = probe_machine(threads, (size_t)probe_mib);
+        if (after.ok) {
+            lim_after = after;
+            if (after.read_bytes_s > lim.read_bytes_s) lim.read_bytes_s = after.read_bytes_s;
+            if (after.peak_flop_s > lim.peak_flop_s) lim.peak_flop_s = after.peak_flop_s;
+        }
+    }
+    for (int i = 0; have_limits && i < n_results; i++) {
+        result *r = &results[i];
+        double t_bytes = r->bytes_per_run / lim.read_bytes_s, t_flops = r->flops_per_run / lim.peak_flop_s;
+        r->limit_tok_s = r->tokens_per_run / (t_bytes > t_flops ? t_bytes : t_flops);
+    }
+
+    if (status == 0 && s.info.rank == 0) {
+        const char *act = model_opts.params.act_mode == ML_ACT_FAST ? "fast" : "accurate";
+        const char *kv = model_opts.params.kv_dtype == ML_KV_BF16 ? "bf16" : "f32";
+        double kv_touched_mb = (double)max_batch * need * cost.kv_bytes_per_pos / (1 << 20);
+        double weights_mb = cost.weight_bytes_per_step / (1 << 20);
+        if (json) {
+            printf("{\"model\":\"%s\",\"tp\":%d,\"threads\":%d,\"isa\":\"%s\",\"backend\":\"%s\",\"ranks\":%d,"
+                   "\"act\":\"%s\",\"kv\":\"%s\",\"weight_dtype\":\"%s\",\"depth\":%d,\"repetitions\":%d,",
+                   model_opts.model_path, s.info.tp, s.info.n_threads, s.info.isa, s.info.backend, s.info.n_ranks, act,
+                   kv, s.info.weight_dtype, depth, reps);
+            if (have_limits)
+                printf("\"machine\":{\"read_gb_s\":%.3f,\"peak_gflop_s\":%.2f,\"peak_isa\":\"%s\",\"probe_threads\":%d,"
+                       "\"read_gb_s_before\":%.3f,\"read_gb_s_after\":%.3f,\"peak_gflop_s_before\":%.2f,"
+                       "\"peak_gflop_s_after\":%.2f},",
+                       lim.read_bytes_s / 1e9, lim.peak_flop_s / 1e9, ml_probe_isa_name((ml_probe_isa)lim.isa),
+                       threads, lim_before.read_bytes_s / 1e9, lim_after.read_bytes_s / 1e9,
+                       lim_before.peak_flop_s / 1e9, lim_after.peak_flop_s / 1e9);
+            printf("\"cost\":{\"weight_bytes_per_step\":%.0f,\"weight_gb_per_step\":%.4f,\"gflop_per_token\":%.4f,\"intermediate_size\":%d},",
+                   cost.weight_bytes_per_step, cost.weight_bytes_per_step / 1e9,
+                   (cost.matmul_flops_per_token + cost.lm_head_flops) / 1e9, s.info.intermediate_size);
+            printf("\"load_ms\":%.2f,\"first_token_ms\":%.2f,\"first_token_prompt\":%d,\"peak_rss_mb\":%.1f,"
+                   "\"weights_mb\":%.1f,\"kv_mb\":%.1f,\"results\":[",
+                   load_ms, first_ms, first_prompt, rss_mb, weights_mb, kv_touched_mb);
+            for (int i = 0; i < n_results; i++) print_json_result(&results[i], i == 0, have_limits);
+            printf("]}\n");
+        } else {
+            printf("meshllama bench: %s\n", model_opts.model_path);
+            printf("  tp %d, %d threads, %s, %s backend x%d, act %s, kv %s, %s weights\n", s.info.tp, s.info.n_threads,
+                   s.info.isa, s.info.backend, s.info.n_ranks, act, kv, s.info.weight_dtype);
+            if (have_limits)
+                printf("  machine: read %.2f GB/s, peak %.1f GFLOP/s (%s), %d threads (best of the probes before "
+                       "and after: %.2f/%.2f GB/s, %.1f/%.1f GFLOP/s)\n",
+                       lim.read_bytes_s / 1e9, lim.peak_flop_s / 1e9, ml_probe_isa_name((ml_probe_isa)lim.isa), threads,
+                       lim_before.read_bytes_s / 1e9, lim_after.read_bytes_s / 1e9, lim_before.peak_flop_s / 1e9,
+                       lim_after.peak_flop_s / 1e9);
+            printf("  model: %.3f GB of weights read per decode step, %.3f GFLOP per token (+ attention)\n",
+                   cost.weight_bytes_per_step / 1e9, (cost.matmul_flops_per_token + cost.lm_head_flops) / 1e9);
+            printf("  load %.1f ms; first token (%d-token prompt, right after load) %.1f ms\n", load_ms, first_prompt,
+                   first_ms);
+            printf("  %-12s %5s %12s %12s %12s %10s %10s %9s\n", "test", "batch", "tok/s", "tok/s/seq", "best tok/s",
+                   "ms/run", "limit", "fraction");
+            for (int i = 0; i < n_results; i++) {
+                const result *r = &results[i];
+                printf("  %-12s %5d %12.2f %12.2f %12.2f %10.1f", r->name, r->batch, r->tok_s, r->tok_s / r->batch,
+                       r->best_tok_s, r->median_ms);
+                if (have_limits)
+                    printf(" %10.2f %8.1f%%", r->limit_tok_s, 100.0 * r->tok_s / r->limit_tok_s);
+                if (r->gflop_s > 0) printf("  %.1f GFLOP/s (TTFT %.1f ms)", r->gflop_s, r->median_ms);
+                if (r->gbs > 0) printf("  %.2f GB/s", r->gbs);
+                printf("\n");
+            }
+            printf("  peak RSS %.0f MB (weights %.0f MB + KV cache %.0f MB at most)\n", rss_mb, weights_mb,
+                   kv_touched_mb);
+        }
+    }
+    free(run_ms);
+    free(step_ms);
+    free(s.logits);
+    free(s.tokens);
+    ml_model_close(s.model);
+    return status == 0 ? 0 : 1;
+}

@@ -1,0 +1,263 @@
+/* bench_kernels: the pieces of a forward step, timed alone against the machine's limits
+ * (a developer tool for tuning; `meshllama bench` measures the whole model).
+ *
+ *   bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn]
+ *
+ *   pool  cost of one parallel region (ml_pool_run) with nothing to do, and with tiny tasks;
+ *   gemv  decode products over 512 MB of bf16 weights (far beyond the caches), split into
+ *         tasks by the model's own ml_run_matmuls, as GB/s next to the read-bandwidth probe;
+ *   gemm  prefill products (64..256 tokens x 2048 inputs x 8192 rows, bf16 weights, f32 and bf16
+ *         activations) as GFLOP/s next to the dot-product peak probe;
+ *   attn  one decode step's attention at 512..8192 cached positions (32 heads over 8 KV heads).
+ * Uses library internals (model/model_internal.h): a model struct with only a pool and a kernel
+ * table is enough for ml_run_matmuls. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "bench/machine_limits.h"
+#include "core/thread_pool.h"
+#include "model/model_internal.h"
+
+static uint16_t *random_bf16(size_t n, uint64_t seed) {
+    uint16_t *p = malloc(n * sizeof *p);
+    if (!p) return NULL;
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        /* values in about [-0.03, 0.03]: sign, exponent 2^-6..2^-9, random mantissa */
+        uint16_t sign = (uint16_t)((s >> 63) << 15);
+        uint16_t exponent = (uint16_t)(0x78 + ((s >> 40) & 3)) << 7;
+        p[i] = (uint16_t)(sign | exponent | ((s >> 20) & 0x7f));
+    }
+    return p;
+}
+
+static float *random_f32(size_t n, uint64_t seed) {
+    float *p = malloc(n * sizeof *p);
+    if (!p) return NULL;
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        p[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    }
+    return p;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void empty_task(void *ctx, int task, int thread_index) {
+    (void)ctx;
+    (void)task;
+    (void)thread_index;
+}
+
+static void bench_pool(ml_pool *pool) {
+    int threads = ml_pool_threads(pool);
+    for (int tasks = threads; tasks <= threads * 16; tasks *= 16) {
+        enum { N = 20000 };
+        double best = 1e9;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = ml_probe_now();
+            for (int i = 0; i < N; i++) ml_pool_run(pool, empty_task, NULL, tasks);
+            double dt = (ml_probe_now() - t0) / N;
+            if (dt < best) best = dt;
+        }
+        printf("pool: %d threads, %d empty tasks per region: %.2f us per region (best of 5 x %d)\n", threads, tasks,
+               best * 1e6, N);
+    }
+}
+
+static void bench_gemv(ml_model *m, double read_bw) {
+    /* 32 matrices of [8192, 2048] bf16 = 1 GiB: every byte comes from memory */
+    enum { MATS = 32, ROWS = 8192, N_IN = 2048 };
+    size_t per = (size_t)ROWS * N_IN;
+    uint16_t *w = random_bf16(per * MATS, 1);
+    float *x = random_f32(N_IN * 32, 2);
+    float *y = calloc((size_t)ROWS * 32, sizeof(float));
+    if (!w || !x || !y) {
+        printf("gemv: out of memory\n");
+        return;
+    }
+    static const int batch_sizes[] = {1, 2, 8, 32};
+    for (size_t b = 0; b < sizeof batch_sizes / sizeof batch_sizes[0]; b++) {
+        int n_tok = batch_sizes[b];
+        double times[5];
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = ml_probe_now();
+            for (int k = 0; k < MATS; k++) {
+                ml_matmul_job job = {.w = {w + (size_t)k * per, ML_DTYPE_BF16}, .n_rows = ROWS, .n_in = N_IN,
+                                     .x = x, .ldx = N_IN, .y = y, .ldy = ROWS, .n_tok = n_tok};
+                ml_run_matmuls(m, &job, 1);
+            }
+            times[rep] = ml_probe_now() - t0;
+        }
+        qsort(times, 5, sizeof times[0], cmp_double);
+        double bytes = (double)per * MATS * 2;
+        double flops = 2.0 * per * MATS * n_tok;
+        printf("gemv: %d token(s) x 1 GiB bf16: best %.2f GB/s, median %.2f GB/s (%.0f%% of probe %.2f); %.1f GFLOP/s\n",
+               n_tok, bytes / times[0] / 1e9, bytes / times[2] / 1e9, 100.0 * bytes / times[2] / read_bw,
+               read_bw / 1e9, flops / times[2] / 1e9);
+    }
+    free(w);
+    free(x);
+    free(y);
+}
+
+/* The products of one layer of a Llama-3.2-1B prefill chunk, as the model issues them: q/k/v
+ * together, o, gate/up together, down (bf16 weights, f32 or bf16 activations). */
+static void bench_gemm(ml_model *m, double peak) {
+    enum { HIDDEN = 2048, KV = 512, FFN = 8192, MAXTOK = 256 };
+    uint16_t *w = random_bf16((size_t)(HIDDEN + 2 * KV + HIDDEN + 2 * FFN) * HIDDEN + (size_t)HIDDEN * FFN, 3);
+    float *x = random_f32((size_t)MAXTOK * FFN, 4);
+    uint16_t *x16 = malloc((size_t)MAXTOK * FFN * sizeof(uint16_t));
+    float *y = calloc((size_t)MAXTOK * 2 * FFN, sizeof(float));
+    if (!w || !x || !x16 || !y) {
+        printf("gemm: out of memory\n");
+        return;
+    }
+    m->kernels->f32_to_bf16(x16, x, (size_t)MAXTOK * FFN);
+    m->kernels->bf16_to_f32(x, x16, (size_t)MAXTOK * FFN);
+    const uint16_t *wq = w, *wk = wq + (size_t)HIDDEN * HIDDEN, *wv = wk + (size_t)KV * HIDDEN;
+    const uint16_t *wo = wv + (size_t)KV * HIDDEN, *wg = wo + (size_t)HIDDEN * HIDDEN, *wu = wg + (size_t)FFN * HIDDEN;
+    const uint16_t *wd = wu + (size_t)FFN * HIDDEN;
+    static const int token_counts[] = {8, 32, 128, 256};
+    for (size_t tc = 0; tc < sizeof token_counts / sizeof token_counts[0]; tc++) {
+        int n_tok = token_counts[tc];
+        for (int fast = 0; fast < 2; fast++) {
+            const uint16_t *xb = fast ? x16 : NULL;
+#define JOB(W, ROWS, NIN, Y, LDY) {.w = {W, ML_DTYPE_BF16}, .n_rows = ROWS, .n_in = NIN, .x = x, .x_bf16 = xb, .ldx = NIN, .y = Y, .ldy = LDY, .n_tok = n_tok}
+            ml_matmul_job qkv[3] = {JOB(wq, HIDDEN, HIDDEN, y, HIDDEN), JOB(wk, KV, HIDDEN, y, KV), JOB(wv, KV, HIDDEN, y, KV)};
+            ml_matmul_job o[1] = {JOB(wo, HIDDEN, HIDDEN, y, HIDDEN)};
+            ml_matmul_job gu[2] = {JOB(wg, FFN, HIDDEN, y, FFN), JOB(wu, FFN, HIDDEN, y, FFN)};
+            ml_matmul_job down[1] = {JOB(wd, HIDDEN, FFN, y, HIDDEN)};
+#undef JOB
+            const ml_matmul_job *sets[4] = {qkv, o, gu, down};
+            const int counts[4] = {3, 1, 2, 1};
+            const char *names[4] = {"qkv", "o", "gate/up", "down"};
+            double total_flops = 0, total_time = 0;
+            printf("gemm: %3d tokens, %s activations:", n_tok, fast ? "bf16" : "f32 ");
+            for (int s = 0; s < 4; s++) {
+                double flops = 0;
+                for (int j = 0; j < counts[s]; j++) flops += 2.0 * sets[s][j].n_rows * sets[s][j].n_in * n_tok;
+                double best = 1e9;
+                for (int rep = 0; rep < 3; rep++) {
+                    double t0 = ml_probe_now();
+                    ml_run_matmuls(m, sets[s], counts[s]);
+                    double dt = ml_probe_now() - t0;
+                    if (dt < best) best = dt;
+                }
+                total_flops += flops;
+                total_time += best;
+                printf(" %s %.1f", names[s], flops / best / 1e9);
+            }
+            printf(" | layer %.1f GFLOP/s (%.0f%% of probe %.1f)\n", total_flops / total_time / 1e9,
+                   100.0 * total_flops / total_time / peak, peak / 1e9);
+        }
+    }
+    free(w);
+    free(x);
+    free(x16);
+    free(y);
+}
+
+typedef struct {
+    const ml_cpu_kernels *k;
+    const float *q;
+    const void *kc, *vc;  /* [layers][8 kv heads][max_pos][64] */
+    float *out;
+    int n_pos, max_pos, layer, bf16;
+} attn_ctx;
+
+static void attn_task(void *ctx, int task, int thread_index) {
+    (void)thread_index;
+    const attn_ctx *c = ctx;
+    enum { HD = 64, GROUP = 4, KV = 8 };
+    size_t kv_off = ((size_t)c->layer * KV + (size_t)task) * c->max_pos * HD;
+    if (c->bf16)
+        c->k->attention_bf16(c->out + (size_t)task * GROUP * HD, c->q + (size_t)task * GROUP * HD, GROUP,
+                             (const uint16_t *)c->kc + kv_off, (const uint16_t *)c->vc + kv_off, c->n_pos, HD, 0.125f,
+                             NULL);
+    else
+        c->k->attention_f32(c->out + (size_t)task * GROUP * HD, c->q + (size_t)task * GROUP * HD, GROUP,
+                            (const float *)c->kc + kv_off, (const float *)c->vc + kv_off, c->n_pos, HD, 0.125f, NULL);
+}
+
+/* One decode step's attention over 16 layers' caches (each from memory, as in the model). */
+static void bench_attention(ml_model *m, double read_bw) {
+    enum { HD = 64, KV = 8, LAYERS = 16, MAXPOS = 8192 };
+    size_t cells = (size_t)LAYERS * KV * MAXPOS * HD;
+    float *kc = random_f32(cells, 5), *vc = random_f32(cells, 6);
+    uint16_t *kb = malloc(cells * sizeof(uint16_t)), *vb = malloc(cells * sizeof(uint16_t));
+    float *q = random_f32(32 * HD, 7), *out = calloc(32 * HD, sizeof(float));
+    if (!kc || !vc || !kb || !vb || !q || !out) {
+        printf("attn: out of memory\n");
+        return;
+    }
+    m->kernels->f32_to_bf16(kb, kc, cells);
+    m->kernels->f32_to_bf16(vb, vc, cells);
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        for (int n_pos = 512; n_pos <= MAXPOS; n_pos *= 4) {
+            attn_ctx c = {m->kernels, q, bf16 ? (const void *)kb : kc, bf16 ? (const void *)vb : vc, out, n_pos,
+                          MAXPOS, 0, bf16};
+            double times[5];
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = ml_probe_now();
+                for (c.layer = 0; c.layer < LAYERS; c.layer++) ml_pool_run(m->pool, attn_task, &c, KV);
+                times[rep] = ml_probe_now() - t0;
+            }
+            qsort(times, 5, sizeof times[0], cmp_double);
+            double bytes = 2.0 * LAYERS * KV * n_pos * HD * (bf16 ? 2 : 4);
+            printf("attn: 1 token x 16 layers, 32 q / 8 kv heads, %5d positions, %s KV: %.2f ms per token, %.1f GB/s "
+                   "(%.0f%% of probe)\n",
+                   n_pos, bf16 ? "bf16" : "f32 ", times[2] * 1e3, bytes / times[2] / 1e9,
+                   100.0 * bytes / times[2] / read_bw);
+        }
+    }
+    free(kc);
+    free(vc);
+    free(kb);
+    free(vb);
+    free(q);
+    free(out);
+}
+
+int main(int argc, char **argv) {
+    int threads = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn]\n");
+            return 2;
+        }
+    }
+    ml_model m;
+    memset(&m, 0, sizeof m);
+    if (ml_pool_create(threads, &m.pool) != 0) return 1;
+    m.kernels = ml_cpu_kernels_best();
+    threads = ml_pool_threads(m.pool);
+    printf("kernels %s, %d threads\n", m.kernels->name, threads);
+    double bw = 0, peak = 0;
+    if (!only || strcmp(only, "gemv") == 0 || strcmp(only, "attn") == 0) {
+        bw = ml_probe_read_bandwidth(threads, (size_t)1 << 30, 5);
+        printf("probe: read bandwidth %.2f GB/s\n", bw / 1e9);
+    }
+    if (!only || strcmp(only, "gemm") == 0) {
+        ml_probe_isa isa;
+        peak = ml_probe_dot_peak(threads, 0.2, 5, &isa);
+        printf("probe: peak %.1f GFLOP/s (%s)\n", peak / 1e9, ml_probe_isa_name(isa));
+    }
+    if (!only || strcmp(only, "pool") == 0) bench_pool(m.pool);
+    if (!only || strcmp(only, "gemv") == 0) bench_gemv(&m, bw);
+    if (!only || strcmp(only, "gemm") == 0) bench_gemm(&m, peak);
+    if (!only || strcmp(only, "attn") == 0) bench_attention(&m, bw);
+    ml_pool_destroy(m.pool);
+    return 0;
+}

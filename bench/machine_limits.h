@@ -1,0 +1,394 @@
+/* Probes of the machine's limits, measured in the same process as a benchmark so that its
+ * results can be given as fractions of what this machine, now, can do (DESIGN.md
+ * "Performance: how we measure"):
+ *
+ *   ml_probe_read_bandwidth: streaming read bandwidth with n threads, each reading its own
+ *     contiguous share of one large buffer (far larger than the last-level cache) with 256-bit
+ *     loads, as the decode GEMV reads weights. The buffer has ordinary 4 KiB pages, like the
+ *     mmapped checkpoint. Best of several passes (the least disturbed by other processes).
+ *   ml_probe_dot_peak: the dot-product peak in GFLOP/s with n threads: AVX512_BF16 vdpbf16ps
+ *     where present (64 flops per instruction), else f32 FMA (AVX-512: 32 flops, AVX2: 16),
+ *     12 independent accumulator chains per thread so the FMA latency is hidden. A flop is one
+ *     multiply or one add (an FMA is 2).
+ *
+ * Header-only (static functions, per-function target attributes), so both the `meshllama
+ * bench` command (apps/cmd_bench.c) and the stand-alone bench/probe_limits.c include it
+ * without special compile flags. */
+#ifndef ML_BENCH_MACHINE_LIMITS_H
+#define ML_BENCH_MACHINE_LIMITS_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define ML_PROBE_MAX_THREADS 256
+
+static double ml_probe_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- a tiny barrier (pthread_barrier is optional in POSIX) ------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int count, waiting;
+    unsigned generation;
+} ml_probe_barrier;
+
+static void ml_probe_barrier_init(ml_probe_barrier *b, int count) {
+    pthread_mutex_init(&b->mutex, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    b->count = count;
+    b->waiting = 0;
+    b->generation = 0;
+}
+
+static void ml_probe_barrier_destroy(ml_probe_barrier *b) {
+    pthread_mutex_destroy(&b->mutex);
+    pthread_cond_destroy(&b->cond);
+}
+
+/* Lowers the count when fewer threads than planned could be started. */
+static void ml_probe_barrier_set_count(ml_probe_barrier *b, int count) {
+    pthread_mutex_lock(&b->mutex);
+    b->count = count;
+    if (b->waiting >= count) {
+        b->waiting = 0;
+        b->generation++;
+        pthread_cond_broadcast(&b->cond);
+    }
+    pthread_mutex_unlock(&b->mutex);
+}
+
+static void ml_probe_barrier_wait(ml_probe_barrier *b) {
+    pthread_mutex_lock(&b->mutex);
+    unsigned gen = b->generation;
+    if (++b->waiting == b->count) {
+        b->waiting = 0;
+        b->generation++;
+        pthread_cond_broadcast(&b->cond);
+    } else {
+        while (gen == b->generation) pthread_cond_wait(&b->cond, &b->mutex);
+    }
+    pthread_mutex_unlock(&b->mutex);
+}
+
+/* ---- read bandwidth ----------------------------------------------------------------------- */
+
+typedef enum { ML_PROBE_GENERIC, ML_PROBE_AVX2, ML_PROBE_AVX512, ML_PROBE_AVX512BF16 } ml_probe_isa;
+
+static ml_probe_isa ml_probe_detect_isa(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl");
+    if (avx512 && __builtin_cpu_supports("avx512bf16")) return ML_PROBE_AVX512BF16;
+    if (avx512) return ML_PROBE_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ML_PROBE_AVX2;
+#endif
+    return ML_PROBE_GENERIC;
+}
+
+static const char *ml_probe_isa_name(ml_probe_isa isa) {
+    switch (isa) {
+    case ML_PROBE_AVX512BF16: return "avx512bf16 vdpbf16ps";
+    case ML_PROBE_AVX512: return "avx512 f32 fma";
+    case ML_PROBE_AVX2: return "avx2 f32 fma";
+    default: return "scalar f32";
+    }
+}
+
+/* Sum of 64-bit words of [begin, end) (the sum keeps the loads from being optimised away).
+ * Four independent 256-bit adds per 128 bytes; bytes is a multiple of 128. */
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static uint64_t ml_probe_read_avx2(const char *p, size_t bytes) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < bytes; i += 128) {
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+    }
+    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    uint64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, a0);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
+static uint64_t ml_probe_read_generic(const char *p, size_t bytes) {
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i < bytes; i += 32) {
+        uint64_t w[4];
+        memcpy(w, p + i, sizeof w);
+        s0 += w[0];
+        s1 += w[1];
+        s2 += w[2];
+        s3 += w[3];
+    }
+    return s0 + s1 + s2 + s3;
+}
+
+typedef struct {
+    const char *buffer;
+    size_t share;          /* bytes per thread, multiple of 128 */
+    int n_threads, passes, use_avx2;
+    ml_probe_barrier *barrier;
+    double *pass_start;    /* [passes] written by thread 0 */
+    double *pass_end;      /* [passes][n_threads] */
+    volatile uint64_t *sink;
+} ml_probe_bw_ctx;
+
+typedef struct {
+    ml_probe_bw_ctx *ctx;
+    int index;
+} ml_probe_bw_arg;
+
+static void *ml_probe_bw_thread(void *p) {
+    ml_probe_bw_arg *arg = p;
+    ml_probe_bw_ctx *c = arg->ctx;
+    const char *mine = c->buffer + (size_t)arg->index * c->share;
+    uint64_t sum = 0;
+    for (int pass = 0; pass < c->passes; pass++) {
+        ml_probe_barrier_wait(c->barrier);
+        if (arg->index == 0) c->pass_start[pass] = ml_probe_now();
+#if defined(__x86_64__)
+        if (c->use_avx2)
+            sum += ml_probe_read_avx2(mine, c->share);
+        else
+#endif
+            sum += ml_probe_read_generic(mine, c->share);
+        c->pass_end[(size_t)pass * c->n_threads + arg->index] = ml_probe_now();
+    }
+    c->sink[arg->index] = sum;
+    return NULL;
+}
+
+/* Best read bandwidth in bytes/second over `passes` passes of n_threads threads over a buffer
+ * of `bytes` (rounded down to a multiple of 128 per thread). Each pass's time runs from the
+ * common start to the last thread's end. Returns 0 on failure (out of memory). */
+static double ml_probe_read_bandwidth(int n_threads, size_t bytes, int passes) {
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > ML_PROBE_MAX_THREADS) n_threads = ML_PROBE_MAX_THREADS;
+    if (passes < 1) passes = 1;
+    size_t share = bytes / (size_t)n_threads / 128 * 128;
+    if (share == 0) return 0;
+    char *buffer = NULL;
+    if (posix_memalign((void **)&buffer, 4096, share * (size_t)n_threads) != 0) return 0;
+    /* touch every page with non-zero data (zero pages could be shared copy-on-write) */
+    for (size_t i = 0; i < share * (size_t)n_threads; i += 64) buffer[i] = (char)(i >> 6);
+    double *pass_start = calloc((size_t)passes, sizeof(double));
+    double *pass_end = calloc((size_t)passes * (size_t)n_threads, sizeof(double));
+    volatile uint64_t *sink = calloc((size_t)n_threads, sizeof(uint64_t));
+    pthread_t *threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    ml_probe_bw_arg *args = calloc((size_t)n_threads, sizeof(ml_probe_bw_arg));
+    double best = 0;
+    if (pass_start && pass_end && sink && threads && args) {
+        ml_probe_barrier barrier;
+        ml_probe_barrier_init(&barrier, n_threads);
+        ml_probe_bw_ctx ctx = {buffer, share, n_threads, passes, 0, &barrier, pass_start, pass_end, sink};
+#if defined(__x86_64__)
+        ctx.use_avx2 = __builtin_cpu_supports("avx2");
+#endif
+        for (int t = 0; t < n_threads; t++) {
+            args[t].ctx = &ctx;
+            args[t].index = t;
+        }
+        int started = 1; /* threads running, the caller included */
+        while (started < n_threads && pthread_create(&threads[started], NULL, ml_probe_bw_thread, &args[started]) == 0)
+            started++;
+        if (started < n_threads) ml_probe_barrier_set_count(&barrier, started);
+        ml_probe_bw_thread(&args[0]);
+        for (int t = 1; t < started; t++) pthread_join(threads[t], NULL);
+        for (int pass = 0; pass < passes; pass++) {
+            double end = 0;
+            for (int t = 0; t < started; t++)
+                if (pass_end[(size_t)pass * n_threads + t] > end) end = pass_end[(size_t)pass * n_threads + t];
+            double rate = (double)(share * (size_t)started) / (end - pass_start[pass]);
+            if (rate > best) best = rate;
+        }
+        ml_probe_barrier_destroy(&barrier);
+    }
+    free(args);
+    free(threads);
+    free((void *)sink);
+    free(pass_end);
+    free(pass_start);
+    free(buffer);
+    return best;
+}
+
+/* ---- dot-product peak --------------------------------------------------------------------- */
+
+/* Each kernel runs `iterations` rounds of 12 independent accumulator updates and returns the
+ * flops done. The accumulators are folded into a result so nothing is dead code. */
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static double ml_probe_fma_avx2(long iterations, float *result) {
+    __m256 a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps(0.001f * (float)i);
+    const __m256 x = _mm256_set1_ps(1e-3f), y = _mm256_set1_ps(1e-7f);
+    for (long it = 0; it < iterations; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(x, y, a[i]);
+    }
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, s);
+    *result = lanes[0];
+    return (double)iterations * 12.0 * 16.0;
+}
+
+__attribute__((target("avx512f"))) static double ml_probe_fma_avx512(long iterations, float *result) {
+    __m512 a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(0.001f * (float)i);
+    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    for (long it = 0; it < iterations; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], x, y);
+    }
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    *result = _mm512_reduce_add_ps(s);
+    return (double)iterations * 12.0 * 32.0;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double ml_probe_dpbf16(long iterations, float *result) {
+    __m512 a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(0.001f * (float)i);
+    const __m512i x = _mm512_set1_epi16(0x3f80), y = _mm512_set1_epi16(0x3380); /* 1.0, ~6e-8 */
+    for (long it = 0; it < iterations; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], (__m512bh)x, (__m512bh)y);
+    }
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    *result = _mm512_reduce_add_ps(s);
+    return (double)iterations * 12.0 * 64.0; /* 16 lanes x 2 pairs x (mul + add) */
+}
+#endif
+
+static double ml_probe_fma_generic(long iterations, float *result) {
+    float a[12];
+    for (int i = 0; i < 12; i++) a[i] = 0.001f * (float)i;
+    for (long it = 0; it < iterations; it++)
+        for (int i = 0; i < 12; i++) a[i] = a[i] * 0.999999f + 1e-7f;
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += a[i];
+    *result = s;
+    return (double)iterations * 12.0 * 2.0;
+}
+
+typedef struct {
+    ml_probe_isa isa;
+    long iterations;
+    int n_threads, passes;
+    ml_probe_barrier *barrier;
+    double *pass_start, *pass_end;
+    double flops_per_thread;
+    volatile float *sink;
+} ml_probe_peak_ctx;
+
+typedef struct {
+    ml_probe_peak_ctx *ctx;
+    int index;
+} ml_probe_peak_arg;
+
+static double ml_probe_peak_kernel(ml_probe_isa isa, long iterations, float *result) {
+#if defined(__x86_64__)
+    switch (isa) {
+    case ML_PROBE_AVX512BF16: return ml_probe_dpbf16(iterations, result);
+    case ML_PROBE_AVX512: return ml_probe_fma_avx512(iterations, result);
+    case ML_PROBE_AVX2: return ml_probe_fma_avx2(iterations, result);
+    default: break;
+    }
+#else
+    (void)isa;
+#endif
+    return ml_probe_fma_generic(iterations, result);
+}
+
+static void *ml_probe_peak_thread(void *p) {
+    ml_probe_peak_arg *arg = p;
+    ml_probe_peak_ctx *c = arg->ctx;
+    float result = 0;
+    for (int pass = 0; pass < c->passes; pass++) {
+        ml_probe_barrier_wait(c->barrier);
+        if (arg->index == 0) c->pass_start[pass] = ml_probe_now();
+        double flops = ml_probe_peak_kernel(c->isa, c->iterations, &result);
+        if (arg->index == 0) c->flops_per_thread = flops;
+        c->pass_end[(size_t)pass * c->n_threads + arg->index] = ml_probe_now();
+    }
+    c->sink[arg->index] = result;
+    return NULL;
+}
+
+/* Best dot-product throughput in flop/s over `passes` passes of n_threads threads, each pass
+ * about `seconds` long (calibrated on one thread first). *isa_out names the instruction used. */
+static double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out) {
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > ML_PROBE_MAX_THREADS) n_threads = ML_PROBE_MAX_THREADS;
+    if (passes < 1) passes = 1;
+    ml_probe_isa isa = ml_probe_detect_isa();
+    if (isa_out) *isa_out = isa;
+    float result;
+    long iterations = 1L << 16;
+    for (;;) { /* calibrate: about `seconds` per pass */
+        double t0 = ml_probe_now();
+        ml_probe_peak_kernel(isa, iterations, &result);
+        double dt = ml_probe_now() - t0;
+        if (dt > seconds / 4 || iterations > (1L << 40)) {
+            iterations = (long)((double)iterations * seconds / (dt > 1e-9 ? dt : 1e-9));
+            break;
+        }
+        iterations *= 4;
+    }
+    if (iterations < 1024) iterations = 1024;
+    double *pass_start = calloc((size_t)passes, sizeof(double));
+    double *pass_end = calloc((size_t)passes * (size_t)n_threads, sizeof(double));
+    volatile float *sink = calloc((size_t)n_threads, sizeof(float));
+    pthread_t *threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    ml_probe_peak_arg *args = calloc((size_t)n_threads, sizeof(ml_probe_peak_arg));
+    double best = 0;
+    if (pass_start && pass_end && sink && threads && args) {
+        ml_probe_barrier barrier;
+        ml_probe_barrier_init(&barrier, n_threads);
+        ml_probe_peak_ctx ctx = {isa, iterations, n_threads, passes, &barrier, pass_start, pass_end, 0, sink};
+        for (int t = 0; t < n_threads; t++) {
+            args[t].ctx = &ctx;
+            args[t].index = t;
+        }
+        int started = 1; /* threads running, the caller included */
+        while (started < n_threads &&
+               pthread_create(&threads[started], NULL, ml_probe_peak_thread, &args[started]) == 0)
+            started++;
+        if (started < n_threads) ml_probe_barrier_set_count(&barrier, started);
+        ml_probe_peak_thread(&args[0]);
+        for (int t = 1; t < started; t++) pthread_join(threads[t], NULL);
+        for (int pass = 0; pass < passes; pass++) {
+            double end = 0;
+            for (int t = 0; t < started; t++)
+                if (pass_end[(size_t)pass * n_threads + t] > end) end = pass_end[(size_t)pass * n_threads + t];
+            double rate = ctx.flops_per_thread * started / (end - pass_start[pass]);
+            if (rate > best) best = rate;
+        }
+        ml_probe_barrier_destroy(&barrier);
+    }
+    free(args);
+    free(threads);
+    free((void *)sink);
+    free(pass_end);
+    free(pass_start);
+    return best;
+}
+
+#endif
