@@ -128,11 +128,12 @@ typedef struct {
     double read_bytes_s;
     double peak_flop_s;
     int isa;
+    int huge_pages; /* the bandwidth came from a buffer with transparent huge pages */
     int ok;
 } limits;
 
 static limits probe_machine(int threads, size_t mib) {
-    limits l = {0, 0, 0, 0};
+    limits l = {0, 0, 0, 0, 0};
     int fds[2];
     if (pipe(fds) != 0) return l;
     fflush(NULL);
@@ -146,7 +147,7 @@ static limits probe_machine(int threads, size_t mib) {
         close(fds[0]);
         ml_probe_isa isa;
         limits r;
-        r.read_bytes_s = ml_probe_read_bandwidth(threads, mib << 20, 5);
+        r.read_bytes_s = ml_probe_read_ceiling(threads, mib << 20, 5, &r.huge_pages);
         r.peak_flop_s = ml_probe_dot_peak(threads, 0.2, 5, &isa);
         r.isa = (int)isa;
         r.ok = r.read_bytes_s > 0 && r.peak_flop_s > 0;
@@ -320,7 +321,7 @@ int ml_cmd_bench(int argc, char **argv) {
 
     /* 1. the machine, before the model is in memory */
     int threads = model_opts.params.n_threads > 0 ? model_opts.params.n_threads : online_cores();
-    limits lim = {0, 0, 0, 0}, lim_before = {0, 0, 0, 0}, lim_after = {0, 0, 0, 0};
+    limits lim = {0, 0, 0, 0, 0}, lim_before = lim, lim_after = lim;
     if (probe) {
         if (!json && isatty(STDERR_FILENO)) fprintf(stderr, "probing the machine (%d threads)...\n", threads);
         lim = probe_machine(threads, (size_t)probe_mib);
@@ -409,7 +410,10 @@ int ml_cmd_bench(int argc, char **argv) {
         limits after = probe_machine(threads, (size_t)probe_mib);
         if (after.ok) {
             lim_after = after;
-            if (after.read_bytes_s > lim.read_bytes_s) lim.read_bytes_s = after.read_bytes_s;
+            if (after.read_bytes_s > lim.read_bytes_s) {
+                lim.read_bytes_s = after.read_bytes_s;
+                lim.huge_pages = after.huge_pages;
+            }
             if (after.peak_flop_s > lim.peak_flop_s) lim.peak_flop_s = after.peak_flop_s;
         }
     }
@@ -430,11 +434,11 @@ int ml_cmd_bench(int argc, char **argv) {
                    model_opts.model_path, s.info.tp, s.info.n_threads, s.info.isa, s.info.backend, s.info.n_ranks, act,
                    kv, s.info.weight_dtype, depth, reps);
             if (have_limits)
-                printf("\"machine\":{\"read_gb_s\":%.3f,\"peak_gflop_s\":%.2f,\"peak_isa\":\"%s\",\"probe_threads\":%d,"
+                printf("\"machine\":{\"read_gb_s\":%.3f,\"read_huge_pages\":%s,\"peak_gflop_s\":%.2f,\"peak_isa\":\"%s\",\"probe_threads\":%d,"
                        "\"read_gb_s_before\":%.3f,\"read_gb_s_after\":%.3f,\"peak_gflop_s_before\":%.2f,"
                        "\"peak_gflop_s_after\":%.2f},",
-                       lim.read_bytes_s / 1e9, lim.peak_flop_s / 1e9, ml_probe_isa_name((ml_probe_isa)lim.isa),
-                       threads, lim_before.read_bytes_s / 1e9, lim_after.read_bytes_s / 1e9,
+                       lim.read_bytes_s / 1e9, lim.huge_pages ? "true" : "false", lim.peak_flop_s / 1e9,
+                       ml_probe_isa_name((ml_probe_isa)lim.isa), threads, lim_before.read_bytes_s / 1e9, lim_after.read_bytes_s / 1e9,
                        lim_before.peak_flop_s / 1e9, lim_after.peak_flop_s / 1e9);
             printf("\"cost\":{\"weight_bytes_per_step\":%.0f,\"weight_gb_per_step\":%.4f,\"gflop_per_token\":%.4f,\"intermediate_size\":%d},",
                    cost.weight_bytes_per_step, cost.weight_bytes_per_step / 1e9,
@@ -449,9 +453,9 @@ int ml_cmd_bench(int argc, char **argv) {
             printf("  tp %d, %d threads, %s, %s backend x%d, act %s, kv %s, %s weights\n", s.info.tp, s.info.n_threads,
                    s.info.isa, s.info.backend, s.info.n_ranks, act, kv, s.info.weight_dtype);
             if (have_limits)
-                printf("  machine: read %.2f GB/s, peak %.1f GFLOP/s (%s), %d threads (best of the probes before "
-                       "and after: %.2f/%.2f GB/s, %.1f/%.1f GFLOP/s)\n",
-                       lim.read_bytes_s / 1e9, lim.peak_flop_s / 1e9, ml_probe_isa_name((ml_probe_isa)lim.isa), threads,
+                printf("  machine: read %.2f GB/s (%s pages), peak %.1f GFLOP/s (%s), %d threads (best of the probes "
+                       "before and after: %.2f/%.2f GB/s, %.1f/%.1f GFLOP/s)\n",
+                       lim.read_bytes_s / 1e9, lim.huge_pages ? "huge" : "4 KiB", lim.peak_flop_s / 1e9, ml_probe_isa_name((ml_probe_isa)lim.isa), threads,
                        lim_before.read_bytes_s / 1e9, lim_after.read_bytes_s / 1e9, lim_before.peak_flop_s / 1e9,
                        lim_after.peak_flop_s / 1e9);
             printf("  model: %.3f GB of weights read per decode step, %.3f GFLOP per token (+ attention)\n",

@@ -29,7 +29,7 @@ static const char run_usage[] =
     "  -s, --seed S          random seed for sampling (default 42)\n"
     "      --ignore-eos      do not stop at the config's EOS ids\n"
     "      --prefill-decode  feed the prompt one token at a time through decode (debugging)\n"
-    "      --json            print one JSON object (prompt ids, generated ids, text, timings)\n";
+    "      --json            print one JSON object (prompt ids, generated ids, text, weight dtype, timings)\n";
 
 typedef struct {
     FILE *out;              /* NULL on ranks other than 0 */
@@ -83,10 +83,11 @@ static void print_json(const int32_t *prompt, int n_prompt, const int32_t *gener
     free(text);
     double decode_tok_s = st->n_generated > 1 && st->decode_ms > 0 ? (st->n_generated - 1) * 1e3 / st->decode_ms : 0;
     printf(",\"stopped_at_eos\":%s,\"tp\":%d,\"threads\":%d,\"isa\":\"%s\","
-           "\"backend\":\"%s\",\"ranks\":%d,\"timings\":{\"prefill_ms\":%.3f,\"decode_ms\":%.3f,"
-           "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}}\n",
+           "\"backend\":\"%s\",\"ranks\":%d,\"weight_dtype\":\"%s\",\"timings\":{\"prefill_ms\":%.3f,"
+           "\"decode_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}}\n",
            st->stopped_at_eos ? "true" : "false", info->tp, info->n_threads, info->isa, info->backend, info->n_ranks,
-           st->prefill_ms, st->decode_ms, st->prefill_ms > 0 ? n_prompt * 1e3 / st->prefill_ms : 0.0, decode_tok_s);
+           info->weight_dtype, st->prefill_ms, st->decode_ms,
+           st->prefill_ms > 0 ? n_prompt * 1e3 / st->prefill_ms : 0.0, decode_tok_s);
 }
 
 typedef struct {

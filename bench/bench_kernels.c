@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
     printf("kernels %s, %d threads\n", m.kernels->name, threads);
     double bw = 0, peak = 0;
     if (!only || strcmp(only, "gemv") == 0 || strcmp(only, "attn") == 0) {
-        bw = ml_probe_read_bandwidth(threads, (size_t)1 << 30, 5);
+        bw = ml_probe_read_ceiling(threads, (size_t)1 << 30, 5, NULL);
         printf("probe: read bandwidth %.2f GB/s\n", bw / 1e9);
     }
     if (!only || strcmp(only, "gemm") == 0) {

@@ -30,18 +30,22 @@ int main(int argc, char **argv) {
         return 2;
     }
     size_t bytes = mib << 20;
-    double bw1 = ml_probe_read_bandwidth(1, bytes, passes);
-    double bwn = ml_probe_read_bandwidth(threads, bytes, passes);
+    double bw1 = ml_probe_read_bandwidth(1, bytes, passes, 0);
+    double bwn = ml_probe_read_bandwidth(threads, bytes, passes, 0);
+    double bw1h = ml_probe_read_bandwidth(1, bytes, passes, 1);
+    double bwnh = ml_probe_read_bandwidth(threads, bytes, passes, 1);
     ml_probe_isa isa;
     double peak1 = ml_probe_dot_peak(1, 0.2, passes, &isa);
     double peakn = ml_probe_dot_peak(threads, 0.2, passes, &isa);
     if (json) {
-        printf("{\"threads\":%d,\"buffer_mib\":%zu,\"read_gbs_1\":%.2f,\"read_gbs\":%.2f,\"peak_isa\":\"%s\","
-               "\"peak_gflops_1\":%.1f,\"peak_gflops\":%.1f}\n",
-               threads, mib, bw1 / 1e9, bwn / 1e9, ml_probe_isa_name(isa), peak1 / 1e9, peakn / 1e9);
+        printf("{\"threads\":%d,\"buffer_mib\":%zu,\"read_gbs_1\":%.2f,\"read_gbs\":%.2f,\"read_gbs_1_huge\":%.2f,"
+               "\"read_gbs_huge\":%.2f,\"peak_isa\":\"%s\",\"peak_gflops_1\":%.1f,\"peak_gflops\":%.1f}\n",
+               threads, mib, bw1 / 1e9, bwn / 1e9, bw1h / 1e9, bwnh / 1e9, ml_probe_isa_name(isa), peak1 / 1e9,
+               peakn / 1e9);
     } else {
-        printf("read bandwidth (%zu MiB buffer, best of %d): 1 thread %.2f GB/s, %d threads %.2f GB/s\n", mib, passes,
-               bw1 / 1e9, threads, bwn / 1e9);
+        printf("read bandwidth (%zu MiB buffer, best of %d): 1 thread %.2f GB/s, %d threads %.2f GB/s (4 KiB pages); "
+               "%.2f and %.2f GB/s (transparent huge pages)\n",
+               mib, passes, bw1 / 1e9, threads, bwn / 1e9, bw1h / 1e9, bwnh / 1e9);
         printf("dot-product peak (%s): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s\n", ml_probe_isa_name(isa),
                peak1 / 1e9, threads, peakn / 1e9);
     }

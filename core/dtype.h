@@ -1,4 +1,6 @@
-/* Element types of tensors in files and in memory. */
+/* Element types of tensors in files and in memory: plain element types (one value per element)
+ * and ggml's block-quantised types, which store blocks of 32 elements (formats/gguf_dequant.c
+ * has the layouts). Offsets into a tensor go through ml_dtype_row_bytes, which covers both. */
 #ifndef ML_CORE_DTYPE_H
 #define ML_CORE_DTYPE_H
 
@@ -20,14 +22,33 @@ typedef enum {
     ML_DTYPE_BOOL,
     ML_DTYPE_F8_E4M3,
     ML_DTYPE_F8_E5M2,
+    /* ggml blocks of ML_QUANT_BLOCK elements, little-endian, no padding:
+     *   Q8_0: f16 d, int8 q[32]             34 bytes   x[i] = q[i] * d
+     *   Q4_0: f16 d, u8 qs[16]              18 bytes   x[i] = d * ((qs[i] & 15) - 8), x[i+16] from qs[i] >> 4
+     *   Q4_1: f16 d, f16 m, u8 qs[16]       20 bytes   x[i] = d * (qs[i] & 15) + m,   x[i+16] from qs[i] >> 4 */
+    ML_DTYPE_Q8_0,
+    ML_DTYPE_Q4_0,
+    ML_DTYPE_Q4_1,
     ML_DTYPE_COUNT
 } ml_dtype;
 
-/* Bytes per element. */
+#define ML_QUANT_BLOCK 32
+
+/* Bytes per element of a plain type; 0 for a block-quantised type (use ml_dtype_row_bytes). */
 size_t ml_dtype_size(ml_dtype dtype);
-/* Lower-case short name: "f32", "bf16", ... */
+/* Elements per block: 1 for plain types, ML_QUANT_BLOCK for the quantised ones (0 if unknown). */
+size_t ml_dtype_block_elements(ml_dtype dtype);
+/* Bytes per block: the element size for plain types (0 if unknown). */
+size_t ml_dtype_block_bytes(ml_dtype dtype);
+/* Non-zero for Q8_0, Q4_0, Q4_1. */
+int ml_dtype_is_quantized(ml_dtype dtype);
+/* Bytes of n consecutive elements (a row, or the first n columns of one); n must be a multiple
+ * of ml_dtype_block_elements (callers check; the result is rounded down otherwise). */
+size_t ml_dtype_row_bytes(ml_dtype dtype, size_t n);
+/* Lower-case short name: "f32", "bf16", "q4_1", ... */
 const char *ml_dtype_name(ml_dtype dtype);
-/* Parses a safetensors dtype string ("F32", "BF16", ...); returns 0 on success, -1 if unknown. */
+/* Parses a safetensors dtype string ("F32", "BF16", ...); returns 0 on success, -1 if unknown.
+ * The quantised types have no safetensors name. */
 int ml_dtype_from_safetensors(const char *text, ml_dtype *out);
 
 #endif

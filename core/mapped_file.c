@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -10,6 +11,33 @@
 #include <unistd.h>
 
 #include "core/error.h"
+
+#define ML_HUGE_PAGE ((size_t)2 << 20)
+
+/* Maps fd read-only at a 2 MiB-aligned address and asks for transparent huge pages: where the
+ * kernel keeps the file's page cache in 2 MiB folios (ext4 and XFS on Linux 6.x read a file
+ * mapped this way into them), each 2 MiB of weights is then one TLB entry and one page fault
+ * instead of 512. Elsewhere the advice is ignored and this is an ordinary mapping. */
+static void *map_aligned(int fd, size_t size) {
+    size_t span = size + ML_HUGE_PAGE;
+    char *reserve = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserve == MAP_FAILED) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    char *aligned = (char *)(((uintptr_t)reserve + ML_HUGE_PAGE - 1) & ~(uintptr_t)(ML_HUGE_PAGE - 1));
+    void *data = mmap(aligned, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (data == MAP_FAILED) {
+        munmap(reserve, span);
+        return MAP_FAILED;
+    }
+    /* give back the reservation around the mapping */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t mapped_end = ((size_t)(aligned - reserve) + size + page - 1) / page * page;
+    if (aligned > reserve) munmap(reserve, (size_t)(aligned - reserve));
+    if (mapped_end < span) munmap(reserve + mapped_end, span - mapped_end);
+#ifdef MADV_HUGEPAGE
+    madvise(data, size, MADV_HUGEPAGE);
+#endif
+    return data;
+}
 
 int ml_mapped_file_open(const char *path, ml_mapped_file *out) {
     memset(out, 0, sizeof *out);
@@ -32,7 +60,7 @@ int ml_mapped_file_open(const char *path, ml_mapped_file *out) {
     }
     out->size = (size_t)st.st_size;
     if (out->size > 0) {
-        void *data = mmap(NULL, out->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        void *data = map_aligned(fd, out->size);
         if (data == MAP_FAILED) {
             int err = errno;
             close(fd);

@@ -172,12 +172,21 @@ int ml_gguf_tensor_to_f32(const ml_gguf *g, const ml_gguf_tensor *t, float *dst)
  * from llama.rope.scaling.* keys or recovered from the rope_freqs.weight tensor. */
 int ml_gguf_llama_config(const ml_gguf *g, ml_config *out);
 /* Fills a weight set whose views carry Hugging Face names and shapes, with Q/K rows un-permuted
- * back to HF's rotate-half layout. F32/F16/BF16 tensors that need no change are zero-copy views;
- * the rest are owned buffers (out->owned). out->files[0] is the weight set's own mapping of the
- * same file (ml_gguf_open), or, for an ml_gguf_parse image, an entry with only a path whose
- * views point into the caller's image (which must then outlive *out). Either way *out does not
- * depend on g once this returns, and ml_safetensors_close frees it. */
+ * back to HF's rotate-half layout. Matrices (2-D) of type Q8_0, Q4_0 or Q4_1 stay in their
+ * ggml blocks (view dtype ML_DTYPE_Q8_0, ...: a row is cols / 32 blocks); F32/F16/BF16 tensors
+ * keep their type; quantised 1-D tensors become float32. Tensors that need no change are
+ * zero-copy views (quantised blocks at any alignment); the rest, the un-permuted Q/K
+ * projections above all (whole rows of blocks copied), are owned buffers (out->owned).
+ * out->files[0] is the weight set's own mapping of the same file (ml_gguf_open), or, for an
+ * ml_gguf_parse image, an entry with only a path whose views point into the caller's image
+ * (which must then outlive *out). Either way *out does not depend on g once this returns, and
+ * ml_safetensors_close frees it. */
 int ml_gguf_llama_weights(const ml_gguf *g, const ml_config *c, ml_safetensors *out);
+/* ML_GGUF_DEQUANTIZE is the earlier behaviour (MESHLLAMA_GGUF_DEQUANTIZE=1, model/checkpoint.c):
+ * every quantised tensor becomes float32, and the projections keep their file dtype only when
+ * they all share one F32/F16/BF16 type (otherwise they all become float32). */
+typedef enum { ML_GGUF_KEEP_QUANTIZED = 0, ML_GGUF_DEQUANTIZE = 1 } ml_gguf_quant_mode;
+int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, ml_safetensors *out);
 
 /* Llama 3 RoPE and llama.cpp's per-frequency divisors (formats/gguf_rope.c).
  * The divisors convert_hf_to_gguf.py stores as rope_freqs.weight for c's llama3 parameters

@@ -257,13 +257,18 @@ typedef struct {
     ml_safetensors *out;
     const uint8_t *base;    /* the image the zero-copy views point into */
     int owned_capacity;
+    ml_gguf_quant_mode mode;
 } builder;
 
+/* The engine dtype a ggml type can be held as, if any. */
 static int dtype_of(uint32_t type, ml_dtype *out) {
     switch (type) {
     case ML_GGML_F32: *out = ML_DTYPE_F32; return 1;
     case ML_GGML_F16: *out = ML_DTYPE_F16; return 1;
     case ML_GGML_BF16: *out = ML_DTYPE_BF16; return 1;
+    case ML_GGML_Q8_0: *out = ML_DTYPE_Q8_0; return 1;
+    case ML_GGML_Q4_0: *out = ML_DTYPE_Q4_0; return 1;
+    case ML_GGML_Q4_1: *out = ML_DTYPE_Q4_1; return 1;
     default: return 0;
     }
 }
@@ -326,8 +331,18 @@ static int64_t hf_row(int64_t r, int head_dim) {
     return head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
 }
 
+/* Whether t keeps its file type: F32/F16/BF16 unless to_f32; Q8_0/Q4_0/Q4_1 matrices (2-D)
+ * unless the mode dequantises; quantised 1-D tensors (norms) never. */
+static int keeps_type(const builder *b, const ml_gguf_tensor *t, int to_f32, ml_dtype *kept) {
+    if (to_f32 || !dtype_of(t->type, kept)) return 0;
+    if (!ml_dtype_is_quantized(*kept)) return 1;
+    return b->mode == ML_GGUF_KEEP_QUANTIZED && t->n_dims == 2;
+}
+
 /* Adds the view hf_name for t: zero-copy when the bytes can be used as they are, else an owned
- * buffer (rows un-permuted, and converted to float32 when to_f32 or the type is quantised). */
+ * buffer (rows un-permuted, whole rows of blocks for a quantised type, and converted to float32
+ * when the type is not kept). Quantised blocks need no alignment (kernels read their f16 scales
+ * by memcpy), so they are zero-copy wherever the rows are in order. */
 static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, row_order order, int to_f32) {
     ml_safetensors *st = b->out;
     ml_tensor_view *view = &st->tensors[st->n_tensors];
@@ -340,15 +355,16 @@ static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, ro
     for (int d = 0; d < t->n_dims; d++) view->shape[d] = t->ne[t->n_dims - 1 - d];
     int64_t cols = t->ne[0], rows = (int64_t)(t->n_elements / (cols ? (size_t)cols : 1));
     int head_dim = b->c->head_dim;
-    ml_dtype plain;
-    int keep = !to_f32 && dtype_of(t->type, &plain);
-    view->dtype = keep ? plain : ML_DTYPE_F32;
-    size_t element = ml_dtype_size(view->dtype);
-    if (ml_mul_size(t->n_elements, element, &view->n_bytes) != 0)
+    ml_dtype kept = ML_DTYPE_F32;
+    int keep = keeps_type(b, t, to_f32, &kept);
+    view->dtype = keep ? kept : ML_DTYPE_F32;
+    size_t dst_row_bytes = ml_dtype_row_bytes(view->dtype, (size_t)cols);
+    if (ml_mul_size((size_t)rows, dst_row_bytes, &view->n_bytes) != 0)
         return ml_set_error(ML_ERR_NOMEM, "%s: tensor \"%s\" is too large", b->g->source, t->name);
     if (t->n_elements == 0) return ML_OK;
     const uint8_t *mapped = b->base + (t->data - b->g->image);
-    if (keep && order == PLAIN && (uintptr_t)mapped % element == 0) {
+    int aligned = ml_dtype_is_quantized(view->dtype) || (uintptr_t)mapped % ml_dtype_size(view->dtype) == 0;
+    if (keep && order == PLAIN && aligned) {
         view->data = mapped;
         return ML_OK;
     }
@@ -358,7 +374,6 @@ static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, ro
     view->data = buffer;
     const ml_ggml_type_traits *traits = ml_ggml_traits(t->type);
     size_t src_row_bytes = (size_t)cols / traits->block_size * traits->type_size;
-    size_t dst_row_bytes = (size_t)cols * element;
     for (int64_t r = 0; r < rows; r++) {
         int64_t dst_row = order == PLAIN ? r : hf_row(r, head_dim);
         const uint8_t *src = mapped + (size_t)r * src_row_bytes;
@@ -400,8 +415,9 @@ static int layer_names(int layer, const name_pair *pair, char *gguf, char *hf, s
     return ML_OK;
 }
 
-/* Projections keep their file dtype only when every one is the same F32/F16/BF16 type
- * (model/weights.c wants one dtype for all of them); otherwise all become float32. */
+/* ML_GGUF_KEEP_QUANTIZED: every projection keeps its own type (model/weights.c takes a dtype per
+ * matrix). ML_GGUF_DEQUANTIZE, the earlier rule: projections keep their file dtype only when
+ * every one is the same F32/F16/BF16 type; otherwise all become float32. */
 static int choose_matmul_f32(const builder *b, int *to_f32) {
     const ml_config *c = b->c;
     uint32_t first = UINT32_MAX;
@@ -419,7 +435,10 @@ static int choose_matmul_f32(const builder *b, int *to_f32) {
         }
     }
     ml_dtype dtype;
-    *to_f32 = mixed || !dtype_of(first, &dtype);
+    if (b->mode == ML_GGUF_KEEP_QUANTIZED)
+        *to_f32 = 0;
+    else
+        *to_f32 = mixed || !dtype_of(first, &dtype) || ml_dtype_is_quantized(dtype);
     return ML_OK;
 }
 
@@ -507,13 +526,19 @@ static int build_weights(builder *b) {
 }
 
 int ml_gguf_llama_weights(const ml_gguf *g, const ml_config *c, ml_safetensors *out) {
+    return ml_gguf_llama_weights_mode(g, c, ML_GGUF_KEEP_QUANTIZED, out);
+}
+
+int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, ml_safetensors *out) {
     if (!out) return ml_set_error(ML_ERR_ARG, "ml_gguf_llama_weights: out is NULL");
     memset(out, 0, sizeof *out);
     if (!g || !c) return ml_set_error(ML_ERR_ARG, "ml_gguf_llama_weights: invalid arguments");
     if (c->head_dim <= 0 || c->head_dim % 2 != 0 || c->hidden_size <= 0 || c->n_layers <= 0 || c->n_layers > MAX_LAYERS ||
         c->vocab_size <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->intermediate_size <= 0)
         return ml_set_error(ML_ERR_ARG, "%s: ml_gguf_llama_weights: the config is not valid", g->source);
-    builder b = {g, c, out, NULL, 0};
+    if (mode != ML_GGUF_KEEP_QUANTIZED && mode != ML_GGUF_DEQUANTIZE)
+        return ml_set_error(ML_ERR_ARG, "%s: ml_gguf_llama_weights: mode %d is not valid", g->source, (int)mode);
+    builder b = {g, c, out, NULL, 0, mode};
     int status = build_weights(&b);
     if (status != ML_OK) ml_safetensors_close(out);
     return status;

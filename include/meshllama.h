@@ -93,7 +93,8 @@ typedef struct {
     int bos_token_id;    /* -1 if the config has none */
     int n_eos;
     int eos_token_ids[8];
-    const char *weight_dtype; /* "bf16", "f16" or "f32" */
+    const char *weight_dtype; /* the projections as held in memory: "bf16", "f16", "f32", or a GGUF
+                               * block type "q8_0", "q4_0", "q4_1"; "mixed" when they differ */
     const char *isa;          /* kernel variant in use: "avx512bf16", "avx512", "avx2", "scalar" */
     const char *backend;      /* mesh backend: "threads" or "mpi" */
     const char *path;         /* the checkpoint as opened */

@@ -1,6 +1,8 @@
+/* Opening a checkpoint by what the path holds: a Hugging Face directory or a GGUF file. */
 #include "model/checkpoint.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -34,12 +36,20 @@ int ml_checkpoint_load_config(const char *path, ml_config *out) {
     return status;
 }
 
+/* MESHLLAMA_GGUF_DEQUANTIZE=1 (any value but empty or "0") dequantises every Q8_0/Q4_0/Q4_1
+ * tensor to float32 at load, as before the native quantised kernels: a reference path for
+ * tests and comparisons (docs/GGUF.md). */
+static ml_gguf_quant_mode gguf_mode(void) {
+    const char *value = getenv("MESHLLAMA_GGUF_DEQUANTIZE");
+    return value && value[0] && strcmp(value, "0") != 0 ? ML_GGUF_DEQUANTIZE : ML_GGUF_KEEP_QUANTIZED;
+}
+
 int ml_checkpoint_open_weights(const char *path, const ml_config *config, ml_safetensors *out) {
     ML_TRY(check_path(path));
     if (ml_is_directory(path)) return ml_safetensors_open_dir(path, out);
     ml_gguf g;
     ML_TRY(ml_gguf_open(path, &g));
-    int status = ml_gguf_llama_weights(&g, config, out);
+    int status = ml_gguf_llama_weights_mode(&g, config, gguf_mode(), out);
     ml_gguf_close(&g);
     return status;
 }

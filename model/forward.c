@@ -54,13 +54,9 @@ static void embed_task(void *ctx, int t, int thread_index) {
     const embed_step *step = ctx;
     ml_model *m = step->model;
     int hidden = m->config.hidden_size;
-    size_t row = (size_t)step->tokens[t] * hidden;
-    float *dst = m->x + (size_t)t * hidden;
-    switch (m->embed.dtype) {
-    case ML_DTYPE_BF16: m->kernels->bf16_to_f32(dst, (const uint16_t *)m->embed.data + row, (size_t)hidden); break;
-    case ML_DTYPE_F16: m->kernels->f16_to_f32(dst, (const uint16_t *)m->embed.data + row, (size_t)hidden); break;
-    default: memcpy(dst, (const float *)m->embed.data + row, (size_t)hidden * sizeof(float)); break;
-    }
+    size_t row_bytes = ml_dtype_row_bytes(m->embed.dtype, (size_t)hidden);
+    const uint8_t *row = (const uint8_t *)m->embed.data + (size_t)step->tokens[t] * row_bytes;
+    ml_weight_row_to_f32(m->kernels, m->embed.dtype, row, (size_t)hidden, m->x + (size_t)t * hidden);
     norm_row(m, m->attn_norm, t, t);
 }
 

@@ -9,14 +9,41 @@
 #include "mesh/shard_plan.h"
 #include "model/checkpoint.h"
 
+/* Bytes of tensor `name` (0 when absent), times the share of it a device holds. */
+static double share_of(const ml_safetensors *st, const char *name, double share) {
+    const ml_tensor_view *t = ml_safetensors_find(st, name);
+    return t ? (double)t->n_bytes * share : 0.0;
+}
+
 /* Bytes of the weights a device holds: its rows/columns of the sharded matrices plus the
- * replicated embedding and norms. Assumes the projections share the embedding's dtype. */
-static double device_bytes(const ml_config *c, const ml_shard *s, double element) {
-    double hidden = c->hidden_size, hd = c->head_dim;
-    double per_layer = hidden * hd * (2.0 * s->q_head_count + 2.0 * s->kv_head_count) +
-                       3.0 * hidden * s->ffn_count + 2.0 * hidden;
-    double lm_head = c->tie_word_embeddings ? 0.0 : hidden * s->vocab_count;
-    return element * (per_layer * c->n_layers + (double)c->vocab_size * hidden + lm_head + hidden);
+ * replicated embedding and norms, each matrix at its own dtype's size as stored (a quantised
+ * row-parallel matrix that the plan cuts inside a block is held as float32 instead: not
+ * counted here; docs/GGUF.md). */
+static double device_bytes(const ml_config *c, const ml_safetensors *st, const ml_shard *s) {
+    static const char *const by_q[2] = {"self_attn.q_proj", "self_attn.o_proj"};
+    static const char *const by_kv[2] = {"self_attn.k_proj", "self_attn.v_proj"};
+    static const char *const by_ffn[3] = {"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    static const char *const norms[2] = {"input_layernorm", "post_attention_layernorm"};
+    double q_share = (double)s->q_head_count / c->n_heads, kv_share = (double)s->kv_head_count / c->n_kv_heads;
+    double ffn_share = (double)s->ffn_count / c->intermediate_size;
+    double total = share_of(st, "model.embed_tokens.weight", 1.0) + share_of(st, "model.norm.weight", 1.0);
+    if (!c->tie_word_embeddings) total += share_of(st, "lm_head.weight", (double)s->vocab_count / c->vocab_size);
+    char name[160];
+    for (int layer = 0; layer < c->n_layers; layer++) {
+        for (int i = 0; i < 2; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, by_q[i]);
+            total += share_of(st, name, q_share);
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, by_kv[i]);
+            total += share_of(st, name, kv_share);
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[i]);
+            total += share_of(st, name, 1.0);
+        }
+        for (int i = 0; i < 3; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, by_ffn[i]);
+            total += share_of(st, name, ffn_share);
+        }
+    }
+    return total;
 }
 
 static json_t *config_json(const ml_config *c) {
@@ -31,8 +58,7 @@ static json_t *config_json(const ml_config *c) {
                      c->tie_word_embeddings, "bos_token_id", c->bos_token_id, "eos_token_ids", eos);
 }
 
-static void print_text(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan, double element,
-                       FILE *out) {
+static void print_text(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan, FILE *out) {
     fprintf(out, "config: vocab %d, hidden %d, ffn %d, layers %d, heads %d, kv heads %d, head_dim %d\n",
             c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     fprintf(out, "        rms_norm_eps %g, rope_theta %g, rope %s", (double)c->rms_norm_eps, (double)c->rope_theta,
@@ -60,11 +86,11 @@ static void print_text(const ml_config *c, const ml_safetensors *st, const ml_sh
                 "  device %d: q heads %d..%d, kv heads %d..%d, ffn %d..%d, vocab %d..%d, weights %.1f MB\n", d,
                 s->q_head_begin, s->q_head_begin + s->q_head_count - 1, s->kv_head_begin,
                 s->kv_head_begin + s->kv_head_count - 1, s->ffn_begin, s->ffn_begin + s->ffn_count - 1,
-                s->vocab_begin, s->vocab_begin + s->vocab_count - 1, device_bytes(c, s, element) / 1e6);
+                s->vocab_begin, s->vocab_begin + s->vocab_count - 1, device_bytes(c, st, s) / 1e6);
     }
 }
 
-static json_t *inspect_json(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan, double element) {
+static json_t *inspect_json(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan) {
     json_t *tensors = json_array();
     for (int i = 0; i < st->n_tensors; i++) {
         const ml_tensor_view *t = &st->tensors[i];
@@ -81,7 +107,7 @@ static json_t *inspect_json(const ml_config *c, const ml_safetensors *st, const 
             devices, json_pack("{s:i,s:[i,i],s:[i,i],s:[i,i],s:[i,i],s:f}", "device", d, "q_heads", s->q_head_begin,
                                s->q_head_count, "kv_heads", s->kv_head_begin, s->kv_head_count, "ffn", s->ffn_begin,
                                s->ffn_count, "vocab", s->vocab_begin, s->vocab_count, "weight_bytes",
-                               device_bytes(c, s, element)));
+                               device_bytes(c, st, s)));
     }
     return json_pack("{s:o,s:o,s:{s:i,s:[i,i],s:o}}", "config", config_json(c), "tensors", tensors, "shard_plan",
                      "tp", plan->tp, "mesh", plan->mesh_rows, plan->mesh_cols, "devices", devices);
@@ -100,17 +126,15 @@ int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json,
         ml_shard_plan_free(plan);
         return status;
     }
-    const ml_tensor_view *embed = ml_safetensors_find(&st, "model.embed_tokens.weight");
-    double element = embed ? (double)ml_dtype_size(embed->dtype) : 2.0;
     if (json) {
-        json_t *root = inspect_json(&c, &st, plan, element);
+        json_t *root = inspect_json(&c, &st, plan);
         char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
         if (text) fprintf(out, "%s\n", text);
         else status = ml_set_error(ML_ERR_NOMEM, "inspect: cannot build JSON");
         free(text);
         json_decref(root);
     } else {
-        print_text(&c, &st, plan, element, out);
+        print_text(&c, &st, plan, out);
     }
     ml_safetensors_close(&st);
     ml_shard_plan_free(plan);

@@ -13,10 +13,14 @@
  * 4- and 3-row blocks all divide it) and at most ML_MAX_ROWS_PER_TASK; a task never spans two
  * jobs.
  *
+ * Each job dispatches on its own weights' dtype (f32, f16, bf16, q8_0, q4_0, q4_1), so the
+ * matrices of one model may differ (a GGUF's Q4_1 projections beside its Q8_0 LM head).
+ *
  * Fast mode: a job's x_bf16 holds the bf16 activations and x the same values widened to f32
  * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
  * matmul_bf16 on x gives the same bits as matmul_bf16_bf16 on x_bf16 without widening x in the
- * inner loop, so x_bf16 is used only where bf16_dot_product is set. */
+ * inner loop, so x_bf16 is used only where bf16_dot_product is set. Quantised weights take the
+ * float32 x in both modes (the bf16-rounded values, widened): no int8 activations. */
 #include "core/error.h"
 #include "model/model_internal.h"
 
@@ -64,6 +68,15 @@ static void matmul_task(void *ctx, int task, int thread_index) {
         break;
     case ML_DTYPE_F16:
         k->matmul_f16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        break;
+    case ML_DTYPE_Q8_0:
+        k->matmul_q8_0(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        break;
+    case ML_DTYPE_Q4_0:
+        k->matmul_q4_0(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        break;
+    case ML_DTYPE_Q4_1:
+        k->matmul_q4_1(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     default:
         k->matmul_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);

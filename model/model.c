@@ -219,7 +219,7 @@ void ml_model_get_info(const ml_model *m, ml_model_info *info) {
     info->bos_token_id = c->bos_token_id;
     info->n_eos = c->n_eos;
     for (int i = 0; i < c->n_eos && i < 8; i++) info->eos_token_ids[i] = c->eos_token_ids[i];
-    info->weight_dtype = ml_dtype_name(m->weight_dtype);
+    info->weight_dtype = m->weight_dtype_mixed ? "mixed" : ml_dtype_name(m->weight_dtype);
     info->isa = m->kernels->name;
     info->backend = m->mesh->backend->name;
     info->path = m->path;
@@ -229,9 +229,7 @@ void ml_model_get_info(const ml_model *m, ml_model_info *info) {
     info->n_local_devices = m->mesh->n_local;
     info->intermediate_size = c->intermediate_size;
     info->tied_embeddings = c->tie_word_embeddings;
-    double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim, h = c->hidden_size;
-    double layer = h * (2 * q + 2 * kv) + 3.0 * h * c->intermediate_size;
-    info->matmul_bytes = ((double)c->n_layers * layer + (double)c->vocab_size * h) * (double)ml_dtype_size(m->weight_dtype);
+    info->matmul_bytes = m->matmul_bytes;
 }
 
 int ml_reset_slot(ml_model *m, int slot) {

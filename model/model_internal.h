@@ -18,7 +18,8 @@
 /* Devices one process can host (the threads backend hosts all of them). */
 #define ML_MAX_LOCAL_DEVICES 128
 
-/* A matrix in memory: row-major [rows, cols] of dtype (f32, f16 or bf16). */
+/* A matrix in memory: row-major [rows, cols] of dtype: f32, f16, bf16, or ggml blocks
+ * (q8_0, q4_0, q4_1: a row is cols / 32 blocks; core/dtype.h). */
 typedef struct {
     const void *data;
     ml_dtype dtype;
@@ -39,7 +40,8 @@ typedef struct {
     ml_shard shard;
     ml_layer_slice *layers; /* [n_layers] */
     ml_weight lm_head;      /* [vocab_count, hidden] rows of lm_head (or of the embedding when tied) */
-    uint8_t *packed;        /* owned: this device's packed o/down columns; NULL at tp = 1 */
+    uint8_t *packed;        /* owned: this device's packed o/down columns (each matrix in its own
+                             * dtype, or f32 where a quantised one is cut inside a block); NULL at tp = 1 */
     size_t packed_bytes;
     void *k_cache;          /* [n_layers][max_batch][kv_count][max_seq_len][head_dim] f32 or bf16 */
     void *v_cache;          /* same */
@@ -60,7 +62,9 @@ struct ml_model {
     ml_config config;
     ml_model_params params;          /* as resolved (tp, threads, max_seq_len filled in) */
     ml_safetensors weights;
-    ml_dtype weight_dtype;           /* dtype of the projection matrices */
+    ml_dtype weight_dtype;           /* dtype of the projection matrices as held (the first q_proj's) */
+    int weight_dtype_mixed;          /* 1 when the projections are held in more than one dtype */
+    double matmul_bytes;             /* bytes of the projections (as held) and the LM head */
     const ml_cpu_kernels *kernels;
     ml_pool *pool;
     ml_mesh *mesh;
@@ -92,6 +96,9 @@ struct ml_model {
  * column-parallel slices into the mapping and packs row-parallel slices. */
 int ml_model_load_weights(ml_model *model);
 void ml_model_free_weights(ml_model *model);
+/* n elements (a multiple of the dtype's block) of a weight row as float32, bit for bit as the
+ * dequantiser (quantised) or the exact widening (f16, bf16). dst: [n]. */
+void ml_weight_row_to_f32(const ml_cpu_kernels *k, ml_dtype dtype, const void *src, size_t n, float *dst);
 
 /* RoPE tables as HF computes them (LlamaRotaryEmbedding, _compute_llama3_parameters). */
 int ml_rope_tables_build(const ml_config *config, int max_seq_len, float **out_cos, float **out_sin);

@@ -1,6 +1,13 @@
 /* Loading a checkpoint onto the mesh: every tensor is checked against the config, then each
  * device gets zero-copy pointers to its column-parallel rows and a packed copy of its
- * row-parallel columns (DESIGN.md "Parallelism", "Memory"). */
+ * row-parallel columns (DESIGN.md "Parallelism", "Memory").
+ *
+ * Each matrix keeps its own dtype (f32, f16, bf16, or GGUF's Q8_0/Q4_0/Q4_1 blocks); offsets go
+ * through ml_dtype_row_bytes. A quantised row-parallel matrix (o_proj, down_proj at tp > 1) is
+ * packed as whole blocks when every device's column range starts and ends on a 32-column block
+ * boundary. When one does not (an odd tp that cuts the FFN width or a head inside a block),
+ * that matrix is dequantised to float32 for all devices while it is packed: the slices then
+ * hold exactly the values of the dequantised path, and the kernels need no partial blocks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,51 +19,97 @@
 #include "core/numeric.h"
 #include "model/model_internal.h"
 
-static int is_matmul_dtype(ml_dtype dtype) {
+static int is_plain_float(ml_dtype dtype) {
     return dtype == ML_DTYPE_F32 || dtype == ML_DTYPE_F16 || dtype == ML_DTYPE_BF16;
 }
 
-/* Finds a 2-D (or 1-D when cols == 0) float tensor of the expected shape. */
+/* Finds a 2-D matrix (any matmul dtype) or, when cols == 0, a 1-D float vector of the expected
+ * shape. */
 static int find_tensor(const ml_model *model, const char *name, int64_t rows, int64_t cols,
                        const ml_tensor_view **out) {
     const ml_tensor_view *t = ml_safetensors_find(&model->weights, name);
     if (!t) return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s is missing", model->path, name);
     const char *where = model->weights.files[t->file_index].path;
-    if (!is_matmul_dtype(t->dtype))
-        return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s has dtype %s; expected f32, f16 or bf16", where, name,
-                            ml_dtype_name(t->dtype));
-    int expected_dims = cols > 0 ? 2 : 1;
-    int shape_ok = t->n_dims == expected_dims && t->shape[0] == rows && (cols == 0 || t->shape[1] == cols);
+    int matrix = cols > 0;
+    if (!is_plain_float(t->dtype) && !(matrix && ml_dtype_is_quantized(t->dtype)))
+        return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s has dtype %s; expected f32, f16 or bf16%s", where, name,
+                            ml_dtype_name(t->dtype), matrix ? " (or GGUF q8_0, q4_0, q4_1)" : "");
+    int expected_dims = matrix ? 2 : 1;
+    int shape_ok = t->n_dims == expected_dims && t->shape[0] == rows && (!matrix || t->shape[1] == cols);
     if (!shape_ok) {
         char found[96] = "";
         size_t used = 0;
         for (int d = 0; d < t->n_dims && used < sizeof found - 24; d++)
             used += (size_t)snprintf(found + used, sizeof found - used, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        if (cols > 0)
+        if (matrix)
             return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s has shape [%s]; config.json implies [%lld, %lld]", where,
                                 name, found, (long long)rows, (long long)cols);
         return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s has shape [%s]; config.json implies [%lld]", where, name,
                             found, (long long)rows);
     }
+    if (matrix && (size_t)cols % ml_dtype_block_elements(t->dtype) != 0)
+        return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s: %lld columns are not whole %s blocks of %zu", where, name,
+                            (long long)cols, ml_dtype_name(t->dtype), ml_dtype_block_elements(t->dtype));
     *out = t;
     return ML_OK;
 }
 
 static ml_weight rows_of(const ml_tensor_view *t, int64_t row_begin, int64_t n_cols) {
-    size_t offset = (size_t)row_begin * (size_t)n_cols * ml_dtype_size(t->dtype);
+    size_t offset = (size_t)row_begin * ml_dtype_row_bytes(t->dtype, (size_t)n_cols);
     ml_weight w = {(const uint8_t *)t->data + offset, t->dtype};
     return w;
 }
 
-/* Copies columns [col_begin, col_begin + n_cols_local) of t [rows, n_cols] into dst, row-major. */
-static ml_weight pack_columns(const ml_tensor_view *t, int64_t rows, int64_t n_cols, int64_t col_begin,
-                              int64_t n_cols_local, uint8_t *dst) {
-    size_t element = ml_dtype_size(t->dtype);
+void ml_weight_row_to_f32(const ml_cpu_kernels *k, ml_dtype dtype, const void *src, size_t n, float *dst) {
+    switch (dtype) {
+    case ML_DTYPE_BF16: k->bf16_to_f32(dst, src, n); break;
+    case ML_DTYPE_F16: k->f16_to_f32(dst, src, n); break;
+    case ML_DTYPE_Q8_0: k->q8_0_to_f32(dst, src, n); break;
+    case ML_DTYPE_Q4_0: k->q4_0_to_f32(dst, src, n); break;
+    case ML_DTYPE_Q4_1: k->q4_1_to_f32(dst, src, n); break;
+    default: memcpy(dst, src, n * sizeof(float)); break;
+    }
+}
+
+/* The dtype a device holds its columns [col_begin, col_begin + n_cols_local) of a row-parallel
+ * matrix in: the tensor's own, or float32 for a quantised one that the plan cuts inside a block
+ * (decided over all devices of the plan, so every rank of an MPI mesh decides alike). */
+static ml_dtype row_parallel_dtype(const ml_model *model, const ml_tensor_view *t, int is_down) {
+    size_t block = ml_dtype_block_elements(t->dtype);
+    if (block <= 1) return t->dtype;
+    const ml_shard_plan *plan = model->mesh->plan;
+    int hd = model->config.head_dim;
+    for (int d = 0; d < plan->tp; d++) {
+        const ml_shard *s = &plan->shards[d];
+        size_t begin = is_down ? (size_t)s->ffn_begin : (size_t)s->q_head_begin * hd;
+        size_t count = is_down ? (size_t)s->ffn_count : (size_t)s->q_head_count * hd;
+        if (begin % block != 0 || count % block != 0) return ML_DTYPE_F32;
+    }
+    return t->dtype;
+}
+
+/* Copies columns [col_begin, col_begin + n_cols_local) of t [rows, n_cols] into dst, row-major,
+ * as `dtype`: t's own (whole blocks when quantised) or float32 (dequantised, block by block). */
+static ml_weight pack_columns(const ml_cpu_kernels *k, const ml_tensor_view *t, ml_dtype dtype, int64_t rows,
+                              int64_t n_cols, int64_t col_begin, int64_t n_cols_local, uint8_t *dst, float *scratch) {
     const uint8_t *src = t->data;
-    for (int64_t r = 0; r < rows; r++)
-        memcpy(dst + (size_t)r * n_cols_local * element, src + ((size_t)r * n_cols + col_begin) * element,
-               (size_t)n_cols_local * element);
-    ml_weight w = {dst, t->dtype};
+    size_t src_row_bytes = ml_dtype_row_bytes(t->dtype, (size_t)n_cols);
+    size_t dst_row_bytes = ml_dtype_row_bytes(dtype, (size_t)n_cols_local);
+    if (dtype == t->dtype) {
+        size_t skip = ml_dtype_row_bytes(t->dtype, (size_t)col_begin);
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(dst + (size_t)r * dst_row_bytes, src + (size_t)r * src_row_bytes + skip, dst_row_bytes);
+    } else { /* the blocks that hold the columns, dequantised, then the columns */
+        size_t block = ml_dtype_block_elements(t->dtype);
+        size_t first = (size_t)col_begin / block, end = ((size_t)(col_begin + n_cols_local) + block - 1) / block;
+        size_t within = (size_t)col_begin - first * block;
+        for (int64_t r = 0; r < rows; r++) {
+            const uint8_t *blocks = src + (size_t)r * src_row_bytes + first * ml_dtype_block_bytes(t->dtype);
+            ml_weight_row_to_f32(k, t->dtype, blocks, (end - first) * block, scratch);
+            memcpy(dst + (size_t)r * dst_row_bytes, scratch + within, (size_t)n_cols_local * sizeof(float));
+        }
+    }
+    ml_weight w = {dst, dtype};
     return w;
 }
 
@@ -93,15 +146,9 @@ static int load_norm(ml_model *model, const char *name, float *dst) {
     return ML_OK;
 }
 
-static int check_same_dtype(ml_model *model, const ml_tensor_view *t) {
-    if (t->dtype == model->weight_dtype) return ML_OK;
-    return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s has dtype %s but the other projections are %s",
-                        model->weights.files[t->file_index].path, t->name, ml_dtype_name(t->dtype),
-                        ml_dtype_name(model->weight_dtype));
-}
-
 typedef struct {
     const ml_tensor_view *q, *k, *v, *o, *gate, *up, *down;
+    ml_dtype o_dtype, down_dtype; /* as the devices hold their packed columns (tp > 1) */
 } layer_tensors;
 
 static int find_layer(ml_model *model, int layer, layer_tensors *lt) {
@@ -111,8 +158,7 @@ static int find_layer(ml_model *model, int layer, layer_tensors *lt) {
     char name[160];
 #define FIND(field, suffix, rows, cols)                                                                \
     snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);                                  \
-    ML_TRY(find_tensor(model, name, rows, cols, &lt->field));                                          \
-    ML_TRY(check_same_dtype(model, lt->field))
+    ML_TRY(find_tensor(model, name, rows, cols, &lt->field))
     FIND(q, "self_attn.q_proj.weight", q_dim, hidden);
     FIND(k, "self_attn.k_proj.weight", kv_dim, hidden);
     FIND(v, "self_attn.v_proj.weight", kv_dim, hidden);
@@ -121,6 +167,8 @@ static int find_layer(ml_model *model, int layer, layer_tensors *lt) {
     FIND(up, "mlp.up_proj.weight", ffn, hidden);
     FIND(down, "mlp.down_proj.weight", hidden, ffn);
 #undef FIND
+    lt->o_dtype = model->mesh->plan->tp > 1 ? row_parallel_dtype(model, lt->o, 0) : lt->o->dtype;
+    lt->down_dtype = model->mesh->plan->tp > 1 ? row_parallel_dtype(model, lt->down, 1) : lt->down->dtype;
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", layer);
     ML_TRY(load_norm(model, name, model->attn_norm + (size_t)layer * hidden));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", layer);
@@ -128,15 +176,18 @@ static int find_layer(ml_model *model, int layer, layer_tensors *lt) {
     return ML_OK;
 }
 
-static size_t packed_bytes_for(const ml_model *model, const ml_shard *s) {
+/* Bytes of a device's packed o/down columns over all layers. */
+static size_t packed_bytes_for(const ml_model *model, const layer_tensors *layers, const ml_shard *s) {
     const ml_config *c = &model->config;
-    size_t element = ml_dtype_size(model->weight_dtype);
-    size_t per_layer = (size_t)c->hidden_size * ((size_t)s->q_head_count * c->head_dim + (size_t)s->ffn_count);
-    return per_layer * element * (size_t)c->n_layers;
+    size_t total = 0, q_cols = (size_t)s->q_head_count * c->head_dim;
+    for (int l = 0; l < c->n_layers; l++)
+        total += (size_t)c->hidden_size * (ml_dtype_row_bytes(layers[l].o_dtype, q_cols) +
+                                           ml_dtype_row_bytes(layers[l].down_dtype, (size_t)s->ffn_count));
+    return total;
 }
 
-static int slice_layer(ml_model *model, ml_device *dev, const layer_tensors *lt, uint8_t **pack_cursor,
-                       ml_layer_slice *slice) {
+static void slice_layer(ml_model *model, ml_device *dev, const layer_tensors *lt, uint8_t **pack_cursor,
+                        float *scratch, ml_layer_slice *slice) {
     const ml_config *c = &model->config;
     const ml_shard *s = &dev->shard;
     int64_t hidden = c->hidden_size, hd = c->head_dim;
@@ -148,24 +199,78 @@ static int slice_layer(ml_model *model, ml_device *dev, const layer_tensors *lt,
     if (model->mesh->plan->tp == 1) {
         slice->wo = rows_of(lt->o, 0, 0);
         slice->w_down = rows_of(lt->down, 0, 0);
-        return ML_OK;
+        return;
     }
-    size_t element = ml_dtype_size(model->weight_dtype);
     int64_t q_dim_local = s->q_head_count * hd;
-    slice->wo = pack_columns(lt->o, hidden, (int64_t)c->n_heads * hd, s->q_head_begin * hd, q_dim_local, *pack_cursor);
-    *pack_cursor += (size_t)hidden * q_dim_local * element;
-    slice->w_down = pack_columns(lt->down, hidden, c->intermediate_size, s->ffn_begin, s->ffn_count, *pack_cursor);
-    *pack_cursor += (size_t)hidden * s->ffn_count * element;
-    return ML_OK;
+    slice->wo = pack_columns(model->kernels, lt->o, lt->o_dtype, hidden, (int64_t)c->n_heads * hd,
+                             s->q_head_begin * hd, q_dim_local, *pack_cursor, scratch);
+    *pack_cursor += (size_t)hidden * ml_dtype_row_bytes(lt->o_dtype, (size_t)q_dim_local);
+    slice->w_down = pack_columns(model->kernels, lt->down, lt->down_dtype, hidden, c->intermediate_size, s->ffn_begin,
+                                 s->ffn_count, *pack_cursor, scratch);
+    *pack_cursor += (size_t)hidden * ml_dtype_row_bytes(lt->down_dtype, (size_t)s->ffn_count);
+}
+
+/* What get_info reports: the projections' dtype as held in memory (NULL when they differ) and
+ * the bytes one decode step reads (every projection once, KV heads counted once, the LM head). */
+static void note_held_weights(ml_model *model, const layer_tensors *layers, const ml_tensor_view *lm_head) {
+    const ml_config *c = &model->config;
+    double bytes = (double)lm_head->n_bytes;
+    ml_dtype first = layers[0].q->dtype;
+    int same = 1;
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_tensors *lt = &layers[l];
+        const ml_tensor_view *kept[5] = {lt->q, lt->k, lt->v, lt->gate, lt->up};
+        for (int i = 0; i < 5; i++) {
+            bytes += (double)kept[i]->n_bytes;
+            same &= kept[i]->dtype == first;
+        }
+        bytes += (double)c->hidden_size * (double)ml_dtype_row_bytes(lt->o_dtype, (size_t)c->n_heads * c->head_dim);
+        bytes += (double)c->hidden_size * (double)ml_dtype_row_bytes(lt->down_dtype, (size_t)c->intermediate_size);
+        same &= lt->o_dtype == first && lt->down_dtype == first;
+    }
+    model->weight_dtype = first;
+    model->weight_dtype_mixed = !same;
+    model->matmul_bytes = bytes;
+}
+
+static int load_layers(ml_model *model, layer_tensors *layers) {
+    const ml_config *c = &model->config;
+    int n_local = model->mesh->n_local, tp = model->mesh->plan->tp;
+    for (int layer = 0; layer < c->n_layers; layer++) ML_TRY(find_layer(model, layer, &layers[layer]));
+    size_t widest = (size_t)(c->intermediate_size > c->n_heads * c->head_dim ? c->intermediate_size
+                                                                            : c->n_heads * c->head_dim);
+    /* one dequantised run of blocks (the float32 fallback of pack_columns), and where each
+     * device's packing has got to */
+    float *scratch = tp > 1 ? ml_alloc((widest + 2 * ML_QUANT_BLOCK) * sizeof(float), "dequantisation scratch") : NULL;
+    uint8_t **cursors = calloc(n_local > 0 ? (size_t)n_local : 1, sizeof *cursors);
+    int status = ML_OK;
+    if ((tp > 1 && !scratch) || !cursors) status = ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");
+    for (int d = 0; d < n_local && status == ML_OK && tp > 1; d++) {
+        ml_device *dev = &model->devices[d];
+        dev->packed_bytes = packed_bytes_for(model, layers, &dev->shard);
+        dev->packed = ml_alloc(dev->packed_bytes, "packed row-parallel weights");
+        if (!dev->packed) status = ML_ERR_NOMEM;
+        cursors[d] = dev->packed;
+    }
+    for (int layer = 0; layer < c->n_layers && status == ML_OK; layer++) {
+        for (int d = 0; d < n_local; d++) {
+            ml_device *dev = &model->devices[d];
+            slice_layer(model, dev, &layers[layer], &cursors[d], scratch, &dev->layers[layer]);
+        }
+        if (tp > 1) {
+            release_pages(layers[layer].o);
+            release_pages(layers[layer].down);
+        }
+    }
+    free(cursors);
+    ml_free(scratch);
+    return status;
 }
 
 int ml_model_load_weights(ml_model *model) {
     const ml_config *c = &model->config;
-    const ml_tensor_view *embed, *lm_head = NULL, *first;
+    const ml_tensor_view *embed, *lm_head = NULL;
     ML_TRY(find_tensor(model, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &embed));
-    ML_TRY(find_tensor(model, "model.layers.0.self_attn.q_proj.weight", (int64_t)c->n_heads * c->head_dim,
-                       c->hidden_size, &first));
-    model->weight_dtype = first->dtype;
     model->embed = rows_of(embed, 0, 0);
     if (!c->tie_word_embeddings)
         ML_TRY(find_tensor(model, "lm_head.weight", c->vocab_size, c->hidden_size, &lm_head));
@@ -178,28 +283,13 @@ int ml_model_load_weights(ml_model *model) {
         ml_device *dev = &model->devices[d];
         dev->layers = calloc((size_t)c->n_layers, sizeof *dev->layers);
         if (!dev->layers) return ml_set_error(ML_ERR_NOMEM, "device %d: out of memory", d);
-        if (model->mesh->plan->tp > 1) {
-            dev->packed_bytes = packed_bytes_for(model, &dev->shard);
-            dev->packed = ml_alloc(dev->packed_bytes, "packed row-parallel weights");
-            if (!dev->packed) return ML_ERR_NOMEM;
-        }
         dev->lm_head = rows_of(lm_head, dev->shard.vocab_begin, c->hidden_size);
     }
-    uint8_t **cursors = calloc(n_local > 0 ? (size_t)n_local : 1, sizeof *cursors);
-    if (!cursors) return ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");
-    for (int d = 0; d < n_local; d++) cursors[d] = model->devices[d].packed;
-    int status = ML_OK;
-    for (int layer = 0; layer < c->n_layers && status == ML_OK; layer++) {
-        layer_tensors lt;
-        status = find_layer(model, layer, &lt);
-        for (int d = 0; d < n_local && status == ML_OK; d++)
-            status = slice_layer(model, &model->devices[d], &lt, &cursors[d], &model->devices[d].layers[layer]);
-        if (status == ML_OK && model->mesh->plan->tp > 1) {
-            release_pages(lt.o);
-            release_pages(lt.down);
-        }
-    }
-    free(cursors);
+    layer_tensors *layers = calloc((size_t)c->n_layers, sizeof *layers);
+    if (!layers) return ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");
+    int status = load_layers(model, layers);
+    if (status == ML_OK) note_held_weights(model, layers, lm_head);
+    free(layers);
     return status;
 }
 

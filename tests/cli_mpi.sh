@@ -42,6 +42,29 @@ for fixture in h9kv3_llama3rope_bf16 gqa_tied_bf16 mha_sharded_bf16; do
     done
 done
 
+# quantised GGUFs (kept in blocks; np 3 cuts some row-parallel columns inside a block, which then
+# fall back to f32 on every rank): the threads backend's tokens at tp np, and its weight dtype
+root=$(cd "$fixtures/../.." && pwd)
+for case in "gguf/gqa_tied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 3" \
+    "DEFAULT 2"; do
+    read -r file np <<<"$case"
+    model=$fixtures/$file
+    if [ "$file" = DEFAULT ]; then
+        model=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
+        [ -f "$model" ] || continue
+    fi
+    got=$(timeout 120 "${mpi[@]}" "$np" "$bin" run -m "$model" --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos -t 1 --json \
+        2>"$tmp/err")
+    threads=$("$bin" run -m "$model" --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos --tp "$np" --json 2>/dev/null)
+    if python3 - "$got" "$threads" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert a["ranks"] > 1 and a["generated_ids"] == b["generated_ids"] and a["weight_dtype"] == b["weight_dtype"]
+assert a["weight_dtype"] in ("q8_0", "q4_1", "mixed"), a["weight_dtype"]
+PY
+    then pass; else fail "$file np $np: mpi '$got' vs threads '$threads' ($(cat "$tmp/err"))"; fi
+done
+
 # two ranks x two devices each = tp 4
 dir=$fixtures/h9kv3_llama3rope_bf16
 read -r prompt expected < <(reference_ids "$dir/reference.bin")

@@ -67,6 +67,32 @@ for needle in "heads 9" "kv heads 3" "llama3" "model.layers.2.mlp.down_proj.weig
 done
 if "$bin" inspect "$fixtures/mha_sharded_bf16" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["shard_plan"]["tp"]==1 and len(d["tensors"])>0'; then pass; else fail "inspect --json"; fi
 
+# a quantised GGUF stays quantised in memory: inspect lists the tensors as q8_0, run --json reports
+# the held dtype, and MESHLLAMA_GGUF_DEQUANTIZE=1 (float32 at load) generates the same tokens
+q8=$fixtures/gguf/gqa_tied_q8_0.gguf
+if "$bin" inspect "$q8" --json | python3 -c '
+import json, sys
+d = {t["name"]: t for t in json.load(sys.stdin)["tensors"]}
+assert d["model.layers.1.mlp.down_proj.weight"]["dtype"] == "q8_0", d["model.layers.1.mlp.down_proj.weight"]
+assert d["model.layers.1.mlp.down_proj.weight"]["bytes"] == 96 * 160 // 32 * 34
+assert d["model.embed_tokens.weight"]["dtype"] == "q8_0" and d["model.norm.weight"]["dtype"] == "f32"'; then pass
+else fail "inspect of a Q8_0 GGUF does not list q8_0 tensors"; fi
+if "$bin" inspect "$q8" | grep -qE "self_attn.q_proj.weight +q8_0"; then pass; else fail "inspect text lacks q8_0"; fi
+for tp in 1 2; do
+    kept=$("$bin" run -m "$q8" --prompt-ids 5,6,7,8 -n 6 --tp "$tp" --ignore-eos --json 2>&1)
+    f32=$(MESHLLAMA_GGUF_DEQUANTIZE=1 "$bin" run -m "$q8" --prompt-ids 5,6,7,8 -n 6 --tp "$tp" --ignore-eos --json 2>&1)
+    want_dtype=q8_0
+    [ "$tp" = 2 ] && want_dtype=mixed # down_proj's 80 + 80 columns cut a block: f32 for both devices
+    if python3 - "$kept" "$f32" "$want_dtype" <<'PY'
+import json, sys
+kept, f32 = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert kept["weight_dtype"] == sys.argv[3], kept["weight_dtype"]
+assert f32["weight_dtype"] == "f32", f32["weight_dtype"]
+assert kept["generated_ids"] == f32["generated_ids"] and len(kept["generated_ids"]) == 6
+PY
+    then pass; else fail "Q8_0 GGUF tp $tp: run --json kept '$kept' vs dequantised '$f32'"; fi
+done
+
 # bad input: usage errors exit 2, runtime errors exit 1, each with a message
 expect_fail 1 "does not exist" -- "$bin" run -m /nonexistent --prompt-ids 1,2
 expect_fail 1 "tp 7" -- "$bin" run -m "$dir" --prompt-ids 1,2 --tp 7

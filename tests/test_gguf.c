@@ -2,7 +2,8 @@
  *  (a) every metadata type of tests/fixtures/gguf/metadata.gguf (written by gguf-py) round-trips;
  *  (b) every tensor type converts to exactly the float32 that gguf-py's dequantize gives;
  *  (c) the HF fixtures written as GGUF give the same config and, after un-permuting Q/K, the same
- *      weights bit for bit (F32/BF16) or within Q8_0's rounding (Q8_0);
+ *      weights bit for bit (F32/BF16) or within Q8_0's rounding (Q8_0), the quantised matrices
+ *      kept as blocks (zero-copy but for Q/K) or, in ML_GGUF_DEQUANTIZE mode, as float32;
  *  (d) malformed files give the documented code and a message naming the file and key/tensor;
  *  (e) llama3 RoPE parameters are recovered from rope_freqs divisors;
  *  (f) the default model (models/SmolLM2-135M-Instruct.Q4_1.gguf) loads, when present.
@@ -20,6 +21,7 @@
 #include "formats/gguf.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "meshllama.h"
 #include "test_util.h"
 
 #define SRC "dir/bad.gguf"
@@ -325,9 +327,21 @@ static int inside(const void *p, const ml_mapped_file *file) {
     return file->data && byte >= file->data && byte < file->data + file->size;
 }
 
+static uint32_t ggml_type_of(ml_dtype dtype) {
+    return dtype == ML_DTYPE_Q8_0 ? ML_GGML_Q8_0 : dtype == ML_DTYPE_Q4_0 ? ML_GGML_Q4_0 : ML_GGML_Q4_1;
+}
+
+/* Element i (row-major) of a view; a quantised one through the dequantiser, block by block (a
+ * row is whole blocks, so element i lies in block i / 32). */
 static float element_as_f32(const ml_tensor_view *t, size_t i) {
     const uint8_t *p = t->data;
     uint16_t h;
+    if (ml_dtype_is_quantized(t->dtype)) {
+        float block[32];
+        const uint8_t *at = p + ml_dtype_row_bytes(t->dtype, i / 32 * 32);
+        if (ml_gguf_dequantize(ggml_type_of(t->dtype), at, 32, block) != ML_OK) return NAN;
+        return block[i % 32];
+    }
     switch (t->dtype) {
     case ML_DTYPE_F32: {
         float f;
@@ -357,7 +371,7 @@ static int within_q8_0(const ml_tensor_view *hf, const ml_tensor_view *gguf) {
     return 1;
 }
 
-static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int exact) {
+static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int exact, ml_gguf_quant_mode mode) {
     char hf_dir[1024], path[1024];
     ml_test_fixture_path(hf_dir, sizeof hf_dir, hf_dir_name);
     gguf_fixture(path, sizeof path, gguf_name);
@@ -376,7 +390,7 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
         return;
     }
     compare_configs(gguf_name, &gguf_config, &hf_config);
-    status = ml_gguf_llama_weights(&g, &gguf_config, &weights);
+    status = ml_gguf_llama_weights_mode(&g, &gguf_config, mode, &weights);
     expect_ok("weights", status);
     ml_gguf_close(&g); /* the weight set must not depend on g */
     if (status != ML_OK) {
@@ -413,7 +427,8 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
                 fprintf(stderr, "%s: %s differs from the safetensors weights\n", gguf_name, a->name);
             }
         } else {
-            bad_dtype += b->dtype != ML_DTYPE_F32;
+            ml_dtype want = mode == ML_GGUF_KEEP_QUANTIZED ? ML_DTYPE_Q8_0 : ML_DTYPE_F32;
+            bad_dtype += b->dtype != want;
             if (!within_q8_0(a, b)) {
                 bad_values++;
                 fprintf(stderr, "%s: %s is not within Q8_0 rounding of the safetensors weights\n", gguf_name, a->name);
@@ -422,8 +437,8 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
     }
     CHECK(bad_names == 0 && bad_values == 0 && bad_dtype == 0, "%s: %d names, %d values, %d dtypes wrong", gguf_name,
           bad_names, bad_values, bad_dtype);
-    if (exact) {
-        /* Only the un-permuted Q and K projections need copies. */
+    if (exact || mode == ML_GGUF_KEEP_QUANTIZED) {
+        /* Only the un-permuted Q and K projections need copies (of whole rows of blocks). */
         CHECK(owned == 2 * hf_config.n_layers && weights.n_owned == owned, "%s: %d owned, %d zero-copy views", gguf_name,
               owned, zero_copy);
     } else {
@@ -926,22 +941,84 @@ static void test_tiny_fixtures(void) {
               c.rope_high_freq_factor == 32.0f && c.rope_original_max_position == 8192,
           "tiny llama3 RoPE recovered: factor %g low %g high %g original %d", (double)c.rope_factor,
           (double)c.rope_low_freq_factor, (double)c.rope_high_freq_factor, c.rope_original_max_position);
-    status = ml_gguf_llama_weights(&g, &c, &w);
-    expect_ok("tiny_q4_1_llama3.gguf weights", status);
     static const char *const pairs[3][2] = {{"expected.attn_q", "model.layers.0.self_attn.q_proj.weight"},
                                             {"expected.attn_k", "model.layers.0.self_attn.k_proj.weight"},
                                             {"expected.token_embd", "model.embed_tokens.weight"}};
-    for (int p = 0; status == ML_OK && p < 3; p++) {
-        const ml_gguf_tensor *e = ml_gguf_find_tensor(&g, pairs[p][0]);
-        const ml_tensor_view *v = ml_safetensors_find(&w, pairs[p][1]);
-        int same = e && v && v->dtype == ML_DTYPE_F32 && e->n_bytes == v->n_bytes &&
-                   memcmp(e->data, v->data, e->n_bytes) == 0;
-        CHECK(same, "%s equals gguf-py's dequantisation (HF row order)", pairs[p][1]);
+    static const ml_dtype kept[3] = {ML_DTYPE_Q4_1, ML_DTYPE_Q4_1, ML_DTYPE_Q8_0};
+    for (int mode = ML_GGUF_KEEP_QUANTIZED; mode <= ML_GGUF_DEQUANTIZE; mode++) {
+        /* kept: blocks (Q/K rows un-permuted as whole rows of blocks, the only copies); else F32 */
+        int keep = mode == ML_GGUF_KEEP_QUANTIZED;
+        status = ml_gguf_llama_weights_mode(&g, &c, (ml_gguf_quant_mode)mode, &w);
+        expect_ok("tiny_q4_1_llama3.gguf weights", status);
+        for (int p = 0; status == ML_OK && p < 3; p++) {
+            const ml_gguf_tensor *e = ml_gguf_find_tensor(&g, pairs[p][0]);
+            const ml_tensor_view *v = ml_safetensors_find(&w, pairs[p][1]);
+            int same = e && v && v->dtype == (keep ? kept[p] : ML_DTYPE_F32);
+            for (size_t i = 0; same && i < e->n_elements; i++) {
+                float want;
+                memcpy(&want, e->data + 4 * i, 4);
+                same = element_as_f32(v, i) == want;
+            }
+            CHECK(same, "%s (%s) equals gguf-py's dequantisation (HF row order)", pairs[p][1],
+                  keep ? "kept quantised" : "dequantised");
+        }
+        const ml_tensor_view *down = NULL;
+        if (status == ML_OK) down = ml_safetensors_find(&w, "model.layers.0.mlp.down_proj.weight");
+        CHECK(status != ML_OK || (down && down->dtype == (keep ? ML_DTYPE_Q4_1 : ML_DTYPE_F32) &&
+                                  w.n_owned == (keep ? 2 : 8)),
+              "tiny Q4_1: projections %s, %d owned", keep ? "Q4_1" : "F32", w.n_owned);
+        if (status == ML_OK) ml_safetensors_close(&w);
     }
-    const ml_tensor_view *down = status == ML_OK ? ml_safetensors_find(&w, "model.layers.0.mlp.down_proj.weight") : NULL;
-    CHECK(status != ML_OK || (down && down->dtype == ML_DTYPE_F32 && w.n_owned == 8), "tiny Q4_1: projections F32");
-    if (status == ML_OK) ml_safetensors_close(&w);
     ml_gguf_close(&g);
+}
+
+/* A quantised tensor cut short by the end of the file: the reader refuses the file with a message
+ * naming the tensor, whether it is opened on its own or as a model. */
+static void test_truncated_quantised(void) {
+    static const char *const fixtures[] = {"gqa_tied_q8_0.gguf", "tiny_q4_1_llama3.gguf"};
+    for (size_t f = 0; f < sizeof fixtures / sizeof fixtures[0]; f++) {
+        char path[1024], cut[1024];
+        gguf_fixture(path, sizeof path, fixtures[f]);
+        ml_gguf g;
+        if (ml_gguf_open(path, &g) != ML_OK) {
+            CHECK(0, "%s: %s", fixtures[f], ml_last_error());
+            continue;
+        }
+        /* the quantised tensor whose data ends last */
+        const ml_gguf_tensor *last = NULL;
+        for (size_t i = 0; i < g.n_tensors; i++) {
+            const ml_gguf_tensor *t = &g.tensors[i];
+            int quantised = t->type == ML_GGML_Q8_0 || t->type == ML_GGML_Q4_0 || t->type == ML_GGML_Q4_1;
+            if (quantised && (!last || t->offset > last->offset)) last = t;
+        }
+        CHECK(last != NULL, "%s has a quantised tensor", fixtures[f]);
+        if (!last) {
+            ml_gguf_close(&g);
+            continue;
+        }
+        /* keep the file up to the middle of that tensor's last block; the reader names the first
+         * tensor (in the file's order) that no longer fits: that one, or an earlier quantised one */
+        size_t keep = g.data_offset + (size_t)last->offset + last->n_bytes - 10;
+        const ml_gguf_tensor *named = NULL;
+        for (size_t i = 0; i < g.n_tensors && !named; i++)
+            if (g.data_offset + g.tensors[i].offset + g.tensors[i].n_bytes > keep) named = &g.tensors[i];
+        CHECK(named && (named->type == ML_GGML_Q8_0 || named->type == ML_GGML_Q4_1), "%s: the cut tensor is quantised",
+              fixtures[f]);
+        char name[80];
+        snprintf(name, sizeof name, "tensor \"%s\"", named ? named->name : last->name);
+        snprintf(cut, sizeof cut, "%s/truncated_%s", tmp_root, fixtures[f]);
+        CHECK(ml_test_write_file(cut, g.image, keep) == 0, "writing %s", cut);
+        ml_gguf_close(&g);
+        expect_error("truncated quantised tensor", ml_gguf_open(cut, &g), ML_ERR_FORMAT, cut, name);
+        ml_gguf_close(&g);
+        ml_model *model = NULL;
+        ml_model_params params = ml_model_default_params();
+        params.n_threads = 1;
+        expect_error("truncated quantised tensor (model)", ml_model_open(cut, &params, &model), ML_ERR_FORMAT, cut,
+                     name);
+        CHECK(model == NULL, "no model handle on failure");
+        unlink(cut);
+    }
 }
 
 /* ---------- (e) llama3 RoPE from rope_freqs ---------- */
@@ -1020,14 +1097,19 @@ static void test_default_model(void) {
     size_t n_tokens;
     expect_ok("SmolLM2 tokens", ml_gguf_get_string_array(&g, "tokenizer.ggml.tokens", &tokens, &n_tokens));
     CHECK(n_tokens == 49152 && strcmp(tokens[0].text, "<|endoftext|>") == 0, "SmolLM2 token list");
-    if (status == ML_OK) {
-        status = ml_gguf_llama_weights(&g, &c, &w);
-        expect_ok("SmolLM2 weights", status);
-        if (status == ML_OK) {
+    for (int mode = ML_GGUF_KEEP_QUANTIZED; status == ML_OK && mode <= ML_GGUF_DEQUANTIZE; mode++) {
+        /* kept: Q8_0 embedding, Q4_1 projections, only Q/K copied (60); else everything F32 (211 copies) */
+        int keep = mode == ML_GGUF_KEEP_QUANTIZED;
+        int status_w = ml_gguf_llama_weights_mode(&g, &c, (ml_gguf_quant_mode)mode, &w);
+        expect_ok("SmolLM2 weights", status_w);
+        if (status_w == ML_OK) {
             const ml_tensor_view *embed = ml_safetensors_find(&w, "model.embed_tokens.weight");
-            CHECK(w.n_tensors == 272 && embed && embed->dtype == ML_DTYPE_F32 && embed->shape[0] == 49152 &&
-                      embed->shape[1] == 576 && w.n_owned == 211,
-                  "SmolLM2 weight set: %d views, %d owned", w.n_tensors, w.n_owned);
+            const ml_tensor_view *up = ml_safetensors_find(&w, "model.layers.29.mlp.up_proj.weight");
+            CHECK(w.n_tensors == 272 && embed && embed->dtype == (keep ? ML_DTYPE_Q8_0 : ML_DTYPE_F32) &&
+                      embed->shape[0] == 49152 && embed->shape[1] == 576 && up &&
+                      up->dtype == (keep ? ML_DTYPE_Q4_1 : ML_DTYPE_F32) &&
+                      up->n_bytes == (keep ? 1536u * 18 * 20 : 1536u * 576 * 4) && w.n_owned == (keep ? 60 : 211),
+                  "SmolLM2 weight set (%s): %d views, %d owned", keep ? "kept" : "dequantised", w.n_tensors, w.n_owned);
             ml_safetensors_close(&w);
         }
     }
@@ -1041,12 +1123,15 @@ int main(void) {
     }
     test_metadata();
     test_quants();
-    test_equivalence("gqa_tied_bf16", "gqa_tied_bf16.gguf", 1);
-    test_equivalence("gqa_tied_bf16", "gqa_tied_q8_0.gguf", 0);
-    test_equivalence("h8kv2_headdim_untied_f32", "h8kv2_headdim_untied_f32.gguf", 1);
-    test_equivalence("h8kv2_headdim_untied_f32", "h8kv2_headdim_untied_q8_0.gguf", 0);
+    for (int mode = ML_GGUF_KEEP_QUANTIZED; mode <= ML_GGUF_DEQUANTIZE; mode++) {
+        test_equivalence("gqa_tied_bf16", "gqa_tied_bf16.gguf", 1, (ml_gguf_quant_mode)mode);
+        test_equivalence("gqa_tied_bf16", "gqa_tied_q8_0.gguf", 0, (ml_gguf_quant_mode)mode);
+        test_equivalence("h8kv2_headdim_untied_f32", "h8kv2_headdim_untied_f32.gguf", 1, (ml_gguf_quant_mode)mode);
+        test_equivalence("h8kv2_headdim_untied_f32", "h8kv2_headdim_untied_q8_0.gguf", 0, (ml_gguf_quant_mode)mode);
+    }
     test_fixture_rope_freqs();
     test_tiny_fixtures();
+    test_truncated_quantised();
     test_header_errors();
     test_mapping();
     test_rope();

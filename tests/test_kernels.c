@@ -22,7 +22,11 @@
  *                               sum of n squares, ~u*sqrt(n)/3 RMS (about 1e-6 at n = 4096).
  *   silu_mul              1e-6  vector exp within 2 ulp of expf, then the same operations.
  *   rope, conversions     exact (bit-identical): same operations, no FMA, integer rounding.
- *   split / threads       exact: an output must not depend on how the rows/tokens are split. */
+ *   split / threads       exact: an output must not depend on how the rows/tokens are split.
+ *   quantised matmuls     exact against matmul_f32 of the same variant on the matrix that
+ *   (Q8_0, Q4_0, Q4_1)    formats/gguf_dequant.c dequantises (same weights, same order), so
+ *                         also within 1e-5 of the scalar reference (the f32 bound above);
+ *                         the quantised conversions are bit-identical to the dequantiser. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -31,8 +35,11 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
+#include "core/dtype.h"
 #include "core/numeric.h"
 #include "core/thread_pool.h"
+#include "formats/gguf.h"
+#include "meshllama.h"
 #include "test_util.h"
 
 #define TOL_MATMUL 1e-5
@@ -45,7 +52,7 @@ static const ml_cpu_kernels *const ref = &ml_cpu_kernels_scalar;
 
 /* Worst error seen per variant and function, printed at the end of each variant. */
 typedef struct {
-    double matmul[4], attention[2], rmsnorm, silu;
+    double matmul[4], quant[3], attention[2], rmsnorm, silu;
 } worst_errors;
 
 static void note(double *worst, double err) {
@@ -477,6 +484,279 @@ static void test_pool(ml_test_rng *rng) {
     ml_pool_destroy(NULL);
 }
 
+/* ---- block-quantised weights (Q8_0, Q4_0, Q4_1) ----------------------------------------- */
+
+static const ml_dtype q_dtypes[3] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1};
+static const uint32_t q_ggml_types[3] = {ML_GGML_Q8_0, ML_GGML_Q4_0, ML_GGML_Q4_1};
+
+/* One quantised matmul problem: random blocks and their dequantisation by formats/. */
+typedef struct {
+    int kind; /* index into q_dtypes */
+    int n_in, n_out;
+    size_t ldx, row_bytes;
+    float *x;       /* [n_tok, ldx] */
+    uint8_t *w;     /* [n_out, row_bytes], one byte past a malloc'd address: every f16 scale misaligned */
+    float *w_f32;   /* [n_out, n_in] ml_gguf_dequantize of w */
+} q_problem;
+
+/* Random blocks: scales from random_f16 (subnormals included; Q4_1's m with either sign) and
+ * random quant bytes. */
+static void q_fill_blocks(ml_test_rng *rng, int kind, uint8_t *w, size_t n_blocks) {
+    size_t block_bytes = ml_dtype_block_bytes(q_dtypes[kind]);
+    for (size_t b = 0; b < n_blocks; b++) {
+        uint8_t *block = w + b * block_bytes;
+        for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)ml_test_uniform(rng, 0.0f, 256.0f);
+        uint16_t d = random_f16(rng), m = random_f16(rng);
+        memcpy(block, &d, 2);
+        if (q_dtypes[kind] == ML_DTYPE_Q4_1) memcpy(block + 2, &m, 2);
+    }
+}
+
+static void q_make(q_problem *p, ml_test_rng *rng, int kind, int n_in, int n_out, int n_tok) {
+    p->kind = kind;
+    p->n_in = n_in;
+    p->n_out = n_out;
+    p->ldx = (size_t)n_in + 5;
+    p->row_bytes = ml_dtype_row_bytes(q_dtypes[kind], (size_t)n_in);
+    size_t nx = (size_t)n_tok * p->ldx, nw = (size_t)n_out * n_in;
+    p->x = alloc_f32(nx);
+    ml_test_fill(rng, p->x, nx, -1.0f, 1.0f);
+    p->w = (uint8_t *)malloc((size_t)n_out * p->row_bytes + 1) + 1;
+    q_fill_blocks(rng, kind, p->w, nw / ML_QUANT_BLOCK);
+    p->w_f32 = alloc_f32(nw);
+    CHECK(ml_gguf_dequantize(q_ggml_types[kind], p->w, nw, p->w_f32) == 0, "dequantize: %s", ml_last_error());
+}
+
+static void q_free(q_problem *p) {
+    free_f32(p->x);
+    free(p->w - 1);
+    free_f32(p->w_f32);
+}
+
+static void q_call(const ml_cpu_kernels *k, const q_problem *p, float *y, size_t ldy, int tok0, int n_tok,
+                   int row_begin, int row_end) {
+    const float *x = p->x + (size_t)tok0 * p->ldx;
+    y += (size_t)tok0 * ldy;
+    switch (q_dtypes[p->kind]) {
+    case ML_DTYPE_Q8_0: k->matmul_q8_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    case ML_DTYPE_Q4_0: k->matmul_q4_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    default: k->matmul_q4_1(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    }
+}
+
+static void q_convert(const ml_cpu_kernels *k, int kind, float *out, const uint8_t *in, size_t n) {
+    switch (q_dtypes[kind]) {
+    case ML_DTYPE_Q8_0: k->q8_0_to_f32(out, in, n); break;
+    case ML_DTYPE_Q4_0: k->q4_0_to_f32(out, in, n); break;
+    default: k->q4_1_to_f32(out, in, n); break;
+    }
+}
+
+/* The scalar reference by hand (one Q4_1 block: d = 0.5, m = -1, nibbles 0..15 low, 15..0 high),
+ * and the reference against formats/gguf_dequant.c: conversions bit-identical, products equal
+ * to matmul_f32 on the dequantised weights bit for bit. */
+static void test_quant_reference(ml_test_rng *rng) {
+    uint8_t block[20];
+    const uint16_t half = 0x3800, minus_one = 0xbc00; /* 0.5, -1 */
+    memcpy(block, &half, 2);
+    memcpy(block + 2, &minus_one, 2);
+    for (int i = 0; i < 16; i++) block[4 + i] = (uint8_t)(i | (15 - i) << 4);
+    float w[32], x[32], y = 0;
+    ref->q4_1_to_f32(w, block, 32);
+    int ok = 1;
+    for (int i = 0; i < 16; i++) ok &= w[i] == 0.5f * i - 1.0f && w[16 + i] == 0.5f * (15 - i) - 1.0f;
+    CHECK(ok, "scalar q4_1_to_f32 by hand");
+    for (int i = 0; i < 32; i++) x[i] = i < 16 ? 1.0f : 0.0f; /* sum of 0.5 i - 1 over i < 16 = 44 */
+    ref->matmul_q4_1(&y, 1, x, 32, block, 32, 1, 0, 1);
+    CHECK(y == 44.0f, "scalar matmul_q4_1 by hand: %g, want 44", y);
+
+    for (int kind = 0; kind < 3; kind++) {
+        static const int n_ins[] = {32, 96, 576, 4128};
+        for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
+            const int n_out = 13, n_tok = 5;
+            q_problem p;
+            q_make(&p, rng, kind, n_ins[a], n_out, n_tok);
+            size_t nw = (size_t)n_out * p.n_in, ny = (size_t)n_tok * n_out;
+            float *converted = alloc_f32(nw), *y_q = alloc_f32(ny), *y_f32 = alloc_f32(ny);
+            q_convert(ref, kind, converted, p.w, nw);
+            CHECK(memcmp(converted, p.w_f32, nw * sizeof(float)) == 0,
+                  "scalar %s_to_f32 n=%zu differs from the dequantiser", ml_dtype_name(q_dtypes[kind]), nw);
+            q_call(ref, &p, y_q, n_out, 0, n_tok, 0, n_out);
+            ref->matmul_f32(y_f32, n_out, p.x, p.ldx, p.w_f32, p.n_in, n_tok, 0, n_out);
+            CHECK(memcmp(y_q, y_f32, ny * sizeof(float)) == 0,
+                  "scalar matmul_%s n_in=%d differs from matmul_f32 of the dequantised weights",
+                  ml_dtype_name(q_dtypes[kind]), p.n_in);
+            free_f32(converted);
+            free_f32(y_q);
+            free_f32(y_f32);
+            q_free(&p);
+        }
+    }
+}
+
+/* Special scales: zero, negative zero, subnormals, the largest f16, infinities and NaNs (quiet
+ * and signalling) convert exactly as the dequantiser converts them; a NaN only as a NaN: when
+ * both d * q and m are NaN, which payload the sum keeps depends on the order the compiler
+ * gives the operands of the commutative add. */
+static void test_quant_conversion_specials(const ml_cpu_kernels *k) {
+    static const uint16_t scales[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7c01};
+    enum { N_SCALES = sizeof scales / sizeof scales[0] };
+    for (int kind = 0; kind < 3; kind++) {
+        size_t block_bytes = ml_dtype_block_bytes(q_dtypes[kind]);
+        uint8_t blocks[N_SCALES * N_SCALES * 34 + 1];
+        uint8_t *w = blocks + 1;
+        size_t n_blocks = 0;
+        for (int a = 0; a < N_SCALES; a++) {
+            for (int b = 0; b < N_SCALES; b++) {
+                if (q_dtypes[kind] != ML_DTYPE_Q4_1 && b > 0) continue;
+                uint8_t *block = w + n_blocks++ * block_bytes;
+                for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)(37 * i + 11 * (size_t)a);
+                memcpy(block, &scales[a], 2);
+                if (q_dtypes[kind] == ML_DTYPE_Q4_1) memcpy(block + 2, &scales[b], 2);
+            }
+        }
+        size_t n = n_blocks * ML_QUANT_BLOCK;
+        float *want = alloc_f32(n), *got = alloc_f32(n);
+        CHECK(ml_gguf_dequantize(q_ggml_types[kind], w, n, want) == 0, "dequantize specials");
+        q_convert(k, kind, got, w, n);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            int differs = float_bits(got[i]) != float_bits(want[i]) && !(isnan(got[i]) && isnan(want[i]));
+            if (differs && getenv("MESHLLAMA_TEST_VERBOSE"))
+                printf("%s %s: value %zu: 0x%08x, want 0x%08x\n", k->name, ml_dtype_name(q_dtypes[kind]), i,
+                       float_bits(got[i]), float_bits(want[i]));
+            bad += differs;
+        }
+        CHECK(bad == 0, "%s %s_to_f32 with special scales: %d of %zu values differ from the dequantiser", k->name,
+              ml_dtype_name(q_dtypes[kind]), bad, n);
+        free_f32(want);
+        free_f32(got);
+    }
+}
+
+/* Every variant: outputs equal to the same variant's matmul_f32 on the dequantised matrix, bit
+ * for bit (so within TOL_MATMUL of the reference), for n_tok 1..37 on rows [6, 45) (39 rows:
+ * not a multiple of the 8-, 2- or 1-row blocks), nothing written outside those rows, and the
+ * same bits for any split of rows and tokens; the conversions equal the dequantiser's. */
+static void test_quant(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst) {
+    static const int n_ins[] = {32, 64, 96, 576, 4096 + 32};
+    static const int row_cuts[] = {0, 1, 6, 19, 30, 45};
+    static const int tok_cuts[] = {0, 1, 3, 8, 17, 23, 37};
+    const int n_out = 45, max_tok = 37, row_begin = 6, row_end = 45;
+    const size_t ldy = (size_t)n_out + 2, ny = (size_t)max_tok * ldy;
+    test_quant_conversion_specials(k);
+    for (int kind = 0; kind < 3; kind++) {
+        const char *name = ml_dtype_name(q_dtypes[kind]);
+        for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
+            q_problem p;
+            q_make(&p, rng, kind, n_ins[a], n_out, max_tok);
+            size_t nw = (size_t)n_out * p.n_in;
+            float *whole = alloc_f32(ny), *f32 = alloc_f32(ny), *want = alloc_f32(ny), *y = alloc_f32(ny);
+            float *converted = alloc_f32(nw);
+            q_convert(k, kind, converted, p.w, nw);
+            CHECK(memcmp(converted, p.w_f32, nw * sizeof(float)) == 0, "%s %s_to_f32 differs from the dequantiser",
+                  k->name, name);
+            for (size_t i = 0; i < ny; i++) whole[i] = f32[i] = want[i] = 0.0f;
+            q_call(k, &p, whole, ldy, 0, max_tok, 0, n_out);
+            k->matmul_f32(f32, ldy, p.x, p.ldx, p.w_f32, p.n_in, max_tok, 0, n_out);
+            CHECK(memcmp(whole, f32, ny * sizeof(float)) == 0,
+                  "%s matmul_%s n_in=%d differs from its matmul_f32 on the dequantised weights", k->name, name, p.n_in);
+            q_call(ref, &p, want, ldy, 0, max_tok, 0, n_out);
+            double err = ml_test_norm_error(whole, want, ny);
+            note(&worst->quant[kind], err);
+            CHECK(err <= TOL_MATMUL, "%s matmul_%s n_in=%d: error %.3g > %.1g", k->name, name, p.n_in, err, TOL_MATMUL);
+
+            /* each token count alone on rows [6, 45) */
+            int same = 1, untouched = 1;
+            for (int n_tok = 1; n_tok <= max_tok; n_tok++) {
+                if (p.n_in > 1000 && n_tok > 8 && n_tok % 6 != 1 && n_tok != max_tok) continue; /* time */
+                for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
+                q_call(k, &p, y, ldy, 0, n_tok, row_begin, row_end);
+                for (int t = 0; t < max_tok; t++) {
+                    for (size_t r = 0; r < ldy; r++) {
+                        size_t at = (size_t)t * ldy + r;
+                        if (t < n_tok && (int)r >= row_begin && (int)r < row_end)
+                            same &= float_bits(y[at]) == float_bits(whole[at]);
+                        else
+                            untouched &= y[at] == SENTINEL;
+                    }
+                }
+            }
+            CHECK(same, "%s matmul_%s n_in=%d: some n_tok on rows [%d, %d) differs from the whole product", k->name,
+                  name, p.n_in, row_begin, row_end);
+            CHECK(untouched, "%s matmul_%s n_in=%d wrote outside its rows or tokens", k->name, name, p.n_in);
+
+            /* splits: row ranges x token ranges, then token by token 8 rows at a time */
+            for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
+            for (size_t rc = 0; rc + 1 < sizeof row_cuts / sizeof row_cuts[0]; rc++)
+                for (size_t tc = 0; tc + 1 < sizeof tok_cuts / sizeof tok_cuts[0]; tc++)
+                    q_call(k, &p, y, ldy, tok_cuts[tc], tok_cuts[tc + 1] - tok_cuts[tc], row_cuts[rc],
+                           row_cuts[rc + 1]);
+            int split_same = 1;
+            for (int t = 0; t < max_tok; t++)
+                for (int r = 0; r < n_out; r++)
+                    split_same &= float_bits(y[(size_t)t * ldy + r]) == float_bits(whole[(size_t)t * ldy + r]);
+            for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
+            for (int t = 0; t < max_tok; t++)
+                for (int r = 0; r < n_out; r += 8) q_call(k, &p, y, ldy, t, 1, r, r + 8 < n_out ? r + 8 : n_out);
+            for (int t = 0; t < max_tok; t++)
+                for (int r = 0; r < n_out; r++)
+                    split_same &= float_bits(y[(size_t)t * ldy + r]) == float_bits(whole[(size_t)t * ldy + r]);
+            CHECK(split_same, "%s matmul_%s n_in=%d: split result differs from whole", k->name, name, p.n_in);
+            free_f32(whole);
+            free_f32(f32);
+            free_f32(want);
+            free_f32(y);
+            free_f32(converted);
+            q_free(&p);
+        }
+    }
+}
+
+/* Threads at once on disjoint rows, many tokens (the decoded-tile path, each thread with its
+ * own scratch), give the single-thread bits. */
+typedef struct {
+    const ml_cpu_kernels *k;
+    const q_problem *p;
+    float *y;
+    int n_tok, row_begin, row_end;
+} q_thread_job;
+
+static void *q_thread(void *arg) {
+    const q_thread_job *job = arg;
+    for (int round = 0; round < 3; round++) /* the scratch is reused across calls */
+        q_call(job->k, job->p, job->y, (size_t)job->p->n_out, 0, job->n_tok, job->row_begin, job->row_end);
+    return NULL;
+}
+
+static void test_quant_threads(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    enum { THREADS = 4 };
+    const int n_out = 150, n_tok = 19;
+    for (int kind = 0; kind < 3; kind++) {
+        q_problem p;
+        q_make(&p, rng, kind, 2048 + 32 * kind, n_out, n_tok);
+        size_t ny = (size_t)n_tok * n_out;
+        float *single = alloc_f32(ny), *threaded = alloc_f32(ny);
+        q_thread_job all = {k, &p, single, n_tok, 0, n_out};
+        q_thread(&all);
+        pthread_t threads[THREADS];
+        q_thread_job jobs[THREADS];
+        int started[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            jobs[i] = (q_thread_job){k, &p, threaded, n_tok, n_out * i / THREADS, n_out * (i + 1) / THREADS};
+            started[i] = pthread_create(&threads[i], NULL, q_thread, &jobs[i]) == 0;
+            if (!started[i]) q_thread(&jobs[i]);
+        }
+        for (int i = 0; i < THREADS; i++)
+            if (started[i]) pthread_join(threads[i], NULL);
+        CHECK(memcmp(single, threaded, ny * sizeof(float)) == 0, "%s: threaded matmul_%s differs from one thread",
+              k->name, ml_dtype_name(q_dtypes[kind]));
+        free_f32(single);
+        free_f32(threaded);
+        q_free(&p);
+    }
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 static void attention_case(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst, int head_dim, int n_pos,
@@ -739,6 +1019,11 @@ int main(void) {
     test_dispatch();
     {
         ml_test_rng rng;
+        ml_test_rng_seed(&rng, 77);
+        test_quant_reference(&rng);
+    }
+    {
+        ml_test_rng rng;
         ml_test_rng_seed(&rng, 99);
         test_pool(&rng);
     }
@@ -758,15 +1043,19 @@ int main(void) {
         test_matmul_split(k, &rng);
         test_matmul_threads(k, &rng);
         test_matmul_batch_vs_alone(k, &rng, &worst);
+        test_quant(k, &rng, &worst);
+        test_quant_threads(k, &rng);
         test_attention(k, &rng, &worst);
         test_rmsnorm(k, &rng, &worst);
         test_rope(k, &rng);
         test_silu(k, &rng, &worst);
         test_conversions(k, &rng);
-        printf("%-10s worst normalised error: matmul f32 %.2g f16 %.2g bf16 %.2g bf16_bf16 %.2g (tol %.0g); "
+        printf("%-10s worst normalised error: matmul f32 %.2g f16 %.2g bf16 %.2g bf16_bf16 %.2g q8_0 %.2g q4_0 %.2g "
+               "q4_1 %.2g (tol %.0g; quantised = own f32 bit for bit); "
                "attention f32 %.2g bf16 %.2g (tol %.0g); rmsnorm %.2g (tol %.0g); silu_mul %.2g (tol %.0g); "
                "rope and conversions exact\n",
-               k->name, worst.matmul[0], worst.matmul[1], worst.matmul[2], worst.matmul[3], TOL_MATMUL,
+               k->name, worst.matmul[0], worst.matmul[1], worst.matmul[2], worst.matmul[3], worst.quant[0],
+               worst.quant[1], worst.quant[2], TOL_MATMUL,
                worst.attention[0], worst.attention[1], TOL_ATTENTION, worst.rmsnorm, TOL_RMSNORM, worst.silu,
                TOL_SILU);
     }

@@ -202,7 +202,7 @@ static void bpe_against_naive(const char *name, const ml_tokenizer *tok) {
     free(text);
 }
 
-/* A 10 MB line: linear-ish time, bounded memory, exact round trip. */
+/* A 10 MB line: bounded memory, exact round trip (and the time, for the reader). */
 static void long_line(const char *name, const ml_tokenizer *tok, const char *kind, const uint8_t *text, size_t n) {
     long rss_before = peak_rss_mb();
     double t0 = now_s();
@@ -223,8 +223,8 @@ static void long_line(const char *name, const ml_tokenizer *tok, const char *kin
     if (must_roundtrip)
         CHECK(back && back_n == n && memcmp(back, text, n) == 0, "%s %s: 10 MB line does not round-trip", name, kind);
     long grown = peak_rss_mb() - rss_before;
-    /* Generous bounds (sanitizer builds are slower and fatter); Release takes about a second. */
-    CHECK(seconds < 60, "%s %s: %.1f s for 10 MB", name, kind, seconds);
+    /* Time is printed, never asserted (a shared machine makes any bound flaky; a quadratic
+     * blow-up still ends in ctest's timeout). Memory is bounded generously (sanitizers). */
     CHECK(grown < 1024, "%s %s: peak memory grew by %ld MB", name, kind, grown);
     printf("  %-8s %-26s %8zu ids  %6.2f s  %6.1f MB/s  peak RSS +%ld MB\n", name, kind, n_ids, seconds,
            n / 1e6 / seconds, grown);

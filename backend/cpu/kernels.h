@@ -30,6 +30,21 @@ typedef struct {
     /* fast mode: x holds bf16 activations [n_tok, ldx]; w bf16. float32 accumulation. */
     void (*matmul_bf16_bf16)(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
                              int n_in, int n_tok, int row_begin, int row_end);
+    /* The same contract with ggml block-quantised weights (core/dtype.h has the layouts):
+     *   w: [n_out, n_in / 32] blocks, a row is n_in / 32 * block bytes; n_in a multiple of 32.
+     * Every weight is rebuilt exactly as formats/gguf_dequant.c does (q times the f16 scale d in
+     * float32; for Q4_1 plus m) and then used as matmul_f32 uses a float32 weight, in the same
+     * order: each output equals, bit for bit, matmul_f32 of the same table on the dequantised
+     * matrix. (d * q is exact in float32: an 11-bit f16 significand times an integer of at most
+     * 8 bits; so the only rounding is Q4_1's + m, which an FMA would round alike.) Activations
+     * are float32 in both modes (no int8 activation quantisation). Blocks are unaligned; the
+     * kernels read the f16 scales by memcpy. */
+    void (*matmul_q8_0)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+                        int n_tok, int row_begin, int row_end);
+    void (*matmul_q4_0)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+                        int n_tok, int row_begin, int row_end);
+    void (*matmul_q4_1)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+                        int n_tok, int row_begin, int row_end);
 
     /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).
      * out, x, weight: [n]; out may equal x. */
@@ -58,6 +73,11 @@ typedef struct {
     void (*f32_to_bf16)(uint16_t *out, const float *in, size_t n);
     void (*bf16_to_f32)(float *out, const uint16_t *in, size_t n);
     void (*f16_to_f32)(float *out, const uint16_t *in, size_t n);
+    /* Dequantisation of n elements (a multiple of 32) of blocks at in, bit for bit as
+     * ml_gguf_dequantize (embedding rows; row-parallel slices that cannot stay quantised). */
+    void (*q8_0_to_f32)(float *out, const uint8_t *in, size_t n);
+    void (*q4_0_to_f32)(float *out, const uint8_t *in, size_t n);
+    void (*q4_1_to_f32)(float *out, const uint8_t *in, size_t n);
 } ml_cpu_kernels;
 
 /* The best table for this CPU. The environment variable MESHLLAMA_ISA (scalar, avx2, avx512,
@@ -65,6 +85,10 @@ typedef struct {
 const ml_cpu_kernels *ml_cpu_kernels_best(void);
 /* A named variant, or NULL when it is not compiled in or this CPU cannot run it. */
 const ml_cpu_kernels *ml_cpu_kernels_variant(const char *name);
+
+/* Scratch of at least `floats` floats for the calling thread (backend/cpu/scratch.c), valid until
+ * its next call on this thread; NULL when memory is short (callers then do without). */
+float *ml_cpu_scratch(size_t floats);
 
 /* The tables themselves (defined in the kernels_*.c files). */
 extern const ml_cpu_kernels ml_cpu_kernels_scalar;

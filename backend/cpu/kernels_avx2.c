@@ -2,19 +2,21 @@
  * dispatch.c only on CPUs that have them). Semantics are those of kernels_scalar.c; the tests
  * compare every function against it.
  *
- * Matrix products. Every output y[t, r] is one dot product computed by the same sequence of
+ * Matrix products (f32, f16, bf16 weights; ggml Q8_0/Q4_0/Q4_1 blocks further below, which
+ * decode each block of weights and then follow the same rule). Every output y[t, r] is one dot
+ * product computed by the same sequence of
  * operations whatever the blocking: one 8-lane accumulator, acc = fma(x[i:i+8], w[i:i+8], acc)
  * for i = 0, 8, 16, ... in order, then one fma with the zero-padded tail (n_in % 8 elements),
  * then the fixed horizontal sum hsum8(). Blocking over rows and tokens only changes how many
  * such independent accumulators are in flight (that is what hides the FMA latency), never the
  * order within one, so results are bit-identical for any row_begin/row_end/n_tok split.
  * bf16 is widened with vpmovzxwd + vpslld 16 (exact), f16 with vcvtph2ps.
- *   decode (n_tok = 1): 8 rows at once, 8 independent FMA chains. Memory-bound: while a block
- *       of 8 rows (contiguous in memory) is read, the next block is prefetched in address
- *       order, RB lines per step, so the reads run ahead as one linear stream. A look-ahead
- *       within each row (512 bytes, the first version) measured slower than no prefetch at
- *       all on Zen 3: each 4 KiB bf16 row of a 2048-wide matrix is a page of its own, where
- *       the hardware prefetcher starts over.
+ *   decode (n_tok = 1): 8 rows at once, 8 independent FMA chains, no software prefetch: the
+ *       block of 8 rows is one contiguous stream and the hardware prefetchers keep up. Both
+ *       software schemes tried measured slower on Zen 3 (2 threads, 1 GiB of bf16 weights):
+ *       a look-ahead within each row (512 bytes) and prefetching the next 8-row block in
+ *       address order alongside (36-37 GB/s against 39-41 GB/s without; in the model, decode
+ *       of the 1B shape went from 11.5 to 14.1 tokens/s when it was removed).
  *   n_tok >= 2 (prefill, batched decode): a tile of weight rows (W_TILE_BYTES, kept in L2)
  *       meets the tokens 4 at a time: 3 rows x 4 tokens = 12 accumulators + 3 widened weight
  *       vectors + 1 x vector = 16 ymm, so each widened weight vector feeds 4 FMAs and the
@@ -172,7 +174,7 @@ ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, in
     if (n_tok <= 0 || row_end <= row_begin) return;
     size_t x_step = ldx * kind_size(x_kind); /* bytes per x row */
     if (n_tok == 1) {
-        rows_for_tokens(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, 1, 8, 1);
+        rows_for_tokens(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, 0, 8, 1);
         return;
     }
     /* A tile of weight rows (W_TILE_BYTES, kept in L2) meets every token block of x in turn,
@@ -217,6 +219,214 @@ static void matmul_bf16(float *y, size_t ldy, const float *x, size_t ldx, const 
 static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                              int n_tok, int row_begin, int row_end) {
     matmul_driver(y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
+}
+
+/* ---- matrix products: ggml block-quantised weights (Q8_0, Q4_0, Q4_1) -------------------
+ * A row is n_in / 32 blocks (core/dtype.h). Each block's 32 weights are rebuilt as 4 vectors of
+ * 8 exactly as formats/gguf_dequant.c rebuilds them: the f16 scale by vcvtph2ps (exact), the
+ * integers by vcvtdq2ps (exact), one vmulps (exact too: 11 x at most 8 significant bits), and
+ * for Q4_1 one vaddps of m, the one rounding (the same if a compiler fused it). Then they
+ * meet x as in matmul_f32: acc = fma(x[i:i+8], w[i:i+8], acc) for i = 0, 8, 16, ... in order and
+ * hsum8, so every output equals matmul_f32 on the dequantised matrix bit for bit, for any split.
+ *   decode (n_tok = 1): 8 rows at once; the 4 x vectors of a block stay in registers while the
+ *       8 rows' blocks are decoded; the next 8 rows are prefetched in address order alongside,
+ *       as for bf16 (rows of 576 Q4_1 weights are 360 bytes, so a row block is one stream).
+ *   n_tok 2..7 (small batches): a tile of rows (W_TILE_BYTES) meets the tokens 6 at a time in
+ *       blocks of 2 rows x 6 tokens (12 accumulators + 2 decoded vectors + 1 x vector): each
+ *       decoded vector (load, widen, mask or shift, convert, scale: 5-7 uops) feeds 6 FMAs,
+ *       where the bf16 kernel's 3 x 4 feeds 4, since decoding costs more than widening.
+ *       Leftover tokens: 2 x (2..5), or 8 x 1.
+ *   n_tok >= Q_TILE_TOKENS (prefill, large batches): a tile of rows is decoded once into a
+ *       per-thread float32 buffer (W_TILE_BYTES of it, kept in L2) and the float32 kernel's
+ *       register-blocked GEMM (3 rows x 4 tokens) runs on it: each weight is decoded once per
+ *       call instead of once per 6 tokens, so prefill runs at the float32 kernel's speed plus
+ *       one decode per weight (register-blocked decoding alone measured about 2x slower than
+ *       float32 weights for a 323-token prompt of the default model). Same bits either way. */
+
+enum { QKIND_Q8_0 = 0, QKIND_Q4_0 = 1, QKIND_Q4_1 = 2 };
+#define QK 32      /* weights per block */
+#define Q_TOKENS 6 /* n_tok >= 2: tokens per register block */
+#define Q_TILE_TOKENS 8 /* from this many tokens, decode a tile of rows to float32 first */
+
+ML_INLINE size_t q_block_bytes(int qkind) {
+    return qkind == QKIND_Q8_0 ? 2 + QK : qkind == QKIND_Q4_0 ? 2 + QK / 2 : 4 + QK / 2;
+}
+
+/* The block's scale d (and Q4_1's m; 0 otherwise): f16 bits read by memcpy (blocks are not
+ * aligned), converted by vcvtph2ps. */
+ML_INLINE void q_scales(const uint8_t *block, int qkind, float *d, float *m) {
+    uint32_t bits = 0;
+    memcpy(&bits, block, qkind == QKIND_Q4_1 ? 4 : 2);
+    __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)bits));
+    *d = _mm_cvtss_f32(both);
+    *m = _mm_cvtss_f32(_mm_movehdup_ps(both));
+}
+
+/* Weights [8u, 8u + 8) of a block, u in 0..3 (Q4: u 0, 1 are low nibbles of bytes 0..15, u 2, 3
+ * the high nibbles). d, m: the block's scales, broadcast. */
+ML_INLINE __m256 q_decode8(const uint8_t *block, int u, int qkind, __m256 d, __m256 m) {
+    if (qkind == QKIND_Q8_0) {
+        __m128i q = _mm_loadl_epi64((const __m128i *)(block + 2 + 8 * u));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+    }
+    const uint8_t *qs = block + (qkind == QKIND_Q4_0 ? 2 : 4);
+    __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * (u & 1))));
+    q = u < 2 ? _mm256_and_si256(q, _mm256_set1_epi32(15)) : _mm256_srli_epi32(q, 4);
+    if (qkind == QKIND_Q4_0) return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(8))));
+    return _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q)), m);
+}
+
+/* RB rows starting at `row` times TB tokens, all n_blocks blocks. prefetch: NULL, or the next
+ * RB rows (contiguous), prefetched in address order alongside. */
+ML_INLINE void q_dot_block(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, size_t row_bytes,
+                           int n_blocks, int row, const uint8_t *prefetch, int qkind, const int RB, const int TB) {
+    const size_t block_bytes = q_block_bytes(qkind);
+    const uint8_t *w_rows[8];
+    const float *x_rows[Q_TOKENS];
+    __m256 acc[8][Q_TOKENS];
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++) {
+        w_rows[r] = w + (size_t)(row + r) * row_bytes;
+#pragma GCC unroll 6
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < TB; t++) x_rows[t] = x + (size_t)t * ldx;
+    size_t prefetched = 0; /* bytes of the next rows prefetched so far */
+    for (int b = 0; b < n_blocks; b++) {
+        if (prefetch) {
+            size_t until = (size_t)(b + 1) * (size_t)RB * block_bytes;
+            for (; prefetched < until; prefetched += 64) _mm_prefetch((const char *)prefetch + prefetched, _MM_HINT_T0);
+        }
+        size_t at = (size_t)b * QK;
+        float d[8], m[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) q_scales(w_rows[r] + (size_t)b * block_bytes, qkind, &d[r], &m[r]);
+        if (TB == 1) { /* the block of x in registers, each row's block decoded once */
+            __m256 xv[4];
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) xv[u] = _mm256_loadu_ps(x_rows[0] + at + (size_t)u * VEC);
+#pragma GCC unroll 8
+            for (int r = 0; r < RB; r++) {
+                const uint8_t *block = w_rows[r] + (size_t)b * block_bytes;
+                __m256 dv = _mm256_set1_ps(d[r]), mv = _mm256_set1_ps(m[r]);
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++)
+                    acc[r][0] = _mm256_fmadd_ps(xv[u], q_decode8(block, u, qkind, dv, mv), acc[r][0]);
+            }
+        } else { /* RB decoded vectors in registers, each token's x loaded once per vector */
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                __m256 wv[8];
+#pragma GCC unroll 8
+                for (int r = 0; r < RB; r++)
+                    wv[r] = q_decode8(w_rows[r] + (size_t)b * block_bytes, u, qkind, _mm256_set1_ps(d[r]),
+                                      _mm256_set1_ps(m[r]));
+#pragma GCC unroll 6
+                for (int t = 0; t < TB; t++) {
+                    __m256 xv = _mm256_loadu_ps(x_rows[t] + at + (size_t)u * VEC);
+#pragma GCC unroll 8
+                    for (int r = 0; r < RB; r++) acc[r][t] = _mm256_fmadd_ps(xv, wv[r], acc[r][t]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < TB; t++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) y[(size_t)t * ldy + (size_t)(row + r)] = hsum8(acc[r][t]);
+    }
+}
+
+ML_INLINE void q_rows_for_tokens(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, size_t row_bytes,
+                                 int n_blocks, int row_begin, int row_end, int prefetch_ahead, int qkind, const int RB,
+                                 const int TB) {
+    int r = row_begin;
+    for (; r + RB <= row_end; r += RB) {
+        const uint8_t *next = prefetch_ahead && r + 2 * RB <= row_end ? w + (size_t)(r + RB) * row_bytes : NULL;
+        q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, next, qkind, RB, TB);
+    }
+    for (; r < row_end; r++) q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, NULL, qkind, 1, TB);
+}
+
+/* n_blocks blocks at `in` as float32 at out (the dequantiser's values, bit for bit). */
+ML_INLINE void q_decode_blocks(float *out, const uint8_t *in, size_t n_blocks, int qkind) {
+    size_t block_bytes = q_block_bytes(qkind);
+    for (size_t b = 0; b < n_blocks; b++) {
+        const uint8_t *block = in + b * block_bytes;
+        float d, m;
+        q_scales(block, qkind, &d, &m);
+        __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
+        for (int u = 0; u < 4; u++)
+            _mm256_storeu_ps(out + b * QK + (size_t)u * VEC, q_decode8(block, u, qkind, dv, mv));
+    }
+}
+
+/* Many tokens: tiles of rows decoded to float32 (as matmul_driver would tile float32 weights),
+ * then matmul_driver on them. Returns 0 when there is no scratch memory (nothing done). */
+ML_INLINE int q_matmul_tiles(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                             int row_begin, int row_end, size_t row_bytes, int qkind) {
+    int tile_rows = (int)(W_TILE_BYTES / ((size_t)n_in * sizeof(float))) / 12 * 12;
+    if (tile_rows < 12) tile_rows = 12;
+    if (tile_rows > row_end - row_begin) tile_rows = row_end - row_begin;
+    float *tile = ml_cpu_scratch((size_t)tile_rows * (size_t)n_in); /* [tile_rows, n_in] */
+    if (!tile) return 0;
+    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
+        for (int r = r0; r < r1; r++)
+            q_decode_blocks(tile + (size_t)(r - r0) * n_in, w + (size_t)r * row_bytes, (size_t)n_in / QK, qkind);
+        matmul_driver(y + r0, ldy, x, ldx, KIND_F32, tile, KIND_F32, n_in, n_tok, 0, r1 - r0);
+    }
+    return 1;
+}
+
+ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                               int row_begin, int row_end, int qkind) {
+    if (n_tok <= 0 || row_end <= row_begin) return;
+    int n_blocks = n_in / QK;
+    size_t row_bytes = (size_t)n_blocks * q_block_bytes(qkind);
+    if (n_tok == 1) {
+        q_rows_for_tokens(y, ldy, x, ldx, w, row_bytes, n_blocks, row_begin, row_end, 1, qkind, 8, 1);
+        return;
+    }
+    if (n_tok >= Q_TILE_TOKENS && n_in > 0 &&
+        q_matmul_tiles(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, row_bytes, qkind))
+        return;
+    /* As matmul_driver: a tile of rows kept in L2 meets every token block in turn. */
+    int tile_rows = (int)(W_TILE_BYTES / (row_bytes > 0 ? row_bytes : 1)) / 8 * 8;
+    if (tile_rows < 8) tile_rows = 8;
+    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
+        int t = 0;
+        for (; t + Q_TOKENS <= n_tok; t += Q_TOKENS)
+            q_rows_for_tokens(y + (size_t)t * ldy, ldy, x + (size_t)t * ldx, ldx, w, row_bytes, n_blocks, r0, r1,
+                              t == 0, qkind, 2, Q_TOKENS);
+        const float *xt = x + (size_t)t * ldx;
+        float *yt = y + (size_t)t * ldy;
+        switch (n_tok - t) {
+        case 1: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 8, 1); break;
+        case 2: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 2); break;
+        case 3: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 3); break;
+        case 4: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 4); break;
+        case 5: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 5); break;
+        default: break;
+        }
+    }
+}
+
+static void matmul_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q8_0);
+}
+
+static void matmul_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_0);
+}
+
+static void matmul_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_1);
 }
 
 /* ---- exp ---------------------------------------------------------------------------------- */
@@ -589,6 +799,11 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     for (; i < n; i++) out[i] = ml_f16_to_f32(in[i]);
 }
 
+/* Whole blocks, decoded as the matmuls decode them (so bit for bit as the dequantiser). */
+static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q8_0); }
+static void q4_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_0); }
+static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_1); }
+
 const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .name = "avx2",
     .bf16_dot_product = 0,
@@ -596,6 +811,9 @@ const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .matmul_f16 = matmul_f16,
     .matmul_bf16 = matmul_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
+    .matmul_q8_0 = matmul_q8_0,
+    .matmul_q4_0 = matmul_q4_0,
+    .matmul_q4_1 = matmul_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,
@@ -604,4 +822,7 @@ const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .f32_to_bf16 = f32_to_bf16,
     .bf16_to_f32 = bf16_to_f32,
     .f16_to_f32 = f16_to_f32,
+    .q8_0_to_f32 = q8_0_to_f32,
+    .q4_0_to_f32 = q4_0_to_f32,
+    .q4_1_to_f32 = q4_1_to_f32,
 };

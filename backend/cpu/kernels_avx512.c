@@ -6,8 +6,10 @@
  * can run them. The structure follows kernels_avx2.c with 16-lane vectors, masked tails
  * (maskz loads, mask stores) instead of copies, and more accumulators (32 zmm registers).
  *
- * Matrix products: every output y[t, r] is one 16-lane accumulator, acc = fma(x[i:i+16],
- * w[i:i+16], acc) for i = 0, 16, 32, ... in order, then one fma with the masked tail, then the
+ * Matrix products (f32/f16/bf16 weights; the ggml Q8_0/Q4_0/Q4_1 kernels further below follow
+ * the same rule on decoded blocks): every output y[t, r] is one 16-lane accumulator,
+ * acc = fma(x[i:i+16], w[i:i+16], acc) for i = 0, 16, 32, ... in order, then one fma with the
+ * masked tail, then the
  * fixed hsum16(); blocking only changes how many accumulators are in flight, so results are
  * bit-identical for any row/token split.
  *   decode (n_tok = 1):  8 rows, 8 FMA chains, weights prefetched 512 bytes ahead;
@@ -271,6 +273,188 @@ static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx
 static void matmul_bf16_bf16_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
                                     int n_in, int n_tok, int row_begin, int row_end) {
     matmul_driver(1, y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
+}
+
+/* ---- matrix products: ggml block-quantised weights (Q8_0, Q4_0, Q4_1) -------------------
+ * As in kernels_avx2.c, with a block's 32 weights as 2 vectors of 16 (Q4: the low nibbles of
+ * its 16 bytes, then the high ones), each rebuilt exactly as formats/gguf_dequant.c does
+ * (vcvtph2ps, vcvtdq2ps, one exact vmulps, and one vaddps for Q4_1), then acc = fma(x[i:i+16],
+ * w[i:i+16], acc) in order and hsum16: the bits of matmul_f32 on the dequantised matrix.
+ *   decode (n_tok = 1): 8 rows, the block of x in 2 registers, the next 8 rows prefetched in
+ *       address order alongside;
+ *   n_tok 2..7: a tile of rows meets the tokens in blocks of 2 rows x n_tok (up to 16
+ *       accumulators + 8 x vectors + 2 decoded vectors): each decoded vector feeds n_tok FMAs;
+ *   n_tok >= Q_TILE_TOKENS: as in kernels_avx2.c, a tile of rows decoded once into per-thread
+ *       float32 scratch, then the float32 GEMM (4 rows x 6 tokens) on it; (the 2 x 8 blocks
+ *       above serve when scratch memory is short). */
+
+enum { QKIND_Q8_0 = 0, QKIND_Q4_0 = 1, QKIND_Q4_1 = 2 };
+#define QK 32
+#define Q_TOKENS 8
+#define Q_TILE_TOKENS 8 /* from this many tokens, decode a tile of rows to float32 first */
+
+ML_INLINE size_t q_block_bytes(int qkind) {
+    return qkind == QKIND_Q8_0 ? 2 + QK : qkind == QKIND_Q4_0 ? 2 + QK / 2 : 4 + QK / 2;
+}
+
+/* The block's scale d (and Q4_1's m; 0 otherwise), read by memcpy, converted by vcvtph2ps. */
+ML_INLINE void q_scales(const uint8_t *block, int qkind, float *d, float *m) {
+    uint32_t bits = 0;
+    memcpy(&bits, block, qkind == QKIND_Q4_1 ? 4 : 2);
+    __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)bits));
+    *d = _mm_cvtss_f32(both);
+    *m = _mm_cvtss_f32(_mm_movehdup_ps(both));
+}
+
+/* Weights [16h, 16h + 16) of a block, h in 0..1. */
+ML_INLINE __m512 q_decode16(const uint8_t *block, int h, int qkind, __m512 d, __m512 m) {
+    if (qkind == QKIND_Q8_0) {
+        __m128i q = _mm_loadu_si128((const __m128i *)(block + 2 + 16 * h));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+    }
+    const uint8_t *qs = block + (qkind == QKIND_Q4_0 ? 2 : 4);
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    q = h == 0 ? _mm512_and_si512(q, _mm512_set1_epi32(15)) : _mm512_srli_epi32(q, 4);
+    if (qkind == QKIND_Q4_0) return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(8))));
+    return _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(q)), m);
+}
+
+ML_INLINE void q_dot_block(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, size_t row_bytes,
+                           int n_blocks, int row, const uint8_t *prefetch, int qkind, const int RB, const int TB) {
+    const size_t block_bytes = q_block_bytes(qkind);
+    const uint8_t *w_rows[8];
+    const float *x_rows[Q_TOKENS];
+    __m512 acc[8][Q_TOKENS];
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++) {
+        w_rows[r] = w + (size_t)(row + r) * row_bytes;
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TB; t++) x_rows[t] = x + (size_t)t * ldx;
+    size_t prefetched = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        if (prefetch) {
+            size_t until = (size_t)(b + 1) * (size_t)RB * block_bytes;
+            for (; prefetched < until; prefetched += 64) _mm_prefetch((const char *)prefetch + prefetched, _MM_HINT_T0);
+        }
+        size_t at = (size_t)b * QK;
+        float d[8], m[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) q_scales(w_rows[r] + (size_t)b * block_bytes, qkind, &d[r], &m[r]);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512 xv[Q_TOKENS];
+#pragma GCC unroll 8
+            for (int t = 0; t < TB; t++) xv[t] = _mm512_loadu_ps(x_rows[t] + at + (size_t)h * VEC);
+#pragma GCC unroll 8
+            for (int r = 0; r < RB; r++) {
+                __m512 wv = q_decode16(w_rows[r] + (size_t)b * block_bytes, h, qkind, _mm512_set1_ps(d[r]),
+                                       _mm512_set1_ps(m[r]));
+#pragma GCC unroll 8
+                for (int t = 0; t < TB; t++) acc[r][t] = _mm512_fmadd_ps(xv[t], wv, acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TB; t++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) y[(size_t)t * ldy + (size_t)(row + r)] = hsum16(acc[r][t]);
+    }
+}
+
+ML_INLINE void q_rows_for_tokens(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, size_t row_bytes,
+                                 int n_blocks, int row_begin, int row_end, int prefetch_ahead, int qkind, const int RB,
+                                 const int TB) {
+    int r = row_begin;
+    for (; r + RB <= row_end; r += RB) {
+        const uint8_t *next = prefetch_ahead && r + 2 * RB <= row_end ? w + (size_t)(r + RB) * row_bytes : NULL;
+        q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, next, qkind, RB, TB);
+    }
+    for (; r < row_end; r++) q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, NULL, qkind, 1, TB);
+}
+
+/* n_blocks blocks at `in` as float32 at out (the dequantiser's values, bit for bit). */
+ML_INLINE void q_decode_blocks(float *out, const uint8_t *in, size_t n_blocks, int qkind) {
+    size_t block_bytes = q_block_bytes(qkind);
+    for (size_t b = 0; b < n_blocks; b++) {
+        const uint8_t *block = in + b * block_bytes;
+        float d, m;
+        q_scales(block, qkind, &d, &m);
+        __m512 dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(m);
+        for (int h = 0; h < 2; h++)
+            _mm512_storeu_ps(out + b * QK + (size_t)h * VEC, q_decode16(block, h, qkind, dv, mv));
+    }
+}
+
+/* Many tokens: tiles of rows decoded to float32 (as matmul_driver tiles float32 weights), then
+ * matmul_driver on them. Returns 0 when there is no scratch memory (nothing done). */
+ML_INLINE int q_matmul_tiles(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                             int row_begin, int row_end, size_t row_bytes, int qkind) {
+    int tile_rows = (int)(W_TILE_BYTES / ((size_t)n_in * sizeof(float))) / PREFILL_ROWS * PREFILL_ROWS;
+    if (tile_rows < PREFILL_ROWS) tile_rows = PREFILL_ROWS;
+    if (tile_rows > row_end - row_begin) tile_rows = row_end - row_begin;
+    float *tile = ml_cpu_scratch((size_t)tile_rows * (size_t)n_in); /* [tile_rows, n_in] */
+    if (!tile) return 0;
+    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
+        for (int r = r0; r < r1; r++)
+            q_decode_blocks(tile + (size_t)(r - r0) * n_in, w + (size_t)r * row_bytes, (size_t)n_in / QK, qkind);
+        matmul_driver(0, y + r0, ldy, x, ldx, KIND_F32, tile, KIND_F32, n_in, n_tok, 0, r1 - r0);
+    }
+    return 1;
+}
+
+ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                               int row_begin, int row_end, int qkind) {
+    if (n_tok <= 0 || row_end <= row_begin) return;
+    int n_blocks = n_in / QK;
+    size_t row_bytes = (size_t)n_blocks * q_block_bytes(qkind);
+    if (n_tok == 1) {
+        q_rows_for_tokens(y, ldy, x, ldx, w, row_bytes, n_blocks, row_begin, row_end, 1, qkind, 8, 1);
+        return;
+    }
+    if (n_tok >= Q_TILE_TOKENS && n_in > 0 &&
+        q_matmul_tiles(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, row_bytes, qkind))
+        return;
+    int tile_rows = (int)(W_TILE_BYTES / (row_bytes > 0 ? row_bytes : 1)) / 8 * 8;
+    if (tile_rows < 8) tile_rows = 8;
+    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
+        int t = 0;
+        for (; t + Q_TOKENS <= n_tok; t += Q_TOKENS)
+            q_rows_for_tokens(y + (size_t)t * ldy, ldy, x + (size_t)t * ldx, ldx, w, row_bytes, n_blocks, r0, r1,
+                              t == 0, qkind, 2, Q_TOKENS);
+        const float *xt = x + (size_t)t * ldx;
+        float *yt = y + (size_t)t * ldy;
+        int p = t == 0;
+        switch (n_tok - t) {
+        case 1: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 8, 1); break;
+        case 2: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 2); break;
+        case 3: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 3); break;
+        case 4: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 4); break;
+        case 5: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 5); break;
+        case 6: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 6); break;
+        case 7: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 7); break;
+        default: break;
+        }
+    }
+}
+
+static void matmul_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q8_0);
+}
+
+static void matmul_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_0);
+}
+
+static void matmul_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_1);
 }
 
 /* ---- exp ---------------------------------------------------------------------------------- */
@@ -552,6 +736,11 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     }
 }
 
+/* Whole blocks, decoded as the matmuls decode them (so bit for bit as the dequantiser). */
+static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q8_0); }
+static void q4_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_0); }
+static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_1); }
+
 const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .name = "avx512",
     .bf16_dot_product = 0,
@@ -559,6 +748,9 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .matmul_f16 = matmul_f16,
     .matmul_bf16 = matmul_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
+    .matmul_q8_0 = matmul_q8_0,
+    .matmul_q4_0 = matmul_q4_0,
+    .matmul_q4_1 = matmul_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,
@@ -567,6 +759,9 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .f32_to_bf16 = f32_to_bf16,
     .bf16_to_f32 = bf16_to_f32,
     .f16_to_f32 = f16_to_f32,
+    .q8_0_to_f32 = q8_0_to_f32,
+    .q4_0_to_f32 = q4_0_to_f32,
+    .q4_1_to_f32 = q4_1_to_f32,
 };
 
 const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
@@ -576,6 +771,9 @@ const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .matmul_f16 = matmul_f16,
     .matmul_bf16 = matmul_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16_dpbf16,
+    .matmul_q8_0 = matmul_q8_0,
+    .matmul_q4_0 = matmul_q4_0,
+    .matmul_q4_1 = matmul_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,
@@ -584,4 +782,7 @@ const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .f32_to_bf16 = f32_to_bf16,
     .bf16_to_f32 = bf16_to_f32,
     .f16_to_f32 = f16_to_f32,
+    .q8_0_to_f32 = q8_0_to_f32,
+    .q4_0_to_f32 = q4_0_to_f32,
+    .q4_1_to_f32 = q4_1_to_f32,
 };

@@ -8,6 +8,7 @@
 
 #include <math.h>
 
+#include "core/dtype.h"
 #include "core/numeric.h"
 
 /* ---- matrix products -------------------------------------------------------------------- */
@@ -78,6 +79,83 @@ static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx
             y[(size_t)t * ldy + r] = sum;
         }
     }
+}
+
+/* ---- matrix products: ggml block-quantised weights ---------------------------------------- */
+
+/* A block's 32 weights as float32, computed as formats/gguf_dequant.c computes them: the f16
+ * scale converted exactly, one product per weight (exact: an 11-bit significand times an
+ * integer of at most 8 bits), and for Q4_1 a separate sum, the one rounding. */
+#define QK ML_QUANT_BLOCK
+enum { BYTES_Q8_0 = 2 + QK, BYTES_Q4_0 = 2 + QK / 2, BYTES_Q4_1 = 2 + 2 + QK / 2 };
+
+/* Little-endian f16 at p (any alignment). */
+static float f16_at(const uint8_t *p) { return ml_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+
+static void q8_0_block(const uint8_t *block, float *out) {
+    float d = f16_at(block);
+    for (int i = 0; i < QK; i++) out[i] = (float)(int8_t)block[2 + i] * d;
+}
+
+static void q4_0_block(const uint8_t *block, float *out) {
+    float d = f16_at(block);
+    const uint8_t *qs = block + 2; /* low nibbles: elements 0..15; high nibbles: 16..31 */
+    for (int i = 0; i < QK / 2; i++) {
+        out[i] = d * (float)((int)(qs[i] & 0x0f) - 8);
+        out[i + QK / 2] = d * (float)((int)(qs[i] >> 4) - 8);
+    }
+}
+
+static void q4_1_block(const uint8_t *block, float *out) {
+    float d = f16_at(block), m = f16_at(block + 2);
+    const uint8_t *qs = block + 4;
+    for (int i = 0; i < QK / 2; i++) {
+        float low = d * (float)(qs[i] & 0x0f);
+        float high = d * (float)(qs[i] >> 4);
+        out[i] = low + m;
+        out[i + QK / 2] = high + m;
+    }
+}
+
+typedef void (*block_decoder)(const uint8_t *block, float *out);
+
+/* matmul_f32 with each row's weights decoded block by block: the same products and the same
+ * sums in the same order, so the same bits as matmul_f32 on the dequantised matrix. */
+static void matmul_blocks(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                          int row_begin, int row_end, size_t block_bytes, block_decoder decode) {
+    int n_blocks = n_in / QK;
+    size_t row_bytes = (size_t)n_blocks * block_bytes;
+    float weights[QK];
+    for (int t = 0; t < n_tok; t++) {
+        const float *x_row = x + (size_t)t * ldx; /* [n_in] */
+        for (int r = row_begin; r < row_end; r++) {
+            const uint8_t *w_row = w + (size_t)r * row_bytes; /* [n_blocks] blocks */
+            float sum = 0.0f;
+            for (int b = 0; b < n_blocks; b++) {
+                decode(w_row + (size_t)b * block_bytes, weights);
+                for (int i = 0; i < QK; i++) {
+                    float product = x_row[b * QK + i] * weights[i];
+                    sum += product;
+                }
+            }
+            y[(size_t)t * ldy + r] = sum;
+        }
+    }
+}
+
+static void matmul_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q8_0, q8_0_block);
+}
+
+static void matmul_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_0, q4_0_block);
+}
+
+static void matmul_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                        int row_begin, int row_end) {
+    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_1, q4_1_block);
 }
 
 /* ---- normalisation and elementwise ------------------------------------------------------- */
@@ -200,6 +278,18 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = ml_f16_to_f32(in[i]);
 }
 
+static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) {
+    for (size_t b = 0; b < n / QK; b++) q8_0_block(in + b * BYTES_Q8_0, out + b * QK);
+}
+
+static void q4_0_to_f32(float *out, const uint8_t *in, size_t n) {
+    for (size_t b = 0; b < n / QK; b++) q4_0_block(in + b * BYTES_Q4_0, out + b * QK);
+}
+
+static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) {
+    for (size_t b = 0; b < n / QK; b++) q4_1_block(in + b * BYTES_Q4_1, out + b * QK);
+}
+
 const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .name = "scalar",
     .bf16_dot_product = 0,
@@ -207,6 +297,9 @@ const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .matmul_f16 = matmul_f16,
     .matmul_bf16 = matmul_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
+    .matmul_q8_0 = matmul_q8_0,
+    .matmul_q4_0 = matmul_q4_0,
+    .matmul_q4_1 = matmul_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,
@@ -215,4 +308,7 @@ const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .f32_to_bf16 = f32_to_bf16,
     .bf16_to_f32 = bf16_to_f32,
     .f16_to_f32 = f16_to_f32,
+    .q8_0_to_f32 = q8_0_to_f32,
+    .q4_0_to_f32 = q4_0_to_f32,
+    .q4_1_to_f32 = q4_1_to_f32,
 };

@@ -88,10 +88,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     ml_config config;
     if (ml_gguf_llama_config(&g, &config) == 0) {
-        ml_safetensors weights;
-        if (ml_gguf_llama_weights(&g, &config, &weights) == 0) {
-            for (int i = 0; i < weights.n_tensors; i++) touch(weights.tensors[i].data, weights.tensors[i].n_bytes);
-            ml_safetensors_close(&weights);
+        /* quantised matrices kept as blocks (views into the image), then dequantised */
+        for (int mode = ML_GGUF_KEEP_QUANTIZED; mode <= ML_GGUF_DEQUANTIZE; mode++) {
+            ml_safetensors weights;
+            if (ml_gguf_llama_weights_mode(&g, &config, (ml_gguf_quant_mode)mode, &weights) == 0) {
+                for (int i = 0; i < weights.n_tensors; i++) touch(weights.tensors[i].data, weights.tensors[i].n_bytes);
+                ml_safetensors_close(&weights);
+            }
         }
     }
     ml_gguf_close(&g);
