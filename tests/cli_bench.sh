@@ -10,22 +10,8 @@ fixtures=${MESHLLAMA_FIXTURES:?}
 tmp=${MESHLLAMA_TMP:-${TMPDIR:-/tmp}}/cli_bench.$$
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# expect_fail CODE NEEDLE -- command...: exit status CODE and NEEDLE in stderr
-expect_fail() {
-    local code=$1 needle=$2
-    shift 3
-    local err
-    err=$("$@" 2>&1 >/dev/null)
-    local rc=$?
-    if [ "$rc" -ne "$code" ]; then fail "$* exited $rc, expected $code: $err"; return; fi
-    if ! grep -qF -- "$needle" <<<"$err"; then fail "$*: message lacks '$needle': $err"; return; fi
-    pass
-}
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
 
 # check_report JSON_FILE INSPECT_JSON PROMPTS BATCHES N_GEN PROBED DEPTH: prints one line per problem
 check_report() {
@@ -149,5 +135,4 @@ expect_fail 1 "$tmp/missing" -- "$bin" bench -m "$tmp/missing" --no-probe
 # a context too small for the tests asked for: refused by the forward pass, not a crash
 expect_fail 1 "max_seq_len" -- "$bin" bench -m "$g" -p 64 -n 0 -c 32 --no-probe
 
-echo "cli_bench: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_bench

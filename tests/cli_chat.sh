@@ -11,10 +11,8 @@ if [ ! -f "$model" ]; then echo "FAIL: default model missing (scripts/fetch_defa
 tmp=${MESHLLAMA_TMP:-/tmp}/cli_chat.$$
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
 
 printf 'What is the capital of France?\n\nAnd of Italy?\n' |
     "$bin" chat -m "$model" -n 24 --system "You are a concise assistant." >"$tmp/out" 2>"$tmp/err"
@@ -38,5 +36,4 @@ if [ $? -eq 1 ] && grep -qi "tokenizer" <<<"$err"; then pass; else fail "no toke
 err=$(printf 'hi\n' | "$bin" chat -m "$model" -c 16 2>&1 >/dev/null)
 if [ $? -eq 1 ] && grep -q "exceeds the context" <<<"$err"; then pass; else fail "context overflow: $err"; fi
 
-echo "cli_chat: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_chat

@@ -9,10 +9,8 @@ model=$fixtures/h9kv3_llama3rope_bf16
 ref=$model/eval_reference.bin
 tmp=${MESHLLAMA_TMP:-/tmp}/cli_eval.$$
 mkdir -p "$tmp"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
 
 check_metrics() { # LINE KEY=VALUE...
     local line=$1
@@ -53,14 +51,6 @@ if [ $? -eq 0 ]; then pass; else fail "reference directory"; fi
 size=$(stat -c %s "$tmp/dump/hidden_prefill48.bin" 2>/dev/null || echo 0)
 if [ "$size" -eq $((8 + 16 + 48 * 4 + 5 * 48 * 144 * 4)) ]; then pass; else fail "--dump-layers wrote $size bytes"; fi
 
-expect_fail() { # CODE NEEDLE -- cmd...
-    local code=$1 needle=$2
-    shift 3
-    local err
-    err=$("$@" 2>&1 >/dev/null)
-    local rc=$?
-    if [ "$rc" -eq "$code" ] && grep -qF -- "$needle" <<<"$err"; then pass; else fail "$* -> $rc: $err"; fi
-}
 head -c 100 "$ref" >"$tmp/truncated.bin"
 printf 'NOTAREF!xxxxxxxxxxxxxxxxxxxxxxxxxxxx' >"$tmp/magic.bin"
 expect_fail 1 "truncated" -- "$bin" eval -m "$model" --ref "$tmp/truncated.bin"
@@ -73,5 +63,4 @@ expect_fail 1 "exceeds --max-seq-len 50" -- "$bin" eval -m "$model" --ref "$ref"
 expect_fail 2 "--prefill-len-range" -- "$bin" eval -m "$model" --ref "$ref" --prefill-len-range 40:20
 expect_fail 2 "no reference" -- "$bin" eval -m "$model"
 rm -rf "$tmp"
-echo "cli_eval: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+finish cli_eval

@@ -15,10 +15,8 @@ if "$bin" run -m "$fixtures/gqa_tied_bf16" --prompt-ids 1 -n 1 --backend mpi 2>&
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mpi=(mpirun --oversubscribe -np)
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
 
 reference_ids() {
     python3 - "$1" <<'PY'
@@ -121,5 +119,4 @@ elapsed=$(($(date +%s) - start))
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -lt 30 ] && grep -qi "rank 1" "$tmp/kill.err"; then pass
 else fail "killed rank: rc $rc after ${elapsed}s: $(head -c 600 "$tmp/kill.err")"; fi
 
-echo "cli_mpi: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+finish cli_mpi

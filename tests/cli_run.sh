@@ -5,22 +5,8 @@
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# expect_fail CODE NEEDLE -- command...: exit status CODE and NEEDLE in stderr
-expect_fail() {
-    local code=$1 needle=$2
-    shift 3
-    local err
-    err=$("$@" 2>&1 >/dev/null)
-    local rc=$?
-    if [ "$rc" -ne "$code" ]; then fail "$* exited $rc, expected $code: $err"; return; fi
-    if ! grep -qF -- "$needle" <<<"$err"; then fail "$*: message lacks '$needle': $err"; return; fi
-    pass
-}
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
 
 # HF's greedy continuation, read from reference.bin (layout in docs/FIXTURES.md)
 reference_ids() {
@@ -110,5 +96,4 @@ expect_fail 2 "unknown command" -- "$bin" frobnicate
 expect_fail 1 "config.json" -- "$bin" inspect /tmp
 expect_fail 1 "tp 10" -- "$bin" inspect "$fixtures/h9kv3_llama3rope_bf16" --tp 10
 
-echo "cli_run: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+finish cli_run
