@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "formats/hf_config.h"
+#include "formats/hf_reference.h"
 #include "formats/safetensors.h"
 #include "test_util.h"
 
@@ -787,6 +788,88 @@ static int remove_entry(const char *path, const struct stat *info, int type, str
     return remove(path);
 }
 
+/* ---- MLHFREF1 logit references (formats/hf_reference.c) ---------------------------------- */
+
+/* A reference image: version, vocab, prompt, generated ids, [logits_first, start_pos] (v2). */
+static size_t make_reference(uint8_t *buf, uint32_t version, uint32_t vocab, uint32_t n_prompt, uint32_t n_gen,
+                             uint32_t logits_first, uint32_t start_pos) {
+    size_t o = 0;
+    memcpy(buf, "MLHFREF1", 8);
+    o += 8;
+    uint32_t header[6] = {version, vocab, n_prompt, n_gen, logits_first, start_pos};
+    memcpy(buf + o, header, version == 2 ? 24 : 16);
+    o += version == 2 ? 24 : 16;
+    for (uint32_t i = 0; i < n_prompt + n_gen; i++) {
+        int32_t id = (int32_t)((i * 7 + 3) % vocab);
+        memcpy(buf + o, &id, 4);
+        o += 4;
+    }
+    for (uint32_t i = 0; i < (n_prompt - logits_first) * vocab; i++) {
+        float v = (float)i * 0.25f - 3.0f;
+        memcpy(buf + o, &v, 4);
+        o += 4;
+    }
+    return o;
+}
+
+static void test_hf_reference(void) {
+    static uint8_t buf[8192];
+    ml_hf_reference r;
+    /* version 1: every prompt row */
+    size_t n = make_reference(buf, 1, 16, 5, 3, 0, 0);
+    expect_ok("reference v1", ml_hf_reference_parse(buf, n, "v1.bin", &r));
+    CHECK(r.version == 1 && r.vocab_size == 16 && r.n_prompt == 5 && r.n_generated == 3 && r.logits_first == 0,
+          "v1 header read as %d/%d/%d/%d/%d", r.version, r.vocab_size, r.n_prompt, r.n_generated, r.logits_first);
+    CHECK(r.prompt_ids[4] == (4 * 7 + 3) % 16 && r.generated_ids[2] == (7 * 7 + 3) % 16, "v1 ids");
+    CHECK(r.logits[5 * 16 - 1] == (float)(5 * 16 - 1) * 0.25f - 3.0f, "v1 last logit");
+    ml_hf_reference_free(&r);
+    /* version 2: the last 2 rows, a shifted start */
+    n = make_reference(buf, 2, 16, 5, 0, 3, 100);
+    expect_ok("reference v2", ml_hf_reference_parse(buf, n, "v2.bin", &r));
+    CHECK(r.version == 2 && r.logits_first == 3 && r.start_pos == 100 && r.logits[2 * 16 - 1] == 31 * 0.25f - 3.0f,
+          "v2 read as first %d start %d", r.logits_first, r.start_pos);
+    ml_hf_reference_free(&r);
+    /* the committed fixtures read the same way as the tests' loader sees them */
+    char path[4096];
+    ml_test_fixture_path(path, sizeof path, "gqa_tied_bf16/reference.bin");
+    expect_ok("fixture reference", ml_hf_reference_load(path, &r));
+    CHECK(r.vocab_size == 256 && r.n_prompt > 0, "fixture reference: vocab %d", r.vocab_size);
+    ml_hf_reference_free(&r);
+
+    /* bad files: a clear ML_ERR_FORMAT naming the file, nothing allocated */
+    size_t good = make_reference(buf, 1, 16, 5, 3, 0, 0);
+    struct {
+        const char *label;
+        size_t size;
+        size_t poke_at;
+        uint32_t poke;
+        const char *needle;
+    } bad[] = {
+        {"empty", 0, 0, 0, "magic"},
+        {"magic", 8, 0, 0x4c4d4c4d, "magic"},
+        {"short header", 12, 0, 0, "truncated header"},
+        {"version 3", good, 8, 3, "version 3"},
+        {"vocab 0", good, 12, 0, "vocab_size 0"},
+        {"prompt 0", good, 16, 0, "prompt"},
+        {"huge prompt", good, 16, 0x7fffffff, "prompt"},
+        {"truncated logits", good - 1, 0, 0, "truncated"},
+        {"id outside vocab", good, 24, 99, "outside the vocabulary"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        make_reference(buf, 1, 16, 5, 3, 0, 0);
+        if (bad[i].poke_at) memcpy(buf + bad[i].poke_at, &bad[i].poke, 4);
+        else if (bad[i].poke) memcpy(buf, &bad[i].poke, 4);
+        ml_clear_error();
+        int status = ml_hf_reference_parse(buf, bad[i].size, "bad.bin", &r);
+        expect_error(bad[i].label, status, ML_ERR_FORMAT, "bad.bin", bad[i].needle);
+        CHECK(!r.prompt_ids && !r.generated_ids && !r.logits, "%s: arrays left allocated", bad[i].label);
+    }
+    n = make_reference(buf, 2, 16, 5, 0, 5, 0); /* logits_first == n_prompt: no rows */
+    expect_error("logits_first", ml_hf_reference_parse(buf, n, "bad.bin", &r), ML_ERR_FORMAT, "bad.bin", "logits_first");
+    expect_error("missing file", ml_hf_reference_load("/nonexistent/ref.bin", &r), ML_ERR_IO, "/nonexistent/ref.bin",
+                 NULL);
+}
+
 int main(void) {
     if (ml_test_make_tmpdir(tmp_root, sizeof tmp_root, "formats") != 0) {
         fprintf(stderr, "cannot create a temporary directory\n");
@@ -799,6 +882,7 @@ int main(void) {
     test_safetensors_valid();
     test_safetensors_errors();
     test_sharded();
+    test_hf_reference();
     nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return ml_test_finish("formats");
 }

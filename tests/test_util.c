@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "meshllama.h"
+
 int ml_test_failures = 0;
 int ml_test_checks = 0;
 
@@ -68,44 +70,17 @@ int ml_test_write_file(const char *path, const void *data, size_t size) {
     return (fclose(f) == 0 && written == size) ? 0 : -1;
 }
 
-static int read_exact(FILE *f, void *dst, size_t bytes) { return fread(dst, 1, bytes, f) == bytes ? 0 : -1; }
-
 int ml_test_reference_load(const char *path, ml_test_reference *ref) {
-    memset(ref, 0, sizeof *ref);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: cannot open\n", path);
+    if (ml_hf_reference_load(path, ref) != ML_OK) {
+        fprintf(stderr, "%s\n", ml_last_error());
         return -1;
     }
-    char magic[8];
-    uint32_t header[4];
-    int bad = read_exact(f, magic, 8) || memcmp(magic, "MLHFREF1", 8) != 0 || read_exact(f, header, sizeof header) ||
-              header[0] != 1 || header[1] == 0 || header[1] > (1u << 22) || header[2] == 0 || header[2] > (1u << 20) ||
-              header[3] > (1u << 20);
-    if (!bad) {
-        ref->vocab_size = (int)header[1];
-        ref->n_prompt = (int)header[2];
-        ref->n_generated = (int)header[3];
-        ref->prompt_ids = malloc(header[2] * sizeof(int32_t));
-        ref->generated_ids = malloc((header[3] + 1) * sizeof(int32_t));
-        ref->logits = malloc((size_t)header[2] * header[1] * sizeof(float));
-        bad = !ref->prompt_ids || !ref->generated_ids || !ref->logits ||
-              read_exact(f, ref->prompt_ids, header[2] * sizeof(int32_t)) ||
-              read_exact(f, ref->generated_ids, header[3] * sizeof(int32_t)) ||
-              read_exact(f, ref->logits, (size_t)header[2] * header[1] * sizeof(float));
-    }
-    fclose(f);
-    if (bad) {
-        fprintf(stderr, "%s: not a valid MLHFREF1 version 1 reference file\n", path);
-        ml_test_reference_free(ref);
+    if (ref->logits_first != 0 || ref->start_pos != 0) {
+        fprintf(stderr, "%s: the tests need logits for every prompt position from position 0\n", path);
+        ml_hf_reference_free(ref);
         return -1;
     }
     return 0;
 }
 
-void ml_test_reference_free(ml_test_reference *ref) {
-    free(ref->prompt_ids);
-    free(ref->generated_ids);
-    free(ref->logits);
-    memset(ref, 0, sizeof *ref);
-}
+void ml_test_reference_free(ml_test_reference *ref) { ml_hf_reference_free(ref); }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "formats/hf_reference.h"
+
 extern int ml_test_failures;
 extern int ml_test_checks;
 
@@ -41,17 +43,11 @@ int ml_test_make_tmpdir(char *out, size_t size, const char *tag);
 int ml_test_write_file(const char *path, const void *data, size_t size);
 
 
-/* tests/fixtures/<name>/reference.bin, written by tools/make_fixtures.py (docs/FIXTURES.md). */
-typedef struct {
-    int vocab_size;
-    int n_prompt;
-    int n_generated;
-    int32_t *prompt_ids;     /* [n_prompt] */
-    int32_t *generated_ids;  /* [n_generated] HF greedy continuation */
-    float *logits;           /* [n_prompt, vocab_size] HF float32 logits */
-} ml_test_reference;
+/* tests/fixtures/<name>/reference.bin, written by tools/make_fixtures.py (docs/FIXTURES.md):
+ * read by the library's reader; the tests need every prompt row (logits [n_prompt, vocab]). */
+typedef ml_hf_reference ml_test_reference;
 
-/* Returns 0 on success; prints why on failure. */
+/* Returns 0 on success; prints why on failure (also a file without every prompt row). */
 int ml_test_reference_load(const char *path, ml_test_reference *ref);
 void ml_test_reference_free(ml_test_reference *ref);
 

@@ -1,5 +1,6 @@
 /* check_logits: runs a checkpoint on the prompt of a reference.bin written by Hugging Face
- * (tools/make_fixtures.py or tools/hf_logits.py; format in docs/FIXTURES.md, versions 1 and 2)
+ * (tools/make_fixtures.py or tools/hf_logits.py; format in docs/FIXTURES.md, versions 1 and 2,
+ * read by formats/hf_reference.c)
  * and prints how far meshllama's logits are from HF's at each stored position, and whether
  * the greedy continuation matches.
  *   check_logits MODEL_DIR REFERENCE.bin [--tp N] [-t THREADS] [--act accurate|fast] [--kv f32|bf16]
@@ -10,44 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/hf_reference.h"
 #include "meshllama.h"
-
-typedef struct {
-    unsigned version, vocab, n_prompt, n_generated, logits_first, start_pos;
-    int32_t *prompt, *generated;
-    float *logits; /* [n_prompt - logits_first, vocab] */
-} reference;
-
-static int read_reference(const char *path, reference *r) {
-    memset(r, 0, sizeof *r);
-    FILE *f = fopen(path, "rb");
-    if (!f) return fprintf(stderr, "%s: cannot open\n", path), -1;
-    char magic[8];
-    unsigned h[4];
-    int ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, "MLHFREF1", 8) == 0 && fread(h, 4, 4, f) == 4 &&
-             (h[0] == 1 || h[0] == 2);
-    if (ok) {
-        r->version = h[0], r->vocab = h[1], r->n_prompt = h[2], r->n_generated = h[3];
-        if (r->version == 2) {
-            unsigned extra[2];
-            ok = fread(extra, 4, 2, f) == 2;
-            r->logits_first = extra[0], r->start_pos = extra[1];
-        }
-    }
-    ok = ok && r->vocab > 0 && r->n_prompt > 0 && r->logits_first < r->n_prompt && r->start_pos == 0;
-    if (ok) {
-        size_t rows = r->n_prompt - r->logits_first;
-        r->prompt = malloc(r->n_prompt * sizeof(int32_t));
-        r->generated = malloc((r->n_generated + 1) * sizeof(int32_t));
-        r->logits = malloc(rows * r->vocab * sizeof(float));
-        ok = r->prompt && r->generated && r->logits && fread(r->prompt, 4, r->n_prompt, f) == r->n_prompt &&
-             fread(r->generated, 4, r->n_generated, f) == r->n_generated &&
-             fread(r->logits, 4, rows * r->vocab, f) == rows * r->vocab;
-    }
-    fclose(f);
-    if (!ok) fprintf(stderr, "%s: not a MLHFREF1 version 1/2 file with start_pos 0\n", path);
-    return ok ? 0 : -1;
-}
 
 int main(int argc, char **argv) {
     if (argc < 3) {
@@ -65,26 +30,27 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--tolerance") == 0) tolerance = atof(argv[i + 1]);
         else return fprintf(stderr, "check_logits: unknown flag %s\n", argv[i]), 2;
     }
-    reference ref;
-    if (read_reference(argv[2], &ref) != 0) return 1;
+    ml_hf_reference ref;
+    if (ml_hf_reference_load(argv[2], &ref) != ML_OK) return fprintf(stderr, "check_logits: %s\n", ml_last_error()), 1;
+    if (ref.start_pos != 0) return fprintf(stderr, "check_logits: %s: start_pos %d; only 0 is supported\n", argv[2], ref.start_pos), 1;
     p.max_seq_len = (int)(ref.n_prompt + ref.n_generated + 1);
     ml_model *m;
     if (ml_model_open(argv[1], &p, &m) != ML_OK) return fprintf(stderr, "check_logits: %s\n", ml_last_error()), 1;
     ml_model_info info;
     ml_model_get_info(m, &info);
-    if ((unsigned)info.vocab_size != ref.vocab) return fprintf(stderr, "vocab %d vs reference %u\n", info.vocab_size, ref.vocab), 1;
+    if (info.vocab_size != ref.vocab_size) return fprintf(stderr, "vocab %d vs reference %d\n", info.vocab_size, ref.vocab_size), 1;
     size_t rows = ref.n_prompt - ref.logits_first;
-    float *logits = malloc((size_t)ref.n_prompt * ref.vocab * sizeof(float));
+    float *logits = malloc((size_t)ref.n_prompt * ref.vocab_size * sizeof(float));
     int slot = 0, start = 0, n = (int)ref.n_prompt;
-    ml_batch b = {1, &slot, &start, &n, ref.prompt, 1};
+    ml_batch b = {1, &slot, &start, &n, ref.prompt_ids, 1};
     if (ml_forward(m, &b, logits) != ML_OK) return fprintf(stderr, "check_logits: %s\n", ml_last_error()), 1;
     double worst = 0;
     int argmax_mismatch = 0;
     for (size_t r = 0; r < rows; r++) {
-        const float *ours = logits + (ref.logits_first + r) * ref.vocab, *hf = ref.logits + r * ref.vocab;
+        const float *ours = logits + (ref.logits_first + r) * ref.vocab_size, *hf = ref.logits + r * ref.vocab_size;
         double max_diff = 0, max_ref = 0;
         int our_best = 0, hf_best = 0;
-        for (unsigned v = 0; v < ref.vocab; v++) {
+        for (int v = 0; v < ref.vocab_size; v++) {
             double d = fabs((double)ours[v] - hf[v]);
             if (!(d <= max_diff)) max_diff = d;
             if (fabs(hf[v]) > max_ref) max_ref = fabs(hf[v]);
@@ -94,7 +60,7 @@ int main(int argc, char **argv) {
         double err = max_diff / (max_ref + 1e-30);
         if (err > worst) worst = err;
         argmax_mismatch += our_best != hf_best;
-        printf("position %u: max |diff| %.3e, normalised %.3e, argmax %d (HF %d)\n", ref.logits_first + (unsigned)r,
+        printf("position %d: max |diff| %.3e, normalised %.3e, argmax %d (HF %d)\n", ref.logits_first + (int)r,
                max_diff, err, our_best, hf_best);
     }
     int tokens_match = 1;
@@ -104,16 +70,17 @@ int main(int argc, char **argv) {
         sp.ignore_eos = 1;
         int32_t *out = malloc(ref.n_generated * sizeof(int32_t));
         ml_generate_stats st;
-        if (ml_generate(m, ref.prompt, (int)ref.n_prompt, &sp, out, NULL, NULL, &st) != ML_OK) tokens_match = 0;
-        for (unsigned i = 0; tokens_match && i < ref.n_generated; i++) tokens_match = out[i] == ref.generated[i];
+        if (ml_generate(m, ref.prompt_ids, (int)ref.n_prompt, &sp, out, NULL, NULL, &st) != ML_OK) tokens_match = 0;
+        for (int i = 0; tokens_match && i < ref.n_generated; i++) tokens_match = out[i] == ref.generated_ids[i];
         free(out);
     }
-    printf("%s: %u prompt tokens, %zu logits rows, worst normalised error %.3e (tolerance %.1e), argmax "
+    printf("%s: %d prompt tokens, %zu logits rows, worst normalised error %.3e (tolerance %.1e), argmax "
            "mismatches %d, greedy %s (tp %d, %s, %s)\n",
            argv[1], ref.n_prompt, rows, worst, tolerance, argmax_mismatch,
            ref.n_generated ? (tokens_match ? "identical" : "DIFFERENT") : "not stored", info.tp, info.isa,
            p.act_mode == ML_ACT_FAST ? "fast" : "accurate");
     ml_model_close(m);
     free(logits);
+    ml_hf_reference_free(&ref);
     return worst <= tolerance && tokens_match ? 0 : 1;
 }
