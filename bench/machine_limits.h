@@ -141,47 +141,110 @@ static uint64_t ml_probe_read_generic(const char *p, size_t bytes) {
     return s0 + s1 + s2 + s3;
 }
 
+/* ---- passes on n threads --------------------------------------------------------------- */
+
+/* work(ctx, thread_index) is one thread's share of one pass. */
+typedef void (*ml_probe_work)(void *ctx, int thread_index);
+
 typedef struct {
-    const char *buffer;
-    size_t share;          /* bytes per thread, multiple of 128 */
-    int n_threads, passes, use_avx2;
+    ml_probe_work work;
+    void *ctx;
+    int n_threads, passes;
     ml_probe_barrier *barrier;
-    double *pass_start;    /* [passes] written by thread 0 */
-    double *pass_end;      /* [passes][n_threads] */
-    volatile uint64_t *sink;
-} ml_probe_bw_ctx;
+    double *pass_start; /* [passes] written by thread 0 */
+    double *pass_end;   /* [passes][n_threads] */
+} ml_probe_runner;
 
 typedef struct {
-    ml_probe_bw_ctx *ctx;
+    ml_probe_runner *runner;
     int index;
-} ml_probe_bw_arg;
+} ml_probe_runner_arg;
 
-static void *ml_probe_bw_thread(void *p) {
-    ml_probe_bw_arg *arg = p;
-    ml_probe_bw_ctx *c = arg->ctx;
-    const char *mine = c->buffer + (size_t)arg->index * c->share;
-    uint64_t sum = 0;
-    for (int pass = 0; pass < c->passes; pass++) {
-        ml_probe_barrier_wait(c->barrier);
-        if (arg->index == 0) c->pass_start[pass] = ml_probe_now();
-#if defined(__x86_64__)
-        if (c->use_avx2)
-            sum += ml_probe_read_avx2(mine, c->share);
-        else
-#endif
-            sum += ml_probe_read_generic(mine, c->share);
-        c->pass_end[(size_t)pass * c->n_threads + arg->index] = ml_probe_now();
+static void *ml_probe_runner_thread(void *p) {
+    ml_probe_runner_arg *arg = p;
+    ml_probe_runner *r = arg->runner;
+    for (int pass = 0; pass < r->passes; pass++) {
+        ml_probe_barrier_wait(r->barrier);
+        if (arg->index == 0) r->pass_start[pass] = ml_probe_now();
+        r->work(r->ctx, arg->index);
+        r->pass_end[(size_t)pass * r->n_threads + arg->index] = ml_probe_now();
     }
-    c->sink[arg->index] = sum;
     return NULL;
 }
 
+/* Runs `passes` passes of work on n_threads threads (the caller included), all starting each
+ * pass together. Returns the shortest pass in seconds, from the common start to the last
+ * thread's end (the pass least disturbed by other processes), or 0 when out of memory;
+ * *started is the number of threads that ran (fewer when a thread could not be created). */
+static double ml_probe_best_pass(int n_threads, int passes, ml_probe_work work, void *ctx, int *started) {
+    double *pass_start = calloc((size_t)passes, sizeof(double));
+    double *pass_end = calloc((size_t)passes * (size_t)n_threads, sizeof(double));
+    pthread_t *threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    ml_probe_runner_arg *args = calloc((size_t)n_threads, sizeof(ml_probe_runner_arg));
+    double best = 0;
+    *started = 0;
+    if (pass_start && pass_end && threads && args) {
+        ml_probe_barrier barrier;
+        ml_probe_barrier_init(&barrier, n_threads);
+        ml_probe_runner runner = {work, ctx, n_threads, passes, &barrier, pass_start, pass_end};
+        for (int t = 0; t < n_threads; t++) {
+            args[t].runner = &runner;
+            args[t].index = t;
+        }
+        int running = 1; /* the caller */
+        while (running < n_threads &&
+               pthread_create(&threads[running], NULL, ml_probe_runner_thread, &args[running]) == 0)
+            running++;
+        if (running < n_threads) ml_probe_barrier_set_count(&barrier, running);
+        ml_probe_runner_thread(&args[0]);
+        for (int t = 1; t < running; t++) pthread_join(threads[t], NULL);
+        for (int pass = 0; pass < passes; pass++) {
+            double end = 0;
+            for (int t = 0; t < running; t++)
+                if (pass_end[(size_t)pass * n_threads + t] > end) end = pass_end[(size_t)pass * n_threads + t];
+            double seconds = end - pass_start[pass];
+            if (best == 0 || seconds < best) best = seconds;
+        }
+        ml_probe_barrier_destroy(&barrier);
+        *started = running;
+    }
+    free(args);
+    free(threads);
+    free(pass_end);
+    free(pass_start);
+    return best;
+}
+
+static int ml_probe_clamp_threads(int n_threads) {
+    return n_threads < 1 ? 1 : n_threads > ML_PROBE_MAX_THREADS ? ML_PROBE_MAX_THREADS : n_threads;
+}
+
+/* ---- read bandwidth (continued) ------------------------------------------------------------ */
+
+typedef struct {
+    const char *buffer;
+    size_t share; /* bytes per thread, multiple of 128 */
+    int use_avx2;
+    uint64_t sink[ML_PROBE_MAX_THREADS];
+} ml_probe_bw_ctx;
+
+static void ml_probe_bw_work(void *p, int index) {
+    ml_probe_bw_ctx *c = p;
+    const char *mine = c->buffer + (size_t)index * c->share;
+#if defined(__x86_64__)
+    if (c->use_avx2) {
+        c->sink[index] += ml_probe_read_avx2(mine, c->share);
+        return;
+    }
+#endif
+    c->sink[index] += ml_probe_read_generic(mine, c->share);
+}
+
 /* Best read bandwidth in bytes/second over `passes` passes of n_threads threads over a buffer
- * of `bytes` (rounded down to a multiple of 128 per thread). Each pass's time runs from the
- * common start to the last thread's end. Returns 0 on failure (out of memory). */
+ * of `bytes` (rounded down to a multiple of 128 per thread). Returns 0 on failure (out of
+ * memory). */
 static double ml_probe_read_bandwidth(int n_threads, size_t bytes, int passes, int huge_pages) {
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > ML_PROBE_MAX_THREADS) n_threads = ML_PROBE_MAX_THREADS;
+    n_threads = ml_probe_clamp_threads(n_threads);
     if (passes < 1) passes = 1;
     size_t share = bytes / (size_t)n_threads / 128 * 128;
     if (share == 0) return 0;
@@ -193,45 +256,21 @@ static double ml_probe_read_bandwidth(int n_threads, size_t bytes, int passes, i
 #endif
     /* touch every page with non-zero data (zero pages could be shared copy-on-write) */
     for (size_t i = 0; i < share * (size_t)n_threads; i += 64) buffer[i] = (char)(i >> 6);
-    double *pass_start = calloc((size_t)passes, sizeof(double));
-    double *pass_end = calloc((size_t)passes * (size_t)n_threads, sizeof(double));
-    volatile uint64_t *sink = calloc((size_t)n_threads, sizeof(uint64_t));
-    pthread_t *threads = calloc((size_t)n_threads, sizeof(pthread_t));
-    ml_probe_bw_arg *args = calloc((size_t)n_threads, sizeof(ml_probe_bw_arg));
-    double best = 0;
-    if (pass_start && pass_end && sink && threads && args) {
-        ml_probe_barrier barrier;
-        ml_probe_barrier_init(&barrier, n_threads);
-        ml_probe_bw_ctx ctx = {buffer, share, n_threads, passes, 0, &barrier, pass_start, pass_end, sink};
+    ml_probe_bw_ctx *ctx = calloc(1, sizeof *ctx);
+    double rate = 0;
+    if (ctx) {
+        ctx->buffer = buffer;
+        ctx->share = share;
 #if defined(__x86_64__)
-        ctx.use_avx2 = __builtin_cpu_supports("avx2");
+        ctx->use_avx2 = __builtin_cpu_supports("avx2");
 #endif
-        for (int t = 0; t < n_threads; t++) {
-            args[t].ctx = &ctx;
-            args[t].index = t;
-        }
-        int started = 1; /* threads running, the caller included */
-        while (started < n_threads && pthread_create(&threads[started], NULL, ml_probe_bw_thread, &args[started]) == 0)
-            started++;
-        if (started < n_threads) ml_probe_barrier_set_count(&barrier, started);
-        ml_probe_bw_thread(&args[0]);
-        for (int t = 1; t < started; t++) pthread_join(threads[t], NULL);
-        for (int pass = 0; pass < passes; pass++) {
-            double end = 0;
-            for (int t = 0; t < started; t++)
-                if (pass_end[(size_t)pass * n_threads + t] > end) end = pass_end[(size_t)pass * n_threads + t];
-            double rate = (double)(share * (size_t)started) / (end - pass_start[pass]);
-            if (rate > best) best = rate;
-        }
-        ml_probe_barrier_destroy(&barrier);
+        int started;
+        double seconds = ml_probe_best_pass(n_threads, passes, ml_probe_bw_work, ctx, &started);
+        if (seconds > 0) rate = (double)(share * (size_t)started) / seconds;
     }
-    free(args);
-    free(threads);
-    free((void *)sink);
-    free(pass_end);
-    free(pass_start);
+    free(ctx);
     free(buffer);
-    return best;
+    return rate;
 }
 
 /* The better of 4 KiB pages and transparent huge pages; *huge_out is 1 when huge pages won. */
@@ -306,17 +345,10 @@ static double ml_probe_fma_generic(long iterations, float *result) {
 typedef struct {
     ml_probe_isa isa;
     long iterations;
-    int n_threads, passes;
-    ml_probe_barrier *barrier;
-    double *pass_start, *pass_end;
     double flops_per_thread;
-    volatile float *sink;
+    float sink[ML_PROBE_MAX_THREADS];
 } ml_probe_peak_ctx;
 
-typedef struct {
-    ml_probe_peak_ctx *ctx;
-    int index;
-} ml_probe_peak_arg;
 
 static double ml_probe_peak_kernel(ml_probe_isa isa, long iterations, float *result) {
 #if defined(__x86_64__)
@@ -332,26 +364,16 @@ static double ml_probe_peak_kernel(ml_probe_isa isa, long iterations, float *res
     return ml_probe_fma_generic(iterations, result);
 }
 
-static void *ml_probe_peak_thread(void *p) {
-    ml_probe_peak_arg *arg = p;
-    ml_probe_peak_ctx *c = arg->ctx;
-    float result = 0;
-    for (int pass = 0; pass < c->passes; pass++) {
-        ml_probe_barrier_wait(c->barrier);
-        if (arg->index == 0) c->pass_start[pass] = ml_probe_now();
-        double flops = ml_probe_peak_kernel(c->isa, c->iterations, &result);
-        if (arg->index == 0) c->flops_per_thread = flops;
-        c->pass_end[(size_t)pass * c->n_threads + arg->index] = ml_probe_now();
-    }
-    c->sink[arg->index] = result;
-    return NULL;
+static void ml_probe_peak_work(void *p, int index) {
+    ml_probe_peak_ctx *c = p;
+    double flops = ml_probe_peak_kernel(c->isa, c->iterations, &c->sink[index]);
+    if (index == 0) c->flops_per_thread = flops;
 }
 
 /* Best dot-product throughput in flop/s over `passes` passes of n_threads threads, each pass
  * about `seconds` long (calibrated on one thread first). *isa_out names the instruction used. */
 static double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out) {
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > ML_PROBE_MAX_THREADS) n_threads = ML_PROBE_MAX_THREADS;
+    n_threads = ml_probe_clamp_threads(n_threads);
     if (passes < 1) passes = 1;
     ml_probe_isa isa = ml_probe_detect_isa();
     if (isa_out) *isa_out = isa;
@@ -368,42 +390,17 @@ static double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_pr
         iterations *= 4;
     }
     if (iterations < 1024) iterations = 1024;
-    double *pass_start = calloc((size_t)passes, sizeof(double));
-    double *pass_end = calloc((size_t)passes * (size_t)n_threads, sizeof(double));
-    volatile float *sink = calloc((size_t)n_threads, sizeof(float));
-    pthread_t *threads = calloc((size_t)n_threads, sizeof(pthread_t));
-    ml_probe_peak_arg *args = calloc((size_t)n_threads, sizeof(ml_probe_peak_arg));
-    double best = 0;
-    if (pass_start && pass_end && sink && threads && args) {
-        ml_probe_barrier barrier;
-        ml_probe_barrier_init(&barrier, n_threads);
-        ml_probe_peak_ctx ctx = {isa, iterations, n_threads, passes, &barrier, pass_start, pass_end, 0, sink};
-        for (int t = 0; t < n_threads; t++) {
-            args[t].ctx = &ctx;
-            args[t].index = t;
-        }
-        int started = 1; /* threads running, the caller included */
-        while (started < n_threads &&
-               pthread_create(&threads[started], NULL, ml_probe_peak_thread, &args[started]) == 0)
-            started++;
-        if (started < n_threads) ml_probe_barrier_set_count(&barrier, started);
-        ml_probe_peak_thread(&args[0]);
-        for (int t = 1; t < started; t++) pthread_join(threads[t], NULL);
-        for (int pass = 0; pass < passes; pass++) {
-            double end = 0;
-            for (int t = 0; t < started; t++)
-                if (pass_end[(size_t)pass * n_threads + t] > end) end = pass_end[(size_t)pass * n_threads + t];
-            double rate = ctx.flops_per_thread * started / (end - pass_start[pass]);
-            if (rate > best) best = rate;
-        }
-        ml_probe_barrier_destroy(&barrier);
+    ml_probe_peak_ctx *ctx = calloc(1, sizeof *ctx);
+    double rate = 0;
+    if (ctx) {
+        ctx->isa = isa;
+        ctx->iterations = iterations;
+        int started;
+        double best = ml_probe_best_pass(n_threads, passes, ml_probe_peak_work, ctx, &started);
+        if (best > 0) rate = ctx->flops_per_thread * started / best;
     }
-    free(args);
-    free(threads);
-    free((void *)sink);
-    free(pass_end);
-    free(pass_start);
-    return best;
+    free(ctx);
+    return rate;
 }
 
 #endif
