@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -393,6 +395,54 @@ static void arrays_cases(void) {
 
 /* ---- bad arguments ---------------------------------------------------------------------- */
 
+/* A crafted Split pattern that backtracks exponentially must end in an error naming the
+ * pattern, not hang (issue 14). The alarm turns a hang into a failure instead of a ctest
+ * timeout; the bound (20 s) is far above the fraction of a second the limit takes. */
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void regex_bomb_case(void) {
+    printf("regex bomb:\n");
+    json_t *root = valid_json();
+    json_object_set_new(root, "pre_tokenizer",
+                        json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:b, s:b, s:b}]}", "type", "Sequence",
+                                  "pretokenizers", "type", "Split", "pattern", "Regex", "(a|a)+$", "behavior",
+                                  "Isolated", "invert", 0, "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets",
+                                  1, "use_regex", 0));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/regex_bomb_tokenizer.json", tmpdir);
+    char *text = json_dumps(root, JSON_COMPACT);
+    write_text(path, text, strlen(text));
+    free(text);
+    json_decref(root);
+    ml_tokenizer *tok = NULL;
+    CHECK(ml_tokenizer_open(path, &tok) == ML_OK, "regex bomb tokenizer.json: %s", ml_last_error());
+    if (!tok) return;
+    char subject[64];
+    memset(subject, 'a', 40);
+    subject[40] = '!';
+    int32_t *ids = NULL;
+    size_t n = 0;
+    alarm(20);
+    double start = now_seconds();
+    int got = ml_tokenize(tok, subject, 41, 0, &ids, &n);
+    double seconds = now_seconds() - start;
+    alarm(0);
+    const char *message = ml_last_error();
+    CHECK(got == ML_ERR_FORMAT, "(a|a)+$ on 40 'a's: status %d, want ML_ERR_FORMAT (%s)", got, message);
+    CHECK(strstr(message, "(a|a)+$") != NULL, "regex bomb message does not name the pattern: %s", message);
+    CHECK(strstr(message, path) != NULL, "regex bomb message does not name the file: %s", message);
+    printf("  %-38s -> %s (%.2f s)\n", "(a|a)+$ on 40 'a's", message, seconds);
+    if (got == ML_OK) free(ids);
+    /* The same tokenizer still works on text the pattern matches cheaply. */
+    CHECK(ml_tokenize(tok, "abc", 3, 0, &ids, &n) == ML_OK, "after the bomb: %s", ml_last_error());
+    free(ids);
+    ml_tokenizer_close(tok);
+}
+
 static void argument_cases(void) {
     char path[4096];
     ml_test_fixture_path(path, sizeof path, "tokenizer/smollm2");
@@ -430,6 +480,7 @@ int main(void) {
     tokenizer_json_cases();
     tokenizer_model_cases();
     arrays_cases();
+    regex_bomb_case();
     argument_cases();
     return ml_test_finish("test_tokenizer_errors");
 }

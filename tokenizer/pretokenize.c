@@ -47,9 +47,17 @@ int ml_pretok_add_regex(ml_pretokenizer *p, const char *pattern, size_t length, 
     }
     /* JIT is optional: without it (unsupported CPU, no executable memory) pcre2_match runs. */
     int jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+    char *pattern_copy = malloc(length + 1);
+    if (!pattern_copy) {
+        pcre2_code_free(code);
+        return ml_set_error(ML_ERR_NOMEM, "%s: %s: out of memory", source, what);
+    }
+    memcpy(pattern_copy, pattern, length);
+    pattern_copy[length] = '\0';
     ml_pretok_stage *stage = &p->stages[p->n_stages++];
     memset(stage, 0, sizeof *stage);
     stage->code = code;
+    stage->pattern = pattern_copy;
     stage->jit = jit;
     stage->behavior = behavior;
     stage->invert = invert;
@@ -80,7 +88,10 @@ int ml_pretok_add_plain(ml_pretokenizer *p, int add_prefix_space, const char *so
 
 void ml_pretok_free(ml_pretokenizer *p) {
     if (!p) return;
-    for (int i = 0; i < p->n_stages; i++) pcre2_code_free(p->stages[i].code);
+    for (int i = 0; i < p->n_stages; i++) {
+        pcre2_code_free(p->stages[i].code);
+        free(p->stages[i].pattern);
+    }
     memset(p, 0, sizeof *p);
 }
 
@@ -217,8 +228,23 @@ static int span_push(span_stream *s, size_t start, size_t end, int is_match) {
     return status;
 }
 
+/* PCRE2's match limit counts backtracking steps of one pcre2_match call (and the JIT's
+ * equivalent); the depth limit bounds the interpreter's backtracking nesting. The real
+ * tokenizers' patterns take a few steps per byte of subject (a run of N spaces costs about 2N
+ * under Llama 3's "\s*[\r\n]+" alternative), so the limits grow with the subject; a pattern
+ * that backtracks exponentially ("(a|a)+$") exceeds them within a fraction of a second. */
+enum { MATCH_LIMIT_BASE = 10 * 1000 * 1000, MATCH_LIMIT_PER_BYTE = 64 };
+
+static uint32_t match_limit_for(size_t subject_length) {
+    uint64_t limit = MATCH_LIMIT_BASE + (uint64_t)MATCH_LIMIT_PER_BYTE * subject_length;
+    return limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
+}
+
 static int stage_match(ml_encode_ctx *ctx, int k, const uint8_t *text, size_t length, size_t offset) {
     const ml_pretok_stage *stage = &ctx->tok->pre.stages[k];
+    uint32_t limit = match_limit_for(length - offset);
+    pcre2_set_match_limit(ctx->match_context, limit);
+    pcre2_set_depth_limit(ctx->match_context, limit);
     for (;;) {
         int rc = stage->jit ? pcre2_jit_match(stage->code, text, length, offset, 0, ctx->match[k], ctx->match_context)
                             : pcre2_match(stage->code, text, length, offset, 0, ctx->match[k], ctx->match_context);
@@ -256,9 +282,15 @@ static int run_stage(ml_encode_ctx *ctx, int k, const uint8_t *text, size_t leng
         if (rc < 0) {
             PCRE2_UCHAR message[256];
             pcre2_get_error_message(rc, message, sizeof message);
+            if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT)
+                return ml_set_error(ML_ERR_FORMAT,
+                                    "%s: pre-tokenizer regex gave up at byte %zu of a %zu-byte piece: %s (more "
+                                    "than %u backtracking steps; the pattern backtracks catastrophically): %.200s",
+                                    ctx->tok->source, offset, length, (const char *)message,
+                                    match_limit_for(length - offset), stage->pattern);
             return ml_set_error(rc == PCRE2_ERROR_NOMEMORY ? ML_ERR_NOMEM : ML_ERR_INTERNAL,
-                                "%s: pre-tokenizer regex failed at byte %zu: %s", ctx->tok->source, offset,
-                                (const char *)message);
+                                "%s: pre-tokenizer regex failed at byte %zu: %s (pattern: %.200s)",
+                                ctx->tok->source, offset, (const char *)message, stage->pattern);
         }
         const PCRE2_SIZE *ovector = pcre2_get_ovector_pointer(ctx->match[k]);
         size_t start = ovector[0], end = ovector[1];
@@ -289,9 +321,7 @@ int ml_encode_ctx_init(ml_encode_ctx *ctx, const ml_tokenizer *tok, ml_id_vec *o
     ctx->out = out;
     ctx->match_context = pcre2_match_context_create(NULL);
     if (!ctx->match_context) return ml_set_error(ML_ERR_NOMEM, "tokenizer: out of memory");
-    /* The default limits (10 million steps) can trip on a multi-megabyte run of whitespace. */
-    pcre2_set_match_limit(ctx->match_context, UINT32_MAX);
-    pcre2_set_depth_limit(ctx->match_context, UINT32_MAX);
+    /* stage_match sets the match and depth limits for each subject. */
     for (int k = 0; k < tok->pre.n_stages; k++) {
         if (!tok->pre.stages[k].code) continue;
         ctx->match[k] = pcre2_match_data_create_from_pattern(tok->pre.stages[k].code, NULL);

@@ -140,6 +140,7 @@ typedef struct {
     int behavior;         /* ML_SPLIT_* */
     int invert;           /* pieces are the text between matches */
     int add_prefix_space; /* ByteLevel add_prefix_space: prepend ' ' to pieces lacking one */
+    char *pattern;        /* the pattern as written (NUL-terminated copy), for error messages */
 } ml_pretok_stage;
 
 typedef struct {
