@@ -18,7 +18,7 @@
  *
  * Fast mode: a job's x_bf16 holds the bf16 activations and x the same values widened to f32
  * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
- * matmul_bf16 on x gives the same bits as matmul_bf16_bf16 on x_bf16 without widening x in the
+ * matmul_f32_bf16 on x gives the same bits as matmul_bf16_bf16 on x_bf16 without widening x in the
  * inner loop, so x_bf16 is used only where bf16_dot_product is set. Quantised weights take the
  * float32 x in both modes (the bf16-rounded values, widened): no int8 activations. */
 #include "core/error.h"
@@ -64,22 +64,22 @@ static void matmul_task(void *ctx, int task, int thread_index) {
     const float *x = job->x + (size_t)tok_begin * job->ldx;
     switch (job->w.dtype) {
     case ML_DTYPE_BF16:
-        k->matmul_bf16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        k->matmul_f32_bf16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     case ML_DTYPE_F16:
-        k->matmul_f16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        k->matmul_f32_f16(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     case ML_DTYPE_Q8_0:
-        k->matmul_q8_0(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        k->matmul_f32_q8_0(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     case ML_DTYPE_Q4_0:
-        k->matmul_q4_0(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        k->matmul_f32_q4_0(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     case ML_DTYPE_Q4_1:
-        k->matmul_q4_1(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        k->matmul_f32_q4_1(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     default:
-        k->matmul_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        k->matmul_f32_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     }
 }

@@ -23,7 +23,7 @@
  *   silu_mul              1e-6  vector exp within 2 ulp of expf, then the same operations.
  *   rope, conversions     exact (bit-identical): same operations, no FMA, integer rounding.
  *   split / threads       exact: an output must not depend on how the rows/tokens are split.
- *   quantised matmuls     exact against matmul_f32 of the same variant on the matrix that
+ *   quantised matmuls     exact against matmul_f32_f32 of the same variant on the matrix that
  *   (Q8_0, Q4_0, Q4_1)    formats/gguf_dequant.c dequantises (same weights, same order), so
  *                         also within 1e-5 of the scalar reference (the f32 bound above);
  *                         the quantised conversions are bit-identical to the dequantiser. */
@@ -95,7 +95,7 @@ static void to_bf16(uint16_t *out, const float *in, size_t n) {
 }
 
 enum { MM_F32, MM_F16, MM_BF16, MM_BF16_BF16 };
-static const char *const mm_names[4] = {"matmul_f32", "matmul_f16", "matmul_bf16", "matmul_bf16_bf16"};
+static const char *const mm_names[4] = {"matmul_f32_f32", "matmul_f32_f16", "matmul_f32_bf16", "matmul_bf16_bf16"};
 
 /* The operands of one matmul problem in every dtype. */
 typedef struct {
@@ -140,9 +140,9 @@ static void mm_call(const ml_cpu_kernels *k, int kind, const mm_problem *p, floa
     const uint16_t *x16 = p->x16 + (size_t)tok0 * p->ldx;
     y += (size_t)tok0 * ldy;
     switch (kind) {
-    case MM_F32: k->matmul_f32(y, ldy, x, p->ldx, p->w32, p->n_in, n_tok, row_begin, row_end); break;
-    case MM_F16: k->matmul_f16(y, ldy, x, p->ldx, p->wf16, p->n_in, n_tok, row_begin, row_end); break;
-    case MM_BF16: k->matmul_bf16(y, ldy, x, p->ldx, p->wbf, p->n_in, n_tok, row_begin, row_end); break;
+    case MM_F32: k->matmul_f32_f32(y, ldy, x, p->ldx, p->w32, p->n_in, n_tok, row_begin, row_end); break;
+    case MM_F16: k->matmul_f32_f16(y, ldy, x, p->ldx, p->wf16, p->n_in, n_tok, row_begin, row_end); break;
+    case MM_BF16: k->matmul_f32_bf16(y, ldy, x, p->ldx, p->wbf, p->n_in, n_tok, row_begin, row_end); break;
     default: k->matmul_bf16_bf16(y, ldy, x16, p->ldx, p->wbf, p->n_in, n_tok, row_begin, row_end); break;
     }
 }
@@ -168,9 +168,9 @@ static void test_reference_by_hand(void) {
     for (int kind = 0; kind < 4; kind++) {
         float y[4] = {0, 0, 0, 0};
         switch (kind) {
-        case MM_F32: ref->matmul_f32(y, 2, x, 3, w, 3, 2, 0, 2); break;
-        case MM_F16: ref->matmul_f16(y, 2, x, 3, wf16, 3, 2, 0, 2); break;
-        case MM_BF16: ref->matmul_bf16(y, 2, x, 3, wbf, 3, 2, 0, 2); break;
+        case MM_F32: ref->matmul_f32_f32(y, 2, x, 3, w, 3, 2, 0, 2); break;
+        case MM_F16: ref->matmul_f32_f16(y, 2, x, 3, wf16, 3, 2, 0, 2); break;
+        case MM_BF16: ref->matmul_f32_bf16(y, 2, x, 3, wbf, 3, 2, 0, 2); break;
         default: ref->matmul_bf16_bf16(y, 2, xbf, 3, wbf, 3, 2, 0, 2); break;
         }
         for (int i = 0; i < 4; i++) CHECK(y[i] == want[i], "scalar %s y[%d] = %g, want %g", mm_names[kind], i, y[i], want[i]);
@@ -396,14 +396,14 @@ static void test_matmul_batch_vs_alone(const ml_cpu_kernels *k, ml_test_rng *rng
             CHECK(err <= TOL_MATMUL, "%s %s n_in=%d n_tok=%d: error %.3g > %.1g", k->name, mm_names[kind], n_in,
                   n_tok, err, TOL_MATMUL);
         }
-        /* fast mode: without a bf16 dot-product instruction, matmul_bf16 on the widened bf16
+        /* fast mode: without a bf16 dot-product instruction, matmul_f32_bf16 on the widened bf16
          * activations gives matmul_bf16_bf16's bits (the model relies on it) */
         if (!k->bf16_dot_product) {
             for (size_t i = 0; i < (size_t)n_tok * p.ldx; i++) p.x[i] = ml_bf16_to_f32(p.x16[i]);
             mm_call(k, MM_BF16, &p, whole, ldy, 0, n_tok, 0, n_out);
             mm_call(k, MM_BF16_BF16, &p, alone, ldy, 0, n_tok, 0, n_out);
             CHECK(memcmp(whole, alone, ny * sizeof(float)) == 0,
-                  "%s n_in=%d: matmul_bf16 on widened bf16 activations differs from matmul_bf16_bf16", k->name, n_in);
+                  "%s n_in=%d: matmul_f32_bf16 on widened bf16 activations differs from matmul_bf16_bf16", k->name, n_in);
         }
         free_f32(whole);
         free_f32(alone);
@@ -538,9 +538,9 @@ static void q_call(const ml_cpu_kernels *k, const q_problem *p, float *y, size_t
     const float *x = p->x + (size_t)tok0 * p->ldx;
     y += (size_t)tok0 * ldy;
     switch (q_dtypes[p->kind]) {
-    case ML_DTYPE_Q8_0: k->matmul_q8_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
-    case ML_DTYPE_Q4_0: k->matmul_q4_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
-    default: k->matmul_q4_1(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    case ML_DTYPE_Q8_0: k->matmul_f32_q8_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    case ML_DTYPE_Q4_0: k->matmul_f32_q4_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    default: k->matmul_f32_q4_1(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
     }
 }
 
@@ -554,7 +554,7 @@ static void q_convert(const ml_cpu_kernels *k, int kind, float *out, const uint8
 
 /* The scalar reference by hand (one Q4_1 block: d = 0.5, m = -1, nibbles 0..15 low, 15..0 high),
  * and the reference against formats/gguf_dequant.c: conversions bit-identical, products equal
- * to matmul_f32 on the dequantised weights bit for bit. */
+ * to matmul_f32_f32 on the dequantised weights bit for bit. */
 static void test_quant_reference(ml_test_rng *rng) {
     uint8_t block[20];
     const uint16_t half = 0x3800, minus_one = 0xbc00; /* 0.5, -1 */
@@ -567,8 +567,8 @@ static void test_quant_reference(ml_test_rng *rng) {
     for (int i = 0; i < 16; i++) ok &= w[i] == 0.5f * i - 1.0f && w[16 + i] == 0.5f * (15 - i) - 1.0f;
     CHECK(ok, "scalar q4_1_to_f32 by hand");
     for (int i = 0; i < 32; i++) x[i] = i < 16 ? 1.0f : 0.0f; /* sum of 0.5 i - 1 over i < 16 = 44 */
-    ref->matmul_q4_1(&y, 1, x, 32, block, 32, 1, 0, 1);
-    CHECK(y == 44.0f, "scalar matmul_q4_1 by hand: %g, want 44", y);
+    ref->matmul_f32_q4_1(&y, 1, x, 32, block, 32, 1, 0, 1);
+    CHECK(y == 44.0f, "scalar matmul_f32_q4_1 by hand: %g, want 44", y);
 
     for (int kind = 0; kind < 3; kind++) {
         static const int n_ins[] = {32, 96, 576, 4128};
@@ -582,9 +582,9 @@ static void test_quant_reference(ml_test_rng *rng) {
             CHECK(memcmp(converted, p.w_f32, nw * sizeof(float)) == 0,
                   "scalar %s_to_f32 n=%zu differs from the dequantiser", ml_dtype_name(q_dtypes[kind]), nw);
             q_call(ref, &p, y_q, n_out, 0, n_tok, 0, n_out);
-            ref->matmul_f32(y_f32, n_out, p.x, p.ldx, p.w_f32, p.n_in, n_tok, 0, n_out);
+            ref->matmul_f32_f32(y_f32, n_out, p.x, p.ldx, p.w_f32, p.n_in, n_tok, 0, n_out);
             CHECK(memcmp(y_q, y_f32, ny * sizeof(float)) == 0,
-                  "scalar matmul_%s n_in=%d differs from matmul_f32 of the dequantised weights",
+                  "scalar matmul_f32_%s n_in=%d differs from matmul_f32_f32 of the dequantised weights",
                   ml_dtype_name(q_dtypes[kind]), p.n_in);
             free_f32(converted);
             free_f32(y_q);
@@ -634,7 +634,7 @@ static void test_quant_conversion_specials(const ml_cpu_kernels *k) {
     }
 }
 
-/* Every variant: outputs equal to the same variant's matmul_f32 on the dequantised matrix, bit
+/* Every variant: outputs equal to the same variant's matmul_f32_f32 on the dequantised matrix, bit
  * for bit (so within TOL_MATMUL of the reference), for n_tok 1..37 on rows [6, 45) (39 rows:
  * not a multiple of the 8-, 2- or 1-row blocks), nothing written outside those rows, and the
  * same bits for any split of rows and tokens; the conversions equal the dequantiser's. */
@@ -658,13 +658,13 @@ static void test_quant(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *
                   k->name, name);
             for (size_t i = 0; i < ny; i++) whole[i] = f32[i] = want[i] = 0.0f;
             q_call(k, &p, whole, ldy, 0, max_tok, 0, n_out);
-            k->matmul_f32(f32, ldy, p.x, p.ldx, p.w_f32, p.n_in, max_tok, 0, n_out);
+            k->matmul_f32_f32(f32, ldy, p.x, p.ldx, p.w_f32, p.n_in, max_tok, 0, n_out);
             CHECK(memcmp(whole, f32, ny * sizeof(float)) == 0,
-                  "%s matmul_%s n_in=%d differs from its matmul_f32 on the dequantised weights", k->name, name, p.n_in);
+                  "%s matmul_f32_%s n_in=%d differs from its matmul_f32_f32 on the dequantised weights", k->name, name, p.n_in);
             q_call(ref, &p, want, ldy, 0, max_tok, 0, n_out);
             double err = ml_test_norm_error(whole, want, ny);
             note(&worst->quant[kind], err);
-            CHECK(err <= TOL_MATMUL, "%s matmul_%s n_in=%d: error %.3g > %.1g", k->name, name, p.n_in, err, TOL_MATMUL);
+            CHECK(err <= TOL_MATMUL, "%s matmul_f32_%s n_in=%d: error %.3g > %.1g", k->name, name, p.n_in, err, TOL_MATMUL);
 
             /* each token count alone on rows [6, 45) */
             int same = 1, untouched = 1;
@@ -682,9 +682,9 @@ static void test_quant(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *
                     }
                 }
             }
-            CHECK(same, "%s matmul_%s n_in=%d: some n_tok on rows [%d, %d) differs from the whole product", k->name,
+            CHECK(same, "%s matmul_f32_%s n_in=%d: some n_tok on rows [%d, %d) differs from the whole product", k->name,
                   name, p.n_in, row_begin, row_end);
-            CHECK(untouched, "%s matmul_%s n_in=%d wrote outside its rows or tokens", k->name, name, p.n_in);
+            CHECK(untouched, "%s matmul_f32_%s n_in=%d wrote outside its rows or tokens", k->name, name, p.n_in);
 
             /* splits: row ranges x token ranges, then token by token 8 rows at a time */
             for (size_t i = 0; i < ny; i++) y[i] = SENTINEL;
@@ -702,7 +702,7 @@ static void test_quant(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *
             for (int t = 0; t < max_tok; t++)
                 for (int r = 0; r < n_out; r++)
                     split_same &= float_bits(y[(size_t)t * ldy + r]) == float_bits(whole[(size_t)t * ldy + r]);
-            CHECK(split_same, "%s matmul_%s n_in=%d: split result differs from whole", k->name, name, p.n_in);
+            CHECK(split_same, "%s matmul_f32_%s n_in=%d: split result differs from whole", k->name, name, p.n_in);
             free_f32(whole);
             free_f32(f32);
             free_f32(want);
@@ -749,7 +749,7 @@ static void test_quant_threads(const ml_cpu_kernels *k, ml_test_rng *rng) {
         }
         for (int i = 0; i < THREADS; i++)
             if (started[i]) pthread_join(threads[i], NULL);
-        CHECK(memcmp(single, threaded, ny * sizeof(float)) == 0, "%s: threaded matmul_%s differs from one thread",
+        CHECK(memcmp(single, threaded, ny * sizeof(float)) == 0, "%s: threaded matmul_f32_%s differs from one thread",
               k->name, ml_dtype_name(q_dtypes[kind]));
         free_f32(single);
         free_f32(threaded);

@@ -1,7 +1,8 @@
 /* CPU kernels. Each family has a scalar reference (kernels_scalar.c) and vector versions
  * (kernels_avx2.c, kernels_avx512.c) with the same signatures, gathered in a table chosen at
  * run time (dispatch.c). Weights are row-major [n_out, n_in] as in the checkpoint; activations
- * are float32 unless the name says otherwise. */
+ * are float32 unless the name says otherwise. Matrix products are named matmul_<x>_<w> by the
+ * type of the activations x and of the weights w (matmul_f32_bf16: float32 x, bf16 w). */
 #ifndef ML_BACKEND_CPU_KERNELS_H
 #define ML_BACKEND_CPU_KERNELS_H
 
@@ -12,7 +13,7 @@ typedef struct {
     const char *name; /* "scalar", "avx2", "avx512", "avx512bf16" */
     /* 1 when matmul_bf16_bf16 uses a bf16 dot-product instruction (vdpbf16ps), whose rounding
      * differs. 0 when it widens the bf16 activations to f32 (exact) and then does exactly what
-     * matmul_bf16 does: matmul_bf16 on the widened activations then gives the same bits, and is
+     * matmul_f32_bf16 does: matmul_f32_bf16 on the widened activations then gives the same bits, and is
      * faster where widening x in the inner loop costs (the model calls it that way). */
     int bf16_dot_product;
 
@@ -21,11 +22,11 @@ typedef struct {
      * y: [n_tok, ldy]   x: [n_tok, ldx] (ldx >= n_in)   w: [n_out, n_in] (f32, f16 or bf16 bits)
      * Each output is one dot product accumulated in float32; its value must not depend on
      * row_begin/row_end or n_tok (so results are identical however the work is split). */
-    void (*matmul_f32)(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in,
+    void (*matmul_f32_f32)(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in,
                        int n_tok, int row_begin, int row_end);
-    void (*matmul_f16)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+    void (*matmul_f32_f16)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
                        int n_tok, int row_begin, int row_end);
-    void (*matmul_bf16)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+    void (*matmul_f32_bf16)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
                         int n_tok, int row_begin, int row_end);
     /* fast mode: x holds bf16 activations [n_tok, ldx]; w bf16. float32 accumulation. */
     void (*matmul_bf16_bf16)(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
@@ -33,17 +34,17 @@ typedef struct {
     /* The same contract with ggml block-quantised weights (core/dtype.h has the layouts):
      *   w: [n_out, n_in / 32] blocks, a row is n_in / 32 * block bytes; n_in a multiple of 32.
      * Every weight is rebuilt exactly as formats/gguf_dequant.c does (q times the f16 scale d in
-     * float32; for Q4_1 plus m) and then used as matmul_f32 uses a float32 weight, in the same
-     * order: each output equals, bit for bit, matmul_f32 of the same table on the dequantised
+     * float32; for Q4_1 plus m) and then used as matmul_f32_f32 uses a float32 weight, in the same
+     * order: each output equals, bit for bit, matmul_f32_f32 of the same table on the dequantised
      * matrix. (d * q is exact in float32: an 11-bit f16 significand times an integer of at most
      * 8 bits; so the only rounding is Q4_1's + m, which an FMA would round alike.) Activations
      * are float32 in both modes (no int8 activation quantisation). Blocks are unaligned; the
      * kernels read the f16 scales by memcpy. */
-    void (*matmul_q8_0)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+    void (*matmul_f32_q8_0)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
                         int n_tok, int row_begin, int row_end);
-    void (*matmul_q4_0)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+    void (*matmul_f32_q4_0)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
                         int n_tok, int row_begin, int row_end);
-    void (*matmul_q4_1)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+    void (*matmul_f32_q4_1)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
                         int n_tok, int row_begin, int row_end);
 
     /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).

@@ -200,17 +200,17 @@ ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, in
     }
 }
 
-static void matmul_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
+static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
                        int row_begin, int row_end) {
     matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F32, n_in, n_tok, row_begin, row_end);
 }
 
-static void matmul_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                        int row_begin, int row_end) {
     matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F16, n_in, n_tok, row_begin, row_end);
 }
 
-static void matmul_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
 }
@@ -226,8 +226,8 @@ static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx
  * 8 exactly as formats/gguf_dequant.c rebuilds them: the f16 scale by vcvtph2ps (exact), the
  * integers by vcvtdq2ps (exact), one vmulps (exact too: 11 x at most 8 significant bits), and
  * for Q4_1 one vaddps of m, the one rounding (the same if a compiler fused it). Then they
- * meet x as in matmul_f32: acc = fma(x[i:i+8], w[i:i+8], acc) for i = 0, 8, 16, ... in order and
- * hsum8, so every output equals matmul_f32 on the dequantised matrix bit for bit, for any split.
+ * meet x as in matmul_f32_f32: acc = fma(x[i:i+8], w[i:i+8], acc) for i = 0, 8, 16, ... in order and
+ * hsum8, so every output equals matmul_f32_f32 on the dequantised matrix bit for bit, for any split.
  *   decode (n_tok = 1): 8 rows at once; the 4 x vectors of a block stay in registers while the
  *       8 rows' blocks are decoded; the next 8 rows are prefetched in address order alongside,
  *       as for bf16 (rows of 576 Q4_1 weights are 360 bytes, so a row block is one stream).
@@ -414,17 +414,17 @@ ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx,
     }
 }
 
-static void matmul_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q8_0);
 }
 
-static void matmul_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_0);
 }
 
-static void matmul_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_1);
 }
@@ -807,13 +807,13 @@ static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_bloc
 const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .name = "avx2",
     .bf16_dot_product = 0,
-    .matmul_f32 = matmul_f32,
-    .matmul_f16 = matmul_f16,
-    .matmul_bf16 = matmul_bf16,
+    .matmul_f32_f32 = matmul_f32_f32,
+    .matmul_f32_f16 = matmul_f32_f16,
+    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
-    .matmul_q8_0 = matmul_q8_0,
-    .matmul_q4_0 = matmul_q4_0,
-    .matmul_q4_1 = matmul_q4_1,
+    .matmul_f32_q8_0 = matmul_f32_q8_0,
+    .matmul_f32_q4_0 = matmul_f32_q4_0,
+    .matmul_f32_q4_1 = matmul_f32_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,

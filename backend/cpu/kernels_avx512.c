@@ -249,18 +249,18 @@ ML_INLINE void matmul_driver(int use_dpbf16, float *y, size_t ldy, const void *x
     }
 }
 
-static void matmul_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
+static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
                        int row_begin, int row_end) {
     matmul_driver(0, y, ldy, x, ldx, KIND_F32, w, KIND_F32, n_in, n_tok, row_begin, row_end);
 }
 
-static void matmul_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                        int row_begin, int row_end) {
     matmul_driver(0, y, ldy, x, ldx, KIND_F32, w, KIND_F16, n_in, n_tok, row_begin, row_end);
 }
 
 /* Accurate mode: float32 activations times exactly widened bf16 weights (no vdpbf16ps here). */
-static void matmul_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     matmul_driver(0, y, ldy, x, ldx, KIND_F32, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
 }
@@ -279,7 +279,7 @@ static void matmul_bf16_bf16_dpbf16(float *y, size_t ldy, const uint16_t *x, siz
  * As in kernels_avx2.c, with a block's 32 weights as 2 vectors of 16 (Q4: the low nibbles of
  * its 16 bytes, then the high ones), each rebuilt exactly as formats/gguf_dequant.c does
  * (vcvtph2ps, vcvtdq2ps, one exact vmulps, and one vaddps for Q4_1), then acc = fma(x[i:i+16],
- * w[i:i+16], acc) in order and hsum16: the bits of matmul_f32 on the dequantised matrix.
+ * w[i:i+16], acc) in order and hsum16: the bits of matmul_f32_f32 on the dequantised matrix.
  *   decode (n_tok = 1): 8 rows, the block of x in 2 registers, the next 8 rows prefetched in
  *       address order alongside;
  *   n_tok 2..7: a tile of rows meets the tokens in blocks of 2 rows x n_tok (up to 16
@@ -442,17 +442,17 @@ ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx,
     }
 }
 
-static void matmul_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q8_0);
 }
 
-static void matmul_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_0);
 }
 
-static void matmul_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_1);
 }
@@ -744,13 +744,13 @@ static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_bloc
 const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .name = "avx512",
     .bf16_dot_product = 0,
-    .matmul_f32 = matmul_f32,
-    .matmul_f16 = matmul_f16,
-    .matmul_bf16 = matmul_bf16,
+    .matmul_f32_f32 = matmul_f32_f32,
+    .matmul_f32_f16 = matmul_f32_f16,
+    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
-    .matmul_q8_0 = matmul_q8_0,
-    .matmul_q4_0 = matmul_q4_0,
-    .matmul_q4_1 = matmul_q4_1,
+    .matmul_f32_q8_0 = matmul_f32_q8_0,
+    .matmul_f32_q4_0 = matmul_f32_q4_0,
+    .matmul_f32_q4_1 = matmul_f32_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,
@@ -767,13 +767,13 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
 const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .name = "avx512bf16",
     .bf16_dot_product = 1,
-    .matmul_f32 = matmul_f32,
-    .matmul_f16 = matmul_f16,
-    .matmul_bf16 = matmul_bf16,
+    .matmul_f32_f32 = matmul_f32_f32,
+    .matmul_f32_f16 = matmul_f32_f16,
+    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16_dpbf16,
-    .matmul_q8_0 = matmul_q8_0,
-    .matmul_q4_0 = matmul_q4_0,
-    .matmul_q4_1 = matmul_q4_1,
+    .matmul_f32_q8_0 = matmul_f32_q8_0,
+    .matmul_f32_q4_0 = matmul_f32_q4_0,
+    .matmul_f32_q4_1 = matmul_f32_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,

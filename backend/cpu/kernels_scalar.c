@@ -15,7 +15,7 @@
 
 /* y[t*ldy + r] = sum_i x[t*ldx + i] * w[r*n_in + i], i = 0, 1, ..., n_in-1 in that order.
  * The value of one output depends only on x row t and w row r, never on the split. */
-static void matmul_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
+static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
                        int row_begin, int row_end) {
     for (int t = 0; t < n_tok; t++) {
         const float *x_row = x + (size_t)t * ldx; /* [n_in] */
@@ -31,7 +31,7 @@ static void matmul_f32(float *y, size_t ldy, const float *x, size_t ldx, const f
     }
 }
 
-static void matmul_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                        int row_begin, int row_end) {
     for (int t = 0; t < n_tok; t++) {
         const float *x_row = x + (size_t)t * ldx;
@@ -47,7 +47,7 @@ static void matmul_f16(float *y, size_t ldy, const float *x, size_t ldx, const u
     }
 }
 
-static void matmul_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     for (int t = 0; t < n_tok; t++) {
         const float *x_row = x + (size_t)t * ldx;
@@ -119,8 +119,8 @@ static void q4_1_block(const uint8_t *block, float *out) {
 
 typedef void (*block_decoder)(const uint8_t *block, float *out);
 
-/* matmul_f32 with each row's weights decoded block by block: the same products and the same
- * sums in the same order, so the same bits as matmul_f32 on the dequantised matrix. */
+/* matmul_f32_f32 with each row's weights decoded block by block: the same products and the same
+ * sums in the same order, so the same bits as matmul_f32_f32 on the dequantised matrix. */
 static void matmul_blocks(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                           int row_begin, int row_end, size_t block_bytes, block_decoder decode) {
     int n_blocks = n_in / QK;
@@ -143,17 +143,17 @@ static void matmul_blocks(float *y, size_t ldy, const float *x, size_t ldx, cons
     }
 }
 
-static void matmul_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q8_0, q8_0_block);
 }
 
-static void matmul_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_0, q4_0_block);
 }
 
-static void matmul_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
     matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_1, q4_1_block);
 }
@@ -293,13 +293,13 @@ static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) {
 const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .name = "scalar",
     .bf16_dot_product = 0,
-    .matmul_f32 = matmul_f32,
-    .matmul_f16 = matmul_f16,
-    .matmul_bf16 = matmul_bf16,
+    .matmul_f32_f32 = matmul_f32_f32,
+    .matmul_f32_f16 = matmul_f32_f16,
+    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
-    .matmul_q8_0 = matmul_q8_0,
-    .matmul_q4_0 = matmul_q4_0,
-    .matmul_q4_1 = matmul_q4_1,
+    .matmul_f32_q8_0 = matmul_f32_q8_0,
+    .matmul_f32_q4_0 = matmul_f32_q4_0,
+    .matmul_f32_q4_1 = matmul_f32_q4_1,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .silu_mul = silu_mul,
