@@ -7,18 +7,20 @@
  * all-reduces (two per layer). Each step is one parallel region over all local devices.
  *
  * Steps are fused where the data of one task allows it, so a layer is 10 steps (11 when a
- * sequence feeds several tokens; a step of one task runs on the calling thread, no region):
- *   embed + first RMSNorm           one task per token: the token's row, then its norm;
- *   residual add + next RMSNorm     after each all-reduce, one task per token: x += reduced,
+ * sequence feeds several tokens; a step of one task runs on the calling thread, no region).
+ * Each fused step is named by its formula:
+ *   embed_then_rmsnorm              one task per token: the token's row, then its norm;
+ *   residual_add_then_rmsnorm       after each all-reduce, one task per token: x += reduced,
  *                                   then the next sublayer's norm (or the final norm for the
  *                                   tokens whose logits are wanted) and the fast-mode rounding;
- *   RoPE + cache write + attention  when every sequence of the chunk feeds one token (decode),
+ *   rope_cache_write_attention      when every sequence of the chunk feeds one token (decode),
  *                                   one task per (device, token, KV head) does all three: no
- *                                   token reads another's new cache row. Otherwise RoPE and
- *                                   the cache write are a region of their own (a prompt's
- *                                   tokens read each other's rows);
- *   attention + rounding            fast mode rounds each task's output heads in place;
- *   SiLU*up + rounding              one task per (device, token).
+ *                                   token reads another's new cache row. Otherwise
+ *                                   rope_then_cache_write is a region of its own (a prompt's
+ *                                   tokens read each other's rows) before attention;
+ *   attention (then bf16 rounding)  fast mode rounds each task's output heads in place;
+ *   silu_mul_then_round             one task per (device, token).
+ * The chunk's tokens (ids, KV slots, positions) travel to every step in one ml_chunk_tokens.
  * Each fused step does the same operations on the same values in the same order as the steps
  * it replaces, so results are bit-identical to running them one by one. */
 #include <math.h>
@@ -35,29 +37,52 @@ static void round_to_bf16(const ml_model *m, float *values, uint16_t *bits, size
 }
 
 /* xn[dst] = rmsnorm(x[src]) (+ fast-mode rounding into xn_bf16[dst]). */
-static void norm_row(ml_model *m, const float *weight, int src, int dst) {
+static void rmsnorm_row(ml_model *m, const float *weight, int src, int dst) {
     int hidden = m->config.hidden_size;
     float *out = m->xn + (size_t)dst * hidden;
     m->kernels->rmsnorm(out, m->x + (size_t)src * hidden, weight, hidden, m->config.rms_norm_eps);
     if (m->params.act_mode == ML_ACT_FAST) round_to_bf16(m, out, m->xn_bf16 + (size_t)dst * hidden, (size_t)hidden);
 }
 
+/* ---- matmul jobs ----------------------------------------------------------------------- */
+
+/* The input of a projection: float32 activations [n_tok, width] and, in fast mode, the same
+ * values as bf16 bits (NULL in accurate mode). */
+typedef struct {
+    const float *f32;
+    const uint16_t *bf16;
+    int width;
+} matmul_input;
+
+static matmul_input input_of(const ml_model *m, const float *f32, const uint16_t *bf16, int width) {
+    matmul_input in = {f32, m->params.act_mode == ML_ACT_FAST ? bf16 : NULL, width};
+    return in;
+}
+
+/* y[t, 0..n_rows) = in[t] W^T for n_tok tokens; y rows are ldy apart. */
+static ml_matmul_job project(ml_weight w, int n_rows, matmul_input in, float *y, size_t ldy, int n_tok) {
+    ml_matmul_job job = {.w = w, .n_rows = n_rows, .n_in = in.width, .x = in.f32, .x_bf16 = in.bf16,
+                         .ldx = (size_t)in.width, .y = y, .ldy = ldy, .n_tok = n_tok};
+    return job;
+}
+
 /* ---- embedding (+ the first layer's norm) ---------------------------------------------- */
 
 typedef struct {
     ml_model *model;
-    const int32_t *tokens;
+    const ml_chunk_tokens *chunk;
 } embed_step;
 
-static void embed_task(void *ctx, int t, int thread_index) {
+/* x[t] = embed[token t]; xn[t] = rmsnorm(x[t]) with layer 0's attention norm. */
+static void embed_then_rmsnorm(void *ctx, int t, int thread_index) {
     (void)thread_index;
     const embed_step *step = ctx;
     ml_model *m = step->model;
     int hidden = m->config.hidden_size;
     size_t row_bytes = ml_dtype_row_bytes(m->embed.dtype, (size_t)hidden);
-    const uint8_t *row = (const uint8_t *)m->embed.data + (size_t)step->tokens[t] * row_bytes;
+    const uint8_t *row = (const uint8_t *)m->embed.data + (size_t)step->chunk->tokens[t] * row_bytes;
     ml_weight_row_to_f32(m->kernels, m->embed.dtype, row, (size_t)hidden, m->x + (size_t)t * hidden);
-    norm_row(m, m->attn_norm, t, t);
+    rmsnorm_row(m, m->attn_norm, t, t);
 }
 
 /* ---- all-reduce, residual add and the next norm ------------------------------------------ */
@@ -68,7 +93,8 @@ typedef struct {
     const int *norm_dst;   /* NULL: token t's norm goes to row t; else row norm_dst[t], or none if < 0 */
 } add_norm_step;
 
-static void add_norm_task(void *ctx, int t, int thread_index) {
+/* x[t] += reduced[t]; then xn[dst] = rmsnorm(x[t]) with the next norm. */
+static void residual_add_then_rmsnorm(void *ctx, int t, int thread_index) {
     (void)thread_index;
     const add_norm_step *step = ctx;
     ml_model *m = step->model;
@@ -77,16 +103,17 @@ static void add_norm_task(void *ctx, int t, int thread_index) {
     const float *add = m->reduced + (size_t)t * hidden;
     for (int i = 0; i < hidden; i++) x[i] += add[i];
     int dst = step->norm_dst ? step->norm_dst[t] : t;
-    if (dst >= 0) norm_row(m, step->weight, t, dst);
+    if (dst >= 0) rmsnorm_row(m, step->weight, t, dst);
 }
 
-/* x += allreduce(partials); then the next norm as add_norm_task says. */
-static int all_reduce_add_norm(ml_model *m, int n_tok, const float *next_weight, const int *norm_dst) {
+/* x += allreduce(partials); then the next norm as residual_add_then_rmsnorm says. */
+static int allreduce_residual_add_then_rmsnorm(ml_model *m, int n_tok, const float *next_weight,
+                                               const int *norm_dst) {
     float *partials[ML_MAX_LOCAL_DEVICES];
     for (int d = 0; d < m->mesh->n_local; d++) partials[d] = m->devices[d].partial;
     ML_TRY(ml_mesh_allreduce_sum(m->mesh, partials, (size_t)n_tok * m->config.hidden_size, m->reduced));
     add_norm_step step = {m, next_weight, norm_dst};
-    ml_pool_run(m->pool, add_norm_task, &step, n_tok);
+    ml_pool_run(m->pool, residual_add_then_rmsnorm, &step, n_tok);
     return ML_OK;
 }
 
@@ -100,16 +127,23 @@ static size_t cache_offset(const ml_model *m, const ml_device *dev, int layer, i
            (size_t)pos * m->config.head_dim;
 }
 
-/* RoPE on KV head kv_local of token t, then its k and v rows into the cache at the token's
- * slot and position. */
-static void rope_cache_head(ml_model *m, ml_device *dev, int layer, int t, int kv_local) {
-    int hd = m->config.head_dim, half = hd / 2;
-    int pos = m->token_pos[t];
+/* RoPE at position pos on n_heads vectors [n_heads, head_dim]. */
+static void rope_at(const ml_model *m, float *heads, int n_heads, int pos) {
+    size_t half = (size_t)m->config.head_dim / 2;
+    m->kernels->rope(heads, n_heads, m->config.head_dim, m->rope_cos + (size_t)pos * half,
+                     m->rope_sin + (size_t)pos * half);
+}
+
+/* k = rope(k) on KV head kv_local of token t, then its k and v rows into the cache at the
+ * token's slot and position. */
+static void rope_then_cache_write_head(ml_model *m, ml_device *dev, int layer, const ml_chunk_tokens *chunk, int t,
+                                       int kv_local) {
+    int hd = m->config.head_dim, pos = chunk->pos[t];
     int kv_width = dev->shard.kv_head_count * hd;
     float *k = dev->k + (size_t)t * kv_width + (size_t)kv_local * hd;
     const float *v = dev->v + (size_t)t * kv_width + (size_t)kv_local * hd;
-    m->kernels->rope(k, 1, hd, m->rope_cos + (size_t)pos * half, m->rope_sin + (size_t)pos * half);
-    size_t at = cache_offset(m, dev, layer, m->token_slot[t], kv_local, pos);
+    rope_at(m, k, 1, pos);
+    size_t at = cache_offset(m, dev, layer, chunk->slot[t], kv_local, pos);
     if (m->params.kv_dtype == ML_KV_BF16) {
         m->kernels->f32_to_bf16((uint16_t *)dev->k_cache + at, k, (size_t)hd);
         m->kernels->f32_to_bf16((uint16_t *)dev->v_cache + at, v, (size_t)hd);
@@ -122,34 +156,43 @@ static void rope_cache_head(ml_model *m, ml_device *dev, int layer, int t, int k
 typedef struct {
     ml_model *model;
     int layer;
-    int n_tok;
+    const ml_chunk_tokens *chunk;
 } rope_cache_step;
 
-/* Prefill: RoPE on every q and k head of token t, and its k/v rows into the cache. */
-static void rope_cache_task(void *ctx, int task, int thread_index) {
+/* Prefill: q = rope(q), k = rope(k) on every head of token t of device d, and its k/v rows
+ * into the cache. */
+static void rope_then_cache_write(void *ctx, int task, int thread_index) {
     (void)thread_index;
     const rope_cache_step *step = ctx;
     ml_model *m = step->model;
-    int d = task / step->n_tok, t = task % step->n_tok;
+    int n_tok = step->chunk->n_tok;
+    int d = task / n_tok, t = task % n_tok;
     ml_device *dev = &m->devices[d];
-    int hd = m->config.head_dim, half = hd / 2, pos = m->token_pos[t];
-    float *q = dev->q + (size_t)t * dev->shard.q_head_count * hd;
-    m->kernels->rope(q, dev->shard.q_head_count, hd, m->rope_cos + (size_t)pos * half,
-                     m->rope_sin + (size_t)pos * half);
-    for (int h = 0; h < dev->shard.kv_head_count; h++) rope_cache_head(m, dev, step->layer, t, h);
+    float *q = dev->q + (size_t)t * dev->shard.q_head_count * m->config.head_dim;
+    rope_at(m, q, dev->shard.q_head_count, step->chunk->pos[t]);
+    for (int h = 0; h < dev->shard.kv_head_count; h++) rope_then_cache_write_head(m, dev, step->layer, step->chunk, t, h);
 }
 
 typedef struct {
     ml_model *model;
     int layer;
-    int n_tok;
+    const ml_chunk_tokens *chunk;
     int rope_here;                            /* decode: RoPE and cache write in the same task */
     int task_begin[ML_MAX_LOCAL_DEVICES + 1]; /* first task of each local device: n_tok * kv_count tasks each */
 } attention_step;
 
+/* The query heads [*q_begin, *q_end) of shard s that read its KV head kv_local. */
+static void query_group(const ml_model *m, const ml_shard *s, int kv_local, int *q_begin, int *q_end) {
+    int group = m->config.n_heads / m->config.n_kv_heads;
+    int kv_global = s->kv_head_begin + kv_local;
+    int shard_end = s->q_head_begin + s->q_head_count;
+    *q_begin = kv_global * group > s->q_head_begin ? kv_global * group : s->q_head_begin;
+    *q_end = (kv_global + 1) * group < shard_end ? (kv_global + 1) * group : shard_end;
+}
+
 /* Token t, KV head kv_local of device d: the query heads of its group on this device attend
- * to the slot's positions 0..pos. */
-static void attention_task(void *ctx, int task, int thread_index) {
+ * to the slot's positions 0..pos (after RoPE and the cache write, when rope_here). */
+static void attention(void *ctx, int task, int thread_index) {
     const attention_step *step = ctx;
     ml_model *m = step->model;
     int d = 0;
@@ -158,23 +201,17 @@ static void attention_task(void *ctx, int task, int thread_index) {
     const ml_shard *s = &dev->shard;
     int local = task - step->task_begin[d];
     int t = local / s->kv_head_count, kv_local = local % s->kv_head_count;
-    int hd = m->config.head_dim, group = m->config.n_heads / m->config.n_kv_heads;
-    /* the query heads of this shard that read KV head kv_head_begin + kv_local */
-    int kv_global = s->kv_head_begin + kv_local;
-    int q_begin = kv_global * group > s->q_head_begin ? kv_global * group : s->q_head_begin;
-    int q_end = (kv_global + 1) * group < s->q_head_begin + s->q_head_count ? (kv_global + 1) * group
-                                                                             : s->q_head_begin + s->q_head_count;
+    int hd = m->config.head_dim, q_begin, q_end;
+    query_group(m, s, kv_local, &q_begin, &q_end);
     int q_local = q_begin - s->q_head_begin, n_q = q_end - q_begin;
-    int q_width = s->q_head_count * hd;
-    float *q = dev->q + (size_t)t * q_width + (size_t)q_local * hd;
-    float *out = dev->attn + (size_t)t * q_width + (size_t)q_local * hd;
-    int pos = m->token_pos[t];
+    size_t head_at = (size_t)t * s->q_head_count * hd + (size_t)q_local * hd; /* in q and attn rows */
+    float *q = dev->q + head_at, *out = dev->attn + head_at;
+    int pos = step->chunk->pos[t];
     if (step->rope_here) {
-        int half = hd / 2;
-        m->kernels->rope(q, n_q, hd, m->rope_cos + (size_t)pos * half, m->rope_sin + (size_t)pos * half);
-        rope_cache_head(m, dev, step->layer, t, kv_local);
+        rope_at(m, q, n_q, pos);
+        rope_then_cache_write_head(m, dev, step->layer, step->chunk, t, kv_local);
     }
-    size_t at = cache_offset(m, dev, step->layer, m->token_slot[t], kv_local, 0);
+    size_t at = cache_offset(m, dev, step->layer, step->chunk->slot[t], kv_local, 0);
     float scale = 1.0f / sqrtf((float)hd);
     float *scratch = m->attn_scratch + (size_t)thread_index * m->params.max_seq_len;
     if (m->params.kv_dtype == ML_KV_BF16)
@@ -184,19 +221,33 @@ static void attention_task(void *ctx, int task, int thread_index) {
         m->kernels->attention_f32(out, q, n_q, (const float *)dev->k_cache + at, (const float *)dev->v_cache + at,
                                   pos + 1, hd, scale, scratch);
     if (m->params.act_mode == ML_ACT_FAST) /* o_proj's input, the heads of this task */
-        round_to_bf16(m, out, dev->act_bf16 + (size_t)t * q_width + (size_t)q_local * hd, (size_t)n_q * hd);
+        round_to_bf16(m, out, dev->act_bf16 + head_at, (size_t)n_q * hd);
 }
 
 /* Non-zero when no two tokens of the chunk share a KV slot (every sequence feeds one token). */
-static int one_token_per_slot(const ml_model *m, int n_tok) {
-    if (n_tok > m->params.max_batch) return 0;
+static int one_token_per_slot(const ml_model *m, const ml_chunk_tokens *chunk) {
+    if (chunk->n_tok > m->params.max_batch) return 0;
     unsigned long long seen = 0; /* max_batch <= 32 */
-    for (int t = 0; t < n_tok; t++) {
-        unsigned long long bit = 1ULL << (m->token_slot[t] & 63);
+    for (int t = 0; t < chunk->n_tok; t++) {
+        unsigned long long bit = 1ULL << (chunk->slot[t] & 63);
         if (seen & bit) return 0;
         seen |= bit;
     }
     return 1;
+}
+
+/* RoPE, cache write and attention for every (device, token, KV head) of the chunk. */
+static void rope_cache_write_attention(ml_model *m, int layer, const ml_chunk_tokens *chunk) {
+    int n_local = ml_local_devices(m);
+    attention_step step = {.model = m, .layer = layer, .chunk = chunk, .rope_here = one_token_per_slot(m, chunk)};
+    if (!step.rope_here) {
+        rope_cache_step rc = {m, layer, chunk};
+        ml_pool_run(m->pool, rope_then_cache_write, &rc, chunk->n_tok * n_local);
+    }
+    step.task_begin[0] = 0;
+    for (int d = 0; d < n_local; d++)
+        step.task_begin[d + 1] = step.task_begin[d] + chunk->n_tok * m->devices[d].shard.kv_head_count;
+    ml_pool_run(m->pool, attention, &step, step.task_begin[n_local]);
 }
 
 /* ---- SwiGLU ---------------------------------------------------------------------------- */
@@ -206,7 +257,8 @@ typedef struct {
     int n_tok;
 } silu_step;
 
-static void silu_task(void *ctx, int task, int thread_index) {
+/* gate = silu(gate) * up on token t of device d (then the fast-mode rounding). */
+static void silu_mul_then_round(void *ctx, int task, int thread_index) {
     (void)thread_index;
     const silu_step *step = ctx;
     ml_model *m = step->model;
@@ -219,96 +271,62 @@ static void silu_task(void *ctx, int task, int thread_index) {
 
 /* ---- the layer ---------------------------------------------------------------------------- */
 
-/* xn holds rmsnorm(x) with this layer's attention norm. Leaves xn = the MLP norm of the new x. */
-static int attention_block(ml_model *m, int layer, int n_tok) {
-    const ml_config *c = &m->config;
-    int n_local = m->mesh->n_local, hd = c->head_dim, hidden = c->hidden_size;
-    int fast = m->params.act_mode == ML_ACT_FAST;
-    if (n_local < 1) return ML_OK;
-
+/* x += o_proj(attention(rope(q), rope(k), v)), q, k, v = proj(xn); xn holds rmsnorm(x) with
+ * this layer's attention norm. Leaves xn = the MLP norm of the new x. */
+static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk) {
+    int n_local = ml_local_devices(m), hd = m->config.head_dim, hidden = m->config.hidden_size;
+    int n_tok = chunk->n_tok;
+    matmul_input normed = input_of(m, m->xn, m->xn_bf16, hidden);
     ml_matmul_job jobs[3 * ML_MAX_LOCAL_DEVICES];
     int n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
         const ml_layer_slice *w = &dev->layers[layer];
         int q_rows = dev->shard.q_head_count * hd, kv_rows = dev->shard.kv_head_count * hd;
-        ml_matmul_job base = {.n_in = hidden, .x = m->xn, .x_bf16 = fast ? m->xn_bf16 : NULL, .ldx = (size_t)hidden,
-                              .n_tok = n_tok};
-        jobs[n_jobs] = base;
-        jobs[n_jobs].w = w->wq, jobs[n_jobs].n_rows = q_rows, jobs[n_jobs].y = dev->q, jobs[n_jobs].ldy = (size_t)q_rows;
-        n_jobs++;
-        jobs[n_jobs] = base;
-        jobs[n_jobs].w = w->wk, jobs[n_jobs].n_rows = kv_rows, jobs[n_jobs].y = dev->k, jobs[n_jobs].ldy = (size_t)kv_rows;
-        n_jobs++;
-        jobs[n_jobs] = base;
-        jobs[n_jobs].w = w->wv, jobs[n_jobs].n_rows = kv_rows, jobs[n_jobs].y = dev->v, jobs[n_jobs].ldy = (size_t)kv_rows;
-        n_jobs++;
+        jobs[n_jobs++] = project(w->wq, q_rows, normed, dev->q, (size_t)q_rows, n_tok);
+        jobs[n_jobs++] = project(w->wk, kv_rows, normed, dev->k, (size_t)kv_rows, n_tok);
+        jobs[n_jobs++] = project(w->wv, kv_rows, normed, dev->v, (size_t)kv_rows, n_tok);
     }
     ml_run_matmuls(m, jobs, n_jobs);
 
-    attention_step at;
-    at.model = m;
-    at.layer = layer;
-    at.n_tok = n_tok;
-    at.rope_here = one_token_per_slot(m, n_tok);
-    if (!at.rope_here) {
-        rope_cache_step rc = {m, layer, n_tok};
-        ml_pool_run(m->pool, rope_cache_task, &rc, n_tok * n_local);
-    }
-    at.task_begin[0] = 0;
-    for (int d = 0; d < n_local; d++) at.task_begin[d + 1] = at.task_begin[d] + n_tok * m->devices[d].shard.kv_head_count;
-    ml_pool_run(m->pool, attention_task, &at, at.task_begin[n_local]);
+    rope_cache_write_attention(m, layer, chunk);
 
-    n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
-        int q_width = dev->shard.q_head_count * hd;
-        ml_matmul_job job = {.w = dev->layers[layer].wo, .n_rows = hidden, .n_in = q_width, .x = dev->attn,
-                             .x_bf16 = fast ? dev->act_bf16 : NULL, .ldx = (size_t)q_width, .y = dev->partial,
-                             .ldy = (size_t)hidden, .n_tok = n_tok};
-        jobs[n_jobs++] = job;
+        matmul_input heads = input_of(m, dev->attn, dev->act_bf16, dev->shard.q_head_count * hd);
+        jobs[d] = project(dev->layers[layer].wo, hidden, heads, dev->partial, (size_t)hidden, n_tok);
     }
-    ml_run_matmuls(m, jobs, n_jobs);
-    return all_reduce_add_norm(m, n_tok, m->mlp_norm + (size_t)layer * hidden, NULL);
+    ml_run_matmuls(m, jobs, n_local);
+    return allreduce_residual_add_then_rmsnorm(m, n_tok, m->mlp_norm + (size_t)layer * hidden, NULL);
 }
 
-/* xn holds the MLP norm. Leaves xn = the next layer's attention norm (norm_dst NULL), or the
- * final norm of the rows norm_dst selects. */
-static int mlp_block(ml_model *m, int layer, int n_tok, const float *next_weight, const int *norm_dst) {
-    int n_local = m->mesh->n_local, hidden = m->config.hidden_size;
-    int fast = m->params.act_mode == ML_ACT_FAST;
-    if (n_local < 1) return ML_OK;
-
+/* x += down_proj(silu(gate_proj(xn)) * up_proj(xn)); xn holds the MLP norm. Leaves xn = the
+ * next layer's attention norm (norm_dst NULL), or the final norm of the rows norm_dst selects. */
+static int mlp_block(ml_model *m, int layer, const ml_chunk_tokens *chunk, const float *next_weight,
+                     const int *norm_dst) {
+    int n_local = ml_local_devices(m), hidden = m->config.hidden_size;
+    int n_tok = chunk->n_tok;
+    matmul_input normed = input_of(m, m->xn, m->xn_bf16, hidden);
     ml_matmul_job jobs[2 * ML_MAX_LOCAL_DEVICES];
     int n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
         int ffn = dev->shard.ffn_count;
-        ml_matmul_job base = {.n_in = hidden, .n_rows = ffn, .x = m->xn, .x_bf16 = fast ? m->xn_bf16 : NULL,
-                              .ldx = (size_t)hidden, .ldy = (size_t)ffn, .n_tok = n_tok};
-        jobs[n_jobs] = base;
-        jobs[n_jobs].w = dev->layers[layer].w_gate, jobs[n_jobs].y = dev->gate;
-        n_jobs++;
-        jobs[n_jobs] = base;
-        jobs[n_jobs].w = dev->layers[layer].w_up, jobs[n_jobs].y = dev->up;
-        n_jobs++;
+        jobs[n_jobs++] = project(dev->layers[layer].w_gate, ffn, normed, dev->gate, (size_t)ffn, n_tok);
+        jobs[n_jobs++] = project(dev->layers[layer].w_up, ffn, normed, dev->up, (size_t)ffn, n_tok);
     }
     ml_run_matmuls(m, jobs, n_jobs);
 
     silu_step ss = {m, n_tok};
-    ml_pool_run(m->pool, silu_task, &ss, n_tok * n_local);
+    ml_pool_run(m->pool, silu_mul_then_round, &ss, n_tok * n_local);
 
-    n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
-        int ffn = dev->shard.ffn_count;
-        ml_matmul_job job = {.w = dev->layers[layer].w_down, .n_rows = hidden, .n_in = ffn, .x = dev->gate,
-                             .x_bf16 = fast ? dev->act_bf16 : NULL, .ldx = (size_t)ffn, .y = dev->partial,
-                             .ldy = (size_t)hidden, .n_tok = n_tok};
-        jobs[n_jobs++] = job;
+        matmul_input act = input_of(m, dev->gate, dev->act_bf16, dev->shard.ffn_count);
+        jobs[d] = project(dev->layers[layer].w_down, hidden, act, dev->partial, (size_t)hidden, n_tok);
     }
-    ml_run_matmuls(m, jobs, n_jobs);
-    return all_reduce_add_norm(m, n_tok, next_weight, norm_dst);
+    ml_run_matmuls(m, jobs, n_local);
+    return allreduce_residual_add_then_rmsnorm(m, n_tok, next_weight, norm_dst);
 }
 
 /* xn rows 0..n_out-1 hold the final norm of the wanted tokens; their logits go to rows
@@ -316,27 +334,25 @@ static int mlp_block(ml_model *m, int layer, int n_tok, const float *next_weight
  * threads like any product). */
 static int lm_head(ml_model *m, int first_out, int n_out, float *logits) {
     const ml_config *c = &m->config;
-    int n_local = m->mesh->n_local;
-    if (n_out == 0 || n_local < 1) return ML_OK;
+    int n_local = ml_local_devices(m);
+    if (n_out == 0) return ML_OK;
     float *out = logits + (size_t)first_out * c->vocab_size;
+    matmul_input normed = input_of(m, m->xn, m->xn_bf16, c->hidden_size);
     ml_matmul_job jobs[ML_MAX_LOCAL_DEVICES];
     for (int d = 0; d < n_local; d++) {
-        ml_device *dev = &m->devices[d];
-        ml_matmul_job job = {.w = dev->lm_head, .n_rows = dev->shard.vocab_count, .n_in = c->hidden_size,
-                             .x = m->xn, .x_bf16 = m->params.act_mode == ML_ACT_FAST ? m->xn_bf16 : NULL,
-                             .ldx = (size_t)c->hidden_size, .y = out + dev->shard.vocab_begin,
-                             .ldy = (size_t)c->vocab_size, .n_tok = n_out};
-        jobs[d] = job;
+        const ml_device *dev = &m->devices[d];
+        jobs[d] = project(dev->lm_head, dev->shard.vocab_count, normed, out + dev->shard.vocab_begin,
+                          (size_t)c->vocab_size, n_out);
     }
     ml_run_matmuls(m, jobs, n_local);
     return ml_mesh_gather_vocab(m->mesh, out, n_out);
 }
 
-int ml_forward_chunk(ml_model *m, const int32_t *tokens, int n_tok, const int *out_rows, float *logits) {
+int ml_forward_chunk(ml_model *m, const ml_chunk_tokens *chunk, const int *out_rows, float *logits) {
     /* the tokens whose logits are wanted: their final norms go to xn rows 0..n_out-1 */
     int norm_dst[ML_CHUNK_TOKENS];
     int n_out = 0, first_out = -1;
-    for (int t = 0; t < n_tok; t++) {
+    for (int t = 0; t < chunk->n_tok; t++) {
         norm_dst[t] = -1;
         if (out_rows[t] < 0) continue;
         if (first_out < 0) first_out = out_rows[t];
@@ -344,16 +360,16 @@ int ml_forward_chunk(ml_model *m, const int32_t *tokens, int n_tok, const int *o
             return ml_set_error(ML_ERR_INTERNAL, "logit rows of one chunk must be consecutive");
         norm_dst[t] = n_out++;
     }
-    embed_step es = {m, tokens};
-    ml_pool_run(m->pool, embed_task, &es, n_tok);
-    ml_model_dump_hidden(m, 0, n_tok);
+    embed_step es = {m, chunk};
+    ml_pool_run(m->pool, embed_then_rmsnorm, &es, chunk->n_tok);
+    ml_model_dump_hidden(m, chunk, 0);
     int n_layers = m->config.n_layers, hidden = m->config.hidden_size;
     for (int layer = 0; layer < n_layers; layer++) {
-        ML_TRY(attention_block(m, layer, n_tok));
+        ML_TRY(attention_block(m, layer, chunk));
         int last = layer + 1 == n_layers;
-        ML_TRY(mlp_block(m, layer, n_tok, last ? m->final_norm : m->attn_norm + (size_t)(layer + 1) * hidden,
+        ML_TRY(mlp_block(m, layer, chunk, last ? m->final_norm : m->attn_norm + (size_t)(layer + 1) * hidden,
                          last ? norm_dst : NULL));
-        ml_model_dump_hidden(m, layer + 1, n_tok);
+        ml_model_dump_hidden(m, chunk, layer + 1);
     }
     return lm_head(m, first_out, n_out, logits);
 }

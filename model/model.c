@@ -107,14 +107,12 @@ static int alloc_model_buffers(ml_model *m) {
     m->xn_bf16 = ml_alloc(chunk * hidden * sizeof(uint16_t), "bf16 normed activations");
     m->reduced = ml_alloc(chunk * hidden * sizeof(float), "all-reduce buffer");
     m->attn_scratch = ml_alloc((size_t)threads * (size_t)m->params.max_seq_len * sizeof(float), "attention scratch");
-    m->token_slot = ml_alloc(chunk * sizeof(int), "token slots");
-    m->token_pos = ml_alloc(chunk * sizeof(int), "token positions");
     m->slot_length = ml_alloc((size_t)m->params.max_batch * sizeof(int), "slot lengths");
     m->attn_norm = ml_alloc((size_t)c->n_layers * hidden * sizeof(float), "attention norms");
     m->mlp_norm = ml_alloc((size_t)c->n_layers * hidden * sizeof(float), "MLP norms");
     m->final_norm = ml_alloc(hidden * sizeof(float), "final norm");
-    if (!m->x || !m->xn || !m->xn_bf16 || !m->reduced || !m->attn_scratch || !m->token_slot || !m->token_pos ||
-        !m->slot_length || !m->attn_norm || !m->mlp_norm || !m->final_norm)
+    if (!m->x || !m->xn || !m->xn_bf16 || !m->reduced || !m->attn_scratch || !m->slot_length ||
+        !m->attn_norm || !m->mlp_norm || !m->final_norm)
         return ML_ERR_NOMEM;
     return ML_OK;
 }
@@ -191,8 +189,6 @@ void ml_model_close(ml_model *m) {
     ml_free(m->xn_bf16);
     ml_free(m->reduced);
     ml_free(m->attn_scratch);
-    ml_free(m->token_slot);
-    ml_free(m->token_pos);
     ml_free(m->slot_length);
     ml_free(m->attn_norm);
     ml_free(m->mlp_norm);
@@ -277,7 +273,7 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
     int total = 0;
     ML_TRY(validate_batch(m, b, &total));
     /* Flatten to (token, slot, position, logit row) and run chunks of ML_CHUNK_TOKENS. */
-    int out_rows[ML_CHUNK_TOKENS];
+    int out_rows[ML_CHUNK_TOKENS], slot[ML_CHUNK_TOKENS], pos[ML_CHUNK_TOKENS];
     int s = 0, in_seq = 0, next_row = 0;
     for (int done = 0; done < total;) {
         int n = total - done < ML_CHUNK_TOKENS ? total - done : ML_CHUNK_TOKENS;
@@ -286,14 +282,14 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
                 s++;
                 in_seq = 0;
             }
-            m->token_slot[t] = b->slots[s];
-            m->token_pos[t] = b->start_pos[s] + in_seq;
+            slot[t] = b->slots[s];
+            pos[t] = b->start_pos[s] + in_seq;
             int last = in_seq == b->n_tokens[s] - 1;
             out_rows[t] = (b->all_logits || last) ? next_row++ : -1;
             in_seq++;
         }
-        m->chunk_token_begin = done;
-        int status = ml_forward_chunk(m, b->tokens + done, n, out_rows, logits);
+        ml_chunk_tokens chunk = {n, b->tokens + done, slot, pos, done};
+        int status = ml_forward_chunk(m, &chunk, out_rows, logits);
         if (status != ML_OK) return status;
         done += n;
     }
@@ -308,16 +304,17 @@ void ml_model_set_hidden_callback(ml_model *m, ml_hidden_callback callback, void
     m->hidden_callback_user = user;
 }
 
-void ml_model_dump_hidden(ml_model *m, int entry, int n_tok) {
+void ml_model_dump_hidden(ml_model *m, const ml_chunk_tokens *chunk, int entry) {
     if (!m->hidden_callback) return;
+    int n_tok = chunk->n_tok;
     int hidden = m->config.hidden_size;
-    m->hidden_callback(entry, m->chunk_token_begin, n_tok, hidden, m->x, m->hidden_callback_user);
+    m->hidden_callback(entry, chunk->token_begin, n_tok, hidden, m->x, m->hidden_callback_user);
     if (entry != m->config.n_layers) return;
     float *normed = malloc((size_t)n_tok * hidden * sizeof *normed);
     if (!normed) return; /* a debugging aid: skip the entry rather than fail the forward */
     for (int t = 0; t < n_tok; t++)
         m->kernels->rmsnorm(normed + (size_t)t * hidden, m->x + (size_t)t * hidden, m->final_norm, hidden,
                             m->config.rms_norm_eps);
-    m->hidden_callback(entry + 1, m->chunk_token_begin, n_tok, hidden, normed, m->hidden_callback_user);
+    m->hidden_callback(entry + 1, chunk->token_begin, n_tok, hidden, normed, m->hidden_callback_user);
     free(normed);
 }

@@ -85,12 +85,17 @@ struct ml_model {
     uint16_t *xn_bf16;               /* [chunk, hidden] fast mode */
     float *reduced;                  /* [chunk, hidden] all-reduce result */
     float *attn_scratch;             /* [n_threads, max_seq_len] attention scores */
-    int *token_slot;                 /* [chunk] KV slot of each token */
-    int *token_pos;                  /* [chunk] position of each token */
     ml_hidden_callback hidden_callback; /* --dump-layers hook, or NULL */
     void *hidden_callback_user;
-    int chunk_token_begin;           /* index in the flattened batch of the chunk's first token */
 };
+
+/* Devices this process hosts: at least one, as ml_mesh_open guarantees. Saying so lets the
+ * compiler see that the per-device job arrays are filled (UBSan checks it). */
+static inline int ml_local_devices(const ml_model *model) {
+    int n_local = model->mesh->n_local;
+    if (n_local < 1) __builtin_unreachable();
+    return n_local;
+}
 
 /* Loads every device's weights: validates names, dtypes and shapes against the config, aims
  * column-parallel slices into the mapping and packs row-parallel slices. */
@@ -121,15 +126,24 @@ typedef struct {
 /* Runs the jobs together (one parallel region); the result does not depend on the split. */
 void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs);
 
+/* The tokens of one forward chunk, handed to every step of the pass. */
+typedef struct {
+    int n_tok;              /* 1..ML_CHUNK_TOKENS */
+    const int32_t *tokens;  /* [n_tok] token ids */
+    const int *slot;        /* [n_tok] KV slot of each token */
+    const int *pos;         /* [n_tok] position of each token in its sequence */
+    int token_begin;        /* index in the flattened batch of the chunk's first token */
+} ml_chunk_tokens;
+
 /* Hands the residual stream to the hidden-state callback, if any: entry 0 = embeddings, entry
  * i = after layer i-1; after the last layer also entry n_layers + 1 = the final norm. */
-void ml_model_dump_hidden(ml_model *model, int entry, int n_tok);
+void ml_model_dump_hidden(ml_model *model, const ml_chunk_tokens *chunk, int entry);
 
 /* Copies bytes of buf from rank 0 to every rank of the model's mesh (a no-op in one process). */
 int ml_model_broadcast(ml_model *model, void *buf, size_t bytes);
 
-/* One chunk of tokens through the whole model. tokens, token_slot/token_pos already set for
- * n_tok tokens; out_rows[t] >= 0 selects tokens whose logits go to logits[out_rows[t]]. */
-int ml_forward_chunk(ml_model *model, const int32_t *tokens, int n_tok, const int *out_rows, float *logits);
+/* One chunk of tokens through the whole model; out_rows[t] >= 0 selects tokens whose logits go
+ * to logits[out_rows[t]] (consecutive rows). */
+int ml_forward_chunk(ml_model *model, const ml_chunk_tokens *chunk, const int *out_rows, float *logits);
 
 #endif
