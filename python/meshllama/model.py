@@ -1,0 +1,290 @@
+"""A meshllama model as a Hugging Face causal LM: `forward` returns float32 logits and a
+`MeshCache` backed by the model's KV-cache slots, so that `generate()` and the seed's
+teacher-forcing harness drive it unchanged (docs/PYTHON.md)."""
+import os
+import weakref
+
+import numpy as np
+import torch
+from transformers import GenerationConfig, GenerationMixin, LlamaConfig, PreTrainedModel
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from ._core import Engine, MeshllamaError, Mesh
+from ._ffi import lib
+
+DEFAULT_MAX_BATCH = 8
+
+
+class MeshCache(Cache):
+    """The KV cache of one batch of sequences: one meshllama KV slot per row.
+
+    Feeding it back as `past_key_values` continues the sequences; dropping the last reference
+    (or `free()`) gives the slots back to the model. `get_seq_length()` counts the columns fed so
+    far, left padding included, as Hugging Face's caches do; the slots hold only the real tokens,
+    at positions 0, 1, ... (what HF computes from the attention mask)."""
+
+    def __init__(self, engine, batch_size):
+        super().__init__(layers=[])
+        self._engine = engine
+        self.slots = engine.acquire_slots(batch_size)
+        self.lengths = [0] * batch_size  # real tokens held per row
+        self.columns = 0  # columns fed, padding included
+        self._finalizer = weakref.finalize(self, engine.release_slots, list(self.slots))
+
+    def free(self):
+        """Gives the slots back now; the cache cannot be fed again."""
+        self._finalizer()
+        self.slots = None
+
+    @property
+    def batch_size(self):
+        return len(self.lengths)
+
+    def get_seq_length(self, layer_idx=0):
+        return self.columns
+
+    def get_max_length(self, layer_idx=None):
+        return self._engine.info["max_seq_len"]
+
+    def get_max_cache_shape(self, layer_idx=0):
+        return self._engine.info["max_seq_len"]
+
+    @property
+    def is_compileable(self):
+        return False
+
+    @property
+    def is_croppable(self):
+        return False
+
+    @property
+    def is_initialized(self):
+        return self.columns > 0
+
+    def _unsupported(self, what):
+        raise NotImplementedError(f"meshllama: MeshCache does not support {what} (beam search, assisted decoding)")
+
+    def update(self, *args, **kwargs):
+        self._unsupported("update() (meshllama keeps the keys and values in its own slots)")
+
+    def crop(self, *args, **kwargs):
+        self._unsupported("crop()")
+
+    def reorder_cache(self, *args, **kwargs):
+        self._unsupported("reorder_cache()")
+
+    def batch_repeat_interleave(self, *args, **kwargs):
+        self._unsupported("batch_repeat_interleave()")
+
+    def batch_select_indices(self, *args, **kwargs):
+        self._unsupported("batch_select_indices()")
+
+    def __repr__(self):
+        return f"MeshCache(slots={self.slots}, lengths={self.lengths}, columns={self.columns})"
+
+
+def _config_from_info(info):
+    eos = info["eos_token_ids"]
+    return LlamaConfig(
+        vocab_size=info["vocab_size"], hidden_size=info["hidden_size"], intermediate_size=info["intermediate_size"],
+        num_hidden_layers=info["n_layers"], num_attention_heads=info["n_heads"],
+        num_key_value_heads=info["n_kv_heads"], head_dim=info["head_dim"],
+        max_position_embeddings=info["max_seq_len"], tie_word_embeddings=bool(info["tied_embeddings"]),
+        bos_token_id=info["bos_token_id"] if info["bos_token_id"] >= 0 else None,
+        eos_token_id=(eos[0] if len(eos) == 1 else eos) if eos else None)
+
+
+def _as_ids(name, tensor):
+    if not isinstance(tensor, torch.Tensor):
+        tensor = torch.as_tensor(tensor)
+    if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        raise TypeError(f"{name}: expected integer token ids, got {tensor.dtype}")
+    if tensor.ndim == 1:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 2:
+        raise ValueError(f"{name}: expected shape [batch, seq], got {list(tensor.shape)}")
+    return tensor.detach().to("cpu")
+
+
+class MeshllamaForCausalLM(PreTrainedModel, GenerationMixin):
+    """A model run by libmeshllama over a mesh of devices, with Hugging Face's causal-LM interface."""
+
+    config_class = LlamaConfig
+    base_model_prefix = "meshllama"
+    main_input_name = "input_ids"
+    _supports_cache_class = True
+
+    def __init__(self, engine, config=None, generation_config=None):
+        super().__init__(config if config is not None else _config_from_info(engine.info))
+        self._engine = engine
+        if generation_config is not None:
+            self.generation_config = generation_config
+
+    # -- what HF reads off a PreTrainedModel that has no parameters ------------------------------
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    @property
+    def dtype(self):
+        return torch.float32
+
+    @property
+    def mesh(self):
+        return self._engine.mesh
+
+    @property
+    def info(self):
+        """The engine's facts (ml_model_info): tp, threads, max_seq_len, max_batch, dtypes, ISA."""
+        return dict(self._engine.info)
+
+    def close(self):
+        """Frees the model now (its caches can no longer be fed); later calls raise."""
+        self._engine.close()
+
+    @property
+    def closed(self):
+        return self._engine.closed
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
+        # forward creates a MeshCache for the batch it is given; HF's DynamicCache is not used
+        cache = model_kwargs.get("past_key_values")
+        if cache is not None:
+            cache._is_user_defined = True
+
+    def new_cache(self, batch_size=1):
+        """An empty cache of batch_size rows (KV slots taken now)."""
+        return MeshCache(self._engine, batch_size)
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, cache_position=None, logits_to_keep=0, return_dict=None,
+                **kwargs):
+        engine = self._engine
+        engine.handle()  # raises on a closed model
+        if inputs_embeds is not None:
+            raise NotImplementedError("meshllama: inputs_embeds is not supported; pass input_ids")
+        if input_ids is None:
+            raise ValueError("meshllama: input_ids is required")
+        ids = _as_ids("input_ids", input_ids)
+        batch, seq = ids.shape
+        if seq == 0:
+            raise ValueError("meshllama: input_ids has no tokens")
+
+        cache, temporary = past_key_values, False
+        if isinstance(cache, MeshCache):
+            if cache._engine is not engine:
+                raise ValueError("meshllama: past_key_values is a cache of another model")
+            if cache.slots is None:
+                raise ValueError("meshllama: past_key_values was freed")
+            if cache.batch_size != batch:
+                raise ValueError(f"meshllama: past_key_values holds {cache.batch_size} sequences, "
+                                 f"input_ids {batch}")
+        elif cache is None or (isinstance(cache, Cache) and cache.get_seq_length() == 0):
+            cache, temporary = MeshCache(engine, batch), use_cache is False
+        else:
+            raise ValueError(f"meshllama: past_key_values must be a MeshCache from this model (or empty), "
+                             f"got {type(cache).__name__} holding {cache.get_seq_length()} positions")
+        past = cache.columns
+
+        if cache_position is not None:
+            expected = torch.arange(past, past + seq)
+            cache_position = torch.as_tensor(cache_position).to("cpu")
+            if cache_position.shape != expected.shape or not torch.equal(cache_position.long(), expected):
+                raise ValueError(f"meshllama: cache_position must continue the cache: expected {past}..{past + seq - 1}")
+
+        if attention_mask is None:
+            new_mask = np.ones((batch, seq), dtype=bool)
+        else:
+            mask = torch.as_tensor(attention_mask).detach().to("cpu")
+            if mask.ndim != 2 or mask.shape[0] != batch or mask.shape[1] not in (past + seq, seq):
+                raise ValueError(f"meshllama: attention_mask must be [batch, past + seq] = [{batch}, {past + seq}], "
+                                 f"got {list(mask.shape)}")
+            new_mask = (mask[:, -seq:] != 0).numpy()
+
+        ids_np = ids.numpy()
+        feed, starts, rows = [], [], []
+        for r in range(batch):
+            m = new_mask[r]
+            n_real = int(m.sum())
+            first = seq - n_real
+            if not m[first:].all() or (n_real < seq and cache.lengths[r] > 0):
+                raise ValueError(f"meshllama: attention_mask row {r}: only left padding is supported "
+                                 "(zeros before a sequence's first token, ones after)")
+            if position_ids is not None and n_real:
+                pos = torch.as_tensor(position_ids).detach().to("cpu")
+                pos = pos.expand(batch, -1) if pos.ndim == 2 and pos.shape[0] == 1 else pos
+                want = np.arange(cache.lengths[r], cache.lengths[r] + n_real)
+                if pos.ndim != 2 or pos.shape[-1] < n_real or not np.array_equal(pos[r, -n_real:].numpy(), want):
+                    raise ValueError(f"meshllama: position_ids row {r} must be {want[0]}..{want[-1]} "
+                                     "(positions follow the attention mask)")
+            if n_real:
+                rows.append(r)
+                feed.append(ids_np[r, first:])
+                starts.append(cache.lengths[r])
+
+        keep = int(logits_to_keep) if isinstance(logits_to_keep, (int, np.integer)) else 0
+        out_len = seq if keep <= 0 or keep > seq else keep
+        logits = torch.zeros((batch, out_len, engine.info["vocab_size"]), dtype=torch.float32)
+        try:
+            if rows:
+                all_logits = out_len > 1
+                got = torch.from_numpy(engine.forward([cache.slots[r] for r in rows], starts, feed, all_logits))
+                offset = 0
+                for i, r in enumerate(rows):
+                    n = len(feed[i])
+                    if all_logits:
+                        take = min(n, out_len)
+                        logits[r, out_len - take:] = got[offset + n - take:offset + n]
+                        offset += n
+                    else:
+                        logits[r, -1] = got[i]
+            for i, r in enumerate(rows):
+                cache.lengths[r] += len(feed[i])
+            cache.columns += seq
+        finally:
+            if temporary:
+                cache.free()
+        return CausalLMOutputWithPast(logits=logits, past_key_values=None if temporary else cache)
+
+
+def _hf_config(path):
+    try:
+        if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+            config = LlamaConfig.from_pretrained(path)
+            gen = None
+            if os.path.exists(os.path.join(path, "generation_config.json")):
+                gen = GenerationConfig.from_pretrained(path)
+            return config, gen
+    except Exception:  # an odd config.json: the engine's own facts still describe the model
+        pass
+    return None, None
+
+
+def load_tokenizer(path):
+    """An HF tokenizer for a checkpoint directory or GGUF file, or None where none can be built."""
+    try:
+        from transformers import AutoTokenizer
+        path = os.fspath(path)
+        if os.path.isfile(path):
+            directory, name = os.path.split(os.path.abspath(path))
+            return AutoTokenizer.from_pretrained(directory, gguf_file=name)
+        return AutoTokenizer.from_pretrained(path)
+    except Exception:
+        return None
+
+
+def from_pretrained(path, device=None, max_seq_len=0, *, max_batch=DEFAULT_MAX_BATCH, tokenizer=True):
+    """Opens a Hugging Face checkpoint directory or a GGUF file over `device` (a Mesh or an int tp).
+    Returns (model, tokenizer); tokenizer is None where transformers cannot build one (or when
+    tokenizer=False). max_seq_len 0: min(the config's context, 4096)."""
+    mesh = Mesh.of(device)
+    path = os.fspath(path)
+    engine = Engine.open(path, mesh, max_seq_len, max_batch)
+    config, gen = _hf_config(path)
+    model = MeshllamaForCausalLM(engine, config, gen)
+    model.name_or_path = path
+    return model, (load_tokenizer(path) if tokenizer else None)
+
+
+__all__ = ["MeshCache", "MeshllamaForCausalLM", "from_pretrained", "load_tokenizer", "MeshllamaError", "lib"]
