@@ -18,8 +18,8 @@ fi
 start=$(date +%s)
 scripts/python_env.sh
 status=0
-case $build_dir in /*) library=$build_dir/libmeshllama.so ;; *) library=$root/$build_dir/libmeshllama.so ;; esac
-PYTHONPATH=$root/python MESHLLAMA_LIBRARY=$library \
+case $build_dir in /*) built=$build_dir ;; *) built=$root/$build_dir ;; esac
+PYTHONPATH=$root/python MESHLLAMA_LIBRARY=$built/libmeshllama.so MESHLLAMA_CLI=$built/meshllama \
     "${MESHLLAMA_VENV:-.venv}/bin/python" -m pytest -q python/tests || status=$?
 if [ "$status" -eq 5 ]; then
     echo "FAIL: pytest collected no test (exit 5)" >&2
