@@ -1,6 +1,7 @@
 /* `meshllama chat`: an interactive conversation with the model's chat template. Each turn
  * renders the whole conversation, keeps the KV cache of the longest prefix already computed
  * and feeds only the new tokens; Ctrl-D (end of input) exits. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,8 +228,16 @@ int ml_cmd_chat(int argc, char **argv) {
             fputs("> ", stdout);
             fflush(stdout);
         }
+        errno = 0;
         ssize_t n = getline(&line, &capacity, stdin);
-        if (n < 0) break;
+        if (n < 0) {
+            /* end of input ends the chat; a read error is a failure, not the end */
+            if (ferror(stdin)) {
+                fprintf(stderr, "meshllama chat: cannot read standard input: %s\n", strerror(errno ? errno : EIO));
+                fail = 1;
+            }
+            break;
+        }
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (n == 0) continue;
         if (add_message(&messages, "user", line) != 0 || chat_turn(&s, &messages) != 0) fail = 1;

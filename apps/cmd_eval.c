@@ -196,7 +196,7 @@ static int run_point(const eval_options *o, int prefill_len, int max_seq) {
         ml_eval_result result;
         status = ml_eval_run(model, ref, &params, &result);
         if (status != ML_OK) {
-            fprintf(stderr, "meshllama eval: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
+            ml_cli_report_failure("eval", status);
             fail = 1;
         } else {
             if (info.rank == 0) print_metrics(o, &info, ref_info.n_prompt, info.max_seq_len, &result);

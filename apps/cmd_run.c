@@ -1,5 +1,6 @@
 /* `meshllama run`: generate from a text prompt (-p, -f) or token ids (--prompt-ids), streaming
  * the continuation as text (or ids) as it is generated. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ static const char run_usage[] =
     "token ids for --prompt-ids.\n"
     ML_MODEL_OPTIONS_HELP
     "  -p, --prompt TEXT     the prompt, tokenized with the model's tokenizer\n"
-    "  -f, --file FILE       read the prompt from FILE\n"
+    "  -f, --file FILE       read the prompt from FILE (- for standard input)\n"
     "      --prompt-ids IDS  comma-separated prompt token ids instead of text\n"
     "      --special         recognise special-token strings (<|eot_id|>, ...) in the text\n"
     "      --no-bos          do not add the tokenizer's BOS\n"
@@ -163,38 +164,43 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
     return bad ? -1 : 0;
 }
 
-/* Tokenizes -p / -f with the model's tokenizer. */
-static int tokenize_prompt(const run_options *o, const ml_tokenizer *tok, int32_t **ids, int *n) {
-    char *file_text = NULL;
-    size_t length = 0;
-    const char *text = o->text;
-    if (o->text_file) {
-        FILE *f = fopen(o->text_file, "rb");
-        if (!f) return fprintf(stderr, "meshllama run: -f %s: cannot open\n", o->text_file), -1;
-        size_t capacity = 1 << 16;
-        file_text = malloc(capacity);
-        size_t got;
-        while (file_text && (got = fread(file_text + length, 1, capacity - length, f)) > 0) {
-            length += got;
-            if (length == capacity) {
-                char *grown = realloc(file_text, capacity *= 2);
-                if (!grown) {
-                    free(file_text);
-                    file_text = NULL;
-                }
-                file_text = grown;
-            }
+/* Reads all of -f FILE ("-": standard input). A directory or a failed read is an error with
+ * the OS's reason, never an empty prompt. */
+static int read_prompt_file(const char *path, char **out_text, size_t *out_length) {
+    int from_stdin = strcmp(path, "-") == 0;
+    FILE *f = from_stdin ? stdin : fopen(path, "rb");
+    if (!f) return fprintf(stderr, "meshllama run: -f %s: cannot open: %s\n", path, strerror(errno)), -1;
+    size_t capacity = 1 << 16, length = 0, got;
+    char *text = malloc(capacity);
+    int read_errno = 0;
+    while (text && (got = fread(text + length, 1, capacity - length, f)) > 0) {
+        length += got;
+        if (length == capacity) {
+            char *grown = realloc(text, capacity *= 2);
+            if (!grown) free(text);
+            text = grown;
         }
-        fclose(f);
-        if (!file_text) return fprintf(stderr, "meshllama run: -f %s: out of memory\n", o->text_file), -1;
-        text = file_text;
-    } else {
-        length = strlen(text);
     }
+    if (ferror(f)) read_errno = errno ? errno : EIO;
+    if (!from_stdin) fclose(f);
+    if (!text) return fprintf(stderr, "meshllama run: -f %s: out of memory\n", path), -1;
+    if (read_errno) {
+        free(text);
+        return fprintf(stderr, "meshllama run: -f %s: cannot read: %s\n", path, strerror(read_errno)), -1;
+    }
+    *out_text = text;
+    *out_length = length;
+    return 0;
+}
+
+/* Tokenizes -p / -f (already read into file_text) with the model's tokenizer. */
+static int tokenize_prompt(const run_options *o, const char *file_text, size_t file_length, const ml_tokenizer *tok,
+                           int32_t **ids, int *n) {
+    const char *text = o->text_file ? file_text : o->text;
+    size_t length = o->text_file ? file_length : strlen(text);
     unsigned flags = (o->no_bos ? 0u : ML_TOKENIZE_ADD_SPECIAL) | (o->special ? ML_TOKENIZE_PARSE_SPECIAL : 0u);
     size_t count = 0;
     int status = ml_tokenize(tok, text, length, flags, ids, &count);
-    free(file_text);
     if (status != ML_OK) return fprintf(stderr, "meshllama run: %s\n", ml_last_error()), -1;
     if (count == 0) return fprintf(stderr, "meshllama run: the prompt tokenizes to nothing\n"), -1;
     *n = (int)count;
@@ -212,14 +218,16 @@ int ml_cmd_run(int argc, char **argv) {
         free(o.prompt_ids);
         return parsed < 0 ? ML_EXIT_USAGE : 0;
     }
-    FILE *check = o.text_file ? fopen(o.text_file, "rb") : NULL;
-    if (o.text_file && !check) {
-        fprintf(stderr, "meshllama run: -f %s: cannot open\n", o.text_file);
+    /* the prompt file first: a bad -f fails before the model loads */
+    char *file_text = NULL;
+    size_t file_length = 0;
+    if (o.text_file && read_prompt_file(o.text_file, &file_text, &file_length) != 0) {
+        free(o.prompt_ids);
         return 1;
     }
-    if (check) fclose(check);
     ml_model *model;
     if (ml_cli_model_open(&o.model, &model) != 0) {
+        free(file_text);
         free(o.prompt_ids);
         return 1;
     }
@@ -235,7 +243,7 @@ int ml_cmd_run(int argc, char **argv) {
         if (tok_status != ML_OK) {
             fprintf(stderr, "meshllama run: text prompts need the model's tokenizer: %s\n", ml_last_error());
             fail = 1;
-        } else if (tokenize_prompt(&o, tok, &prompt, &n_prompt) != 0) {
+        } else if (tokenize_prompt(&o, file_text, file_length, tok, &prompt, &n_prompt) != 0) {
             fail = 1;
         }
     }
@@ -260,7 +268,7 @@ int ml_cmd_run(int argc, char **argv) {
         }
     }
     if (fail && status != ML_OK) {
-        fprintf(stderr, "meshllama run: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
+        ml_cli_report_failure("run", status);
     } else if (!fail && out) {
         if (o.json) {
             print_json(prompt, n_prompt, generated, &stats, &info, tok_status == ML_OK ? tok : NULL);
@@ -278,6 +286,7 @@ int ml_cmd_run(int argc, char **argv) {
         }
     }
     ml_stream_decoder_free(stream.decoder);
+    free(file_text);
     free(generated);
     if (prompt != o.prompt_ids) free(prompt);
     free(o.prompt_ids);

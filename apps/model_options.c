@@ -23,6 +23,12 @@ int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg) {
     case ML_OPT_ACT: ok = ml_cli_parse_act("--act", arg, &m->params.act_mode); break;
     case ML_OPT_KV: ok = ml_cli_parse_kv("--kv", arg, &m->params.kv_dtype); break;
     case ML_OPT_MAX_BATCH: ok = ml_cli_parse_int("--max-batch", arg, 1, 32, &m->params.max_batch); break;
+    case ML_OPT_COLLECTIVE_TIMEOUT: {
+        float seconds = 0;
+        ok = ml_cli_parse_float("--collective-timeout", arg, 0.0, 1e9, &seconds);
+        m->params.collective_timeout_s = seconds;
+        break;
+    }
     case ML_OPT_BACKEND:
         if (strcmp(arg, "auto") == 0) m->params.mesh_backend = ML_MESH_AUTO;
         else if (strcmp(arg, "threads") == 0) m->params.mesh_backend = ML_MESH_THREADS;
@@ -72,8 +78,18 @@ int ml_cli_model_open(const ml_cli_model *m, ml_model **out) {
     }
     int status = ml_model_open(path, &m->params, out);
     if (status != ML_OK) {
-        fprintf(stderr, "meshllama: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
+        if (!ml_last_error_is_shared() || ml_process_rank() == 0)
+            fprintf(stderr, "meshllama: %s\n  (%s)\n", ml_last_error(), ml_strerror(status));
         return -1;
     }
     return 0;
+}
+
+void ml_cli_report_failure(const char *command, int status) {
+    if (ml_last_error_is_shared()) {
+        if (ml_process_rank() == 0) fprintf(stderr, "meshllama %s: %s\n  (%s)\n", command, ml_last_error(), ml_strerror(status));
+        return;
+    }
+    fprintf(stderr, "meshllama %s: %s\n  (%s)\n", command, ml_last_error(), ml_strerror(status));
+    ml_abort_job(1);
 }

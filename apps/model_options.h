@@ -13,6 +13,7 @@ enum {
     ML_OPT_KV,
     ML_OPT_MAX_BATCH,
     ML_OPT_BACKEND,
+    ML_OPT_COLLECTIVE_TIMEOUT,
     ML_OPT_FIRST_COMMAND_OPTION /* commands number their own options from here */
 };
 
@@ -29,7 +30,8 @@ typedef struct {
         {"mesh", required_argument, NULL, ML_OPT_MESH}, {"threads", required_argument, NULL, 't'}, \
         {"ctx-size", required_argument, NULL, 'c'}, {"act", required_argument, NULL, ML_OPT_ACT},  \
         {"kv", required_argument, NULL, ML_OPT_KV}, {"max-batch", required_argument, NULL, ML_OPT_MAX_BATCH}, \
-        {"backend", required_argument, NULL, ML_OPT_BACKEND}
+        {"backend", required_argument, NULL, ML_OPT_BACKEND},                                      \
+        {"collective-timeout", required_argument, NULL, ML_OPT_COLLECTIVE_TIMEOUT}
 
 #define ML_MODEL_SHORT_OPTIONS "m:t:c:"
 
@@ -42,12 +44,18 @@ typedef struct {
     "  -c, --ctx-size N      KV-cache positions per sequence (default min(config, 4096))\n"        \
     "      --act MODE        activations: accurate (float32, default) or fast (bf16 matmul inputs)\n" \
     "      --kv TYPE         KV-cache type: f32 (default) or bf16\n"                            \
-    "      --backend B       mesh backend: auto (default: mpi under mpirun), threads or mpi\n"
+    "      --backend B       mesh backend: auto (default: mpi under mpirun), threads or mpi\n"     \
+    "      --collective-timeout S  mpi: end the job, naming the rank that did not arrive, when a\n"  \
+    "                        collective waits more than S seconds (default 600; 0 = never)\n"
 
 void ml_cli_model_init(ml_cli_model *m);
 /* Handles opt if it is a model option: 1 handled, 0 not a model option, -1 bad value (printed). */
 int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg);
 /* Opens the model, printing the library's message on failure. Returns 0 on success. */
 int ml_cli_model_open(const ml_cli_model *m, ml_model **out);
+/* Prints "meshllama COMMAND: <the library's message>" for a failed status. Under MPI a failure
+ * every rank shares is printed by rank 0 only; a failure of this rank alone is printed and then
+ * ends the whole job (the other ranks would wait for this one forever). */
+void ml_cli_report_failure(const char *command, int status);
 
 #endif

@@ -7,8 +7,10 @@
 #define ML_ERROR_CAPACITY 1024
 
 static _Thread_local char last_error[ML_ERROR_CAPACITY];
+static _Thread_local int last_error_shared; /* every rank holds the same message */
 
 int ml_set_error(int code, const char *fmt, ...) {
+    last_error_shared = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
@@ -35,7 +37,14 @@ int ml_wrap_error(int code, const char *fmt, ...) {
     return code;
 }
 
-void ml_clear_error(void) { last_error[0] = '\0'; }
+void ml_clear_error(void) {
+    last_error[0] = '\0';
+    last_error_shared = 0;
+}
+
+void ml_mark_error_shared(void) { last_error_shared = 1; }
+
+int ml_last_error_is_shared(void) { return last_error_shared; }
 
 const char *ml_last_error(void) { return last_error; }
 

@@ -9,6 +9,8 @@ int ml_set_error(int code, const char *fmt, ...) __attribute__((format(printf, 2
 /* Prefixes the current message with a context string ("loading layer 3: ..."); returns code. */
 int ml_wrap_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ml_clear_error(void);
+/* Marks the current message as held by every rank of the job (the ranks agreed on it). */
+void ml_mark_error_shared(void);
 
 /* For system calls: records "file:line: what: strerror(errno)". */
 #define ML_SYS_ERROR(code, what) ml_set_error((code), "%s:%d: %s: %s", __FILE__, __LINE__, (what), strerror(errno))

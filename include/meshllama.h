@@ -65,6 +65,8 @@ typedef struct {
     ml_act_mode act_mode;
     ml_kv_dtype kv_dtype;
     ml_mesh_kind mesh_backend;
+    double collective_timeout_s; /* mpi: a collective that waits longer ends the job, naming the
+                                    rank that did not arrive; 0 = wait forever (default 600) */
 } ml_model_params;
 
 ml_model_params ml_model_default_params(void);
@@ -227,6 +229,31 @@ int ml_eval_run(ml_model *model, const ml_eval_reference *ref, const ml_eval_par
 
 /* Releases process-wide resources (finalizes MPI if the library started it). Call once at exit. */
 void ml_shutdown(void);
+
+/* Checkpoint files are memory-mapped. A file truncated or rewritten in place (cp over it) while
+ * a model uses it makes reads of the mapping raise SIGBUS, which by default kills the process.
+ * ml_model_open installs, once per process, a SIGBUS handler that maps zero pages over the
+ * affected checkpoint mapping and flags it; ml_forward (and so ml_generate and ml_eval_run) then
+ * fails with ML_ERR_IO "FILE changed or was truncated while in use", as it does when the file's
+ * size or modification time has changed since it was mapped (checked with fstat before and
+ * after each forward). Replacing a file by rename is safe: the old inode stays mapped. A SIGBUS
+ * outside checkpoint mappings goes to the handler that was installed before ours. An embedding
+ * program that installs its own SIGBUS handler after ml_model_open must either chain to the one
+ * it replaces or call ml_install_sigbus_handler() again afterwards (ours chains to theirs).
+ * Idempotent; ML_ERR_INTERNAL if sigaction fails. */
+int ml_install_sigbus_handler(void);
+
+/* Under MPI, every rank sees the same failure when the ranks agreed on it: a rank could not load
+ * its model, or the ranks disagree on the configuration, shard plan, weights, options or inputs
+ * (compared before the first step). Then ml_last_error_is_shared() is non-zero and a program
+ * should print the message on rank 0 only (ml_process_rank). Any other failure under MPI is
+ * this rank's own: print it, then ml_abort_job() so the other ranks do not wait for it. */
+int ml_last_error_is_shared(void);
+/* This process's rank in the MPI job the library joined; 0 without MPI. */
+int ml_process_rank(void);
+/* Ends every rank of the MPI job with exit_code (MPI_Abort) when this process is one of several
+ * ranks; returns without doing anything otherwise. */
+void ml_abort_job(int exit_code);
 
 /* ---- Tokenizer (tokenizer/): byte-level BPE from tokenizer.json, tokenizer.model (tiktoken) or
  * GGUF metadata; streaming detokenisation; chat templates. ------------------------------------ */

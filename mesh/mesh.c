@@ -6,6 +6,14 @@
 #include "core/error.h"
 #include "mesh/mesh.h"
 
+static int process_rank;
+
+void ml_mesh_set_process_rank(int rank) { process_rank = rank; }
+
+int ml_process_rank(void) { return process_rank; }
+
+void ml_abort_job(int exit_code) { ml_mesh_abort_job(exit_code); }
+
 int ml_mesh_launched_by_mpi(void) {
     const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -46,6 +54,34 @@ void ml_mesh_destroy(ml_mesh *mesh) {
     mesh->backend->destroy_state(mesh);
     ml_shard_plan_free(mesh->plan);
     free(mesh);
+}
+
+uint64_t ml_fingerprint_hash(uint64_t hash, const void *bytes, size_t n) {
+    const unsigned char *p = bytes;
+    for (size_t i = 0; i < n; i++) hash = (hash ^ p[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+int ml_mesh_agree_fingerprint(ml_mesh *mesh, const ml_mesh_fingerprint *items, int n_items) {
+    if (mesh->n_ranks <= 1) return ML_OK;
+    ml_mesh_fingerprint *first = malloc((size_t)n_items * sizeof *first);
+    int status = first ? ML_OK : ml_set_error(ML_ERR_NOMEM, "fingerprint: out of memory");
+    if (first) {
+        /* what points into this process's memory: only hash and detail travel */
+        memcpy(first, items, (size_t)n_items * sizeof *first);
+        status = ml_mesh_broadcast(mesh, first, (size_t)n_items * sizeof *first);
+    }
+    if (status != ML_OK) {
+        free(first);
+        return status;
+    }
+    for (int i = 0; i < n_items && status == ML_OK; i++) {
+        if (first[i].hash == items[i].hash) continue;
+        status = ml_set_error(ML_ERR_ARG, "ranks disagree on %s: rank 0 has %.112s; rank %d has %.112s", items[i].what,
+                              first[i].detail, mesh->rank, items[i].detail);
+    }
+    free(first);
+    return ml_mesh_agree(mesh, status);
 }
 
 #define ML_REDUCE_CHUNK 4096

@@ -9,6 +9,7 @@
 #define ML_MESH_MESH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/thread_pool.h"
 #include "mesh/shard_plan.h"
@@ -42,6 +43,8 @@ struct ml_mesh {
     int device_begin;     /* first device hosted by this process */
     int n_local;          /* devices hosted by this process */
     ml_pool *pool;        /* this process's worker threads (not owned) */
+    double collective_timeout_s; /* mpi: a collective waiting longer ends the job naming the
+                                  * rank that did not arrive; 0 = wait forever */
     void *state;          /* backend state */
 };
 
@@ -63,6 +66,10 @@ int ml_mesh_open_mpi(ml_mesh **out_mesh);
 int ml_mesh_launched_by_mpi(void);
 /* Finalizes MPI if the library initialised it; safe to call always. */
 void ml_mesh_shutdown(void);
+/* MPI_Abort when this process is one of several MPI ranks; otherwise nothing. */
+void ml_mesh_abort_job(int exit_code);
+/* Records this process's MPI rank for ml_process_rank. */
+void ml_mesh_set_process_rank(int rank);
 
 static inline int ml_mesh_allreduce_sum(ml_mesh *mesh, float *const *partials, size_t n, float *out) {
     return mesh->backend->allreduce_sum(mesh, partials, n, out);
@@ -74,6 +81,23 @@ static inline int ml_mesh_broadcast(ml_mesh *mesh, void *buf, size_t bytes) {
     return mesh->backend->broadcast(mesh, buf, bytes);
 }
 static inline int ml_mesh_agree(ml_mesh *mesh, int status) { return mesh->backend->agree(mesh, status); }
+
+/* One thing every rank must have the same of (the config, the shard plan, the weights, the
+ * options, the prompt): a hash to compare and a short description for the message. */
+typedef struct {
+    const char *what;     /* "the model configuration", ... */
+    uint64_t hash;
+    char detail[112];     /* "hidden 64, 2 layers, ..." */
+} ml_mesh_fingerprint;
+
+/* Compares every rank's items with rank 0's. On a difference every rank returns the same
+ * ML_ERR_ARG "rank R of N: ranks disagree on WHAT: rank 0 has ..., rank R has ..." (the lowest
+ * rank that differs). ML_OK at once for a mesh of one process. */
+int ml_mesh_agree_fingerprint(ml_mesh *mesh, const ml_mesh_fingerprint *items, int n_items);
+
+/* FNV-1a, 64-bit: hash = ml_fingerprint_hash(hash, bytes, n), starting from ML_FINGERPRINT_SEED. */
+#define ML_FINGERPRINT_SEED 0xcbf29ce484222325ull
+uint64_t ml_fingerprint_hash(uint64_t hash, const void *bytes, size_t n);
 
 /* Sums the local devices' partials into out in device order, spread over the pool. */
 void ml_mesh_sum_local(ml_mesh *mesh, float *const *partials, size_t n, float *out);

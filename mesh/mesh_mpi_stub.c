@@ -10,4 +10,6 @@ int ml_mesh_open_mpi(ml_mesh **out_mesh) {
 }
 
 void ml_mesh_shutdown(void) {}
+
+void ml_mesh_abort_job(int exit_code) { (void)exit_code; }
 #endif

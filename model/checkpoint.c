@@ -1,9 +1,11 @@
 /* Opening a checkpoint by what the path holds: a Hugging Face directory or a GGUF file. */
 #include "model/checkpoint.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -19,11 +21,24 @@ int ml_checkpoint_is_gguf(const char *path) {
     return got == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
+/* A directory, or a file starting with the GGUF magic. A file that cannot be opened or read is
+ * the OS's reason (ML_ERR_IO), not "not a GGUF file". */
 static int check_path(const char *path) {
-    if (ml_is_directory(path) || ml_checkpoint_is_gguf(path)) return ML_OK;
-    if (ml_file_exists(path))
-        return ml_set_error(ML_ERR_FORMAT, "%s: not a GGUF file (no GGUF magic) and not a checkpoint directory", path);
-    return ml_set_error(ML_ERR_IO, "%s: model directory or GGUF file does not exist", path);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return ml_set_error(ML_ERR_IO, "%s: model directory or GGUF file does not exist", path);
+        return ml_set_error(ML_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) return ML_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ml_set_error(ML_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;
+    fclose(f);
+    if (read_errno) return ml_set_error(ML_ERR_IO, "%s: cannot read: %s", path, strerror(read_errno));
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) return ML_OK;
+    return ml_set_error(ML_ERR_FORMAT, "%s: not a GGUF file (no GGUF magic) and not a checkpoint directory", path);
 }
 
 int ml_checkpoint_load_config(const char *path, ml_config *out) {

@@ -1,4 +1,5 @@
 /* Opening, closing and running a model: parameters, buffers, the public forward. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ ml_model_params ml_model_default_params(void) {
     p.max_batch = 1;
     p.act_mode = ML_ACT_ACCURATE;
     p.kv_dtype = ML_KV_F32;
+    p.collective_timeout_s = 600.0;
     return p;
 }
 
@@ -144,14 +146,61 @@ static int open_local(ml_model *m, const char *path, const ml_model_params *para
     ML_TRY(alloc_model_buffers(m));
     ML_TRY(ml_checkpoint_open_weights(path, &m->config, &m->weights));
     ML_TRY(ml_model_load_weights(m));
+    ML_TRY(ml_mapped_files_check(m->weights.files, m->weights.n_files));
     for (int d = 0; d < m->mesh->n_local; d++) ML_TRY(alloc_device_buffers(m, &m->devices[d]));
     return ml_rope_tables_build(c, m->params.max_seq_len, &m->rope_cos, &m->rope_sin);
 }
 
+/* Under MPI, what every rank must have the same of before the first step: the configuration,
+ * the shard plan, the weights (sizes and a hash of each file's first MiB, which holds the
+ * safetensors header or the GGUF metadata) and the options. */
+static int agree_across_ranks(ml_model *m) {
+    if (m->mesh->n_ranks <= 1) return ML_OK;
+    ml_mesh_fingerprint items[4];
+    memset(items, 0, sizeof items);
+    const ml_config *c = &m->config;
+    items[0].what = "the model configuration";
+    items[0].hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, c, sizeof *c);
+    snprintf(items[0].detail, sizeof items[0].detail, "vocab %d, hidden %d, %d layers, %d/%d heads, ffn %d",
+             c->vocab_size, c->hidden_size, c->n_layers, c->n_heads, c->n_kv_heads, c->intermediate_size);
+    const ml_shard_plan *plan = m->mesh->plan;
+    items[1].what = "the shard plan";
+    items[1].hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, plan,
+                                        sizeof *plan + (size_t)plan->tp * sizeof plan->shards[0]);
+    snprintf(items[1].detail, sizeof items[1].detail, "tp %d (%dx%d)", plan->tp, plan->mesh_rows, plan->mesh_cols);
+    items[2].what = "the weights";
+    uint64_t hash = ML_FINGERPRINT_SEED;
+    size_t total = 0;
+    for (int i = 0; i < m->weights.n_files; i++) {
+        const ml_mapped_file *file = &m->weights.files[i];
+        size_t head = file->size < ((size_t)1 << 20) ? file->size : ((size_t)1 << 20);
+        hash = ml_fingerprint_hash(hash, &file->size, sizeof file->size);
+        if (head) hash = ml_fingerprint_hash(hash, file->data, head);
+        total += file->size;
+    }
+    items[2].hash = hash;
+    snprintf(items[2].detail, sizeof items[2].detail, "%d file(s) of %zu bytes, header hash %016llx",
+             m->weights.n_files, total, (unsigned long long)hash);
+    const ml_model_params *p = &m->params;
+    int options[4] = {p->max_seq_len, p->max_batch, (int)p->act_mode, (int)p->kv_dtype};
+    items[3].what = "the model options";
+    items[3].hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, options, sizeof options);
+    snprintf(items[3].detail, sizeof items[3].detail, "ctx %d, batch %d, act %s, kv %s", p->max_seq_len,
+             p->max_batch, p->act_mode == ML_ACT_FAST ? "fast" : "accurate", p->kv_dtype == ML_KV_BF16 ? "bf16" : "f32");
+    return ml_mesh_agree_fingerprint(m->mesh, items, 4);
+}
+
 static int open_model(ml_model *m, const char *path, const ml_model_params *params) {
+    if (!(params->collective_timeout_s >= 0))
+        return ml_set_error(ML_ERR_ARG, "collective_timeout_s %g: expected >= 0 seconds (0 = no limit)",
+                            params->collective_timeout_s);
     ML_TRY(ml_mesh_open((int)params->mesh_backend, &m->mesh));
+    m->mesh->collective_timeout_s = params->collective_timeout_s;
+    /* after the mesh: MPI_Init installs SIGBUS handlers of its own, which ours chains to */
+    ML_TRY(ml_mapped_file_install_sigbus_handler());
     int status = open_local(m, path, params);
-    return ml_mesh_agree(m->mesh, status);
+    ML_TRY(ml_mesh_agree(m->mesh, status));
+    return agree_across_ranks(m);
 }
 
 void ml_shutdown(void) { ml_mesh_shutdown(); }
@@ -272,6 +321,8 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
     if (!m || !logits) return ml_set_error(ML_ERR_ARG, "ml_forward: model and logits must not be NULL");
     int total = 0;
     ML_TRY(validate_batch(m, b, &total));
+    /* A checkpoint rewritten or truncated under us (see ml_install_sigbus_handler). */
+    ML_TRY(ml_mapped_files_check(m->weights.files, m->weights.n_files));
     /* Flatten to (token, slot, position, logit row) and run chunks of ML_CHUNK_TOKENS. */
     int out_rows[ML_CHUNK_TOKENS], slot[ML_CHUNK_TOKENS], pos[ML_CHUNK_TOKENS];
     int s = 0, in_seq = 0, next_row = 0;
@@ -293,6 +344,7 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
         if (status != ML_OK) return status;
         done += n;
     }
+    ML_TRY(ml_mapped_files_check(m->weights.files, m->weights.n_files));
     for (int i = 0; i < b->n_seq; i++) m->slot_length[b->slots[i]] = b->start_pos[i] + b->n_tokens[i];
     return ML_OK;
 }

@@ -1,5 +1,6 @@
 /* The generation loop: prefill the prompt (or feed it token by token through decode), then
  * sample one token per step until max_tokens or an EOS id of the config. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,38 @@ static int prefill(ml_model *model, const int32_t *prompt, int n_prompt, int n_k
     return ML_OK;
 }
 
+/* Under MPI every rank must generate from the same prompt with the same options; a rank given
+ * others would deadlock in a collective or produce different tokens. */
+static int agree_on_inputs(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep,
+                           const ml_sampling_params *sp) {
+    if (model->mesh->n_ranks <= 1) return ML_OK;
+    ml_mesh_fingerprint items[2];
+    memset(items, 0, sizeof items);
+    items[0].what = "the prompt";
+    uint64_t hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, &n_prompt, sizeof n_prompt);
+    hash = ml_fingerprint_hash(hash, &n_keep, sizeof n_keep);
+    items[0].hash = ml_fingerprint_hash(hash, prompt, (size_t)n_prompt * sizeof *prompt);
+    snprintf(items[0].detail, sizeof items[0].detail, "%d tokens (hash %016llx)", n_prompt,
+             (unsigned long long)items[0].hash);
+    items[1].what = "the sampling options";
+    hash = ML_FINGERPRINT_SEED;
+    hash = ml_fingerprint_hash(hash, &sp->temperature, sizeof sp->temperature);
+    hash = ml_fingerprint_hash(hash, &sp->top_k, sizeof sp->top_k);
+    hash = ml_fingerprint_hash(hash, &sp->top_p, sizeof sp->top_p);
+    hash = ml_fingerprint_hash(hash, &sp->seed, sizeof sp->seed);
+    hash = ml_fingerprint_hash(hash, &sp->max_tokens, sizeof sp->max_tokens);
+    hash = ml_fingerprint_hash(hash, &sp->ignore_eos, sizeof sp->ignore_eos);
+    hash = ml_fingerprint_hash(hash, &sp->prefill_decode, sizeof sp->prefill_decode);
+    hash = ml_fingerprint_hash(hash, &sp->n_stop_tokens, sizeof sp->n_stop_tokens);
+    if (sp->n_stop_tokens > 0)
+        hash = ml_fingerprint_hash(hash, sp->stop_tokens, (size_t)sp->n_stop_tokens * sizeof *sp->stop_tokens);
+    items[1].hash = hash;
+    snprintf(items[1].detail, sizeof items[1].detail, "-n %d, temp %g, top-k %d, top-p %g, seed %llu%s%s",
+             sp->max_tokens, sp->temperature, sp->top_k, sp->top_p, (unsigned long long)sp->seed,
+             sp->ignore_eos ? ", ignore-eos" : "", sp->prefill_decode ? ", prefill-decode" : "");
+    return ml_mesh_agree_fingerprint(model->mesh, items, 2);
+}
+
 int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_sampling_params *sp,
                 int32_t *out_tokens, ml_token_callback callback, void *user, ml_generate_stats *stats) {
     return ml_generate_continue(model, prompt, n_prompt, 0, sp, out_tokens, callback, user, stats);
@@ -48,6 +81,7 @@ int ml_generate_continue(ml_model *model, const int32_t *prompt, int n_prompt, i
         return ml_set_error(ML_ERR_ARG, "stop_tokens: %d ids but no array", sp->n_stop_tokens);
     ml_model_info info;
     ml_model_get_info(model, &info);
+    ML_TRY(agree_on_inputs(model, prompt, n_prompt, n_keep, sp));
     if ((long long)n_prompt + sp->max_tokens > info.max_seq_len)
         return ml_set_error(ML_ERR_ARG, "prompt of %d tokens plus %d new tokens exceeds max_seq_len %d", n_prompt,
                             sp->max_tokens, info.max_seq_len);

@@ -35,5 +35,9 @@ err=$(printf 'hi\n' | "$bin" chat -m "$fixtures/gqa_tied_bf16" 2>&1 >/dev/null)
 if [ $? -eq 1 ] && grep -qi "tokenizer" <<<"$err"; then pass; else fail "no tokenizer: $err"; fi
 err=$(printf 'hi\n' | "$bin" chat -m "$model" -c 16 2>&1 >/dev/null)
 if [ $? -eq 1 ] && grep -q "exceeds the context" <<<"$err"; then pass; else fail "context overflow: $err"; fi
+# a read error on standard input is a failure, not the end of the conversation (issue 14)
+err=$("$bin" chat -m "$model" -n 4 <"$tmp" 2>&1 >/dev/null)
+rc=$?
+if [ $rc -eq 1 ] && grep -q "Is a directory" <<<"$err"; then pass; else fail "stdin read error: rc $rc: $err"; fi
 
 finish cli_chat

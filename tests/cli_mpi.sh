@@ -119,4 +119,64 @@ elapsed=$(($(date +%s) - start))
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -lt 30 ] && grep -qi "rank 1" "$tmp/kill.err"; then pass
 else fail "killed rank: rc $rc after ${elapsed}s: $(head -c 600 "$tmp/kill.err")"; fi
 
+# ranks that disagree stop together, in seconds, with one message naming what differs (issue 14)
+disagree() { # what needle -- rank-1 arguments (rank 0 runs the base command)
+    local what=$1 needle=$2
+    shift 3
+    cat >"$tmp/disagree.sh" <<EOS
+#!/usr/bin/env bash
+if [ "\${OMPI_COMM_WORLD_RANK:-0}" = 1 ]; then exec "$bin" run $*; fi
+exec "$bin" run -m "$dir" --prompt-ids 1,2,3 -n 4 -t 1
+EOS
+    chmod +x "$tmp/disagree.sh"
+    local start rc elapsed err
+    start=$(date +%s)
+    err=$(timeout 60 "${mpi[@]}" 2 "$tmp/disagree.sh" 2>&1 >/dev/null)
+    rc=$?
+    elapsed=$(($(date +%s) - start))
+    local count
+    count=$(grep -c "ranks disagree" <<<"$err")
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$count" = 1 ] && grep -q "$needle" <<<"$err" && [ $elapsed -lt 30 ]; then
+        pass
+    else fail "$what: rc $rc after ${elapsed}s, $count messages: $(head -c 800 <<<"$err")"; fi
+}
+disagree "-n differs" "ranks disagree on the sampling options: rank 0 has -n 4" -- -m "$dir" --prompt-ids 1,2,3 -n 5 -t 1
+disagree "prompt differs" "ranks disagree on the prompt: rank 0 has 3 tokens" -- -m "$dir" --prompt-ids 1,2 -n 4 -t 1
+disagree "options differ" "ranks disagree on the model options" -- -m "$dir" --prompt-ids 1,2,3 -n 4 -t 1 -c 64
+other=$tmp/other_weights
+mkdir -p "$other" && cp "$dir"/*.json "$dir"/model.safetensors "$other"/
+python3 - "$other/model.safetensors" <<'PY'
+import struct, sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+n = struct.unpack_from("<Q", data)[0]
+data[8 + n] ^= 0x40  # one weight byte past the header
+open(path, "wb").write(data)
+PY
+disagree "checkpoint differs" "ranks disagree on the weights" -- -m "$other" --prompt-ids 1,2,3 -n 4 -t 1
+
+# a rank stopped with SIGSTOP: the watchdog ends the job naming it, once
+cat >"$tmp/stopped.sh" <<EOS
+#!/usr/bin/env bash
+echo \$\$ >"$tmp/stopped\${OMPI_COMM_WORLD_RANK}.pid"
+exec "$bin" run -m "$dir" --prompt-ids 1,2 -n 100000 -c 100100 --ignore-eos -t 1 --collective-timeout 2
+EOS
+chmod +x "$tmp/stopped.sh"
+rm -f "$tmp"/stopped*.pid
+timeout 60 "${mpi[@]}" 2 "$tmp/stopped.sh" >/dev/null 2>"$tmp/stopped.err" &
+job=$!
+for _ in $(seq 1 100); do [ -s "$tmp/stopped1.pid" ] && break; sleep 0.1; done
+sleep 1
+start=$(date +%s)
+kill -STOP "$(cat "$tmp/stopped1.pid")" 2>/dev/null
+wait $job
+rc=$?
+elapsed=$(($(date +%s) - start))
+kill -CONT "$(cat "$tmp/stopped1.pid")" 2>/dev/null
+kill -9 "$(cat "$tmp/stopped1.pid")" 2>/dev/null
+count=$(grep -c "did not arrive" "$tmp/stopped.err")
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -lt 30 ] && [ "$count" = 1 ] &&
+    grep -q "rank 1 of 2 did not arrive" "$tmp/stopped.err"; then pass
+else fail "stopped rank: rc $rc after ${elapsed}s, $count messages: $(head -c 800 "$tmp/stopped.err")"; fi
+
 finish cli_mpi

@@ -5,6 +5,9 @@
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
+tmp=${MESHLLAMA_TMP:-/tmp}/cli_run.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=lib/check.sh
 source "$(dirname "$0")/lib/check.sh"
 
@@ -92,6 +95,34 @@ expect_fail 2 "no prompt" -- "$bin" run -m "$dir"
 expect_fail 2 "only one of" -- "$bin" run -m "$dir" -p hello --prompt-ids 1
 expect_fail 1 "tokenizer" -- "$bin" run -m "$dir" -p hello
 expect_fail 1 "cannot open" -- "$bin" run -m "$dir" -f /nonexistent/prompt.txt
+# a prompt file that cannot be read is the OS's reason, never an empty prompt (issue 14)
+expect_fail 1 "Is a directory" -- "$bin" run -m "$dir" -f "$dir"
+# an unreadable checkpoint is the OS's reason, not "not a GGUF file" (/proc/self/mem: a regular
+# file whose first bytes cannot be read, even by root)
+expect_fail 1 "Input/output error" -- "$bin" run -m /proc/self/mem --prompt-ids 1,2
+if [ "$(id -u)" != 0 ]; then
+    cp "$fixtures/gguf/gqa_tied_q8_0.gguf" "$tmp/unreadable.gguf" && chmod 000 "$tmp/unreadable.gguf"
+    expect_fail 1 "Permission denied" -- "$bin" run -m "$tmp/unreadable.gguf" --prompt-ids 1,2
+fi
+default_model=$(cd "$fixtures/../.." && pwd)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$default_model" ]; then
+    # -f - reads the prompt from standard input: the same continuation as -p
+    from_stdin=$(printf 'The capital of France is' | "$bin" run -m "$default_model" -f - -n 4 2>/dev/null)
+    from_p=$("$bin" run -m "$default_model" -p 'The capital of France is' -n 4 2>/dev/null)
+    if [ -n "$from_stdin" ] && [ "$from_stdin" = "$from_p" ]; then pass; else fail "-f -: '$from_stdin' vs -p '$from_p'"; fi
+fi
+
+# a checkpoint truncated while the model runs: exit 1 naming the file, not "Bus error" (135)
+mkdir -p "$tmp/victim"
+cp "$dir"/config.json "$dir"/model.safetensors "$tmp/victim/"
+"$bin" run -m "$tmp/victim" --prompt-ids 1,2 -n 100000 -c 100100 --ignore-eos -t 1 >"$tmp/victim.out" 2>"$tmp/victim.err" &
+job=$!
+for _ in $(seq 1 200); do [ -s "$tmp/victim.out" ] && break; sleep 0.05; done
+truncate -s 0 "$tmp/victim/model.safetensors"
+wait $job
+rc=$?
+if [ $rc -eq 1 ] && grep -q "victim/model.safetensors changed or was truncated while in use" "$tmp/victim.err"; then pass
+else fail "truncated while running: rc $rc: $(head -c 600 "$tmp/victim.err")"; fi
 expect_fail 2 "unknown command" -- "$bin" frobnicate
 expect_fail 1 "config.json" -- "$bin" inspect /tmp
 expect_fail 1 "tp 10" -- "$bin" inspect "$fixtures/h9kv3_llama3rope_bf16" --tp 10
