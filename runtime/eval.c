@@ -2,6 +2,7 @@
  * last position against HF's first token, then feed HF's token i and score against i+1.
  * With a batch, every slot runs the same reference in the same forward steps. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,25 @@ static int prefill(ml_model *m, const ml_eval_reference *ref, int batch, int tok
     return status;
 }
 
+/* Under MPI every rank must score the same reference the same way (issue 14): a rank given
+ * another file or decode length would wait in a collective the others never reach. */
+static int agree_on_reference(ml_model *m, const ml_eval_reference *ref, int steps, int batch, int prefill_decode) {
+    if (m->mesh->n_ranks <= 1) return ML_OK;
+    ml_mesh_fingerprint items[2];
+    memset(items, 0, sizeof items);
+    items[0].what = "the eval reference";
+    uint64_t hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, ref->prompt, (size_t)ref->n_prompt * sizeof *ref->prompt);
+    items[0].hash = ml_fingerprint_hash(hash, ref->tokens, (size_t)ref->n_decode * sizeof *ref->tokens);
+    snprintf(items[0].detail, sizeof items[0].detail, "%d prompt + %d reference tokens (hash %016llx)", ref->n_prompt,
+             ref->n_decode, (unsigned long long)items[0].hash);
+    items[1].what = "the eval options";
+    int options[3] = {steps, batch, prefill_decode};
+    items[1].hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, options, sizeof options);
+    snprintf(items[1].detail, sizeof items[1].detail, "decode %d, batch %d%s", steps, batch,
+             prefill_decode ? ", prefill-decode" : "");
+    return ml_mesh_agree_fingerprint(m->mesh, items, 2);
+}
+
 int ml_eval_run(ml_model *m, const ml_eval_reference *ref, const ml_eval_params *params, ml_eval_result *out) {
     if (!m || !ref || !params || !out) return ml_set_error(ML_ERR_ARG, "ml_eval_run: NULL argument");
     memset(out, 0, sizeof *out);
@@ -107,6 +127,7 @@ int ml_eval_run(ml_model *m, const ml_eval_reference *ref, const ml_eval_params 
     ml_model_get_info(m, &info);
     int steps = params->decode_len > 0 ? params->decode_len : ref->n_decode;
     int batch = params->batch > 0 ? params->batch : 1;
+    ML_TRY(agree_on_reference(m, ref, steps, batch, params->prefill_decode));
     if (steps > ref->n_decode)
         return ml_set_error(ML_ERR_ARG, "decode length %d: the reference holds only %d tokens", steps, ref->n_decode);
     if (steps < 1) return ml_set_error(ML_ERR_ARG, "the reference holds no tokens to score");

@@ -155,6 +155,19 @@ open(path, "wb").write(data)
 PY
 disagree "checkpoint differs" "ranks disagree on the weights" -- -m "$other" --prompt-ids 1,2,3 -n 4 -t 1
 
+# eval: one rank scoring with --prefill-decode (a different number of forward passes)
+cat >"$tmp/eval_disagree.sh" <<EOS
+#!/usr/bin/env bash
+extra=
+[ "\${OMPI_COMM_WORLD_RANK:-0}" = 1 ] && extra="--prefill-decode"
+exec "$bin" eval -m "$dir" --ref "$dir/eval_reference.bin" -t 1 \$extra
+EOS
+chmod +x "$tmp/eval_disagree.sh"
+err=$(timeout 60 "${mpi[@]}" 2 "$tmp/eval_disagree.sh" 2>&1 >/dev/null)
+rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$(grep -c "ranks disagree on the eval options" <<<"$err")" = 1 ]; then pass
+else fail "eval --prefill-decode on one rank: rc $rc: $(head -c 800 <<<"$err")"; fi
+
 # a rank stopped with SIGSTOP: the watchdog ends the job naming it, once
 cat >"$tmp/stopped.sh" <<EOS
 #!/usr/bin/env bash
