@@ -24,7 +24,10 @@ static void exercise(const ml_tokenizer *tok) {
         for (unsigned flags = 0; flags < 4; flags++) {
             int32_t *ids = NULL;
             size_t n = 0;
-            if (ml_tokenize(tok, texts[i], strlen(texts[i]), flags, &ids, &n) != ML_OK) abort();
+            int status = ml_tokenize(tok, texts[i], strlen(texts[i]), flags, &ids, &n);
+            /* the one allowed failure: a crafted pattern that backtracks past the match limit */
+            if (status == ML_ERR_FORMAT && strstr(ml_last_error(), "regex gave up")) continue;
+            if (status != ML_OK) abort();
             char *text = NULL;
             if (ml_detokenize(tok, ids, n, 0, &text, NULL) != ML_OK) abort();
             ml_stream_decoder *dec;

@@ -4,13 +4,16 @@
 # Exits non-zero if any harness finds a crash, leak, sanitizer report or timeout; the
 # reproducer is left in build-fuzz/artifacts/<harness>/.
 #
-# usage: tests/fuzz/run_fuzz.sh [SECONDS] [HARNESS...]     (harnesses: safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken)
+# usage: tests/fuzz/run_fuzz.sh [SECONDS] [HARNESS...]
+#   harnesses: safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken tokenizer_gguf
+#              tokenizer_arrays eval_reference hf_reference
 set -u
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken tokenizer_gguf tokenizer_arrays
+    eval_reference hf_reference)
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHLLAMA_FUZZ=ON >/dev/null || exit 2
 targets=()
