@@ -205,7 +205,7 @@ static double prefill(bench_state *s, int slot, int n) {
 
 /* n_steps decode steps of b sequences after `depth` cached positions; step times into step_ms. */
 static int decode(bench_state *s, int b, int depth, int n_steps, double *step_ms) {
-    int slots[32], start[32], counts[32];
+    int slots[ML_MAX_BATCH], start[ML_MAX_BATCH], counts[ML_MAX_BATCH];
     for (int i = 0; i < b; i++) {
         slots[i] = i;
         counts[i] = 1;
@@ -291,7 +291,7 @@ int ml_cmd_bench(int argc, char **argv) {
         switch (opt) {
         case 'p': bad = parse_list("--n-prompt", optarg, 0, 1 << 20, prompts, &n_prompts) != 0; break;
         case 'n': bad = ml_cli_parse_int("--n-gen", optarg, 0, 1 << 20, &n_gen) != 0; break;
-        case 'b': bad = parse_list("--batch", optarg, 1, 32, batches, &n_batches) != 0; break;
+        case 'b': bad = parse_list("--batch", optarg, 1, ML_MAX_BATCH, batches, &n_batches) != 0; break;
         case 'd': bad = ml_cli_parse_int("--depth", optarg, 0, 1 << 24, &depth) != 0; break;
         case 'r': bad = ml_cli_parse_int("--repetitions", optarg, 1, 1000, &reps) != 0; break;
         case OPT_NO_PROBE: probe = 0; break;

@@ -202,7 +202,7 @@ int ml_cmd_chat(int argc, char **argv) {
     ml_model_get_info(s.model, &info);
     s.max_seq_len = info.max_seq_len;
     int fail = 0;
-    if (ml_tokenizer_open(info.path, &s.tok) != ML_OK ||
+    if (ml_model_open_tokenizer(s.model, &s.tok) != ML_OK ||
         ml_chat_template_from_tokenizer(s.tok, template_name, &s.tmpl) != ML_OK) {
         fprintf(stderr, "meshllama chat: %s\n", ml_last_error());
         fail = 1;

@@ -268,7 +268,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o) {
             o->max_seqs = NULL;
             bad = ml_cli_parse_range("--max-seq-len-range", optarg, 1, 1 << 24, &o->max_seqs, &o->n_max_seqs);
             break;
-        case OPT_BATCH: bad = ml_cli_parse_int("--batch", optarg, 1, 32, &o->batch) != 0; break;
+        case OPT_BATCH: bad = ml_cli_parse_int("--batch", optarg, 1, ML_MAX_BATCH, &o->batch) != 0; break;
         case OPT_PREFILL_DECODE: o->prefill_decode = 1; break;
         case OPT_MIN_TOP1: bad = ml_cli_parse_float("--min-top1", optarg, 0, 1, &o->min_top1) != 0; break;
         case OPT_MIN_TOP5: bad = ml_cli_parse_float("--min-top5", optarg, 0, 1, &o->min_top5) != 0; break;

@@ -235,7 +235,7 @@ int ml_cmd_run(int argc, char **argv) {
     ml_model_get_info(model, &info);
     int text_mode = o.prompt_ids == NULL;
     ml_tokenizer *tok = NULL;
-    int tok_status = ml_tokenizer_open(info.path, &tok);
+    int tok_status = ml_model_open_tokenizer(model, &tok);
     int fail = 0;
     int32_t *prompt = o.prompt_ids;
     int n_prompt = o.n_prompt_ids;

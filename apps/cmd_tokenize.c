@@ -6,7 +6,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 
 enum { OPT_DECODE = 1000, OPT_JSON, OPT_SPECIAL, OPT_NO_BOS, OPT_SKIP_SPECIAL, OPT_SHOW };
 

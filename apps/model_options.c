@@ -22,7 +22,7 @@ int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg) {
     case 'c': ok = ml_cli_parse_int("--ctx-size", arg, 1, 1 << 24, &m->params.max_seq_len); break;
     case ML_OPT_ACT: ok = ml_cli_parse_act("--act", arg, &m->params.act_mode); break;
     case ML_OPT_KV: ok = ml_cli_parse_kv("--kv", arg, &m->params.kv_dtype); break;
-    case ML_OPT_MAX_BATCH: ok = ml_cli_parse_int("--max-batch", arg, 1, 32, &m->params.max_batch); break;
+    case ML_OPT_MAX_BATCH: ok = ml_cli_parse_int("--max-batch", arg, 1, ML_MAX_BATCH, &m->params.max_batch); break;
     case ML_OPT_COLLECTIVE_TIMEOUT: {
         float seconds = 0;
         ok = ml_cli_parse_float("--collective-timeout", arg, 0.0, 1e9, &seconds);

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -12,9 +12,6 @@ void ml_clear_error(void);
 /* Marks the current message as held by every rank of the job (the ranks agreed on it). */
 void ml_mark_error_shared(void);
 
-/* For system calls: records "file:line: what: strerror(errno)". */
-#define ML_SYS_ERROR(code, what) ml_set_error((code), "%s:%d: %s: %s", __FILE__, __LINE__, (what), strerror(errno))
-
 #define ML_TRY(expr)                                                                               \
     do {                                                                                           \
         int ml_try_status_ = (expr);                                                               \

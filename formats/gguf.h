@@ -17,8 +17,8 @@
 #include <stdint.h>
 
 #include "core/mapped_file.h"
-#include "formats/hf_config.h"
-#include "formats/safetensors.h"
+#include "formats/model_config.h"
+#include "formats/weight_set.h"
 
 #define ML_GGUF_MAX_DIMS 4
 #define ML_GGUF_DEFAULT_ALIGNMENT 32
@@ -180,13 +180,18 @@ int ml_gguf_llama_config(const ml_gguf *g, ml_config *out);
  * out->files[0] is the weight set's own mapping of the same file (ml_gguf_open), or, for an
  * ml_gguf_parse image, an entry with only a path whose views point into the caller's image
  * (which must then outlive *out). Either way *out does not depend on g once this returns, and
- * ml_safetensors_close frees it. */
-int ml_gguf_llama_weights(const ml_gguf *g, const ml_config *c, ml_safetensors *out);
+ * ml_weight_set_close frees it. */
+int ml_gguf_llama_weights(const ml_gguf *g, const ml_config *c, ml_weight_set *out);
 /* ML_GGUF_DEQUANTIZE is the earlier behaviour (MESHLLAMA_GGUF_DEQUANTIZE=1, model/checkpoint.c):
  * every quantised tensor becomes float32, and the projections keep their file dtype only when
  * they all share one F32/F16/BF16 type (otherwise they all become float32). */
 typedef enum { ML_GGUF_KEEP_QUANTIZED = 0, ML_GGUF_DEQUANTIZE = 1 } ml_gguf_quant_mode;
-int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, ml_safetensors *out);
+int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, ml_weight_set *out);
+/* The same, but the zero-copy views point into g's image (no second mapping of the file): g must
+ * stay open until *out is closed. For a holder of both, such as model/checkpoint.c, that opens a
+ * GGUF file once for its config, weights and tokenizer. */
+int ml_gguf_llama_weights_borrowed(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode,
+                                   ml_weight_set *out);
 
 /* Llama 3 RoPE and llama.cpp's per-frequency divisors (formats/gguf_rope.c).
  * The divisors convert_hf_to_gguf.py stores as rope_freqs.weight for c's llama3 parameters

@@ -10,7 +10,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "formats/gguf.h"
-#include "formats/safetensors_internal.h"
+#include "formats/weight_set.h"
 
 /* The bounds formats/hf_config.c applies to config.json. */
 #define MAX_DIM (1 << 24)
@@ -254,10 +254,11 @@ typedef enum { PLAIN, PERMUTE_Q, PERMUTE_K } row_order;
 typedef struct {
     const ml_gguf *g;
     const ml_config *c;
-    ml_safetensors *out;
+    ml_weight_set *out;
     const uint8_t *base;    /* the image the zero-copy views point into */
     int owned_capacity;
     ml_gguf_quant_mode mode;
+    int borrow;             /* views point into g's image (ml_gguf_llama_weights_borrowed) */
 } builder;
 
 /* The engine dtype a ggml type can be held as, if any. */
@@ -309,7 +310,7 @@ static int find_checked(const builder *b, const char *gguf_name, const char *hf_
 }
 
 static int own(builder *b, void *buffer) {
-    ml_safetensors *st = b->out;
+    ml_weight_set *st = b->out;
     if (st->n_owned == b->owned_capacity) {
         int capacity = b->owned_capacity ? 2 * b->owned_capacity : 64;
         void **grown = realloc(st->owned, (size_t)capacity * sizeof *grown);
@@ -344,7 +345,7 @@ static int keeps_type(const builder *b, const ml_gguf_tensor *t, int to_f32, ml_
  * when the type is not kept). Quantised blocks need no alignment (kernels read their f16 scales
  * by memcpy), so they are zero-copy wherever the rows are in order. */
 static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, row_order order, int to_f32) {
-    ml_safetensors *st = b->out;
+    ml_weight_set *st = b->out;
     ml_tensor_view *view = &st->tensors[st->n_tensors];
     memset(view, 0, sizeof *view);
     view->name = strdup(hf_name);
@@ -463,13 +464,14 @@ static int check_extra_tensors(const builder *b) {
 }
 
 /* files[0]: this weight set's own mapping of the file (compared with g's so that a file replaced
- * in between is noticed), or a path-only entry when g was parsed from the caller's memory. */
+ * in between is noticed), or a path-only entry when the views borrow g's image (g parsed from
+ * the caller's memory, or a borrowing weight set). */
 static int attach_file(builder *b) {
     const ml_gguf *g = b->g;
-    ml_safetensors *st = b->out;
+    ml_weight_set *st = b->out;
     st->files = calloc(1, sizeof *st->files);
     if (!st->files) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", g->source);
-    if (!g->file.data) {
+    if (!g->file.data || b->borrow) {
         st->files[0].path = strdup(g->source);
         if (!st->files[0].path) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", g->source);
         st->n_files = 1;
@@ -521,15 +523,12 @@ static int build_weights(builder *b) {
             ML_TRY(add_view(b, hf, t, PLAIN, 0));
         }
     }
-    ml_safetensors_sort(b->out);
+    ml_weight_set_sort(b->out);
     return ML_OK;
 }
 
-int ml_gguf_llama_weights(const ml_gguf *g, const ml_config *c, ml_safetensors *out) {
-    return ml_gguf_llama_weights_mode(g, c, ML_GGUF_KEEP_QUANTIZED, out);
-}
-
-int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, ml_safetensors *out) {
+static int llama_weights(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, int borrow,
+                         ml_weight_set *out) {
     if (!out) return ml_set_error(ML_ERR_ARG, "ml_gguf_llama_weights: out is NULL");
     memset(out, 0, sizeof *out);
     if (!g || !c) return ml_set_error(ML_ERR_ARG, "ml_gguf_llama_weights: invalid arguments");
@@ -538,8 +537,21 @@ int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_qua
         return ml_set_error(ML_ERR_ARG, "%s: ml_gguf_llama_weights: the config is not valid", g->source);
     if (mode != ML_GGUF_KEEP_QUANTIZED && mode != ML_GGUF_DEQUANTIZE)
         return ml_set_error(ML_ERR_ARG, "%s: ml_gguf_llama_weights: mode %d is not valid", g->source, (int)mode);
-    builder b = {g, c, out, NULL, 0, mode};
+    builder b = {g, c, out, NULL, 0, mode, borrow};
     int status = build_weights(&b);
-    if (status != ML_OK) ml_safetensors_close(out);
+    if (status != ML_OK) ml_weight_set_close(out);
     return status;
+}
+
+int ml_gguf_llama_weights(const ml_gguf *g, const ml_config *c, ml_weight_set *out) {
+    return llama_weights(g, c, ML_GGUF_KEEP_QUANTIZED, 0, out);
+}
+
+int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, ml_weight_set *out) {
+    return llama_weights(g, c, mode, 0, out);
+}
+
+int ml_gguf_llama_weights_borrowed(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode,
+                                   ml_weight_set *out) {
+    return llama_weights(g, c, mode, 1, out);
 }

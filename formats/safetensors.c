@@ -1,7 +1,8 @@
 /* safetensors reader: an 8-byte little-endian header length N, N bytes of JSON
  * {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then the
  * data region that the offsets are relative to. Every field is checked against the file before a
- * view is handed out; views point into the caller's bytes (the mapping), never copies. */
+ * view is handed out; views point into the caller's bytes (the mapping), never copies. The weight
+ * set itself (sort, find, close) is formats/weight_set.c. */
 #include "formats/safetensors.h"
 
 #include <limits.h>
@@ -12,7 +13,6 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "formats/json_util.h"
-#include "formats/safetensors_internal.h"
 
 /* The reference implementation (huggingface/safetensors) refuses headers above 100 MB. */
 #define ML_SAFETENSORS_MAX_HEADER 100000000ull
@@ -264,15 +264,7 @@ int ml_safetensors_parse(const uint8_t *data, size_t size, const char *source, i
     return status;
 }
 
-static int compare_views_by_name(const void *a, const void *b) {
-    return strcmp(((const ml_tensor_view *)a)->name, ((const ml_tensor_view *)b)->name);
-}
-
-void ml_safetensors_sort(ml_safetensors *st) {
-    if (st->n_tensors > 1) qsort(st->tensors, (size_t)st->n_tensors, sizeof *st->tensors, compare_views_by_name);
-}
-
-int ml_safetensors_open_file(const char *path, ml_safetensors *out) {
+int ml_safetensors_open_file(const char *path, ml_weight_set *out) {
     memset(out, 0, sizeof *out);
     if (!path) return ml_set_error(ML_ERR_ARG, "ml_safetensors_open_file: path is NULL");
     out->files = calloc(1, sizeof *out->files);
@@ -284,36 +276,9 @@ int ml_safetensors_open_file(const char *path, ml_safetensors *out) {
                                       &out->n_tensors);
     }
     if (status != ML_OK) {
-        ml_safetensors_close(out);
+        ml_weight_set_close(out);
         return status;
     }
-    ml_safetensors_sort(out);
+    ml_weight_set_sort(out);
     return ML_OK;
-}
-
-const ml_tensor_view *ml_safetensors_find(const ml_safetensors *st, const char *name) {
-    if (!st || !name || st->n_tensors <= 0) return NULL;
-    size_t lo = 0, hi = (size_t)st->n_tensors;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int order = strcmp(st->tensors[mid].name, name);
-        if (order == 0) return &st->tensors[mid];
-        if (order < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return NULL;
-}
-
-void ml_safetensors_close(ml_safetensors *st) {
-    if (!st) return;
-    for (int i = 0; i < st->n_tensors; i++) free(st->tensors[i].name);
-    free(st->tensors);
-    for (int i = 0; i < st->n_files; i++) ml_mapped_file_close(&st->files[i]);
-    free(st->files);
-    for (int i = 0; i < st->n_owned; i++) free(st->owned[i]);
-    free(st->owned);
-    memset(st, 0, sizeof *st);
 }

@@ -11,7 +11,6 @@
 #include "core/mapped_file.h"
 #include "formats/json_util.h"
 #include "formats/safetensors.h"
-#include "formats/safetensors_internal.h"
 
 #define ML_INDEX_NAME "model.safetensors.index.json"
 #define ML_SINGLE_NAME "model.safetensors"
@@ -89,7 +88,7 @@ static int read_weight_map(const char *index_path, const json_t *root, index_ent
 
 /* Maps and parses every shard; entries are sorted by shard so each one's first entry opens it. */
 static int open_shards(const char *dir, const char *index_path, const index_entry *entries, size_t count,
-                       int n_shards, ml_safetensors *out) {
+                       int n_shards, ml_weight_set *out) {
     out->files = calloc((size_t)n_shards, sizeof *out->files);
     if (!out->files) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory for %d shards", index_path, n_shards);
     for (size_t i = 0; i < count; i++) {
@@ -113,7 +112,7 @@ static int open_shards(const char *dir, const char *index_path, const index_entr
 }
 
 static int check_against_index(const char *index_path, const index_entry *entries, size_t count,
-                               const ml_safetensors *st) {
+                               const ml_weight_set *st) {
     for (int i = 1; i < st->n_tensors; i++) {
         const ml_tensor_view *a = &st->tensors[i - 1], *b = &st->tensors[i];
         if (strcmp(a->name, b->name) == 0) {
@@ -122,7 +121,7 @@ static int check_against_index(const char *index_path, const index_entry *entrie
         }
     }
     for (size_t i = 0; i < count; i++) {
-        const ml_tensor_view *view = ml_safetensors_find(st, entries[i].tensor);
+        const ml_tensor_view *view = ml_weight_set_find(st, entries[i].tensor);
         if (!view) {
             return ml_set_error(ML_ERR_TENSOR, "%s: tensor \"%s\" is listed for shard \"%s\", but %s does not contain it",
                                 index_path, entries[i].tensor, entries[i].shard,
@@ -136,7 +135,7 @@ static int check_against_index(const char *index_path, const index_entry *entrie
     return ML_OK;
 }
 
-static int open_index(const char *dir, const char *index_path, ml_safetensors *out) {
+static int open_index(const char *dir, const char *index_path, ml_weight_set *out) {
     char *text;
     size_t size;
     ML_TRY(ml_read_text_file(index_path, &text, &size));
@@ -150,7 +149,7 @@ static int open_index(const char *dir, const char *index_path, ml_safetensors *o
     status = read_weight_map(index_path, root, &entries, &count, &n_shards);
     if (status == ML_OK) status = open_shards(dir, index_path, entries, count, n_shards, out);
     if (status == ML_OK) {
-        ml_safetensors_sort(out);
+        ml_weight_set_sort(out);
         status = check_against_index(index_path, entries, count, out);
     }
     free(entries);
@@ -158,7 +157,7 @@ static int open_index(const char *dir, const char *index_path, ml_safetensors *o
     return status;
 }
 
-int ml_safetensors_open_dir(const char *dir, ml_safetensors *out) {
+int ml_safetensors_open_dir(const char *dir, ml_weight_set *out) {
     memset(out, 0, sizeof *out);
     if (!dir) return ml_set_error(ML_ERR_ARG, "ml_safetensors_open_dir: directory is NULL");
     struct stat dir_stat;
@@ -174,7 +173,7 @@ int ml_safetensors_open_dir(const char *dir, ml_safetensors *out) {
         status = ml_set_error(ML_ERR_NOMEM, "%s: out of memory building paths", dir);
     } else if (ml_file_exists(index_path)) {
         status = open_index(dir, index_path, out);
-        if (status != ML_OK) ml_safetensors_close(out);
+        if (status != ML_OK) ml_weight_set_close(out);
     } else if (ml_file_exists(single_path)) {
         status = ml_safetensors_open_file(single_path, out);
     } else {

@@ -18,6 +18,10 @@ extern "C" {
 
 #define MESHLLAMA_VERSION "0.1.0"
 
+/* Limits of this build. */
+#define ML_MAX_BATCH 32 /* sequences a model holds at once (ml_model_params.max_batch) */
+#define ML_MAX_EOS 8    /* end-of-sequence ids a config may list (ml_model_info.eos_token_ids) */
+
 /* Status codes. ML_OK is 0; every failure is negative. */
 typedef enum {
     ML_OK = 0,
@@ -61,7 +65,7 @@ typedef struct {
     int mesh_cols;
     int n_threads;      /* worker threads of this process; 0 = its share of the online cores */
     int max_seq_len;    /* KV-cache length per sequence; 0 = min(config max_position_embeddings, 4096) */
-    int max_batch;      /* sequences held at once (KV-cache slots), 1..32 */
+    int max_batch;      /* sequences held at once (KV-cache slots), 1..ML_MAX_BATCH */
     ml_act_mode act_mode;
     ml_kv_dtype kv_dtype;
     ml_mesh_kind mesh_backend;
@@ -73,8 +77,10 @@ ml_model_params ml_model_default_params(void);
 
 typedef struct ml_model ml_model;
 
-/* Opens a Hugging Face Llama checkpoint directory (config.json + safetensors, single or
- * sharded), builds the shard plan for params->tp devices and loads every device's slice.
+/* Opens a Llama checkpoint: a Hugging Face directory (config.json + safetensors, single or
+ * sharded) or a GGUF file (llama architecture); builds the shard plan for params->tp devices
+ * and loads every device's slice (docs/ARCHITECTURE.md, docs/GGUF.md). params may be NULL (the
+ * defaults).
  * Under MPI every rank calls it; a failure on any rank fails all of them with that rank's
  * message. */
 int ml_model_open(const char *path, const ml_model_params *params, ml_model **out_model);
@@ -94,7 +100,7 @@ typedef struct {
     int n_threads;
     int bos_token_id;    /* -1 if the config has none */
     int n_eos;
-    int eos_token_ids[8];
+    int eos_token_ids[ML_MAX_EOS];
     const char *weight_dtype; /* the projections as held in memory: "bf16", "f16", "f32", or a GGUF
                                * block type "q8_0", "q4_0", "q4_1"; "mixed" when they differ */
     const char *isa;          /* kernel variant in use: "avx512bf16", "avx512", "avx2", "scalar" */
@@ -110,6 +116,7 @@ typedef struct {
                                * memory: what one decode step reads (KV heads counted once) */
 } ml_model_info;
 
+/* A NULL model leaves every field of *out_info 0 or NULL; a NULL out_info is ignored. */
 void ml_model_get_info(const ml_model *model, ml_model_info *out_info);
 
 /* One forward step over a batch of sequences.
@@ -136,7 +143,7 @@ int ml_forward(ml_model *model, const ml_batch *batch, float *logits);
  * residual stream [n_tok, hidden_size] of tokens token_begin.. of the flattened batch.
  * entry 0 = the embeddings, entry i = after layer i-1 (1..n_layers), entry n_layers + 1 = after
  * the final norm; entries 0..n_layers-1 and n_layers+1 are what HF's output_hidden_states
- * returns. NULL removes it. */
+ * returns. NULL removes it; a NULL model is ignored. */
 typedef void (*ml_hidden_callback)(int entry, int token_begin, int n_tok, int hidden_size, const float *hidden,
                                    void *user);
 void ml_model_set_hidden_callback(ml_model *model, ml_hidden_callback callback, void *user);
@@ -305,8 +312,12 @@ typedef struct {
 
 int ml_tokenizer_from_arrays(const ml_tokenizer_arrays *arrays, ml_tokenizer **out);
 
-/* The tokenizer of a GGUF file (tokenizer.ggml.* metadata); see also tokenizer_gguf.h. */
+/* The tokenizer of a GGUF file (tokenizer.ggml.* metadata). */
 int ml_tokenizer_open_gguf(const char *path, ml_tokenizer **out);
+
+/* The tokenizer of an opened model's checkpoint, as ml_tokenizer_open on its path would give,
+ * but a GGUF file's metadata is not read again: the model parsed it once at open. */
+int ml_model_open_tokenizer(const ml_model *model, ml_tokenizer **out);
 
 void ml_tokenizer_close(ml_tokenizer *tok);
 

@@ -23,14 +23,14 @@ int ml_mesh_launched_by_mpi(void) {
     return 0;
 }
 
-int ml_mesh_open(int kind, ml_mesh **out_mesh) {
+int ml_mesh_open(ml_mesh_kind kind, ml_mesh **out_mesh) {
     *out_mesh = NULL;
     switch (kind) {
-    case ML_MESH_KIND_THREADS: return ml_mesh_open_threads(out_mesh);
-    case ML_MESH_KIND_MPI: return ml_mesh_open_mpi(out_mesh);
-    case ML_MESH_KIND_AUTO:
+    case ML_MESH_THREADS: return ml_mesh_open_threads(out_mesh);
+    case ML_MESH_MPI: return ml_mesh_open_mpi(out_mesh);
+    case ML_MESH_AUTO:
         return ml_mesh_launched_by_mpi() ? ml_mesh_open_mpi(out_mesh) : ml_mesh_open_threads(out_mesh);
-    default: return ml_set_error(ML_ERR_ARG, "mesh backend %d: expected auto (0), threads (1) or mpi (2)", kind);
+    default: return ml_set_error(ML_ERR_ARG, "mesh backend %d: expected auto (0), threads (1) or mpi (2)", (int)kind);
     }
 }
 

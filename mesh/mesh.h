@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/thread_pool.h"
+#include "meshllama.h"
 #include "mesh/shard_plan.h"
 
 typedef struct ml_mesh ml_mesh;
@@ -48,12 +49,10 @@ struct ml_mesh {
     void *state;          /* backend state */
 };
 
-/* Which backend ml_mesh_open picks (the public ml_mesh_kind has the same values). */
-enum { ML_MESH_KIND_AUTO = 0, ML_MESH_KIND_THREADS = 1, ML_MESH_KIND_MPI = 2 };
-
 /* Opens the mesh's processes: the threads backend (one process), or MPI (one rank per process,
- * initialising MPI if needed). AUTO picks MPI when launched by mpirun with more than one rank. */
-int ml_mesh_open(int kind, ml_mesh **out_mesh);
+ * initialising MPI if needed). ML_MESH_AUTO picks MPI when launched by mpirun with more than one
+ * rank. */
+int ml_mesh_open(ml_mesh_kind kind, ml_mesh **out_mesh);
 /* Gives the mesh its plan (ownership passes, freed even on failure) and this process's threads.
  * Each process hosts tp / n_ranks consecutive devices; tp must be a multiple of n_ranks. */
 int ml_mesh_attach(ml_mesh *mesh, ml_shard_plan *plan, ml_pool *pool);

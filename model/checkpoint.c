@@ -1,4 +1,5 @@
-/* Opening a checkpoint by what the path holds: a Hugging Face directory or a GGUF file. */
+/* Opening a checkpoint by what the path holds: a Hugging Face directory or a GGUF file, parsed
+ * once for the config, the weight set and the tokenizer. */
 #include "model/checkpoint.h"
 
 #include <errno.h>
@@ -9,7 +10,9 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "formats/gguf.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "tokenizer/tokenizer_gguf.h"
 
 int ml_checkpoint_is_gguf(const char *path) {
     if (!ml_file_exists(path)) return 0;
@@ -41,16 +44,6 @@ static int check_path(const char *path) {
     return ml_set_error(ML_ERR_FORMAT, "%s: not a GGUF file (no GGUF magic) and not a checkpoint directory", path);
 }
 
-int ml_checkpoint_load_config(const char *path, ml_config *out) {
-    ML_TRY(check_path(path));
-    if (ml_is_directory(path)) return ml_config_load(path, out);
-    ml_gguf g;
-    ML_TRY(ml_gguf_open(path, &g));
-    int status = ml_gguf_llama_config(&g, out);
-    ml_gguf_close(&g);
-    return status;
-}
-
 /* MESHLLAMA_GGUF_DEQUANTIZE=1 (any value but empty or "0") dequantises every Q8_0/Q4_0/Q4_1
  * tensor to float32 at load, as before the native quantised kernels: a reference path for
  * tests and comparisons (docs/GGUF.md). */
@@ -59,12 +52,46 @@ static ml_gguf_quant_mode gguf_mode(void) {
     return value && value[0] && strcmp(value, "0") != 0 ? ML_GGUF_DEQUANTIZE : ML_GGUF_KEEP_QUANTIZED;
 }
 
-int ml_checkpoint_open_weights(const char *path, const ml_config *config, ml_safetensors *out) {
+static int open_parts(const char *path, ml_checkpoint *ck) {
     ML_TRY(check_path(path));
-    if (ml_is_directory(path)) return ml_safetensors_open_dir(path, out);
-    ml_gguf g;
-    ML_TRY(ml_gguf_open(path, &g));
-    int status = ml_gguf_llama_weights_mode(&g, config, gguf_mode(), out);
-    ml_gguf_close(&g);
+    ck->path = strdup(path);
+    if (!ck->path) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", path);
+    if (ml_is_directory(path)) {
+        ML_TRY(ml_config_load(path, &ck->config));
+        return ml_safetensors_open_dir(path, &ck->weights);
+    }
+    ck->is_gguf = 1;
+    ML_TRY(ml_gguf_open(path, &ck->gguf));
+    ML_TRY(ml_gguf_llama_config(&ck->gguf, &ck->config));
+    return ml_gguf_llama_weights_borrowed(&ck->gguf, &ck->config, gguf_mode(), &ck->weights);
+}
+
+int ml_checkpoint_open(const char *path, ml_checkpoint *out) {
+    memset(out, 0, sizeof *out);
+    if (!path) return ml_set_error(ML_ERR_ARG, "ml_checkpoint_open: path is NULL");
+    int status = open_parts(path, out);
+    if (status != ML_OK) ml_checkpoint_close(out);
     return status;
+}
+
+int ml_checkpoint_open_tokenizer(const ml_checkpoint *ck, ml_tokenizer **out) {
+    if (ck->is_gguf) return ml_tokenizer_from_gguf(&ck->gguf, out);
+    return ml_tokenizer_open(ck->path, out);
+}
+
+int ml_checkpoint_files(const ml_checkpoint *ck, const ml_mapped_file **out_files) {
+    if (ck->is_gguf) {
+        *out_files = &ck->gguf.file;
+        return ck->gguf.file.data || ck->gguf.file.path ? 1 : 0;
+    }
+    *out_files = ck->weights.files;
+    return ck->weights.n_files;
+}
+
+void ml_checkpoint_close(ml_checkpoint *ck) {
+    if (!ck) return;
+    ml_weight_set_close(&ck->weights); /* before the mapping its views borrow */
+    ml_gguf_close(&ck->gguf);
+    free(ck->path);
+    memset(ck, 0, sizeof *ck);
 }

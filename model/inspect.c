@@ -3,15 +3,13 @@
 #include <stdlib.h>
 
 #include "core/error.h"
-#include "formats/hf_config.h"
-#include "formats/safetensors.h"
 #include "meshllama.h"
 #include "mesh/shard_plan.h"
 #include "model/checkpoint.h"
 
 /* Bytes of tensor `name` (0 when absent), times the share of it a device holds. */
-static double share_of(const ml_safetensors *st, const char *name, double share) {
-    const ml_tensor_view *t = ml_safetensors_find(st, name);
+static double share_of(const ml_weight_set *st, const char *name, double share) {
+    const ml_tensor_view *t = ml_weight_set_find(st, name);
     return t ? (double)t->n_bytes * share : 0.0;
 }
 
@@ -19,7 +17,7 @@ static double share_of(const ml_safetensors *st, const char *name, double share)
  * replicated embedding and norms, each matrix at its own dtype's size as stored (a quantised
  * row-parallel matrix that the plan cuts inside a block is held as float32 instead: not
  * counted here; docs/GGUF.md). */
-static double device_bytes(const ml_config *c, const ml_safetensors *st, const ml_shard *s) {
+static double device_bytes(const ml_config *c, const ml_weight_set *st, const ml_shard *s) {
     static const char *const by_q[2] = {"self_attn.q_proj", "self_attn.o_proj"};
     static const char *const by_kv[2] = {"self_attn.k_proj", "self_attn.v_proj"};
     static const char *const by_ffn[3] = {"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
@@ -58,7 +56,7 @@ static json_t *config_json(const ml_config *c) {
                      c->tie_word_embeddings, "bos_token_id", c->bos_token_id, "eos_token_ids", eos);
 }
 
-static void print_text(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan, FILE *out) {
+static void print_text(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan, FILE *out) {
     fprintf(out, "config: vocab %d, hidden %d, ffn %d, layers %d, heads %d, kv heads %d, head_dim %d\n",
             c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     fprintf(out, "        rms_norm_eps %g, rope_theta %g, rope %s", (double)c->rms_norm_eps, (double)c->rope_theta,
@@ -90,7 +88,7 @@ static void print_text(const ml_config *c, const ml_safetensors *st, const ml_sh
     }
 }
 
-static json_t *inspect_json(const ml_config *c, const ml_safetensors *st, const ml_shard_plan *plan) {
+static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan) {
     json_t *tensors = json_array();
     for (int i = 0; i < st->n_tensors; i++) {
         const ml_tensor_view *t = &st->tensors[i];
@@ -115,28 +113,28 @@ static json_t *inspect_json(const ml_config *c, const ml_safetensors *st, const 
 
 int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json, FILE *out) {
     if (!path || !out) return ml_set_error(ML_ERR_ARG, "ml_inspect: path and out must not be NULL");
-    ml_config c;
-    ML_TRY(ml_checkpoint_load_config(path, &c));
+    ml_checkpoint ck;
+    ML_TRY(ml_checkpoint_open(path, &ck));
+    const ml_config *c = &ck.config;
+    const ml_weight_set *st = &ck.weights;
     ml_shard_plan *plan;
-    ML_TRY(ml_shard_plan_build(c.n_heads, c.n_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size, tp, mesh_rows,
-                               mesh_cols, &plan));
-    ml_safetensors st;
-    int status = ml_checkpoint_open_weights(path, &c, &st);
+    int status = ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, c->vocab_size, tp,
+                                     mesh_rows, mesh_cols, &plan);
     if (status != ML_OK) {
-        ml_shard_plan_free(plan);
+        ml_checkpoint_close(&ck);
         return status;
     }
     if (json) {
-        json_t *root = inspect_json(&c, &st, plan);
+        json_t *root = inspect_json(c, st, plan);
         char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
         if (text) fprintf(out, "%s\n", text);
         else status = ml_set_error(ML_ERR_NOMEM, "inspect: cannot build JSON");
         free(text);
         json_decref(root);
     } else {
-        print_text(&c, &st, plan, out);
+        print_text(c, st, plan, out);
     }
-    ml_safetensors_close(&st);
+    ml_checkpoint_close(&ck);
     ml_shard_plan_free(plan);
     return status;
 }

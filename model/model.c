@@ -22,7 +22,6 @@ ml_model_params ml_model_default_params(void) {
 }
 
 #define ML_DEFAULT_MAX_SEQ_LEN 4096
-#define ML_MAX_BATCH 32
 
 static int resolve_params(const ml_config *c, const ml_model_params *in, ml_model_params *out) {
     *out = *in;
@@ -119,10 +118,18 @@ static int alloc_model_buffers(ml_model *m) {
     return ML_OK;
 }
 
+/* The checkpoint's files are as they were mapped (see ml_mapped_file_install_sigbus_handler). */
+static int check_files(const ml_model *m) {
+    const ml_mapped_file *files;
+    int n_files = ml_checkpoint_files(&m->checkpoint, &files);
+    return ml_mapped_files_check(files, n_files);
+}
+
 /* Everything of opening that is local to this process (no collectives: under MPI the ranks
  * agree on the outcome afterwards). */
 static int open_local(ml_model *m, const char *path, const ml_model_params *params) {
-    ML_TRY(ml_checkpoint_load_config(path, &m->config));
+    ML_TRY(ml_checkpoint_open(path, &m->checkpoint));
+    m->config = m->checkpoint.config;
     ML_TRY(resolve_params(&m->config, params, &m->params));
     const ml_config *c = &m->config;
     /* under MPI, tp 1 (the default) means one device per rank */
@@ -144,9 +151,8 @@ static int open_local(ml_model *m, const char *path, const ml_model_params *para
     if (!m->devices) return ml_set_error(ML_ERR_NOMEM, "devices: out of memory");
     for (int d = 0; d < m->mesh->n_local; d++) m->devices[d].shard = m->mesh->plan->shards[m->mesh->device_begin + d];
     ML_TRY(alloc_model_buffers(m));
-    ML_TRY(ml_checkpoint_open_weights(path, &m->config, &m->weights));
     ML_TRY(ml_model_load_weights(m));
-    ML_TRY(ml_mapped_files_check(m->weights.files, m->weights.n_files));
+    ML_TRY(check_files(m));
     for (int d = 0; d < m->mesh->n_local; d++) ML_TRY(alloc_device_buffers(m, &m->devices[d]));
     return ml_rope_tables_build(c, m->params.max_seq_len, &m->rope_cos, &m->rope_sin);
 }
@@ -171,8 +177,10 @@ static int agree_across_ranks(ml_model *m) {
     items[2].what = "the weights";
     uint64_t hash = ML_FINGERPRINT_SEED;
     size_t total = 0;
-    for (int i = 0; i < m->weights.n_files; i++) {
-        const ml_mapped_file *file = &m->weights.files[i];
+    const ml_mapped_file *files;
+    int n_files = ml_checkpoint_files(&m->checkpoint, &files);
+    for (int i = 0; i < n_files; i++) {
+        const ml_mapped_file *file = &files[i];
         size_t head = file->size < ((size_t)1 << 20) ? file->size : ((size_t)1 << 20);
         hash = ml_fingerprint_hash(hash, &file->size, sizeof file->size);
         if (head) hash = ml_fingerprint_hash(hash, file->data, head);
@@ -180,7 +188,7 @@ static int agree_across_ranks(ml_model *m) {
     }
     items[2].hash = hash;
     snprintf(items[2].detail, sizeof items[2].detail, "%d file(s) of %zu bytes, header hash %016llx",
-             m->weights.n_files, total, (unsigned long long)hash);
+             n_files, total, (unsigned long long)hash);
     const ml_model_params *p = &m->params;
     int options[4] = {p->max_seq_len, p->max_batch, (int)p->act_mode, (int)p->kv_dtype};
     items[3].what = "the model options";
@@ -194,7 +202,7 @@ static int open_model(ml_model *m, const char *path, const ml_model_params *para
     if (!(params->collective_timeout_s >= 0))
         return ml_set_error(ML_ERR_ARG, "collective_timeout_s %g: expected >= 0 seconds (0 = no limit)",
                             params->collective_timeout_s);
-    ML_TRY(ml_mesh_open((int)params->mesh_backend, &m->mesh));
+    ML_TRY(ml_mesh_open(params->mesh_backend, &m->mesh));
     m->mesh->collective_timeout_s = params->collective_timeout_s;
     /* after the mesh: MPI_Init installs SIGBUS handlers of its own, which ours chains to */
     ML_TRY(ml_mapped_file_install_sigbus_handler());
@@ -212,9 +220,7 @@ int ml_model_open(const char *path, const ml_model_params *params, ml_model **ou
     ml_model_params defaults = ml_model_default_params();
     ml_model *m = calloc(1, sizeof *m);
     if (!m) return ml_set_error(ML_ERR_NOMEM, "ml_model_open: out of memory");
-    m->path = strdup(path);
-    int status = m->path ? open_model(m, path, params ? params : &defaults)
-                         : ml_set_error(ML_ERR_NOMEM, "ml_model_open: out of memory");
+    int status = open_model(m, path, params ? params : &defaults);
     if (status != ML_OK) {
         ml_model_close(m);
         return status;
@@ -232,7 +238,7 @@ void ml_model_close(ml_model *m) {
     }
     ml_mesh_destroy(m->mesh);
     ml_pool_destroy(m->pool);
-    ml_safetensors_close(&m->weights);
+    ml_checkpoint_close(&m->checkpoint);
     ml_free(m->x);
     ml_free(m->xn);
     ml_free(m->xn_bf16);
@@ -244,12 +250,13 @@ void ml_model_close(ml_model *m) {
     ml_free(m->final_norm);
     ml_free(m->rope_cos);
     ml_free(m->rope_sin);
-    free(m->path);
     free(m);
 }
 
 void ml_model_get_info(const ml_model *m, ml_model_info *info) {
+    if (!info) return;
     memset(info, 0, sizeof *info);
+    if (!m) return; /* a NULL model has no facts: every field stays 0 or NULL */
     const ml_config *c = &m->config;
     info->vocab_size = c->vocab_size;
     info->hidden_size = c->hidden_size;
@@ -263,11 +270,11 @@ void ml_model_get_info(const ml_model *m, ml_model_info *info) {
     info->n_threads = m->params.n_threads;
     info->bos_token_id = c->bos_token_id;
     info->n_eos = c->n_eos;
-    for (int i = 0; i < c->n_eos && i < 8; i++) info->eos_token_ids[i] = c->eos_token_ids[i];
+    for (int i = 0; i < c->n_eos && i < ML_MAX_EOS; i++) info->eos_token_ids[i] = c->eos_token_ids[i];
     info->weight_dtype = m->weight_dtype_mixed ? "mixed" : ml_dtype_name(m->weight_dtype);
     info->isa = m->kernels->name;
     info->backend = m->mesh->backend->name;
-    info->path = m->path;
+    info->path = m->checkpoint.path;
     info->rank = m->mesh->rank;
     info->n_ranks = m->mesh->n_ranks;
     info->device_begin = m->mesh->device_begin;
@@ -322,7 +329,7 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
     int total = 0;
     ML_TRY(validate_batch(m, b, &total));
     /* A checkpoint rewritten or truncated under us (see ml_install_sigbus_handler). */
-    ML_TRY(ml_mapped_files_check(m->weights.files, m->weights.n_files));
+    ML_TRY(check_files(m));
     /* Flatten to (token, slot, position, logit row) and run chunks of ML_CHUNK_TOKENS. */
     int out_rows[ML_CHUNK_TOKENS], slot[ML_CHUNK_TOKENS], pos[ML_CHUNK_TOKENS];
     int s = 0, in_seq = 0, next_row = 0;
@@ -344,14 +351,26 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
         if (status != ML_OK) return status;
         done += n;
     }
-    ML_TRY(ml_mapped_files_check(m->weights.files, m->weights.n_files));
+    ML_TRY(check_files(m));
     for (int i = 0; i < b->n_seq; i++) m->slot_length[b->slots[i]] = b->start_pos[i] + b->n_tokens[i];
     return ML_OK;
 }
 
 int ml_model_broadcast(ml_model *m, void *buf, size_t bytes) { return ml_mesh_broadcast(m->mesh, buf, bytes); }
 
+int ml_model_agree_fingerprint(ml_model *m, const ml_mesh_fingerprint *items, int n_items) {
+    return ml_mesh_agree_fingerprint(m->mesh, items, n_items);
+}
+
+int ml_model_open_tokenizer(const ml_model *m, ml_tokenizer **out) {
+    if (!out) return ml_set_error(ML_ERR_ARG, "ml_model_open_tokenizer: out is NULL");
+    *out = NULL;
+    if (!m) return ml_set_error(ML_ERR_ARG, "ml_model_open_tokenizer: model is NULL");
+    return ml_checkpoint_open_tokenizer(&m->checkpoint, out);
+}
+
 void ml_model_set_hidden_callback(ml_model *m, ml_hidden_callback callback, void *user) {
+    if (!m) return;
     m->hidden_callback = callback;
     m->hidden_callback_user = user;
 }

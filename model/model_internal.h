@@ -7,10 +7,12 @@
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
-#include "formats/hf_config.h"
-#include "formats/safetensors.h"
+#include "formats/model_config.h"
+#include "formats/weight_set.h"
+#include "model/checkpoint.h"
 #include "meshllama.h"
 #include "mesh/mesh.h"
+#include "model/collectives.h"
 
 /* Tokens per forward chunk: longer prompts are processed in chunks of this many tokens, which
  * bounds the activation buffers and keeps a chunk's activations in cache. */
@@ -25,14 +27,15 @@ typedef struct {
     ml_dtype dtype;
 } ml_weight;
 
-/* One layer's slices on one device (DESIGN.md "Parallelism"). */
+/* One layer's slices on one device (DESIGN.md "Parallelism"). "in place": a pointer into the
+ * weight set's view (a file mapping, or a buffer the GGUF loader filled), not copied again here. */
 typedef struct {
-    ml_weight wq;     /* [q_count * head_dim, hidden]   rows of q_proj (zero-copy) */
-    ml_weight wk;     /* [kv_count * head_dim, hidden]  rows of k_proj (zero-copy) */
-    ml_weight wv;     /* [kv_count * head_dim, hidden]  rows of v_proj (zero-copy) */
+    ml_weight wq;     /* [q_count * head_dim, hidden]   rows of q_proj (in place) */
+    ml_weight wk;     /* [kv_count * head_dim, hidden]  rows of k_proj (in place) */
+    ml_weight wv;     /* [kv_count * head_dim, hidden]  rows of v_proj (in place) */
     ml_weight wo;     /* [hidden, q_count * head_dim]   columns of o_proj (packed when tp > 1) */
-    ml_weight w_gate; /* [ffn_count, hidden]            rows of gate_proj (zero-copy) */
-    ml_weight w_up;   /* [ffn_count, hidden]            rows of up_proj (zero-copy) */
+    ml_weight w_gate; /* [ffn_count, hidden]            rows of gate_proj (in place) */
+    ml_weight w_up;   /* [ffn_count, hidden]            rows of up_proj (in place) */
     ml_weight w_down; /* [hidden, ffn_count]            columns of down_proj (packed when tp > 1) */
 } ml_layer_slice;
 
@@ -58,10 +61,9 @@ typedef struct {
 } ml_device;
 
 struct ml_model {
-    char *path;                      /* the checkpoint directory, for messages */
-    ml_config config;
+    ml_checkpoint checkpoint;        /* path, config, weight set and tokenizer source, opened once */
+    ml_config config;                /* checkpoint.config, copied where the forward pass reads it */
     ml_model_params params;          /* as resolved (tp, threads, max_seq_len filled in) */
-    ml_safetensors weights;
     ml_dtype weight_dtype;           /* dtype of the projection matrices as held (the first q_proj's) */
     int weight_dtype_mixed;          /* 1 when the projections are held in more than one dtype */
     double matmul_bytes;             /* bytes of the projections (as held) and the LM head */
@@ -139,8 +141,6 @@ typedef struct {
  * i = after layer i-1; after the last layer also entry n_layers + 1 = the final norm. */
 void ml_model_dump_hidden(ml_model *model, const ml_chunk_tokens *chunk, int entry);
 
-/* Copies bytes of buf from rank 0 to every rank of the model's mesh (a no-op in one process). */
-int ml_model_broadcast(ml_model *model, void *buf, size_t bytes);
 
 /* One chunk of tokens through the whole model; out_rows[t] >= 0 selects tokens whose logits go
  * to logits[out_rows[t]] (consecutive rows). */

@@ -1,6 +1,7 @@
 /* Loading a checkpoint onto the mesh: every tensor is checked against the config, then each
- * device gets zero-copy pointers to its column-parallel rows and a packed copy of its
- * row-parallel columns (DESIGN.md "Parallelism", "Memory").
+ * device gets pointers into the weight set for its column-parallel rows (no copy here; the
+ * weight set maps the file, or holds a converted copy for some GGUF tensors) and a packed copy
+ * of its row-parallel columns (DESIGN.md "Parallelism", "Memory").
  *
  * Each matrix keeps its own dtype (f32, f16, bf16, or GGUF's Q8_0/Q4_0/Q4_1 blocks); offsets go
  * through ml_dtype_row_bytes. A quantised row-parallel matrix (o_proj, down_proj at tp > 1) is
@@ -27,9 +28,9 @@ static int is_plain_float(ml_dtype dtype) {
  * shape. */
 static int find_tensor(const ml_model *model, const char *name, int64_t rows, int64_t cols,
                        const ml_tensor_view **out) {
-    const ml_tensor_view *t = ml_safetensors_find(&model->weights, name);
-    if (!t) return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s is missing", model->path, name);
-    const char *where = model->weights.files[t->file_index].path;
+    const ml_tensor_view *t = ml_weight_set_find(&model->checkpoint.weights, name);
+    if (!t) return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s is missing", model->checkpoint.path, name);
+    const char *where = ml_weight_set_source(&model->checkpoint.weights, t);
     int matrix = cols > 0;
     if (!is_plain_float(t->dtype) && !(matrix && ml_dtype_is_quantized(t->dtype)))
         return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s has dtype %s; expected f32, f16 or bf16%s", where, name,

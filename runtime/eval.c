@@ -10,7 +10,7 @@
 #include "core/timer.h"
 #include "formats/eval_reference.h"
 #include "meshllama.h"
-#include "model/model_internal.h"
+#include "model/collectives.h"
 #include "runtime/sampler.h"
 
 int ml_eval_reference_open(const char *path, ml_eval_reference **out_ref) {
@@ -78,7 +78,7 @@ static double logit_error(const float *ours, const float *hf, int n) {
 }
 
 static int prefill(ml_model *m, const ml_eval_reference *ref, int batch, int token_by_token, float *logits) {
-    int slots[32], starts[32], counts[32];
+    int slots[ML_MAX_BATCH], starts[ML_MAX_BATCH], counts[ML_MAX_BATCH];
     for (int s = 0; s < batch; s++) {
         slots[s] = s;
         ML_TRY(ml_reset_slot(m, s));
@@ -104,7 +104,9 @@ static int prefill(ml_model *m, const ml_eval_reference *ref, int batch, int tok
 /* Under MPI every rank must score the same reference the same way (issue 14): a rank given
  * another file or decode length would wait in a collective the others never reach. */
 static int agree_on_reference(ml_model *m, const ml_eval_reference *ref, int steps, int batch, int prefill_decode) {
-    if (m->mesh->n_ranks <= 1) return ML_OK;
+    ml_model_info info;
+    ml_model_get_info(m, &info);
+    if (info.n_ranks <= 1) return ML_OK;
     ml_mesh_fingerprint items[2];
     memset(items, 0, sizeof items);
     items[0].what = "the eval reference";
@@ -117,7 +119,7 @@ static int agree_on_reference(ml_model *m, const ml_eval_reference *ref, int ste
     items[1].hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, options, sizeof options);
     snprintf(items[1].detail, sizeof items[1].detail, "decode %d, batch %d%s", steps, batch,
              prefill_decode ? ", prefill-decode" : "");
-    return ml_mesh_agree_fingerprint(m->mesh, items, 2);
+    return ml_model_agree_fingerprint(m, items, 2);
 }
 
 int ml_eval_run(ml_model *m, const ml_eval_reference *ref, const ml_eval_params *params, ml_eval_result *out) {
@@ -152,7 +154,7 @@ int ml_eval_run(ml_model *m, const ml_eval_reference *ref, const ml_eval_params 
     int status = prefill(m, ref, batch, params->prefill_decode, logits);
     out->ttft_ms = ml_now_ms() - start;
     double decode_start = ml_now_ms();
-    int slots[32], starts[32], counts[32];
+    int slots[ML_MAX_BATCH], starts[ML_MAX_BATCH], counts[ML_MAX_BATCH];
     for (int step = 0; status == ML_OK && step < steps; step++) {
         for (int s = 0; s < batch; s++) score_step(ref, step, logits + (size_t)s * ref->vocab_size, &scores[s]);
         if (params->progress) params->progress(step + 1, steps, params->progress_user);

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "meshllama.h"
-#include "model/model_internal.h"
+#include "model/collectives.h"
 #include "runtime/sampler.h"
 
 static int is_stop(const ml_model_info *info, const ml_sampling_params *sp, int32_t token) {
@@ -35,7 +35,9 @@ static int prefill(ml_model *model, const int32_t *prompt, int n_prompt, int n_k
  * others would deadlock in a collective or produce different tokens. */
 static int agree_on_inputs(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep,
                            const ml_sampling_params *sp) {
-    if (model->mesh->n_ranks <= 1) return ML_OK;
+    ml_model_info info;
+    ml_model_get_info(model, &info);
+    if (info.n_ranks <= 1) return ML_OK;
     ml_mesh_fingerprint items[2];
     memset(items, 0, sizeof items);
     items[0].what = "the prompt";
@@ -60,7 +62,7 @@ static int agree_on_inputs(ml_model *model, const int32_t *prompt, int n_prompt,
     snprintf(items[1].detail, sizeof items[1].detail, "-n %d, temp %g, top-k %d, top-p %g, seed %llu%s%s",
              sp->max_tokens, sp->temperature, sp->top_k, sp->top_p, (unsigned long long)sp->seed,
              sp->ignore_eos ? ", ignore-eos" : "", sp->prefill_decode ? ", prefill-decode" : "");
-    return ml_mesh_agree_fingerprint(model->mesh, items, 2);
+    return ml_model_agree_fingerprint(model, items, 2);
 }
 
 int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_sampling_params *sp,

@@ -448,7 +448,7 @@ static const char valid_header[] =
     " \"inside\": {\"dtype\": \"BF16\", \"shape\": [3, 0], \"data_offsets\": [4, 4]},"
     " \"scalar\": {\"dtype\": \"BF16\", \"shape\": [], \"data_offsets\": [48, 50]}}";
 
-static void check_valid_views(const ml_safetensors *st, const uint8_t *region) {
+static void check_valid_views(const ml_weight_set *st, const uint8_t *region) {
     static const struct {
         const char *name;
         ml_dtype dtype;
@@ -465,7 +465,7 @@ static void check_valid_views(const ml_safetensors *st, const uint8_t *region) {
         CHECK(strcmp(st->tensors[i - 1].name, st->tensors[i].name) < 0, "tensors sorted by name at %d", i);
     }
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
-        const ml_tensor_view *view = ml_safetensors_find(st, expected[i].name);
+        const ml_tensor_view *view = ml_weight_set_find(st, expected[i].name);
         CHECK(view != NULL, "find %s", expected[i].name);
         if (!view) continue;
         CHECK(view->dtype == expected[i].dtype && view->n_dims == expected[i].n_dims &&
@@ -483,8 +483,8 @@ static void check_valid_views(const ml_safetensors *st, const uint8_t *region) {
                   "%s bytes", expected[i].name);
         }
     }
-    CHECK(ml_safetensors_find(st, "absent") == NULL, "absent tensor found");
-    CHECK(ml_safetensors_find(st, "") == NULL, "empty name found");
+    CHECK(ml_weight_set_find(st, "absent") == NULL, "absent tensor found");
+    CHECK(ml_weight_set_find(st, "") == NULL, "empty name found");
 }
 
 static void test_safetensors_valid(void) {
@@ -494,19 +494,19 @@ static void test_safetensors_valid(void) {
     make_subdir(dir, sizeof dir, "st_single");
     write_safetensors_in(dir, "model.safetensors", valid_header, data, sizeof data);
 
-    ml_safetensors st;
+    ml_weight_set st;
     path_join(path, sizeof path, dir, "model.safetensors");
     expect_ok("open_file", ml_safetensors_open_file(path, &st));
     CHECK(st.n_files == 1 && st.files[0].size == 8 + strlen(valid_header) + sizeof data, "one mapped file");
     if (st.n_files == 1) check_valid_views(&st, st.files[0].data + 8 + strlen(valid_header));
-    ml_safetensors_close(&st);
+    ml_weight_set_close(&st);
     CHECK(st.tensors == NULL && st.n_tensors == 0 && st.files == NULL, "close resets");
-    ml_safetensors_close(&st);
-    ml_safetensors_close(NULL);
+    ml_weight_set_close(&st);
+    ml_weight_set_close(NULL);
 
     expect_ok("open_dir single", ml_safetensors_open_dir(dir, &st));
     if (st.n_files == 1) check_valid_views(&st, st.files[0].data + 8 + strlen(valid_header));
-    ml_safetensors_close(&st);
+    ml_weight_set_close(&st);
 
     /* parse() appends to an existing array and tags file_index. */
     size_t size;
@@ -537,7 +537,7 @@ static void test_safetensors_valid(void) {
 static void test_safetensors_errors(void) {
     char dir[1024], path[1100];
     make_subdir(dir, sizeof dir, "st_bad");
-    ml_safetensors st;
+    ml_weight_set st;
 
     path_join(path, sizeof path, dir, "tiny.safetensors");
     write_in(dir, "tiny.safetensors", "abc", 3);
@@ -689,14 +689,14 @@ static const char good_weight_map[] =
 static void test_sharded(void) {
     char dir[1024], path[1100];
     make_sharded(dir, sizeof dir, "st_sharded", good_weight_map);
-    ml_safetensors st;
+    ml_weight_set st;
     expect_ok("sharded open", ml_safetensors_open_dir(dir, &st));
     CHECK(st.n_files == 2 && st.n_tensors == 4, "sharded: %d files, %d tensors", st.n_files, st.n_tensors);
     const char *names[] = {"embed", "layer0.w", "layer1.w", "norm"};
     const char *shards[] = {"00001-of", "00001-of", "00002-of", "00002-of"};
     const size_t begins[] = {0, 16, 0, 8};
     for (int i = 0; i < 4 && st.n_files == 2; i++) {
-        const ml_tensor_view *view = ml_safetensors_find(&st, names[i]);
+        const ml_tensor_view *view = ml_weight_set_find(&st, names[i]);
         CHECK(view != NULL, "sharded find %s", names[i]);
         if (!view) continue;
         const ml_mapped_file *file = &st.files[view->file_index];
@@ -706,7 +706,7 @@ static void test_sharded(void) {
         uint8_t expected_first = (uint8_t)(begins[i] * 7 + 1) ^ (uint8_t)(i < 2 ? 0 : 0x5a);
         CHECK(view->data && *(const uint8_t *)view->data == expected_first, "%s first byte", names[i]);
     }
-    ml_safetensors_close(&st);
+    ml_weight_set_close(&st);
 
     /* Index naming a shard that is not there. */
     make_sharded(dir, sizeof dir, "st_missing_shard",

@@ -376,7 +376,7 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
     ml_test_fixture_path(hf_dir, sizeof hf_dir, hf_dir_name);
     gguf_fixture(path, sizeof path, gguf_name);
     ml_config hf_config, gguf_config;
-    ml_safetensors hf, weights;
+    ml_weight_set hf, weights;
     ml_gguf g;
     expect_ok(hf_dir_name, ml_config_load(hf_dir, &hf_config));
     expect_ok(hf_dir_name, ml_safetensors_open_dir(hf_dir, &hf));
@@ -386,7 +386,7 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
     expect_ok("config", status);
     if (status != ML_OK) {
         ml_gguf_close(&g);
-        ml_safetensors_close(&hf);
+        ml_weight_set_close(&hf);
         return;
     }
     compare_configs(gguf_name, &gguf_config, &hf_config);
@@ -394,7 +394,7 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
     expect_ok("weights", status);
     ml_gguf_close(&g); /* the weight set must not depend on g */
     if (status != ML_OK) {
-        ml_safetensors_close(&hf);
+        ml_weight_set_close(&hf);
         return;
     }
     CHECK(weights.n_tensors == hf.n_tensors && weights.n_files == 1 && strcmp(weights.files[0].path, path) == 0,
@@ -403,7 +403,7 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
     int bad_names = 0, bad_values = 0, bad_dtype = 0, zero_copy = 0, owned = 0;
     for (int i = 0; i < hf.n_tensors; i++) {
         const ml_tensor_view *a = &hf.tensors[i];
-        const ml_tensor_view *b = ml_safetensors_find(&weights, a->name);
+        const ml_tensor_view *b = ml_weight_set_find(&weights, a->name);
         if (!b || b->n_dims != a->n_dims || b->shape[0] != a->shape[0] || (a->n_dims > 1 && b->shape[1] != a->shape[1]) ||
             b->file_index != 0) {
             bad_names++;
@@ -444,9 +444,9 @@ static void test_equivalence(const char *hf_dir_name, const char *gguf_name, int
     } else {
         CHECK(zero_copy == 2 * hf_config.n_layers + 1, "%s: the F32 norms are zero-copy (%d)", gguf_name, zero_copy);
     }
-    ml_safetensors_close(&weights);
-    ml_safetensors_close(&weights); /* harmless twice */
-    ml_safetensors_close(&hf);
+    ml_weight_set_close(&weights);
+    ml_weight_set_close(&weights); /* harmless twice */
+    ml_weight_set_close(&hf);
 }
 
 /* The converter's divisors in the fixture equal ml_gguf_llama3_rope_factors of the HF config. */
@@ -805,7 +805,7 @@ static void build_tiny(const tiny_spec *spec, image *im) {
     }
 }
 
-static int tiny_config_and_weights(const tiny_spec *spec, ml_config *c, ml_safetensors *w, int *stage) {
+static int tiny_config_and_weights(const tiny_spec *spec, ml_config *c, ml_weight_set *w, int *stage) {
     image im;
     build_tiny(spec, &im);
     ml_gguf g;
@@ -826,7 +826,7 @@ static int tiny_config_and_weights(const tiny_spec *spec, ml_config *c, ml_safet
 
 static void tiny_error(const char *label, tiny_spec spec, int code, int want_stage, const char *needle) {
     ml_config c;
-    ml_safetensors w;
+    ml_weight_set w;
     int stage;
     expect_error(label, tiny_config_and_weights(&spec, &c, &w, &stage), code, SRC, needle);
     CHECK(stage == want_stage, "%s: failed at stage %d, expected %d", label, stage, want_stage);
@@ -834,7 +834,7 @@ static void tiny_error(const char *label, tiny_spec spec, int code, int want_sta
 
 static void test_mapping(void) {
     ml_config c;
-    ml_safetensors w;
+    ml_weight_set w;
     int stage;
     tiny_spec plain = {0};
     int status = tiny_config_and_weights(&plain, &c, &w, &stage);
@@ -845,7 +845,7 @@ static void test_mapping(void) {
               "tiny config");
         /* Views point into the caller's image (files[0] has only the path). */
         CHECK(w.n_files == 1 && w.files[0].data == NULL && strcmp(w.files[0].path, SRC) == 0, "path-only file entry");
-        ml_safetensors_close(&w);
+        ml_weight_set_close(&w);
     }
     /* Un-permutation, checked on rows that hold their GGUF index. Needs the image alive. */
     image im;
@@ -853,9 +853,9 @@ static void test_mapping(void) {
     ml_gguf g;
     if (parse_image(&im, &g) == ML_OK && ml_gguf_llama_config(&g, &c) == ML_OK &&
         ml_gguf_llama_weights(&g, &c, &w) == ML_OK) {
-        const ml_tensor_view *q = ml_safetensors_find(&w, "model.layers.0.self_attn.q_proj.weight");
-        const ml_tensor_view *k = ml_safetensors_find(&w, "model.layers.0.self_attn.k_proj.weight");
-        const ml_tensor_view *down = ml_safetensors_find(&w, "model.layers.0.mlp.down_proj.weight");
+        const ml_tensor_view *q = ml_weight_set_find(&w, "model.layers.0.self_attn.q_proj.weight");
+        const ml_tensor_view *k = ml_weight_set_find(&w, "model.layers.0.self_attn.k_proj.weight");
+        const ml_tensor_view *down = ml_weight_set_find(&w, "model.layers.0.mlp.down_proj.weight");
         int ok = q && k && down && q->shape[0] == 32 && k->shape[0] == 16 && down->shape[0] == 32 && down->shape[1] == 64;
         for (int row = 0; ok && row < 32; row++) {
             /* HF row h*16 + j*8 + i came from GGUF row h*16 + 2*i + j. */
@@ -865,7 +865,7 @@ static void test_mapping(void) {
                  (row >= 16 || element_as_f32(k, (size_t)row * 32 + 5) == want);
         }
         CHECK(ok, "Q/K rows un-permuted to HF's rotate-half order; shapes reported as HF's");
-        ml_safetensors_close(&w);
+        ml_weight_set_close(&w);
     } else {
         CHECK(0, "tiny llama: %s", ml_last_error());
     }
@@ -902,7 +902,7 @@ static void test_mapping(void) {
     tiny_spec unused = {.extra = "unused.weight", .extra_type = 77};
     status = tiny_config_and_weights(&unused, &c, &w, &stage);
     expect_ok("unknown type unused", status);
-    if (status == ML_OK) ml_safetensors_close(&w);
+    if (status == ML_OK) ml_weight_set_close(&w);
     /* An untied model: output.weight present. */
     tiny_spec untied = {.extra = "output.weight", .extra_type = ML_GGML_F32};
     status = tiny_config_and_weights(&untied, &c, &w, &stage);
@@ -916,7 +916,7 @@ static void test_tiny_fixtures(void) {
     char path[1024];
     ml_gguf g;
     ml_config c;
-    ml_safetensors w;
+    ml_weight_set w;
     gguf_fixture(path, sizeof path, "tiny_f32.gguf");
     int status = ml_gguf_open(path, &g);
     if (status == ML_OK) status = ml_gguf_llama_config(&g, &c);
@@ -925,7 +925,7 @@ static void test_tiny_fixtures(void) {
     if (status == ML_OK) {
         CHECK(c.head_dim == 2 && w.n_tensors == 11 && w.n_owned == 2, "tiny_f32: %d views, %d owned", w.n_tensors,
               w.n_owned);
-        ml_safetensors_close(&w);
+        ml_weight_set_close(&w);
     }
     ml_gguf_close(&g);
 
@@ -952,7 +952,7 @@ static void test_tiny_fixtures(void) {
         expect_ok("tiny_q4_1_llama3.gguf weights", status);
         for (int p = 0; status == ML_OK && p < 3; p++) {
             const ml_gguf_tensor *e = ml_gguf_find_tensor(&g, pairs[p][0]);
-            const ml_tensor_view *v = ml_safetensors_find(&w, pairs[p][1]);
+            const ml_tensor_view *v = ml_weight_set_find(&w, pairs[p][1]);
             int same = e && v && v->dtype == (keep ? kept[p] : ML_DTYPE_F32);
             for (size_t i = 0; same && i < e->n_elements; i++) {
                 float want;
@@ -963,11 +963,11 @@ static void test_tiny_fixtures(void) {
                   keep ? "kept quantised" : "dequantised");
         }
         const ml_tensor_view *down = NULL;
-        if (status == ML_OK) down = ml_safetensors_find(&w, "model.layers.0.mlp.down_proj.weight");
+        if (status == ML_OK) down = ml_weight_set_find(&w, "model.layers.0.mlp.down_proj.weight");
         CHECK(status != ML_OK || (down && down->dtype == (keep ? ML_DTYPE_Q4_1 : ML_DTYPE_F32) &&
                                   w.n_owned == (keep ? 2 : 8)),
               "tiny Q4_1: projections %s, %d owned", keep ? "Q4_1" : "F32", w.n_owned);
-        if (status == ML_OK) ml_safetensors_close(&w);
+        if (status == ML_OK) ml_weight_set_close(&w);
     }
     ml_gguf_close(&g);
 }
@@ -1079,7 +1079,7 @@ static void test_default_model(void) {
     }
     ml_gguf g;
     ml_config c;
-    ml_safetensors w;
+    ml_weight_set w;
     int status = ml_gguf_open(path, &g);
     expect_ok("SmolLM2 open", status);
     if (status != ML_OK) return;
@@ -1103,14 +1103,14 @@ static void test_default_model(void) {
         int status_w = ml_gguf_llama_weights_mode(&g, &c, (ml_gguf_quant_mode)mode, &w);
         expect_ok("SmolLM2 weights", status_w);
         if (status_w == ML_OK) {
-            const ml_tensor_view *embed = ml_safetensors_find(&w, "model.embed_tokens.weight");
-            const ml_tensor_view *up = ml_safetensors_find(&w, "model.layers.29.mlp.up_proj.weight");
+            const ml_tensor_view *embed = ml_weight_set_find(&w, "model.embed_tokens.weight");
+            const ml_tensor_view *up = ml_weight_set_find(&w, "model.layers.29.mlp.up_proj.weight");
             CHECK(w.n_tensors == 272 && embed && embed->dtype == (keep ? ML_DTYPE_Q8_0 : ML_DTYPE_F32) &&
                       embed->shape[0] == 49152 && embed->shape[1] == 576 && up &&
                       up->dtype == (keep ? ML_DTYPE_Q4_1 : ML_DTYPE_F32) &&
                       up->n_bytes == (keep ? 1536u * 18 * 20 : 1536u * 576 * 4) && w.n_owned == (keep ? 60 : 211),
                   "SmolLM2 weight set (%s): %d views, %d owned", keep ? "kept" : "dequantised", w.n_tensors, w.n_owned);
-            ml_safetensors_close(&w);
+            ml_weight_set_close(&w);
         }
     }
     ml_gguf_close(&g);

@@ -83,7 +83,7 @@ static void check_config_errors(void) {
 static int write_modified_safetensors(const char *dir, const char *drop, const char *retype, const char *new_dtype) {
     char src[600], path[600];
     ml_test_fixture_path(src, sizeof src, "gqa_tied_bf16/model.safetensors");
-    ml_safetensors st;
+    ml_weight_set st;
     if (ml_safetensors_open_file(src, &st) != ML_OK) return -1;
     json_t *header = json_object();
     size_t offset = 0;
@@ -112,7 +112,7 @@ static int write_modified_safetensors(const char *dir, const char *drop, const c
     }
     fclose(f);
     free(text);
-    ml_safetensors_close(&st);
+    ml_weight_set_close(&st);
     return 0;
 }
 
@@ -189,8 +189,29 @@ static void check_forward_errors(void) {
     ml_model_close(NULL); /* harmless */
 }
 
+/* The entry points that return nothing take NULL handles without crashing. */
+static void check_null_handles(void) {
+    ml_model_info info;
+    memset(&info, 0xab, sizeof info);
+    ml_model_get_info(NULL, &info);
+    CHECK(info.vocab_size == 0 && info.n_layers == 0 && info.path == NULL && info.isa == NULL &&
+              info.backend == NULL && info.weight_dtype == NULL && info.matmul_bytes == 0.0,
+          "ml_model_get_info(NULL): expected every field 0 or NULL");
+    ml_model_get_info(NULL, NULL);
+    ml_model_set_hidden_callback(NULL, NULL, NULL);
+    ml_model *m = NULL;
+    CHECK(ml_model_open(fixture_dir, NULL, &m) == ML_OK, "open with NULL params: %s", ml_last_error());
+    if (!m) return;
+    ml_model_get_info(m, NULL); /* nothing to fill */
+    ml_model_get_info(m, &info);
+    CHECK(info.vocab_size == 256 && info.max_batch == 1, "ml_model_get_info: vocab %d, max_batch %d", info.vocab_size,
+          info.max_batch);
+    ml_model_close(m);
+}
+
 int main(void) {
     ml_test_fixture_path(fixture_dir, sizeof fixture_dir, "gqa_tied_bf16");
+    check_null_handles();
     check_directory_errors();
     check_config_errors();
     check_tensor_errors();

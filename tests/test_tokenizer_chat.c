@@ -10,7 +10,7 @@
 
 #include "test_tokenizer_fixtures.h"
 #include "test_util.h"
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 
 static void print_diff(const char *got, const char *want) {
     size_t i = 0;

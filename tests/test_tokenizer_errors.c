@@ -11,7 +11,7 @@
 
 #include "test_tokenizer_fixtures.h"
 #include "test_util.h"
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 
 static char tmpdir[2048];
 static int case_number;

@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "test_util.h"
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 
 typedef struct {
     size_t n;

@@ -17,7 +17,7 @@
 
 #include "test_tokenizer_fixtures.h"
 #include "test_util.h"
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 #include "tokenizer/tokenizer_internal.h"
 
 static char tmpdir[2048];

@@ -4,7 +4,7 @@
 #define ML_TOKENIZER_GGUF_H
 
 #include "formats/gguf.h"
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 
 /* Reads tokenizer.ggml.model / pre / tokens / token_type / merges / bos_token_id /
  * eos_token_id / unknown_token_id / add_bos_token / add_eos_token and tokenizer.chat_template,

@@ -1,5 +1,11 @@
 /* Internals shared by the tokenizer/ files: the vocabulary tables, the pre-tokenizer, the added
- * tokens, the BPE merge step and the per-call encoding context. Not part of the public API. */
+ * tokens, the BPE merge step and the per-call encoding context. Not part of the public API.
+ *
+ * The tokenizer (DESIGN.md layer 3) is byte-level BPE: loaders for HF tokenizer.json, Meta's
+ * tiktoken tokenizer.model and GGUF tokenizer metadata; encoding that matches HF `tokenizers`
+ * and `tiktoken` token for token; decoding, streaming decoding and chat templates. Its API is
+ * the tokenizer section of include/meshllama.h. A tokenizer is immutable once loaded, so one
+ * handle may be used by several threads at once. docs/TOKENIZER.md describes the behaviour. */
 #ifndef ML_TOKENIZER_INTERNAL_H
 #define ML_TOKENIZER_INTERNAL_H
 
@@ -9,7 +15,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "tokenizer/tokenizer.h"
+#include "meshllama.h"
 
 /* ---- Growable arrays -------------------------------------------------------------------- */
 

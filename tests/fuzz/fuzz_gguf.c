@@ -90,10 +90,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (ml_gguf_llama_config(&g, &config) == 0) {
         /* quantised matrices kept as blocks (views into the image), then dequantised */
         for (int mode = ML_GGUF_KEEP_QUANTIZED; mode <= ML_GGUF_DEQUANTIZE; mode++) {
-            ml_safetensors weights;
+            ml_weight_set weights;
             if (ml_gguf_llama_weights_mode(&g, &config, (ml_gguf_quant_mode)mode, &weights) == 0) {
                 for (int i = 0; i < weights.n_tensors; i++) touch(weights.tensors[i].data, weights.tensors[i].n_bytes);
-                ml_safetensors_close(&weights);
+                ml_weight_set_close(&weights);
             }
         }
     }

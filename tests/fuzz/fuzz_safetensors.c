@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "formats/safetensors.h"
-#include "formats/safetensors_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,12 +36,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         (void)sink;
     }
     /* Sorted, every name must be found again (names are unique within one file). */
-    ml_safetensors st = {.files = NULL, .n_files = 0, .tensors = views, .n_tensors = n_views};
-    ml_safetensors_sort(&st);
+    ml_weight_set st = {.files = NULL, .n_files = 0, .tensors = views, .n_tensors = n_views};
+    ml_weight_set_sort(&st);
     for (int i = 0; i < n_views; i++) {
-        if (ml_safetensors_find(&st, views[i].name) != &views[i]) abort();
+        if (ml_weight_set_find(&st, views[i].name) != &views[i]) abort();
     }
-    ml_safetensors_close(&st); /* frees the names and the array; no files to unmap */
+    ml_weight_set_close(&st); /* frees the names and the array; no files to unmap */
     free(image);
     return 0;
 }

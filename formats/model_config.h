@@ -1,0 +1,34 @@
+/* The engine's model configuration: what the forward pass needs to know about a Llama
+ * checkpoint, whatever file it came from. Producers: formats/hf_config.c (config.json and
+ * generation_config.json) and formats/gguf_llama.c (GGUF llama.* metadata). */
+#ifndef ML_FORMATS_MODEL_CONFIG_H
+#define ML_FORMATS_MODEL_CONFIG_H
+
+#include "meshllama.h"
+
+typedef enum { ML_ROPE_DEFAULT = 0, ML_ROPE_LLAMA3 = 1 } ml_rope_type;
+
+typedef struct {
+    int vocab_size;
+    int hidden_size;
+    int intermediate_size;
+    int n_layers;                    /* num_hidden_layers */
+    int n_heads;                     /* num_attention_heads */
+    int n_kv_heads;                  /* num_key_value_heads (default n_heads) */
+    int head_dim;                    /* explicit head_dim, else hidden_size / n_heads */
+    int max_position_embeddings;
+    float rms_norm_eps;
+    float rope_theta;
+    ml_rope_type rope_type;          /* from rope_scaling (v4) or rope_parameters (v5) */
+    float rope_factor;
+    float rope_low_freq_factor;
+    float rope_high_freq_factor;
+    int rope_original_max_position;  /* original_max_position_embeddings */
+    int tie_word_embeddings;
+    int bos_token_id;                /* -1 if absent */
+    int n_eos;
+    int eos_token_ids[ML_MAX_EOS];   /* generation_config.json wins over config.json */
+    char torch_dtype[16];            /* "bfloat16", "float32", ... or "" */
+} ml_config;
+
+#endif

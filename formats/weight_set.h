@@ -1,0 +1,60 @@
+/* A weight set: a checkpoint's tensors by Hugging Face name, each a view (name, dtype, shape,
+ * bytes) of memory the set either maps, owns, or borrows. Producers fill it and sort it; the
+ * model reads it through ml_weight_set_find.
+ *
+ * Producers today:
+ *   formats/safetensors.c, safetensors_index.c: a .safetensors file or a checkpoint directory;
+ *     every view points into a mapped file (files[file_index]); nothing is copied.
+ *   formats/gguf_llama.c: a GGUF file; views point into the file's mapping where the bytes can
+ *     be used as they are, and into owned buffers (owned[]) where they were changed (Q/K rows
+ *     un-permuted, types converted): those are copies.
+ *
+ * The seam for a producer that is not a file (caller-owned tensors: name, dtype, shape,
+ * pointer, e.g. torch tensors handed over by the Python package): it leaves files and owned
+ * empty, sets every view's file_index to ML_WEIGHT_SET_NO_FILE and data to the caller's
+ * memory (zero-copy; the caller keeps that memory alive and unchanged until
+ * ml_weight_set_close), strdup's each name, then calls ml_weight_set_sort. A producer that must
+ * copy or convert a tensor adds the buffer to owned[] (freed by ml_weight_set_close, with
+ * ml_free). Nothing downstream depends on where a view's bytes live. */
+#ifndef ML_FORMATS_WEIGHT_SET_H
+#define ML_FORMATS_WEIGHT_SET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/mapped_file.h"
+
+#define ML_MAX_DIMS 8
+/* file_index of a view whose bytes are in no file of the set (owned or caller memory). */
+#define ML_WEIGHT_SET_NO_FILE (-1)
+
+typedef struct {
+    char *name;                  /* owned (strdup) */
+    ml_dtype dtype;
+    int n_dims;
+    int64_t shape[ML_MAX_DIMS];
+    const void *data;            /* into a mapping, an owned buffer or caller memory; NULL when n_bytes == 0 */
+    size_t n_bytes;
+    int file_index;              /* which files[] entry names its source, or ML_WEIGHT_SET_NO_FILE */
+} ml_tensor_view;
+
+typedef struct {
+    ml_mapped_file *files;       /* [n_files] mapped (or, for an image parsed from memory, path-only) */
+    int n_files;
+    ml_tensor_view *tensors;     /* [n_tensors], sorted by name once the producer is done */
+    int n_tensors;
+    void **owned;                /* [n_owned] buffers (ml_alloc) some views point into; freed by close */
+    int n_owned;
+} ml_weight_set;
+
+/* Sorts ws->tensors by name, as ml_weight_set_find expects; every producer calls it last. */
+void ml_weight_set_sort(ml_weight_set *ws);
+/* Binary search by name; NULL if absent. */
+const ml_tensor_view *ml_weight_set_find(const ml_weight_set *ws, const char *name);
+/* Where a view's bytes come from, for messages: the file's path, or "caller memory". */
+const char *ml_weight_set_source(const ml_weight_set *ws, const ml_tensor_view *view);
+/* Frees names, views, mappings and owned buffers (never caller memory); zeroes *ws. NULL is harmless. */
+void ml_weight_set_close(ml_weight_set *ws);
+
+#endif
