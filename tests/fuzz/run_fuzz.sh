@@ -6,14 +6,14 @@
 #
 # usage: tests/fuzz/run_fuzz.sh [SECONDS] [HARNESS...]
 #   harnesses: safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken tokenizer_gguf
-#              tokenizer_arrays eval_reference hf_reference
+#              tokenizer_arrays eval_reference hf_reference jinja
 set -u
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
 harnesses=("$@")
 [ ${#harnesses[@]} -eq 0 ] && harnesses=(safetensors config gguf tokenizer tokenizer_json tokenizer_tiktoken tokenizer_gguf tokenizer_arrays
-    eval_reference hf_reference)
+    eval_reference hf_reference jinja)
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHLLAMA_FUZZ=ON >/dev/null || exit 2
 targets=()
@@ -27,6 +27,8 @@ for h in "${harnesses[@]}"; do
   rm -rf "$work"
   mkdir -p "$work" "$artifacts"
   if [ -d tests/fuzz/corpus/"$h" ]; then cp tests/fuzz/corpus/"$h"/* "$work"/; fi
+  # the Jinja harness starts from the real chat templates of the HF comparison
+  if [ "$h" = jinja ]; then cp tests/fixtures/chat_templates/*.jinja "$work"/; fi
   if [ -d tests/fixtures/tokenizer/fuzz_seeds/"$h" ]; then cp tests/fixtures/tokenizer/fuzz_seeds/"$h"/* "$work"/; fi
   dict=()
   [ -f "tests/fuzz/$h.dict" ] && dict=(-dict="tests/fuzz/$h.dict")
