@@ -398,35 +398,46 @@ typedef struct {
 
 typedef struct ml_chat_template ml_chat_template;
 
-/* Recognises a chat template from its Jinja source (tokenizer_config.json "chat_template"):
+/* A chat template from its Jinja source (tokenizer_config.json "chat_template", GGUF
+ * tokenizer.chat_template), run by meshllama's Jinja engine as transformers runs it. Built-in
+ * renderings of three formats are the fallback, used when the source does not parse (or at
+ * render time needs a Jinja feature the engine lacks) but is recognisably one of them:
  *   "llama3"    Llama 3 instruct (<|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>)
  *   "llama3.1"  Llama 3.1/3.2/3.3 instruct (system block with the knowledge/today dates)
  *   "chatml"    ChatML (<|im_start|>role\n...<|im_end|>\n), with the template's default system
  *               prompt if it has one (SmolLM2).
- * force_name (one of the names above, or NULL) skips recognition: source may then be NULL.
- * bos_token is the text the Llama templates start with (NULL: "<|begin_of_text|>").
- * An unrecognised template is ML_ERR_UNSUPPORTED with a message saying how to force one. */
+ * force_name (one of the names above, or NULL) uses that built-in format: source may then be
+ * NULL. bos_token is the template's bos_token (NULL: "<|begin_of_text|>"). A source that is
+ * neither usable Jinja nor a known format, or none, is ML_ERR_UNSUPPORTED naming the Jinja error
+ * and how to force a format. */
 int ml_chat_template_create(const char *source, const char *force_name, const char *bos_token,
                             ml_chat_template **out);
-/* The same with the tokenizer's own template and BOS text. */
+/* The same, also giving the template's eos_token (NULL: undefined in the template). */
+int ml_chat_template_create_with_tokens(const char *source, const char *force_name, const char *bos_token,
+                                        const char *eos_token, ml_chat_template **out);
+/* The same with the tokenizer's own template and BOS/EOS texts. */
 int ml_chat_template_from_tokenizer(const ml_tokenizer *tok, const char *force_name, ml_chat_template **out);
 
 typedef struct {
     int add_generation_prompt; /* end with the assistant header, ready for the reply */
-    const char *date_string;   /* llama3.1 "Today Date: ..." (e.g. "26 Jul 2024"); NULL = today,
-                                  as transformers' strftime_now("%d %b %Y") */
+    const char *date_string;   /* Llama 3.1+ "Today Date: ..." (e.g. "26 Jul 2024"), passed to the
+                                  template as date_string; NULL: the template decides (3.2 calls
+                                  strftime_now, today; 3.1 uses "26 Jul 2024"), as in transformers */
 } ml_chat_params;
 
 /* Renders the conversation exactly as transformers' apply_chat_template(tokenize=False) does
- * with the recognised template. A "system" first message is the system prompt. params may be
- * NULL (add_generation_prompt on, today's date). At least one message is required. Encode the
+ * (messages with role and content, no tools). A "system" first message is the system prompt.
+ * params may be NULL (add_generation_prompt on, no date_string: the template's own default).
+ * Errors from the model's template (raise_exception, e.g. "Conversation roles must alternate")
+ * are ML_ERR_ARG with the template's message and line. At least one message is required. Encode the
  * result with ML_TOKENIZE_PARSE_SPECIAL and without ML_TOKENIZE_ADD_SPECIAL (the Llama
  * templates already start with BOS). *out_text is malloc'd and NUL-terminated. */
 int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
                            const ml_chat_params *params, char **out_text, size_t *out_length);
-/* "llama3", "llama3.1" or "chatml". */
+/* "jinja" (the model's own template), or the built-in "llama3", "llama3.1", "chatml". */
 const char *ml_chat_template_name(const ml_chat_template *tmpl);
-/* Text of the token that ends a turn ("<|eot_id|>", "<|im_end|>"), to add to the stop ids. */
+/* Text of the token that ends a turn, to add to the stop ids: "<|eot_id|>" or "<|im_end|>" when
+ * the template is (or looks like) a built-in format, else the eos_token text, else "". */
 const char *ml_chat_template_end_of_turn(const ml_chat_template *tmpl);
 void ml_chat_template_free(ml_chat_template *tmpl);
 

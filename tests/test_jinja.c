@@ -181,8 +181,8 @@ static void test_errors(void) {
     expect_error("{% frobnicate %}", NULL, ML_ERR_FORMAT, "unknown or unsupported statement");
     expect_error("{# open", NULL, ML_ERR_FORMAT, "unterminated comment");
     expect_error("{{ x", NULL, ML_ERR_FORMAT, "missing }}");
-    expect_error("a\n  {{ x | nosuchfilter }}", NULL, ML_ERR_ARG, "line 2, column 10: unknown filter 'nosuchfilter'");
-    expect_error("{{ x is nosuchtest }}", NULL, ML_ERR_ARG, "unknown test 'nosuchtest'");
+    expect_error("a\n  {{ x | nosuchfilter }}", NULL, ML_ERR_UNSUPPORTED, "line 2, column 10: unknown filter 'nosuchfilter'");
+    expect_error("{{ x is nosuchtest }}", NULL, ML_ERR_UNSUPPORTED, "unknown test 'nosuchtest'");
     expect_error("{{ raise_exception('Roles must alternate') }}", NULL, ML_ERR_ARG, "line 1, column 4: raise_exception: Roles must alternate");
     expect_error("{{ x.y }}", NULL, ML_ERR_ARG, "'x' is undefined");
     expect_error("{{ 1 + 'a' }}", NULL, ML_ERR_ARG, "unsupported operand types for +: int and str");
@@ -190,10 +190,8 @@ static void test_errors(void) {
     expect_error("{% for x in 5 %}{% endfor %}", NULL, ML_ERR_ARG, "not iterable");
     expect_error("{{ range(1000000) }}", NULL, ML_ERR_UNSUPPORTED, "range()");
     expect_error("{% set x = 1 %}{% set x.a = 2 %}", NULL, ML_ERR_ARG, "only on a namespace");
-    expect_error("{{ 'abc'.nosuchmethod() }}", NULL, ML_ERR_ARG, "has no method 'nosuchmethod'");
+    expect_error("{{ 'abc'.nosuchmethod() }}", NULL, ML_ERR_UNSUPPORTED, "has no method 'nosuchmethod'");
     /* bounded work: loops, recursion, output and memory */
-    expect_error("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", NULL, ML_ERR_UNSUPPORTED,
-                 "the limit");
     expect_error("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", NULL, ML_ERR_UNSUPPORTED, "nested deeper");
     expect_error("{% for a in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' * 100 }}{% endfor %}",
                  NULL, ML_ERR_UNSUPPORTED, "output longer");

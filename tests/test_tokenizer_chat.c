@@ -88,29 +88,34 @@ int main(void) {
     ml_test_fixture_path(dir, sizeof dir, "tokenizer/smollm2");
     CHECK(ml_tokenizer_open(dir, &smol) == ML_OK, "%s", ml_last_error());
 
-    /* Every stored template is recognised as the format it is filed under. */
-    printf("transformers' apply_chat_template, %zu conversations:\n",
+    /* Every stored template runs in the Jinja engine, and its built-in fallback (forced by the
+     * name it is filed under) renders the same. */
+    printf("transformers' apply_chat_template, %zu conversations (Jinja engine, then built-in):\n",
            json_array_size(json_object_get(chat, "conversations")));
     const char *name;
     json_t *source;
     json_object_foreach(json_object_get(chat, "templates"), name, source) {
-        ml_chat_template *tmpl = NULL;
-        int status = ml_chat_template_create(json_string_value(source), NULL, "<|begin_of_text|>", &tmpl);
-        CHECK(status == ML_OK, "template %s not recognised: %s", name, ml_last_error());
-        if (!tmpl) continue;
-        CHECK(strcmp(ml_chat_template_name(tmpl), name) == 0, "template %s recognised as %s", name,
-              ml_chat_template_name(tmpl));
-        const ml_tokenizer *tok = strcmp(name, "chatml") == 0 ? smol : llama;
-        check_conversations(chat, name, tmpl, tok);
-        const char *eot = ml_chat_template_end_of_turn(tmpl);
-        if (tok) CHECK(ml_tokenizer_token_id(tok, eot, strlen(eot)) >= 0, "%s: end-of-turn %s is not a token", name, eot);
-        ml_chat_template_free(tmpl);
+        for (int forced = 0; forced < 2; forced++) {
+            ml_chat_template *tmpl = NULL;
+            int status = ml_chat_template_create(json_string_value(source), forced ? name : NULL, "<|begin_of_text|>", &tmpl);
+            CHECK(status == ML_OK, "template %s: %s", name, ml_last_error());
+            if (!tmpl) continue;
+            const char *want_name = forced ? name : "jinja";
+            CHECK(strcmp(ml_chat_template_name(tmpl), want_name) == 0, "template %s named %s, want %s", name,
+                  ml_chat_template_name(tmpl), want_name);
+            const ml_tokenizer *tok = strcmp(name, "chatml") == 0 ? smol : llama;
+            check_conversations(chat, name, tmpl, tok);
+            const char *eot = ml_chat_template_end_of_turn(tmpl);
+            if (tok) CHECK(ml_tokenizer_token_id(tok, eot, strlen(eot)) >= 0, "%s: end-of-turn %s is not a token", name, eot);
+            ml_chat_template_free(tmpl);
+        }
     }
 
     /* The templates the tokenizer files carry. */
     ml_chat_template *tmpl = NULL;
     CHECK(ml_chat_template_from_tokenizer(smol, NULL, &tmpl) == ML_OK && tmpl &&
-              strcmp(ml_chat_template_name(tmpl), "chatml") == 0,
+              strcmp(ml_chat_template_name(tmpl), "jinja") == 0 &&
+              strcmp(ml_chat_template_end_of_turn(tmpl), "<|im_end|>") == 0,
           "smollm2 chat_template.jinja: %s", ml_last_error());
     if (tmpl) {
         ml_chat_message hello = {"user", "Hello!"};
@@ -126,10 +131,11 @@ int main(void) {
     if (llama) {
         tmpl = NULL;
         CHECK(ml_chat_template_from_tokenizer(llama, NULL, &tmpl) == ML_OK && tmpl &&
-                  strcmp(ml_chat_template_name(tmpl), "llama3.1") == 0,
+                  strcmp(ml_chat_template_name(tmpl), "jinja") == 0 &&
+                  strcmp(ml_chat_template_end_of_turn(tmpl), "<|eot_id|>") == 0,
               "llama3 tokenizer_config.json template: %s", ml_last_error());
         if (tmpl) {
-            /* No date given: today's, as strftime_now("%d %b %Y"). */
+            /* No date given: the template's own (strftime_now("%d %b %Y") or its default). */
             ml_chat_message hello = {"user", "hi"};
             char *text;
             ml_chat_template_apply(tmpl, &hello, 1, NULL, &text, NULL);
@@ -145,7 +151,7 @@ int main(void) {
     if (tiktoken) {
         tmpl = NULL;
         int status = ml_chat_template_from_tokenizer(tiktoken, NULL, &tmpl);
-        CHECK(status == ML_ERR_UNSUPPORTED && strstr(ml_last_error(), "--chat-template"),
+        CHECK(status == ML_ERR_UNSUPPORTED && strstr(ml_last_error(), "--template llama3"),
               "tokenizer.model has no template, want a hint to force one: %s", ml_last_error());
         CHECK(ml_chat_template_from_tokenizer(tiktoken, "llama3.1", &tmpl) == ML_OK, "forcing llama3.1: %s",
               ml_last_error());
@@ -155,10 +161,42 @@ int main(void) {
     /* Unknown, forced and bad names. */
     tmpl = NULL;
     int status = ml_chat_template_create("{% for m in messages %}{{ m.content }}{% endfor %}", NULL, NULL, &tmpl);
-    CHECK(status == ML_ERR_UNSUPPORTED && strstr(ml_last_error(), "not recognised") &&
-              strstr(ml_last_error(), "--chat-template"),
-          "unknown template: %d %s", status, ml_last_error());
-    printf("unknown template -> %s\n", ml_last_error());
+    CHECK(status == ML_OK && strcmp(ml_chat_template_name(tmpl), "jinja") == 0, "a plain Jinja template: %s",
+          ml_last_error());
+    if (tmpl) {
+        ml_chat_message m[2] = {{"user", "a"}, {"assistant", "b"}};
+        char *text = NULL;
+        CHECK(ml_chat_template_apply(tmpl, m, 2, NULL, &text, NULL) == ML_OK && text && strcmp(text, "ab") == 0,
+              "plain Jinja template rendered %s", text ? text : ml_last_error());
+        free(text);
+        ml_chat_template_free(tmpl);
+        tmpl = NULL;
+    }
+    status = ml_chat_template_create("{% for m in messages %}{{ m.content }}", NULL, NULL, &tmpl);
+    CHECK(status == ML_ERR_UNSUPPORTED && strstr(ml_last_error(), "not usable") && strstr(ml_last_error(), "line 1") &&
+              strstr(ml_last_error(), "--template"),
+          "unusable template: %d %s", status, ml_last_error());
+    printf("unusable template -> %s\n", ml_last_error());
+    /* A template that does not parse but looks like ChatML falls back to the built-in format. */
+    status = ml_chat_template_create("{% for m in messages %}<|im_start|>{{ m.role }}<|im_end|>{% endfor", NULL, NULL, &tmpl);
+    CHECK(status == ML_OK && strcmp(ml_chat_template_name(tmpl), "chatml") == 0, "ChatML fallback: %d %s", status,
+          ml_last_error());
+    ml_chat_template_free(tmpl);
+    tmpl = NULL;
+    /* The template's own errors come back with its message and line. */
+    status = ml_chat_template_create("{% if messages[0]['role'] == 'system' %}\n{{ raise_exception('System role not supported') }}"
+                                     "{% endif %}{{ messages[0]['content'] }}", NULL, NULL, &tmpl);
+    CHECK(status == ML_OK, "raise_exception template: %s", ml_last_error());
+    if (tmpl) {
+        ml_chat_message m[2] = {{"system", "s"}, {"user", "u"}};
+        char *text = NULL;
+        status = ml_chat_template_apply(tmpl, m, 2, NULL, &text, NULL);
+        CHECK(status == ML_ERR_ARG && !text && strstr(ml_last_error(), "line 2") &&
+                  strstr(ml_last_error(), "System role not supported"),
+              "raise_exception: %d %s", status, ml_last_error());
+        ml_chat_template_free(tmpl);
+        tmpl = NULL;
+    }
     CHECK(ml_chat_template_create("{{ anything }}", "chatml", NULL, &tmpl) == ML_OK, "forcing chatml");
     if (tmpl) {
         ml_chat_message m[2] = {{"system", "S"}, {"user", "U"}};

@@ -1,5 +1,8 @@
-/* Chat templates. We do not run Jinja: we recognise the templates in use from their source and
- * render them in C, character for character as transformers' apply_chat_template does.
+/* Chat templates. The model's own template (tokenizer_config.json "chat_template", GGUF
+ * tokenizer.chat_template) runs in the Jinja engine (jinja_*.c), which renders what
+ * transformers' apply_chat_template renders. Built-in C renderings of the common formats stay as
+ * a fallback: forced by name, or used when the model's template does not parse or needs a
+ * Jinja feature the engine lacks (ML_ERR_UNSUPPORTED at render time):
  *
  *  llama3    Meta-Llama-3-*-Instruct:
  *            bos + for each message "<|start_header_id|>" role "<|end_header_id|>\n\n"
@@ -18,18 +21,24 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "core/error.h"
+#include "tokenizer/jinja.h"
 #include "tokenizer/tokenizer_internal.h"
 
 enum { FORMAT_LLAMA3 = 1, FORMAT_LLAMA31, FORMAT_CHATML };
 
 struct ml_chat_template {
-    int format;
-    char *default_system; /* chatml: inserted when the first message is not "system"; or NULL */
-    char *bos_token;      /* llama formats: the text of bos_token */
+    ml_jinja_template *jinja; /* the model's own template, or NULL (built-in format only) */
+    int format;               /* built-in format: forced, recognised as fallback, or 0 */
+    char *default_system;     /* chatml: inserted when the first message is not "system"; or NULL */
+    char *bos_token;          /* the text of bos_token ("" if the model has none) */
+    char *eos_token;          /* the text of eos_token, or NULL */
 };
 
 static const char *const format_names[] = {"", "llama3", "llama3.1", "chatml"};
+static const char known_names[] = "llama3, llama3.1, chatml";
 
 /* ---- recognition ------------------------------------------------------------------------ */
 
@@ -84,35 +93,48 @@ static int format_from_name(const char *name) {
     return 0;
 }
 
-int ml_chat_template_create(const char *source, const char *force_name, const char *bos_token,
-                            ml_chat_template **out) {
+/* The built-in format that source looks like, or 0. */
+static int recognise(const char *source) {
+    if (strstr(source, "<|start_header_id|>") && strstr(source, "<|end_header_id|>"))
+        return strstr(source, "Cutting Knowledge Date") ? FORMAT_LLAMA31 : FORMAT_LLAMA3;
+    if (strstr(source, "<|im_start|>") && strstr(source, "<|im_end|>")) return FORMAT_CHATML;
+    return 0;
+}
+
+int ml_chat_template_create_with_tokens(const char *source, const char *force_name, const char *bos_token,
+                                        const char *eos_token, ml_chat_template **out) {
     if (!out) return ml_set_error(ML_ERR_ARG, "ml_chat_template_create: out is NULL");
     *out = NULL;
     int format = 0;
+    ml_jinja_template *jinja = NULL;
     if (force_name) {
         format = format_from_name(force_name);
         if (!format)
-            return ml_set_error(ML_ERR_ARG, "chat template \"%s\" is unknown (known: llama3, llama3.1, chatml)",
-                                force_name);
+            return ml_set_error(ML_ERR_ARG, "chat template \"%s\" is unknown (known: %s)", force_name, known_names);
     } else if (!source) {
         return ml_set_error(ML_ERR_UNSUPPORTED,
-                            "the model has no chat_template; choose one with --chat-template llama3|llama3.1|chatml");
-    } else if (strstr(source, "<|start_header_id|>") && strstr(source, "<|end_header_id|>")) {
-        format = strstr(source, "Cutting Knowledge Date") ? FORMAT_LLAMA31 : FORMAT_LLAMA3;
-    } else if (strstr(source, "<|im_start|>") && strstr(source, "<|im_end|>")) {
-        format = FORMAT_CHATML;
+                            "the model has no chat_template; choose a built-in one with --template %s",
+                            "llama3|llama3.1|chatml");
     } else {
-        return ml_set_error(ML_ERR_UNSUPPORTED,
-                            "chat template not recognised (it starts \"%.80s\"); known: Llama 3, Llama 3.1/3.2, "
-                            "ChatML; force one with --chat-template llama3|llama3.1|chatml",
-                            source);
+        format = recognise(source);
+        int status = ml_jinja_parse(source, strlen(source), &jinja);
+        if (status == ML_ERR_NOMEM) return status;
+        if (status != ML_OK && !format)
+            return ml_wrap_error(ML_ERR_UNSUPPORTED,
+                                 "the model's chat template is not usable and not one of the built-in formats "
+                                 "(choose one with --template %s)", "llama3|llama3.1|chatml");
     }
     ml_chat_template *tmpl = calloc(1, sizeof *tmpl);
-    if (!tmpl) return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+    if (!tmpl) {
+        ml_jinja_free(jinja);
+        return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+    }
+    tmpl->jinja = jinja;
     tmpl->format = format;
     tmpl->bos_token = strdup(bos_token ? bos_token : "<|begin_of_text|>");
+    tmpl->eos_token = eos_token ? strdup(eos_token) : NULL;
     if (format == FORMAT_CHATML && source) tmpl->default_system = chatml_default_system(source);
-    if (!tmpl->bos_token) {
+    if (!tmpl->bos_token || (eos_token && !tmpl->eos_token)) {
         ml_chat_template_free(tmpl);
         return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
     }
@@ -120,35 +142,55 @@ int ml_chat_template_create(const char *source, const char *force_name, const ch
     return ML_OK;
 }
 
+int ml_chat_template_create(const char *source, const char *force_name, const char *bos_token,
+                            ml_chat_template **out) {
+    return ml_chat_template_create_with_tokens(source, force_name, bos_token, NULL, out);
+}
+
+/* The text of token id, or "" when there is none. */
+static void token_text(const ml_tokenizer *tok, int32_t id, char *out, size_t size) {
+    const char *bytes;
+    size_t length;
+    out[0] = '\0';
+    if (id >= 0 && ml_tokenizer_token_bytes(tok, id, &bytes, &length) == ML_OK && length < size) {
+        memcpy(out, bytes, length);
+        out[length] = '\0';
+    }
+}
+
 int ml_chat_template_from_tokenizer(const ml_tokenizer *tok, const char *force_name, ml_chat_template **out) {
     if (!out) return ml_set_error(ML_ERR_ARG, "ml_chat_template_from_tokenizer: out is NULL");
     *out = NULL;
     if (!tok) return ml_set_error(ML_ERR_ARG, "ml_chat_template_from_tokenizer: tokenizer is NULL");
-    char bos[256] = "<|begin_of_text|>";
-    const char *bytes;
-    size_t length;
-    if (tok->bos_id >= 0 && ml_tokenizer_token_bytes(tok, tok->bos_id, &bytes, &length) == ML_OK &&
-        length < sizeof bos) {
-        memcpy(bos, bytes, length);
-        bos[length] = '\0';
-    }
-    int status = ml_chat_template_create(tok->chat_template, force_name, bos, out);
+    char bos[256], eos[256];
+    token_text(tok, tok->bos_id, bos, sizeof bos);
+    token_text(tok, tok->eos_id, eos, sizeof eos);
+    /* The built-in Llama formats need a BOS text even when the tokenizer names none. */
+    int status = ml_chat_template_create_with_tokens(tok->chat_template, force_name,
+                                                     bos[0] || tok->chat_template ? bos : NULL, eos[0] ? eos : NULL, out);
     if (status != ML_OK && !force_name) return ml_wrap_error(status, "%s", tok->source);
     return status;
 }
 
 void ml_chat_template_free(ml_chat_template *tmpl) {
     if (!tmpl) return;
+    ml_jinja_free(tmpl->jinja);
     free(tmpl->default_system);
     free(tmpl->bos_token);
+    free(tmpl->eos_token);
     free(tmpl);
 }
 
-const char *ml_chat_template_name(const ml_chat_template *tmpl) { return tmpl ? format_names[tmpl->format] : ""; }
+const char *ml_chat_template_name(const ml_chat_template *tmpl) {
+    if (!tmpl) return "";
+    return tmpl->jinja ? "jinja" : format_names[tmpl->format];
+}
 
 const char *ml_chat_template_end_of_turn(const ml_chat_template *tmpl) {
     if (!tmpl) return "";
-    return tmpl->format == FORMAT_CHATML ? "<|im_end|>" : "<|eot_id|>";
+    if (tmpl->format == FORMAT_CHATML) return "<|im_end|>";
+    if (tmpl->format) return "<|eot_id|>";
+    return tmpl->eos_token ? tmpl->eos_token : "";
 }
 
 /* ---- rendering -------------------------------------------------------------------------- */
@@ -281,6 +323,44 @@ static void render_chatml(writer *w, const ml_chat_template *t, const ml_chat_me
     if (gen) puts_(w, "<|im_start|>assistant\n");
 }
 
+/* The variables transformers passes to the template: messages, tools (none), documents (none),
+ * add_generation_prompt, the special tokens, and date_string when the caller fixes the date (the
+ * Llama 3.1+ templates read it; without it they call strftime_now or use their own default). */
+static json_t *jinja_context(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
+                             const ml_chat_params *params, int gen) {
+    json_t *context = json_object(), *list = json_array();
+    int failed = !context || !list || json_object_set_new(context, "messages", list) != 0;
+    for (size_t i = 0; !failed && i < n_messages; i++) {
+        json_t *message = json_object();
+        /* _nocheck: the engine takes the bytes as they are, as Python would take the str */
+        failed = !message || json_array_append_new(list, message) != 0 ||
+                 json_object_set_new(message, "role", json_string_nocheck(messages[i].role)) != 0 ||
+                 json_object_set_new(message, "content", json_string_nocheck(messages[i].content)) != 0;
+    }
+    if (!failed)
+        failed = json_object_set_new(context, "tools", json_null()) != 0 ||
+                 json_object_set_new(context, "documents", json_null()) != 0 ||
+                 json_object_set_new(context, "add_generation_prompt", json_boolean(gen)) != 0 ||
+                 (tmpl->bos_token[0] && json_object_set_new(context, "bos_token", json_string_nocheck(tmpl->bos_token)) != 0) ||
+                 (tmpl->eos_token && json_object_set_new(context, "eos_token", json_string_nocheck(tmpl->eos_token)) != 0) ||
+                 (params && params->date_string &&
+                  json_object_set_new(context, "date_string", json_string_nocheck(params->date_string)) != 0);
+    if (failed) {
+        json_decref(context);
+        return NULL;
+    }
+    return context;
+}
+
+static int render_jinja(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
+                        const ml_chat_params *params, int gen, char **out_text, size_t *out_length) {
+    json_t *context = jinja_context(tmpl, messages, n_messages, params, gen);
+    if (!context) return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+    int status = ml_jinja_render(tmpl->jinja, context, NULL, out_text, out_length);
+    json_decref(context);
+    return status;
+}
+
 int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
                            const ml_chat_params *params, char **out_text, size_t *out_length) {
     if (!out_text) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: out_text is NULL");
@@ -294,6 +374,11 @@ int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *
             return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: message %zu has no role or content", i);
     }
     int gen = params ? params->add_generation_prompt : 1;
+    if (tmpl->jinja) {
+        int status = render_jinja(tmpl, messages, n_messages, params, gen, out_text, out_length);
+        if (status != ML_ERR_UNSUPPORTED || !tmpl->format) return status;
+        /* the template needs something the engine lacks: the recognised built-in format */
+    }
     char today_text[32];
     const char *date = params && params->date_string ? params->date_string : today_text;
     if (date == today_text) today(today_text, sizeof today_text);

@@ -32,9 +32,10 @@ void ml_jinja_default_limits(ml_jinja_limits *limits);
 int ml_jinja_parse(const char *source, size_t length, ml_jinja_template **out);
 
 /* Renders with the variables of context (a JSON object: messages, add_generation_prompt,
- * bos_token, tools, ...). *out_text is malloc'd and NUL-terminated. Errors: ML_ERR_ARG for
- * raise_exception() and for values the template cannot use (a message naming line and column),
- * ML_ERR_UNSUPPORTED when a limit is reached, ML_ERR_NOMEM. limits may be NULL (defaults). */
+ * bos_token, tools, ...). *out_text is malloc'd and NUL-terminated. Errors (the message names
+ * the template line and column): ML_ERR_ARG for raise_exception() and for values the template
+ * cannot use (undefined, wrong type); ML_ERR_UNSUPPORTED for a filter, test or method the engine
+ * lacks and when a limit is reached; ML_ERR_NOMEM. limits may be NULL (defaults). */
 int ml_jinja_render(const ml_jinja_template *tmpl, const json_t *context, const ml_jinja_limits *limits,
                     char **out_text, size_t *out_length);
 

@@ -256,7 +256,7 @@ int jj_apply_test(jj_context *ctx, const jj_node *at, const char *name, size_t l
         }
         *result = cased && ok;
     } else {
-        return jj_fail(ctx, at, ML_ERR_ARG, "unknown test '%.*s'", (int)(length > 60 ? 60 : length), name);
+        return jj_fail(ctx, at, ML_ERR_UNSUPPORTED, "unknown test '%.*s'", (int)(length > 60 ? 60 : length), name);
     }
 #undef TEST
     return ML_OK;

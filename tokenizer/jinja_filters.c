@@ -280,7 +280,7 @@ int jj_call_method(jj_context *ctx, const jj_node *at, jj_value self, const char
         return need_string(ctx, at, self, "a method call");
     }
 #undef METHOD
-    return jj_fail(ctx, at, ML_ERR_ARG, "a %s has no method '%.*s'", jj_kind_name(self.kind), (int)(length > 60 ? 60 : length),
+    return jj_fail(ctx, at, ML_ERR_UNSUPPORTED, "a %s has no method '%.*s'", jj_kind_name(self.kind), (int)(length > 60 ? 60 : length),
                    name);
 }
 
@@ -619,5 +619,5 @@ int jj_apply_filter(jj_context *ctx, const jj_node *at, const char *name, size_t
         return list_value(unique, out);
     }
 #undef FILTER
-    return jj_fail(ctx, at, ML_ERR_ARG, "unknown filter '%.*s'", (int)(length > 60 ? 60 : length), name);
+    return jj_fail(ctx, at, ML_ERR_UNSUPPORTED, "unknown filter '%.*s'", (int)(length > 60 ? 60 : length), name);
 }

@@ -696,11 +696,13 @@ static jj_node *parse_body(parser *p, const char *const *ends, int *which, const
         jj_node *n = NULL;
         if (t->kind == JT_EOF) {
             if (!ends) break;
+            const char *last_end = ends[0];
+            for (int i = 1; ends[i]; i++) last_end = ends[i];
             if (!p->failed)
                 p->failed = ml_set_error(ML_ERR_FORMAT,
                                          "chat template line %d, column %d: '{%% %.*s' is never closed with '{%% %s %%}'",
                                          opened_at->line, opened_at->column, (int)opened_at->length, opened_at->text,
-                                         ends[0]);
+                                         last_end);
             return NULL;
         }
         if (t->kind == JT_TEXT) {
