@@ -16,11 +16,11 @@ enum { OPT_SYSTEM = ML_OPT_FIRST_COMMAND_OPTION, OPT_TEMPLATE, OPT_TEMP, OPT_TOP
 
 static const char chat_usage[] =
     "usage: meshllama chat [-m MODEL] [--system TEXT] [options]\n"
-    "Reads one user message per line from standard input and answers with the model's chat\n"
-    "template (Llama 3 instruct or ChatML); end of input (Ctrl-D) exits.\n"
+    "Reads one user message per line from standard input and answers with the model's own chat\n"
+    "template (its Jinja chat_template); end of input (Ctrl-D) exits.\n"
     ML_MODEL_OPTIONS_HELP
     "      --system TEXT     system prompt\n"
-    "      --template NAME   force a template: llama3, llama3.1 or chatml\n"
+    "      --template NAME   use a built-in template instead: llama3, llama3.1 or chatml\n"
     "  -n, --n-predict N     most tokens per answer (default 256)\n"
     "      --temp T, --top-k K, --top-p P, -s SEED   sampling (default greedy)\n";
 
@@ -166,7 +166,13 @@ static int parse_chat_options(int argc, char **argv, ml_cli_model *model_opts, m
         }
         switch (opt) {
         case OPT_SYSTEM: *system = optarg; break;
-        case OPT_TEMPLATE: *template_name = optarg; break;
+        case OPT_TEMPLATE:
+            *template_name = optarg;
+            if (strcmp(optarg, "llama3") != 0 && strcmp(optarg, "llama3.1") != 0 && strcmp(optarg, "chatml") != 0) {
+                fprintf(stderr, "meshllama chat: --template must be llama3, llama3.1 or chatml, not '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
         case 'n': bad = ml_cli_parse_int("--n-predict", optarg, 1, 1 << 20, &sp->max_tokens) != 0; break;
         case OPT_TEMP: bad = ml_cli_parse_float("--temp", optarg, 0.0, 1e6, &sp->temperature) != 0; break;
         case OPT_TOP_K: bad = ml_cli_parse_int("--top-k", optarg, 0, 1 << 30, &sp->top_k) != 0; break;

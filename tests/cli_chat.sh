@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `meshllama chat` on the default model (ChatML template) driven through standard input: two
-# turns answered, the second reusing the first turn's KV cache, end of input exits 0; a forced
-# unknown template and a model without a tokenizer fail with a message.
+# `meshllama chat` on the default model (its own Jinja template, ChatML) driven through standard
+# input: two turns answered, the second reusing the first turn's KV cache, end of input exits 0;
+# the built-in chatml template gives the same answer; an unknown --template is a usage error (2)
+# and a model without a tokenizer fails with a message.
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
@@ -28,9 +29,13 @@ if [ "${first:-x}" = 0 ] && [ "${second:-0}" -gt 20 ]; then pass; else fail "KV 
 printf 'What is the capital of France?\n' |
     "$bin" chat -m "$model" -n 24 --system "You are a concise assistant." >"$tmp/alone" 2>/dev/null
 if [ "$(head -n 1 "$tmp/alone")" = "$(head -n 1 "$tmp/out")" ]; then pass; else fail "first answers differ"; fi
+# the built-in ChatML rendering is the same prompt as the model's own template, so the same answer
+printf 'What is the capital of France?\n' |
+    "$bin" chat -m "$model" -n 24 --system "You are a concise assistant." --template chatml >"$tmp/builtin" 2>/dev/null
+if [ "$(head -n 1 "$tmp/builtin")" = "$(head -n 1 "$tmp/alone")" ]; then pass; else fail "--template chatml answer differs"; fi
 
 err=$(printf 'hi\n' | "$bin" chat -m "$model" --template nonsense 2>&1 >/dev/null)
-if [ $? -eq 1 ] && grep -q "nonsense" <<<"$err"; then pass; else fail "forced unknown template: $err"; fi
+if [ $? -eq 2 ] && grep -q "nonsense" <<<"$err" && grep -q -- "--template must be" <<<"$err"; then pass; else fail "forced unknown template: $err"; fi
 err=$(printf 'hi\n' | "$bin" chat -m "$fixtures/gqa_tied_bf16" 2>&1 >/dev/null)
 if [ $? -eq 1 ] && grep -qi "tokenizer" <<<"$err"; then pass; else fail "no tokenizer: $err"; fi
 err=$(printf 'hi\n' | "$bin" chat -m "$model" -c 16 2>&1 >/dev/null)
