@@ -370,13 +370,11 @@ static int eval(jj_context *ctx, jj_scope *scope, const jj_node *n, jj_value *ou
 /* ---- statements --------------------------------------------------------------------------- */
 
 static int emit(jj_context *ctx, const jj_node *at, jj_value v) {
-    size_t before = ctx->out.n;
     if (!jj_str(&ctx->out, v)) {
         if (ctx->out.over_limit)
             return jj_fail(ctx, at, ML_ERR_UNSUPPORTED, "output longer than %zu bytes (the limit)", ctx->out.limit);
         return jj_fail(ctx, at, ML_ERR_NOMEM, "out of memory");
     }
-    (void)before;
     return ML_OK;
 }
 

@@ -523,7 +523,10 @@ int jj_apply_filter(jj_context *ctx, const jj_node *at, const char *name, size_t
     if (FILTER("select") || FILTER("reject")) return select_items(ctx, at, v, args, 0, FILTER("select"), out);
     if (FILTER("selectattr") || FILTER("rejectattr")) return select_items(ctx, at, v, args, 1, FILTER("selectattr"), out);
     if (FILTER("items")) {
-        if (v.kind == JJ_UNDEFINED) return list_value(jj_list_new(&ctx->arena, 0), out);
+        if (v.kind == JJ_UNDEFINED) {
+            jj_list *empty = jj_list_new(&ctx->arena, 0);
+            return empty ? list_value(empty, out) : jj_fail_memory(ctx, at);
+        }
         if (v.kind != JJ_DICT) return jj_fail(ctx, at, ML_ERR_ARG, "items needs a dict, got a %s", jj_kind_name(v.kind));
         return jj_call_method(ctx, at, v, "items", 5, args, out);
     }
