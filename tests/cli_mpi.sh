@@ -176,10 +176,11 @@ exec "$bin" run -m "$dir" --prompt-ids 1,2 -n 100000 -c 100100 --ignore-eos -t 1
 EOS
 chmod +x "$tmp/stopped.sh"
 rm -f "$tmp"/stopped*.pid
-timeout 60 "${mpi[@]}" 2 "$tmp/stopped.sh" >/dev/null 2>"$tmp/stopped.err" &
+timeout 90 "${mpi[@]}" 2 "$tmp/stopped.sh" >"$tmp/stopped.out" 2>"$tmp/stopped.err" &
 job=$!
-for _ in $(seq 1 100); do [ -s "$tmp/stopped1.pid" ] && break; sleep 0.1; done
-sleep 1
+# stop rank 1 once tokens stream (both ranks are generating; a rank stopped inside MPI_Init or
+# the communicator set-up is outside the watchdog, see docs/DISTRIBUTED.md)
+for _ in $(seq 1 600); do [ -s "$tmp/stopped1.pid" ] && [ -s "$tmp/stopped.out" ] && break; sleep 0.1; done
 start=$(date +%s)
 kill -STOP "$(cat "$tmp/stopped1.pid")" 2>/dev/null
 wait $job
