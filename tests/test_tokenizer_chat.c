@@ -177,6 +177,21 @@ int main(void) {
               strstr(ml_last_error(), "--template"),
           "unusable template: %d %s", status, ml_last_error());
     printf("unusable template -> %s\n", ml_last_error());
+    /* A template of no built-in format (Zephyr) gets the eos text, and ends turns with it. */
+    status = ml_chat_template_create_with_tokens("{% for m in messages %}<|{{ m.role }}|>\n{{ m.content + eos_token }}\n"
+                                                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}",
+                                                 NULL, "<s>", "</s>", &tmpl);
+    CHECK(status == ML_OK && strcmp(ml_chat_template_end_of_turn(tmpl), "</s>") == 0, "zephyr-like: %s", ml_last_error());
+    if (tmpl) {
+        ml_chat_message m = {"user", "hi"};
+        char *text = NULL;
+        CHECK(ml_chat_template_apply(tmpl, &m, 1, NULL, &text, NULL) == ML_OK && text &&
+                  strcmp(text, "<|user|>\nhi</s>\n<|assistant|>\n") == 0,
+              "zephyr-like rendered %s", text ? text : ml_last_error());
+        free(text);
+        ml_chat_template_free(tmpl);
+        tmpl = NULL;
+    }
     /* A template that does not parse but looks like ChatML falls back to the built-in format. */
     status = ml_chat_template_create("{% for m in messages %}<|im_start|>{{ m.role }}<|im_end|>{% endfor", NULL, NULL, &tmpl);
     CHECK(status == ML_OK && strcmp(ml_chat_template_name(tmpl), "chatml") == 0, "ChatML fallback: %d %s", status,
