@@ -434,6 +434,14 @@ typedef struct {
  * templates already start with BOS). *out_text is malloc'd and NUL-terminated. */
 int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
                            const ml_chat_params *params, char **out_text, size_t *out_length);
+/* The same with the conversation as JSON, as chat APIs send it: messages_json is an array of
+ * message objects (role, content, and any other fields such as tool_calls, which the model's
+ * template may read); tools_json is an array of tool schemas ({"type": "function", "function":
+ * {...}}) passed to the template as `tools`, or NULL. A built-in format renders role and text
+ * content only (other content is ML_ERR_UNSUPPORTED). Malformed JSON is ML_ERR_ARG naming the
+ * line and column. */
+int ml_chat_template_apply_json(const ml_chat_template *tmpl, const char *messages_json, const char *tools_json,
+                                const ml_chat_params *params, char **out_text, size_t *out_length);
 /* "jinja" (the model's own template), or the built-in "llama3", "llama3.1", "chatml". */
 const char *ml_chat_template_name(const ml_chat_template *tmpl);
 /* Text of the token that ends a turn, to add to the stop ids: "<|eot_id|>" or "<|im_end|>" when

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "test_util.h"
+#include "meshllama.h"
 #include "tokenizer/jinja.h"
 
 static char *read_file(const char *path) {
@@ -85,6 +86,74 @@ static void test_hf_fixtures(void) {
     }
     printf("  %d of %d transformers cases reproduced\n", matched, total);
     CHECK(total >= 100, "only %d fixture cases", total);
+    json_decref(root);
+}
+
+/* The same cases through the public API: ml_chat_template_create_with_tokens with the case's
+ * bos/eos, then ml_chat_template_apply_json with its messages, tools and date_string. */
+static void test_public_api(void) {
+    char dir[1024], path[1200];
+    ml_test_fixture_path(dir, sizeof dir, "chat_templates");
+    snprintf(path, sizeof path, "%s/cases.json", dir);
+    json_t *root = json_load_file(path, 0, NULL);
+    if (!root) return; /* reported by test_hf_fixtures */
+    size_t i;
+    json_t *c;
+    int matched = 0, total = 0;
+    json_array_foreach(json_object_get(root, "cases"), i, c) {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        json_t *context = json_object_get(c, "context");
+        snprintf(path, sizeof path, "%s/%s", dir, json_string_value(json_object_get(c, "template")));
+        char *source = read_file(path);
+        ml_chat_template *tmpl = NULL;
+        int status = source ? ml_chat_template_create_with_tokens(source, NULL,
+                                                                  json_string_value(json_object_get(context, "bos_token")),
+                                                                  json_string_value(json_object_get(context, "eos_token")), &tmpl)
+                            : ML_ERR_IO;
+        CHECK(status == ML_OK && strcmp(ml_chat_template_name(tmpl), "jinja") == 0, "%s: create: %s", name, ml_last_error());
+        char *messages = json_dumps(json_object_get(context, "messages"), 0);
+        json_t *tools_value = json_object_get(context, "tools");
+        char *tools = json_is_null(tools_value) ? NULL : json_dumps(tools_value, 0);
+        ml_chat_params params = {json_is_true(json_object_get(context, "add_generation_prompt")),
+                                 json_string_value(json_object_get(context, "date_string"))};
+        char *text = NULL;
+        size_t length = 0;
+        if (status == ML_OK) status = ml_chat_template_apply_json(tmpl, messages, tools, &params, &text, &length);
+        const char *want = json_string_value(json_object_get(c, "expected"));
+        total++;
+        if (want) {
+            int same = status == ML_OK && length == strlen(want) && memcmp(text, want, length) == 0;
+            CHECK(same, "%s: public API rendering differs: %s", name, status == ML_OK ? "text" : ml_last_error());
+            matched += same;
+        } else {
+            CHECK(status != ML_OK && !text, "%s: public API rendered what transformers rejects", name);
+            matched += status != ML_OK;
+        }
+        free(text);
+        free(messages);
+        free(tools);
+        ml_chat_template_free(tmpl);
+        free(source);
+    }
+    printf("  %d of %d cases through ml_chat_template_apply_json\n", matched, total);
+    /* malformed JSON and content a built-in format cannot render */
+    ml_chat_template *tmpl = NULL;
+    char *text = NULL;
+    CHECK(ml_chat_template_create(NULL, "chatml", NULL, &tmpl) == ML_OK, "forced chatml");
+    CHECK(ml_chat_template_apply_json(tmpl, "[{\"role\": \"user\", \"content\": }]", NULL, NULL, &text, NULL) == ML_ERR_ARG &&
+              strstr(ml_last_error(), "column"),
+          "bad messages JSON: %s", ml_last_error());
+    CHECK(ml_chat_template_apply_json(tmpl, "[]", NULL, NULL, &text, NULL) == ML_ERR_ARG, "empty messages accepted");
+    CHECK(ml_chat_template_apply_json(tmpl, "[{\"role\": \"user\", \"content\": \"hi\"}]", "{}", NULL, &text, NULL) == ML_ERR_ARG,
+          "tools that are not an array accepted");
+    CHECK(ml_chat_template_apply_json(tmpl, "[{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]", NULL, NULL, &text,
+                                      NULL) == ML_ERR_UNSUPPORTED,
+          "built-in chatml with list content: %s", ml_last_error());
+    CHECK(ml_chat_template_apply_json(tmpl, "[{\"role\": \"user\", \"content\": \"hi\"}]", NULL, NULL, &text, NULL) == ML_OK &&
+              strcmp(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n") == 0,
+          "built-in chatml from JSON: %s", text ? text : ml_last_error());
+    free(text);
+    ml_chat_template_free(tmpl);
     json_decref(root);
 }
 
@@ -236,6 +305,7 @@ static void test_errors(void) {
 
 int main(void) {
     test_hf_fixtures();
+    test_public_api();
     test_semantics();
     test_errors();
     return ml_test_finish("test_jinja");

@@ -323,28 +323,27 @@ static void render_chatml(writer *w, const ml_chat_template *t, const ml_chat_me
     if (gen) puts_(w, "<|im_start|>assistant\n");
 }
 
-/* The variables transformers passes to the template: messages, tools (none), documents (none),
- * add_generation_prompt, the special tokens, and date_string when the caller fixes the date (the
- * Llama 3.1+ templates read it; without it they call strftime_now or use their own default). */
-static json_t *jinja_context(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
-                             const ml_chat_params *params, int gen) {
-    json_t *context = json_object(), *list = json_array();
-    int failed = !context || !list || json_object_set_new(context, "messages", list) != 0;
-    for (size_t i = 0; !failed && i < n_messages; i++) {
-        json_t *message = json_object();
-        /* _nocheck: the engine takes the bytes as they are, as Python would take the str */
-        failed = !message || json_array_append_new(list, message) != 0 ||
-                 json_object_set_new(message, "role", json_string_nocheck(messages[i].role)) != 0 ||
-                 json_object_set_new(message, "content", json_string_nocheck(messages[i].content)) != 0;
+/* The variables transformers passes to the template: messages, tools (NULL: None), documents
+ * (None), add_generation_prompt, the special tokens, and date_string when the caller fixes the
+ * date (the Llama 3.1+ templates read it; without it they call strftime_now or use their own
+ * default). Takes the references to messages and tools. */
+static json_t *jinja_context(const ml_chat_template *tmpl, json_t *messages, json_t *tools, const ml_chat_params *params,
+                             int gen) {
+    json_t *context = json_object();
+    if (!context) {
+        json_decref(messages);
+        json_decref(tools);
+        return NULL;
     }
-    if (!failed)
-        failed = json_object_set_new(context, "tools", json_null()) != 0 ||
-                 json_object_set_new(context, "documents", json_null()) != 0 ||
-                 json_object_set_new(context, "add_generation_prompt", json_boolean(gen)) != 0 ||
-                 (tmpl->bos_token[0] && json_object_set_new(context, "bos_token", json_string_nocheck(tmpl->bos_token)) != 0) ||
-                 (tmpl->eos_token && json_object_set_new(context, "eos_token", json_string_nocheck(tmpl->eos_token)) != 0) ||
-                 (params && params->date_string &&
-                  json_object_set_new(context, "date_string", json_string_nocheck(params->date_string)) != 0);
+    /* each json_object_set_new takes its value's reference, also when it fails */
+    int failed = json_object_set_new(context, "messages", messages) != 0;
+    failed |= json_object_set_new(context, "tools", tools ? tools : json_null()) != 0;
+    failed |= json_object_set_new(context, "documents", json_null()) != 0;
+    failed |= json_object_set_new(context, "add_generation_prompt", json_boolean(gen)) != 0;
+    if (tmpl->bos_token[0]) failed |= json_object_set_new(context, "bos_token", json_string_nocheck(tmpl->bos_token)) != 0;
+    if (tmpl->eos_token) failed |= json_object_set_new(context, "eos_token", json_string_nocheck(tmpl->eos_token)) != 0;
+    if (params && params->date_string)
+        failed |= json_object_set_new(context, "date_string", json_string_nocheck(params->date_string)) != 0;
     if (failed) {
         json_decref(context);
         return NULL;
@@ -352,33 +351,32 @@ static json_t *jinja_context(const ml_chat_template *tmpl, const ml_chat_message
     return context;
 }
 
-static int render_jinja(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
-                        const ml_chat_params *params, int gen, char **out_text, size_t *out_length) {
-    json_t *context = jinja_context(tmpl, messages, n_messages, params, gen);
+static json_t *messages_to_json(const ml_chat_message *messages, size_t n_messages) {
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n_messages; i++) {
+        json_t *message = json_object();
+        /* _nocheck: the engine takes the bytes as they are, as Python would take the str */
+        if (!message || json_array_append_new(list, message) != 0 ||
+            json_object_set_new(message, "role", json_string_nocheck(messages[i].role)) != 0 ||
+            json_object_set_new(message, "content", json_string_nocheck(messages[i].content)) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+static int render_jinja(const ml_chat_template *tmpl, json_t *messages, json_t *tools, const ml_chat_params *params,
+                        int gen, char **out_text, size_t *out_length) {
+    json_t *context = jinja_context(tmpl, messages, tools, params, gen);
     if (!context) return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
     int status = ml_jinja_render(tmpl->jinja, context, NULL, out_text, out_length);
     json_decref(context);
     return status;
 }
 
-int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
-                           const ml_chat_params *params, char **out_text, size_t *out_length) {
-    if (!out_text) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: out_text is NULL");
-    *out_text = NULL;
-    if (out_length) *out_length = 0;
-    if (!tmpl || (!messages && n_messages))
-        return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: template or messages is NULL");
-    if (n_messages == 0) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: no messages");
-    for (size_t i = 0; i < n_messages; i++) {
-        if (!messages[i].role || !messages[i].content)
-            return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: message %zu has no role or content", i);
-    }
-    int gen = params ? params->add_generation_prompt : 1;
-    if (tmpl->jinja) {
-        int status = render_jinja(tmpl, messages, n_messages, params, gen, out_text, out_length);
-        if (status != ML_ERR_UNSUPPORTED || !tmpl->format) return status;
-        /* the template needs something the engine lacks: the recognised built-in format */
-    }
+static int render_builtin(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
+                          const ml_chat_params *params, int gen, char **out_text, size_t *out_length) {
     char today_text[32];
     const char *date = params && params->date_string ? params->date_string : today_text;
     if (date == today_text) today(today_text, sizeof today_text);
@@ -396,4 +394,83 @@ int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *
     *out_text = w.buf.data;
     if (out_length) *out_length = w.buf.n;
     return ML_OK;
+}
+
+int ml_chat_template_apply(const ml_chat_template *tmpl, const ml_chat_message *messages, size_t n_messages,
+                           const ml_chat_params *params, char **out_text, size_t *out_length) {
+    if (!out_text) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: out_text is NULL");
+    *out_text = NULL;
+    if (out_length) *out_length = 0;
+    if (!tmpl || (!messages && n_messages))
+        return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: template or messages is NULL");
+    if (n_messages == 0) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: no messages");
+    for (size_t i = 0; i < n_messages; i++) {
+        if (!messages[i].role || !messages[i].content)
+            return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply: message %zu has no role or content", i);
+    }
+    int gen = params ? params->add_generation_prompt : 1;
+    if (tmpl->jinja) {
+        json_t *list = messages_to_json(messages, n_messages);
+        if (!list) return ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+        int status = render_jinja(tmpl, list, NULL, params, gen, out_text, out_length);
+        if (status != ML_ERR_UNSUPPORTED || !tmpl->format) return status;
+        /* the template needs something the engine lacks: the recognised built-in format */
+    }
+    return render_builtin(tmpl, messages, n_messages, params, gen, out_text, out_length);
+}
+
+int ml_chat_template_apply_json(const ml_chat_template *tmpl, const char *messages_json, const char *tools_json,
+                                const ml_chat_params *params, char **out_text, size_t *out_length) {
+    if (!out_text) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply_json: out_text is NULL");
+    *out_text = NULL;
+    if (out_length) *out_length = 0;
+    if (!tmpl || !messages_json) return ml_set_error(ML_ERR_ARG, "ml_chat_template_apply_json: template or messages is NULL");
+    json_error_t error;
+    json_t *messages = json_loads(messages_json, 0, &error);
+    if (!messages) return ml_set_error(ML_ERR_ARG, "chat messages JSON, line %d column %d: %s", error.line, error.column, error.text);
+    size_t n = json_array_size(messages);
+    int status = ML_OK;
+    if (!json_is_array(messages) || n == 0) status = ml_set_error(ML_ERR_ARG, "chat messages JSON: expected a non-empty array");
+    for (size_t i = 0; status == ML_OK && i < n; i++) {
+        json_t *m = json_array_get(messages, i);
+        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")))
+            status = ml_set_error(ML_ERR_ARG, "chat messages JSON: message %zu is not an object with a \"role\" string", i);
+    }
+    json_t *tools = NULL;
+    if (status == ML_OK && tools_json) {
+        tools = json_loads(tools_json, 0, &error);
+        if (!tools) status = ml_set_error(ML_ERR_ARG, "chat tools JSON, line %d column %d: %s", error.line, error.column, error.text);
+        else if (!json_is_array(tools)) status = ml_set_error(ML_ERR_ARG, "chat tools JSON: expected an array of tool schemas");
+    }
+    if (status != ML_OK) {
+        json_decref(messages);
+        json_decref(tools);
+        return status;
+    }
+    int gen = params ? params->add_generation_prompt : 1;
+    if (tmpl->jinja) {
+        json_incref(messages);
+        status = render_jinja(tmpl, messages, tools, params, gen, out_text, out_length);
+        if (status != ML_ERR_UNSUPPORTED || !tmpl->format) {
+            json_decref(messages);
+            return status;
+        }
+    } else {
+        json_decref(tools);
+    }
+    /* built-in format: role and content only, and content must be text */
+    ml_chat_message *list = calloc(n, sizeof *list);
+    status = list ? ML_OK : ml_set_error(ML_ERR_NOMEM, "chat template: out of memory");
+    for (size_t i = 0; status == ML_OK && i < n; i++) {
+        json_t *m = json_array_get(messages, i);
+        list[i].role = json_string_value(json_object_get(m, "role"));
+        list[i].content = json_string_value(json_object_get(m, "content"));
+        if (!list[i].content)
+            status = ml_set_error(ML_ERR_UNSUPPORTED, "the built-in %s template renders text content only (message %zu)",
+                                  format_names[tmpl->format], i);
+    }
+    if (status == ML_OK) status = render_builtin(tmpl, list, n, params, gen, out_text, out_length);
+    free(list);
+    json_decref(messages);
+    return status;
 }
