@@ -11,8 +11,9 @@
 #include "cli_args.h"
 #include "commands.h"
 #include "model_options.h"
+#include "sampling_options.h"
 
-enum { OPT_SYSTEM = ML_OPT_FIRST_COMMAND_OPTION, OPT_TEMPLATE, OPT_TEMP, OPT_TOP_K, OPT_TOP_P };
+enum { OPT_SYSTEM = ML_OPT_FIRST_COMMAND_OPTION, OPT_TEMPLATE };
 
 static const char chat_usage[] =
     "usage: meshllama chat [-m MODEL] [--system TEXT] [options]\n"
@@ -22,20 +23,29 @@ static const char chat_usage[] =
     "      --system TEXT     system prompt\n"
     "      --template NAME   use a built-in template instead: llama3, llama3.1 or chatml\n"
     "  -n, --n-predict N     most tokens per answer (default 256)\n"
-    "      --temp T, --top-k K, --top-p P, -s SEED   sampling (default greedy)\n";
+    ML_SAMPLING_OPTIONS_HELP;
 
+/* The answer as printed, kept for the conversation. */
 typedef struct {
-    ml_stream_decoder *decoder;
-} chat_stream;
+    char *text;
+    size_t length, capacity;
+} chat_reply;
 
-static int print_piece(int32_t token, void *user) {
-    chat_stream *s = user;
-    const char *text;
-    size_t length;
-    if (ml_stream_decoder_push(s->decoder, token, &text, &length) == ML_OK && length > 0) {
-        fwrite(text, 1, length, stdout);
-        fflush(stdout);
+static int print_piece(const ml_token_event *ev, void *user) {
+    chat_reply *r = user;
+    if (ev->text_length == 0) return 0;
+    fwrite(ev->text, 1, ev->text_length, stdout);
+    fflush(stdout);
+    if (r->length + ev->text_length + 1 > r->capacity) {
+        size_t capacity = (r->length + ev->text_length + 1) * 2;
+        char *grown = realloc(r->text, capacity);
+        if (!grown) return 1;
+        r->text = grown;
+        r->capacity = capacity;
     }
+    memcpy(r->text + r->length, ev->text, ev->text_length);
+    r->length += ev->text_length;
+    r->text[r->length] = '\0';
     return 0;
 }
 
@@ -99,25 +109,20 @@ static int chat_turn(chat_session *s, message_list *messages) {
     int keep = 0;
     while (keep < s->n_cached && keep < (int)n_ids - 1 && s->cached[keep] == ids[keep]) keep++;
     int32_t *generated = malloc(((size_t)s->sampling.max_tokens + 1) * sizeof *generated);
-    chat_stream stream = {NULL};
+    chat_reply reply = {NULL, 0, 0};
     ml_generate_stats stats;
-    int status = generated ? ml_stream_decoder_create(s->tok, ML_DETOKENIZE_SKIP_SPECIAL, &stream.decoder) : ML_ERR_NOMEM;
-    if (status == ML_OK)
-        status = ml_generate_continue(s->model, ids, (int)n_ids, keep, &s->sampling, generated, print_piece, &stream,
-                                      &stats);
+    int status = generated ? ml_generate_text(s->model, s->tok, ids, (int)n_ids, keep, &s->sampling,
+                                              ML_DETOKENIZE_SKIP_SPECIAL, generated, print_piece, &reply, &stats)
+                           : ML_ERR_NOMEM;
     if (status != ML_OK) {
         fprintf(stderr, "meshllama chat: %s\n", ml_last_error());
-        ml_stream_decoder_free(stream.decoder);
+        free(reply.text);
         free(generated);
         free(ids);
         return -1;
     }
-    const char *rest;
-    size_t rest_length;
-    if (ml_stream_decoder_finish(stream.decoder, &rest, &rest_length) == ML_OK) fwrite(rest, 1, rest_length, stdout);
     printf("\n");
     fflush(stdout);
-    ml_stream_decoder_free(stream.decoder);
     fprintf(stderr, "[kept %d cached tokens, fed %zu, generated %d in %.0f ms]\n", keep, n_ids - (size_t)keep,
             stats.n_generated, stats.prefill_ms + stats.decode_ms);
     /* the cache now holds the prompt and every generated token but the last */
@@ -131,35 +136,32 @@ static int chat_turn(chat_session *s, message_list *messages) {
     } else {
         s->n_cached = 0;
     }
-    int content_tokens = n_reply > 0 && generated[n_reply - 1] == s->end_of_turn ? n_reply - 1 : n_reply;
-    char *reply = NULL;
-    size_t reply_length = 0;
-    int rc = ml_detokenize(s->tok, generated, (size_t)content_tokens, ML_DETOKENIZE_SKIP_SPECIAL, &reply,
-                           &reply_length) == ML_OK && add_message(messages, "assistant", reply) == 0 ? 0 : -1;
-    free(reply);
+    /* the conversation keeps the answer as shown: no end-of-turn token, no stop string */
+    int rc = add_message(messages, "assistant", reply.text ? reply.text : "");
+    free(reply.text);
     free(generated);
     free(ids);
     return rc;
 }
 
-static int parse_chat_options(int argc, char **argv, ml_cli_model *model_opts, ml_sampling_params *sp,
+static int parse_chat_options(int argc, char **argv, ml_cli_model *model_opts, ml_cli_sampling *sampling,
                               const char **system, const char **template_name) {
     static const struct option options[] = {
         ML_MODEL_LONG_OPTIONS,
         {"system", required_argument, NULL, OPT_SYSTEM},
         {"template", required_argument, NULL, OPT_TEMPLATE},
         {"n-predict", required_argument, NULL, 'n'},
-        {"temp", required_argument, NULL, OPT_TEMP},
-        {"top-k", required_argument, NULL, OPT_TOP_K},
-        {"top-p", required_argument, NULL, OPT_TOP_P},
-        {"seed", required_argument, NULL, 's'},
+        ML_SAMPLING_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    ml_sampling_params *sp = &sampling->params;
     int opt, bad = 0;
     optind = 1;
-    while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS "n:s:h", options, NULL)) != -1) {
+    while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS ML_SAMPLING_SHORT_OPTIONS "n:h", options,
+                                      NULL)) != -1) {
         int handled = ml_cli_model_option(model_opts, opt, optarg);
+        if (handled == 0) handled = ml_cli_sampling_option(sampling, opt, optarg);
         if (handled != 0) {
             bad = handled < 0;
             continue;
@@ -174,10 +176,6 @@ static int parse_chat_options(int argc, char **argv, ml_cli_model *model_opts, m
             }
             break;
         case 'n': bad = ml_cli_parse_int("--n-predict", optarg, 1, 1 << 20, &sp->max_tokens) != 0; break;
-        case OPT_TEMP: bad = ml_cli_parse_float("--temp", optarg, 0.0, 1e6, &sp->temperature) != 0; break;
-        case OPT_TOP_K: bad = ml_cli_parse_int("--top-k", optarg, 0, 1 << 30, &sp->top_k) != 0; break;
-        case OPT_TOP_P: bad = ml_cli_parse_float("--top-p", optarg, 1e-9, 1.0, &sp->top_p) != 0; break;
-        case 's': bad = ml_cli_parse_u64("--seed", optarg, &sp->seed) != 0; break;
         case 'h': fputs(chat_usage, stdout); return 1;
         default: bad = 1; break;
         }
@@ -195,15 +193,20 @@ int ml_cmd_chat(int argc, char **argv) {
     model_opts.params.mesh_backend = ML_MESH_THREADS; /* stdin reaches one process only */
     chat_session s;
     memset(&s, 0, sizeof s);
-    s.sampling = ml_sampling_default_params();
-    s.sampling.max_tokens = 256;
+    ml_cli_sampling sampling;
+    ml_cli_sampling_init(&sampling, 256);
     const char *system = NULL, *template_name = NULL;
-    int parsed = parse_chat_options(argc, argv, &model_opts, &s.sampling, &system, &template_name);
+    int parsed = parse_chat_options(argc, argv, &model_opts, &sampling, &system, &template_name);
     if (parsed != 0) {
         if (parsed < 0) fputs(chat_usage, stderr);
+        ml_cli_sampling_free(&sampling);
         return parsed < 0 ? ML_EXIT_USAGE : 0;
     }
-    if (ml_cli_model_open(&model_opts, &s.model) != 0) return 1;
+    s.sampling = sampling.params;
+    if (ml_cli_model_open(&model_opts, &s.model) != 0) {
+        ml_cli_sampling_free(&sampling);
+        return 1;
+    }
     ml_model_info info;
     ml_model_get_info(s.model, &info);
     s.max_seq_len = info.max_seq_len;
@@ -252,6 +255,7 @@ int ml_cmd_chat(int argc, char **argv) {
     free(line);
     free_messages(&messages);
     free(s.cached);
+    ml_cli_sampling_free(&sampling);
     ml_chat_template_free(s.tmpl);
     ml_tokenizer_close(s.tok);
     ml_model_close(s.model);

@@ -6,17 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli_args.h"
 #include "commands.h"
+#include "formats/json_util.h"
 #include "model_options.h"
+#include "sampling_options.h"
 
-enum { OPT_PROMPT_IDS = ML_OPT_FIRST_COMMAND_OPTION, OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_JSON, OPT_IGNORE_EOS,
-       OPT_PREFILL_DECODE, OPT_SPECIAL, OPT_NO_BOS };
+enum { OPT_PROMPT_IDS = ML_OPT_FIRST_COMMAND_OPTION, OPT_JSON, OPT_IGNORE_EOS, OPT_PREFILL_DECODE, OPT_SPECIAL,
+       OPT_NO_BOS, OPT_LOGPROBS, OPT_TOP_LOGPROBS };
 
 static const char run_usage[] =
     "usage: meshllama run [-m MODEL] (-p TEXT | -f FILE | --prompt-ids 1,2,3) [-n N] [options]\n"
     "Generates a continuation of the prompt and prints it as it comes: text for a text prompt,\n"
-    "token ids for --prompt-ids.\n"
+    "token ids for --prompt-ids. End-of-generation tokens stop it and are not printed.\n"
     ML_MODEL_OPTIONS_HELP
     "  -p, --prompt TEXT     the prompt, tokenized with the model's tokenizer\n"
     "  -f, --file FILE       read the prompt from FILE (- for standard input)\n"
@@ -24,76 +28,124 @@ static const char run_usage[] =
     "      --special         recognise special-token strings (<|eot_id|>, ...) in the text\n"
     "      --no-bos          do not add the tokenizer's BOS\n"
     "  -n, --n-predict N     tokens to generate (default 32)\n"
-    "      --temp T          temperature; 0 = greedy (default 0)\n"
-    "      --top-k K         sample from the K most likely tokens (0 = all)\n"
-    "      --top-p P         nucleus sampling threshold in (0, 1] (default 1)\n"
-    "  -s, --seed S          random seed for sampling (default 42)\n"
-    "      --ignore-eos      do not stop at the config's EOS ids\n"
+    ML_SAMPLING_OPTIONS_HELP
+    "      --ignore-eos      do not stop at end-of-generation tokens\n"
     "      --prefill-decode  feed the prompt one token at a time through decode (debugging)\n"
-    "      --json            print one JSON object (prompt ids, generated ids, text, weight dtype, timings)\n";
+    "      --json            print one JSON object (prompt ids, generated ids, text, finish reason,\n"
+    "                        weight dtype, timings)\n"
+    "      --logprobs        with --json: each token's log-probability (OpenAI's logprobs.content)\n"
+    "      --top-logprobs N  with --json: and the N most likely alternatives (0..20)\n";
 
 typedef struct {
-    FILE *out;              /* NULL on ranks other than 0 */
+    FILE *out;                  /* NULL on ranks other than 0 */
     int first;
-    ml_stream_decoder *decoder; /* text mode */
+    int print_ids;              /* --prompt-ids: print ids, not text */
+    const ml_tokenizer *tok;
+    /* --json: what the object will hold */
+    int json;
+    char *text;
+    size_t text_length, text_capacity;
+    json_t *logprobs;           /* array of OpenAI logprobs.content entries, or NULL */
 } stream_state;
+
+static void print_ids(stream_state *s, int32_t token) {
+    fprintf(s->out, s->first ? "%d" : " %d", (int)token);
+    s->first = 0;
+}
 
 static int print_token(int32_t token, void *user) {
     stream_state *s = user;
-    if (!s->out) return 0;
-    if (s->decoder) {
-        const char *text;
-        size_t length;
-        if (ml_stream_decoder_push(s->decoder, token, &text, &length) == ML_OK && length > 0)
-            fwrite(text, 1, length, s->out);
-    } else {
-        fprintf(s->out, s->first ? "%d" : " %d", (int)token);
+    if (s->out && !s->json) {
+        print_ids(s, token);
+        fflush(s->out);
     }
-    fflush(s->out);
-    s->first = 0;
     return 0;
 }
 
-static void print_json_string(const char *text, size_t length) {
-    putchar('"');
-    for (size_t i = 0; i < length; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c == '\t') printf("\\t");
-        else if (c == '\r') printf("\\r");
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
+/* {"token": TEXT, "logprob": L, "bytes": [...]} as OpenAI writes a token. */
+static json_t *logprob_entry(const ml_tokenizer *tok, int32_t id, float logprob) {
+    const char *bytes = "";
+    size_t length = 0;
+    if (tok) ml_tokenizer_token_bytes(tok, id, &bytes, &length);
+    json_t *list = json_array();
+    for (size_t i = 0; i < length; i++) json_array_append_new(list, json_integer((unsigned char)bytes[i]));
+    return json_pack("{s:o,s:i,s:f,s:o}", "token", ml_json_string_lossy(bytes, length), "id", (int)id, "logprob",
+                     (double)logprob, "bytes", list);
+}
+
+static int on_event(const ml_token_event *ev, void *user) {
+    stream_state *s = user;
+    if (!s->out) return 0;
+    if (s->json) {
+        if (ev->text_length > 0) {
+            if (s->text_length + ev->text_length + 1 > s->text_capacity) {
+                size_t capacity = (s->text_length + ev->text_length + 1) * 2;
+                char *grown = realloc(s->text, capacity);
+                if (!grown) return 1;
+                s->text = grown;
+                s->text_capacity = capacity;
+            }
+            memcpy(s->text + s->text_length, ev->text, ev->text_length);
+            s->text_length += ev->text_length;
+        }
+        if (s->logprobs) {
+            json_t *entry = logprob_entry(s->tok, ev->token, ev->logprob);
+            json_t *top = json_array();
+            for (int i = 0; i < ev->n_top; i++)
+                json_array_append_new(top, logprob_entry(s->tok, ev->top_ids[i], ev->top_logprobs[i]));
+            json_object_set_new(entry, "top_logprobs", top);
+            json_array_append_new(s->logprobs, entry);
+        }
+        return 0;
     }
-    putchar('"');
+    if (s->print_ids) {
+        if (!ev->is_end) print_ids(s, ev->token);
+    } else if (ev->text_length > 0) {
+        fwrite(ev->text, 1, ev->text_length, s->out);
+    }
+    fflush(s->out);
+    return 0;
+}
+
+static const char *finish_name(ml_finish_reason reason) {
+    switch (reason) {
+    case ML_FINISH_EOS:
+    case ML_FINISH_STOP_STRING: return "stop";
+    case ML_FINISH_CALLBACK: return "cancelled";
+    default: return "length";
+    }
 }
 
 static void print_json(const int32_t *prompt, int n_prompt, const int32_t *generated, const ml_generate_stats *st,
-                       const ml_model_info *info, const ml_tokenizer *tok) {
-    printf("{\"prompt_ids\":[");
-    for (int i = 0; i < n_prompt; i++) printf(i ? ",%d" : "%d", (int)prompt[i]);
-    printf("],\"generated_ids\":[");
-    for (int i = 0; i < st->n_generated; i++) printf(i ? ",%d" : "%d", (int)generated[i]);
-    printf("],\"text\":");
-    char *text = NULL;
-    size_t length = 0;
-    if (tok && ml_detokenize(tok, generated, (size_t)st->n_generated, 0, &text, &length) == ML_OK)
-        print_json_string(text, length);
-    else
-        printf("null");
-    free(text);
+                       const ml_model_info *info, const stream_state *s, const ml_sampling_params *sp) {
+    json_t *prompt_ids = json_array(), *generated_ids = json_array();
+    for (int i = 0; i < n_prompt; i++) json_array_append_new(prompt_ids, json_integer(prompt[i]));
+    for (int i = 0; i < st->n_generated; i++) json_array_append_new(generated_ids, json_integer(generated[i]));
     double decode_tok_s = st->n_generated > 1 && st->decode_ms > 0 ? (st->n_generated - 1) * 1e3 / st->decode_ms : 0;
-    printf(",\"stopped_at_eos\":%s,\"tp\":%d,\"threads\":%d,\"isa\":\"%s\","
-           "\"backend\":\"%s\",\"ranks\":%d,\"weight_dtype\":\"%s\",\"timings\":{\"prefill_ms\":%.3f,"
-           "\"decode_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}}\n",
-           st->stopped_at_eos ? "true" : "false", info->tp, info->n_threads, info->isa, info->backend, info->n_ranks,
-           info->weight_dtype, st->prefill_ms, st->decode_ms,
-           st->prefill_ms > 0 ? n_prompt * 1e3 / st->prefill_ms : 0.0, decode_tok_s);
+    json_t *root = json_pack(
+        "{s:o,s:o,s:o,s:s,s:b,s:o,s:i,s:i,s:s,s:s,s:i,s:s,s:{s:f,s:f,s:f,s:f}}", "prompt_ids", prompt_ids,
+        "generated_ids", generated_ids, "text", s->tok ? ml_json_string_lossy(s->text, s->text_length) : json_null(),
+        "finish_reason", finish_name(st->finish_reason), "stopped_at_eos", st->stopped_at_eos, "stop",
+        st->stop_string >= 0 ? ml_json_string_lossy(sp->stop_strings[st->stop_string],
+                                                    strlen(sp->stop_strings[st->stop_string]))
+                             : json_null(),
+        "tp", info->tp, "threads", info->n_threads, "isa", info->isa, "backend", info->backend, "ranks",
+        info->n_ranks, "weight_dtype", info->weight_dtype, "timings", "prefill_ms", st->prefill_ms, "decode_ms",
+        st->decode_ms, "prefill_tok_s", st->prefill_ms > 0 ? n_prompt * 1e3 / st->prefill_ms : 0.0, "decode_tok_s",
+        decode_tok_s);
+    if (root && s->logprobs) json_object_set_new(root, "logprobs", json_pack("{s:O}", "content", s->logprobs));
+    if (root) {
+        json_dumpf(root, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        putchar('\n');
+    } else {
+        fprintf(stderr, "meshllama run: out of memory for the JSON output\n");
+    }
+    json_decref(root);
 }
 
 typedef struct {
     ml_cli_model model;
-    ml_sampling_params sampling;
+    ml_cli_sampling sampling;
     int32_t *prompt_ids;
     int n_prompt_ids;
     const char *text;       /* -p */
@@ -110,21 +162,22 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
         {"special", no_argument, NULL, OPT_SPECIAL},
         {"no-bos", no_argument, NULL, OPT_NO_BOS},
         {"n-predict", required_argument, NULL, 'n'},
-        {"temp", required_argument, NULL, OPT_TEMP},
-        {"top-k", required_argument, NULL, OPT_TOP_K},
-        {"top-p", required_argument, NULL, OPT_TOP_P},
-        {"seed", required_argument, NULL, 's'},
+        ML_SAMPLING_LONG_OPTIONS,
         {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+        {"logprobs", no_argument, NULL, OPT_LOGPROBS},
+        {"top-logprobs", required_argument, NULL, OPT_TOP_LOGPROBS},
         {"prefill-decode", no_argument, NULL, OPT_PREFILL_DECODE},
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    ml_sampling_params *sp = &o->sampling;
+    ml_sampling_params *sp = &o->sampling.params;
     int opt, bad = 0;
     optind = 1;
-    while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS "p:f:n:s:h", options, NULL)) != -1) {
+    while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS ML_SAMPLING_SHORT_OPTIONS "p:f:n:h", options,
+                                      NULL)) != -1) {
         int handled = ml_cli_model_option(&o->model, opt, optarg);
+        if (handled == 0) handled = ml_cli_sampling_option(&o->sampling, opt, optarg);
         if (handled != 0) {
             bad = handled < 0;
             continue;
@@ -140,11 +193,12 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
         case OPT_SPECIAL: o->special = 1; break;
         case OPT_NO_BOS: o->no_bos = 1; break;
         case 'n': bad = ml_cli_parse_int("--n-predict", optarg, 0, 1 << 24, &sp->max_tokens) != 0; break;
-        case OPT_TEMP: bad = ml_cli_parse_float("--temp", optarg, 0.0, 1e6, &sp->temperature) != 0; break;
-        case OPT_TOP_K: bad = ml_cli_parse_int("--top-k", optarg, 0, 1 << 30, &sp->top_k) != 0; break;
-        case OPT_TOP_P: bad = ml_cli_parse_float("--top-p", optarg, 1e-9, 1.0, &sp->top_p) != 0; break;
-        case 's': bad = ml_cli_parse_u64("--seed", optarg, &sp->seed) != 0; break;
         case OPT_IGNORE_EOS: sp->ignore_eos = 1; break;
+        case OPT_LOGPROBS: sp->logprobs = 1; break;
+        case OPT_TOP_LOGPROBS:
+            bad = ml_cli_parse_int("--top-logprobs", optarg, 0, ML_MAX_TOP_LOGPROBS, &sp->top_logprobs) != 0;
+            sp->logprobs = 1;
+            break;
         case OPT_PREFILL_DECODE: sp->prefill_decode = 1; break;
         case OPT_JSON: o->json = 1; break;
         case 'h': fputs(run_usage, stdout); return 1;
@@ -159,6 +213,10 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
     if (!bad && sources != 1) {
         fprintf(stderr, sources == 0 ? "meshllama run: no prompt: pass -p TEXT, -f FILE or --prompt-ids 1,2,3\n"
                                      : "meshllama run: give only one of -p, -f and --prompt-ids\n");
+        bad = 1;
+    }
+    if (!bad && sp->logprobs && !o->json) {
+        fprintf(stderr, "meshllama run: --logprobs and --top-logprobs need --json (they are reported in it)\n");
         bad = 1;
     }
     return bad ? -1 : 0;
@@ -207,89 +265,102 @@ static int tokenize_prompt(const run_options *o, const char *file_text, size_t f
     return 0;
 }
 
+static void free_options(run_options *o) {
+    free(o->prompt_ids);
+    ml_cli_sampling_free(&o->sampling);
+}
+
 int ml_cmd_run(int argc, char **argv) {
     run_options o;
     memset(&o, 0, sizeof o);
     ml_cli_model_init(&o.model);
-    o.sampling = ml_sampling_default_params();
+    ml_cli_sampling_init(&o.sampling, 32);
     int parsed = parse_run_options(argc, argv, &o);
     if (parsed != 0) {
         if (parsed < 0) fputs(run_usage, stderr);
-        free(o.prompt_ids);
+        free_options(&o);
         return parsed < 0 ? ML_EXIT_USAGE : 0;
     }
     /* the prompt file first: a bad -f fails before the model loads */
     char *file_text = NULL;
     size_t file_length = 0;
     if (o.text_file && read_prompt_file(o.text_file, &file_text, &file_length) != 0) {
-        free(o.prompt_ids);
+        free_options(&o);
         return 1;
     }
     ml_model *model;
     if (ml_cli_model_open(&o.model, &model) != 0) {
         free(file_text);
-        free(o.prompt_ids);
+        free_options(&o);
         return 1;
     }
     ml_model_info info;
     ml_model_get_info(model, &info);
+    const ml_sampling_params *sp = &o.sampling.params;
     int text_mode = o.prompt_ids == NULL;
     ml_tokenizer *tok = NULL;
     int tok_status = ml_model_open_tokenizer(model, &tok);
+    if (tok_status != ML_OK) tok = NULL;
     int fail = 0;
     int32_t *prompt = o.prompt_ids;
     int n_prompt = o.n_prompt_ids;
-    if (text_mode) {
-        if (tok_status != ML_OK) {
-            fprintf(stderr, "meshllama run: text prompts need the model's tokenizer: %s\n", ml_last_error());
-            fail = 1;
-        } else if (tokenize_prompt(&o, file_text, file_length, tok, &prompt, &n_prompt) != 0) {
-            fail = 1;
-        }
-    }
-    /* under MPI, rank 0 prints; the other ranks compute silently */
-    FILE *out = info.rank == 0 ? stdout : NULL;
-    stream_state stream = {out, 1, NULL};
-    if (!fail && text_mode && !o.json && ml_stream_decoder_create(tok, 0, &stream.decoder) != ML_OK) {
-        fprintf(stderr, "meshllama run: %s\n", ml_last_error());
+    if (text_mode && !tok) {
+        fprintf(stderr, "meshllama run: text prompts need the model's tokenizer: %s\n", ml_last_error());
+        fail = 1;
+    } else if (text_mode && tokenize_prompt(&o, file_text, file_length, tok, &prompt, &n_prompt) != 0) {
         fail = 1;
     }
-    int32_t *generated = fail ? NULL : malloc(((size_t)o.sampling.max_tokens + 1) * sizeof *generated);
+    if (!fail && !tok && sp->n_stop_strings > 0) {
+        fprintf(stderr, "meshllama run: --stop needs the model's tokenizer: %s\n", ml_last_error());
+        fail = 1;
+    }
+    /* under MPI, rank 0 prints; the other ranks compute silently */
+    stream_state stream;
+    memset(&stream, 0, sizeof stream);
+    stream.out = info.rank == 0 ? stdout : NULL;
+    stream.first = 1;
+    stream.print_ids = !text_mode;
+    stream.tok = tok;
+    stream.json = o.json;
+    stream.logprobs = o.json && sp->logprobs ? json_array() : NULL;
+    int32_t *generated = fail ? NULL : malloc(((size_t)sp->max_tokens + 1) * sizeof *generated);
     ml_generate_stats stats;
     int status = ML_OK;
-    if (!fail) {
-        if (!generated) {
-            fprintf(stderr, "meshllama run: out of memory for %d tokens\n", o.sampling.max_tokens);
-            fail = 1;
-        } else {
-            status = ml_generate(model, prompt, n_prompt, &o.sampling, generated, o.json ? NULL : print_token, &stream,
-                                 &stats);
-            fail = status != ML_OK;
-        }
+    if (!fail && !generated) {
+        fprintf(stderr, "meshllama run: out of memory for %d tokens\n", sp->max_tokens);
+        fail = 1;
+    } else if (!fail) {
+        /* with a tokenizer, its end-of-generation tokens stop too and the text is streamed */
+        if (tok)
+            status = ml_generate_text(model, tok, prompt, n_prompt, 0, sp, 0, generated, on_event, &stream, &stats);
+        else
+            status = ml_generate(model, prompt, n_prompt, sp, generated, print_token, &stream, &stats);
+        fail = status != ML_OK;
     }
     if (fail && status != ML_OK) {
         ml_cli_report_failure("run", status);
-    } else if (!fail && out) {
+    } else if (!fail && stream.out) {
         if (o.json) {
-            print_json(prompt, n_prompt, generated, &stats, &info, tok_status == ML_OK ? tok : NULL);
+            print_json(prompt, n_prompt, generated, &stats, &info, &stream, sp);
         } else {
-            const char *rest;
-            size_t rest_length;
-            if (stream.decoder && ml_stream_decoder_finish(stream.decoder, &rest, &rest_length) == ML_OK)
-                fwrite(rest, 1, rest_length, out);
             printf("\n");
             fflush(stdout);
             fprintf(stderr,
-                    "meshllama: %d prompt tokens in %.1f ms, %d generated in %.1f ms (tp %d, %s x%d, %d threads, %s)\n",
+                    "meshllama: %d prompt tokens in %.1f ms, %d generated in %.1f ms (tp %d, %s x%d, %d threads, %s; "
+                    "%s)\n",
                     n_prompt, stats.prefill_ms, stats.n_generated, stats.decode_ms, info.tp, info.backend,
-                    info.n_ranks, info.n_threads, info.isa);
+                    info.n_ranks, info.n_threads, info.isa,
+                    stats.finish_reason == ML_FINISH_EOS           ? "stopped at an end-of-generation token"
+                    : stats.finish_reason == ML_FINISH_STOP_STRING ? "stopped at a stop string"
+                                                                   : "length limit");
         }
     }
-    ml_stream_decoder_free(stream.decoder);
+    json_decref(stream.logprobs);
+    free(stream.text);
     free(file_text);
     free(generated);
     if (prompt != o.prompt_ids) free(prompt);
-    free(o.prompt_ids);
+    free_options(&o);
     ml_tokenizer_close(tok);
     ml_model_close(model);
     return fail ? 1 : 0;

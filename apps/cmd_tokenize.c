@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli_args.h"
 #include "commands.h"
+#include "formats/json_util.h"
 #include "meshllama.h"
 
 enum { OPT_DECODE = 1000, OPT_JSON, OPT_SPECIAL, OPT_NO_BOS, OPT_SKIP_SPECIAL, OPT_SHOW };
@@ -47,38 +50,6 @@ static char *read_all(FILE *f, size_t *size) {
     return data;
 }
 
-/* A JSON string; bytes that are not valid UTF-8 become U+FFFD (JSON text must be UTF-8). */
-static void print_json_string(FILE *out, const char *text, size_t n) {
-    const unsigned char *s = (const unsigned char *)text;
-    fputc('"', out);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
-            else if (c == '\n') fputs("\\n", out);
-            else if (c == '\r') fputs("\\r", out);
-            else if (c == '\t') fputs("\\t", out);
-            else if (c < 0x20 || c == 0x7F) fprintf(out, "\\u%04x", c);
-            else fputc(c, out);
-            i++;
-            continue;
-        }
-        size_t len = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        int ok = len && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xC0) == 0x80;
-        if (ok && len == 3) ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] > 0x9F);
-        if (ok && len == 4) ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] > 0x8F);
-        if (ok) {
-            fwrite(s + i, 1, len, out);
-            i += len;
-        } else {
-            fputs("\\ufffd", out);
-            i++;
-        }
-    }
-    fputc('"', out);
-}
-
 /* A token's text for --show-tokens: printable bytes as they are, others as \xNN. */
 static void print_piece(FILE *out, const char *bytes, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -94,19 +65,25 @@ static void print_piece(FILE *out, const char *bytes, size_t n) {
 static int print_result(const ml_tokenizer *tok, const int32_t *ids, size_t n, const char *text, size_t text_length,
                         int json, int show) {
     if (json) {
-        printf("{\"ids\":[");
-        for (size_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", (int)ids[i]);
-        printf("],\"tokens\":[");
+        /* jansson escapes the strings; bytes that are not UTF-8 (a token cut mid-character)
+         * become U+FFFD, and the ids keep the exact tokens */
+        json_t *id_list = json_array(), *tokens = json_array();
         for (size_t i = 0; i < n; i++) {
             const char *bytes;
             size_t length;
             if (ml_tokenizer_token_bytes(tok, ids[i], &bytes, &length) != ML_OK) length = 0, bytes = "";
-            if (i) putchar(',');
-            print_json_string(stdout, bytes, length);
+            json_array_append_new(id_list, json_integer(ids[i]));
+            json_array_append_new(tokens, ml_json_string_lossy(bytes, length));
         }
-        printf("],\"n_tokens\":%zu,\"text\":", n);
-        print_json_string(stdout, text, text_length);
-        printf("}\n");
+        json_t *root = json_pack("{s:o,s:o,s:I,s:o}", "ids", id_list, "tokens", tokens, "n_tokens", (json_int_t)n,
+                                 "text", ml_json_string_lossy(text, text_length));
+        if (!root || json_dumpf(root, stdout, JSON_COMPACT) != 0) {
+            json_decref(root);
+            fprintf(stderr, "meshllama tokenize: cannot write the JSON output\n");
+            return 1;
+        }
+        putchar('\n');
+        json_decref(root);
     } else if (show) {
         for (size_t i = 0; i < n; i++) {
             const char *bytes;

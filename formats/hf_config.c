@@ -374,9 +374,12 @@ int ml_generation_config_apply(const char *json_text, size_t length, const char 
     json_decref(root);
     if (status != ML_OK) return status;
     /* Only a fully valid file changes the config. */
-    if (n_eos >= 0) {
-        config->n_eos = n_eos;
-        memcpy(config->eos_token_ids, eos_ids, (size_t)n_eos * sizeof eos_ids[0]);
+    /* generation_config's ids add to config.json's: every one of them ends a generation (a
+     * model's two files may list different end tokens, e.g. <|end_of_text|> and <|eot_id|>) */
+    for (int i = 0; i < n_eos; i++) {
+        int known = 0;
+        for (int j = 0; j < config->n_eos; j++) known |= config->eos_token_ids[j] == eos_ids[i];
+        if (!known && config->n_eos < ML_MAX_EOS) config->eos_token_ids[config->n_eos++] = eos_ids[i];
     }
     if (bos != -2) config->bos_token_id = bos;
     return ML_OK;

@@ -89,3 +89,65 @@ void ml_json_describe(const json_t *value, char *buffer, size_t size) {
     default: snprintf(buffer, size, "an unknown JSON value"); break;
     }
 }
+
+size_t ml_utf8_sequence(const unsigned char *s, size_t available, size_t *invalid_length) {
+    unsigned char c = s[0];
+    size_t need;
+    unsigned char low = 0x80, high = 0xBF; /* allowed range of the second byte */
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) low = 0xA0;         /* no overlong forms */
+        if (c == 0xED) high = 0x9F;        /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) low = 0x90;
+        if (c == 0xF4) high = 0x8F;        /* nothing above U+10FFFF */
+    } else {
+        *invalid_length = 1;
+        return 0;
+    }
+    /* the maximal subpart: the lead byte and the continuation bytes that were still valid */
+    size_t i = 1;
+    for (; i < need && i < available; i++) {
+        unsigned char lo = i == 1 ? low : 0x80, hi = i == 1 ? high : 0xBF;
+        if (s[i] < lo || s[i] > hi) break;
+    }
+    if (i == need) return need;
+    *invalid_length = i;
+    return 0;
+}
+
+json_t *ml_json_string_lossy(const char *bytes, size_t length) {
+    const unsigned char *s = (const unsigned char *)bytes;
+    size_t bad = 0;
+    for (size_t i = 0; i < length;) {
+        size_t invalid = 0, n = ml_utf8_sequence(s + i, length - i, &invalid);
+        if (n == 0) {
+            bad++;
+            n = invalid;
+        }
+        i += n;
+    }
+    if (bad == 0) return json_stringn(bytes ? bytes : "", length);
+    /* each replaced run (>= 1 byte) becomes the 3 bytes EF BF BD */
+    char *clean = malloc(length + 2 * bad + 1);
+    if (!clean) return NULL;
+    size_t out = 0;
+    for (size_t i = 0; i < length;) {
+        size_t invalid = 0, n = ml_utf8_sequence(s + i, length - i, &invalid);
+        if (n == 0) {
+            memcpy(clean + out, "\xEF\xBF\xBD", 3);
+            out += 3;
+            i += invalid;
+        } else {
+            memcpy(clean + out, s + i, n);
+            out += n;
+            i += n;
+        }
+    }
+    json_t *value = json_stringn(clean, out);
+    free(clean);
+    return value;
+}

@@ -18,4 +18,14 @@ int ml_json_load(const char *text, size_t length, const char *source, const char
  * `an object of 3 keys` / `an array of 3 elements`. */
 void ml_json_describe(const json_t *value, char *buffer, size_t size);
 
+/* A JSON string of length bytes that are meant as UTF-8 text (a token, a path, generated text):
+ * valid UTF-8 is kept as is, and each invalid byte sequence becomes U+FFFD (one per maximal
+ * invalid subpart, as Python's errors="replace"), so the result is always valid JSON. NULL
+ * only when out of memory. */
+json_t *ml_json_string_lossy(const char *bytes, size_t length);
+
+/* Length of the valid UTF-8 sequence starting at s[0] (1..4), or 0 when s[0..] does not start
+ * one; *invalid_length receives the bytes to replace by one U+FFFD in that case (>= 1). */
+size_t ml_utf8_sequence(const unsigned char *s, size_t available, size_t *invalid_length);
+
 #endif

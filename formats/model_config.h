@@ -27,7 +27,7 @@ typedef struct {
     int tie_word_embeddings;
     int bos_token_id;                /* -1 if absent */
     int n_eos;
-    int eos_token_ids[ML_MAX_EOS];   /* generation_config.json wins over config.json */
+    int eos_token_ids[ML_MAX_EOS];   /* config.json's, then generation_config.json's new ones */
     char torch_dtype[16];            /* "bfloat16", "float32", ... or "" */
 } ml_config;
 

@@ -76,6 +76,7 @@ typedef struct {
 ml_model_params ml_model_default_params(void);
 
 typedef struct ml_model ml_model;
+typedef struct ml_tokenizer ml_tokenizer; /* see "Tokenizer" below */
 
 /* Opens a Llama checkpoint: a Hugging Face directory (config.json + safetensors, single or
  * sharded) or a GGUF file (llama architecture); builds the shard plan for params->tp devices
@@ -151,17 +152,51 @@ void ml_model_set_hidden_callback(ml_model *model, ml_hidden_callback callback, 
 /* Forgets the cached positions of a slot (nothing to free; positions are overwritten). */
 int ml_reset_slot(ml_model *model, int slot);
 
-/* Sampling (runtime/). temperature <= 0 means greedy. top_k <= 0 and top_p >= 1 disable them. */
+/* ---- Generation (runtime/; docs/SAMPLING.md) ---------------------------------------------- */
+
+/* A bias added to one token's logit before sampling (OpenAI's logit_bias); -INFINITY bans it. */
 typedef struct {
-    float temperature;
-    int top_k;
-    float top_p;
-    uint64_t seed;
-    int max_tokens;          /* tokens to generate */
-    int ignore_eos;          /* non-zero: do not stop at the config's EOS ids */
+    int32_t token;
+    float bias;
+} ml_logit_bias;
+
+/* Most alternatives ml_sampling_params.top_logprobs may ask for (OpenAI allows 20). */
+#define ML_MAX_TOP_LOGPROBS 20
+
+/* Sampling parameters; get the defaults from ml_sampling_default_params() and change fields.
+ * The logits pass through, in this order: logit_bias, repeat_penalty, presence/frequency
+ * penalties, the min_tokens ban; then greedy argmax when temperature <= 0, else temperature,
+ * top_k, top_p, min_p, typical_p (Hugging Face's order) and a seeded draw. Each value that
+ * disables a step is its default. */
+typedef struct {
+    float temperature;       /* <= 0: greedy (default 0) */
+    int top_k;               /* keep the k most likely tokens (ties with the k-th too); 0 = off */
+    float top_p;             /* nucleus: smallest set reaching this probability, (0, 1]; 1 = off */
+    uint64_t seed;           /* the same seed gives the same tokens (default 42) */
+    int max_tokens;          /* tokens to generate (default 32) */
+    int ignore_eos;          /* non-zero: do not stop at end-of-generation ids (stop_tokens still stop) */
     int prefill_decode;      /* non-zero: feed the prompt one token at a time through decode */
     const int32_t *stop_tokens; /* extra ids that end generation (e.g. a chat end-of-turn), or NULL */
     int n_stop_tokens;
+    /* --- added in 0.2 (zero-filled structs from 0.1 callers get them off, except as noted) --- */
+    float min_p;             /* drop tokens with p < min_p * p(most likely), [0, 1]; 0 = off */
+    float typical_p;         /* locally typical sampling mass, (0, 1]; 1 = off (0 is read as 1) */
+    float repeat_penalty;    /* HF repetition_penalty on tokens of the window (prompt included):
+                                logit < 0 ? logit * p : logit / p; > 0, 1 = off (0 is read as 1) */
+    float presence_penalty;  /* OpenAI: logit -= presence_penalty once for a token generated in the
+                                window, -100..100 (OpenAI allows -2..2); 0 = off */
+    float frequency_penalty; /* OpenAI: logit -= frequency_penalty * times generated in the window */
+    int repeat_last_n;       /* the penalties' window: the last N tokens of prompt + generated;
+                                -1 = all, 0 = penalties off (default 64, as llama.cpp) */
+    const ml_logit_bias *logit_bias; /* added to the logits before everything else, or NULL */
+    int n_logit_bias;
+    int min_tokens;          /* end-of-generation ids, stop_tokens and stop strings cannot end the
+                                generation before this many tokens (their ids are banned) */
+    int logprobs;            /* non-zero: report each token's log-probability (ml_token_event) */
+    int top_logprobs;        /* and this many most likely alternatives, 0..ML_MAX_TOP_LOGPROBS */
+    const char *const *stop_strings; /* text that ends generation (ml_generate_text only): matched
+                                on the generated text, never part of it, across token boundaries */
+    int n_stop_strings;
 } ml_sampling_params;
 
 ml_sampling_params ml_sampling_default_params(void);
@@ -169,15 +204,28 @@ ml_sampling_params ml_sampling_default_params(void);
 /* Called for every generated token; return non-zero to stop. */
 typedef int (*ml_token_callback)(int32_t token, void *user);
 
+/* Why a generation ended. */
+typedef enum {
+    ML_FINISH_LENGTH = 0,     /* max_tokens reached */
+    ML_FINISH_EOS = 1,        /* an end-of-generation id or a stop_tokens id was generated */
+    ML_FINISH_STOP_STRING = 2,/* a stop string appeared in the text */
+    ML_FINISH_CALLBACK = 3    /* the callback returned non-zero */
+} ml_finish_reason;
+
 typedef struct {
-    int n_generated;
-    int stopped_at_eos;
+    int n_generated;         /* ids written to out_tokens (the ending EOS / stop-string tokens included) */
+    int stopped_at_eos;      /* finish_reason == ML_FINISH_EOS */
     double prefill_ms;       /* prompt processing, including the first token's logits */
     double decode_ms;        /* all decode steps */
+    ml_finish_reason finish_reason;
+    int stop_string;         /* index into stop_strings of the one that matched, else -1 */
 } ml_generate_stats;
 
 /* Generates up to sp->max_tokens tokens after prompt in KV slot 0. Generated ids go to out_tokens
- * (capacity sp->max_tokens) and to the callback if given. */
+ * (capacity sp->max_tokens) and to the callback if given. Generation ends at the model's
+ * end-of-generation ids (config.json and generation_config.json eos_token_id; GGUF
+ * tokenizer.ggml.eos_token_id) unless ignore_eos, and at sp->stop_tokens. Stop strings need
+ * the text: they are ML_ERR_ARG here (use ml_generate_text). */
 int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_sampling_params *sp,
                 int32_t *out_tokens, ml_token_callback callback, void *user, ml_generate_stats *stats);
 
@@ -187,6 +235,45 @@ int ml_generate(ml_model *model, const int32_t *prompt, int n_prompt, const ml_s
 int ml_generate_continue(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep,
                          const ml_sampling_params *sp, int32_t *out_tokens, ml_token_callback callback,
                          void *user, ml_generate_stats *stats);
+
+/* One generated token, as ml_generate_text reports it. */
+typedef struct {
+    int32_t token;
+    int index;                  /* 0 for the first generated token */
+    const char *text;           /* text this token releases (not NUL-terminated, maybe empty: text
+                                   that could begin a stop string, or an incomplete UTF-8
+                                   character, is held until it is known); never an end-of-
+                                   generation token's text, never a stop string */
+    size_t text_length;
+    int is_end;                 /* this token ended the generation (EOS id or stop string) */
+    /* with sp->logprobs: natural-log probabilities under the model's distribution (log-softmax
+     * of the logits before any penalty or warper), as OpenAI's logprobs */
+    float logprob;
+    int n_top;                  /* sp->top_logprobs */
+    const int32_t *top_ids;     /* [n_top] most likely tokens, best first */
+    const float *top_logprobs;  /* [n_top] */
+} ml_token_event;
+
+/* Return non-zero to stop the generation (finish_reason ML_FINISH_CALLBACK). */
+typedef int (*ml_event_callback)(const ml_token_event *event, void *user);
+
+/* The text front ends use (the CLI, the Python package, the server): ml_generate_continue plus
+ *   - the tokenizer's end-of-generation ids stop as well (its EOS and end-of-turn specials such
+ *     as <|eot_id|>, <|im_end|>, <|end_of_text|>, <|endoftext|>, <|eom_id|>), unless ignore_eos;
+ *   - the callback receives each token's text, decoded with detokenize_flags
+ *     (ML_DETOKENIZE_SKIP_SPECIAL or 0); end-of-generation tokens give no text;
+ *   - sp->stop_strings end the generation when they appear in the text; the text before a stop
+ *     string is delivered, the stop string and anything after it are not.
+ * The concatenated event texts are the generated text: the last event of a run carries any text
+ * still held (unless the callback stopped the run). */
+int ml_generate_text(ml_model *model, const ml_tokenizer *tok, const int32_t *prompt, int n_prompt,
+                     int n_keep, const ml_sampling_params *sp, unsigned detokenize_flags, int32_t *out_tokens,
+                     ml_event_callback callback, void *user, ml_generate_stats *stats);
+
+/* The ids that end a generation for this model and tokenizer (tok may be NULL): the config's
+ * and generation_config's EOS ids, and the tokenizer's EOS and end-of-turn specials, each once.
+ * Returns how many were found (may exceed capacity; ids beyond it are not written). */
+int ml_end_of_generation_ids(const ml_model *model, const ml_tokenizer *tok, int32_t *ids, int capacity);
 
 /* Teacher-forcing evaluation against Hugging Face (the seed's eval.py protocol; DESIGN.md
  * "Accuracy"). A reference file (tools/hf_reference.py) holds the prompt, HF's greedy tokens,

@@ -1,8 +1,10 @@
 /* `meshllama inspect`: what a checkpoint holds and how the mesh would split it. */
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
+#include "formats/json_util.h"
 #include "meshllama.h"
 #include "mesh/shard_plan.h"
 #include "model/checkpoint.h"
@@ -94,7 +96,8 @@ static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const m
         const ml_tensor_view *t = &st->tensors[i];
         json_t *shape = json_array();
         for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        json_array_append_new(tensors, json_pack("{s:s,s:s,s:o,s:I}", "name", t->name, "dtype",
+        json_array_append_new(tensors, json_pack("{s:o,s:s,s:o,s:I}", "name",
+                                                 ml_json_string_lossy(t->name, strlen(t->name)), "dtype",
                                                  ml_dtype_name(t->dtype), "shape", shape, "bytes",
                                                  (json_int_t)t->n_bytes));
     }
@@ -126,6 +129,7 @@ int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json,
     }
     if (json) {
         json_t *root = inspect_json(c, st, plan);
+        if (root) json_object_set_new(root, "path", ml_json_string_lossy(path, strlen(path)));
         char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
         if (text) fprintf(out, "%s\n", text);
         else status = ml_set_error(ML_ERR_NOMEM, "inspect: cannot build JSON");

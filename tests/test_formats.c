@@ -367,14 +367,17 @@ static void test_generation_config(void) {
     expect_ok("base", parse_config_json(with(base_config(), "eos_token_id", json_integer(2)), &c));
     const char *override = "{\"bos_token_id\": 1, \"eos_token_id\": [3, 4, 5], \"do_sample\": true}";
     expect_ok("generation override", ml_generation_config_apply(override, strlen(override), GENERATION_SOURCE, &c));
-    CHECK(c.bos_token_id == 1 && c.n_eos == 3 && c.eos_token_ids[0] == 3 && c.eos_token_ids[2] == 5,
-          "generation override: bos %d n_eos %d", c.bos_token_id, c.n_eos);
+    CHECK(c.bos_token_id == 1 && c.n_eos == 4 && c.eos_token_ids[0] == 2 && c.eos_token_ids[1] == 3 &&
+              c.eos_token_ids[3] == 5,
+          "generation ids add to the config's: bos %d n_eos %d", c.bos_token_id, c.n_eos);
     const char *single = "{\"eos_token_id\": 7}";
     expect_ok("generation single eos", ml_generation_config_apply(single, strlen(single), GENERATION_SOURCE, &c));
-    CHECK(c.n_eos == 1 && c.eos_token_ids[0] == 7 && c.bos_token_id == 1, "single eos keeps bos");
+    CHECK(c.n_eos == 5 && c.eos_token_ids[4] == 7 && c.bos_token_id == 1, "single eos added, bos kept");
+    expect_ok("generation known eos", ml_generation_config_apply(single, strlen(single), GENERATION_SOURCE, &c));
+    CHECK(c.n_eos == 5, "an id already listed is not added twice: n_eos %d", c.n_eos);
     const char *nothing = "{\"temperature\": 0.6}";
     expect_ok("generation without ids", ml_generation_config_apply(nothing, strlen(nothing), GENERATION_SOURCE, &c));
-    CHECK(c.n_eos == 1 && c.eos_token_ids[0] == 7, "ids kept");
+    CHECK(c.n_eos == 5 && c.eos_token_ids[4] == 7, "ids kept");
 
     struct {
         const char *text;
@@ -391,7 +394,7 @@ static void test_generation_config(void) {
         ml_clear_error();
         int status = ml_generation_config_apply(bad[i].text, strlen(bad[i].text), GENERATION_SOURCE, &c);
         expect_error(bad[i].text, status, ML_ERR_CONFIG, GENERATION_SOURCE, bad[i].needle);
-        CHECK(c.n_eos == 1 && c.eos_token_ids[0] == 7 && c.bos_token_id == 1, "failed apply changed the config");
+        CHECK(c.n_eos == 5 && c.eos_token_ids[4] == 7 && c.bos_token_id == 1, "failed apply changed the config");
     }
 }
 
@@ -405,7 +408,11 @@ static void test_config_load(void) {
 
     write_text_in(dir, "generation_config.json", "{\"bos_token_id\": 128000, \"eos_token_id\": 128009}");
     expect_ok("load with generation_config", ml_config_load(dir, &c));
-    CHECK(c.n_eos == 1 && c.eos_token_ids[0] == 128009, "generation_config.json wins: n_eos %d", c.n_eos);
+    CHECK(c.n_eos == 3 && c.eos_token_ids[2] == 128009, "generation_config.json's 128009 already listed: n_eos %d",
+          c.n_eos);
+    write_text_in(dir, "generation_config.json", "{\"eos_token_id\": [128001, 128000]}");
+    expect_ok("load with another generation_config", ml_config_load(dir, &c));
+    CHECK(c.n_eos == 4 && c.eos_token_ids[3] == 128000, "generation_config.json's ids add: n_eos %d", c.n_eos);
 
     write_text_in(dir, "generation_config.json", "{\"eos_token_id\": 128256}");
     ml_clear_error();

@@ -161,7 +161,8 @@ Regenerate with `python3 tools/make_fixtures.py` and verify with
 `manifest.json` records seeds, margins and the library versions used, and
 `docs/FIXTURES.md` documents each fixture and the `reference.bin` format.
 Other generated files live here too: `gguf/` is written by `tools/make_gguf_fixtures.py`,
-`tokenizer/` by `tools/make_tokenizer_fixtures.py`, and `*/eval_reference.bin` by
+`tokenizer/` by `tools/make_tokenizer_fixtures.py`, `sampling/` by
+`tools/make_sampling_golden.py`, and `*/eval_reference.bin` by
 `tools/hf_reference.py` (docs/EVAL_REFERENCE.md).
 """
 
