@@ -121,7 +121,18 @@ ids=$(json_check 'print(",".join(map(str, d["ids"][:1])))' <<<"$json")
 json=$("$bin" tokenize -m "$model" --decode "$ids" --json)
 if json_check 'assert d["text"] == "\ufffd" or "\ufffd" in d["text"]' <<<"$json"; then pass; else fail "decode of a cut character: $json"; fi
 
-# 7. bad values: exit 2 naming the flag
+# 7. chat uses the same runtime: --stop cuts its answer, which is printed without <|im_end|>
+answer=$(printf 'Name three colors.\n' | "$bin" chat -m "$model" -t 2 -n 40 2>/dev/null)
+cut=${answer:6:5}
+if [ -n "$cut" ]; then
+    stopped=$(printf 'Name three colors.\n' | "$bin" chat -m "$model" -t 2 -n 40 --stop "$cut" 2>/dev/null)
+    if [ "$stopped" = "${answer%%"$cut"*}" ] && ! grep -qF '<|im_end|>' <<<"$answer"; then pass
+    else fail "chat --stop '$cut': '$stopped' (full answer '$answer')"; fi
+else
+    fail "chat answer too short: '$answer'"
+fi
+
+# 8. bad values: exit 2 naming the flag
 expect_fail 2 "--min-p" -- "$bin" run -m "$model" -p hi --min-p 2
 expect_fail 2 "--typical" -- "$bin" run -m "$model" -p hi --typical 0
 expect_fail 2 "--repeat-penalty" -- "$bin" run -m "$model" -p hi --repeat-penalty -1

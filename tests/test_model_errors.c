@@ -184,6 +184,26 @@ static void check_forward_errors(void) {
     sp.temperature = -1.0f;
     CHECK(ml_generate(m, tokens, 3, &sp, out, NULL, NULL, NULL) == ML_ERR_ARG && strstr(ml_last_error(), "temperature"),
           "%s", ml_last_error());
+    sp.temperature = 0.0f;
+    sp.min_p = 2.0f;
+    CHECK(ml_generate(m, tokens, 3, &sp, out, NULL, NULL, NULL) == ML_ERR_ARG && strstr(ml_last_error(), "min_p"),
+          "%s", ml_last_error());
+    sp.min_p = 0.0f;
+    /* stop strings are matched on text: ml_generate has none, ml_generate_text needs a tokenizer */
+    const char *stops[] = {"x"};
+    sp.stop_strings = stops;
+    sp.n_stop_strings = 1;
+    CHECK(ml_generate(m, tokens, 3, &sp, out, NULL, NULL, NULL) == ML_ERR_ARG &&
+              strstr(ml_last_error(), "ml_generate_text"),
+          "%s", ml_last_error());
+    CHECK(ml_generate_text(m, NULL, tokens, 3, 0, &sp, 0, out, NULL, NULL, NULL) == ML_ERR_ARG &&
+              strstr(ml_last_error(), "tokenizer"),
+          "%s", ml_last_error());
+    sp.n_stop_strings = 0;
+    /* the fixture's config lists EOS 2; without a tokenizer that is all */
+    int32_t eog[4];
+    CHECK(ml_end_of_generation_ids(m, NULL, eog, 4) == 1 && eog[0] == 2, "end-of-generation ids of the fixture");
+    CHECK(ml_end_of_generation_ids(m, NULL, NULL, 0) == 1, "counting without an array");
     free(logits);
     ml_model_close(m);
     ml_model_close(NULL); /* harmless */
