@@ -26,6 +26,8 @@
 #include "bench/machine_limits.h"
 #include "cli_args.h"
 #include "commands.h"
+#include "formats/json_util.h"
+#include "json_out.h"
 #include "model_options.h"
 
 enum { OPT_JSON = ML_OPT_FIRST_COMMAND_OPTION, OPT_NO_PROBE, OPT_PROBE_MIB };
@@ -249,16 +251,20 @@ static double rss_peak_mb(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-static void print_json_result(const result *r, int first, int have_limits) {
-    printf("%s{\"test\":\"%s\",\"batch\":%d,\"tokens\":%d,\"median_ms\":%.3f,\"best_ms\":%.3f,\"tok_s\":%.3f,"
-           "\"best_tok_s\":%.3f,\"tok_s_per_seq\":%.3f",
-           first ? "" : ",", r->name, r->batch, r->tokens_per_run, r->median_ms, r->best_ms, r->tok_s, r->best_tok_s,
-           r->tok_s / r->batch);
-    if (r->median_step_ms > 0) printf(",\"median_step_ms\":%.3f", r->median_step_ms);
-    if (r->gflop_s > 0) printf(",\"gflop_s\":%.2f", r->gflop_s);
-    if (r->gbs > 0) printf(",\"gb_s\":%.2f", r->gbs);
-    if (have_limits) printf(",\"limit_tok_s\":%.3f,\"fraction\":%.4f", r->limit_tok_s, r->tok_s / r->limit_tok_s);
-    printf("}");
+static json_t *json_result(const result *r, int have_limits) {
+    json_t *o = json_pack("{s:s,s:i,s:i,s:f,s:f,s:f,s:f,s:f}", "test", r->name, "batch", r->batch, "tokens",
+                          r->tokens_per_run, "median_ms", r->median_ms, "best_ms",
+                          r->best_ms, "tok_s", r->tok_s, "best_tok_s",
+                          r->best_tok_s, "tok_s_per_seq", r->tok_s / r->batch);
+    if (!o) return NULL;
+    if (r->median_step_ms > 0) json_object_set_new(o, "median_step_ms", json_real(r->median_step_ms));
+    if (r->gflop_s > 0) json_object_set_new(o, "gflop_s", json_real(r->gflop_s));
+    if (r->gbs > 0) json_object_set_new(o, "gb_s", json_real(r->gbs));
+    if (have_limits) {
+        json_object_set_new(o, "limit_tok_s", json_real(r->limit_tok_s));
+        json_object_set_new(o, "fraction", json_real(r->tok_s / r->limit_tok_s));
+    }
+    return o;
 }
 
 int ml_cmd_bench(int argc, char **argv) {
@@ -429,25 +435,38 @@ int ml_cmd_bench(int argc, char **argv) {
         double kv_touched_mb = (double)max_batch * need * cost.kv_bytes_per_pos / (1 << 20);
         double weights_mb = cost.weight_bytes_per_step / (1 << 20);
         if (json) {
-            printf("{\"model\":\"%s\",\"tp\":%d,\"threads\":%d,\"isa\":\"%s\",\"backend\":\"%s\",\"ranks\":%d,"
-                   "\"act\":\"%s\",\"kv\":\"%s\",\"weight_dtype\":\"%s\",\"depth\":%d,\"repetitions\":%d,",
-                   model_opts.model_path, s.info.tp, s.info.n_threads, s.info.isa, s.info.backend, s.info.n_ranks, act,
-                   kv, s.info.weight_dtype, depth, reps);
-            if (have_limits)
-                printf("\"machine\":{\"read_gb_s\":%.3f,\"read_huge_pages\":%s,\"peak_gflop_s\":%.2f,\"peak_isa\":\"%s\",\"probe_threads\":%d,"
-                       "\"read_gb_s_before\":%.3f,\"read_gb_s_after\":%.3f,\"peak_gflop_s_before\":%.2f,"
-                       "\"peak_gflop_s_after\":%.2f},",
-                       lim.read_bytes_s / 1e9, lim.huge_pages ? "true" : "false", lim.peak_flop_s / 1e9,
-                       ml_probe_isa_name((ml_probe_isa)lim.isa), threads, lim_before.read_bytes_s / 1e9, lim_after.read_bytes_s / 1e9,
-                       lim_before.peak_flop_s / 1e9, lim_after.peak_flop_s / 1e9);
-            printf("\"cost\":{\"weight_bytes_per_step\":%.0f,\"weight_gb_per_step\":%.4f,\"gflop_per_token\":%.4f,\"intermediate_size\":%d},",
-                   cost.weight_bytes_per_step, cost.weight_bytes_per_step / 1e9,
-                   (cost.matmul_flops_per_token + cost.lm_head_flops) / 1e9, s.info.intermediate_size);
-            printf("\"load_ms\":%.2f,\"first_token_ms\":%.2f,\"first_token_prompt\":%d,\"peak_rss_mb\":%.1f,"
-                   "\"weights_mb\":%.1f,\"kv_mb\":%.1f,\"results\":[",
-                   load_ms, first_ms, first_prompt, rss_mb, weights_mb, kv_touched_mb);
-            for (int i = 0; i < n_results; i++) print_json_result(&results[i], i == 0, have_limits);
-            printf("]}\n");
+            const char *path = s.info.path;
+            json_t *report = json_pack(
+                "{s:o,s:i,s:i,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:i}", "model", ml_json_string_lossy(path, strlen(path)), "tp",
+                s.info.tp, "threads", s.info.n_threads, "isa", s.info.isa, "backend", s.info.backend, "ranks",
+                s.info.n_ranks, "act", act, "kv", kv, "weight_dtype", s.info.weight_dtype, "depth", depth,
+                "repetitions", reps);
+            if (report && have_limits)
+                json_object_set_new(
+                    report, "machine",
+                    json_pack("{s:f,s:b,s:f,s:s,s:i,s:f,s:f,s:f,s:f}", "read_gb_s", ml_json_round(lim.read_bytes_s / 1e9, 3),
+                              "read_huge_pages", lim.huge_pages, "peak_gflop_s", ml_json_round(lim.peak_flop_s / 1e9, 2),
+                              "peak_isa", ml_probe_isa_name((ml_probe_isa)lim.isa), "probe_threads", threads,
+                              "read_gb_s_before", ml_json_round(lim_before.read_bytes_s / 1e9, 3), "read_gb_s_after",
+                              ml_json_round(lim_after.read_bytes_s / 1e9, 3), "peak_gflop_s_before",
+                              ml_json_round(lim_before.peak_flop_s / 1e9, 2), "peak_gflop_s_after",
+                              ml_json_round(lim_after.peak_flop_s / 1e9, 2)));
+            json_t *list = json_array();
+            for (int i = 0; i < n_results; i++) json_array_append_new(list, json_result(&results[i], have_limits));
+            if (report)
+                json_object_update_new(
+                    report,
+                    json_pack("{s:{s:f,s:f,s:f,s:i},s:f,s:f,s:i,s:f,s:f,s:f,s:o}", "cost", "weight_bytes_per_step",
+                              cost.weight_bytes_per_step, "weight_gb_per_step",
+                              ml_json_round(cost.weight_bytes_per_step / 1e9, 4), "gflop_per_token",
+                              ml_json_round((cost.matmul_flops_per_token + cost.lm_head_flops) / 1e9, 4),
+                              "intermediate_size", s.info.intermediate_size, "load_ms", ml_json_round(load_ms, 2),
+                              "first_token_ms", ml_json_round(first_ms, 2), "first_token_prompt", first_prompt,
+                              "peak_rss_mb", ml_json_round(rss_mb, 1), "weights_mb", ml_json_round(weights_mb, 1),
+                              "kv_mb", ml_json_round(kv_touched_mb, 1), "results", list));
+            else
+                json_decref(list);
+            if (ml_json_print(stdout, NULL, report, 1) != 0) status = 1;
         } else {
             printf("meshllama bench: %s\n", model_opts.model_path);
             printf("  tp %d, %d threads, %s, %s backend x%d, act %s, kv %s, %s weights\n", s.info.tp, s.info.n_threads,

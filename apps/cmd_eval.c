@@ -10,6 +10,8 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "formats/json_util.h"
+#include "json_out.h"
 #include "model_options.h"
 
 enum { OPT_REF = ML_OPT_FIRST_COMMAND_OPTION, OPT_PREFILL_LEN, OPT_PREFILL_RANGE, OPT_DECODE_LEN, OPT_MAX_SEQ,
@@ -111,21 +113,35 @@ static const char *base_name(const char *path) {
     return name;
 }
 
+/* A value as %.3e writes it (4 significant digits). */
+static const char *buf_3e(double x) {
+    static char text[32];
+    snprintf(text, sizeof text, "%.3e", x);
+    return text;
+}
+
 static void print_metrics(const eval_options *o, const ml_model_info *info, int prefill_len, int max_seq,
                           const ml_eval_result *r) {
     const ml_model_params *p = &o->model.params;
-    printf("YT_METRICS={\"mode\": \"meshllama\", \"trace\": false, \"top1\": %.4f, \"top5\": %.4f, "
-           "\"prefill_len\": %d, \"decode_len\": %d, \"max_seq_len\": %d, \"batch\": %d, \"total\": %d, "
-           "\"top5_ref\": %.4f, \"model\": \"%s\", \"tp\": %d, \"mesh\": \"%dx%d\", \"backend\": \"%s-%s\", "
-           "\"ranks\": %d, "
-           "\"dtype\": \"%s\", \"act\": \"%s\", \"kv\": \"%s\", \"prefill_decode\": %s, \"slots_agree\": %s, "
-           "\"logit_error\": %.3e, \"ttft_ms\": %.2f, \"prefill_tok_s\": %.2f, \"decode_tok_s_u\": %.2f}\n",
-           r->top1, r->top5, prefill_len, r->total, max_seq, o->batch, r->total, r->top5_ref,
-           base_name(info->path), info->tp, p->mesh_rows > 0 ? p->mesh_rows : 1,
-           p->mesh_rows > 0 ? p->mesh_cols : info->tp, info->backend, info->isa, info->n_ranks, info->weight_dtype,
-           p->act_mode == ML_ACT_FAST ? "fast" : "accurate", p->kv_dtype == ML_KV_BF16 ? "bf16" : "f32",
-           o->prefill_decode ? "true" : "false", r->slots_agree ? "true" : "false", r->logit_error, r->ttft_ms,
-           r->prefill_tok_s, r->decode_tok_s_u);
+    char mesh[32], backend[64];
+    snprintf(mesh, sizeof mesh, "%dx%d", p->mesh_rows > 0 ? p->mesh_rows : 1, p->mesh_rows > 0 ? p->mesh_cols : info->tp);
+    snprintf(backend, sizeof backend, "%s-%s", info->backend, info->isa);
+    const char *model = base_name(info->path);
+    /* the seed's keys first, in its order; then ours */
+    json_t *m = json_pack("{s:s,s:b,s:f,s:f,s:i,s:i,s:i,s:i,s:i,s:f,s:o,s:i,s:s,s:s,s:i,s:s,s:s,s:s,s:b,s:b,s:f,s:f,"
+                          "s:f,s:f}",
+                          "mode", "meshllama", "trace", 0, "top1", ml_json_round(r->top1, 4), "top5",
+                          ml_json_round(r->top5, 4), "prefill_len", prefill_len, "decode_len", r->total, "max_seq_len",
+                          max_seq, "batch", o->batch, "total", r->total, "top5_ref", ml_json_round(r->top5_ref, 4),
+                          "model", ml_json_string_lossy(model, strlen(model)), "tp", info->tp, "mesh", mesh, "backend",
+                          backend, "ranks", info->n_ranks, "dtype", info->weight_dtype, "act",
+                          p->act_mode == ML_ACT_FAST ? "fast" : "accurate", "kv",
+                          p->kv_dtype == ML_KV_BF16 ? "bf16" : "f32", "prefill_decode", o->prefill_decode,
+                          "slots_agree", r->slots_agree, "logit_error",
+                          strtod(buf_3e(r->logit_error), NULL), "ttft_ms",
+                          ml_json_round(r->ttft_ms, 2), "prefill_tok_s", ml_json_round(r->prefill_tok_s, 2),
+                          "decode_tok_s_u", ml_json_round(r->decode_tok_s_u, 2));
+    ml_json_print(stdout, "YT_METRICS=", m, 0);
     fflush(stdout);
     fprintf(stderr, "eval %s: prefill %d, decode %d, batch %d, tp %d: top1 %.2f%%, top5 %.2f%%, top5_ref %.2f%%%s, "
                     "logits vs HF %.1e over %d steps, ttft %.1f ms, decode %.1f tok/s/user\n",

@@ -121,6 +121,15 @@ ids=$(json_check 'print(",".join(map(str, d["ids"][:1])))' <<<"$json")
 json=$("$bin" tokenize -m "$model" --decode "$ids" --json)
 if json_check 'assert d["text"] == "\ufffd" or "\ufffd" in d["text"]' <<<"$json"; then pass; else fail "decode of a cut character: $json"; fi
 
+# eval's YT_METRICS and bench --json with a model directory named with '"' and '\'
+quoted="$tmp/fix\"ture\\x"
+ln -s "$fixtures/h9kv3_llama3rope_bf16" "$quoted"
+line=$("$bin" eval -m "$quoted" --ref "$fixtures/h9kv3_llama3rope_bf16/eval_reference.bin" --decode-len 2 2>/dev/null)
+if [ "${line#YT_METRICS=}" != "$line" ] && json_check 'assert d["model"]=="fix\"ture\\x" and d["top1"]==1.0' <<<"${line#YT_METRICS=}"
+then pass; else fail "YT_METRICS with a quote in the model name: $line"; fi
+if "$bin" bench -m "$quoted" -p 8 -n 2 -b 1 -r 1 --no-probe --json 2>/dev/null | Q="$quoted" json_check 'import os; assert d["model"]==os.environ["Q"] and d["results"]'
+then pass; else fail "bench --json with a quote in the path"; fi
+
 # 7. chat uses the same runtime: --stop cuts its answer, which is printed without <|im_end|>
 answer=$(printf 'Name three colors.\n' | "$bin" chat -m "$model" -t 2 -n 40 2>/dev/null)
 cut=${answer:6:5}
