@@ -217,7 +217,7 @@ static int decide(generation *g, const ml_sampling_params *sp, int n_prompt, int
         } else if (d->finish || i + 1 == sp->max_tokens) {
             ML_TRY(ml_text_stream_flush(&g->text));
         }
-        ev.text = g->text.out;
+        ev.text = g->text.out ? g->text.out : "";
         ev.text_length = g->text.n_out;
     }
     ev.is_end = d->finish == ML_FINISH_EOS + 1 || d->finish == ML_FINISH_STOP_STRING + 1;

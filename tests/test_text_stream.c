@@ -78,7 +78,7 @@ static void run_steps(const ml_tokenizer *tok, const char *name, const char *con
         for (int j = 0; j < n; j++) {
             int id = steps[i].bytes ? (unsigned char)steps[i].bytes[j] : steps[i].id;
             CHECK(ml_text_stream_push(&s, id, steps[i].silent, i >= match_from, &matched) == ML_OK, "%s: push", name);
-            memcpy(got + got_length, s.out, s.n_out);
+            if (s.n_out) memcpy(got + got_length, s.out, s.n_out);
             got_length += s.n_out;
             if (matched >= 0) break;
         }
