@@ -31,8 +31,9 @@ static const char eval_usage[] =
     "      --batch N               run the reference in N sequences at once (1..32); all must agree\n"
     "      --prefill-decode        feed the prompt token by token through decode\n"
     "      --min-top1 X, --min-top5 X  exit 1 if a point scores below X\n"
-    "      --dump-layers DIR       write the prompt's hidden state after every layer to\n"
-    "                              DIR/hidden_prefill<P>.bin (compare with tools/compare_layers.py)\n";
+    "      --dump-layers DIR       write the prompt's named intermediates of every layer (attn_norm,\n"
+    "                              q, k, v, ..., layer_out) to DIR/hidden_prefill<P>.bin\n"
+    "                              (compare with tools/compare_layers.py)\n";
 
 typedef struct {
     ml_cli_model model;
@@ -44,17 +45,67 @@ typedef struct {
     const char *dump_dir;
 } eval_options;
 
-/* --dump-layers: the prompt's residual stream after every layer (format in docs/EVAL_REFERENCE.md). */
+/* --dump-layers: every named intermediate of the prompt, by (name, layer) in the order the
+ * forward pass hands them over (format in docs/EVAL_REFERENCE.md). */
 typedef struct {
-    int n_entries, n_tok, hidden;
-    float *data; /* [n_entries, n_tok, hidden] */
-} hidden_dump;
+    char name[32];
+    int layer, width;
+    float *data; /* [n_tok, width] */
+} dump_entry;
 
-static void collect_hidden(int entry, int token_begin, int n_tok, int hidden_size, const float *hidden, void *user) {
-    hidden_dump *d = user;
-    if (entry >= d->n_entries || token_begin + n_tok > d->n_tok || hidden_size != d->hidden) return;
-    memcpy(d->data + ((size_t)entry * d->n_tok + token_begin) * d->hidden, hidden,
-           (size_t)n_tok * hidden_size * sizeof(float));
+typedef struct {
+    int n_tok, failed;
+    int n_entries, capacity;
+    dump_entry *entries;
+} layer_dump;
+
+static dump_entry *dump_entry_for(layer_dump *d, const ml_hidden_state *s) {
+    for (int i = 0; i < d->n_entries; i++)
+        if (d->entries[i].layer == s->layer && strcmp(d->entries[i].name, s->name) == 0) return &d->entries[i];
+    if (d->n_entries == d->capacity) {
+        int capacity = d->capacity ? 2 * d->capacity : 64;
+        dump_entry *grown = realloc(d->entries, (size_t)capacity * sizeof *grown);
+        if (!grown) return NULL;
+        d->entries = grown;
+        d->capacity = capacity;
+    }
+    dump_entry *e = &d->entries[d->n_entries];
+    snprintf(e->name, sizeof e->name, "%s", s->name);
+    e->layer = s->layer;
+    e->width = s->width;
+    e->data = calloc((size_t)d->n_tok * s->width, sizeof(float));
+    if (!e->data) return NULL;
+    d->n_entries++;
+    return e;
+}
+
+static void collect_state(const ml_hidden_state *s, void *user) {
+    layer_dump *d = user;
+    if (d->failed || s->token_begin + s->n_tok > d->n_tok) return;
+    dump_entry *e = dump_entry_for(d, s);
+    if (!e || e->width != s->width) {
+        d->failed = 1;
+        return;
+    }
+    memcpy(e->data + (size_t)s->token_begin * e->width, s->data, (size_t)s->n_tok * s->width * sizeof(float));
+}
+
+/* MLHIDDN1 version 2: header, prompt, then per entry its name, layer, width and values. */
+static int write_dump(const layer_dump *d, const int32_t *prompt, int hidden, const char *path) {
+    FILE *f = fopen(path, "wb");
+    uint32_t header[4] = {2, (uint32_t)d->n_entries, (uint32_t)d->n_tok, (uint32_t)hidden};
+    int ok = f && fwrite("MLHIDDN1", 1, 8, f) == 8 && fwrite(header, 4, 4, f) == 4 &&
+             fwrite(prompt, 4, (size_t)d->n_tok, f) == (size_t)d->n_tok;
+    for (int i = 0; ok && i < d->n_entries; i++) {
+        const dump_entry *e = &d->entries[i];
+        uint32_t name_bytes = (uint32_t)strlen(e->name);
+        int32_t shape[2] = {e->layer, e->width};
+        size_t values = (size_t)d->n_tok * e->width;
+        ok = fwrite(&name_bytes, 4, 1, f) == 1 && fwrite(e->name, 1, name_bytes, f) == name_bytes &&
+             fwrite(shape, 4, 2, f) == 2 && fwrite(e->data, sizeof(float), values, f) == values;
+    }
+    if (f && fclose(f) != 0) ok = 0;
+    return ok ? 0 : 1;
 }
 
 static int dump_layers(ml_model *model, const ml_eval_reference *ref, const char *dir) {
@@ -63,10 +114,8 @@ static int dump_layers(ml_model *model, const ml_eval_reference *ref, const char
     ml_eval_reference_info ref_info;
     ml_eval_reference_get_info(ref, &ref_info);
     const int32_t *prompt = ml_eval_reference_prompt(ref);
-    hidden_dump d = {info.n_layers + 2, ref_info.n_prompt, info.hidden_size, NULL};
-    d.data = calloc((size_t)d.n_entries * d.n_tok * d.hidden, sizeof(float));
-    if (!d.data) return fprintf(stderr, "meshllama eval: out of memory for --dump-layers\n"), 1;
-    ml_model_set_hidden_callback(model, collect_hidden, &d);
+    layer_dump d = {.n_tok = ref_info.n_prompt};
+    ml_model_set_hidden_callback(model, collect_state, &d);
     int slot = 0, start = 0, n = d.n_tok;
     ml_batch b = {1, &slot, &start, &n, prompt, 0};
     float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
@@ -74,23 +123,19 @@ static int dump_layers(ml_model *model, const ml_eval_reference *ref, const char
     if (status == ML_OK) status = ml_forward(model, &b, logits);
     ml_model_set_hidden_callback(model, NULL, NULL);
     free(logits);
-    int fail = status != ML_OK;
-    if (fail) fprintf(stderr, "meshllama eval: --dump-layers forward: %s\n", ml_last_error());
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hidden_prefill%d.bin", dir, d.n_tok);
-    mkdir(dir, 0755);
-    FILE *f = fail || info.rank != 0 ? NULL : fopen(path, "wb");
+    int fail = status != ML_OK || d.failed;
+    if (status != ML_OK) fprintf(stderr, "meshllama eval: --dump-layers forward: %s\n", ml_last_error());
+    else if (d.failed) fprintf(stderr, "meshllama eval: out of memory for --dump-layers\n");
     if (!fail && info.rank == 0) {
-        uint32_t header[4] = {1, (uint32_t)d.n_entries, (uint32_t)d.n_tok, (uint32_t)d.hidden};
-        fail = !f || fwrite("MLHIDDN1", 1, 8, f) != 8 || fwrite(header, 4, 4, f) != 4 ||
-               fwrite(prompt, 4, (size_t)d.n_tok, f) != (size_t)d.n_tok ||
-               fwrite(d.data, sizeof(float), (size_t)d.n_entries * d.n_tok * d.hidden, f) !=
-                   (size_t)d.n_entries * d.n_tok * d.hidden;
-        if (f && fclose(f) != 0) fail = 1;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/hidden_prefill%d.bin", dir, d.n_tok);
+        mkdir(dir, 0755);
+        fail = write_dump(&d, prompt, info.hidden_size, path);
         if (fail) fprintf(stderr, "meshllama eval: cannot write %s\n", path);
-        else fprintf(stderr, "eval: wrote %d hidden states of %d tokens to %s\n", d.n_entries, d.n_tok, path);
+        else fprintf(stderr, "eval: wrote %d intermediates of %d tokens to %s\n", d.n_entries, d.n_tok, path);
     }
-    free(d.data);
+    for (int i = 0; i < d.n_entries; i++) free(d.entries[i].data);
+    free(d.entries);
     return fail;
 }
 

@@ -140,13 +140,41 @@ typedef struct {
 
 int ml_forward(ml_model *model, const ml_batch *batch, float *logits);
 
-/* Debugging hook (the seed's "compare layer by layer"): called during ml_forward with the
- * residual stream [n_tok, hidden_size] of tokens token_begin.. of the flattened batch.
- * entry 0 = the embeddings, entry i = after layer i-1 (1..n_layers), entry n_layers + 1 = after
- * the final norm; entries 0..n_layers-1 and n_layers+1 are what HF's output_hidden_states
- * returns. NULL removes it; a NULL model is ignored. */
-typedef void (*ml_hidden_callback)(int entry, int token_begin, int n_tok, int hidden_size, const float *hidden,
-                                   void *user);
+/* Debugging hook (the seed's "compare layer by layer"): during ml_forward it is called with each
+ * named intermediate of every chunk of tokens, identified by (name, layer) as llama.cpp's eval
+ * callback identifies tensors, so a dump can be compared with Hugging Face's module hooks one
+ * operation at a time. In order, per chunk (HF LlamaForCausalLM's module in brackets):
+ *   "embed"          layer -1  [n_tok, hidden]          (model.embed_tokens output)
+ *   per layer L = 0..n_layers-1:
+ *   "attn_norm"      L  [n_tok, hidden]                 (input_layernorm output)
+ *   "q"              L  [n_tok, n_heads * head_dim]     (self_attn.q_proj output: before RoPE)
+ *   "k"              L  [n_tok, n_kv_heads * head_dim]  (self_attn.k_proj output: before RoPE)
+ *   "v"              L  [n_tok, n_kv_heads * head_dim]  (self_attn.v_proj output)
+ *   "attn_out"       L  [n_tok, n_heads * head_dim]     (self_attn.o_proj input: softmax(qk)v)
+ *   "o_proj"         L  [n_tok, hidden]                 (self_attn.o_proj output)
+ *   "attn_residual"  L  [n_tok, hidden]                 (post_attention_layernorm input: x + o_proj)
+ *   "ffn_norm"       L  [n_tok, hidden]                 (post_attention_layernorm output)
+ *   "gate"           L  [n_tok, intermediate_size]      (mlp.gate_proj output)
+ *   "up"             L  [n_tok, intermediate_size]      (mlp.up_proj output)
+ *   "ffn_act"        L  [n_tok, intermediate_size]      (mlp.down_proj input: silu(gate) * up)
+ *   "ffn_out"        L  [n_tok, hidden]                 (mlp.down_proj output)
+ *   "layer_out"      L  [n_tok, hidden]                 (the decoder layer's output)
+ *   "final_norm"     layer -1  [n_tok, hidden]          (model.norm output)
+ * Sharded intermediates (q, k, v, attn_out, gate, up, ffn_act) are gathered from the devices
+ * into HF's layout (heads and features in order), so any tp compares directly with HF; under
+ * MPI, where a process holds only its own devices, they are not reported. In fast mode the
+ * matmul inputs (attn_norm, attn_out, ffn_norm, ffn_act) are the bf16-rounded values the
+ * matmuls see. tokens token_begin.. of the flattened batch; data is valid during the call only. */
+typedef struct {
+    const char *name;   /* one of the names above */
+    int layer;          /* 0..n_layers-1, or -1 outside the layers */
+    int token_begin;    /* index in the flattened batch of the first token */
+    int n_tok;          /* tokens (rows) */
+    int width;          /* values per token (columns) */
+    const float *data;  /* [n_tok, width] */
+} ml_hidden_state;
+typedef void (*ml_hidden_callback)(const ml_hidden_state *state, void *user);
+/* Sets the hook; a NULL callback removes it, a NULL model is ignored. */
 void ml_model_set_hidden_callback(ml_model *model, ml_hidden_callback callback, void *user);
 
 /* Forgets the cached positions of a slot (nothing to free; positions are overwritten). */

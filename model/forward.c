@@ -21,6 +21,8 @@
  *   attention (then bf16 rounding)  fast mode rounds each task's output heads in place;
  *   silu_mul_then_round             one task per (device, token).
  * The chunk's tokens (ids, KV slots, positions) travel to every step in one ml_chunk_tokens.
+ * Between the steps each intermediate is handed to the hidden-state callback, if one is set, by
+ * (name, layer) (model/intermediates.c).
  * Each fused step does the same operations on the same values in the same order as the steps
  * it replaces, so results are bit-identical to running them one by one. */
 #include <math.h>
@@ -277,6 +279,7 @@ static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk)
     int n_local = ml_local_devices(m), hd = m->config.head_dim, hidden = m->config.hidden_size;
     int n_tok = chunk->n_tok;
     matmul_input normed = input_of(m, m->xn, m->xn_bf16, hidden);
+    ml_emit_intermediate(m, chunk, "attn_norm", layer, m->xn, hidden);
     ml_matmul_job jobs[3 * ML_MAX_LOCAL_DEVICES];
     int n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
@@ -288,8 +291,12 @@ static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk)
         jobs[n_jobs++] = project(w->wv, kv_rows, normed, dev->v, (size_t)kv_rows, n_tok);
     }
     ml_run_matmuls(m, jobs, n_jobs);
+    ml_emit_sharded(m, chunk, "q", layer, ML_SHARDED_Q); /* before RoPE, as q_proj's output */
+    ml_emit_sharded(m, chunk, "k", layer, ML_SHARDED_K);
+    ml_emit_sharded(m, chunk, "v", layer, ML_SHARDED_V);
 
     rope_cache_write_attention(m, layer, chunk);
+    ml_emit_sharded(m, chunk, "attn_out", layer, ML_SHARDED_ATTN);
 
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
@@ -297,7 +304,11 @@ static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk)
         jobs[d] = project(dev->layers[layer].wo, hidden, heads, dev->partial, (size_t)hidden, n_tok);
     }
     ml_run_matmuls(m, jobs, n_local);
-    return allreduce_residual_add_then_rmsnorm(m, n_tok, m->mlp_norm + (size_t)layer * hidden, NULL);
+    ML_TRY(allreduce_residual_add_then_rmsnorm(m, n_tok, m->mlp_norm + (size_t)layer * hidden, NULL));
+    ml_emit_intermediate(m, chunk, "o_proj", layer, m->reduced, hidden);
+    ml_emit_intermediate(m, chunk, "attn_residual", layer, m->x, hidden);
+    ml_emit_intermediate(m, chunk, "ffn_norm", layer, m->xn, hidden);
+    return ML_OK;
 }
 
 /* x += down_proj(silu(gate_proj(xn)) * up_proj(xn)); xn holds the MLP norm. Leaves xn = the
@@ -316,9 +327,12 @@ static int mlp_block(ml_model *m, int layer, const ml_chunk_tokens *chunk, const
         jobs[n_jobs++] = project(dev->layers[layer].w_up, ffn, normed, dev->up, (size_t)ffn, n_tok);
     }
     ml_run_matmuls(m, jobs, n_jobs);
+    ml_emit_sharded(m, chunk, "gate", layer, ML_SHARDED_GATE);
+    ml_emit_sharded(m, chunk, "up", layer, ML_SHARDED_UP);
 
     silu_step ss = {m, n_tok};
     ml_pool_run(m->pool, silu_mul_then_round, &ss, n_tok * n_local);
+    ml_emit_sharded(m, chunk, "ffn_act", layer, ML_SHARDED_GATE);
 
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
@@ -326,7 +340,10 @@ static int mlp_block(ml_model *m, int layer, const ml_chunk_tokens *chunk, const
         jobs[d] = project(dev->layers[layer].w_down, hidden, act, dev->partial, (size_t)hidden, n_tok);
     }
     ml_run_matmuls(m, jobs, n_local);
-    return allreduce_residual_add_then_rmsnorm(m, n_tok, next_weight, norm_dst);
+    ML_TRY(allreduce_residual_add_then_rmsnorm(m, n_tok, next_weight, norm_dst));
+    ml_emit_intermediate(m, chunk, "ffn_out", layer, m->reduced, hidden);
+    ml_emit_intermediate(m, chunk, "layer_out", layer, m->x, hidden);
+    return ML_OK;
 }
 
 /* xn rows 0..n_out-1 hold the final norm of the wanted tokens; their logits go to rows
@@ -362,14 +379,14 @@ int ml_forward_chunk(ml_model *m, const ml_chunk_tokens *chunk, const int *out_r
     }
     embed_step es = {m, chunk};
     ml_pool_run(m->pool, embed_then_rmsnorm, &es, chunk->n_tok);
-    ml_model_dump_hidden(m, chunk, 0);
+    ml_emit_intermediate(m, chunk, "embed", -1, m->x, m->config.hidden_size);
     int n_layers = m->config.n_layers, hidden = m->config.hidden_size;
     for (int layer = 0; layer < n_layers; layer++) {
         ML_TRY(attention_block(m, layer, chunk));
         int last = layer + 1 == n_layers;
         ML_TRY(mlp_block(m, layer, chunk, last ? m->final_norm : m->attn_norm + (size_t)(layer + 1) * hidden,
                          last ? norm_dst : NULL));
-        ml_model_dump_hidden(m, chunk, layer + 1);
     }
+    ml_emit_final_norm(m, chunk);
     return lm_head(m, first_out, n_out, logits);
 }

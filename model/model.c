@@ -368,24 +368,3 @@ int ml_model_open_tokenizer(const ml_model *m, ml_tokenizer **out) {
     if (!m) return ml_set_error(ML_ERR_ARG, "ml_model_open_tokenizer: model is NULL");
     return ml_checkpoint_open_tokenizer(&m->checkpoint, out);
 }
-
-void ml_model_set_hidden_callback(ml_model *m, ml_hidden_callback callback, void *user) {
-    if (!m) return;
-    m->hidden_callback = callback;
-    m->hidden_callback_user = user;
-}
-
-void ml_model_dump_hidden(ml_model *m, const ml_chunk_tokens *chunk, int entry) {
-    if (!m->hidden_callback) return;
-    int n_tok = chunk->n_tok;
-    int hidden = m->config.hidden_size;
-    m->hidden_callback(entry, chunk->token_begin, n_tok, hidden, m->x, m->hidden_callback_user);
-    if (entry != m->config.n_layers) return;
-    float *normed = malloc((size_t)n_tok * hidden * sizeof *normed);
-    if (!normed) return; /* a debugging aid: skip the entry rather than fail the forward */
-    for (int t = 0; t < n_tok; t++)
-        m->kernels->rmsnorm(normed + (size_t)t * hidden, m->x + (size_t)t * hidden, m->final_norm, hidden,
-                            m->config.rms_norm_eps);
-    m->hidden_callback(entry + 1, chunk->token_begin, n_tok, hidden, normed, m->hidden_callback_user);
-    free(normed);
-}

@@ -87,7 +87,7 @@ struct ml_model {
     uint16_t *xn_bf16;               /* [chunk, hidden] fast mode */
     float *reduced;                  /* [chunk, hidden] all-reduce result */
     float *attn_scratch;             /* [n_threads, max_seq_len] attention scores */
-    ml_hidden_callback hidden_callback; /* --dump-layers hook, or NULL */
+    ml_hidden_callback hidden_callback; /* named intermediates (--dump-layers), or NULL */
     void *hidden_callback_user;
 };
 
@@ -137,9 +137,23 @@ typedef struct {
     int token_begin;        /* index in the flattened batch of the chunk's first token */
 } ml_chunk_tokens;
 
-/* Hands the residual stream to the hidden-state callback, if any: entry 0 = embeddings, entry
- * i = after layer i-1; after the last layer also entry n_layers + 1 = the final norm. */
-void ml_model_dump_hidden(ml_model *model, const ml_chunk_tokens *chunk, int entry);
+/* The hidden-state callback's named intermediates (model/intermediates.c; the names are listed
+ * in include/meshllama.h). Each is a no-op without a callback. */
+void ml_emit_intermediate(ml_model *model, const ml_chunk_tokens *chunk, const char *name, int layer,
+                          const float *data, int width); /* data: [n_tok, width], replicated */
+/* The device buffers of a sharded activation, gathered into HF's layout before the call. */
+typedef enum {
+    ML_SHARDED_Q,    /* dev->q    [n_tok, n_heads * head_dim] */
+    ML_SHARDED_K,    /* dev->k    [n_tok, n_kv_heads * head_dim] */
+    ML_SHARDED_V,    /* dev->v    [n_tok, n_kv_heads * head_dim] */
+    ML_SHARDED_ATTN, /* dev->attn [n_tok, n_heads * head_dim] */
+    ML_SHARDED_GATE, /* dev->gate [n_tok, intermediate_size] (gate, then silu(gate) * up) */
+    ML_SHARDED_UP    /* dev->up   [n_tok, intermediate_size] */
+} ml_sharded_activation;
+void ml_emit_sharded(ml_model *model, const ml_chunk_tokens *chunk, const char *name, int layer,
+                     ml_sharded_activation which);
+/* rmsnorm(x) with the final norm for every token of the chunk, as "final_norm". */
+void ml_emit_final_norm(ml_model *model, const ml_chunk_tokens *chunk);
 
 
 /* One chunk of tokens through the whole model; out_rows[t] >= 0 selects tokens whose logits go

@@ -46,10 +46,16 @@ mkdir -p "$tmp/refs" && cp "$ref" "$tmp/refs/prefill48.bin"
 line=$("$bin" eval -m "$model" --ref "$tmp/refs" --prefill-len 48 --min-top1 1 2>/dev/null)
 if [ $? -eq 0 ]; then pass; else fail "reference directory"; fi
 
-# --dump-layers: embeddings, 3 layers and the final norm of the 48-token prompt, 144 wide
+# --dump-layers: the 48-token prompt's named intermediates (embed, 13 per layer for 3 layers,
+# final_norm: 41), read back by tools/compare_layers.py --list (which checks every size)
 "$bin" eval -m "$model" --ref "$ref" --dump-layers "$tmp/dump" --decode-len 2 >/dev/null 2>&1
-size=$(stat -c %s "$tmp/dump/hidden_prefill48.bin" 2>/dev/null || echo 0)
-if [ "$size" -eq $((8 + 16 + 48 * 4 + 5 * 48 * 144 * 4)) ]; then pass; else fail "--dump-layers wrote $size bytes"; fi
+listing=$(python3 "$(dirname "$0")/../tools/compare_layers.py" - "$tmp/dump/hidden_prefill48.bin" --list 2>&1)
+if grep -q '^version 2, 48 tokens, 41 entries$' <<<"$listing" && grep -Eq '^ +0 k +48$' <<<"$listing" &&
+   grep -Eq '^ +2 ffn_act +256$' <<<"$listing" && grep -Eq '^ +-1 final_norm +144$' <<<"$listing"; then
+    pass
+else
+    fail "--dump-layers: $listing"
+fi
 
 head -c 100 "$ref" >"$tmp/truncated.bin"
 printf 'NOTAREF!xxxxxxxxxxxxxxxxxxxxxxxxxxxx' >"$tmp/magic.bin"
