@@ -6,20 +6,15 @@
  *   Q4_0: f16 d, u8 qs[16]              x[i] = d * ((qs[i] & 15) - 8),  x[i+16] = d * ((qs[i] >> 4) - 8)
  *   Q4_1: f16 d, f16 m, u8 qs[16]       x[i] = d * (qs[i] & 15) + m,    x[i+16] = d * (qs[i] >> 4) + m
  * i.e. low nibbles are elements 0..15 and high nibbles 16..31. gguf-py computes each product and
- * sum in float32, one rounding per operation; so does this file (no fused multiply-add: the
- * pragmas below keep a compiler from contracting d * q + m). */
+ * sum in float32, one rounding per operation; so does core/quant_blocks.c, which decodes the
+ * blocks for this file and for the scalar kernels alike. */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/numeric.h"
+#include "core/quant_blocks.h"
 #include "formats/gguf.h"
-
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
 
 #define QK 32
 #define QK_K 256
@@ -80,37 +75,6 @@ const char *ml_ggml_type_name(uint32_t type) {
 
 static float f16_at(const uint8_t *p) { return ml_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
 
-static void dequantize_q8_0(const uint8_t *src, size_t n_blocks, float *dst) {
-    for (size_t b = 0; b < n_blocks; b++, src += 2 + QK, dst += QK) {
-        float d = f16_at(src);
-        for (int i = 0; i < QK; i++) dst[i] = (float)(int8_t)src[2 + i] * d;
-    }
-}
-
-static void dequantize_q4_0(const uint8_t *src, size_t n_blocks, float *dst) {
-    for (size_t b = 0; b < n_blocks; b++, src += 2 + QK / 2, dst += QK) {
-        float d = f16_at(src);
-        const uint8_t *qs = src + 2;
-        for (int i = 0; i < QK / 2; i++) {
-            dst[i] = d * (float)((int)(qs[i] & 0x0f) - 8);
-            dst[i + QK / 2] = d * (float)((int)(qs[i] >> 4) - 8);
-        }
-    }
-}
-
-static void dequantize_q4_1(const uint8_t *src, size_t n_blocks, float *dst) {
-    for (size_t b = 0; b < n_blocks; b++, src += 4 + QK / 2, dst += QK) {
-        float d = f16_at(src), m = f16_at(src + 2);
-        const uint8_t *qs = src + 4;
-        for (int i = 0; i < QK / 2; i++) {
-            float low = d * (float)(qs[i] & 0x0f);
-            float high = d * (float)(qs[i] >> 4);
-            dst[i] = low + m;
-            dst[i + QK / 2] = high + m;
-        }
-    }
-}
-
 int ml_gguf_dequantize(uint32_t type, const void *src, size_t n_elements, float *dst) {
     const ml_ggml_type_traits *traits = ml_ggml_traits(type);
     if (!traits || !traits->can_dequantize)
@@ -129,9 +93,9 @@ int ml_gguf_dequantize(uint32_t type, const void *src, size_t n_elements, float 
     case ML_GGML_BF16:
         for (size_t i = 0; i < n_elements; i++) dst[i] = ml_bf16_to_f32((uint16_t)(bytes[2 * i] | (bytes[2 * i + 1] << 8)));
         break;
-    case ML_GGML_Q8_0: dequantize_q8_0(bytes, n_blocks, dst); break;
-    case ML_GGML_Q4_0: dequantize_q4_0(bytes, n_blocks, dst); break;
-    case ML_GGML_Q4_1: dequantize_q4_1(bytes, n_blocks, dst); break;
+    case ML_GGML_Q8_0: ml_quant_blocks_to_f32(ML_DTYPE_Q8_0, bytes, n_blocks, dst); break;
+    case ML_GGML_Q4_0: ml_quant_blocks_to_f32(ML_DTYPE_Q4_0, bytes, n_blocks, dst); break;
+    case ML_GGML_Q4_1: ml_quant_blocks_to_f32(ML_DTYPE_Q4_1, bytes, n_blocks, dst); break;
     default: return ml_set_error(ML_ERR_INTERNAL, "ggml type %s has no converter", traits->name);
     }
     return ML_OK;

@@ -28,6 +28,7 @@
  *   shift or AND per 8 weights) decoded about as fast in quiet conditions and prefilled about
  *   10% slower (x must be de-interleaved), so the natural order stayed. */
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_internal.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -731,22 +732,24 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
     }
 }
 
-static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
-                          int head_dim, float scale, float *scratch) {
+/* ATT_HEADS query heads at a time. */
+ML_INLINE void attention_all_heads(float *out, const float *q, int n_q, const void *k, const void *v, int n_pos,
+                                   int head_dim, float scale, int kv_kind) {
     for (int h = 0; h < n_q; h += ATT_HEADS) {
         int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
         attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
-                        scale, KIND_F32);
+                        scale, kv_kind);
     }
+}
+
+static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
+                          int head_dim, float scale, float *scratch) {
+    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_F32);
 }
 
 static void attention_bf16(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v, int n_pos,
                            int head_dim, float scale, float *scratch) {
-    for (int h = 0; h < n_q; h += ATT_HEADS) {
-        int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
-        attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
-                        scale, KIND_BF16);
-    }
+    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_BF16);
 }
 
 /* ---- conversions -------------------------------------------------------------------------- */
@@ -767,13 +770,13 @@ static void f32_to_bf16(uint16_t *out, const float *in, size_t n) {
         __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(result), _mm256_extracti128_si256(result, 1));
         _mm_storeu_si128((__m128i *)(out + i), packed);
     }
-    for (; i < n; i++) out[i] = ml_f32_to_bf16(in[i]);
+    ml_scalar_f32_to_bf16(out + i, in + i, n - i);
 }
 
 static void bf16_to_f32(float *out, const uint16_t *in, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, widen_bf16(_mm_loadu_si128((const __m128i *)(in + i))));
-    for (; i < n; i++) out[i] = ml_bf16_to_f32(in[i]);
+    ml_scalar_bf16_to_f32(out + i, in + i, n - i);
 }
 
 /* vcvtph2ps is exact for every finite value, subnormals included, but quiets signalling NaNs;
@@ -796,7 +799,7 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
         }
         _mm256_storeu_ps(out + i, f);
     }
-    for (; i < n; i++) out[i] = ml_f16_to_f32(in[i]);
+    ml_scalar_f16_to_f32(out + i, in + i, n - i);
 }
 
 /* Whole blocks, decoded as the matmuls decode them (so bit for bit as the dequantiser). */
@@ -807,22 +810,6 @@ static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_bloc
 const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .name = "avx2",
     .bf16_dot_product = 0,
-    .matmul_f32_f32 = matmul_f32_f32,
-    .matmul_f32_f16 = matmul_f32_f16,
-    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
-    .matmul_f32_q8_0 = matmul_f32_q8_0,
-    .matmul_f32_q4_0 = matmul_f32_q4_0,
-    .matmul_f32_q4_1 = matmul_f32_q4_1,
-    .rmsnorm = rmsnorm,
-    .rope = rope,
-    .silu_mul = silu_mul,
-    .attention_f32 = attention_f32,
-    .attention_bf16 = attention_bf16,
-    .f32_to_bf16 = f32_to_bf16,
-    .bf16_to_f32 = bf16_to_f32,
-    .f16_to_f32 = f16_to_f32,
-    .q8_0_to_f32 = q8_0_to_f32,
-    .q4_0_to_f32 = q4_0_to_f32,
-    .q4_1_to_f32 = q4_1_to_f32,
+    ML_CPU_KERNEL_ENTRIES,
 };

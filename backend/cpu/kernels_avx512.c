@@ -17,6 +17,7 @@
  *   prefill (n_tok >= 3): 4 rows x 6 tokens: 24 accumulators + 6 x vectors + 1 weight vector
  *                        = 31 zmm; each weight vector loaded feeds 6 tokens. */
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_internal.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -672,22 +673,24 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
     }
 }
 
-static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
-                          int head_dim, float scale, float *scratch) {
+/* ATT_HEADS query heads at a time. */
+ML_INLINE void attention_all_heads(float *out, const float *q, int n_q, const void *k, const void *v, int n_pos,
+                                   int head_dim, float scale, int kv_kind) {
     for (int h = 0; h < n_q; h += ATT_HEADS) {
         int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
         attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
-                        scale, KIND_F32);
+                        scale, kv_kind);
     }
+}
+
+static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
+                          int head_dim, float scale, float *scratch) {
+    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_F32);
 }
 
 static void attention_bf16(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v, int n_pos,
                            int head_dim, float scale, float *scratch) {
-    for (int h = 0; h < n_q; h += ATT_HEADS) {
-        int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
-        attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
-                        scale, KIND_BF16);
-    }
+    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_BF16);
 }
 
 /* ---- conversions -------------------------------------------------------------------------- */
@@ -744,45 +747,13 @@ static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_bloc
 const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .name = "avx512",
     .bf16_dot_product = 0,
-    .matmul_f32_f32 = matmul_f32_f32,
-    .matmul_f32_f16 = matmul_f32_f16,
-    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
-    .matmul_f32_q8_0 = matmul_f32_q8_0,
-    .matmul_f32_q4_0 = matmul_f32_q4_0,
-    .matmul_f32_q4_1 = matmul_f32_q4_1,
-    .rmsnorm = rmsnorm,
-    .rope = rope,
-    .silu_mul = silu_mul,
-    .attention_f32 = attention_f32,
-    .attention_bf16 = attention_bf16,
-    .f32_to_bf16 = f32_to_bf16,
-    .bf16_to_f32 = bf16_to_f32,
-    .f16_to_f32 = f16_to_f32,
-    .q8_0_to_f32 = q8_0_to_f32,
-    .q4_0_to_f32 = q4_0_to_f32,
-    .q4_1_to_f32 = q4_1_to_f32,
+    ML_CPU_KERNEL_ENTRIES,
 };
 
 const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .name = "avx512bf16",
     .bf16_dot_product = 1,
-    .matmul_f32_f32 = matmul_f32_f32,
-    .matmul_f32_f16 = matmul_f32_f16,
-    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16_dpbf16,
-    .matmul_f32_q8_0 = matmul_f32_q8_0,
-    .matmul_f32_q4_0 = matmul_f32_q4_0,
-    .matmul_f32_q4_1 = matmul_f32_q4_1,
-    .rmsnorm = rmsnorm,
-    .rope = rope,
-    .silu_mul = silu_mul,
-    .attention_f32 = attention_f32,
-    .attention_bf16 = attention_bf16,
-    .f32_to_bf16 = f32_to_bf16,
-    .bf16_to_f32 = bf16_to_f32,
-    .f16_to_f32 = f16_to_f32,
-    .q8_0_to_f32 = q8_0_to_f32,
-    .q4_0_to_f32 = q4_0_to_f32,
-    .q4_1_to_f32 = q4_1_to_f32,
+    ML_CPU_KERNEL_ENTRIES,
 };

@@ -5,117 +5,70 @@
  * expression (clang's default -ffp-contract=on) still computes the same values as GCC. Keep
  * this file obviously right rather than fast. */
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_internal.h"
 
 #include <math.h>
 
 #include "core/dtype.h"
 #include "core/numeric.h"
+#include "core/quant_blocks.h"
 
 /* ---- matrix products -------------------------------------------------------------------- */
 
-/* y[t*ldy + r] = sum_i x[t*ldx + i] * w[r*n_in + i], i = 0, 1, ..., n_in-1 in that order.
- * The value of one output depends only on x row t and w row r, never on the split. */
-static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
-                       int row_begin, int row_end) {
+/* Element readers: exact conversions of one element to float32. */
+static float f32_value(const void *p, size_t i) { return ((const float *)p)[i]; }
+static float f16_value(const void *p, size_t i) { return ml_f16_to_f32(((const uint16_t *)p)[i]); }
+static float bf16_value(const void *p, size_t i) { return ml_bf16_to_f32(((const uint16_t *)p)[i]); }
+typedef float (*element_reader)(const void *p, size_t i);
+
+/* y[t*ldy + r] = sum_i x[t*ldx + i] * w[r*n_in + i], i = 0, 1, ..., n_in-1 in that order, each
+ * element read exactly as float32 (bf16 x bf16 products have at most 16 significant bits, so
+ * they are exact in float32 too; only the sum rounds). The value of one output depends only on
+ * x row t and w row r, never on the split. */
+static inline void matmul_generic(float *y, size_t ldy, const void *x, element_reader x_value, size_t ldx,
+                                  const void *w, element_reader w_value, int n_in, int n_tok, int row_begin,
+                                  int row_end) {
     for (int t = 0; t < n_tok; t++) {
-        const float *x_row = x + (size_t)t * ldx; /* [n_in] */
+        size_t x_row = (size_t)t * ldx; /* [n_in] */
         for (int r = row_begin; r < row_end; r++) {
-            const float *w_row = w + (size_t)r * n_in; /* [n_in] */
+            size_t w_row = (size_t)r * n_in; /* [n_in] */
             float sum = 0.0f;
             for (int i = 0; i < n_in; i++) {
-                float product = x_row[i] * w_row[i];
+                float product = x_value(x, x_row + i) * w_value(w, w_row + i);
                 sum += product;
             }
             y[(size_t)t * ldy + r] = sum;
         }
     }
+}
+
+static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
+                           int row_begin, int row_end) {
+    matmul_generic(y, ldy, x, f32_value, ldx, w, f32_value, n_in, n_tok, row_begin, row_end);
 }
 
 static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                       int row_begin, int row_end) {
-    for (int t = 0; t < n_tok; t++) {
-        const float *x_row = x + (size_t)t * ldx;
-        for (int r = row_begin; r < row_end; r++) {
-            const uint16_t *w_row = w + (size_t)r * n_in;
-            float sum = 0.0f;
-            for (int i = 0; i < n_in; i++) {
-                float product = x_row[i] * ml_f16_to_f32(w_row[i]);
-                sum += product;
-            }
-            y[(size_t)t * ldy + r] = sum;
-        }
-    }
+                           int row_begin, int row_end) {
+    matmul_generic(y, ldy, x, f32_value, ldx, w, f16_value, n_in, n_tok, row_begin, row_end);
 }
 
 static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    for (int t = 0; t < n_tok; t++) {
-        const float *x_row = x + (size_t)t * ldx;
-        for (int r = row_begin; r < row_end; r++) {
-            const uint16_t *w_row = w + (size_t)r * n_in;
-            float sum = 0.0f;
-            for (int i = 0; i < n_in; i++) {
-                float product = x_row[i] * ml_bf16_to_f32(w_row[i]);
-                sum += product;
-            }
-            y[(size_t)t * ldy + r] = sum;
-        }
-    }
+                            int row_begin, int row_end) {
+    matmul_generic(y, ldy, x, f32_value, ldx, w, bf16_value, n_in, n_tok, row_begin, row_end);
 }
 
-/* Fast mode: both operands bf16. A bf16 x bf16 product has at most 16 significant bits, so it
- * is exact in float32; only the sum rounds. */
+/* Fast mode: both operands bf16. */
 static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                              int n_tok, int row_begin, int row_end) {
-    for (int t = 0; t < n_tok; t++) {
-        const uint16_t *x_row = x + (size_t)t * ldx;
-        for (int r = row_begin; r < row_end; r++) {
-            const uint16_t *w_row = w + (size_t)r * n_in;
-            float sum = 0.0f;
-            for (int i = 0; i < n_in; i++) {
-                float product = ml_bf16_to_f32(x_row[i]) * ml_bf16_to_f32(w_row[i]);
-                sum += product;
-            }
-            y[(size_t)t * ldy + r] = sum;
-        }
-    }
+    matmul_generic(y, ldy, x, bf16_value, ldx, w, bf16_value, n_in, n_tok, row_begin, row_end);
 }
 
 /* ---- matrix products: ggml block-quantised weights ---------------------------------------- */
 
-/* A block's 32 weights as float32, computed as formats/gguf_dequant.c computes them: the f16
- * scale converted exactly, one product per weight (exact: an 11-bit significand times an
- * integer of at most 8 bits), and for Q4_1 a separate sum, the one rounding. */
+/* Each block's 32 weights are decoded by core/quant_blocks.c, the same code the dequantiser
+ * (formats/gguf_dequant.c) runs. */
 #define QK ML_QUANT_BLOCK
 enum { BYTES_Q8_0 = 2 + QK, BYTES_Q4_0 = 2 + QK / 2, BYTES_Q4_1 = 2 + 2 + QK / 2 };
-
-/* Little-endian f16 at p (any alignment). */
-static float f16_at(const uint8_t *p) { return ml_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
-
-static void q8_0_block(const uint8_t *block, float *out) {
-    float d = f16_at(block);
-    for (int i = 0; i < QK; i++) out[i] = (float)(int8_t)block[2 + i] * d;
-}
-
-static void q4_0_block(const uint8_t *block, float *out) {
-    float d = f16_at(block);
-    const uint8_t *qs = block + 2; /* low nibbles: elements 0..15; high nibbles: 16..31 */
-    for (int i = 0; i < QK / 2; i++) {
-        out[i] = d * (float)((int)(qs[i] & 0x0f) - 8);
-        out[i + QK / 2] = d * (float)((int)(qs[i] >> 4) - 8);
-    }
-}
-
-static void q4_1_block(const uint8_t *block, float *out) {
-    float d = f16_at(block), m = f16_at(block + 2);
-    const uint8_t *qs = block + 4;
-    for (int i = 0; i < QK / 2; i++) {
-        float low = d * (float)(qs[i] & 0x0f);
-        float high = d * (float)(qs[i] >> 4);
-        out[i] = low + m;
-        out[i + QK / 2] = high + m;
-    }
-}
 
 typedef void (*block_decoder)(const uint8_t *block, float *out);
 
@@ -145,17 +98,17 @@ static void matmul_blocks(float *y, size_t ldy, const float *x, size_t ldx, cons
 
 static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
-    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q8_0, q8_0_block);
+    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q8_0, ml_q8_0_block_to_f32);
 }
 
 static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
-    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_0, q4_0_block);
+    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_0, ml_q4_0_block_to_f32);
 }
 
 static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
-    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_1, q4_1_block);
+    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_1, ml_q4_1_block_to_f32);
 }
 
 /* ---- normalisation and elementwise ------------------------------------------------------- */
@@ -218,11 +171,9 @@ static void silu_mul(float *out, const float *gate, const float *up, int n) {
  * with the usual two-pass softmax: p_j = exp(s_j - max) / sum_k exp(s_k - max).
  * The causal mask is implicit: the caller passes only the positions 0..n_pos-1 this token sees.
  * K and V rows are given as float here; attention_bf16 widens them first (exact). */
-static float k_value_f32(const void *k, size_t index) { return ((const float *)k)[index]; }
-static float k_value_bf16(const void *k, size_t index) { return ml_bf16_to_f32(((const uint16_t *)k)[index]); }
 
 static void attention_generic(float *out, const float *q, int n_q, const void *k, const void *v, int n_pos,
-                              int head_dim, float scale, float *scratch, float (*value)(const void *, size_t)) {
+                              int head_dim, float scale, float *scratch, element_reader value) {
     float *scores = scratch; /* [n_pos] */
     for (int h = 0; h < n_q; h++) {
         const float *q_head = q + (size_t)h * head_dim; /* [head_dim] */
@@ -256,59 +207,40 @@ static void attention_generic(float *out, const float *q, int n_q, const void *k
 
 static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
                           int head_dim, float scale, float *scratch) {
-    attention_generic(out, q, n_q, k, v, n_pos, head_dim, scale, scratch, k_value_f32);
+    attention_generic(out, q, n_q, k, v, n_pos, head_dim, scale, scratch, f32_value);
 }
 
 static void attention_bf16(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v, int n_pos,
                            int head_dim, float scale, float *scratch) {
-    attention_generic(out, q, n_q, k, v, n_pos, head_dim, scale, scratch, k_value_bf16);
+    attention_generic(out, q, n_q, k, v, n_pos, head_dim, scale, scratch, bf16_value);
 }
 
 /* ---- conversions -------------------------------------------------------------------------- */
 
-static void f32_to_bf16(uint16_t *out, const float *in, size_t n) {
+void ml_scalar_f32_to_bf16(uint16_t *out, const float *in, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = ml_f32_to_bf16(in[i]);
 }
 
-static void bf16_to_f32(float *out, const uint16_t *in, size_t n) {
+void ml_scalar_bf16_to_f32(float *out, const uint16_t *in, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = ml_bf16_to_f32(in[i]);
 }
 
-static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
+void ml_scalar_f16_to_f32(float *out, const uint16_t *in, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = ml_f16_to_f32(in[i]);
 }
 
-static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) {
-    for (size_t b = 0; b < n / QK; b++) q8_0_block(in + b * BYTES_Q8_0, out + b * QK);
-}
+static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) { ml_quant_blocks_to_f32(ML_DTYPE_Q8_0, in, n / QK, out); }
+static void q4_0_to_f32(float *out, const uint8_t *in, size_t n) { ml_quant_blocks_to_f32(ML_DTYPE_Q4_0, in, n / QK, out); }
+static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { ml_quant_blocks_to_f32(ML_DTYPE_Q4_1, in, n / QK, out); }
 
-static void q4_0_to_f32(float *out, const uint8_t *in, size_t n) {
-    for (size_t b = 0; b < n / QK; b++) q4_0_block(in + b * BYTES_Q4_0, out + b * QK);
-}
-
-static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) {
-    for (size_t b = 0; b < n / QK; b++) q4_1_block(in + b * BYTES_Q4_1, out + b * QK);
-}
+/* The exported conversions under the names the table entries use. */
+static void f32_to_bf16(uint16_t *out, const float *in, size_t n) { ml_scalar_f32_to_bf16(out, in, n); }
+static void bf16_to_f32(float *out, const uint16_t *in, size_t n) { ml_scalar_bf16_to_f32(out, in, n); }
+static void f16_to_f32(float *out, const uint16_t *in, size_t n) { ml_scalar_f16_to_f32(out, in, n); }
 
 const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .name = "scalar",
     .bf16_dot_product = 0,
-    .matmul_f32_f32 = matmul_f32_f32,
-    .matmul_f32_f16 = matmul_f32_f16,
-    .matmul_f32_bf16 = matmul_f32_bf16,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
-    .matmul_f32_q8_0 = matmul_f32_q8_0,
-    .matmul_f32_q4_0 = matmul_f32_q4_0,
-    .matmul_f32_q4_1 = matmul_f32_q4_1,
-    .rmsnorm = rmsnorm,
-    .rope = rope,
-    .silu_mul = silu_mul,
-    .attention_f32 = attention_f32,
-    .attention_bf16 = attention_bf16,
-    .f32_to_bf16 = f32_to_bf16,
-    .bf16_to_f32 = bf16_to_f32,
-    .f16_to_f32 = f16_to_f32,
-    .q8_0_to_f32 = q8_0_to_f32,
-    .q4_0_to_f32 = q4_0_to_f32,
-    .q4_1_to_f32 = q4_1_to_f32,
+    ML_CPU_KERNEL_ENTRIES,
 };
