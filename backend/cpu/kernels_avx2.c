@@ -29,14 +29,13 @@
  *   10% slower (x must be de-interleaved), so the natural order stayed. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
+#include "backend/cpu/kernels_vector_common.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
 #include "core/numeric.h"
-
-#define ML_INLINE static inline __attribute__((always_inline))
 
 enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
 
@@ -244,24 +243,8 @@ static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx
  *       one decode per weight (register-blocked decoding alone measured about 2x slower than
  *       float32 weights for a 323-token prompt of the default model). Same bits either way. */
 
-enum { QKIND_Q8_0 = 0, QKIND_Q4_0 = 1, QKIND_Q4_1 = 2 };
-#define QK 32      /* weights per block */
 #define Q_TOKENS 6 /* n_tok >= 2: tokens per register block */
 #define Q_TILE_TOKENS 8 /* from this many tokens, decode a tile of rows to float32 first */
-
-ML_INLINE size_t q_block_bytes(int qkind) {
-    return qkind == QKIND_Q8_0 ? 2 + QK : qkind == QKIND_Q4_0 ? 2 + QK / 2 : 4 + QK / 2;
-}
-
-/* The block's scale d (and Q4_1's m; 0 otherwise): f16 bits read by memcpy (blocks are not
- * aligned), converted by vcvtph2ps. */
-ML_INLINE void q_scales(const uint8_t *block, int qkind, float *d, float *m) {
-    uint32_t bits = 0;
-    memcpy(&bits, block, qkind == QKIND_Q4_1 ? 4 : 2);
-    __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)bits));
-    *d = _mm_cvtss_f32(both);
-    *m = _mm_cvtss_f32(_mm_movehdup_ps(both));
-}
 
 /* Weights [8u, 8u + 8) of a block, u in 0..3 (Q4: u 0, 1 are low nibbles of bytes 0..15, u 2, 3
  * the high nibbles). d, m: the block's scales, broadcast. */
@@ -683,12 +666,8 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
             }
         }
         for (int h = 0; h < n_heads; h++) {
-            float block_max = scores[h][0];
-            for (int jj = 1; jj < n_block; jj++)
-                if (scores[h][jj] > block_max) block_max = scores[h][jj];
-            float new_max = block_max > running_max[h] ? block_max : running_max[h];
-            alpha[h] = expf(running_max[h] - new_max); /* 0 on the first block */
-            running_max[h] = new_max;
+            alpha[h] = softmax_block_rescale(scores[h], n_block, &running_max[h]);
+            float new_max = running_max[h];
             __m256 m = _mm256_set1_ps(new_max), sum = _mm256_setzero_ps();
             for (int jj = 0; jj < n_block; jj += VEC) {
                 if (n_block - jj >= VEC) {

@@ -18,14 +18,13 @@
  *                        = 31 zmm; each weight vector loaded feeds 6 tokens. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
+#include "backend/cpu/kernels_vector_common.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
 #include "core/numeric.h"
-
-#define ML_INLINE static inline __attribute__((always_inline))
 
 enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
 
@@ -289,23 +288,8 @@ static void matmul_bf16_bf16_dpbf16(float *y, size_t ldy, const uint16_t *x, siz
  *       float32 scratch, then the float32 GEMM (4 rows x 6 tokens) on it; (the 2 x 8 blocks
  *       above serve when scratch memory is short). */
 
-enum { QKIND_Q8_0 = 0, QKIND_Q4_0 = 1, QKIND_Q4_1 = 2 };
-#define QK 32
 #define Q_TOKENS 8
 #define Q_TILE_TOKENS 8 /* from this many tokens, decode a tile of rows to float32 first */
-
-ML_INLINE size_t q_block_bytes(int qkind) {
-    return qkind == QKIND_Q8_0 ? 2 + QK : qkind == QKIND_Q4_0 ? 2 + QK / 2 : 4 + QK / 2;
-}
-
-/* The block's scale d (and Q4_1's m; 0 otherwise), read by memcpy, converted by vcvtph2ps. */
-ML_INLINE void q_scales(const uint8_t *block, int qkind, float *d, float *m) {
-    uint32_t bits = 0;
-    memcpy(&bits, block, qkind == QKIND_Q4_1 ? 4 : 2);
-    __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)bits));
-    *d = _mm_cvtss_f32(both);
-    *m = _mm_cvtss_f32(_mm_movehdup_ps(both));
-}
 
 /* Weights [16h, 16h + 16) of a block, h in 0..1. */
 ML_INLINE __m512 q_decode16(const uint8_t *block, int h, int qkind, __m512 d, __m512 m) {
@@ -639,12 +623,8 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
 #undef SCORE_CALL
         }
         for (int h = 0; h < n_heads; h++) {
-            float block_max = scores[h][0];
-            for (int jj = 1; jj < n_block; jj++)
-                if (scores[h][jj] > block_max) block_max = scores[h][jj];
-            float new_max = block_max > running_max[h] ? block_max : running_max[h];
-            alpha[h] = expf(running_max[h] - new_max); /* 0 on the first block */
-            running_max[h] = new_max;
+            alpha[h] = softmax_block_rescale(scores[h], n_block, &running_max[h]);
+            float new_max = running_max[h];
             __m512 mv = _mm512_set1_ps(new_max), sum = _mm512_setzero_ps();
             for (int jj = 0; jj < n_block; jj += VEC) {
                 __mmask16 m = tail_mask16(n_block - jj < VEC ? n_block - jj : VEC);
