@@ -1,34 +1,11 @@
+/* MLEVREF1 reader (formats/eval_reference.h) on the golden-file reader (formats/golden.h). */
 #include "formats/eval_reference.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
-#include "core/mapped_file.h"
-
-typedef struct {
-    const uint8_t *data;
-    size_t size;
-    size_t at;
-    const char *source;
-} cursor;
-
-static int take(cursor *c, void *dst, size_t bytes, const char *what) {
-    if (bytes > c->size - c->at)
-        return ml_set_error(ML_ERR_FORMAT, "%s: truncated while reading %s (need %zu bytes at offset %zu, file has %zu)",
-                            c->source, what, bytes, c->at, c->size);
-    memcpy(dst, c->data + c->at, bytes);
-    c->at += bytes;
-    return ML_OK;
-}
-
-static int take_array(cursor *c, void **dst, size_t count, size_t element, const char *what) {
-    size_t bytes = count * element;
-    if (count != 0 && bytes / count != element) return ml_set_error(ML_ERR_FORMAT, "%s: %s size overflows", c->source, what);
-    *dst = malloc(bytes ? bytes : 1);
-    if (!*dst) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory for %s", c->source, what);
-    return take(c, *dst, bytes, what);
-}
+#include "formats/golden.h"
 
 void ml_eval_reference_free(ml_eval_reference *ref) {
     if (!ref) return;
@@ -49,14 +26,10 @@ static int check_ids(const char *source, const char *what, const int32_t *ids, s
     return ML_OK;
 }
 
-static int parse(cursor *c, ml_eval_reference *r) {
-    char magic[8] = {0};
-    uint32_t h[7] = {0};
-    ML_TRY(take(c, magic, 8, "the magic"));
-    if (memcmp(magic, ML_EVAL_REFERENCE_MAGIC, 8) != 0)
-        return ml_set_error(ML_ERR_FORMAT, "%s: not a meshllama eval reference (magic is not %s)", c->source,
-                            ML_EVAL_REFERENCE_MAGIC);
-    ML_TRY(take(c, h, sizeof h, "the header"));
+static int parse(ml_golden_reader *c, ml_eval_reference *r) {
+    uint32_t h[7] = {0}; /* version, vocab, prompt, decode, top_k, logit steps, meta bytes */
+    ML_TRY(ml_golden_read_magic(c, ML_EVAL_REFERENCE_MAGIC, "meshllama eval reference"));
+    ML_TRY(ml_golden_read(c, h, sizeof h, "the header"));
     if (h[0] != 1) return ml_set_error(ML_ERR_FORMAT, "%s: version %u; expected 1", c->source, h[0]);
     if (h[1] == 0 || h[1] > (1u << 24) || h[2] == 0 || h[2] > (1u << 24) || h[3] > (1u << 24) || h[4] == 0 ||
         h[4] > 64 || h[5] > h[3] || h[6] > (1u << 20))
@@ -71,17 +44,13 @@ static int parse(cursor *c, ml_eval_reference *r) {
     r->n_logit_steps = (int)h[5];
     if ((size_t)r->top_k > (size_t)r->vocab_size)
         return ml_set_error(ML_ERR_FORMAT, "%s: top_k %d exceeds the vocabulary %d", c->source, r->top_k, r->vocab_size);
-    r->meta_json = malloc(h[6] + 1);
-    if (!r->meta_json) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", c->source);
-    ML_TRY(take(c, r->meta_json, h[6], "the metadata"));
-    r->meta_json[h[6]] = '\0';
-    ML_TRY(take_array(c, (void **)&r->prompt, (size_t)r->n_prompt, 4, "the prompt ids"));
-    ML_TRY(take_array(c, (void **)&r->tokens, (size_t)r->n_decode, 4, "the reference tokens"));
-    ML_TRY(take_array(c, (void **)&r->top_ids, (size_t)r->n_decode * r->top_k, 4, "the top-k ids"));
-    ML_TRY(take_array(c, (void **)&r->top_logits, (size_t)r->n_decode * r->top_k, 4, "the top-k logits"));
-    ML_TRY(take_array(c, (void **)&r->logits, (size_t)r->n_logit_steps * r->vocab_size, 4, "the logits"));
-    if (c->at != c->size)
-        return ml_set_error(ML_ERR_FORMAT, "%s: %zu unexpected bytes after the logits", c->source, c->size - c->at);
+    ML_TRY(ml_golden_read_string(c, &r->meta_json, h[6], "the metadata"));
+    ML_TRY(ml_golden_read_array(c, (void **)&r->prompt, (size_t)r->n_prompt, 4, "the prompt ids"));
+    ML_TRY(ml_golden_read_array(c, (void **)&r->tokens, (size_t)r->n_decode, 4, "the reference tokens"));
+    ML_TRY(ml_golden_read_array(c, (void **)&r->top_ids, (size_t)r->n_decode * r->top_k, 4, "the top-k ids"));
+    ML_TRY(ml_golden_read_array(c, (void **)&r->top_logits, (size_t)r->n_decode * r->top_k, 4, "the top-k logits"));
+    ML_TRY(ml_golden_read_array(c, (void **)&r->logits, (size_t)r->n_logit_steps * r->vocab_size, 4, "the logits"));
+    ML_TRY(ml_golden_expect_end(c, "the logits"));
     ML_TRY(check_ids(c->source, "prompt", r->prompt, (size_t)r->n_prompt, r->vocab_size));
     ML_TRY(check_ids(c->source, "tokens", r->tokens, (size_t)r->n_decode, r->vocab_size));
     ML_TRY(check_ids(c->source, "top_ids", r->top_ids, (size_t)r->n_decode * r->top_k, r->vocab_size));
@@ -94,17 +63,18 @@ static int parse(cursor *c, ml_eval_reference *r) {
 
 int ml_eval_reference_parse(const uint8_t *data, size_t size, const char *source, ml_eval_reference *out) {
     memset(out, 0, sizeof *out);
-    cursor c = {data, size, 0, source};
+    ml_golden_reader c;
+    ml_golden_reader_init(&c, data, size, source);
     int status = parse(&c, out);
     if (status != ML_OK) ml_eval_reference_free(out);
     return status;
 }
 
+static int parse_image(const uint8_t *data, size_t size, const char *source, void *out) {
+    return ml_eval_reference_parse(data, size, source, out);
+}
+
 int ml_eval_reference_load(const char *path, ml_eval_reference *out) {
     memset(out, 0, sizeof *out);
-    ml_mapped_file file;
-    ML_TRY(ml_mapped_file_open(path, &file));
-    int status = ml_eval_reference_parse(file.data, file.size, path, out);
-    ml_mapped_file_close(&file);
-    return status;
+    return ml_golden_load(path, parse_image, out);
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "formats/hf_config.h"
 #include "formats/hf_reference.h"
 #include "formats/safetensors.h"
