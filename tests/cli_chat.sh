@@ -6,14 +6,13 @@
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
-root=$(cd "$fixtures/../.." && pwd)
-model=${MESHLLAMA_DEFAULT_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-if [ ! -f "$model" ]; then echo "FAIL: default model missing (scripts/fetch_default_model.sh)"; echo "0 passed, 1 failed"; exit 1; fi
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
+default_model || { finish cli_chat; exit 1; }
+model=$default_model_path
 tmp=${MESHLLAMA_TMP:-/tmp}/cli_chat.$$
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
-# shellcheck source=lib/check.sh
-source "$(dirname "$0")/lib/check.sh"
 
 printf 'What is the capital of France?\n\nAnd of Italy?\n' |
     "$bin" chat -m "$model" -n 24 --system "You are a concise assistant." >"$tmp/out" 2>"$tmp/err"

@@ -9,26 +9,21 @@ set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
 root=$(cd "$fixtures/../.." && pwd)
-model=${MESHLLAMA_DEFAULT_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 refs=$fixtures/smollm2
-if [ ! -f "$model" ]; then
-    echo "FAIL: the default model $model is missing: scripts/test.sh fetches it (scripts/fetch_default_model.sh)"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-passed=0
-failed=0
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
+default_model || { finish cli_default_model; exit 1; }
+model=$default_model_path
 point() { # DESCRIPTION MIN_TOP1 MIN_TOP5 eval-args...
     local what=$1 top1=$2 top5=$3
     shift 3
     local out
     out=$("$bin" eval -m "$model" --min-top1 "$top1" --min-top5 "$top5" "$@" 2>&1)
     if [ $? -eq 0 ] && grep -q '^YT_METRICS=' <<<"$out"; then
-        passed=$((passed + 1))
+        pass
         grep '^eval ' <<<"$out" | sed "s/^/  [$what] /"
     else
-        failed=$((failed + 1))
-        echo "FAIL: $what: $out" >&2
+        fail "$what: $out"
     fi
 }
 
@@ -56,7 +51,7 @@ PY
 )
 read -r prompt first8 <<<"$expected"
 got=$(cd "$root" && MESHLLAMA_DEFAULT_MODEL=$model "$bin" run --prompt-ids "$prompt" -n 8 --ignore-eos 2>/dev/null)
-if [ "$got" = "$first8" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: run default: '$got' vs '$first8'" >&2; fi
+if [ "$got" = "$first8" ]; then pass; else fail "run default: '$got' vs '$first8'"; fi
 
 # text in, text out: the prompt tokenizes as HF does, the printed text is the generated ids decoded
 json=$("$bin" run -m "$model" -p "The quick brown fox jumps over the lazy dog." -n 12 --ignore-eos --json 2>/dev/null)
@@ -66,18 +61,17 @@ d = json.loads(sys.argv[1])
 assert d["prompt_ids"] == [504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30], d["prompt_ids"]
 assert len(d["generated_ids"]) == 12 and isinstance(d["text"], str) and d["text"]
 PY
-then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: run -p --json: $json" >&2; fi
+then pass; else fail "run -p --json: $json"; fi
 ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.loads(sys.argv[1])["generated_ids"])))' "$json")
 text=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["text"])' "$json")
 streamed=$("$bin" run -m "$model" -p "The quick brown fox jumps over the lazy dog." -n 12 --ignore-eos 2>/dev/null)
 decoded=$("$bin" tokenize -m "$model" --decode "$ids" 2>/dev/null)
-if [ "$streamed" = "$text" ] && [ "$decoded" = "$text" ]; then passed=$((passed + 1))
-else failed=$((failed + 1)); echo "FAIL: streamed '$streamed' / decoded '$decoded' / json '$text'" >&2; fi
+if [ "$streamed" = "$text" ] && [ "$decoded" = "$text" ]; then pass
+else fail "streamed '$streamed' / decoded '$decoded' / json '$text'"; fi
 printf 'The capital of France is' >"${MESHLLAMA_TMP:-/tmp}/prompt.$$"
 from_file=$("$bin" run -m "$model" -f "${MESHLLAMA_TMP:-/tmp}/prompt.$$" -n 4 --json 2>/dev/null)
 rm -f "${MESHLLAMA_TMP:-/tmp}/prompt.$$"
-if grep -q '"prompt_ids":\[504,3575,282,4649,314\]' <<<"$from_file"; then passed=$((passed + 1))
-else failed=$((failed + 1)); echo "FAIL: run -f: $from_file" >&2; fi
+if grep -q '"prompt_ids":\[504,3575,282,4649,314\]' <<<"$from_file"; then pass
+else fail "run -f: $from_file"; fi
 
-echo "cli_default_model: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+finish cli_default_model

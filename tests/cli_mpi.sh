@@ -42,14 +42,13 @@ done
 
 # quantised GGUFs (kept in blocks; np 3 cuts some row-parallel columns inside a block, which then
 # fall back to f32 on every rank): the threads backend's tokens at tp np, and its weight dtype
-root=$(cd "$fixtures/../.." && pwd)
 for case in "gguf/gqa_tied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 3" \
     "DEFAULT 2"; do
     read -r file np <<<"$case"
     model=$fixtures/$file
     if [ "$file" = DEFAULT ]; then
-        model=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
-        [ -f "$model" ] || continue
+        default_model || continue
+        model=$default_model_path
     fi
     got=$(timeout 120 "${mpi[@]}" "$np" "$bin" run -m "$model" --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos -t 1 --json \
         2>"$tmp/err")

@@ -45,9 +45,21 @@ c=$("$bin" run -m "$dir" --prompt-ids 5,6,7 -n 24 --temp 1.5 --top-k 50 --top-p 
 if [ -n "$a" ] && [ "$a" = "$b" ]; then pass; else fail "same seed gave '$a' and '$b'"; fi
 if [ "$a" != "$c" ]; then pass; else fail "seeds 7 and 8 gave the same 24 sampled tokens"; fi
 
-# stops at the EOS id of the config (2 for the fixtures) unless told not to
-eos_run=$("$bin" run -m "$dir" --prompt-ids 5,6,7 -n 200 --temp 3 -s 1 -c 256 --json)
-if python3 -c 'import json,sys; d=json.load(sys.stdin); g=d["generated_ids"]; assert len(g) <= 200; assert (2 in g) == d["stopped_at_eos"]; assert 2 not in g[:-1]' <<<"$eos_run"; then pass; else fail "EOS handling: $eos_run"; fi
+# stops at the EOS id of the config (2 for the fixtures) unless told not to: greedy from prompt
+# [100] the fixture's 17th token is EOS (the same at tp 1..3 and with every kernel variant, so
+# the case holds wherever the test runs); with --ignore-eos the same 17 tokens come and it goes on
+eos_run=$("$bin" run -m "$dir" --prompt-ids 100 -n 200 -c 256 --tp 2 --json)
+no_eos_run=$("$bin" run -m "$dir" --prompt-ids 100 -n 200 -c 256 --tp 2 --ignore-eos --json)
+if python3 - "$eos_run" "$no_eos_run" <<'PY'
+import json, sys
+stopped, ignored = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+g = stopped["generated_ids"]
+assert len(g) == 17 and g[-1] == 2 and 2 not in g[:-1], g
+assert stopped["stopped_at_eos"] is True, stopped
+assert ignored["generated_ids"][:17] == g and len(ignored["generated_ids"]) == 200, ignored["generated_ids"]
+assert ignored["stopped_at_eos"] is False, ignored
+PY
+then pass; else fail "EOS handling: $eos_run / --ignore-eos: $no_eos_run"; fi
 
 # inspect prints the config, tensors and the plan
 out=$("$bin" inspect "$fixtures/h9kv3_llama3rope_bf16" --tp 2)

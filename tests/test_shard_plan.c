@@ -16,7 +16,7 @@ static void check_plan(int n_heads, int n_kv, int ffn, int vocab, int tp) {
     int owner[256];
     memset(owner, 0xff, sizeof owner);
     int kv_holders[256] = {0};
-    int ffn_next = 0, vocab_next = 0, max_q = 0, min_q = 1 << 30;
+    int ffn_next = 0, vocab_next = 0;
     for (int d = 0; d < tp; d++) {
         const ml_shard *s = &plan->shards[d];
         CHECK(s->q_head_count >= 1, "heads %d kv %d tp %d: device %d has no query head", n_heads, n_kv, tp, d);
@@ -27,8 +27,6 @@ static void check_plan(int n_heads, int n_kv, int ffn, int vocab, int tp) {
             CHECK(kv_local >= 0 && kv_local < s->kv_head_count, "tp %d device %d head %d: KV head not held", tp, d, h);
         }
         for (int k = s->kv_head_begin; k < s->kv_head_begin + s->kv_head_count; k++) kv_holders[k]++;
-        if (s->q_head_count > max_q) max_q = s->q_head_count;
-        if (s->q_head_count < min_q) min_q = s->q_head_count;
         CHECK(s->ffn_begin == ffn_next, "ffn slices not contiguous at device %d", d);
         CHECK(s->vocab_begin == vocab_next, "vocab slices not contiguous at device %d", d);
         ffn_next = s->ffn_begin + s->ffn_count;
@@ -40,16 +38,75 @@ static void check_plan(int n_heads, int n_kv, int ffn, int vocab, int tp) {
         if (tp <= n_kv) CHECK(kv_holders[k] == 1, "tp %d <= n_kv %d but KV head %d replicated", tp, n_kv, k);
     }
     CHECK(ffn_next == ffn && vocab_next == vocab, "ffn %d/%d vocab %d/%d", ffn_next, ffn, vocab_next, vocab);
-    /* balance: at KV-group granularity when tp <= n_kv, else within a group */
-    int bound = tp <= n_kv ? group * ((n_kv + tp - 1) / tp) : (group + 1) / 2 + group;
-    CHECK(max_q <= bound, "heads %d kv %d tp %d: %d heads on one device", n_heads, n_kv, tp, max_q);
+    /* balance, as tight as the split allows: tp <= n_kv gives each device floor or ceil of n_kv / tp
+     * whole KV groups; tp > n_kv gives each KV head floor or ceil of tp / n_kv devices, which share
+     * its group of query heads as floor or ceil of group / devices each */
+    for (int d = 0; d < tp; d++) {
+        const ml_shard *s = &plan->shards[d];
+        if (tp <= n_kv) {
+            CHECK(s->kv_head_count == n_kv / tp || s->kv_head_count == (n_kv + tp - 1) / tp,
+                  "heads %d kv %d tp %d: device %d holds %d KV heads", n_heads, n_kv, tp, d, s->kv_head_count);
+            CHECK(s->q_head_count == s->kv_head_count * group, "heads %d kv %d tp %d: device %d: %d query heads for %d groups",
+                  n_heads, n_kv, tp, d, s->q_head_count, s->kv_head_count);
+        } else {
+            int holders = kv_holders[s->kv_head_begin];
+            CHECK(s->kv_head_count == 1 && (holders == tp / n_kv || holders == (tp + n_kv - 1) / n_kv),
+                  "heads %d kv %d tp %d: device %d: %d KV heads, its head on %d devices", n_heads, n_kv, tp, d,
+                  s->kv_head_count, holders);
+            CHECK(s->q_head_count == group / holders || s->q_head_count == (group + holders - 1) / holders,
+                  "heads %d kv %d tp %d: device %d: %d query heads of a group of %d over %d devices", n_heads, n_kv,
+                  tp, d, s->q_head_count, group, holders);
+        }
+    }
     ml_shard_plan_free(plan);
+}
+
+/* The whole plan, device by device: {q_head_begin, q_head_count, kv_head_begin, kv_head_count}. */
+static void check_exact_plan(int n_heads, int n_kv, int tp, const int (*expected)[4]) {
+    ml_shard_plan *plan;
+    int status = ml_shard_plan_build(n_heads, n_kv, 64, 1024, 1000, tp, 0, 0, &plan);
+    CHECK(status == ML_OK, "heads %d kv %d tp %d: %s", n_heads, n_kv, tp, ml_last_error());
+    if (status != ML_OK) return;
+    for (int d = 0; d < tp; d++) {
+        const ml_shard *s = &plan->shards[d];
+        CHECK(s->q_head_begin == expected[d][0] && s->q_head_count == expected[d][1] &&
+                  s->kv_head_begin == expected[d][2] && s->kv_head_count == expected[d][3],
+              "heads %d kv %d tp %d device %d: query heads %d+%d, KV heads %d+%d; expected %d+%d, %d+%d", n_heads,
+              n_kv, tp, d, s->q_head_begin, s->q_head_count, s->kv_head_begin, s->kv_head_count, expected[d][0],
+              expected[d][1], expected[d][2], expected[d][3]);
+    }
+    ml_shard_plan_free(plan);
+}
+
+static void test_exact_plans(void) {
+    /* SmolLM2 (9 heads, 3 KV) at tp 4: KV head 2 on devices 2 and 3, which split its 3 heads 1 + 2 */
+    static const int smollm2_tp4[][4] = {{0, 3, 0, 1}, {3, 3, 1, 1}, {6, 1, 2, 1}, {7, 2, 2, 1}};
+    check_exact_plan(9, 3, 4, smollm2_tp4);
+    /* 6 heads, 2 KV at tp 5: KV head 0 on devices 0-1 (1 + 2 heads), KV head 1 on devices 2-4 */
+    static const int h6kv2_tp5[][4] = {{0, 1, 0, 1}, {1, 2, 0, 1}, {3, 1, 1, 1}, {4, 1, 1, 1}, {5, 1, 1, 1}};
+    check_exact_plan(6, 2, 5, h6kv2_tp5);
+    /* one KV head (MQA), 4 heads at tp 3: every device holds it */
+    static const int mqa_tp3[][4] = {{0, 1, 0, 1}, {1, 1, 0, 1}, {2, 2, 0, 1}};
+    check_exact_plan(4, 1, 3, mqa_tp3);
+    /* Llama 3 (32 heads, 8 KV) at tp 16: two devices per KV head, two query heads each */
+    int llama_tp16[16][4];
+    for (int d = 0; d < 16; d++) {
+        llama_tp16[d][0] = 2 * d;
+        llama_tp16[d][1] = 2;
+        llama_tp16[d][2] = d / 2;
+        llama_tp16[d][3] = 1;
+    }
+    check_exact_plan(32, 8, 16, (const int (*)[4])llama_tp16);
+    /* tp <= n_kv: whole groups, 2 + 3 + 3 KV heads at tp 3 */
+    static const int llama_tp3[][4] = {{0, 8, 0, 2}, {8, 12, 2, 3}, {20, 12, 5, 3}};
+    check_exact_plan(32, 8, 3, llama_tp3);
 }
 
 int main(void) {
     const int layouts[][2] = {{32, 8}, {9, 3}, {6, 2}, {8, 2}, {4, 4}, {4, 1}, {15, 5}, {12, 4}, {7, 7}, {64, 8}};
     for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
         for (int tp = 1; tp <= layouts[i][0]; tp++) check_plan(layouts[i][0], layouts[i][1], 8192, 128256, tp);
+    test_exact_plans();
     /* SmolLM2-135M at tp 2: KV groups of 2 and 1 */
     ml_shard_plan *plan;
     CHECK(ml_shard_plan_build(9, 3, 64, 1536, 49152, 2, 0, 0, &plan) == ML_OK, "smollm2 tp 2");

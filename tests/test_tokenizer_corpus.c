@@ -211,21 +211,15 @@ int main(void) {
         {"llama3 arrays (pre llama-bpe)", "llama3", 1, "", "llama-bpe", -1},
         {"smollm2 tokenizer.json", "smollm2", 0, "", NULL, 0},
         {"smollm2 arrays (pre smollm)", "smollm2_digits", 1, "", "smollm", 0},
-        {"smollm2 GGUF (models/, if present)", "smollm2_digits", 0, "", NULL, 0},
+        {"smollm2 GGUF (the default model)", "smollm2_digits", 0, "", NULL, 0},
     };
     snprintf(setups[0].path, sizeof setups[0].path, "%s/llama3_tiktoken", tmp);
     snprintf(setups[1].path, sizeof setups[1].path, "%s/llama3_json", tmp);
     snprintf(setups[2].path, sizeof setups[2].path, "%s/llama3_json/tokenizer.json", tmp);
     ml_test_fixture_path(setups[3].path, sizeof setups[3].path, "tokenizer/smollm2");
     ml_test_fixture_path(setups[4].path, sizeof setups[4].path, "tokenizer/smollm2/tokenizer.json");
-    /* The default model's GGUF is git-ignored (scripts fetch it into models/); use it if there. */
-    const char *gguf = getenv("MESHLLAMA_SMOLLM2_GGUF");
-    if (gguf) snprintf(setups[5].path, sizeof setups[5].path, "%s", gguf);
-    else ml_test_fixture_path(setups[5].path, sizeof setups[5].path, "../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    FILE *probe = fopen(setups[5].path, "rb");
-    int have_gguf = probe != NULL;
-    if (probe) fclose(probe);
-    else printf("SKIP: %s not found; the GGUF tokenizer path is not checked\n", setups[5].path);
+    /* The default model's GGUF is git-ignored (scripts fetch it into models/) */
+    int have_gguf = ml_test_default_model(setups[5].path, sizeof setups[5].path) == 0;
 
     for (int s = 0; s < 6; s++) {
         setup *su = &setups[s];

@@ -63,6 +63,17 @@ int ml_test_make_tmpdir(char *out, size_t size, const char *tag) {
     return mkdtemp(out) ? 0 : -1;
 }
 
+int ml_test_default_model(char *out, size_t size) {
+    const char *env = getenv("MESHLLAMA_DEFAULT_MODEL");
+    if (env) snprintf(out, size, "%s", env);
+    else ml_test_fixture_path(out, size, "../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    struct stat st;
+    int present = stat(out, &st) == 0 && S_ISREG(st.st_mode);
+    CHECK(present, "the default model %s is missing: scripts/fetch_default_model.sh fetches it (scripts/test.sh runs it)",
+          out);
+    return present ? 0 : -1;
+}
+
 int ml_test_write_file(const char *path, const void *data, size_t size) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;

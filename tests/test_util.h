@@ -39,6 +39,11 @@ double ml_test_norm_error(const float *a, const float *b, size_t n);
 void ml_test_fixture_path(char *out, size_t size, const char *name);
 /* A fresh temporary directory under $MESHLLAMA_TMP (or /tmp); returns 0 on success. */
 int ml_test_make_tmpdir(char *out, size_t size, const char *tag);
+/* The default model: $MESHLLAMA_DEFAULT_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf in
+ * the checkout. One rule for every test, C and shell (tests/lib/check.sh has the same): a
+ * missing default model is a FAILURE, never a SKIP (scripts/test.sh fetches it). Returns 0 and
+ * the path when present; else records a failed check naming the path and returns -1. */
+int ml_test_default_model(char *out, size_t size);
 /* Writes bytes to a file; returns 0 on success. */
 int ml_test_write_file(const char *path, const void *data, size_t size);
 

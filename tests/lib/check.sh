@@ -4,6 +4,8 @@
 #   expect_fail CODE NEEDLE -- command...
 #                               the command exits with CODE and its stderr contains NEEDLE
 #   finish NAME                 prints "NAME: P passed, F failed"; exit status 0 only if none failed
+#   default_model               sets $default_model_path to the default model, or records a failure
+#                               and returns 1 (see below)
 passed=0
 failed=0
 pass() { passed=$((passed + 1)); }
@@ -23,4 +25,18 @@ expect_fail() {
 finish() {
     echo "$1: $passed passed, $failed failed"
     [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+}
+
+# The default model: $MESHLLAMA_DEFAULT_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf in the
+# checkout (what `meshllama run` without -m opens). One rule for every test, shell and C
+# (tests/test_util.c has the same): a missing default model is a FAILURE, never a SKIP, since
+# scripts/test.sh fetches it (scripts/fetch_default_model.sh) and a skipped check would hide
+# that the accuracy tests did not run.
+default_model() {
+    local root
+    root=$(cd "${MESHLLAMA_FIXTURES:?}/../.." && pwd)
+    default_model_path=${MESHLLAMA_DEFAULT_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+    [ -f "$default_model_path" ] && return 0
+    fail "the default model $default_model_path is missing: scripts/fetch_default_model.sh fetches it (scripts/test.sh runs it)"
+    return 1
 }
