@@ -249,3 +249,13 @@ int ml_is_directory(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
+
+char *ml_path_join(const char *dir, const char *name) {
+    size_t dir_length = strlen(dir), name_length = strlen(name);
+    char *path = malloc(dir_length + 1 + name_length + 1);
+    if (!path) return NULL;
+    memcpy(path, dir, dir_length);
+    path[dir_length] = '/';
+    memcpy(path + dir_length + 1, name, name_length + 1);
+    return path;
+}

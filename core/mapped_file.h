@@ -36,6 +36,8 @@ int ml_mapped_file_install_sigbus_handler(void);
 /* Reads a whole (small) text file into a NUL-terminated malloc'd buffer. */
 int ml_read_text_file(const char *path, char **out_text, size_t *out_size);
 int ml_file_exists(const char *path);
+/* "dir/name" in a new string (free it); NULL when out of memory. */
+char *ml_path_join(const char *dir, const char *name);
 int ml_is_directory(const char *path);
 
 #endif

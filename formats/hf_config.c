@@ -385,16 +385,6 @@ int ml_generation_config_apply(const char *json_text, size_t length, const char 
     return ML_OK;
 }
 
-static char *join_path(const char *dir, const char *name) {
-    size_t dir_length = strlen(dir), name_length = strlen(name);
-    char *path = malloc(dir_length + 1 + name_length + 1);
-    if (!path) return NULL;
-    memcpy(path, dir, dir_length);
-    path[dir_length] = '/';
-    memcpy(path + dir_length + 1, name, name_length + 1);
-    return path;
-}
-
 static int load_file_into(const char *path, ml_config *config, int is_generation_config) {
     char *text;
     size_t size;
@@ -414,8 +404,8 @@ int ml_config_load(const char *model_dir, ml_config *out) {
     }
     if (!S_ISDIR(dir_stat.st_mode)) return ml_set_error(ML_ERR_IO, "%s: expected a model directory, found a file", model_dir);
 
-    char *config_path = join_path(model_dir, "config.json");
-    char *generation_path = join_path(model_dir, "generation_config.json");
+    char *config_path = ml_path_join(model_dir, "config.json");
+    char *generation_path = ml_path_join(model_dir, "generation_config.json");
     int status = ML_OK;
     if (!config_path || !generation_path) {
         status = ml_set_error(ML_ERR_NOMEM, "%s: out of memory building paths", model_dir);

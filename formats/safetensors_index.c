@@ -21,16 +21,6 @@ typedef struct {
     int file_index;
 } index_entry;
 
-static char *join_path(const char *dir, const char *name) {
-    size_t dir_length = strlen(dir), name_length = strlen(name);
-    char *path = malloc(dir_length + 1 + name_length + 1);
-    if (!path) return NULL;
-    memcpy(path, dir, dir_length);
-    path[dir_length] = '/';
-    memcpy(path + dir_length + 1, name, name_length + 1);
-    return path;
-}
-
 static int compare_entries_by_shard(const void *a, const void *b) {
     const index_entry *x = a, *y = b;
     int order = strcmp(x->shard, y->shard);
@@ -93,7 +83,7 @@ static int open_shards(const char *dir, const char *index_path, const index_entr
     if (!out->files) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory for %d shards", index_path, n_shards);
     for (size_t i = 0; i < count; i++) {
         if (i > 0 && entries[i].file_index == entries[i - 1].file_index) continue;
-        char *shard_path = join_path(dir, entries[i].shard);
+        char *shard_path = ml_path_join(dir, entries[i].shard);
         if (!shard_path) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", index_path);
         int status;
         if (!ml_file_exists(shard_path)) {
@@ -166,8 +156,8 @@ int ml_safetensors_open_dir(const char *dir, ml_weight_set *out) {
     }
     if (!S_ISDIR(dir_stat.st_mode)) return ml_set_error(ML_ERR_IO, "%s: expected a model directory, found a file", dir);
 
-    char *index_path = join_path(dir, ML_INDEX_NAME);
-    char *single_path = join_path(dir, ML_SINGLE_NAME);
+    char *index_path = ml_path_join(dir, ML_INDEX_NAME);
+    char *single_path = ml_path_join(dir, ML_SINGLE_NAME);
     int status;
     if (!index_path || !single_path) {
         status = ml_set_error(ML_ERR_NOMEM, "%s: out of memory building paths", dir);

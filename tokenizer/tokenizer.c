@@ -162,46 +162,40 @@ int ml_detokenize(const ml_tokenizer *tok, const int32_t *ids, size_t n, unsigne
 
 /* ---- opening by path -------------------------------------------------------------------- */
 
-static int join_path(char *out, size_t size, const char *dir, const char *name) {
-    size_t dir_length = strlen(dir), name_length = strlen(name);
-    if (dir_length + 1 + name_length + 1 > size) return 0;
-    memcpy(out, dir, dir_length);
-    out[dir_length] = '/';
-    memcpy(out + dir_length + 1, name, name_length + 1);
-    return 1;
-}
-
 static int ends_with(const char *text, const char *suffix) {
     size_t n = strlen(text), m = strlen(suffix);
     return n >= m && strcmp(text + n - m, suffix) == 0;
 }
 
-int ml_tokenizer_open(const char *path, ml_tokenizer **out) {
-    if (!out) return ml_set_error(ML_ERR_ARG, "ml_tokenizer_open: out is NULL");
-    *out = NULL;
-    if (!path || !*path) return ml_set_error(ML_ERR_ARG, "ml_tokenizer_open: no path given");
-    char dir[4096], file[4096], config_path[4096 + 32], jinja_path[4096 + 32];
+/* A directory's tokenizer.json (else tokenizer.model), or path itself, and the directory it
+ * is in; both malloc'd. */
+static int find_tokenizer_file(const char *path, char **out_file, char **out_dir) {
+    *out_file = *out_dir = NULL;
     if (ml_is_directory(path)) {
-        snprintf(dir, sizeof dir, "%s", path);
-        if (!join_path(file, sizeof file, dir, "tokenizer.json")) return ml_set_error(ML_ERR_ARG, "%s: path too long", path);
-        if (!ml_file_exists(file)) {
-            join_path(file, sizeof file, dir, "tokenizer.model");
-            if (!ml_file_exists(file))
+        *out_dir = strdup(path);
+        *out_file = ml_path_join(path, "tokenizer.json");
+        if (*out_file && !ml_file_exists(*out_file)) {
+            free(*out_file);
+            *out_file = ml_path_join(path, "tokenizer.model");
+            if (*out_file && !ml_file_exists(*out_file))
                 return ml_set_error(ML_ERR_IO, "%s: no tokenizer.json or tokenizer.model in this directory", path);
         }
     } else {
         if (!ml_file_exists(path)) return ml_set_error(ML_ERR_IO, "%s: no such tokenizer file or model directory", path);
-        if (strlen(path) >= sizeof file) return ml_set_error(ML_ERR_ARG, "%s: path too long", path);
-        snprintf(file, sizeof file, "%s", path);
+        *out_file = strdup(path);
         const char *slash = strrchr(path, '/');
-        if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-        else snprintf(dir, sizeof dir, ".");
+        *out_dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
     }
+    if (!*out_file || !*out_dir) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", path);
+    return ML_OK;
+}
+
+/* tokenizer.json or tokenizer.model with the tokenizer_config.json and chat_template.jinja
+ * beside it (a GGUF goes to ml_tokenizer_open_gguf). */
+static int open_tokenizer_file(const char *file, const char *config_path, const char *jinja_path,
+                               ml_tokenizer **out) {
     int json = ends_with(file, ".json");
     if (ends_with(file, ".gguf")) return ml_tokenizer_open_gguf(file, out);
-    join_path(config_path, sizeof config_path, dir, "tokenizer_config.json");
-    join_path(jinja_path, sizeof jinja_path, dir, "chat_template.jinja");
-
     ml_mapped_file mapped;
     ML_TRY(ml_mapped_file_open(file, &mapped));
     if (!json && mapped.size >= 4 && memcmp(mapped.data, "GGUF", 4) == 0) {
@@ -237,4 +231,23 @@ int ml_tokenizer_open(const char *path, ml_tokenizer **out) {
     }
     *out = tok;
     return ML_OK;
+}
+
+int ml_tokenizer_open(const char *path, ml_tokenizer **out) {
+    if (!out) return ml_set_error(ML_ERR_ARG, "ml_tokenizer_open: out is NULL");
+    *out = NULL;
+    if (!path || !*path) return ml_set_error(ML_ERR_ARG, "ml_tokenizer_open: no path given");
+    char *file = NULL, *dir = NULL, *config_path = NULL, *jinja_path = NULL;
+    int status = find_tokenizer_file(path, &file, &dir);
+    if (status == ML_OK) {
+        config_path = ml_path_join(dir, "tokenizer_config.json");
+        jinja_path = ml_path_join(dir, "chat_template.jinja");
+        status = config_path && jinja_path ? open_tokenizer_file(file, config_path, jinja_path, out)
+                                           : ml_set_error(ML_ERR_NOMEM, "%s: out of memory", path);
+    }
+    free(file);
+    free(dir);
+    free(config_path);
+    free(jinja_path);
+    return status;
 }
