@@ -2,7 +2,7 @@
  *
  * Before loading the model it probes the machine in a child process (so the probe's buffer does
  * not count in our peak RSS): streaming read bandwidth and dot-product peak with the model's
- * thread count (bench/machine_limits.h). Then:
+ * thread count (core/machine_limits.h). Then:
  *   load        ml_model_open, from the page cache when the file was read before;
  *   first token a short prompt right after loading (page faults of the mapping included);
  *   ppP         prefill of P tokens in slot 0, repeated -r times (TTFT = its time);
@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench/machine_limits.h"
+#include "core/machine_limits.h"
 #include "cli_args.h"
 #include "commands.h"
 #include "formats/json_util.h"

@@ -17,9 +17,12 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
-#include "bench/machine_limits.h"
+#include "core/machine_limits.h"
+#include "core/timer.h"
 #include "core/thread_pool.h"
 #include "model/model_internal.h"
+
+static double now_s(void) { return ml_now_ms() * 1e-3; }
 
 static uint16_t *random_bf16(size_t n, uint64_t seed) {
     uint16_t *p = malloc(n * sizeof *p);
@@ -63,9 +66,9 @@ static void bench_pool(ml_pool *pool) {
         enum { N = 20000 };
         double best = 1e9;
         for (int rep = 0; rep < 5; rep++) {
-            double t0 = ml_probe_now();
+            double t0 = now_s();
             for (int i = 0; i < N; i++) ml_pool_run(pool, empty_task, NULL, tasks);
-            double dt = (ml_probe_now() - t0) / N;
+            double dt = (now_s() - t0) / N;
             if (dt < best) best = dt;
         }
         printf("pool: %d threads, %d empty tasks per region: %.2f us per region (best of 5 x %d)\n", threads, tasks,
@@ -89,13 +92,13 @@ static void bench_gemv(ml_model *m, double read_bw) {
         int n_tok = batch_sizes[b];
         double times[5];
         for (int rep = 0; rep < 5; rep++) {
-            double t0 = ml_probe_now();
+            double t0 = now_s();
             for (int k = 0; k < MATS; k++) {
                 ml_matmul_job job = {.w = {w + (size_t)k * per, ML_DTYPE_BF16}, .n_rows = ROWS, .n_in = N_IN,
                                      .x = x, .ldx = N_IN, .y = y, .ldy = ROWS, .n_tok = n_tok};
                 ml_run_matmuls(m, &job, 1);
             }
-            times[rep] = ml_probe_now() - t0;
+            times[rep] = now_s() - t0;
         }
         qsort(times, 5, sizeof times[0], cmp_double);
         double bytes = (double)per * MATS * 2;
@@ -147,9 +150,9 @@ static void bench_gemm(ml_model *m, double peak) {
                 for (int j = 0; j < counts[s]; j++) flops += 2.0 * sets[s][j].n_rows * sets[s][j].n_in * n_tok;
                 double best = 1e9;
                 for (int rep = 0; rep < 3; rep++) {
-                    double t0 = ml_probe_now();
+                    double t0 = now_s();
                     ml_run_matmuls(m, sets[s], counts[s]);
-                    double dt = ml_probe_now() - t0;
+                    double dt = now_s() - t0;
                     if (dt < best) best = dt;
                 }
                 total_flops += flops;
@@ -207,9 +210,9 @@ static void bench_attention(ml_model *m, double read_bw) {
                           MAXPOS, 0, bf16};
             double times[5];
             for (int rep = 0; rep < 5; rep++) {
-                double t0 = ml_probe_now();
+                double t0 = now_s();
                 for (c.layer = 0; c.layer < LAYERS; c.layer++) ml_pool_run(m->pool, attn_task, &c, KV);
-                times[rep] = ml_probe_now() - t0;
+                times[rep] = now_s() - t0;
             }
             qsort(times, 5, sizeof times[0], cmp_double);
             double bytes = 2.0 * LAYERS * KV * n_pos * HD * (bf16 ? 2 : 4);

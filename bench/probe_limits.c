@@ -1,5 +1,5 @@
 /* probe_limits: the machine's read bandwidth and dot-product peak, alone (the same probes
- * `meshllama bench` runs before its measurements; see bench/machine_limits.h).
+ * `meshllama bench` runs before its measurements; see core/machine_limits.h).
  *
  *   probe_limits [-t THREADS] [--mib SIZE] [--passes N] [--json]
  *
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "machine_limits.h"
+#include "core/machine_limits.h"
 
 int main(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

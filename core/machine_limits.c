@@ -1,42 +1,20 @@
-/* Probes of the machine's limits, measured in the same process as a benchmark so that its
- * results can be given as fractions of what this machine, now, can do (DESIGN.md
- * "Performance: how we measure"):
- *
- *   ml_probe_read_bandwidth: streaming read bandwidth with n threads, each reading its own
- *     contiguous share of one large buffer (far larger than the last-level cache) with 256-bit
- *     loads, as the decode GEMV reads weights. Best of several passes (the least disturbed by
- *     other processes). The buffer has ordinary 4 KiB pages, like the mmapped checkpoint, or
- *     with huge_pages asks for transparent huge pages (fewer TLB misses; the faster of the two
- *     is the machine's real ceiling, ml_probe_read_ceiling).
- *   ml_probe_dot_peak: the dot-product peak in GFLOP/s with n threads: AVX512_BF16 vdpbf16ps
- *     where present (64 flops per instruction), else f32 FMA (AVX-512: 32 flops, AVX2: 16),
- *     12 independent accumulator chains per thread so the FMA latency is hidden. A flop is one
- *     multiply or one add (an FMA is 2).
- *
- * Header-only (static functions, per-function target attributes), so both the `meshllama
- * bench` command (apps/cmd_bench.c) and the stand-alone bench/probe_limits.c include it
- * without special compile flags. */
-#ifndef ML_BENCH_MACHINE_LIMITS_H
-#define ML_BENCH_MACHINE_LIMITS_H
+/* Machine-limit probes (core/machine_limits.h): read bandwidth and dot-product peak. */
+#include "core/machine_limits.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
-#define ML_PROBE_MAX_THREADS 256
+#include "core/timer.h"
 
-static double ml_probe_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+/* Seconds on the monotonic clock. */
+static double ml_probe_now(void) { return ml_now_ms() * 1e-3; }
 
 /* ---- a tiny barrier (pthread_barrier is optional in POSIX) ------------------------------- */
 
@@ -87,8 +65,6 @@ static void ml_probe_barrier_wait(ml_probe_barrier *b) {
 
 /* ---- read bandwidth ----------------------------------------------------------------------- */
 
-typedef enum { ML_PROBE_GENERIC, ML_PROBE_AVX2, ML_PROBE_AVX512, ML_PROBE_AVX512BF16 } ml_probe_isa;
-
 static ml_probe_isa ml_probe_detect_isa(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -101,7 +77,7 @@ static ml_probe_isa ml_probe_detect_isa(void) {
     return ML_PROBE_GENERIC;
 }
 
-static const char *ml_probe_isa_name(ml_probe_isa isa) {
+const char *ml_probe_isa_name(ml_probe_isa isa) {
     switch (isa) {
     case ML_PROBE_AVX512BF16: return "avx512bf16 vdpbf16ps";
     case ML_PROBE_AVX512: return "avx512 f32 fma";
@@ -240,10 +216,7 @@ static void ml_probe_bw_work(void *p, int index) {
     c->sink[index] += ml_probe_read_generic(mine, c->share);
 }
 
-/* Best read bandwidth in bytes/second over `passes` passes of n_threads threads over a buffer
- * of `bytes` (rounded down to a multiple of 128 per thread). Returns 0 on failure (out of
- * memory). */
-static double ml_probe_read_bandwidth(int n_threads, size_t bytes, int passes, int huge_pages) {
+double ml_probe_read_bandwidth(int n_threads, size_t bytes, int passes, int huge_pages) {
     n_threads = ml_probe_clamp_threads(n_threads);
     if (passes < 1) passes = 1;
     size_t share = bytes / (size_t)n_threads / 128 * 128;
@@ -273,8 +246,7 @@ static double ml_probe_read_bandwidth(int n_threads, size_t bytes, int passes, i
     return rate;
 }
 
-/* The better of 4 KiB pages and transparent huge pages; *huge_out is 1 when huge pages won. */
-static inline double ml_probe_read_ceiling(int n_threads, size_t bytes, int passes, int *huge_out) {
+double ml_probe_read_ceiling(int n_threads, size_t bytes, int passes, int *huge_out) {
     double small = ml_probe_read_bandwidth(n_threads, bytes, passes, 0);
     double huge = ml_probe_read_bandwidth(n_threads, bytes, passes, 1);
     if (huge_out) *huge_out = huge > small;
@@ -370,9 +342,7 @@ static void ml_probe_peak_work(void *p, int index) {
     if (index == 0) c->flops_per_thread = flops;
 }
 
-/* Best dot-product throughput in flop/s over `passes` passes of n_threads threads, each pass
- * about `seconds` long (calibrated on one thread first). *isa_out names the instruction used. */
-static double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out) {
+double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out) {
     n_threads = ml_probe_clamp_threads(n_threads);
     if (passes < 1) passes = 1;
     ml_probe_isa isa = ml_probe_detect_isa();
@@ -402,5 +372,3 @@ static double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_pr
     free(ctx);
     return rate;
 }
-
-#endif
