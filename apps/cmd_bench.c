@@ -267,7 +267,20 @@ static json_t *json_result(const result *r, int have_limits) {
     return o;
 }
 
-int ml_cmd_bench(int argc, char **argv) {
+typedef struct {
+    ml_cli_model model;
+    int prompts[BENCH_MAX_LIST], n_prompts;
+    int batches[BENCH_MAX_LIST], n_batches;
+    int n_gen, depth, reps, json, probe, probe_mib;
+    int ctx_given;       /* -c given: keep its max_seq_len */
+    int max_batch;       /* sequences at once (1 without decode tests) */
+    int need;            /* positions a slot must hold */
+} bench_options;
+
+enum { FIRST_PROMPT = 8 }; /* the cold first-token test */
+
+/* Returns 0 to run, 1 after --help, -1 on a usage error (the usage is printed). */
+static int parse_bench_options(int argc, char **argv, bench_options *o) {
     static const struct option options[] = {
         ML_MODEL_LONG_OPTIONS,
         {"n-prompt", required_argument, NULL, 'p'},
@@ -281,29 +294,25 @@ int ml_cmd_bench(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    ml_cli_model model_opts;
-    ml_cli_model_init(&model_opts);
-    int prompts[BENCH_MAX_LIST] = {128}, batches[BENCH_MAX_LIST] = {1};
-    int n_prompts = 1, n_batches = 1, n_gen = 128, depth = 0, reps = 3, json = 0, probe = 1, probe_mib = 1024;
-    int opt, bad = 0, ctx_given = 0;
+    int opt, bad = 0;
     optind = 1;
     while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS "p:n:b:d:r:h", options, NULL)) != -1) {
-        int handled = ml_cli_model_option(&model_opts, opt, optarg);
+        int handled = ml_cli_model_option(&o->model, opt, optarg);
         if (handled != 0) {
             bad = handled < 0;
-            ctx_given |= opt == 'c';
+            o->ctx_given |= opt == 'c';
             continue;
         }
         switch (opt) {
-        case 'p': bad = parse_list("--n-prompt", optarg, 0, 1 << 20, prompts, &n_prompts) != 0; break;
-        case 'n': bad = ml_cli_parse_int("--n-gen", optarg, 0, 1 << 20, &n_gen) != 0; break;
-        case 'b': bad = parse_list("--batch", optarg, 1, ML_MAX_BATCH, batches, &n_batches) != 0; break;
-        case 'd': bad = ml_cli_parse_int("--depth", optarg, 0, 1 << 24, &depth) != 0; break;
-        case 'r': bad = ml_cli_parse_int("--repetitions", optarg, 1, 1000, &reps) != 0; break;
-        case OPT_NO_PROBE: probe = 0; break;
-        case OPT_PROBE_MIB: bad = ml_cli_parse_int("--probe-mib", optarg, 64, 1 << 20, &probe_mib) != 0; break;
-        case OPT_JSON: json = 1; break;
-        case 'h': fputs(bench_usage, stdout); return 0;
+        case 'p': bad = parse_list("--n-prompt", optarg, 0, 1 << 20, o->prompts, &o->n_prompts) != 0; break;
+        case 'n': bad = ml_cli_parse_int("--n-gen", optarg, 0, 1 << 20, &o->n_gen) != 0; break;
+        case 'b': bad = parse_list("--batch", optarg, 1, ML_MAX_BATCH, o->batches, &o->n_batches) != 0; break;
+        case 'd': bad = ml_cli_parse_int("--depth", optarg, 0, 1 << 24, &o->depth) != 0; break;
+        case 'r': bad = ml_cli_parse_int("--repetitions", optarg, 1, 1000, &o->reps) != 0; break;
+        case OPT_NO_PROBE: o->probe = 0; break;
+        case OPT_PROBE_MIB: bad = ml_cli_parse_int("--probe-mib", optarg, 64, 1 << 20, &o->probe_mib) != 0; break;
+        case OPT_JSON: o->json = 1; break;
+        case 'h': fputs(bench_usage, stdout); return 1;
         default: bad = 1; break;
         }
     }
@@ -311,196 +320,255 @@ int ml_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "meshllama bench: unexpected argument '%s'\n", argv[optind]);
         bad = 1;
     }
-    if (bad) {
-        fputs(bench_usage, stderr);
-        return ML_EXIT_USAGE;
-    }
-    int max_prompt = 0, max_batch = 1;
-    for (int i = 0; i < n_prompts; i++) max_prompt = prompts[i] > max_prompt ? prompts[i] : max_prompt;
-    for (int i = 0; i < n_batches; i++) max_batch = batches[i] > max_batch ? batches[i] : max_batch;
-    if (n_gen == 0) max_batch = 1;
-    const int first_prompt = 8; /* the cold first-token test */
-    int need = max_prompt > depth + n_gen ? max_prompt : depth + n_gen;
-    need = need > first_prompt ? need : first_prompt;
-    if (!ctx_given) model_opts.params.max_seq_len = need;
-    if (model_opts.params.max_batch < max_batch) model_opts.params.max_batch = max_batch;
+    if (bad) fputs(bench_usage, stderr);
+    return bad ? -1 : 0;
+}
 
-    /* 1. the machine, before the model is in memory */
-    int threads = model_opts.params.n_threads > 0 ? model_opts.params.n_threads : online_cores();
-    limits lim = {0, 0, 0, 0, 0}, lim_before = lim, lim_after = lim;
-    if (probe) {
-        if (!json && isatty(STDERR_FILENO)) fprintf(stderr, "probing the machine (%d threads)...\n", threads);
-        lim = probe_machine(threads, (size_t)probe_mib);
-        lim_before = lim;
-        if (!lim.ok) fprintf(stderr, "meshllama bench: the machine probes failed; no fractions reported\n");
-    }
-    int have_limits = lim.ok;
+/* The KV cache and batch the tests need, unless -c set the length. */
+static void size_the_model(bench_options *o) {
+    int max_prompt = 0;
+    o->max_batch = 1;
+    for (int i = 0; i < o->n_prompts; i++) max_prompt = o->prompts[i] > max_prompt ? o->prompts[i] : max_prompt;
+    for (int i = 0; i < o->n_batches; i++) o->max_batch = o->batches[i] > o->max_batch ? o->batches[i] : o->max_batch;
+    if (o->n_gen == 0) o->max_batch = 1;
+    o->need = max_prompt > o->depth + o->n_gen ? max_prompt : o->depth + o->n_gen;
+    o->need = o->need > FIRST_PROMPT ? o->need : FIRST_PROMPT;
+    if (!o->ctx_given) o->model.params.max_seq_len = o->need;
+    if (o->model.params.max_batch < o->max_batch) o->model.params.max_batch = o->max_batch;
+}
 
-    /* 2. load and the first token */
+/* Median and best of the runs (sorts run_ms), as times and rates of `tokens` tokens per run. */
+static void time_result(result *res, double *run_ms, int reps, int tokens) {
+    res->tokens_per_run = tokens;
+    res->best_ms = minimum(run_ms, reps);
+    res->median_ms = median(run_ms, reps);
+    res->tok_s = (double)tokens * 1e3 / res->median_ms;
+    res->best_tok_s = (double)tokens * 1e3 / res->best_ms;
+}
+
+/* ppP: prefill of P tokens in slot 0, reps times. Returns 0, or -1 when a forward failed. */
+static int prefill_test(bench_state *s, const bench_options *o, const model_cost *cost, int p, double *run_ms,
+                        result *res) {
+    for (int r = 0; r < o->reps; r++)
+        if ((run_ms[r] = prefill(s, 0, p)) < 0) return -1;
+    memset(res, 0, sizeof *res);
+    snprintf(res->name, sizeof res->name, "pp%d", p);
+    res->batch = 1;
+    time_result(res, run_ms, o->reps, p);
+    /* flops: every token through the layers, causal attention over 1..p positions, one LM head row set */
+    double flops = cost->matmul_flops_per_token * p + cost->attn_flops_per_pos * 0.5 * p * (p + 1.0) + cost->lm_head_flops;
+    res->gflop_s = flops / (res->median_ms * 1e-3) / 1e9;
+    res->flops_per_run = flops;
+    res->bytes_per_run = cost->weight_bytes_per_step; /* every weight read at least once */
+    return 0;
+}
+
+/* tgN with b sequences, reps times; step_ms holds [reps, n_gen]. */
+static int decode_test(bench_state *s, const bench_options *o, const model_cost *cost, int b, double *run_ms,
+                       double *step_ms, result *res) {
+    int n_gen = o->n_gen, depth = o->depth;
+    for (int r = 0; r < o->reps; r++) {
+        if (decode(s, b, depth, n_gen, step_ms + (size_t)r * n_gen) != 0) return -1;
+        run_ms[r] = 0;
+        for (int k = 0; k < n_gen; k++) run_ms[r] += step_ms[(size_t)r * n_gen + k];
+    }
+    memset(res, 0, sizeof *res);
+    if (depth > 0)
+        snprintf(res->name, sizeof res->name, "tg%d@d%d", n_gen, depth);
+    else
+        snprintf(res->name, sizeof res->name, "tg%d", n_gen);
+    res->batch = b;
+    time_result(res, run_ms, o->reps, n_gen * b);
+    res->median_step_ms = median(step_ms, n_gen * o->reps);
+    double mean_pos = depth + 0.5 * (n_gen + 1.0); /* positions attended, averaged over the steps */
+    double bytes = cost->weight_bytes_per_step + b * mean_pos * cost->kv_bytes_per_pos;
+    double flops = b * (cost->matmul_flops_per_token + cost->lm_head_flops + mean_pos * cost->attn_flops_per_pos);
+    res->gbs = bytes * n_gen / (res->median_ms * 1e-3) / 1e9;
+    res->bytes_per_run = bytes * n_gen;
+    res->flops_per_run = flops * n_gen;
+    return 0;
+}
+
+/* Everything a report prints. */
+typedef struct {
+    const bench_options *o;
+    ml_model_info info;
+    int threads, have_limits;
+    limits lim, before, after;   /* lim: the better of the two probes */
+    model_cost cost;
+    double load_ms, first_ms, rss_mb;
+    result results[2 * BENCH_MAX_LIST];
+    int n_results;
+} bench_report;
+
+/* The prefill tests, then the decode tests; returns 0 or -1. */
+static int run_tests(bench_state *s, bench_report *rep) {
+    const bench_options *o = rep->o;
+    double *run_ms = calloc((size_t)o->reps, sizeof(double));
+    double *step_ms = calloc((size_t)(o->n_gen > 0 ? o->n_gen : 1) * (size_t)o->reps, sizeof(double));
+    int status = run_ms && step_ms ? 0 : -1;
+    for (int i = 0; status == 0 && i < o->n_prompts; i++)
+        if (o->prompts[i] != 0)
+            status = prefill_test(s, o, &rep->cost, o->prompts[i], run_ms, &rep->results[rep->n_results++]);
+    for (int i = 0; status == 0 && o->n_gen > 0 && i < o->n_batches; i++)
+        status = decode_test(s, o, &rep->cost, o->batches[i], run_ms, step_ms, &rep->results[rep->n_results++]);
+    free(run_ms);
+    free(step_ms);
+    return status;
+}
+
+/* The machine again: the limits are the better of the two probes (another process may have
+ * used the machine during one of them; the higher limit gives the lower fraction). Then each
+ * test's roofline. */
+static void apply_limits(bench_report *rep) {
+    if (rep->o->probe && rep->lim.ok) {
+        limits after = probe_machine(rep->threads, (size_t)rep->o->probe_mib);
+        if (after.ok) {
+            rep->after = after;
+            if (after.read_bytes_s > rep->lim.read_bytes_s) {
+                rep->lim.read_bytes_s = after.read_bytes_s;
+                rep->lim.huge_pages = after.huge_pages;
+            }
+            if (after.peak_flop_s > rep->lim.peak_flop_s) rep->lim.peak_flop_s = after.peak_flop_s;
+        }
+    }
+    for (int i = 0; rep->have_limits && i < rep->n_results; i++) {
+        result *r = &rep->results[i];
+        double t_bytes = r->bytes_per_run / rep->lim.read_bytes_s, t_flops = r->flops_per_run / rep->lim.peak_flop_s;
+        r->limit_tok_s = r->tokens_per_run / (t_bytes > t_flops ? t_bytes : t_flops);
+    }
+}
+
+static const char *act_name(const bench_report *rep) {
+    return rep->o->model.params.act_mode == ML_ACT_FAST ? "fast" : "accurate";
+}
+
+static const char *kv_name(const bench_report *rep) { return rep->o->model.params.kv_dtype == ML_KV_BF16 ? "bf16" : "f32"; }
+
+static double kv_touched_mb(const bench_report *rep) {
+    return (double)rep->o->max_batch * rep->o->need * rep->cost.kv_bytes_per_pos / (1 << 20);
+}
+
+/* Returns 0, or 1 when the report could not be printed. */
+static int print_json_report(const bench_report *rep) {
+    const bench_options *o = rep->o;
+    const ml_model_info *info = &rep->info;
+    const limits *lim = &rep->lim;
+    const model_cost *cost = &rep->cost;
+    const char *path = info->path;
+    json_t *report = json_pack(
+        "{s:o,s:i,s:i,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:i}", "model", ml_json_string_lossy(path, strlen(path)), "tp",
+        info->tp, "threads", info->n_threads, "isa", info->isa, "backend", info->backend, "ranks", info->n_ranks, "act",
+        act_name(rep), "kv", kv_name(rep), "weight_dtype", info->weight_dtype, "depth", o->depth, "repetitions", o->reps);
+    if (report && rep->have_limits)
+        json_object_set_new(
+            report, "machine",
+            json_pack("{s:f,s:b,s:f,s:s,s:i,s:f,s:f,s:f,s:f}", "read_gb_s", ml_json_round(lim->read_bytes_s / 1e9, 3),
+                      "read_huge_pages", lim->huge_pages, "peak_gflop_s", ml_json_round(lim->peak_flop_s / 1e9, 2),
+                      "peak_isa", ml_probe_isa_name((ml_probe_isa)lim->isa), "probe_threads", rep->threads,
+                      "read_gb_s_before", ml_json_round(rep->before.read_bytes_s / 1e9, 3), "read_gb_s_after",
+                      ml_json_round(rep->after.read_bytes_s / 1e9, 3), "peak_gflop_s_before",
+                      ml_json_round(rep->before.peak_flop_s / 1e9, 2), "peak_gflop_s_after",
+                      ml_json_round(rep->after.peak_flop_s / 1e9, 2)));
+    json_t *list = json_array();
+    for (int i = 0; i < rep->n_results; i++) json_array_append_new(list, json_result(&rep->results[i], rep->have_limits));
+    if (report)
+        json_object_update_new(
+            report,
+            json_pack("{s:{s:f,s:f,s:f,s:i},s:f,s:f,s:i,s:f,s:f,s:f,s:o}", "cost", "weight_bytes_per_step",
+                      cost->weight_bytes_per_step, "weight_gb_per_step", ml_json_round(cost->weight_bytes_per_step / 1e9, 4),
+                      "gflop_per_token", ml_json_round((cost->matmul_flops_per_token + cost->lm_head_flops) / 1e9, 4),
+                      "intermediate_size", info->intermediate_size, "load_ms", ml_json_round(rep->load_ms, 2),
+                      "first_token_ms", ml_json_round(rep->first_ms, 2), "first_token_prompt", FIRST_PROMPT,
+                      "peak_rss_mb", ml_json_round(rep->rss_mb, 1), "weights_mb",
+                      ml_json_round(cost->weight_bytes_per_step / (1 << 20), 1), "kv_mb",
+                      ml_json_round(kv_touched_mb(rep), 1), "results", list));
+    else
+        json_decref(list);
+    return ml_json_print(stdout, NULL, report, 1) != 0;
+}
+
+static void print_table(const bench_report *rep) {
+    const ml_model_info *info = &rep->info;
+    const limits *lim = &rep->lim;
+    printf("meshllama bench: %s\n", rep->o->model.model_path);
+    printf("  tp %d, %d threads, %s, %s backend x%d, act %s, kv %s, %s weights\n", info->tp, info->n_threads,
+           info->isa, info->backend, info->n_ranks, act_name(rep), kv_name(rep), info->weight_dtype);
+    if (rep->have_limits)
+        printf("  machine: read %.2f GB/s (%s pages), peak %.1f GFLOP/s (%s), %d threads (best of the probes "
+               "before and after: %.2f/%.2f GB/s, %.1f/%.1f GFLOP/s)\n",
+               lim->read_bytes_s / 1e9, lim->huge_pages ? "huge" : "4 KiB", lim->peak_flop_s / 1e9,
+               ml_probe_isa_name((ml_probe_isa)lim->isa), rep->threads, rep->before.read_bytes_s / 1e9,
+               rep->after.read_bytes_s / 1e9, rep->before.peak_flop_s / 1e9, rep->after.peak_flop_s / 1e9);
+    printf("  model: %.3f GB of weights read per decode step, %.3f GFLOP per token (+ attention)\n",
+           rep->cost.weight_bytes_per_step / 1e9, (rep->cost.matmul_flops_per_token + rep->cost.lm_head_flops) / 1e9);
+    printf("  load %.1f ms; first token (%d-token prompt, right after load) %.1f ms\n", rep->load_ms, FIRST_PROMPT,
+           rep->first_ms);
+    printf("  %-12s %5s %12s %12s %12s %10s %10s %9s\n", "test", "batch", "tok/s", "tok/s/seq", "best tok/s",
+           "ms/run", "limit", "fraction");
+    for (int i = 0; i < rep->n_results; i++) {
+        const result *r = &rep->results[i];
+        printf("  %-12s %5d %12.2f %12.2f %12.2f %10.1f", r->name, r->batch, r->tok_s, r->tok_s / r->batch,
+               r->best_tok_s, r->median_ms);
+        if (rep->have_limits) printf(" %10.2f %8.1f%%", r->limit_tok_s, 100.0 * r->tok_s / r->limit_tok_s);
+        if (r->gflop_s > 0) printf("  %.1f GFLOP/s (TTFT %.1f ms)", r->gflop_s, r->median_ms);
+        if (r->gbs > 0) printf("  %.2f GB/s", r->gbs);
+        printf("\n");
+    }
+    printf("  peak RSS %.0f MB (weights %.0f MB + KV cache %.0f MB at most)\n", rep->rss_mb,
+           rep->cost.weight_bytes_per_step / (1 << 20), kv_touched_mb(rep));
+}
+
+/* Loads the model, runs the first token and the tests; returns 0 or -1 (1 when it did not load). */
+static int load_and_run(const bench_options *o, bench_report *rep) {
     bench_state s;
     memset(&s, 0, sizeof s);
     s.rng = 0x9e3779b97f4a7c15ULL;
     double t0 = now_ms();
-    if (ml_cli_model_open(&model_opts, &s.model) != 0) return 1;
-    double load_ms = now_ms() - t0;
+    if (ml_cli_model_open(&o->model, &s.model) != 0) return 1;
+    rep->load_ms = now_ms() - t0;
     ml_model_get_info(s.model, &s.info);
-    int n_tokens_buf = need > max_batch ? need : max_batch;
-    s.logits = malloc((size_t)max_batch * (size_t)s.info.vocab_size * sizeof(float));
+    rep->info = s.info;
+    int n_tokens_buf = o->need > o->max_batch ? o->need : o->max_batch;
+    s.logits = malloc((size_t)o->max_batch * (size_t)s.info.vocab_size * sizeof(float));
     s.tokens = malloc((size_t)n_tokens_buf * sizeof(int32_t));
     int status = s.logits && s.tokens ? 0 : -1;
-    double first_ms = status == 0 ? prefill(&s, 0, first_prompt) : -1;
-    if (first_ms < 0) status = -1;
-    model_cost cost = model_costs(&s.info, model_opts.params.kv_dtype == ML_KV_BF16);
-
-    /* 3. prefill tests */
-    result results[2 * BENCH_MAX_LIST];
-    int n_results = 0;
-    double *run_ms = calloc((size_t)reps, sizeof(double));
-    double *step_ms = calloc((size_t)(n_gen > 0 ? n_gen : 1) * (size_t)reps, sizeof(double));
-    if (!run_ms || !step_ms) status = -1;
-    for (int i = 0; status == 0 && i < n_prompts; i++) {
-        int p = prompts[i];
-        if (p == 0) continue;
-        for (int r = 0; r < reps && status == 0; r++)
-            if ((run_ms[r] = prefill(&s, 0, p)) < 0) status = -1;
-        if (status != 0) break;
-        result *res = &results[n_results++];
-        memset(res, 0, sizeof *res);
-        snprintf(res->name, sizeof res->name, "pp%d", p);
-        res->tokens_per_run = p;
-        res->batch = 1;
-        res->best_ms = minimum(run_ms, reps);
-        res->median_ms = median(run_ms, reps);
-        res->tok_s = p * 1e3 / res->median_ms;
-        res->best_tok_s = p * 1e3 / res->best_ms;
-        /* flops: every token through the layers, causal attention over 1..p positions, one LM head row set */
-        double flops = cost.matmul_flops_per_token * p + cost.attn_flops_per_pos * 0.5 * p * (p + 1.0) + cost.lm_head_flops;
-        res->gflop_s = flops / (res->median_ms * 1e-3) / 1e9;
-        res->flops_per_run = flops;
-        res->bytes_per_run = cost.weight_bytes_per_step; /* every weight read at least once */
-    }
-    /* 4. decode tests */
-    for (int i = 0; status == 0 && n_gen > 0 && i < n_batches; i++) {
-        int b = batches[i];
-        for (int r = 0; r < reps && status == 0; r++) {
-            if (decode(&s, b, depth, n_gen, step_ms + (size_t)r * n_gen) != 0) status = -1;
-            run_ms[r] = 0;
-            for (int k = 0; k < n_gen; k++) run_ms[r] += step_ms[(size_t)r * n_gen + k];
-        }
-        if (status != 0) break;
-        result *res = &results[n_results++];
-        memset(res, 0, sizeof *res);
-        if (depth > 0)
-            snprintf(res->name, sizeof res->name, "tg%d@d%d", n_gen, depth);
-        else
-            snprintf(res->name, sizeof res->name, "tg%d", n_gen);
-        res->tokens_per_run = n_gen * b;
-        res->batch = b;
-        res->best_ms = minimum(run_ms, reps);
-        res->median_ms = median(run_ms, reps);
-        res->median_step_ms = median(step_ms, n_gen * reps);
-        res->tok_s = (double)n_gen * b * 1e3 / res->median_ms;
-        res->best_tok_s = (double)n_gen * b * 1e3 / res->best_ms;
-        double mean_pos = depth + 0.5 * (n_gen + 1.0); /* positions attended, averaged over the steps */
-        double bytes = cost.weight_bytes_per_step + b * mean_pos * cost.kv_bytes_per_pos;
-        double flops = b * (cost.matmul_flops_per_token + cost.lm_head_flops + mean_pos * cost.attn_flops_per_pos);
-        res->gbs = bytes * n_gen / (res->median_ms * 1e-3) / 1e9;
-        res->bytes_per_run = bytes * n_gen;
-        res->flops_per_run = flops * n_gen;
-    }
-    double rss_mb = rss_peak_mb();
+    rep->first_ms = status == 0 ? prefill(&s, 0, FIRST_PROMPT) : -1;
+    if (rep->first_ms < 0) status = -1;
+    rep->cost = model_costs(&s.info, o->model.params.kv_dtype == ML_KV_BF16);
+    if (status == 0) status = run_tests(&s, rep);
+    rep->rss_mb = rss_peak_mb();
     if (status != 0) fprintf(stderr, "meshllama bench: %s\n  (%s)\n", ml_last_error(), "forward failed");
-    /* 5. the machine again: the limits are the better of the two probes (another process may
-     * have used the machine during one of them; the higher limit gives the lower fraction) */
-    if (probe && status == 0 && lim.ok) {
-        limits after = probe_machine(threads, (size_t)probe_mib);
-        if (after.ok) {
-            lim_after = after;
-            if (after.read_bytes_s > lim.read_bytes_s) {
-                lim.read_bytes_s = after.read_bytes_s;
-                lim.huge_pages = after.huge_pages;
-            }
-            if (after.peak_flop_s > lim.peak_flop_s) lim.peak_flop_s = after.peak_flop_s;
-        }
-    }
-    for (int i = 0; have_limits && i < n_results; i++) {
-        result *r = &results[i];
-        double t_bytes = r->bytes_per_run / lim.read_bytes_s, t_flops = r->flops_per_run / lim.peak_flop_s;
-        r->limit_tok_s = r->tokens_per_run / (t_bytes > t_flops ? t_bytes : t_flops);
-    }
-
+    if (status == 0) apply_limits(rep);
     if (status == 0 && s.info.rank == 0) {
-        const char *act = model_opts.params.act_mode == ML_ACT_FAST ? "fast" : "accurate";
-        const char *kv = model_opts.params.kv_dtype == ML_KV_BF16 ? "bf16" : "f32";
-        double kv_touched_mb = (double)max_batch * need * cost.kv_bytes_per_pos / (1 << 20);
-        double weights_mb = cost.weight_bytes_per_step / (1 << 20);
-        if (json) {
-            const char *path = s.info.path;
-            json_t *report = json_pack(
-                "{s:o,s:i,s:i,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:i}", "model", ml_json_string_lossy(path, strlen(path)), "tp",
-                s.info.tp, "threads", s.info.n_threads, "isa", s.info.isa, "backend", s.info.backend, "ranks",
-                s.info.n_ranks, "act", act, "kv", kv, "weight_dtype", s.info.weight_dtype, "depth", depth,
-                "repetitions", reps);
-            if (report && have_limits)
-                json_object_set_new(
-                    report, "machine",
-                    json_pack("{s:f,s:b,s:f,s:s,s:i,s:f,s:f,s:f,s:f}", "read_gb_s", ml_json_round(lim.read_bytes_s / 1e9, 3),
-                              "read_huge_pages", lim.huge_pages, "peak_gflop_s", ml_json_round(lim.peak_flop_s / 1e9, 2),
-                              "peak_isa", ml_probe_isa_name((ml_probe_isa)lim.isa), "probe_threads", threads,
-                              "read_gb_s_before", ml_json_round(lim_before.read_bytes_s / 1e9, 3), "read_gb_s_after",
-                              ml_json_round(lim_after.read_bytes_s / 1e9, 3), "peak_gflop_s_before",
-                              ml_json_round(lim_before.peak_flop_s / 1e9, 2), "peak_gflop_s_after",
-                              ml_json_round(lim_after.peak_flop_s / 1e9, 2)));
-            json_t *list = json_array();
-            for (int i = 0; i < n_results; i++) json_array_append_new(list, json_result(&results[i], have_limits));
-            if (report)
-                json_object_update_new(
-                    report,
-                    json_pack("{s:{s:f,s:f,s:f,s:i},s:f,s:f,s:i,s:f,s:f,s:f,s:o}", "cost", "weight_bytes_per_step",
-                              cost.weight_bytes_per_step, "weight_gb_per_step",
-                              ml_json_round(cost.weight_bytes_per_step / 1e9, 4), "gflop_per_token",
-                              ml_json_round((cost.matmul_flops_per_token + cost.lm_head_flops) / 1e9, 4),
-                              "intermediate_size", s.info.intermediate_size, "load_ms", ml_json_round(load_ms, 2),
-                              "first_token_ms", ml_json_round(first_ms, 2), "first_token_prompt", first_prompt,
-                              "peak_rss_mb", ml_json_round(rss_mb, 1), "weights_mb", ml_json_round(weights_mb, 1),
-                              "kv_mb", ml_json_round(kv_touched_mb, 1), "results", list));
-            else
-                json_decref(list);
-            if (ml_json_print(stdout, NULL, report, 1) != 0) status = 1;
-        } else {
-            printf("meshllama bench: %s\n", model_opts.model_path);
-            printf("  tp %d, %d threads, %s, %s backend x%d, act %s, kv %s, %s weights\n", s.info.tp, s.info.n_threads,
-                   s.info.isa, s.info.backend, s.info.n_ranks, act, kv, s.info.weight_dtype);
-            if (have_limits)
-                printf("  machine: read %.2f GB/s (%s pages), peak %.1f GFLOP/s (%s), %d threads (best of the probes "
-                       "before and after: %.2f/%.2f GB/s, %.1f/%.1f GFLOP/s)\n",
-                       lim.read_bytes_s / 1e9, lim.huge_pages ? "huge" : "4 KiB", lim.peak_flop_s / 1e9, ml_probe_isa_name((ml_probe_isa)lim.isa), threads,
-                       lim_before.read_bytes_s / 1e9, lim_after.read_bytes_s / 1e9, lim_before.peak_flop_s / 1e9,
-                       lim_after.peak_flop_s / 1e9);
-            printf("  model: %.3f GB of weights read per decode step, %.3f GFLOP per token (+ attention)\n",
-                   cost.weight_bytes_per_step / 1e9, (cost.matmul_flops_per_token + cost.lm_head_flops) / 1e9);
-            printf("  load %.1f ms; first token (%d-token prompt, right after load) %.1f ms\n", load_ms, first_prompt,
-                   first_ms);
-            printf("  %-12s %5s %12s %12s %12s %10s %10s %9s\n", "test", "batch", "tok/s", "tok/s/seq", "best tok/s",
-                   "ms/run", "limit", "fraction");
-            for (int i = 0; i < n_results; i++) {
-                const result *r = &results[i];
-                printf("  %-12s %5d %12.2f %12.2f %12.2f %10.1f", r->name, r->batch, r->tok_s, r->tok_s / r->batch,
-                       r->best_tok_s, r->median_ms);
-                if (have_limits)
-                    printf(" %10.2f %8.1f%%", r->limit_tok_s, 100.0 * r->tok_s / r->limit_tok_s);
-                if (r->gflop_s > 0) printf("  %.1f GFLOP/s (TTFT %.1f ms)", r->gflop_s, r->median_ms);
-                if (r->gbs > 0) printf("  %.2f GB/s", r->gbs);
-                printf("\n");
-            }
-            printf("  peak RSS %.0f MB (weights %.0f MB + KV cache %.0f MB at most)\n", rss_mb, weights_mb,
-                   kv_touched_mb);
-        }
+        if (o->json) status = print_json_report(rep);
+        else print_table(rep);
     }
-    free(run_ms);
-    free(step_ms);
     free(s.logits);
     free(s.tokens);
     ml_model_close(s.model);
+    return status;
+}
+
+int ml_cmd_bench(int argc, char **argv) {
+    bench_options o = {.prompts = {128}, .n_prompts = 1, .batches = {1}, .n_batches = 1, .n_gen = 128, .reps = 3,
+                       .probe = 1, .probe_mib = 1024};
+    ml_cli_model_init(&o.model);
+    int parsed = parse_bench_options(argc, argv, &o);
+    if (parsed != 0) return parsed > 0 ? 0 : ML_EXIT_USAGE;
+    size_the_model(&o);
+    bench_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.o = &o;
+    /* the machine, before the model is in memory */
+    rep.threads = o.model.params.n_threads > 0 ? o.model.params.n_threads : online_cores();
+    if (o.probe) {
+        if (!o.json && isatty(STDERR_FILENO)) fprintf(stderr, "probing the machine (%d threads)...\n", rep.threads);
+        rep.lim = probe_machine(rep.threads, (size_t)o.probe_mib);
+        rep.before = rep.lim;
+        if (!rep.lim.ok) fprintf(stderr, "meshllama bench: the machine probes failed; no fractions reported\n");
+    }
+    rep.have_limits = rep.lim.ok;
+    int status = load_and_run(&o, &rep);
     return status == 0 ? 0 : 1;
 }
