@@ -18,19 +18,9 @@ mpi=(mpirun --oversubscribe -np)
 # shellcheck source=lib/check.sh
 source "$(dirname "$0")/lib/check.sh"
 
-reference_ids() {
-    python3 - "$1" <<'PY'
-import struct, sys
-data = open(sys.argv[1], "rb").read()
-_, vocab, n_prompt, n_gen = struct.unpack_from("<4I", data, 8)
-ids = struct.unpack_from("<%di" % (n_prompt + n_gen), data, 24)
-print(",".join(map(str, ids[:n_prompt])), " ".join(map(str, ids[n_prompt:])))
-PY
-}
-
 for fixture in h9kv3_llama3rope_bf16 gqa_tied_bf16 mha_sharded_bf16; do
     dir=$fixtures/$fixture
-    read -r prompt expected < <(reference_ids "$dir/reference.bin")
+    read -r prompt expected < <(reference_ids "$dir/reference.bin" " ")
     for np in 2 3 4; do
         [ "$fixture" = gqa_tied_bf16 ] && [ "$np" = 4 ] && continue # 6 heads: np 4 is valid, keep runtime short
         got=$(timeout 120 "${mpi[@]}" "$np" "$bin" run -m "$dir" --prompt-ids "$prompt" -n 16 --ignore-eos -t 1 2>"$tmp/err")
@@ -64,7 +54,7 @@ done
 
 # two ranks x two devices each = tp 4
 dir=$fixtures/h9kv3_llama3rope_bf16
-read -r prompt expected < <(reference_ids "$dir/reference.bin")
+read -r prompt expected < <(reference_ids "$dir/reference.bin" " ")
 got=$(timeout 120 "${mpi[@]}" 2 "$bin" run -m "$dir" --prompt-ids "$prompt" -n 16 --ignore-eos --tp 4 -t 1 2>/dev/null)
 if [ "$got" = "$expected" ]; then pass; else fail "2 ranks x 2 devices: '$got'"; fi
 

@@ -11,18 +11,6 @@ trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=lib/check.sh
 source "$(dirname "$0")/lib/check.sh"
 
-# HF's greedy continuation, read from reference.bin (layout in docs/FIXTURES.md)
-reference_ids() {
-    python3 - "$1" <<'PY'
-import struct, sys
-data = open(sys.argv[1], "rb").read()
-assert data[:8] == b"MLHFREF1"
-version, vocab, n_prompt, n_gen = struct.unpack_from("<4I", data, 8)
-ids = struct.unpack_from("<%di" % (n_prompt + n_gen), data, 24)
-print(",".join(map(str, ids[:n_prompt])), ",".join(map(str, ids[n_prompt:])))
-PY
-}
-
 for fixture in gqa_tied_bf16 h9kv3_llama3rope_bf16 mha_sharded_bf16; do
     dir=$fixtures/$fixture
     read -r prompt expected < <(reference_ids "$dir/reference.bin")

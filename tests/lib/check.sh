@@ -4,6 +4,8 @@
 #   expect_fail CODE NEEDLE -- command...
 #                               the command exits with CODE and its stderr contains NEEDLE
 #   finish NAME                 prints "NAME: P passed, F failed"; exit status 0 only if none failed
+#   reference_ids FILE [SEP]    prints an MLHFREF1 reference's prompt ids (comma-separated), a space,
+#                               and HF's greedy continuation joined by SEP (default ",")
 #   default_model               sets $default_model_path to the default model, or records a failure
 #                               and returns 1 (see below)
 passed=0
@@ -39,4 +41,16 @@ default_model() {
     [ -f "$default_model_path" ] && return 0
     fail "the default model $default_model_path is missing: scripts/fetch_default_model.sh fetches it (scripts/test.sh runs it)"
     return 1
+}
+
+# HF's prompt and greedy continuation from a fixture's reference.bin (MLHFREF1, docs/FIXTURES.md).
+reference_ids() {
+    python3 - "$1" "${2:-,}" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"MLHFREF1"
+version, vocab, n_prompt, n_gen = struct.unpack_from("<4I", data, 8)
+ids = struct.unpack_from("<%di" % (n_prompt + n_gen), data, 24)
+print(",".join(map(str, ids[:n_prompt])), sys.argv[2].join(map(str, ids[n_prompt:])))
+PY
 }
