@@ -28,7 +28,7 @@ that each GGUF describes the same model as its safetensors twin.
 
 import argparse
 import filecmp
-import math
+import json
 import os
 import sys
 import tempfile
@@ -38,6 +38,7 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as QT
 from gguf import GGUFValueType as VT
+from gguf_llama import add_hyperparameters, gguf_name, llama3_divisors, read_safetensors, rope_parameters, to_meta_rows
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
@@ -154,9 +155,6 @@ def write_quants(path):
 # ---------------------------------------------------------------- model fixtures
 
 def load_hf(name):
-    import json
-    import torch
-    from safetensors.torch import load_file
     d = os.path.join(FIXTURES, name)
     with open(os.path.join(d, "config.json")) as f:
         config = json.load(f)
@@ -165,16 +163,7 @@ def load_hf(name):
     if os.path.exists(gen_path):
         with open(gen_path) as f:
             generation = json.load(f)
-    tensors = load_file(os.path.join(d, "model.safetensors"))
-    out = {}
-    for k, v in tensors.items():
-        if v.dtype == torch.bfloat16:
-            out[k] = ("bf16", v.view(torch.int16).numpy().view(np.uint16).copy())
-        elif v.dtype == torch.float16:
-            out[k] = ("f16", v.numpy().copy())
-        else:
-            out[k] = ("f32", v.numpy().astype(np.float32).copy())
-    return config, generation, out
+    return config, generation, read_safetensors(os.path.join(d, "model.safetensors"))
 
 
 def as_f32(entry):
@@ -182,42 +171,6 @@ def as_f32(entry):
     if kind == "bf16":
         return (array.astype(np.uint32) << 16).view(np.float32)
     return array.astype(np.float32)
-
-
-def to_meta_rows(array, n_head):
-    """HF rotate-half rows -> Meta interleaved rows, per head of size hd:
-    stored row h*hd + 2*i + j = HF row h*hd + j*hd/2 + i (what llama.cpp's converter does)."""
-    hd = array.shape[0] // n_head
-    order = [h * hd + j * (hd // 2) + i for h in range(n_head) for i in range(hd // 2) for j in range(2)]
-    return array[order]
-
-
-def rope_params(config):
-    params = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
-    return theta, params
-
-
-def llama3_divisors(config, head_dim):
-    """convert_hf_to_gguf.py LlamaModel's rope_freqs, in the same float32 torch arithmetic."""
-    import torch
-    theta, params = rope_params(config)
-    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    factor = params["factor"]
-    low, high = params["low_freq_factor"], params["high_freq_factor"]
-    old_context = params["original_max_position_embeddings"]
-    low_wavelen, high_wavelen = old_context / low, old_context / high
-    divisors = []
-    for freq in freqs:
-        wavelen = 2 * math.pi / freq
-        if wavelen < high_wavelen:
-            divisors.append(1)
-        elif wavelen > low_wavelen:
-            divisors.append(factor)
-        else:
-            smooth = (old_context / wavelen - low) / (high - low)
-            divisors.append(1 / ((1 - smooth) / factor + smooth))
-    return torch.tensor(divisors, dtype=torch.float32).numpy()
 
 
 def tensor_bytes(entry, storage, name):
@@ -236,23 +189,11 @@ def tensor_bytes(entry, storage, name):
 
 def write_model(path, name, storage):
     config, generation, weights = load_hf(name)
-    n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
-    hidden = config["hidden_size"]
-    head_dim = config.get("head_dim") or hidden // n_head
-    theta, params = rope_params(config)
+    theta, params = rope_parameters(config)
     vocab = config["vocab_size"]
     w = gguf.GGUFWriter(path, arch="llama")
-    w.add_name(f"meshllama test fixture {name} ({storage})")
-    w.add_block_count(config["num_hidden_layers"])
-    w.add_context_length(config["max_position_embeddings"])
-    w.add_embedding_length(hidden)
-    w.add_feed_forward_length(config["intermediate_size"])
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_kv)
-    w.add_rope_freq_base(theta)
-    w.add_layer_norm_rms_eps(config["rms_norm_eps"])
-    w.add_rope_dimension_count(head_dim)
-    if config.get("head_dim") and config["head_dim"] != hidden // n_head:
+    n_head, n_kv, head_dim = add_hyperparameters(w, config, f"meshllama test fixture {name} ({storage})")
+    if config.get("head_dim") and config["head_dim"] != config["hidden_size"] // n_head:
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     w.add_file_type({"f32": 0, "bf16": 32, "q8_0": 7}[storage])
@@ -271,27 +212,17 @@ def write_model(path, name, storage):
     for add, token in zip(adders, eos):
         add(token)
     if params.get("rope_type") == "llama3":
-        w.add_tensor("rope_freqs.weight", llama3_divisors(config, head_dim))
+        w.add_tensor("rope_freqs.weight", llama3_divisors(theta, params, head_dim))
 
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
-    sub = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-           "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-           "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
     for hf_name in sorted(weights, key=lambda n: (n.count("layers"), n)):
         entry = weights[hf_name]
-        if hf_name in names:
-            gguf_name = names[hf_name]
-        else:
-            parts = hf_name.split(".")  # model.layers.N.<module>.<proj>.weight
-            gguf_name = f"blk.{parts[2]}.{sub['.'.join(parts[3:-1])]}.weight"
         kind, array = entry
         if hf_name.endswith("q_proj.weight"):
             entry = (kind, to_meta_rows(array, n_head))
         elif hf_name.endswith("k_proj.weight"):
             entry = (kind, to_meta_rows(array, n_kv))
         data, qtype = tensor_bytes(entry, storage, hf_name)
-        w.add_tensor(gguf_name, np.ascontiguousarray(data), raw_dtype=qtype)
+        w.add_tensor(gguf_name(hf_name), np.ascontiguousarray(data), raw_dtype=qtype)
     finish(w)
 
 
@@ -325,7 +256,8 @@ def write_tiny(path, storage):
                                   "low_freq_factor": 1.0, "high_freq_factor": 32.0,
                                   "original_max_position_embeddings": 8192}}
     if storage != "f32":
-        w.add_tensor("rope_freqs.weight", llama3_divisors(config, head_dim))
+        theta, params = rope_parameters(config)
+        w.add_tensor("rope_freqs.weight", llama3_divisors(theta, params, head_dim))
     shapes = {"token_embd.weight": (vocab, hidden), "blk.0.attn_q.weight": (n_head * head_dim, hidden),
               "blk.0.attn_k.weight": (n_kv * head_dim, hidden), "blk.0.attn_v.weight": (n_kv * head_dim, hidden),
               "blk.0.attn_output.weight": (hidden, n_head * head_dim), "blk.0.ffn_gate.weight": (ffn, hidden),

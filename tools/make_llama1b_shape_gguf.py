@@ -21,6 +21,8 @@ so llama.cpp computes the same function as Hugging Face does on the safetensors:
     or Q8_0 (blocks of 32: one f16 scale = max|x|/127, 32 int8; gguf.quants.quantize);
   * the real Llama 3 tokenizer (tests/fixtures/tokenizer/llama3/tokenizer.json.gz) as a gpt2
     BPE vocabulary with the llama-bpe pre-tokenizer, so llama.cpp loads it like a real 3.2 1B.
+Names, row order, rope_freqs and the llama.* keys come from tools/gguf_llama.py, shared with
+tools/make_gguf_fixtures.py.
 
 Tensors are streamed one at a time (peak memory about one f32 copy of the embedding).
 Requires gguf==0.19.0 (pinned: the writer's byte layout), torch and safetensors.
@@ -29,7 +31,6 @@ Requires gguf==0.19.0 (pinned: the writer's byte layout), torch and safetensors.
 import argparse
 import gzip
 import json
-import math
 import os
 import sys
 import time
@@ -38,62 +39,13 @@ import numpy as np
 
 import gguf
 from gguf import GGMLQuantizationType as QT
+from gguf_llama import add_hyperparameters, gguf_name, llama3_divisors, rope_parameters, to_meta_rows
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SRC = os.path.join(REPO_ROOT, "models", "llama-3.2-1b-shape")
 TOKENIZER = os.path.join(REPO_ROOT, "tests", "fixtures", "tokenizer", "llama3", "tokenizer.json.gz")
 GGUF_PINNED = "0.19.0"
 FILE_TYPE = {"bf16": 32, "q8_0": 7}  # llama_ftype: MOSTLY_BF16, MOSTLY_Q8_0
-
-LAYER_NAMES = {
-    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
-
-
-def gguf_name(hf_name):
-    if hf_name == "model.embed_tokens.weight":
-        return "token_embd.weight"
-    if hf_name == "model.norm.weight":
-        return "output_norm.weight"
-    if hf_name == "lm_head.weight":
-        return "output.weight"
-    parts = hf_name.split(".")  # model.layers.N.<module path>.weight
-    return f"blk.{parts[2]}.{LAYER_NAMES['.'.join(parts[3:-1])]}.weight"
-
-
-def interleave_rope_rows(rows, n_heads):
-    """HF rotate-half rows [n_heads*d, n] -> Meta interleaved: new[h, 2i+j] = old[h, j*d/2 + i]."""
-    d = rows.shape[0] // n_heads
-    return np.ascontiguousarray(rows.reshape(n_heads, 2, d // 2, -1).swapaxes(1, 2).reshape(rows.shape))
-
-
-def rope_parameters(cfg):
-    params = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
-    theta = params.get("rope_theta", cfg.get("rope_theta", 10000.0))
-    return float(theta), params
-
-
-def llama3_divisors(theta, params, head_dim):
-    """Per-frequency divisors of the llama3 RoPE scaling, in float32 like the HF computation."""
-    inv_freq = 1.0 / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)))
-    factor = params["factor"]
-    low, high = params["low_freq_factor"], params["high_freq_factor"]
-    old_context = params["original_max_position_embeddings"]
-    out = []
-    for freq in inv_freq.astype(np.float32):
-        wavelen = 2 * math.pi / float(freq)
-        if wavelen < old_context / high:
-            out.append(1.0)
-        elif wavelen > old_context / low:
-            out.append(factor)
-        else:
-            smooth = (old_context / wavelen - low) / (high - low)
-            out.append(1.0 / ((1.0 - smooth) / factor + smooth))
-    return np.array(out, dtype=np.float32)
-
 
 def bf16_to_f32(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32)
@@ -121,25 +73,13 @@ def write_gguf(src, path, storage, log):
 
     with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
-    n_heads, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    hidden = cfg["hidden_size"]
-    head_dim = cfg.get("head_dim") or hidden // n_heads
     theta, rope = rope_parameters(cfg)
     tokens, types, merges = load_tokenizer()
     if len(tokens) != cfg["vocab_size"]:
         sys.exit(f"tokenizer has {len(tokens)} tokens, config vocab_size is {cfg['vocab_size']}")
 
     w = gguf.GGUFWriter(path, arch="llama")
-    w.add_name(f"Llama-3.2-1B-shape random ({storage})")
-    w.add_block_count(cfg["num_hidden_layers"])
-    w.add_context_length(cfg["max_position_embeddings"])
-    w.add_embedding_length(hidden)
-    w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_head_count(n_heads)
-    w.add_head_count_kv(n_kv)
-    w.add_rope_freq_base(theta)
-    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    w.add_rope_dimension_count(head_dim)
+    n_heads, n_kv, head_dim = add_hyperparameters(w, cfg, f"Llama-3.2-1B-shape random ({storage})")
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
     w.add_vocab_size(cfg["vocab_size"])
@@ -186,9 +126,9 @@ def write_gguf(src, path, storage, log):
         else:
             bits = st.get_tensor(hf).view(torch.int16).numpy().view(np.uint16)
             if hf.endswith("q_proj.weight"):
-                bits = interleave_rope_rows(bits, n_heads)
+                bits = to_meta_rows(bits, n_heads)
             elif hf.endswith("k_proj.weight"):
-                bits = interleave_rope_rows(bits, n_kv)
+                bits = to_meta_rows(bits, n_kv)
             if qtype == QT.F32:
                 data = bf16_to_f32(bits)
             elif qtype == QT.BF16:
