@@ -14,7 +14,8 @@ int ml_process_rank(void) { return process_rank; }
 
 void ml_abort_job(int exit_code) { ml_mesh_abort_job(exit_code); }
 
-int ml_mesh_launched_by_mpi(void) {
+/* Non-zero when this process was started by an MPI launcher with more than one rank. */
+static int launched_by_mpi(void) {
     const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *value = getenv(keys[i]);
@@ -29,7 +30,7 @@ int ml_mesh_open(ml_mesh_kind kind, ml_mesh **out_mesh) {
     case ML_MESH_THREADS: return ml_mesh_open_threads(out_mesh);
     case ML_MESH_MPI: return ml_mesh_open_mpi(out_mesh);
     case ML_MESH_AUTO:
-        return ml_mesh_launched_by_mpi() ? ml_mesh_open_mpi(out_mesh) : ml_mesh_open_threads(out_mesh);
+        return launched_by_mpi() ? ml_mesh_open_mpi(out_mesh) : ml_mesh_open_threads(out_mesh);
     default: return ml_set_error(ML_ERR_ARG, "mesh backend %d: expected auto (0), threads (1) or mpi (2)", (int)kind);
     }
 }

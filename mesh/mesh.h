@@ -61,8 +61,6 @@ void ml_mesh_destroy(ml_mesh *mesh);
 int ml_mesh_open_threads(ml_mesh **out_mesh);
 /* Returns ML_ERR_UNSUPPORTED when the library was built without MPI. */
 int ml_mesh_open_mpi(ml_mesh **out_mesh);
-/* Non-zero when this process was started by an MPI launcher with more than one rank. */
-int ml_mesh_launched_by_mpi(void);
 /* Finalizes MPI if the library initialised it; safe to call always. */
 void ml_mesh_shutdown(void);
 /* MPI_Abort when this process is one of several MPI ranks; otherwise nothing. */

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "formats/hf_config.h"
+#include "formats/eval_reference.h"
 #include "formats/hf_reference.h"
 #include "formats/safetensors.h"
 #include "test_util.h"
@@ -878,6 +879,65 @@ static void test_hf_reference(void) {
                  NULL);
 }
 
+/* ---- MLEVREF1 teacher-forcing references (formats/eval_reference.c) ------------------------- */
+
+/* vocab 16, prompt 3, decode 2, top_k 2, 1 logit step, metadata "{}"; returns the size. */
+static size_t make_eval_reference(uint8_t *buf) {
+    const uint32_t header[7] = {1, 16, 3, 2, 2, 1, 2};
+    const int32_t prompt[3] = {1, 5, 9}, tokens[2] = {4, 7}, top_ids[4] = {4, 3, 7, 0};
+    const float top_logits[4] = {2.5f, 1.0f, 3.0f, -1.0f};
+    float logits[16];
+    for (int i = 0; i < 16; i++) logits[i] = (float)i * 0.125f - 1.0f;
+    size_t o = 0;
+#define PUT(src, bytes) (memcpy(buf + o, (src), (bytes)), o += (bytes))
+    PUT("MLEVREF1", 8);
+    PUT(header, sizeof header);
+    PUT("{}", 2);
+    PUT(prompt, sizeof prompt);
+    PUT(tokens, sizeof tokens);
+    PUT(top_ids, sizeof top_ids);
+    PUT(top_logits, sizeof top_logits);
+    PUT(logits, sizeof logits);
+#undef PUT
+    return o;
+}
+
+static void test_eval_reference(void) {
+    static uint8_t buf[1024];
+    ml_eval_reference r;
+    size_t n = make_eval_reference(buf);
+    expect_ok("eval reference", ml_eval_reference_parse(buf, n, "ev.bin", &r));
+    CHECK(r.n_prompt == 3 && r.n_decode == 2 && r.top_k == 2 && r.prompt[2] == 9 && r.tokens[1] == 7 &&
+              r.top_logits[2] == 3.0f && r.logits[15] == 0.875f && strcmp(r.meta_json, "{}") == 0,
+          "eval reference read back wrong");
+    ml_eval_reference_free(&r);
+    struct {
+        const char *label;
+        size_t size;
+        size_t poke_at;
+        uint32_t poke;
+        const char *needle;
+    } bad[] = {
+        {"magic", n, 0, 0x4c4d4c4d, "magic is not MLEVREF1"},
+        {"short header", 20, 0, 0, "truncated the header"},
+        {"version 2", n, 8, 2, "version 2"},
+        {"top_k 0", n, 24, 0, "out of range"},
+        {"truncated logits", n - 1, 0, 0, "truncated the logits"},
+        {"trailing byte", n + 1, 0, 0, "1 unexpected bytes after the logits"},
+        {"prompt id", n, 8 + 28 + 2, 16, "prompt[0] = 16"},
+        {"greedy not top-1", n, 8 + 28 + 2 + 12 + 8, 3, "is not HF's top-1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        make_eval_reference(buf);
+        buf[n] = 0;
+        if (bad[i].poke || bad[i].poke_at) memcpy(buf + bad[i].poke_at, &bad[i].poke, 4);
+        ml_clear_error();
+        int status = ml_eval_reference_parse(buf, bad[i].size, "bad.bin", &r);
+        expect_error(bad[i].label, status, ML_ERR_FORMAT, "bad.bin", bad[i].needle);
+        CHECK(!r.meta_json && !r.prompt && !r.logits, "%s: arrays left allocated", bad[i].label);
+    }
+}
+
 int main(void) {
     if (ml_test_make_tmpdir(tmp_root, sizeof tmp_root, "formats") != 0) {
         fprintf(stderr, "cannot create a temporary directory\n");
@@ -891,6 +951,7 @@ int main(void) {
     test_safetensors_errors();
     test_sharded();
     test_hf_reference();
+    test_eval_reference();
     nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return ml_test_finish("formats");
 }
