@@ -273,6 +273,19 @@ static int run_point(const eval_options *o, int prefill_len, int max_seq) {
     return fail;
 }
 
+/* --prefill-len P or --max-seq-len N: a list of that one value (replacing an earlier one or
+ * range); non-zero when the value is bad. */
+static int parse_one(const char *flag, const char *text, int **list, int *n) {
+    int value;
+    if (ml_cli_parse_int(flag, text, 1, 1 << 24, &value) != 0) return 1;
+    free(*list);
+    *list = malloc(sizeof(int));
+    if (!*list) return fprintf(stderr, "meshllama eval: out of memory\n"), 1;
+    (*list)[0] = value;
+    *n = 1;
+    return 0;
+}
+
 static int parse_eval_options(int argc, char **argv, eval_options *o) {
     static const struct option options[] = {
         ML_MODEL_LONG_OPTIONS,
@@ -290,7 +303,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int opt, bad = 0, value;
+    int opt, bad = 0;
     optind = 1;
     while (!bad && (opt = getopt_long(argc, argv, ML_MODEL_SHORT_OPTIONS "h", options, NULL)) != -1) {
         int handled = ml_cli_model_option(&o->model, opt, optarg);
@@ -300,30 +313,14 @@ static int parse_eval_options(int argc, char **argv, eval_options *o) {
         }
         switch (opt) {
         case OPT_REF: o->ref_path = optarg; break;
-        case OPT_PREFILL_LEN:
-            bad = ml_cli_parse_int("--prefill-len", optarg, 1, 1 << 24, &value) != 0;
-            if (!bad) {
-                free(o->prefill_lens);
-                o->prefill_lens = malloc(sizeof(int));
-                o->prefill_lens[0] = value;
-                o->n_prefill_lens = 1;
-            }
-            break;
+        case OPT_PREFILL_LEN: bad = parse_one("--prefill-len", optarg, &o->prefill_lens, &o->n_prefill_lens); break;
         case OPT_PREFILL_RANGE:
             free(o->prefill_lens);
             o->prefill_lens = NULL;
             bad = ml_cli_parse_range("--prefill-len-range", optarg, 1, 1 << 24, &o->prefill_lens, &o->n_prefill_lens);
             break;
         case OPT_DECODE_LEN: bad = ml_cli_parse_int("--decode-len", optarg, 1, 1 << 24, &o->decode_len) != 0; break;
-        case OPT_MAX_SEQ:
-            bad = ml_cli_parse_int("--max-seq-len", optarg, 1, 1 << 24, &value) != 0;
-            if (!bad) {
-                free(o->max_seqs);
-                o->max_seqs = malloc(sizeof(int));
-                o->max_seqs[0] = value;
-                o->n_max_seqs = 1;
-            }
-            break;
+        case OPT_MAX_SEQ: bad = parse_one("--max-seq-len", optarg, &o->max_seqs, &o->n_max_seqs); break;
         case OPT_MAX_SEQ_RANGE:
             free(o->max_seqs);
             o->max_seqs = NULL;

@@ -799,6 +799,16 @@ static int remove_entry(const char *path, const struct stat *info, int type, str
 
 /* ---- MLHFREF1 logit references (formats/hf_reference.c) ---------------------------------- */
 
+/* A damaged golden-file image: the first size bytes, with the uint32 poke written at poke_at
+ * (at 0 too when poke is non-zero); the error message must contain needle. */
+typedef struct {
+    const char *label;
+    size_t size;
+    size_t poke_at;
+    uint32_t poke;
+    const char *needle;
+} bad_image;
+
 /* A reference image: version, vocab, prompt, generated ids, [logits_first, start_pos] (v2). */
 static size_t make_reference(uint8_t *buf, uint32_t version, uint32_t vocab, uint32_t n_prompt, uint32_t n_gen,
                              uint32_t logits_first, uint32_t start_pos) {
@@ -847,13 +857,7 @@ static void test_hf_reference(void) {
 
     /* bad files: a clear ML_ERR_FORMAT naming the file, nothing allocated */
     size_t good = make_reference(buf, 1, 16, 5, 3, 0, 0);
-    struct {
-        const char *label;
-        size_t size;
-        size_t poke_at;
-        uint32_t poke;
-        const char *needle;
-    } bad[] = {
+    const bad_image bad[] = {
         {"empty", 0, 0, 0, "magic"},
         {"magic", 8, 0, 0x4c4d4c4d, "magic"},
         {"short header", 12, 0, 0, "truncated header"},
@@ -911,13 +915,7 @@ static void test_eval_reference(void) {
               r.top_logits[2] == 3.0f && r.logits[15] == 0.875f && strcmp(r.meta_json, "{}") == 0,
           "eval reference read back wrong");
     ml_eval_reference_free(&r);
-    struct {
-        const char *label;
-        size_t size;
-        size_t poke_at;
-        uint32_t poke;
-        const char *needle;
-    } bad[] = {
+    const bad_image bad[] = {
         {"magic", n, 0, 0x4c4d4c4d, "magic is not MLEVREF1"},
         {"short header", 20, 0, 0, "truncated the header"},
         {"version 2", n, 8, 2, "version 2"},
