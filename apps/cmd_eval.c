@@ -10,6 +10,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "formats/golden.h"
 #include "formats/json_util.h"
 #include "json_out.h"
 #include "model_options.h"
@@ -90,22 +91,24 @@ static void collect_state(const ml_hidden_state *s, void *user) {
     memcpy(e->data + (size_t)s->token_begin * e->width, s->data, (size_t)s->n_tok * s->width * sizeof(float));
 }
 
-/* MLHIDDN1 version 2: header, prompt, then per entry its name, layer, width and values. */
+/* MLHIDDN1 version 2: header, prompt, then per entry its name, layer, width and values
+ * (through the golden-file writer, formats/golden.h). */
 static int write_dump(const layer_dump *d, const int32_t *prompt, int hidden, const char *path) {
-    FILE *f = fopen(path, "wb");
     uint32_t header[4] = {2, (uint32_t)d->n_entries, (uint32_t)d->n_tok, (uint32_t)hidden};
-    int ok = f && fwrite("MLHIDDN1", 1, 8, f) == 8 && fwrite(header, 4, 4, f) == 4 &&
-             fwrite(prompt, 4, (size_t)d->n_tok, f) == (size_t)d->n_tok;
-    for (int i = 0; ok && i < d->n_entries; i++) {
+    ml_golden_writer w;
+    if (ml_golden_writer_open(&w, path, "MLHIDDN1") != ML_OK) return 1;
+    ml_golden_write(&w, header, sizeof header);
+    ml_golden_write(&w, prompt, (size_t)d->n_tok * sizeof *prompt);
+    for (int i = 0; i < d->n_entries; i++) {
         const dump_entry *e = &d->entries[i];
         uint32_t name_bytes = (uint32_t)strlen(e->name);
         int32_t shape[2] = {e->layer, e->width};
-        size_t values = (size_t)d->n_tok * e->width;
-        ok = fwrite(&name_bytes, 4, 1, f) == 1 && fwrite(e->name, 1, name_bytes, f) == name_bytes &&
-             fwrite(shape, 4, 2, f) == 2 && fwrite(e->data, sizeof(float), values, f) == values;
+        ml_golden_write(&w, &name_bytes, sizeof name_bytes);
+        ml_golden_write(&w, e->name, name_bytes);
+        ml_golden_write(&w, shape, sizeof shape);
+        ml_golden_write(&w, e->data, (size_t)d->n_tok * e->width * sizeof(float));
     }
-    if (f && fclose(f) != 0) ok = 0;
-    return ok ? 0 : 1;
+    return ml_golden_writer_close(&w) != ML_OK;
 }
 
 static int dump_layers(ml_model *model, const ml_eval_reference *ref, const char *dir) {
