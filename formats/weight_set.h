@@ -46,6 +46,8 @@ typedef struct {
     int n_tensors;
     void **owned;                /* [n_owned] buffers (ml_alloc) some views point into; freed by close */
     int n_owned;
+    int borrowed;                /* non-zero: views point into caller memory (ml_model_open_tensors),
+                                    which the model only reads: never released or advised */
 } ml_weight_set;
 
 /* Sorts ws->tensors by name, as ml_weight_set_find expects; every producer calls it last. */

@@ -87,6 +87,31 @@ typedef struct ml_tokenizer ml_tokenizer; /* see "Tokenizer" below */
 int ml_model_open(const char *path, const ml_model_params *params, ml_model **out_model);
 void ml_model_close(ml_model *model);
 
+/* Opening from caller memory: a Hugging Face config.json text and the tensors of a checkpoint,
+ * named as Hugging Face names them ("model.layers.0.self_attn.q_proj.weight", "lm_head.weight"),
+ * held by the caller (e.g. the Python package's build_model hands over a torch model's own
+ * tensors). */
+typedef enum { ML_TENSOR_F32 = 0, ML_TENSOR_F16 = 1, ML_TENSOR_BF16 = 2 } ml_tensor_dtype;
+
+typedef struct {
+    const char *name;        /* Hugging Face tensor name */
+    int dtype;               /* an ml_tensor_dtype */
+    int n_dims;              /* 1..8 */
+    const int64_t *shape;    /* [n_dims] */
+    const void *data;        /* row-major, contiguous, aligned to the element size */
+    size_t n_bytes;          /* product of shape x element size */
+} ml_tensor;
+
+/* Like ml_model_open, with the same validation (every tensor against the config, by name, dtype
+ * and shape) and shard plan, for a model whose config.json text is config_json[0..config_length)
+ * and whose tensors are tensors[0..n_tensors) (names must be distinct; tensors the model does
+ * not use are ignored). The tensors are used in place (zero-copy: column-parallel slices point
+ * into them; row-parallel slices are packed copies, as for a file), so their memory must stay
+ * valid and unchanged until ml_model_close. source names the model in messages and in
+ * ml_model_info.path. Under MPI every rank calls it with its own copy of the tensors. */
+int ml_model_open_tensors(const char *config_json, size_t config_length, const ml_tensor *tensors, int n_tensors,
+                          const char *source, const ml_model_params *params, ml_model **out_model);
+
 /* Facts about an opened model. */
 typedef struct {
     int vocab_size;

@@ -127,8 +127,9 @@ static int check_files(const ml_model *m) {
 
 /* Everything of opening that is local to this process (no collectives: under MPI the ranks
  * agree on the outcome afterwards). */
-static int open_local(ml_model *m, const char *path, const ml_model_params *params) {
-    ML_TRY(ml_checkpoint_open(path, &m->checkpoint));
+static int open_local(ml_model *m, const ml_model_source *src, const ml_model_params *params) {
+    if (src->produce) ML_TRY(src->produce(src, &m->checkpoint));
+    else ML_TRY(ml_checkpoint_open(src->path, &m->checkpoint));
     m->config = m->checkpoint.config;
     ML_TRY(resolve_params(&m->config, params, &m->params));
     const ml_config *c = &m->config;
@@ -198,7 +199,7 @@ static int agree_across_ranks(ml_model *m) {
     return ml_mesh_agree_fingerprint(m->mesh, items, 4);
 }
 
-static int open_model(ml_model *m, const char *path, const ml_model_params *params) {
+static int open_model(ml_model *m, const ml_model_source *src, const ml_model_params *params) {
     if (!(params->collective_timeout_s >= 0))
         return ml_set_error(ML_ERR_ARG, "collective_timeout_s %g: expected >= 0 seconds (0 = no limit)",
                             params->collective_timeout_s);
@@ -206,7 +207,7 @@ static int open_model(ml_model *m, const char *path, const ml_model_params *para
     m->mesh->collective_timeout_s = params->collective_timeout_s;
     /* after the mesh: MPI_Init installs SIGBUS handlers of its own, which ours chains to */
     ML_TRY(ml_mapped_file_install_sigbus_handler());
-    int status = open_local(m, path, params);
+    int status = open_local(m, src, params);
     ML_TRY(ml_mesh_agree(m->mesh, status));
     return agree_across_ranks(m);
 }
@@ -217,10 +218,16 @@ int ml_model_open(const char *path, const ml_model_params *params, ml_model **ou
     if (!out_model) return ml_set_error(ML_ERR_ARG, "ml_model_open: out_model is NULL");
     *out_model = NULL;
     if (!path) return ml_set_error(ML_ERR_ARG, "ml_model_open: path is NULL");
+    ml_model_source src = {path, NULL, NULL};
+    return ml_model_open_source(&src, params, out_model);
+}
+
+int ml_model_open_source(const ml_model_source *src, const ml_model_params *params, ml_model **out_model) {
+    *out_model = NULL;
     ml_model_params defaults = ml_model_default_params();
     ml_model *m = calloc(1, sizeof *m);
     if (!m) return ml_set_error(ML_ERR_NOMEM, "ml_model_open: out of memory");
-    int status = open_model(m, path, params ? params : &defaults);
+    int status = open_model(m, src, params ? params : &defaults);
     if (status != ML_OK) {
         ml_model_close(m);
         return status;

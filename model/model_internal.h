@@ -102,6 +102,19 @@ static inline int ml_local_devices(const ml_model *model) {
 /* Loads every device's weights: validates names, dtypes and shapes against the config, aims
  * column-parallel slices into the mapping and packs row-parallel slices. */
 int ml_model_load_weights(ml_model *model);
+
+/* Where opening gets its checkpoint (config + weight set): a directory or GGUF file on disk
+ * (produce == NULL: ml_checkpoint_open(path)), or a producer that fills the checkpoint from
+ * elsewhere (caller-owned tensors: model/open_tensors.c); path then names the model in messages
+ * and ml_model_info. Everything after that (validation against the config, shard plan, device
+ * slices) is shared. */
+typedef struct ml_model_source {
+    const char *path;
+    int (*produce)(const struct ml_model_source *src, ml_checkpoint *out);
+    const void *context;
+} ml_model_source;
+
+int ml_model_open_source(const ml_model_source *src, const ml_model_params *params, ml_model **out_model);
 void ml_model_free_weights(ml_model *model);
 /* n elements (a multiple of the dtype's block) of a weight row as float32, bit for bit as the
  * dequantiser (quantised) or the exact widening (f16, bf16). dst: [n]. */

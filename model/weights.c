@@ -115,8 +115,11 @@ static ml_weight pack_columns(const ml_cpu_kernels *k, const ml_tensor_view *t, 
 }
 
 /* After packing, the source of a row-parallel slice is never read again: drop its pages so a
- * process (an MPI rank above all) keeps only ~1/tp of o_proj/down_proj resident. */
-static void release_pages(const ml_tensor_view *t) {
+ * process (an MPI rank above all) keeps only ~1/tp of o_proj/down_proj resident. Not for a
+ * borrowed weight set (ml_model_open_tensors): that memory is the caller's, and MADV_DONTNEED
+ * would zero it. */
+static void release_pages(const ml_model *model, const ml_tensor_view *t) {
+    if (model->checkpoint.weights.borrowed) return;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t begin = ((uintptr_t)t->data + page - 1) & ~(page - 1);
     uintptr_t end = ((uintptr_t)t->data + t->n_bytes) & ~(page - 1);
@@ -259,8 +262,8 @@ static int load_layers(ml_model *model, layer_tensors *layers) {
             slice_layer(model, dev, &layers[layer], &cursors[d], scratch, &dev->layers[layer]);
         }
         if (tp > 1) {
-            release_pages(layers[layer].o);
-            release_pages(layers[layer].down);
+            release_pages(model, layers[layer].o);
+            release_pages(model, layers[layer].down);
         }
     }
     free(cursors);

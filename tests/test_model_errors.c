@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/mapped_file.h"
 #include "formats/safetensors.h"
 #include "meshllama.h"
 #include "test_util.h"
@@ -229,8 +230,94 @@ static void check_null_handles(void) {
     ml_model_close(m);
 }
 
+/* ml_model_open_tensors: the fixture's own tensors (mapped by the safetensors reader) handed over
+ * as caller memory give the same logits as opening the directory, bit for bit; each bad
+ * argument or tensor is refused with a message naming it. */
+static void check_open_tensors(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/config.json", fixture_dir);
+    char *config;
+    size_t config_len;
+    CHECK(ml_read_text_file(path, &config, &config_len) == ML_OK, "read %s", path);
+    snprintf(path, sizeof path, "%s/model.safetensors", fixture_dir);
+    ml_weight_set ws;
+    memset(&ws, 0, sizeof ws);
+    CHECK(ml_safetensors_open_file(path, &ws) == ML_OK, "open %s: %s", path, ml_last_error());
+    ml_tensor *tensors = calloc((size_t)ws.n_tensors + 1, sizeof *tensors);
+    for (int i = 0; i < ws.n_tensors; i++) {
+        const ml_tensor_view *v = &ws.tensors[i];
+        tensors[i].name = v->name;
+        tensors[i].dtype = v->dtype == ML_DTYPE_BF16 ? ML_TENSOR_BF16 : v->dtype == ML_DTYPE_F16 ? ML_TENSOR_F16 : ML_TENSOR_F32;
+        tensors[i].n_dims = v->n_dims;
+        tensors[i].shape = v->shape;
+        tensors[i].data = v->data;
+        tensors[i].n_bytes = v->n_bytes;
+    }
+    int n = ws.n_tensors;
+    ml_model_params p = ml_model_default_params();
+    p.tp = 3;
+    p.max_seq_len = 16;
+    ml_model *a = NULL, *b = NULL;
+    CHECK(ml_model_open_tensors(config, config_len, tensors, n, "fixture tensors", &p, &a) == ML_OK, "open_tensors: %s",
+          ml_last_error());
+    CHECK(ml_model_open(fixture_dir, &p, &b) == ML_OK, "open: %s", ml_last_error());
+    if (a && b) {
+        ml_model_info info;
+        ml_model_get_info(a, &info);
+        CHECK(strcmp(info.path, "fixture tensors") == 0, "info.path %s", info.path);
+        int slot = 0, start = 0, count = 5;
+        int32_t ids[5] = {1, 17, 92, 33, 5};
+        ml_batch batch = {1, &slot, &start, &count, ids, 1};
+        float *la = malloc(5 * 256 * sizeof(float)), *lb = malloc(5 * 256 * sizeof(float));
+        CHECK(ml_forward(a, &batch, la) == ML_OK && ml_forward(b, &batch, lb) == ML_OK, "forward: %s", ml_last_error());
+        CHECK(memcmp(la, lb, 5 * 256 * sizeof(float)) == 0, "open_tensors and open differ");
+        free(la);
+        free(lb);
+    }
+    ml_model_close(a);
+    ml_model_close(b);
+
+    ml_model *m = NULL;
+    CHECK(ml_model_open_tensors(config, config_len, tensors, n, "t", &p, NULL) == ML_ERR_ARG, "NULL out_model");
+    CHECK(ml_model_open_tensors(NULL, 0, tensors, n, "t", &p, &m) == ML_ERR_ARG && strstr(ml_last_error(), "config_json"),
+          "%s", ml_last_error());
+    CHECK(ml_model_open_tensors(config, config_len, tensors, 0, "t", &p, &m) == ML_ERR_ARG, "no tensors accepted");
+    CHECK(ml_model_open_tensors("{", 1, tensors, n, "t", &p, &m) == ML_ERR_CONFIG || ml_last_error()[0],
+          "bad config JSON: %s", ml_last_error());
+    CHECK(m == NULL, "handle set on failure");
+    ml_tensor saved = tensors[0];
+    tensors[0].dtype = 7;
+    CHECK(ml_model_open_tensors(config, config_len, tensors, n, "t", &p, &m) == ML_ERR_TENSOR &&
+              strstr(ml_last_error(), saved.name) && strstr(ml_last_error(), "dtype code 7"),
+          "%s", ml_last_error());
+    tensors[0] = saved;
+    tensors[0].n_bytes += 2;
+    CHECK(ml_model_open_tensors(config, config_len, tensors, n, "t", &p, &m) == ML_ERR_TENSOR &&
+              strstr(ml_last_error(), "bytes given"), "%s", ml_last_error());
+    tensors[0] = saved;
+    tensors[0].data = (const char *)saved.data + 1;
+    CHECK(ml_model_open_tensors(config, config_len, tensors, n, "t", &p, &m) == ML_ERR_TENSOR &&
+              strstr(ml_last_error(), "aligned"), "%s", ml_last_error());
+    tensors[0] = saved;
+    tensors[n] = tensors[1];
+    CHECK(ml_model_open_tensors(config, config_len, tensors, n + 1, "t", &p, &m) == ML_ERR_TENSOR &&
+              strstr(ml_last_error(), "given twice"), "%s", ml_last_error());
+    CHECK(ml_model_open_tensors(config, config_len, tensors + 1, n - 1, "t", &p, &m) == ML_ERR_TENSOR &&
+              strstr(ml_last_error(), saved.name) && strstr(ml_last_error(), "missing"),
+          "%s", ml_last_error());
+    tensors[0].n_dims = 9;
+    CHECK(ml_model_open_tensors(config, config_len, tensors, n, "t", &p, &m) == ML_ERR_TENSOR &&
+              strstr(ml_last_error(), "dimensions"), "%s", ml_last_error());
+    tensors[0] = saved;
+    CHECK(m == NULL, "handle set on failure");
+    free(tensors);
+    ml_weight_set_close(&ws);
+    free(config);
+}
+
 int main(void) {
     ml_test_fixture_path(fixture_dir, sizeof fixture_dir, "gqa_tied_bf16");
+    check_open_tensors();
     check_null_handles();
     check_directory_errors();
     check_config_errors();

@@ -6,9 +6,9 @@ interface. docs/PYTHON.md.
     print(tok.decode(model.generate(**ids, max_new_tokens=20)[0]))
 """
 from ._core import ArgumentError, Mesh, MeshllamaError, UnsupportedError, version
-from .model import MeshCache, MeshllamaForCausalLM, from_pretrained, load_tokenizer
+from .model import MeshCache, MeshllamaForCausalLM, build_model, from_pretrained, load_tokenizer
 
 __version__ = version()
 
 __all__ = ["ArgumentError", "Mesh", "MeshCache", "MeshllamaError", "MeshllamaForCausalLM", "UnsupportedError",
-           "from_pretrained", "load_tokenizer", "version"]
+           "build_model", "from_pretrained", "load_tokenizer", "version"]

@@ -10,8 +10,8 @@ from transformers import GenerationConfig, GenerationMixin, LlamaConfig, PreTrai
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ._core import Engine, MeshllamaError, Mesh
-from ._ffi import lib
+from ._core import Engine, MeshllamaError, Mesh, check
+from ._ffi import ffi, lib
 
 DEFAULT_MAX_BATCH = 8
 
@@ -287,4 +287,58 @@ def from_pretrained(path, device=None, max_seq_len=0, *, max_batch=DEFAULT_MAX_B
     return model, (load_tokenizer(path) if tokenizer else None)
 
 
-__all__ = ["MeshCache", "MeshllamaForCausalLM", "from_pretrained", "load_tokenizer", "MeshllamaError", "lib"]
+_DTYPES = {torch.float32: "ML_TENSOR_F32", torch.float16: "ML_TENSOR_F16", torch.bfloat16: "ML_TENSOR_BF16"}
+
+
+def _tensor_table(hf_model):
+    """The HF model's own tensors as an ml_tensor array (zero-copy: data pointers into torch's
+    storage), and the objects that must outlive the engine."""
+    state = hf_model.state_dict()
+    config = hf_model.config
+    if getattr(config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # the embedding matrix itself
+    names = sorted(state)
+    table = ffi.new("ml_tensor[]", len(names))
+    keep = [table]
+    for i, name in enumerate(names):
+        t = state[name]
+        if t.device.type != "cpu":
+            raise ValueError(f"build_model: tensor {name} is on {t.device}; meshllama reads CPU memory "
+                             "(move the HF model with .cpu() first)")
+        if not t.is_contiguous():
+            raise ValueError(f"build_model: tensor {name} is not contiguous (strides {t.stride()}); "
+                             "meshllama reads row-major tensors in place")
+        name_c = ffi.new("char[]", name.encode())
+        shape = ffi.new("int64_t[]", list(t.shape) or [1])
+        keep += [name_c, shape, t]
+        table[i].name = name_c
+        table[i].dtype = getattr(lib, _DTYPES[t.dtype]) if t.dtype in _DTYPES else -1
+        table[i].n_dims = t.dim()
+        table[i].shape = shape
+        table[i].data = ffi.cast("const void *", t.data_ptr())
+        table[i].n_bytes = t.numel() * t.element_size()
+    return table, len(names), keep
+
+
+def build_model(hf_model, device=None, max_seq_len=0, *, max_batch=DEFAULT_MAX_BATCH):
+    """The seed's API: a meshllama model over `device` (a Mesh or an int tp) from a loaded
+    Hugging Face LlamaForCausalLM, reading the HF model's own tensors in place (no checkpoint on
+    disk; bf16/f16/f32 tensors are not copied except the row-parallel slices each device packs).
+    The HF model's weights must stay alive and unchanged while the returned model lives (it keeps
+    references to them). max_seq_len 0: min(the config's context, 4096)."""
+    mesh = Mesh.of(device)
+    config = getattr(hf_model, "config", None)
+    if config is None or not hasattr(hf_model, "state_dict"):
+        raise TypeError(f"build_model: expected a transformers LlamaForCausalLM, got {type(hf_model).__name__}")
+    config_json = config.to_json_string().encode()
+    table, n, keep = _tensor_table(hf_model)
+    source = f"{type(hf_model).__name__}({getattr(config, '_name_or_path', '') or 'in memory'})".encode()
+    out = ffi.new("ml_model **")
+    check(lib.ml_model_open_tensors(config_json, len(config_json), table, n, source,
+                                    mesh.params(max_seq_len, max_batch), out))
+    engine = Engine(out[0], mesh, keepalive=keep)
+    model = MeshllamaForCausalLM(engine, config, getattr(hf_model, "generation_config", None))
+    return model
+
+
+__all__ = ["build_model", "MeshCache", "MeshllamaForCausalLM", "from_pretrained", "load_tokenizer", "MeshllamaError", "lib"]

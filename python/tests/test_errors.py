@@ -107,3 +107,56 @@ def test_wrong_cache_position(model):
 def test_beam_search_is_refused(model):
     with pytest.raises(NotImplementedError, match="MeshCache"):
         model.generate(torch.tensor([PROMPT]), num_beams=2, max_new_tokens=3, do_sample=False, pad_token_id=0)
+
+
+def test_build_model_wrong_dtype(tiny_models):
+    hf_model, _, _ = tiny_models("mha_f32")
+    bad = type(hf_model)(hf_model.config).eval()
+    bad.load_state_dict(hf_model.state_dict())
+    bad.model.layers[0].mlp.up_proj.weight.data = bad.model.layers[0].mlp.up_proj.weight.data.double()
+    with pytest.raises(meshllama.MeshllamaError) as e:
+        meshllama.build_model(bad, 1, 32)
+    assert "model.layers.0.mlp.up_proj.weight" in str(e.value) and "dtype" in str(e.value)
+    assert e.value.code == "ML_ERR_TENSOR"
+
+
+def test_build_model_non_contiguous(tiny_models):
+    hf_model, _, _ = tiny_models("mha_f32")
+    bad = type(hf_model)(hf_model.config).eval()
+    bad.load_state_dict(hf_model.state_dict())
+    w = bad.model.layers[1].self_attn.q_proj.weight
+    w.data = w.data.t().contiguous().t()
+    with pytest.raises(ValueError, match="model.layers.1.self_attn.q_proj.weight is not contiguous"):
+        meshllama.build_model(bad, 1, 32)
+
+
+def test_build_model_wrong_shape_names_the_tensor(tiny_models):
+    hf_model, _, _ = tiny_models("mha_f32")
+    bad = type(hf_model)(hf_model.config).eval()
+    bad.load_state_dict(hf_model.state_dict())
+    bad.model.layers[1].mlp.down_proj.weight.data = bad.model.layers[1].mlp.down_proj.weight.data[:, :100].contiguous()
+    with pytest.raises(meshllama.MeshllamaError, match="model.layers.1.mlp.down_proj.weight has shape"):
+        meshllama.build_model(bad, 2, 32)
+
+
+def test_build_model_unsupported_architecture(tiny_models):
+    hf_model, _, _ = tiny_models("mha_f32")
+    text = json.loads(hf_model.config.to_json_string())
+    text.update(architectures=["MistralForCausalLM"], model_type="mistral")
+
+    class Config:
+        def to_json_string(self):
+            return json.dumps(text)
+
+    class Fake:
+        config = Config()
+        state_dict = hf_model.state_dict
+
+    with pytest.raises(meshllama.MeshllamaError) as e:
+        meshllama.build_model(Fake(), 1, 32)
+    assert "istral" in str(e.value)
+
+
+def test_build_model_not_a_model():
+    with pytest.raises(TypeError, match="LlamaForCausalLM"):
+        meshllama.build_model(object(), 1, 32)

@@ -1,7 +1,8 @@
-"""meshllama as a Hugging Face causal LM against Hugging Face itself on tiny random Llamas:
-logits within 1e-4 (max |ours - HF| / max |HF|, accurate mode) at tp 1-4, generate() token for
-token (greedy and seeded sampling through HF's processors), a left-padded batch, the seed's
-teacher-forcing loop with past_key_values, and prefill_decode."""
+"""meshllama.build_model(hf_model, ...) as a Hugging Face causal LM against Hugging Face itself
+on tiny random Llamas: logits within 1e-4 (max |ours - HF| / max |HF|, accurate mode) at tp 1-4,
+generate() token for token (greedy and seeded sampling through HF's processors), a left-padded
+batch, the seed's teacher-forcing loop with past_key_values, and prefill_decode; and the same
+checkpoints through from_pretrained on their saved directories."""
 import pytest
 import torch
 
@@ -13,9 +14,38 @@ PROMPT = [1, 17, 92, 33, 5, 250, 41, 7, 64, 128, 9]
 
 
 def open_model(tiny_models, name, tp, **kwargs):
+    """The seed's API: the HF model's own tensors, handed over in memory."""
+    hf_model, reference, _ = tiny_models(name)
+    return meshllama.build_model(hf_model, meshllama.Mesh(tp=tp, threads=2), 128, **kwargs), reference
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_from_pretrained_directory_matches_hf(tiny_models, name):
     _, reference, path = tiny_models(name)
-    model, _ = meshllama.from_pretrained(path, meshllama.Mesh(tp=tp, threads=2), 128, **kwargs)
-    return model, reference
+    model, _ = meshllama.from_pretrained(path, meshllama.Mesh(tp=2, threads=2), 128)
+    ids = torch.tensor([PROMPT])
+    with torch.no_grad():
+        want = reference(ids).logits
+    assert normalized_error(model(ids).logits, want) < TOL
+
+
+def test_build_model_leaves_hf_weights_untouched(tiny_models):
+    hf_model, _, _ = tiny_models("mha_f32")
+    before = {k: v.clone() for k, v in hf_model.state_dict().items()}
+    for tp in (1, 2, 3):
+        model = meshllama.build_model(hf_model, tp, 64)
+        model(torch.tensor([PROMPT]))
+        model.close()
+    assert all(torch.equal(before[k], v) for k, v in hf_model.state_dict().items())
+
+
+def test_seed_api_with_a_mesh_shape(tiny_models):
+    hf_model, reference, _ = tiny_models("llama3rope_h12kv4_bf16")
+    model = meshllama.build_model(hf_model, meshllama.Mesh(2, 2, threads=2), 2048)
+    assert model.info["tp"] == 4 and model.info["max_seq_len"] == 2048
+    ids = torch.tensor([PROMPT])
+    assert model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0).tolist() == \
+        reference.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0).tolist()
 
 
 @pytest.mark.parametrize("tp", [1, 2, 3, 4])

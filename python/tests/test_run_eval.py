@@ -56,6 +56,7 @@ def test_default_model_reference_computed_by_hf(capsys):
     (m,) = metrics(capsys, "--mode", "meshllama", "--hf-model", DEFAULT_MODEL, "--prefill-len", "16",
                    "--decode-len", "8", "--tp", "2")
     assert m["top1"] == 1.0 and m["top5"] == 1.0 and m["prefill_len"] == 16 and m["total"] == 8
+    assert m["dtype"] == "f32"  # built from the HF model's own (dequantised) tensors
 
 
 @pytest.mark.skipif(not os.path.exists(DEFAULT_MODEL), reason="default model missing")
