@@ -429,7 +429,7 @@ int ml_tokenizer_load_tiktoken(const char *text, size_t length, const char *sour
  * not be NUL-terminated when their lengths are given, so they may point into a mapped file. */
 typedef struct {
     const char *source;            /* for error messages, e.g. the GGUF path */
-    const char *model;             /* tokenizer.ggml.model: must be "gpt2" (byte-level BPE) */
+    const char *model;             /* tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" */
     const char *pre;               /* tokenizer.ggml.pre: "llama-bpe", "llama3", "gpt2", "smollm",
                                       "qwen2", "default", ...; NULL = "default" (GPT-2 pattern) */
     int32_t n_tokens;
@@ -448,6 +448,13 @@ typedef struct {
                                       1 for the Llama 3 pre-tokenizer, else 0, as llama.cpp) */
     int add_eos;                   /* tokenizer.ggml.add_eos_token: 1, 0, or -1 if absent (0) */
     const char *chat_template;     /* tokenizer.chat_template, NUL-terminated, or NULL */
+    /* model "llama" (SentencePiece-style BPE; tokens are text with '▁' for spaces, byte tokens
+     * "<0xXX>" have type 6): */
+    const float *scores;           /* [n_tokens] tokenizer.ggml.scores: without merges, a pair of
+                                      tokens merges when their concatenation is a normal token,
+                                      the highest score first (leftmost on ties), as llama.cpp */
+    int add_space_prefix;          /* tokenizer.ggml.add_space_prefix: 1 (also when -1: absent) puts
+                                      '▁' before each text segment and strips it on decoding */
 } ml_tokenizer_arrays;
 
 int ml_tokenizer_from_arrays(const ml_tokenizer_arrays *arrays, ml_tokenizer **out);

@@ -195,6 +195,16 @@ static int merge_long(ml_encode_ctx *ctx, size_t count) {
     return (int)out;
 }
 
+int ml_bpe_reserve(ml_encode_ctx *ctx, size_t count) {
+    if (count > INT32_MAX) return ML_ERR_ARG;
+    return grow_scratch(ctx, count ? count : 1);
+}
+
+int ml_bpe_merge_ids(ml_encode_ctx *ctx, size_t count) {
+    if (count == 0) return 0;
+    return count <= SHORT_PIECE_MAX ? merge_short(ctx, ctx->sym_id, count) : merge_long(ctx, count);
+}
+
 /* ---- one piece -------------------------------------------------------------------------- */
 
 static int push_single_byte(ml_encode_ctx *ctx, uint8_t byte) {

@@ -311,6 +311,7 @@ static int run_stage(ml_encode_ctx *ctx, int k, const uint8_t *text, size_t leng
 
 int ml_encode_plain(ml_encode_ctx *ctx, const uint8_t *text, size_t length) {
     if (length == 0) return ML_OK;
+    if (ctx->tok->spm) return ml_spm_encode(ctx, text, length);
     if (ctx->tok->pre.n_stages == 0) return ml_bpe_encode_piece(ctx, text, length);
     return run_stage(ctx, 0, text, length);
 }
@@ -348,5 +349,6 @@ void ml_encode_ctx_free(ml_encode_ctx *ctx) {
     free(ctx->sym_next);
     free(ctx->pair_key);
     free(ctx->block_tree);
+    free(ctx->norm.data);
     memset(ctx, 0, sizeof *ctx);
 }

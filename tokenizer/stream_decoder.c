@@ -13,6 +13,7 @@ struct ml_stream_decoder {
     unsigned flags;
     uint8_t held[4];
     size_t n_held;
+    int started;      /* some token gave text (a leading space to strip comes only first) */
     char *out;        /* [capacity] the text returned by the last call */
     size_t capacity;
 };
@@ -90,6 +91,13 @@ int ml_stream_decoder_push(ml_stream_decoder *dec, int32_t id, const char **text
     size_t n;
     ML_TRY(ml_tokenizer_token_bytes(dec->tok, id, &bytes, &n));
     if ((dec->flags & ML_DETOKENIZE_SKIP_SPECIAL) && ml_tokenizer_is_special(dec->tok, id)) n = 0;
+    if (n > 0 && !dec->started) { /* as ml_detokenize: the text's first space goes */
+        dec->started = 1;
+        if (dec->tok->spm_strip && bytes[0] == ' ') {
+            bytes++;
+            n--;
+        }
+    }
     ML_TRY(reserve(dec, dec->n_held + n + 1));
     memcpy(dec->out, dec->held, dec->n_held);
     memcpy(dec->out + dec->n_held, bytes, n);
@@ -111,5 +119,6 @@ int ml_stream_decoder_finish(ml_stream_decoder *dec, const char **text, size_t *
     *text = dec->out;
     *length = dec->n_held;
     dec->n_held = 0;
+    dec->started = 0; /* the next push begins a new text */
     return ML_OK;
 }

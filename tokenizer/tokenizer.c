@@ -18,7 +18,7 @@ int ml_tokenizer_alloc(const char *source, const char *format, ml_tokenizer **ou
     }
     tok->format = format;
     tok->unk_id = tok->bos_id = tok->eos_id = -1;
-    for (int b = 0; b < 256; b++) tok->vocab.byte_token[b] = -1;
+    for (int b = 0; b < 256; b++) tok->vocab.byte_token[b] = tok->byte_fallback_id[b] = -1;
     *out = tok;
     return ML_OK;
 }
@@ -39,6 +39,7 @@ int ml_tokenizer_finish(ml_tokenizer *tok) {
     if (!ml_vocab_has(&tok->vocab, tok->bos_id)) tok->bos_id = -1;
     if (!ml_vocab_has(&tok->vocab, tok->eos_id)) tok->eos_id = -1;
     if (!ml_vocab_has(&tok->vocab, tok->unk_id)) tok->unk_id = -1;
+    if (tok->spm) ML_TRY(ml_spm_check(tok, tok->source));
     if (tok->vocab.n_ids == 0) return ml_set_error(ML_ERR_FORMAT, "%s: the vocabulary is empty", tok->source);
     return ML_OK;
 }
@@ -106,11 +107,13 @@ int ml_tokenize(const ml_tokenizer *tok, const char *text, size_t length, unsign
         int32_t id;
         while (status == ML_OK &&
                ml_added_find(&tok->added, bytes, length, position, parse_special, &start, &end, &id)) {
+            ctx.at_text_start = position == 0;
             status = ml_encode_plain(&ctx, bytes + position, start - position);
             if (status == ML_OK) status = ml_id_vec_push(&out, id);
             position = end;
         }
     }
+    ctx.at_text_start = position == 0;
     if (status == ML_OK) status = ml_encode_plain(&ctx, bytes + position, length - position);
     if (status == ML_OK && (flags & ML_TOKENIZE_ADD_SPECIAL))
         status = ml_id_vec_append(&out, tok->suffix, (size_t)tok->n_suffix);
@@ -154,6 +157,8 @@ int ml_detokenize(const ml_tokenizer *tok, const int32_t *ids, size_t n, unsigne
         memcpy(text + used, v->bytes + v->offset[id], v->length[id]);
         used += v->length[id];
     }
+    /* HF's Strip / Metaspace decoder: the space the encoder put before the text goes again. */
+    if (tok->spm_strip && used > 0 && text[0] == ' ') memmove(text, text + 1, --used);
     text[used] = '\0';
     *out_text = text;
     if (out_length) *out_length = used;

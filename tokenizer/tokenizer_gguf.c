@@ -44,6 +44,7 @@ int ml_tokenizer_from_gguf(const ml_gguf *g, ml_tokenizer **out) {
     ML_TRY(optional_int(g, "tokenizer.ggml.unknown_token_id", &a.unk_id));
     ML_TRY(optional_bool(g, "tokenizer.ggml.add_bos_token", &a.add_bos));
     ML_TRY(optional_bool(g, "tokenizer.ggml.add_eos_token", &a.add_eos));
+    ML_TRY(optional_bool(g, "tokenizer.ggml.add_space_prefix", &a.add_space_prefix));
 
     const ml_gguf_string *tokens = NULL, *merges = NULL;
     size_t n_tokens = 0, n_merges = 0, n_types = 0;
@@ -53,8 +54,29 @@ int ml_tokenizer_from_gguf(const ml_gguf *g, ml_tokenizer **out) {
         ML_TRY(ml_gguf_get_string_array(g, "tokenizer.ggml.merges", &merges, &n_merges));
     if (ml_gguf_find(g, "tokenizer.ggml.token_type"))
         ML_TRY(ml_gguf_get_int32_array(g, "tokenizer.ggml.token_type", &types, &n_types));
+    float *scores = NULL;
+    const ml_gguf_value *score_array = ml_gguf_find(g, "tokenizer.ggml.scores");
+    if (score_array && n_tokens > 0 && n_tokens <= INT32_MAX) {
+        scores = malloc(n_tokens * sizeof *scores);
+        if (!scores) {
+            free(types);
+            return ml_set_error(ML_ERR_NOMEM, "%s: out of memory reading tokenizer.ggml.scores", g->source);
+        }
+        for (size_t i = 0; i < n_tokens; i++) {
+            double score;
+            if (ml_gguf_array_float(score_array, i, &score) != 0) {
+                free(types);
+                free(scores);
+                return ml_set_error(ML_ERR_FORMAT, "%s: tokenizer.ggml.scores must be %zu numbers (one per token)",
+                                    g->source, n_tokens);
+            }
+            scores[i] = (float)score;
+        }
+    }
+    a.scores = scores;
     if (n_tokens == 0 || n_tokens > INT32_MAX || n_merges > INT32_MAX || (types && n_types != n_tokens)) {
         free(types);
+        free(scores);
         return ml_set_error(ML_ERR_FORMAT, "%s: %zu tokens, %zu token types, %zu merges do not fit together",
                             g->source, n_tokens, n_types, n_merges);
     }
@@ -88,6 +110,7 @@ int ml_tokenizer_from_gguf(const ml_gguf *g, ml_tokenizer **out) {
     free(merge_text);
     free(merge_length);
     free(types);
+    free(scores);
     return status;
 }
 

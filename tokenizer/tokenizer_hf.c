@@ -58,6 +58,22 @@ static int load_vocab(ml_tokenizer *tok, json_t *vocab, const char *source) {
         int32_t id = (int32_t)json_integer_value(value);
         size_t key_length = strlen(key);
         bytes.n = 0;
+        if (tok->spm) {
+            int byte, status = ml_spm_token_bytes(key, key_length, &bytes, &byte);
+            if (status == ML_OK)
+                status = ml_vocab_set(&tok->vocab, id, bytes.data, bytes.n, byte >= 0 ? 0 : ML_TOKF_MERGEABLE);
+            if (status == ML_OK && byte >= 0) tok->byte_fallback_id[byte] = id;
+            if (status == ML_ERR_ARG) {
+                free(bytes.data);
+                return ml_set_error(ML_ERR_FORMAT, "%s: model.vocab gives id %d to two tokens (one is \"%.60s\")",
+                                    source, (int)id, key);
+            }
+            if (status != ML_OK) {
+                free(bytes.data);
+                return ml_set_error(status, "%s: out of memory reading model.vocab", source);
+            }
+            continue;
+        }
         int decoded = ml_byte_level_decode(key, key_length, &bytes);
         if (decoded < 0) {
             free(bytes.data);
@@ -236,6 +252,137 @@ static int parse_behavior(const char *name, int *out) {
     return 0;
 }
 
+/* ---- SentencePiece-style BPE: Metaspace, the Prepend + Replace normalizer, the decoder ----- */
+
+/* A string field that must be exactly '▁' (the only replacement real files use). */
+static int check_meta_space(json_t *node, const char *key, const char *source, const char *where) {
+    json_t *value = json_object_get(node, key);
+    if (!json_is_string(value))
+        return ml_set_error(ML_ERR_FORMAT, "%s: %s.%s must be a string (\"\u2581\")", source, where, key);
+    if (strcmp(json_string_value(value), "\u2581") != 0)
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: %s.%s is \"%.20s\"; only \"\u2581\" (U+2581) is supported",
+                            source, where, key, json_string_value(value));
+    return ML_OK;
+}
+
+static int load_metaspace(ml_tokenizer *tok, json_t *node, const char *source, const char *where) {
+    if (tok->spm)
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: %s: a second Metaspace / '\u2581' stage is not supported", source,
+                            where);
+    ML_TRY(check_meta_space(node, "replacement", source, where));
+    json_t *scheme = json_object_get(node, "prepend_scheme");
+    int prepend;
+    if (scheme && !json_is_null(scheme)) {
+        const char *name = json_is_string(scheme) ? json_string_value(scheme) : "";
+        if (strcmp(name, "first") == 0) prepend = ML_SPM_PREPEND_FIRST;
+        else if (strcmp(name, "always") == 0) prepend = ML_SPM_PREPEND_ALWAYS;
+        else if (strcmp(name, "never") == 0) prepend = ML_SPM_PREPEND_NEVER;
+        else
+            return ml_set_error(ML_ERR_FORMAT, "%s: %s.prepend_scheme must be \"first\", \"always\" or \"never\"",
+                                source, where);
+    } else {
+        int add_prefix_space; /* the field before tokenizers 0.14 */
+        ML_TRY(get_bool(node, "add_prefix_space", 1, &add_prefix_space, source, where));
+        prepend = add_prefix_space ? ML_SPM_PREPEND_ALWAYS : ML_SPM_PREPEND_NEVER;
+    }
+    ML_TRY(get_bool(node, "split", 1, &tok->spm_split, source, where));
+    tok->spm = 1;
+    tok->spm_prepend = prepend;
+    return ML_OK;
+}
+
+/* Llama 2's normalizer: Sequence[Prepend("▁"), Replace(" ", "▁")]; nothing else is accepted. */
+static int load_normalizer(ml_tokenizer *tok, json_t *node, const char *source, const char *where, int depth) {
+    if (!node || json_is_null(node)) return ML_OK;
+    const char *type = type_of(node);
+    if (!type) return ml_set_error(ML_ERR_FORMAT, "%s: %s has no \"type\"", source, where);
+    if (strcmp(type, "Sequence") == 0 && depth == 0) {
+        json_t *list = json_object_get(node, "normalizers");
+        if (!json_is_array(list)) return ml_set_error(ML_ERR_FORMAT, "%s: %s.normalizers is not an array", source, where);
+        size_t i;
+        json_t *item;
+        char inner[64];
+        json_array_foreach(list, i, item) {
+            snprintf(inner, sizeof inner, "%s.normalizers[%zu]", where, i);
+            ML_TRY(load_normalizer(tok, item, source, inner, depth + 1));
+        }
+        return ML_OK;
+    }
+    if (strcmp(type, "Prepend") == 0) {
+        ML_TRY(check_meta_space(node, "prepend", source, where));
+        tok->spm_prepend = ML_SPM_PREPEND_NORMALIZER;
+        return ML_OK;
+    }
+    if (strcmp(type, "Replace") == 0) {
+        json_t *pattern = json_object_get(json_object_get(node, "pattern"), "String");
+        if (!json_is_string(pattern) || strcmp(json_string_value(pattern), " ") != 0)
+            return ml_set_error(ML_ERR_UNSUPPORTED,
+                                "%s: %s: only Replace({\"String\": \" \"}, \"\u2581\") is supported as a normalizer",
+                                source, where);
+        ML_TRY(check_meta_space(node, "content", source, where));
+        tok->spm = 1;
+        return ML_OK;
+    }
+    return ml_set_error(ML_ERR_UNSUPPORTED,
+                        "%s: %s: normalizer \"%s\" is not supported (only Llama 2's Prepend(\"\u2581\") + Replace(\" \", "
+                        "\"\u2581\"))",
+                        source, where, type);
+}
+
+/* Sequence[Replace("▁", " "), ByteFallback, Fuse, Strip(" ", 1, 0)] or Metaspace: the tokens'
+ * bytes are already decoded; what remains is whether a leading space is stripped. */
+static int load_spm_decoder(ml_tokenizer *tok, json_t *node, const char *source, const char *where, int depth) {
+    if (!node || json_is_null(node)) return ML_OK;
+    const char *type = type_of(node);
+    if (!type) return ml_set_error(ML_ERR_FORMAT, "%s: %s has no \"type\"", source, where);
+    if (strcmp(type, "Sequence") == 0 && depth == 0) {
+        json_t *list = json_object_get(node, "decoders");
+        if (!json_is_array(list)) return ml_set_error(ML_ERR_FORMAT, "%s: %s.decoders is not an array", source, where);
+        size_t i;
+        json_t *item;
+        char inner[64];
+        json_array_foreach(list, i, item) {
+            snprintf(inner, sizeof inner, "%s.decoders[%zu]", where, i);
+            ML_TRY(load_spm_decoder(tok, item, source, inner, depth + 1));
+        }
+        return ML_OK;
+    }
+    if (strcmp(type, "ByteFallback") == 0 || strcmp(type, "Fuse") == 0) return ML_OK;
+    if (strcmp(type, "Replace") == 0) {
+        json_t *pattern = json_object_get(json_object_get(node, "pattern"), "String");
+        json_t *content = json_object_get(node, "content");
+        if (!json_is_string(pattern) || strcmp(json_string_value(pattern), "\u2581") != 0 || !json_is_string(content) ||
+            strcmp(json_string_value(content), " ") != 0)
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: %s: only the decoder Replace(\"\u2581\", \" \") is supported",
+                                source, where);
+        return ML_OK;
+    }
+    if (strcmp(type, "Strip") == 0) {
+        json_t *content = json_object_get(node, "content");
+        json_t *start = json_object_get(node, "start"), *stop = json_object_get(node, "stop");
+        if (!json_is_string(content) || strcmp(json_string_value(content), " ") != 0 || !json_is_integer(start) ||
+            json_integer_value(start) < 0 || json_integer_value(start) > 1 || !json_is_integer(stop) ||
+            json_integer_value(stop) != 0)
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: %s: only Strip(\" \", start 0 or 1, stop 0) is supported",
+                                source, where);
+        tok->spm_strip = json_integer_value(start) == 1;
+        return ML_OK;
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        ML_TRY(check_meta_space(node, "replacement", source, where));
+        json_t *scheme = json_object_get(node, "prepend_scheme");
+        int add_prefix_space = 1;
+        if (json_is_string(scheme)) add_prefix_space = strcmp(json_string_value(scheme), "never") != 0;
+        else ML_TRY(get_bool(node, "add_prefix_space", 1, &add_prefix_space, source, where));
+        tok->spm_strip = add_prefix_space;
+        return ML_OK;
+    }
+    return ml_set_error(ML_ERR_UNSUPPORTED,
+                        "%s: %s: decoder \"%s\" is not supported for SentencePiece-style BPE (Replace, ByteFallback, "
+                        "Fuse, Strip or Metaspace)",
+                        source, where, type);
+}
+
 static int load_pre_tokenizer(ml_tokenizer *tok, json_t *node, const char *source, const char *where, int depth) {
     if (!node || json_is_null(node)) return ML_OK;
     const char *type = type_of(node);
@@ -253,6 +400,7 @@ static int load_pre_tokenizer(ml_tokenizer *tok, json_t *node, const char *sourc
         }
         return ML_OK;
     }
+    if (strcmp(type, "Metaspace") == 0) return load_metaspace(tok, node, source, where);
     if (strcmp(type, "ByteLevel") == 0) {
         int add_prefix_space, use_regex;
         /* HF's defaults when a field is absent: add_prefix_space true, use_regex true. */
@@ -390,14 +538,9 @@ static int load_post_processor(ml_tokenizer *tok, json_t *node, const char *sour
 
 /* ---- model ------------------------------------------------------------------------------ */
 
-static int check_model_options(json_t *model, const char *source) {
-    int byte_fallback;
-    ML_TRY(get_bool(model, "byte_fallback", 0, &byte_fallback, source, "model"));
-    if (byte_fallback)
-        return ml_set_error(ML_ERR_UNSUPPORTED,
-                            "%s: model.byte_fallback is true: a SentencePiece-style BPE (Llama 2, TinyLlama), not "
-                            "byte-level BPE; not supported",
-                            source);
+static int check_model_options(ml_tokenizer *tok, json_t *model, const char *source) {
+    ML_TRY(get_bool(model, "byte_fallback", 0, &tok->byte_fallback, source, "model"));
+    ML_TRY(get_bool(model, "fuse_unk", 0, &tok->fuse_unk, source, "model"));
     static const char *const empty_keys[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
         json_t *value = json_object_get(model, empty_keys[i]);
@@ -421,23 +564,36 @@ static int load_tokenizer_json(ml_tokenizer *tok, json_t *root, const char *sour
                             source, type);
     if (!type && !json_object_get(model, "merges"))
         return bad(source, "model has no \"type\" and no \"merges\": not a BPE model", NULL);
-    ML_TRY(check_model_options(model, source));
+    ML_TRY(check_model_options(tok, model, source));
 
-    json_t *normalizer = json_object_get(root, "normalizer");
-    const char *normalizer_type = type_of(normalizer);
-    if (normalizer && !json_is_null(normalizer) &&
-        !(normalizer_type && strcmp(normalizer_type, "Sequence") == 0 &&
-          json_array_size(json_object_get(normalizer, "normalizers")) == 0))
-        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: normalizer \"%s\" is not supported (byte-level BPE has none)",
-                            source, normalizer_type ? normalizer_type : "?");
-
+    ML_TRY(load_normalizer(tok, json_object_get(root, "normalizer"), source, "normalizer", 0));
     ML_TRY(load_pre_tokenizer(tok, json_object_get(root, "pre_tokenizer"), source, "pre_tokenizer", 0));
-    if (!tok->pre.byte_level)
+    if (!tok->spm && tok->spm_prepend)
         return ml_set_error(ML_ERR_UNSUPPORTED,
-                            "%s: no ByteLevel pre-tokenizer: not a byte-level BPE tokenizer (SentencePiece-style BPE "
-                            "such as Llama 2's is not supported)",
+                            "%s: normalizer Prepend(\"\u2581\") without Replace(\" \", \"\u2581\") or a Metaspace "
+                            "pre-tokenizer is not supported",
                             source);
-    ml_pretok_identify(&tok->pre);
+    if (tok->spm) {
+        if (tok->pre.byte_level || tok->pre.n_stages > 0)
+            return ml_set_error(ML_ERR_UNSUPPORTED,
+                                "%s: a SentencePiece-style tokenizer (Metaspace / '▁') with other pre-tokenizer "
+                                "stages (ByteLevel, Split, Digits) is not supported",
+                                source);
+        ML_TRY(load_spm_decoder(tok, json_object_get(root, "decoder"), source, "decoder", 0));
+        snprintf(tok->pre.name, sizeof tok->pre.name, "%s", "metaspace");
+    } else {
+        if (tok->byte_fallback)
+            return ml_set_error(ML_ERR_UNSUPPORTED,
+                                "%s: model.byte_fallback is true but neither a Metaspace pre-tokenizer nor a "
+                                "Replace(\" \" -> \"▁\") normalizer turns spaces into '▁'; not supported",
+                                source);
+        if (!tok->pre.byte_level)
+            return ml_set_error(ML_ERR_UNSUPPORTED,
+                                "%s: no ByteLevel pre-tokenizer and no Metaspace: neither byte-level nor "
+                                "SentencePiece-style BPE",
+                                source);
+        ml_pretok_identify(&tok->pre);
+    }
 
     json_t *vocab = json_object_get(model, "vocab");
     ML_TRY(load_vocab(tok, vocab, source));
@@ -446,7 +602,14 @@ static int load_tokenizer_json(ml_tokenizer *tok, json_t *root, const char *sour
     ML_TRY(get_bool(model, "ignore_merges", 0, &ignore_merges, source, "model"));
     tok->ignore_merges = ignore_merges;
     json_t *unk = json_object_get(model, "unk_token");
-    if (json_is_string(unk)) tok->unk_id = vocab_id(vocab, json_string_value(unk));
+    if (json_is_string(unk)) {
+        tok->unk_id = vocab_id(vocab, json_string_value(unk));
+        if (tok->unk_id < 0)
+            return ml_set_error(ML_ERR_FORMAT, "%s: model.unk_token \"%.60s\" is not in model.vocab", source,
+                                json_string_value(unk));
+    } else if (unk && !json_is_null(unk)) {
+        return ml_set_error(ML_ERR_FORMAT, "%s: model.unk_token must be a string or null", source);
+    }
 
     ML_TRY(load_added_tokens(tok, vocab, json_object_get(root, "added_tokens"), source));
     int32_t first = -1, second = -1;

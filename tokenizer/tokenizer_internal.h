@@ -206,6 +206,15 @@ int ml_added_find(const ml_added_tokens *a, const uint8_t *text, size_t n, size_
 
 #define ML_MAX_TEMPLATE_TOKENS 8
 
+/* SentencePiece-style BPE (spm.c): when the leading '▁' (a space, in the vocabulary's stored form)
+ * goes before a segment of text between added tokens. */
+enum {
+    ML_SPM_PREPEND_NEVER = 0,
+    ML_SPM_PREPEND_FIRST,     /* Metaspace "first": the segment at offset 0, unless it starts with one */
+    ML_SPM_PREPEND_ALWAYS,    /* Metaspace "always": every segment, unless it starts with one */
+    ML_SPM_PREPEND_NORMALIZER /* normalizer Prepend("▁"): every non-empty segment, unconditionally */
+};
+
 struct ml_tokenizer {
     char *source;
     const char *format;
@@ -214,6 +223,16 @@ struct ml_tokenizer {
     ml_added_tokens added;
     int ignore_merges;       /* a piece that is itself a token is not merged (Llama 3, tiktoken) */
     int32_t unk_id;          /* HF BPE unk_token for bytes the vocabulary lacks; -1: drop them */
+    /* SentencePiece-style BPE (Llama 2, TinyLlama, Mistral): the vocabulary holds token text with
+     * '▁' stored as ' ', BPE starts from characters rather than bytes, and a character outside
+     * the vocabulary becomes its UTF-8 bytes' <0xXX> tokens (byte_fallback) or unk. */
+    int spm;
+    int spm_prepend;         /* ML_SPM_PREPEND_* */
+    int spm_split;           /* Metaspace split: every space starts a new piece */
+    int spm_strip;           /* decoding drops one leading space (HF Strip / Metaspace decoder) */
+    int byte_fallback;
+    int fuse_unk;            /* consecutive unknown characters give one unk */
+    int32_t byte_fallback_id[256]; /* id of <0xXX>, -1 if absent */
     int32_t prefix[ML_MAX_TEMPLATE_TOKENS]; /* ML_TOKENIZE_ADD_SPECIAL adds these before... */
     int n_prefix;
     int32_t suffix[ML_MAX_TEMPLATE_TOKENS]; /* ...and these after */
@@ -256,6 +275,9 @@ typedef struct {
     pcre2_jit_stack *jit_stack;
     char *space_buf[ML_MAX_PRETOK_STAGES];
     size_t space_capacity[ML_MAX_PRETOK_STAGES];
+    /* SentencePiece-style BPE */
+    int at_text_start;       /* the segment being encoded starts the text (Metaspace "first") */
+    ml_byte_buf norm;        /* the normalised segment */
 } ml_encode_ctx;
 
 int ml_encode_ctx_init(ml_encode_ctx *ctx, const ml_tokenizer *tok, ml_id_vec *out, size_t text_length);
@@ -264,7 +286,22 @@ void ml_encode_ctx_free(ml_encode_ctx *ctx);
 int ml_encode_plain(ml_encode_ctx *ctx, const uint8_t *text, size_t length);
 /* Encodes one pre-tokenized piece of raw bytes. */
 int ml_bpe_encode_piece(ml_encode_ctx *ctx, const uint8_t *piece, size_t length);
+/* Merges ctx->sym_id[0..count) (room for count made by ml_bpe_reserve); returns how many
+ * symbols remain, at the front of ctx->sym_id. */
+int ml_bpe_reserve(ml_encode_ctx *ctx, size_t count);
+int ml_bpe_merge_ids(ml_encode_ctx *ctx, size_t count);
 ml_bpe_cache *ml_bpe_cache_create(void);
 void ml_bpe_cache_free(ml_bpe_cache *cache);
+
+/* ---- SentencePiece-style BPE (spm.c) --------------------------------------------------- */
+
+/* A vocabulary entry's stored bytes: "<0xXX>" (upper-case hex, as HF looks them up) gives *byte
+ * = XX and that one byte; any other text is copied with each '▁' (U+2581) turned into ' '
+ * (*byte = -1). out is cleared first. */
+int ml_spm_token_bytes(const char *text, size_t length, ml_byte_buf *out, int *byte);
+/* Normalises one segment of text (no added tokens in it) and BPE-encodes it into ctx->out. */
+int ml_spm_encode(ml_encode_ctx *ctx, const uint8_t *text, size_t length);
+/* Checks the settings of a finished SentencePiece-style tokenizer (unk or byte fallback). */
+int ml_spm_check(const ml_tokenizer *tok, const char *source);
 
 #endif
