@@ -491,7 +491,7 @@ static int print_json_report(const bench_report *rep) {
 static void print_table(const bench_report *rep) {
     const ml_model_info *info = &rep->info;
     const limits *lim = &rep->lim;
-    printf("meshllama bench: %s\n", rep->o->model.model_path);
+    printf("meshllama bench: %s\n", info->path);
     printf("  tp %d, %d threads, %s, %s backend x%d, act %s, kv %s, %s weights\n", info->tp, info->n_threads,
            info->isa, info->backend, info->n_ranks, act_name(rep), kv_name(rep), info->weight_dtype);
     if (rep->have_limits)

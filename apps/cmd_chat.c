@@ -1,13 +1,17 @@
 /* `meshllama chat`: an interactive conversation with the model's chat template. Each turn
  * renders the whole conversation, keeps the KV cache of the longest prefix already computed
- * and feeds only the new tokens; Ctrl-D (end of input) exits. */
+ * and feeds only the new tokens; when the context is full the oldest turns are dropped (the
+ * system message stays). /commands, Ctrl-C stops an answer; Ctrl-D (end of input) exits. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "chat_input.h"
+#include "chat_messages.h"
 #include "cli_args.h"
 #include "commands.h"
 #include "model_options.h"
@@ -17,8 +21,11 @@ enum { OPT_SYSTEM = ML_OPT_FIRST_COMMAND_OPTION, OPT_TEMPLATE };
 
 static const char chat_usage[] =
     "usage: meshllama chat [-m MODEL] [--system TEXT] [options]\n"
-    "Reads one user message per line from standard input and answers with the model's own chat\n"
-    "template (its Jinja chat_template); end of input (Ctrl-D) exits.\n"
+    "Reads user messages from standard input (one per line; a line ending in \\ continues, \"\"\"\n"
+    "opens and closes a block) and answers with the model's own chat template (its Jinja\n"
+    "chat_template). On a terminal: line editing and history, /help lists /clear, /system,\n"
+    "/save, /load, /exit; Ctrl-C stops an answer; Ctrl-D (end of input) exits. A full context\n"
+    "drops the oldest turns, keeping the system message.\n"
     ML_MODEL_OPTIONS_HELP
     "      --system TEXT     system prompt\n"
     "      --template NAME   use a built-in template instead: llama3, llama3.1 or chatml\n"
@@ -31,8 +38,16 @@ typedef struct {
     size_t length, capacity;
 } chat_reply;
 
+/* Set by SIGINT while an answer is generated (the handler is installed only then). */
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
 static int print_piece(const ml_token_event *ev, void *user) {
     chat_reply *r = user;
+    if (interrupted) return 1; /* stop the answer: finish_reason ML_FINISH_CALLBACK */
     if (ev->text_length == 0) return 0;
     fwrite(ev->text, 1, ev->text_length, stdout);
     fflush(stdout);
@@ -50,32 +65,6 @@ static int print_piece(const ml_token_event *ev, void *user) {
 }
 
 typedef struct {
-    ml_chat_message *items;
-    size_t count, capacity;
-} message_list;
-
-static int add_message(message_list *list, const char *role, const char *content) {
-    if (list->count == list->capacity) {
-        size_t capacity = list->capacity ? list->capacity * 2 : 16;
-        ml_chat_message *grown = realloc(list->items, capacity * sizeof *grown);
-        if (!grown) return -1;
-        list->items = grown;
-        list->capacity = capacity;
-    }
-    char *copy = strdup(content);
-    if (!copy) return -1;
-    list->items[list->count].role = role;
-    list->items[list->count].content = copy;
-    list->count++;
-    return 0;
-}
-
-static void free_messages(message_list *list) {
-    for (size_t i = 0; i < list->count; i++) free((char *)list->items[i].content);
-    free(list->items);
-}
-
-typedef struct {
     ml_model *model;
     ml_tokenizer *tok;
     ml_chat_template *tmpl;
@@ -86,34 +75,76 @@ typedef struct {
     int max_seq_len;
 } chat_session;
 
-/* One turn: render, reuse the cached prefix, generate, remember what the cache now holds. */
-static int chat_turn(chat_session *s, message_list *messages) {
+/* The conversation rendered with the generation prompt and tokenized. */
+static int render(const chat_session *s, const chat_messages *messages, int32_t **ids, size_t *n_ids) {
     ml_chat_params params = {1, NULL};
     char *text = NULL;
     size_t length = 0;
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
+    *ids = NULL;
     if (ml_chat_template_apply(s->tmpl, messages->items, messages->count, &params, &text, &length) != ML_OK ||
-        ml_tokenize(s->tok, text, length, ML_TOKENIZE_PARSE_SPECIAL, &ids, &n_ids) != ML_OK) {
+        ml_tokenize(s->tok, text, length, ML_TOKENIZE_PARSE_SPECIAL, ids, n_ids) != ML_OK) {
         fprintf(stderr, "meshllama chat: %s\n", ml_last_error());
         free(text);
         return -1;
     }
     free(text);
-    if ((long long)n_ids + s->sampling.max_tokens > s->max_seq_len) {
-        fprintf(stderr, "meshllama chat: the conversation (%zu tokens) plus an answer of %d exceeds the context of %d "
-                        "(-c)\n", n_ids, s->sampling.max_tokens, s->max_seq_len);
+    return 0;
+}
+
+/* Context full: drops the oldest turns (a user message and its answer), never the system
+ * message nor the new user message, until the conversation leaves room for an answer of
+ * min(-n, half the context). Says so on stderr. */
+static int fit_context(const chat_session *s, chat_messages *messages, int32_t **ids, size_t *n_ids) {
+    int reserve = s->sampling.max_tokens < s->max_seq_len / 2 ? s->sampling.max_tokens : s->max_seq_len / 2;
+    size_t first = messages->count > 0 && strcmp(messages->items[0].role, "system") == 0 ? 1 : 0;
+    size_t dropped = 0, before = *n_ids;
+    while ((long long)*n_ids + reserve > s->max_seq_len && messages->count - first > 1) {
+        size_t n = first + 1 < messages->count - 1 && strcmp(messages->items[first + 1].role, "assistant") == 0 ? 2 : 1;
+        chat_messages_remove(messages, first, n);
+        dropped += n;
+        free(*ids);
+        if (render(s, messages, ids, n_ids) != 0) return -1;
+    }
+    if (dropped)
+        fprintf(stderr, "[context full (%d positions): dropped the %zu oldest messages%s; %zu tokens instead of %zu]\n",
+                s->max_seq_len, dropped, first ? ", kept the system message" : "", *n_ids, before);
+    return 0;
+}
+
+/* One turn: render, make room, reuse the cached prefix, generate, remember what the cache now
+ * holds. Returns 0 when answered, 1 when the message cannot be answered (it is dropped and
+ * the chat goes on), -1 on a failure. */
+static int chat_turn(chat_session *s, chat_messages *messages) {
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (render(s, messages, &ids, &n_ids) != 0 || fit_context(s, messages, &ids, &n_ids) != 0) {
         free(ids);
         return -1;
     }
+    if ((long long)n_ids >= s->max_seq_len) {
+        fprintf(stderr, "meshllama chat: the message does not fit: %zu tokens with the system message, context %d "
+                        "(-c); not answered\n", n_ids, s->max_seq_len);
+        chat_messages_remove(messages, messages->count - 1, 1);
+        free(ids);
+        return 1;
+    }
+    ml_sampling_params sp = s->sampling;
+    if ((long long)n_ids + sp.max_tokens > s->max_seq_len) sp.max_tokens = s->max_seq_len - (int)n_ids;
     int keep = 0;
     while (keep < s->n_cached && keep < (int)n_ids - 1 && s->cached[keep] == ids[keep]) keep++;
-    int32_t *generated = malloc(((size_t)s->sampling.max_tokens + 1) * sizeof *generated);
+    int32_t *generated = malloc(((size_t)sp.max_tokens + 1) * sizeof *generated);
     chat_reply reply = {NULL, 0, 0};
     ml_generate_stats stats;
-    int status = generated ? ml_generate_text(s->model, s->tok, ids, (int)n_ids, keep, &s->sampling,
-                                              ML_DETOKENIZE_SKIP_SPECIAL, generated, print_piece, &reply, &stats)
+    struct sigaction action, previous;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_sigint;
+    sigemptyset(&action.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &action, &previous);
+    int status = generated ? ml_generate_text(s->model, s->tok, ids, (int)n_ids, keep, &sp, ML_DETOKENIZE_SKIP_SPECIAL,
+                                              generated, print_piece, &reply, &stats)
                            : ML_ERR_NOMEM;
+    sigaction(SIGINT, &previous, NULL);
     if (status != ML_OK) {
         fprintf(stderr, "meshllama chat: %s\n", ml_last_error());
         free(reply.text);
@@ -123,6 +154,10 @@ static int chat_turn(chat_session *s, message_list *messages) {
     }
     printf("\n");
     fflush(stdout);
+    if (interrupted) fprintf(stderr, "[interrupted: the answer so far stays in the conversation]\n");
+    else if (stats.finish_reason == ML_FINISH_LENGTH && sp.max_tokens < s->sampling.max_tokens)
+        fprintf(stderr, "[context full: the answer stopped at the end of the context (%d positions)]\n",
+                s->max_seq_len);
     fprintf(stderr, "[kept %d cached tokens, fed %zu, generated %d in %.0f ms]\n", keep, n_ids - (size_t)keep,
             stats.n_generated, stats.prefill_ms + stats.decode_ms);
     /* the cache now holds the prompt and every generated token but the last */
@@ -137,11 +172,57 @@ static int chat_turn(chat_session *s, message_list *messages) {
         s->n_cached = 0;
     }
     /* the conversation keeps the answer as shown: no end-of-turn token, no stop string */
-    int rc = add_message(messages, "assistant", reply.text ? reply.text : "");
+    int rc = chat_messages_add(messages, "assistant", reply.text ? reply.text : "");
     free(reply.text);
     free(generated);
     free(ids);
     return rc;
+}
+
+static const char chat_help[] =
+    "  /help          this list\n"
+    "  /clear         forget the conversation (the system message stays)\n"
+    "  /system TEXT   set the system message (without TEXT: show it)\n"
+    "  /save FILE     write the conversation as JSON\n"
+    "  /load FILE     read a conversation written by /save\n"
+    "  /exit          leave (also Ctrl-D, or Ctrl-C at the prompt)\n"
+    "  a line ending in \\ continues on the next line; \"\"\" on a line opens and closes a block\n"
+    "  Ctrl-C while the model answers stops the answer\n";
+
+/* A /command: 1 to leave the chat, 0 to go on. */
+static int chat_command(chat_messages *messages, const char *line) {
+    const char *arg = line + strcspn(line, " \t");
+    size_t name_length = (size_t)(arg - line);
+    while (*arg == ' ' || *arg == '\t') arg++;
+    char err[4400];
+#define IS(name) (name_length == strlen(name) && strncmp(line, name, name_length) == 0)
+    if (IS("/exit") || IS("/quit")) return 1;
+    if (IS("/help")) {
+        fputs(chat_help, stderr);
+    } else if (IS("/clear")) {
+        size_t first = messages->count > 0 && strcmp(messages->items[0].role, "system") == 0 ? 1 : 0;
+        chat_messages_remove(messages, first, messages->count - first);
+        fprintf(stderr, "[conversation cleared]\n");
+    } else if (IS("/system")) {
+        if (!*arg) {
+            int has = messages->count > 0 && strcmp(messages->items[0].role, "system") == 0;
+            fprintf(stderr, "[system: %s]\n", has ? messages->items[0].content : "(none: the template's default)");
+        } else if (chat_messages_set_system(messages, arg) == 0) {
+            fprintf(stderr, "[system message set]\n");
+        }
+    } else if (IS("/save") || IS("/load")) {
+        int save = IS("/save");
+        if (!*arg) fprintf(stderr, "meshllama chat: %s needs a FILE\n", save ? "/save" : "/load");
+        else if ((save ? chat_messages_save(messages, arg, err, sizeof err)
+                       : chat_messages_load(messages, arg, err, sizeof err)) != 0)
+            fprintf(stderr, "meshllama chat: %s\n", err);
+        else fprintf(stderr, "[%s %zu messages %s %s]\n", save ? "saved" : "loaded", messages->count,
+                     save ? "to" : "from", arg);
+    } else {
+        fprintf(stderr, "meshllama chat: unknown command '%.*s': /help lists them\n", (int)name_length, line);
+    }
+#undef IS
+    return 0;
 }
 
 static int parse_chat_options(int argc, char **argv, ml_cli_model *model_opts, ml_cli_sampling *sampling,
@@ -224,36 +305,39 @@ int ml_cmd_chat(int argc, char **argv) {
             s.sampling.n_stop_tokens = 1;
         }
     }
-    message_list messages = {NULL, 0, 0};
-    if (!fail && system && add_message(&messages, "system", system) != 0) fail = 1;
+    chat_messages messages = {NULL, 0, 0};
+    if (!fail && system && chat_messages_add(&messages, "system", system) != 0) fail = 1;
     int interactive = isatty(STDIN_FILENO);
+    chat_input *in = fail ? NULL : chat_input_open(interactive);
+    if (!fail && !in) fail = 1;
     if (!fail && interactive)
-        fprintf(stderr, "meshllama chat (%s template, tp %d): one message per line, Ctrl-D to exit\n",
+        fprintf(stderr, "meshllama chat (%s template, tp %d): /help for commands, Ctrl-D to exit\n",
                 ml_chat_template_name(s.tmpl), info.tp);
-    char *line = NULL;
-    size_t capacity = 0;
+    int unanswered = 0;
     while (!fail) {
-        if (interactive) {
-            fputs("> ", stdout);
-            fflush(stdout);
-        }
-        errno = 0;
-        ssize_t n = getline(&line, &capacity, stdin);
-        if (n < 0) {
+        char *message = NULL;
+        int rc = chat_input_read(in, &message);
+        if (rc < 0) {
             /* end of input ends the chat; a read error is a failure, not the end */
-            if (ferror(stdin)) {
-                fprintf(stderr, "meshllama chat: cannot read standard input: %s\n", strerror(errno ? errno : EIO));
-                fail = 1;
-            }
-            break;
+            fprintf(stderr, "meshllama chat: cannot read standard input: %s\n", strerror(errno));
+            fail = 1;
         }
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
-        if (n == 0) continue;
-        if (add_message(&messages, "user", line) != 0 || chat_turn(&s, &messages) != 0) fail = 1;
+        if (rc <= 0) break;
+        int leave = 0;
+        if (message[0] == '/') leave = chat_command(&messages, message);
+        else if (message[0] && chat_messages_add(&messages, "user", message) != 0) fail = 1;
+        else if (message[0]) {
+            int turn = chat_turn(&s, &messages);
+            if (turn < 0) fail = 1;
+            unanswered |= turn > 0;
+        }
+        free(message);
+        if (leave) break;
     }
     if (interactive && !fail) fputc('\n', stdout);
-    free(line);
-    free_messages(&messages);
+    chat_input_close(in);
+    chat_messages_free(&messages);
+    if (unanswered) fail = 1;
     free(s.cached);
     ml_cli_sampling_free(&sampling);
     ml_chat_template_free(s.tmpl);

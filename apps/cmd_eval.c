@@ -191,10 +191,12 @@ static void print_metrics(const eval_options *o, const ml_model_info *info, int 
                           "decode_tok_s_u", ml_json_round(r->decode_tok_s_u, 2));
     ml_json_print(stdout, "YT_METRICS=", m, 0);
     fflush(stdout);
-    fprintf(stderr, "eval %s: prefill %d, decode %d, batch %d, tp %d: top1 %.2f%%, top5 %.2f%%, top5_ref %.2f%%%s, "
-                    "logits vs HF %.1e over %d steps, ttft %.1f ms, decode %.1f tok/s/user\n",
-            base_name(info->path), prefill_len, r->total, o->batch, info->tp, 100 * r->top1, 100 * r->top5,
-            100 * r->top5_ref, r->slots_agree ? "" : " (SLOTS DISAGREE)", r->logit_error, r->logit_steps, r->ttft_ms,
+    char logit_error[32] = "n/a"; /* no reference logits compared: no error to state */
+    if (r->logit_steps > 0) snprintf(logit_error, sizeof logit_error, "%.1e", r->logit_error);
+    fprintf(stderr, "eval %s: prefill %d, decode %d, max_seq_len %d, batch %d, tp %d: top1 %.2f%%, top5 %.2f%%, "
+                    "top5_ref %.2f%%%s, logits vs HF %s over %d steps, ttft %.1f ms, decode %.1f tok/s/user\n",
+            base_name(info->path), prefill_len, r->total, max_seq, o->batch, info->tp, 100 * r->top1, 100 * r->top5,
+            100 * r->top5_ref, r->slots_agree ? "" : " (SLOTS DISAGREE)", logit_error, r->logit_steps, r->ttft_ms,
             r->decode_tok_s_u);
 }
 

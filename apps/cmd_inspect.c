@@ -4,12 +4,14 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "model_options.h"
 
 enum { OPT_TP = 1000, OPT_MESH, OPT_JSON };
 
 static const char inspect_usage[] =
-    "usage: meshllama inspect DIR [--tp N | --mesh RxC] [--json]\n"
-    "Prints the config, every tensor (dtype, shape, bytes) and each device's shard.\n";
+    "usage: meshllama inspect [DIR | FILE.gguf | -m PATH] [--tp N | --mesh RxC] [--json]\n"
+    "Prints the config, every tensor (dtype, shape, bytes; layers in numeric order) and each\n"
+    "device's shard. Without a path: the default model (models/" ML_DEFAULT_MODEL_NAME ").\n";
 
 int ml_cmd_inspect(int argc, char **argv) {
     static const struct option options[] = {
@@ -34,9 +36,18 @@ int ml_cmd_inspect(int argc, char **argv) {
         }
     }
     if (!bad && optind < argc) path = argv[optind++];
-    if (!bad && (!path || optind < argc)) {
-        fprintf(stderr, "meshllama inspect: expected exactly one model directory\n");
+    if (!bad && optind < argc) {
+        fprintf(stderr, "meshllama inspect: expected one model (DIR or FILE.gguf), got '%s' too\n", argv[optind]);
         bad = 1;
+    }
+    char default_path[4200];
+    if (!bad && !path) {
+        if (!ml_cli_default_model(default_path, sizeof default_path)) {
+            fprintf(stderr, "meshllama inspect: no model given and the default model %s is missing:\n"
+                            "  fetch it with scripts/fetch_default_model.sh\n", default_path);
+            return 1;
+        }
+        path = default_path;
     }
     if (bad) {
         fputs(inspect_usage, stderr);

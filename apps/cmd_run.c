@@ -310,6 +310,16 @@ int ml_cmd_run(int argc, char **argv) {
     } else if (text_mode && tokenize_prompt(&o, file_text, file_length, tok, &prompt, &n_prompt) != 0) {
         fail = 1;
     }
+    /* The answer ends at the end of the context, with a message, rather than being refused. */
+    int context_limit = 0;
+    if (!fail && n_prompt >= info.max_seq_len) {
+        fprintf(stderr, "meshllama run: the prompt of %d tokens fills the context (max_seq_len %d): give a larger -c\n",
+                n_prompt, info.max_seq_len);
+        fail = 1;
+    } else if (!fail && (long long)n_prompt + sp->max_tokens > info.max_seq_len) {
+        o.sampling.params.max_tokens = info.max_seq_len - n_prompt;
+        context_limit = 1;
+    }
     if (!fail && !tok && sp->n_stop_strings > 0) {
         fprintf(stderr, "meshllama run: --stop needs the model's tokenizer: %s\n", ml_last_error());
         fail = 1;
@@ -340,6 +350,9 @@ int ml_cmd_run(int argc, char **argv) {
     if (fail && status != ML_OK) {
         ml_cli_report_failure("run", status);
     } else if (!fail && stream.out) {
+        if (context_limit && stats.finish_reason == ML_FINISH_LENGTH)
+            fprintf(stderr, "meshllama run: stopped at the end of the context (%d positions, -c) after %d tokens\n",
+                    info.max_seq_len, stats.n_generated);
         if (o.json) {
             print_json(prompt, n_prompt, generated, &stats, &info, &stream, sp);
         } else {

@@ -8,16 +8,18 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "model_options.h"
 #include "formats/json_util.h"
 #include "meshllama.h"
 
 enum { OPT_DECODE = 1000, OPT_JSON, OPT_SPECIAL, OPT_NO_BOS, OPT_SKIP_SPECIAL, OPT_SHOW };
 
 static const char tokenize_usage[] =
-    "usage: meshllama tokenize -m MODEL [options] [TEXT]\n"
-    "       meshllama tokenize -m MODEL --decode 1,2,3\n"
+    "usage: meshllama tokenize [-m MODEL] [options] [TEXT]\n"
+    "       meshllama tokenize [-m MODEL] --decode 1,2,3\n"
     "Prints the token ids of TEXT (or of -f FILE, or of standard input), comma-separated.\n"
     "  -m, --model PATH      model directory, tokenizer.json, tokenizer.model or .gguf file\n"
+    "                        (default: models/" ML_DEFAULT_MODEL_NAME ")\n"
     "  -f, --file FILE       read the text from FILE\n"
     "      --decode IDS      print the text of comma-separated token ids instead\n"
     "      --special         recognise special-token strings in the text (\"<|eot_id|>\" -> one id)\n"
@@ -131,9 +133,13 @@ int ml_cmd_tokenize(int argc, char **argv) {
         }
     }
     const char *text_arg = !bad && optind < argc ? argv[optind++] : NULL;
+    char default_path[4200];
     if (!bad && !model) {
-        fprintf(stderr, "meshllama tokenize: -m MODEL is required\n");
-        bad = 1;
+        if (!ml_cli_default_model(default_path, sizeof default_path)) {
+            fprintf(stderr, "meshllama tokenize: no -m MODEL and the default model %s is missing\n", default_path);
+            bad = 1;
+        }
+        model = default_path;
     }
     if (!bad && optind < argc) {
         fprintf(stderr, "meshllama tokenize: one TEXT argument at most (quote it)\n");

@@ -3,6 +3,7 @@
 #define ML_APPS_MODEL_OPTIONS_H
 
 #include <getopt.h>
+#include <stddef.h>
 
 #include "meshllama.h"
 
@@ -14,6 +15,7 @@ enum {
     ML_OPT_MAX_BATCH,
     ML_OPT_BACKEND,
     ML_OPT_COLLECTIVE_TIMEOUT,
+    ML_OPT_ROPE_EXTRAPOLATE,
     ML_OPT_FIRST_COMMAND_OPTION /* commands number their own options from here */
 };
 
@@ -22,6 +24,8 @@ enum {
 
 typedef struct {
     const char *model_path; /* NULL: the default model */
+    int ctx_given;          /* -c was given: clamped to the model's positions */
+    int rope_extrapolate;   /* --rope-extrapolate: -c beyond the model's positions is kept */
     ml_model_params params;
 } ml_cli_model;
 
@@ -31,7 +35,8 @@ typedef struct {
         {"ctx-size", required_argument, NULL, 'c'}, {"act", required_argument, NULL, ML_OPT_ACT},  \
         {"kv", required_argument, NULL, ML_OPT_KV}, {"max-batch", required_argument, NULL, ML_OPT_MAX_BATCH}, \
         {"backend", required_argument, NULL, ML_OPT_BACKEND},                                      \
-        {"collective-timeout", required_argument, NULL, ML_OPT_COLLECTIVE_TIMEOUT}
+        {"collective-timeout", required_argument, NULL, ML_OPT_COLLECTIVE_TIMEOUT},                \
+        {"rope-extrapolate", no_argument, NULL, ML_OPT_ROPE_EXTRAPOLATE}
 
 #define ML_MODEL_SHORT_OPTIONS "m:t:c:"
 
@@ -41,7 +46,9 @@ typedef struct {
     "      --tp N            tensor-parallel devices (1..num_attention_heads; default 1)\n"        \
     "      --mesh RxC        mesh shape, tp = R*C (the seed's 2x4)\n"                              \
     "  -t, --threads N       worker threads for the whole mesh (default: all cores)\n"             \
-    "  -c, --ctx-size N      KV-cache positions per sequence (default min(config, 4096))\n"        \
+    "  -c, --ctx-size N      KV-cache positions per sequence (default min(config, 4096)); more\n"  \
+    "                        than the model's max_position_embeddings is clamped with a warning\n" \
+    "      --rope-extrapolate  keep a -c beyond max_position_embeddings (quality not promised)\n"    \
     "      --act MODE        activations: accurate (float32, default) or fast (bf16 matmul inputs)\n" \
     "      --kv TYPE         KV-cache type: f32 (default) or bf16\n"                            \
     "      --backend B       mesh backend: auto (default: mpi under mpirun), threads or mpi\n"     \
@@ -49,6 +56,8 @@ typedef struct {
     "                        collective waits more than S seconds (default 600; 0 = never)\n"
 
 void ml_cli_model_init(ml_cli_model *m);
+/* Writes the default model's path; returns 1 when it is readable, 0 when it is missing. */
+int ml_cli_default_model(char *path, size_t size);
 /* Handles opt if it is a model option: 1 handled, 0 not a model option, -1 bad value (printed). */
 int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg);
 /* Opens the model, printing the library's message on failure. Returns 0 on success. */

@@ -140,6 +140,7 @@ typedef struct {
     int tied_embeddings;      /* 1 when the LM head is the embedding matrix */
     double matmul_bytes;      /* bytes of the projection matrices and the LM head as held in
                                * memory: what one decode step reads (KV heads counted once) */
+    int max_position_embeddings; /* positions the model was trained for (the config's) */
 } ml_model_info;
 
 /* A NULL model leaves every field of *out_info 0 or NULL; a NULL out_info is ignored. */

@@ -58,7 +58,32 @@ static json_t *config_json(const ml_config *c) {
                      c->tie_word_embeddings, "bos_token_id", c->bos_token_id, "eos_token_ids", eos);
 }
 
-static void print_text(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan, FILE *out) {
+/* Tensor names in natural order: runs of digits compare as numbers, so layers.2 comes before
+ * layers.10 (files list them in byte order). */
+static int natural_compare(const char *a, const char *b) {
+    while (*a && *b) {
+        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+            char *end_a, *end_b;
+            unsigned long long x = strtoull(a, &end_a, 10), y = strtoull(b, &end_b, 10);
+            if (x != y) return x < y ? -1 : 1;
+            a = end_a;
+            b = end_b;
+            continue;
+        }
+        if (*a != *b) return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        a++;
+        b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
+static int compare_tensor_index(const void *x, const void *y, void *tensors) {
+    const ml_tensor_view *t = tensors;
+    return natural_compare(t[*(const int *)x].name, t[*(const int *)y].name);
+}
+
+static void print_text(const ml_config *c, const ml_weight_set *st, const int *order, const ml_shard_plan *plan,
+                       FILE *out) {
     fprintf(out, "config: vocab %d, hidden %d, ffn %d, layers %d, heads %d, kv heads %d, head_dim %d\n",
             c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     fprintf(out, "        rms_norm_eps %g, rope_theta %g, rope %s", (double)c->rms_norm_eps, (double)c->rope_theta,
@@ -72,7 +97,7 @@ static void print_text(const ml_config *c, const ml_weight_set *st, const ml_sha
     fprintf(out, "\ntensors (%d in %d file%s):\n", st->n_tensors, st->n_files, st->n_files == 1 ? "" : "s");
     size_t total = 0;
     for (int i = 0; i < st->n_tensors; i++) {
-        const ml_tensor_view *t = &st->tensors[i];
+        const ml_tensor_view *t = &st->tensors[order[i]];
         fprintf(out, "  %-52s %-5s [", t->name, ml_dtype_name(t->dtype));
         for (int d = 0; d < t->n_dims; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
         fprintf(out, "] %zu bytes\n", t->n_bytes);
@@ -90,10 +115,10 @@ static void print_text(const ml_config *c, const ml_weight_set *st, const ml_sha
     }
 }
 
-static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan) {
+static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const int *order, const ml_shard_plan *plan) {
     json_t *tensors = json_array();
     for (int i = 0; i < st->n_tensors; i++) {
-        const ml_tensor_view *t = &st->tensors[i];
+        const ml_tensor_view *t = &st->tensors[order[i]];
         json_t *shape = json_array();
         for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d]));
         json_array_append_new(tensors, json_pack("{s:o,s:s,s:o,s:I}", "name",
@@ -127,8 +152,16 @@ int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json,
         ml_checkpoint_close(&ck);
         return status;
     }
+    int *order = malloc(sizeof(int) * (size_t)(st->n_tensors + 1));
+    if (!order) {
+        ml_checkpoint_close(&ck);
+        ml_shard_plan_free(plan);
+        return ml_set_error(ML_ERR_NOMEM, "inspect: out of memory");
+    }
+    for (int i = 0; i < st->n_tensors; i++) order[i] = i;
+    qsort_r(order, (size_t)st->n_tensors, sizeof(int), compare_tensor_index, (void *)st->tensors);
     if (json) {
-        json_t *root = inspect_json(c, st, plan);
+        json_t *root = inspect_json(c, st, order, plan);
         if (root) json_object_set_new(root, "path", ml_json_string_lossy(path, strlen(path)));
         char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
         if (text) fprintf(out, "%s\n", text);
@@ -136,8 +169,9 @@ int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json,
         free(text);
         json_decref(root);
     } else {
-        print_text(c, st, plan, out);
+        print_text(c, st, order, plan, out);
     }
+    free(order);
     ml_checkpoint_close(&ck);
     ml_shard_plan_free(plan);
     return status;

@@ -289,6 +289,7 @@ void ml_model_get_info(const ml_model *m, ml_model_info *info) {
     info->intermediate_size = c->intermediate_size;
     info->tied_embeddings = c->tie_word_embeddings;
     info->matmul_bytes = m->matmul_bytes;
+    info->max_position_embeddings = c->max_position_embeddings;
 }
 
 int ml_reset_slot(ml_model *m, int slot) {

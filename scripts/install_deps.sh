@@ -7,6 +7,7 @@ packages=(
     "libjansson-dev=2.14-2"   # JSON: config.json, safetensors headers, tokenizer.json
     "libpcre2-dev=10.42-1+deb12u2" # pre-tokenizer regexes (JIT)
     "libopenmpi-dev=4.1.4-3+b1" # the mpi mesh backend
+    "libedit-dev=3.1-20221030-2" # line editing and history in `meshllama chat`
     "openmpi-bin=4.1.4-3+b1"    # mpirun, for the multi-process tests
     "pkg-config"
     "cmake"

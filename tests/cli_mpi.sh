@@ -93,7 +93,7 @@ if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "rank 1 of 2" <<<"$err" && grep -
 cat >"$tmp/long_run.sh" <<EOS
 #!/usr/bin/env bash
 echo \$\$ >"$tmp/rank\${OMPI_COMM_WORLD_RANK}.pid"
-exec "$bin" run -m "$dir" --prompt-ids 1,2 -n 100000 -c 100100 --ignore-eos -t 1
+exec "$bin" run -m "$dir" --prompt-ids 1,2 -n 100000 -c 100100 --rope-extrapolate --ignore-eos -t 1
 EOS
 chmod +x "$tmp/long_run.sh"
 timeout 120 "${mpi[@]}" 2 "$tmp/long_run.sh" >/dev/null 2>"$tmp/kill.err" &
@@ -161,7 +161,7 @@ else fail "eval --prefill-decode on one rank: rc $rc: $(head -c 800 <<<"$err")";
 cat >"$tmp/stopped.sh" <<EOS
 #!/usr/bin/env bash
 echo \$\$ >"$tmp/stopped\${OMPI_COMM_WORLD_RANK}.pid"
-exec "$bin" run -m "$dir" --prompt-ids 1,2 -n 100000 -c 100100 --ignore-eos -t 1 --collective-timeout 2
+exec "$bin" run -m "$dir" --prompt-ids 1,2 -n 100000 -c 100100 --rope-extrapolate --ignore-eos -t 1 --collective-timeout 2
 EOS
 chmod +x "$tmp/stopped.sh"
 rm -f "$tmp"/stopped*.pid

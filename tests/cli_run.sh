@@ -36,8 +36,8 @@ if [ "$a" != "$c" ]; then pass; else fail "seeds 7 and 8 gave the same 24 sample
 # stops at the EOS id of the config (2 for the fixtures) unless told not to: greedy from prompt
 # [100] the fixture's 17th token is EOS (the same at tp 1..3 and with every kernel variant, so
 # the case holds wherever the test runs); with --ignore-eos the same 17 tokens come and it goes on
-eos_run=$("$bin" run -m "$dir" --prompt-ids 100 -n 200 -c 256 --tp 2 --json)
-no_eos_run=$("$bin" run -m "$dir" --prompt-ids 100 -n 200 -c 256 --tp 2 --ignore-eos --json)
+eos_run=$("$bin" run -m "$dir" --prompt-ids 100 -n 200 -c 256 --rope-extrapolate --tp 2 --json)
+no_eos_run=$("$bin" run -m "$dir" --prompt-ids 100 -n 200 -c 256 --rope-extrapolate --tp 2 --ignore-eos --json)
 if python3 - "$eos_run" "$no_eos_run" <<'PY'
 import json, sys
 stopped, ignored = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -115,7 +115,7 @@ fi
 # a checkpoint truncated while the model runs: exit 1 naming the file, not "Bus error" (135)
 mkdir -p "$tmp/victim"
 cp "$dir"/config.json "$dir"/model.safetensors "$tmp/victim/"
-"$bin" run -m "$tmp/victim" --prompt-ids 1,2 -n 100000 -c 100100 --ignore-eos -t 1 >"$tmp/victim.out" 2>"$tmp/victim.err" &
+"$bin" run -m "$tmp/victim" --prompt-ids 1,2 -n 100000 -c 100100 --rope-extrapolate --ignore-eos -t 1 >"$tmp/victim.out" 2>"$tmp/victim.err" &
 job=$!
 for _ in $(seq 1 200); do [ -s "$tmp/victim.out" ] && break; sleep 0.05; done
 truncate -s 0 "$tmp/victim/model.safetensors"
