@@ -52,6 +52,7 @@ int ml_cli_model_option(ml_cli_model *m, int opt, const char *arg) {
 /* The default model (scripts/fetch_default_model.sh): $MESHLLAMA_DEFAULT_MODEL, else
  * models/<name> beside the build directory of this executable, else ./models/<name>. */
 int ml_cli_default_model(char *path, size_t size) {
+    if (!path || size == 0) return 0;
     const char *env = getenv("MESHLLAMA_DEFAULT_MODEL");
     if (env && *env) {
         snprintf(path, size, "%s", env);
