@@ -416,6 +416,16 @@ static int layer_names(int layer, const name_pair *pair, char *gguf, char *hf, s
     return ML_OK;
 }
 
+/* Projection w (q, k, v, o, gate, up, down) of a layer, checked against its shape; hf gets its
+ * Hugging Face name. */
+static int find_matmul(const builder *b, int layer, int w, char *hf, size_t hf_size, const ml_gguf_tensor **out) {
+    int64_t rows, cols;
+    char gguf[96];
+    matmul_shape(b->c, w, &rows, &cols);
+    layer_names(layer, &matmul_names[w], gguf, hf, hf_size < sizeof gguf ? hf_size : sizeof gguf);
+    return find_checked(b, gguf, hf, rows, cols, out);
+}
+
 /* ML_GGUF_KEEP_QUANTIZED: every projection keeps its own type (model/weights.c takes a dtype per
  * matrix). ML_GGUF_DEQUANTIZE, the earlier rule: projections keep their file dtype only when
  * every one is the same F32/F16/BF16 type; otherwise all become float32. */
@@ -423,14 +433,11 @@ static int choose_matmul_f32(const builder *b, int *to_f32) {
     const ml_config *c = b->c;
     uint32_t first = UINT32_MAX;
     int mixed = 0;
-    char gguf[96], hf[96];
+    char hf[96];
     for (int layer = 0; layer < c->n_layers; layer++) {
         for (int w = 0; w < 7; w++) {
-            int64_t rows, cols;
             const ml_gguf_tensor *t;
-            matmul_shape(c, w, &rows, &cols);
-            layer_names(layer, &matmul_names[w], gguf, hf, sizeof gguf);
-            ML_TRY(find_checked(b, gguf, hf, rows, cols, &t));
+            ML_TRY(find_matmul(b, layer, w, hf, sizeof hf, &t));
             if (first == UINT32_MAX) first = t->type;
             mixed |= t->type != first;
         }
@@ -508,11 +515,8 @@ static int build_weights(builder *b) {
     char gguf[96], hf[96];
     for (int layer = 0; layer < c->n_layers; layer++) {
         for (int w = 0; w < 7; w++) {
-            int64_t rows, cols;
             const ml_gguf_tensor *t;
-            matmul_shape(c, w, &rows, &cols);
-            layer_names(layer, &matmul_names[w], gguf, hf, sizeof gguf);
-            ML_TRY(find_checked(b, gguf, hf, rows, cols, &t));
+            ML_TRY(find_matmul(b, layer, w, hf, sizeof hf, &t));
             row_order order = w == 0 ? PERMUTE_Q : w == 1 ? PERMUTE_K : PLAIN;
             ML_TRY(add_view(b, hf, t, order, matmul_f32));
         }

@@ -461,10 +461,90 @@ static int indent(jj_context *ctx, const jj_node *at, jj_value input, const jj_a
     return status;
 }
 
+/* int, float, abs: numbers from numbers, bools and numeric strings; a failed conversion gives the
+ * default argument (jinja2's filters.do_int/do_float). */
+static int number_filter(jj_context *ctx, const jj_node *at, const char *name, size_t length, jj_value v,
+                         const jj_args *args, jj_value *out) {
+#define FILTER(s) name_is(name, length, s)
+    const jj_value *a0 = arg(args, 0, NULL);
+    if (FILTER("abs")) {
+        if (v.kind == JJ_INT) *out = jj_int(v.as.integer < 0 && v.as.integer != INT64_MIN ? -v.as.integer : v.as.integer);
+        else if (v.kind == JJ_FLOAT) *out = jj_float(v.as.number < 0 ? -v.as.number : v.as.number);
+        else return jj_fail(ctx, at, ML_ERR_ARG, "abs needs a number");
+        return ML_OK;
+    }
+    double x = 0;
+    int ok = 1;
+    if (v.kind == JJ_INT || v.kind == JJ_BOOL) x = (double)(v.kind == JJ_INT ? v.as.integer : v.as.boolean);
+    else if (v.kind == JJ_FLOAT) x = v.as.number;
+    else if (v.kind == JJ_STRING) {
+        char text[64];
+        size_t n = v.as.string.length < sizeof text - 1 ? v.as.string.length : sizeof text - 1;
+        memcpy(text, v.as.string.data, n);
+        text[n] = '\0';
+        char *end;
+        x = strtod(text, &end);
+        ok = end != text;
+    } else ok = 0;
+    if (!ok) {
+        *out = a0 ? *a0 : FILTER("int") ? jj_int(0) : jj_float(0.0);
+        return ML_OK;
+    }
+    if (FILTER("int")) {
+        if (v.kind == JJ_INT) *out = v;
+        else *out = jj_int(x >= 9.2e18 || x <= -9.2e18 ? 0 : (int64_t)x);
+    } else {
+        *out = jj_float(x);
+    }
+    return ML_OK;
+#undef FILTER
+}
+
+/* min, max, sum over a list (sum with an attribute and a start value). */
+static int aggregate_filter(jj_context *ctx, const jj_node *at, const char *name, size_t length, jj_value v,
+                            const jj_args *args, jj_value *out) {
+#define FILTER(s) name_is(name, length, s)
+    jj_list *list;
+    ML_TRY(to_list(ctx, at, v, &list));
+    if (FILTER("sum")) {
+        const jj_value *attribute = arg(args, 0, "attribute"), *start = arg(args, 1, "start");
+        jj_value total = start ? *start : jj_int(0);
+        for (size_t i = 0; i < list->n; i++)
+            ML_TRY(jj_binary(ctx, at, JO_ADD, total, attribute ? attribute_of(list->items[i], *attribute) : list->items[i], &total));
+        *out = total;
+        return ML_OK;
+    }
+    if (list->n == 0) {
+        *out = jj_undefined(NULL, 0);
+        return ML_OK;
+    }
+    jj_value best = list->items[0], less;
+    for (size_t i = 1; i < list->n; i++) {
+        ML_TRY(jj_binary(ctx, at, FILTER("min") ? JO_LT : JO_GT, list->items[i], best, &less));
+        if (less.as.boolean) best = list->items[i];
+    }
+    *out = best;
+    return ML_OK;
+#undef FILTER
+}
+
+/* unique: the first of each run of equal items, in order. */
+static int unique_filter(jj_context *ctx, const jj_node *at, jj_value v, jj_value *out) {
+    jj_list *list, *unique;
+    ML_TRY(to_list(ctx, at, v, &list));
+    if (!(unique = jj_list_new(&ctx->arena, list->n))) return jj_fail_memory(ctx, at);
+    unique->n = 0;
+    for (size_t i = 0; i < list->n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < unique->n && !seen; j++) seen = jj_equal(unique->items[j], list->items[i]);
+        if (!seen) unique->items[unique->n++] = list->items[i];
+    }
+    return list_value(unique, out);
+}
+
 int jj_apply_filter(jj_context *ctx, const jj_node *at, const char *name, size_t length, jj_value v, const jj_args *args,
                     jj_value *out) {
 #define FILTER(s) name_is(name, length, s)
-    const jj_value *a0 = arg(args, 0, NULL);
     if (FILTER("default") || FILTER("d")) {
         const jj_value *fallback = arg(args, 0, "default_value"), *boolean = arg(args, 1, "boolean");
         int use_fallback = v.kind == JJ_UNDEFINED || (boolean && jj_truthy(*boolean) && !jj_truthy(v));
@@ -530,38 +610,7 @@ int jj_apply_filter(jj_context *ctx, const jj_node *at, const char *name, size_t
         if (v.kind != JJ_DICT) return jj_fail(ctx, at, ML_ERR_ARG, "items needs a dict, got a %s", jj_kind_name(v.kind));
         return jj_call_method(ctx, at, v, "items", 5, args, out);
     }
-    if (FILTER("int") || FILTER("float") || FILTER("abs")) {
-        if (FILTER("abs")) {
-            if (v.kind == JJ_INT) *out = jj_int(v.as.integer < 0 && v.as.integer != INT64_MIN ? -v.as.integer : v.as.integer);
-            else if (v.kind == JJ_FLOAT) *out = jj_float(v.as.number < 0 ? -v.as.number : v.as.number);
-            else return jj_fail(ctx, at, ML_ERR_ARG, "abs needs a number");
-            return ML_OK;
-        }
-        double x = 0;
-        int ok = 1;
-        if (v.kind == JJ_INT || v.kind == JJ_BOOL) x = (double)(v.kind == JJ_INT ? v.as.integer : v.as.boolean);
-        else if (v.kind == JJ_FLOAT) x = v.as.number;
-        else if (v.kind == JJ_STRING) {
-            char text[64];
-            size_t n = v.as.string.length < sizeof text - 1 ? v.as.string.length : sizeof text - 1;
-            memcpy(text, v.as.string.data, n);
-            text[n] = '\0';
-            char *end;
-            x = strtod(text, &end);
-            ok = end != text;
-        } else ok = 0;
-        if (!ok) {
-            *out = a0 ? *a0 : FILTER("int") ? jj_int(0) : jj_float(0.0);
-            return ML_OK;
-        }
-        if (FILTER("int")) {
-            if (v.kind == JJ_INT) *out = v;
-            else *out = jj_int(x >= 9.2e18 || x <= -9.2e18 ? 0 : (int64_t)x);
-        } else {
-            *out = jj_float(x);
-        }
-        return ML_OK;
-    }
+    if (FILTER("int") || FILTER("float") || FILTER("abs")) return number_filter(ctx, at, name, length, v, args, out);
     if (v.kind == JJ_UNDEFINED && (FILTER("trim") || FILTER("upper") || FILTER("lower") || FILTER("capitalize") ||
                                    FILTER("title") || FILTER("replace") || FILTER("indent")))
         v = jj_string("", 0); /* jinja filters call str() on an undefined value */
@@ -586,41 +635,8 @@ int jj_apply_filter(jj_context *ctx, const jj_node *at, const char *name, size_t
         ML_TRY(need_string(ctx, at, v, "indent"));
         return indent(ctx, at, v, args, out);
     }
-    if (FILTER("min") || FILTER("max") || FILTER("sum")) {
-        jj_list *list;
-        ML_TRY(to_list(ctx, at, v, &list));
-        if (FILTER("sum")) {
-            const jj_value *attribute = arg(args, 0, "attribute"), *start = arg(args, 1, "start");
-            jj_value total = start ? *start : jj_int(0);
-            for (size_t i = 0; i < list->n; i++)
-                ML_TRY(jj_binary(ctx, at, JO_ADD, total, attribute ? attribute_of(list->items[i], *attribute) : list->items[i], &total));
-            *out = total;
-            return ML_OK;
-        }
-        if (list->n == 0) {
-            *out = jj_undefined(NULL, 0);
-            return ML_OK;
-        }
-        jj_value best = list->items[0], less;
-        for (size_t i = 1; i < list->n; i++) {
-            ML_TRY(jj_binary(ctx, at, FILTER("min") ? JO_LT : JO_GT, list->items[i], best, &less));
-            if (less.as.boolean) best = list->items[i];
-        }
-        *out = best;
-        return ML_OK;
-    }
-    if (FILTER("unique")) {
-        jj_list *list, *unique;
-        ML_TRY(to_list(ctx, at, v, &list));
-        if (!(unique = jj_list_new(&ctx->arena, list->n))) return jj_fail_memory(ctx, at);
-        unique->n = 0;
-        for (size_t i = 0; i < list->n; i++) {
-            int seen = 0;
-            for (size_t j = 0; j < unique->n && !seen; j++) seen = jj_equal(unique->items[j], list->items[i]);
-            if (!seen) unique->items[unique->n++] = list->items[i];
-        }
-        return list_value(unique, out);
-    }
+    if (FILTER("min") || FILTER("max") || FILTER("sum")) return aggregate_filter(ctx, at, name, length, v, args, out);
+    if (FILTER("unique")) return unique_filter(ctx, at, v, out);
 #undef FILTER
     return jj_fail(ctx, at, ML_ERR_UNSUPPORTED, "unknown filter '%.*s'", (int)(length > 60 ? 60 : length), name);
 }
