@@ -14,16 +14,6 @@
 #include "formats/safetensors.h"
 #include "tokenizer/tokenizer_gguf.h"
 
-int ml_checkpoint_is_gguf(const char *path) {
-    if (!ml_file_exists(path)) return 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    return got == 4 && memcmp(magic, "GGUF", 4) == 0;
-}
-
 /* A directory, or a file starting with the GGUF magic. A file that cannot be opened or read is
  * the OS's reason (ML_ERR_IO), not "not a GGUF file". */
 static int check_path(const char *path) {

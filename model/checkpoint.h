@@ -19,8 +19,6 @@ typedef struct {
                              * come from it); all zero for a directory */
 } ml_checkpoint;
 
-/* Non-zero when path is a GGUF file (by its magic). */
-int ml_checkpoint_is_gguf(const char *path);
 /* Opens path: reads the config, then the weight set. GGUF quantised matrices stay quantised
  * unless MESHLLAMA_GGUF_DEQUANTIZE is set (checkpoint.c). On failure *out is left closed. */
 int ml_checkpoint_open(const char *path, ml_checkpoint *out);

@@ -122,8 +122,6 @@ void ml_weight_row_to_f32(const ml_cpu_kernels *k, ml_dtype dtype, const void *s
 
 /* RoPE tables as HF computes them (LlamaRotaryEmbedding, _compute_llama3_parameters). */
 int ml_rope_tables_build(const ml_config *config, int max_seq_len, float **out_cos, float **out_sin);
-/* inv_freq [head_dim / 2] in float32, as HF. */
-void ml_rope_inv_freq(const ml_config *config, float *inv_freq);
 
 /* A matrix product y = x W^T for n_tok tokens, split into tasks over the pool. */
 typedef struct {

@@ -7,7 +7,8 @@
 #include "core/error.h"
 #include "model/model_internal.h"
 
-void ml_rope_inv_freq(const ml_config *config, float *inv_freq) {
+/* inv_freq [head_dim / 2] in float32, as HF. */
+static void rope_inv_freq(const ml_config *config, float *inv_freq) {
     int dim = config->head_dim;
     float base = config->rope_theta;
     for (int i = 0; i < dim / 2; i++) {
@@ -48,7 +49,7 @@ int ml_rope_tables_build(const ml_config *config, int max_seq_len, float **out_c
         ml_free(sin_table);
         return ml_set_error(ML_ERR_NOMEM, "RoPE tables for %d positions: out of memory", max_seq_len);
     }
-    ml_rope_inv_freq(config, inv_freq);
+    rope_inv_freq(config, inv_freq);
     for (int pos = 0; pos < max_seq_len; pos++) {
         for (int i = 0; i < half; i++) {
             /* freqs = inv_freq @ position_ids in float32: one rounding of the product */

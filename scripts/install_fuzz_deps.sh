@@ -10,21 +10,5 @@ packages=(
     "clang=1:14.0-55.7~deb12u1"       # the plain `clang` name run_fuzz.sh calls
 )
 
-missing=()
-for spec in "${packages[@]}"; do
-    name=${spec%%=*}
-    version=${spec#*=}
-    installed=$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true)
-    case "$installed" in
-        "install ok installed"*)
-            if [ "${installed##* }" != "$version" ]; then missing+=("$spec"); fi ;;
-        *) missing+=("$spec") ;;
-    esac
-done
-if [ "${#missing[@]}" -eq 0 ]; then exit 0; fi
-
-echo "meshllama: installing ${missing[*]}" >&2
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-"${sudo_cmd[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+. "$(dirname "$0")/lib/apt_pinned.sh"
+apt_install_pinned "${packages[@]}"
