@@ -21,7 +21,7 @@ point() { # DESCRIPTION MIN_TOP1 MIN_TOP5 eval-args...
     out=$("$bin" eval -m "$model" --min-top1 "$top1" --min-top5 "$top5" "$@" 2>&1)
     if [ $? -eq 0 ] && grep -q '^YT_METRICS=' <<<"$out"; then
         pass
-        grep '^eval ' <<<"$out" | sed "s/^/  [$what] /"
+        grep '^eval ' <<<"$out" | awk -v prefix="  [$what] " '{ print prefix $0 }'
     else
         fail "$what: $out"
     fi
