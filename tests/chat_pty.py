@@ -74,7 +74,7 @@ def check(ok, message):
 
 
 saved = os.path.join(tmp, "conversation.json")
-s = Session("-n", "160")
+s = Session("-n", "600", "--min-tokens", "600")  # every answer runs 600 tokens: Ctrl-C lands mid-answer even on a fast machine
 s.expect(r"/help for commands", what="the banner")
 s.expect(r"> ", what="the prompt")
 s.send("/help\r")
