@@ -291,22 +291,31 @@ static int load_metaspace(ml_tokenizer *tok, json_t *node, const char *source, c
     return ML_OK;
 }
 
+/* A normalizer, pre-tokenizer, decoder or post-processor read by one of the loaders below. */
+typedef int (*component_loader)(ml_tokenizer *tok, json_t *node, const char *source, const char *where, int depth);
+
+/* A "Sequence" component: each item of node[key] through load, one level deeper. */
+static int load_sequence(ml_tokenizer *tok, json_t *node, const char *key, component_loader load, const char *source,
+                         const char *where, int depth) {
+    json_t *list = json_object_get(node, key);
+    if (!json_is_array(list)) return ml_set_error(ML_ERR_FORMAT, "%s: %s.%s is not an array", source, where, key);
+    size_t i;
+    json_t *item;
+    char inner[64];
+    json_array_foreach(list, i, item) {
+        snprintf(inner, sizeof inner, "%s.%s[%zu]", where, key, i);
+        ML_TRY(load(tok, item, source, inner, depth + 1));
+    }
+    return ML_OK;
+}
+
 /* Llama 2's normalizer: Sequence[Prepend("▁"), Replace(" ", "▁")]; nothing else is accepted. */
 static int load_normalizer(ml_tokenizer *tok, json_t *node, const char *source, const char *where, int depth) {
     if (!node || json_is_null(node)) return ML_OK;
     const char *type = type_of(node);
     if (!type) return ml_set_error(ML_ERR_FORMAT, "%s: %s has no \"type\"", source, where);
     if (strcmp(type, "Sequence") == 0 && depth == 0) {
-        json_t *list = json_object_get(node, "normalizers");
-        if (!json_is_array(list)) return ml_set_error(ML_ERR_FORMAT, "%s: %s.normalizers is not an array", source, where);
-        size_t i;
-        json_t *item;
-        char inner[64];
-        json_array_foreach(list, i, item) {
-            snprintf(inner, sizeof inner, "%s.normalizers[%zu]", where, i);
-            ML_TRY(load_normalizer(tok, item, source, inner, depth + 1));
-        }
-        return ML_OK;
+        return load_sequence(tok, node, "normalizers", load_normalizer, source, where, depth);
     }
     if (strcmp(type, "Prepend") == 0) {
         ML_TRY(check_meta_space(node, "prepend", source, where));
@@ -336,16 +345,7 @@ static int load_spm_decoder(ml_tokenizer *tok, json_t *node, const char *source,
     const char *type = type_of(node);
     if (!type) return ml_set_error(ML_ERR_FORMAT, "%s: %s has no \"type\"", source, where);
     if (strcmp(type, "Sequence") == 0 && depth == 0) {
-        json_t *list = json_object_get(node, "decoders");
-        if (!json_is_array(list)) return ml_set_error(ML_ERR_FORMAT, "%s: %s.decoders is not an array", source, where);
-        size_t i;
-        json_t *item;
-        char inner[64];
-        json_array_foreach(list, i, item) {
-            snprintf(inner, sizeof inner, "%s.decoders[%zu]", where, i);
-            ML_TRY(load_spm_decoder(tok, item, source, inner, depth + 1));
-        }
-        return ML_OK;
+        return load_sequence(tok, node, "decoders", load_spm_decoder, source, where, depth);
     }
     if (strcmp(type, "ByteFallback") == 0 || strcmp(type, "Fuse") == 0) return ML_OK;
     if (strcmp(type, "Replace") == 0) {
@@ -388,17 +388,8 @@ static int load_pre_tokenizer(ml_tokenizer *tok, json_t *node, const char *sourc
     const char *type = type_of(node);
     if (!type) return ml_set_error(ML_ERR_FORMAT, "%s: %s has no \"type\"", source, where);
     if (depth > 4) return ml_set_error(ML_ERR_UNSUPPORTED, "%s: %s: pre-tokenizers nest too deeply", source, where);
-    char inner[64];
     if (strcmp(type, "Sequence") == 0) {
-        json_t *list = json_object_get(node, "pretokenizers");
-        if (!json_is_array(list)) return ml_set_error(ML_ERR_FORMAT, "%s: %s.pretokenizers is not an array", source, where);
-        size_t i;
-        json_t *item;
-        json_array_foreach(list, i, item) {
-            snprintf(inner, sizeof inner, "%s.pretokenizers[%zu]", where, i);
-            ML_TRY(load_pre_tokenizer(tok, item, source, inner, depth + 1));
-        }
-        return ML_OK;
+        return load_sequence(tok, node, "pretokenizers", load_pre_tokenizer, source, where, depth);
     }
     if (strcmp(type, "Metaspace") == 0) return load_metaspace(tok, node, source, where);
     if (strcmp(type, "ByteLevel") == 0) {
@@ -522,16 +513,7 @@ static int load_post_processor(ml_tokenizer *tok, json_t *node, const char *sour
     if (strcmp(type, "RobertaProcessing") == 0 || strcmp(type, "BertProcessing") == 0)
         return load_cls_sep(tok, node, source, where);
     if (strcmp(type, "Sequence") == 0) {
-        json_t *list = json_object_get(node, "processors");
-        if (!json_is_array(list)) return ml_set_error(ML_ERR_FORMAT, "%s: %s.processors is not an array", source, where);
-        size_t i;
-        json_t *item;
-        char inner[64];
-        json_array_foreach(list, i, item) {
-            snprintf(inner, sizeof inner, "%s.processors[%zu]", where, i);
-            ML_TRY(load_post_processor(tok, item, source, inner, depth + 1));
-        }
-        return ML_OK;
+        return load_sequence(tok, node, "processors", load_post_processor, source, where, depth);
     }
     return ml_set_error(ML_ERR_UNSUPPORTED, "%s: %s: post-processor type \"%s\" is not supported", source, where, type);
 }
