@@ -8,5 +8,7 @@ int ml_cmd_eval(int argc, char **argv);
 int ml_cmd_tokenize(int argc, char **argv);
 int ml_cmd_chat(int argc, char **argv);
 int ml_cmd_bench(int argc, char **argv);
+/* server/serve.c; without libmicrohttpd at build time, a stub that says so */
+int ml_cmd_serve(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const char usage[] =
     "  chat      talk to the model with its chat template (one message per line)\n"
     "  tokenize  text to token ids and back with a model's tokenizer\n"
     "  bench     prefill and decode speed beside the machine's measured limits\n"
+    "  serve     an OpenAI-compatible HTTP server with continuous batching\n"
     "  version   print the version\n";
 
 static int dispatch(int argc, char **argv) {
@@ -29,6 +30,7 @@ static int dispatch(int argc, char **argv) {
     if (strcmp(command, "tokenize") == 0) return ml_cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(command, "chat") == 0) return ml_cmd_chat(argc - 1, argv + 1);
     if (strcmp(command, "bench") == 0) return ml_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(command, "serve") == 0) return ml_cmd_serve(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("meshllama %s\n", ml_version());
         return 0;

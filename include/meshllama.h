@@ -329,6 +329,56 @@ int ml_generate_text(ml_model *model, const ml_tokenizer *tok, const int32_t *pr
  * Returns how many were found (may exceed capacity; ids beyond it are not written). */
 int ml_end_of_generation_ids(const ml_model *model, const ml_tokenizer *tok, int32_t *ids, int capacity);
 
+/* ---- Continuous batching (runtime/generator.c; docs/SERVER.md) --------------------------------
+ * A generator runs many sequences over the model's KV slots at once: each ml_generator_step is
+ * one ml_forward over every running sequence, where a sequence still reading its prompt feeds
+ * its next chunk of prompt tokens and the others feed their last generated token. Sequences are
+ * added and cancelled between steps, each into a free slot, so a new request starts at the next
+ * step and a long prompt never stops the others' tokens for more than one chunk. Each sequence
+ * samples, stops and streams text exactly as ml_generate_text does. Not thread-safe: one thread
+ * (the server's scheduler) owns the generator and the model. Under MPI every rank makes the same
+ * calls in the same order; rank 0 samples and the callbacks run on rank 0 only. */
+typedef struct ml_generator ml_generator;
+
+typedef struct {
+    int prefill_chunk; /* prompt tokens fed per step, over all sequences still reading their
+                          prompts (0: 256); a smaller chunk keeps the others' steps shorter */
+} ml_generator_params;
+
+typedef struct {
+    const int32_t *prompt;              /* [n_prompt] (copied) */
+    int n_prompt;                       /* >= 1; n_prompt + sampling->max_tokens <= max_seq_len */
+    const ml_sampling_params *sampling; /* copied with its arrays; max_tokens >= 1 */
+    unsigned detokenize_flags;          /* ML_DETOKENIZE_* for the events' text */
+    ml_event_callback on_event;         /* each token, as ml_generate_text; non-zero ends it */
+    /* once, when the sequence ends by itself (not after ml_generator_cancel); status is ML_OK, or
+     * the failure of the step that ended it */
+    void (*on_done)(const ml_generate_stats *stats, int status, void *user);
+    void *user;
+} ml_sequence_request;
+
+/* prefill_chunk and the slots (the model's max_batch) are fixed at creation; params may be NULL. */
+int ml_generator_create(ml_model *model, const ml_tokenizer *tok, const ml_generator_params *params,
+                        ml_generator **out);
+/* Frees the generator; running sequences end without callbacks. */
+void ml_generator_free(ml_generator *gen);
+/* Slots not held by a sequence. */
+int ml_generator_free_slots(const ml_generator *gen);
+/* Starts a sequence in a free slot (*out_slot, may be NULL). ML_ERR_ARG names a bad request
+ * (empty prompt, too long for the context, bad sampling values); ML_ERR_UNSUPPORTED when every
+ * slot is busy. Nothing runs until the next step. */
+int ml_generator_add(ml_generator *gen, const ml_sequence_request *request, int *out_slot);
+/* Ends the sequence in slot at once, without callbacks; its slot is free for the next add. */
+int ml_generator_cancel(ml_generator *gen, int slot);
+/* Under MPI: copies bytes of buf from rank 0 to every rank of the model's mesh (every rank calls
+ * it with the same size); a no-op in one process. For front ends that keep the ranks' generators
+ * in step (the server sends each step's new and cancelled sequences). */
+int ml_broadcast(ml_model *model, void *buf, size_t bytes);
+/* One forward over every running sequence, then one sampled token for each that has read its
+ * whole prompt; sequences that end call on_done and free their slot. Does nothing when no
+ * sequence runs. A failed forward ends every running sequence with that status. */
+int ml_generator_step(ml_generator *gen);
+
 /* Teacher-forcing evaluation against Hugging Face (the seed's eval.py protocol; DESIGN.md
  * "Accuracy"). A reference file (tools/hf_reference.py) holds the prompt, HF's greedy tokens,
  * HF's top-5 ids per step and HF's logits for the first steps. */

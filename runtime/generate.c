@@ -10,8 +10,7 @@
 #include "core/timer.h"
 #include "meshllama.h"
 #include "model/collectives.h"
-#include "runtime/sampler.h"
-#include "runtime/text_stream.h"
+#include "runtime/generation.h"
 
 /* Special tokens that end a turn or a text in the chat formats in use (llama.cpp calls them
  * end-of-generation tokens); they count only when the tokenizer marks them special. */
@@ -20,30 +19,22 @@ static const char *const end_of_generation_names[] = {
     "<end_of_turn>", "<|end_of_turn|>", "<|END_OF_TURN_TOKEN|>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
 };
 
-static int add_id(int32_t *ids, int n, int capacity, int32_t id) {
-    if (id < 0) return n;
-    for (int i = 0; i < n && i < capacity; i++)
-        if (ids[i] == id) return n;
-    if (n < capacity) ids[n] = id;
-    return n + 1;
-}
-
 int ml_end_of_generation_ids(const ml_model *model, const ml_tokenizer *tok, int32_t *ids, int capacity) {
     int n = 0;
     if (capacity < 0 || (capacity > 0 && !ids)) capacity = 0;
     if (model) {
         ml_model_info info;
         ml_model_get_info(model, &info);
-        for (int i = 0; i < info.n_eos; i++) n = add_id(ids, n, capacity, info.eos_token_ids[i]);
+        for (int i = 0; i < info.n_eos; i++) n = ml_generation_add_id(ids, n, capacity, info.eos_token_ids[i]);
     }
     if (tok) {
         ml_tokenizer_info tinfo;
         ml_tokenizer_get_info(tok, &tinfo);
-        n = add_id(ids, n, capacity, tinfo.eos_id);
+        n = ml_generation_add_id(ids, n, capacity, tinfo.eos_id);
         for (size_t i = 0; i < sizeof end_of_generation_names / sizeof *end_of_generation_names; i++) {
             const char *name = end_of_generation_names[i];
             int32_t id = ml_tokenizer_token_id(tok, name, strlen(name));
-            if (id >= 0 && ml_tokenizer_is_special(tok, id)) n = add_id(ids, n, capacity, id);
+            if (id >= 0 && ml_tokenizer_is_special(tok, id)) n = ml_generation_add_id(ids, n, capacity, id);
         }
     }
     return n;
@@ -105,28 +96,6 @@ static int agree_on_inputs(ml_model *model, const int32_t *prompt, int n_prompt,
     return ml_model_agree_fingerprint(model, items, 2);
 }
 
-enum { MAX_END_IDS = 64 };
-
-/* Everything one generation holds besides the model. */
-typedef struct {
-    ml_sampler sampler;
-    float *logits;           /* [vocab] */
-    int32_t *sequence;       /* [n_prompt + max_tokens]: prompt then generated, for the penalties */
-    int32_t end_ids[MAX_END_IDS + 64];
-    int n_end;
-    ml_text_stream text;     /* text mode only */
-    int text_mode;
-    int32_t top_ids[ML_MAX_TOP_LOGPROBS];
-    float top_logprobs[ML_MAX_TOP_LOGPROBS];
-} generation;
-
-static void generation_free(generation *g) {
-    ml_sampler_free(&g->sampler);
-    free(g->logits);
-    free(g->sequence);
-    if (g->text_mode) ml_text_stream_free(&g->text);
-}
-
 static int check_request(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep,
                          const ml_sampling_params *sp, const int32_t *out_tokens) {
     if (!model || !prompt || !sp || (!out_tokens && sp->max_tokens > 0))
@@ -137,91 +106,15 @@ static int check_request(ml_model *model, const int32_t *prompt, int n_prompt, i
         return ml_set_error(ML_ERR_ARG, "n_keep %d: expected 0..%d (at least one new prompt token)", n_keep, n_prompt - 1);
     if (sp->n_stop_tokens < 0 || (sp->n_stop_tokens > 0 && !sp->stop_tokens))
         return ml_set_error(ML_ERR_ARG, "stop_tokens: %d ids but no array", sp->n_stop_tokens);
-    if (sp->n_stop_tokens > 64) return ml_set_error(ML_ERR_ARG, "stop_tokens: %d ids; at most 64", sp->n_stop_tokens);
+    if (sp->n_stop_tokens > ML_GENERATION_MAX_STOP_TOKENS)
+        return ml_set_error(ML_ERR_ARG, "stop_tokens: %d ids; at most %d", sp->n_stop_tokens,
+                            ML_GENERATION_MAX_STOP_TOKENS);
     ml_model_info info;
     ml_model_get_info(model, &info);
     ML_TRY(agree_on_inputs(model, prompt, n_prompt, n_keep, sp));
     if ((long long)n_prompt + sp->max_tokens > info.max_seq_len)
         return ml_set_error(ML_ERR_ARG, "prompt of %d tokens plus %d new tokens exceeds max_seq_len %d", n_prompt,
                             sp->max_tokens, info.max_seq_len);
-    return ML_OK;
-}
-
-static int generation_init(generation *g, const ml_model *model, const ml_tokenizer *tok, const int32_t *prompt,
-                           int n_prompt, const ml_sampling_params *sp, unsigned flags, int text_mode) {
-    memset(g, 0, sizeof *g);
-    ml_model_info info;
-    ml_model_get_info(model, &info);
-    ML_TRY(ml_sampler_init(&g->sampler, sp, info.vocab_size));
-    if (text_mode) {
-        int status = ml_text_stream_init(&g->text, tok, flags, sp->stop_strings, sp->n_stop_strings);
-        g->text_mode = 1;
-        if (status != ML_OK) {
-            generation_free(g);
-            return status;
-        }
-    }
-    g->logits = malloc((size_t)info.vocab_size * sizeof *g->logits);
-    g->sequence = malloc(((size_t)n_prompt + (size_t)sp->max_tokens) * sizeof *g->sequence);
-    if (!g->logits || !g->sequence) {
-        generation_free(g);
-        return ml_set_error(ML_ERR_NOMEM, "ml_generate: out of memory for logits and a sequence of %d tokens",
-                            n_prompt + sp->max_tokens);
-    }
-    memcpy(g->sequence, prompt, (size_t)n_prompt * sizeof *prompt);
-    if (!sp->ignore_eos) g->n_end = ml_end_of_generation_ids(model, text_mode ? tok : NULL, g->end_ids, MAX_END_IDS);
-    if (g->n_end > MAX_END_IDS) g->n_end = MAX_END_IDS;
-    for (int i = 0; i < sp->n_stop_tokens; i++) g->n_end = add_id(g->end_ids, g->n_end, MAX_END_IDS + 64, sp->stop_tokens[i]);
-    return ML_OK;
-}
-
-static int is_end(const generation *g, int32_t token) {
-    for (int i = 0; i < g->n_end; i++)
-        if (g->end_ids[i] == token) return 1;
-    return 0;
-}
-
-typedef struct {
-    int32_t token;
-    int32_t finish; /* 0: go on, else ml_finish_reason + 1 */
-    int32_t stop_string;
-} decision;
-
-/* Rank 0: choose token i, decode its text, tell the callbacks. */
-static int decide(generation *g, const ml_sampling_params *sp, int n_prompt, int i, ml_token_callback token_callback,
-                  ml_event_callback event_callback, void *user, decision *d) {
-    ml_sampler_context ctx = {g->sequence, n_prompt + i, n_prompt, g->end_ids, i < sp->min_tokens ? g->n_end : 0};
-    d->token = ml_sampler_pick(&g->sampler, g->logits, &ctx);
-    d->stop_string = -1;
-    int ended = is_end(g, d->token);
-    if (ended) d->finish = ML_FINISH_EOS + 1;
-    if (token_callback && token_callback(d->token, user) != 0 && !d->finish) d->finish = ML_FINISH_CALLBACK + 1;
-    if (!event_callback) return ML_OK;
-    ml_token_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.token = d->token;
-    ev.index = i;
-    if (sp->logprobs || sp->top_logprobs > 0) {
-        ml_logprobs(g->logits, g->sampler.vocab_size, d->token, sp->top_logprobs, &ev.logprob, g->top_ids,
-                    g->top_logprobs);
-        ev.n_top = sp->top_logprobs;
-        ev.top_ids = g->top_ids;
-        ev.top_logprobs = g->top_logprobs;
-    }
-    if (g->text_mode) {
-        int matched;
-        ML_TRY(ml_text_stream_push(&g->text, d->token, ended, i + 1 >= sp->min_tokens, &matched));
-        if (matched >= 0) {
-            d->finish = ML_FINISH_STOP_STRING + 1;
-            d->stop_string = matched;
-        } else if (d->finish || i + 1 == sp->max_tokens) {
-            ML_TRY(ml_text_stream_flush(&g->text));
-        }
-        ev.text = g->text.out ? g->text.out : "";
-        ev.text_length = g->text.n_out;
-    }
-    ev.is_end = d->finish == ML_FINISH_EOS + 1 || d->finish == ML_FINISH_STOP_STRING + 1;
-    if (event_callback(&ev, user) != 0 && !d->finish) d->finish = ML_FINISH_CALLBACK + 1;
     return ML_OK;
 }
 
@@ -235,8 +128,8 @@ static int run(ml_model *model, const ml_tokenizer *tok, const int32_t *prompt, 
                                         "ml_generate_text with the model's tokenizer", sp->n_stop_strings);
     ml_model_info info;
     ml_model_get_info(model, &info);
-    generation g;
-    ML_TRY(generation_init(&g, model, tok, prompt, n_prompt, sp, flags, text_mode));
+    ml_generation g;
+    ML_TRY(ml_generation_init(&g, model, tok, prompt, n_prompt, sp, flags, text_mode));
     ml_generate_stats local = {0, 0, 0.0, 0.0, ML_FINISH_LENGTH, -1};
     double start = ml_now_ms();
     int status = n_keep == 0 ? ml_reset_slot(model, 0) : ML_OK;
@@ -244,8 +137,9 @@ static int run(ml_model *model, const ml_tokenizer *tok, const int32_t *prompt, 
     local.prefill_ms = ml_now_ms() - start;
     start = ml_now_ms();
     for (int i = 0; status == ML_OK && i < sp->max_tokens; i++) {
-        decision d = {0, 0, -1};
-        if (info.rank == 0) status = decide(&g, sp, n_prompt, i, token_callback, event_callback, user, &d);
+        ml_decision d = {0, 0, -1};
+        if (info.rank == 0)
+            status = ml_generation_decide(&g, sp, g.logits, n_prompt, i, token_callback, event_callback, user, &d);
         /* a failure on rank 0 still broadcasts, so the other ranks do not wait forever */
         if (status != ML_OK) d.finish = ML_FINISH_CALLBACK + 1;
         int sent = ml_model_broadcast(model, &d, sizeof d);
@@ -263,7 +157,7 @@ static int run(ml_model *model, const ml_tokenizer *tok, const int32_t *prompt, 
         if (i + 1 < sp->max_tokens) status = feed(model, &d.token, 1, n_prompt + i, g.logits);
     }
     local.decode_ms = ml_now_ms() - start;
-    generation_free(&g);
+    ml_generation_free(&g);
     if (stats) *stats = local;
     return status;
 }

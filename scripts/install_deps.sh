@@ -8,6 +8,7 @@ packages=(
     "libpcre2-dev=10.42-1+deb12u2" # pre-tokenizer regexes (JIT)
     "libopenmpi-dev=4.1.4-3+b1" # the mpi mesh backend
     "libedit-dev=3.1-20221030-2" # line editing and history in `meshllama chat`
+    "libmicrohttpd-dev=0.9.75-6" # the HTTP server of `meshllama serve` (docs/DECISIONS.md)
     "openmpi-bin=4.1.4-3+b1"    # mpirun, for the multi-process tests
     "pkg-config"
     "cmake"
