@@ -19,6 +19,7 @@ struct ml_http_server {
     ml_scheduler *sched;
     ml_metrics *metrics;
     atomic_int draining;
+    atomic_int in_flight; /* requests read and not yet completely answered */
     int port;
 };
 
@@ -378,6 +379,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         rs = calloc(1, sizeof *rs);
         if (!rs) return MHD_NO;
         *con_cls = rs;
+        atomic_fetch_add(&srv->in_flight, 1);
         rs->answered = 1; /* unless first_call waits for the body */
         return first_call(srv, c, url, method, rs);
     }
@@ -409,11 +411,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
-    (void)cls;
+    ml_http_server *srv = cls;
     (void)c;
     (void)code;
     request_state *rs = *con_cls;
     if (!rs) return;
+    atomic_fetch_sub(&srv->in_flight, 1);
     free(rs->body);
     free(rs);
     *con_cls = NULL;
@@ -459,6 +462,11 @@ void ml_http_quiesce(ml_http_server *srv) {
     atomic_store(&srv->draining, 1);
     MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void ml_http_wait_answered(ml_http_server *srv, int timeout_ms) {
+    struct timespec pause = {0, 10 * 1000000L};
+    for (int waited = 0; waited < timeout_ms && atomic_load(&srv->in_flight) > 0; waited += 10) nanosleep(&pause, NULL);
 }
 
 void ml_http_stop(ml_http_server *srv) {

@@ -31,6 +31,8 @@ ml_http_server *ml_http_start(const ml_http_options *opts, ml_api_context *api, 
 int ml_http_port(const ml_http_server *srv);
 /* Stop accepting connections; requests in flight go on; new requests on open connections get 503. */
 void ml_http_quiesce(ml_http_server *srv);
+/* Waits (up to timeout_ms) until every request read so far has been answered completely. */
+void ml_http_wait_answered(ml_http_server *srv, int timeout_ms);
 /* Closes every connection (waits for their threads) and frees the server. */
 void ml_http_stop(ml_http_server *srv);
 

@@ -302,7 +302,8 @@ int ml_scheduler_start(ml_model *model, const ml_tokenizer *tok, int prefill_chu
 
 int ml_scheduler_submit(ml_scheduler *s, ml_job *job) {
     pthread_mutex_lock(&s->mutex);
-    if (s->closed || s->stopping || s->n_queued >= s->max_queue) {
+    /* max_queue counts requests beyond the slots: a free slot always takes one */
+    if (s->closed || s->stopping || s->n_queued + atomic_load(&s->n_running) >= s->slots + s->max_queue) {
         pthread_mutex_unlock(&s->mutex);
         return ML_ERR_UNSUPPORTED;
     }

@@ -185,6 +185,8 @@ static int serve(const serve_options *o, ml_model *model, ml_tokenizer *tok, con
         drain(http, sched, o->drain_timeout_s);
     }
     if (sched) ml_scheduler_stop(sched);
+    /* the ended requests' answers are written before the connections close */
+    if (http) ml_http_wait_answered(http, 5000);
     ml_http_stop(http);
     ml_scheduler_free(sched);
     ml_metrics_free(metrics);

@@ -50,7 +50,13 @@ except urllib.error.HTTPError as e:
     print(e.code, json.loads(e.read())["error"]["code"])
 PY
     client=$!
-    sleep 1.5
+    # SIGTERM once the request runs (a connection still in the listen backlog when the drain
+    # starts is reset by the kernel: the client sees a connection error, docs/SERVER.md)
+    for _ in $(seq 1 600); do
+        python3 -c 'import sys, urllib.request; t = urllib.request.urlopen(sys.argv[1] + "/metrics").read().decode()
+sys.exit(0 if "meshllama_slots_in_use 1" in t else 1)' "$url" && break
+        sleep 0.1
+    done
     kill -TERM "$pid"
     wait "$pid"
     rc=$?

@@ -49,7 +49,8 @@ class Server:
 
     def client(self, **kw):
         kw.setdefault("api_key", "none")
-        return openai.OpenAI(base_url=self.url + "/v1", max_retries=0, timeout=300, **kw)
+        kw.setdefault("base_url", self.url + "/v1")
+        return openai.OpenAI(max_retries=0, timeout=300, **kw)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -174,8 +175,9 @@ def test_completion_logprobs(server):
 
 def test_seeded_sampling_repeats(server):
     c = server.client()
-    kw = dict(model="m", prompt="My favourite animal is", max_tokens=10, temperature=0.9, top_p=0.95, top_k=40,
-              min_p=0.01, seed=1234, presence_penalty=0.5, frequency_penalty=0.2, logit_bias={"30": -1})
+    kw = dict(model="m", prompt="My favourite animal is", max_tokens=10, temperature=0.9, top_p=0.95, seed=1234,
+              presence_penalty=0.5, frequency_penalty=0.2, logit_bias={"30": -1},
+              extra_body={"top_k": 40, "min_p": 0.01})
     assert c.completions.create(**kw).choices[0].text == c.completions.create(**kw).choices[0].text
 
 
