@@ -37,8 +37,8 @@ start_server() {
 
 rounds=4
 [ "${MESHLLAMA_QUICK:-0}" = 1 ] && rounds=2
-if start_server --slots 4 --tp 2 --drain-timeout 2; then
-    if python3 "$(dirname "$0")/serve_client.py" "$url" "$rounds"; then pass; else fail "serve_client.py"; fi
+if start_server --slots 4 --tp 2 --drain-timeout 2 --timeout 3; then
+    if python3 "$(dirname "$0")/serve_client.py" "$url" "$rounds" 3; then pass; else fail "serve_client.py"; fi
     # SIGTERM with a long request in flight: it is answered (503 after the drain bound), exit 0
     python3 - "$url" >"$tmp/inflight" 2>&1 <<'PY' &
 import json, sys, urllib.request, urllib.error

@@ -1,7 +1,8 @@
 """Drives a running `meshllama serve` with the standard library only (tests/cli_serve.sh; the
 sanitizer build runs it too): every route, streaming, bad requests, concurrent requests with
-some clients vanishing midway, and greedy answers equal to their solo runs. Exits non-zero on
-the first failure. Usage: serve_client.py URL ROUNDS"""
+some clients vanishing midway, and greedy answers equal to their solo runs; with IDLE_S, a client
+that sends half a request is disconnected after the server's --timeout of IDLE_S seconds.
+Exits non-zero on the first failure. Usage: serve_client.py URL ROUNDS [IDLE_S]"""
 import http.client
 import json
 import re
@@ -12,6 +13,7 @@ import urllib.parse
 
 URL = sys.argv[1]
 ROUNDS = int(sys.argv[2])
+IDLE_S = float(sys.argv[3]) if len(sys.argv) > 3 else None
 HOST, PORT = urllib.parse.urlsplit(URL).hostname, urllib.parse.urlsplit(URL).port
 
 
@@ -61,6 +63,21 @@ def stream(prompt, n, vanish_after=None):
     return "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1])
 
 
+def slow_client():
+    """Half a request line, then silence: the server closes the connection after --timeout."""
+    import time
+    sock = socket.create_connection((HOST, PORT), timeout=IDLE_S + 30)
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Le")
+    start = time.time()
+    try:
+        closed = sock.recv(1024) == b""
+    except (ConnectionResetError, socket.timeout):
+        closed = True
+    waited = time.time() - start
+    sock.close()
+    check(closed and waited < IDLE_S + 20, "a silent client is disconnected after %.0f s (waited %.1f s)" % (IDLE_S, waited))
+
+
 PROMPTS = ["The capital of France is", "Once upon a time,", "def add(a, b):", "Water boils at"]
 
 
@@ -79,6 +96,8 @@ def main():
           "chat logprobs: %s" % answer)
     status, tok = request("POST", "/tokenize", {"content": "Hello"})
     check(status == 200 and request("POST", "/detokenize", tok)[1] == {"content": "Hello"}, "tokenize round trip")
+    if IDLE_S is not None:
+        slow_client()
     solo = {p: complete(p, 12) for p in PROMPTS}
     check(stream(PROMPTS[0], 12) == solo[PROMPTS[0]], "stream equals whole")
     failures = []
