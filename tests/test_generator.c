@@ -111,6 +111,23 @@ static void bad_requests(ml_generator *gen, const prompt_ids *p, int max_seq_len
     CHECK(ml_generator_add(gen, &req, NULL) == ML_ERR_ARG, "a negative prompt id is ML_ERR_ARG");
     CHECK(ml_generator_cancel(gen, 0) == ML_ERR_ARG, "cancelling a free slot is ML_ERR_ARG");
     CHECK(ml_generator_step(gen) == ML_OK, "a step with nothing running does nothing");
+    CHECK(ml_generator_step(NULL) == ML_ERR_ARG, "a NULL generator is ML_ERR_ARG");
+    CHECK(ml_generator_free_slots(NULL) == 0, "a NULL generator has no free slot");
+    ml_generator_free(NULL);
+}
+
+static void bad_creation(ml_model *model, ml_tokenizer *tok) {
+    ml_generator *gen = (ml_generator *)&gen;
+    ml_generator_params gp = {-1};
+    CHECK(ml_generator_create(model, tok, &gp, &gen) == ML_ERR_ARG && !gen && strstr(ml_last_error(), "prefill_chunk"),
+          "a negative prefill_chunk names it: %s", ml_last_error());
+    CHECK(ml_generator_create(NULL, tok, NULL, &gen) == ML_ERR_ARG, "a NULL model is ML_ERR_ARG");
+    CHECK(ml_generator_create(model, NULL, NULL, &gen) == ML_ERR_ARG, "a NULL tokenizer is ML_ERR_ARG");
+    CHECK(ml_generator_create(model, tok, NULL, NULL) == ML_ERR_ARG, "a NULL out is ML_ERR_ARG");
+    int32_t value = 7;
+    CHECK(ml_broadcast(model, &value, sizeof value) == ML_OK && value == 7, "ml_broadcast in one process keeps the bytes");
+    CHECK(ml_broadcast(NULL, &value, sizeof value) == ML_ERR_ARG, "ml_broadcast without a model is ML_ERR_ARG");
+    CHECK(ml_broadcast(model, NULL, 4) == ML_ERR_ARG, "ml_broadcast without a buffer is ML_ERR_ARG");
 }
 
 int main(void) {
@@ -174,6 +191,7 @@ int main(void) {
           "callback stop: %d tokens, finish %d", got[0].n, (int)got[0].stats.finish_reason);
 
     bad_requests(gen, &p[0], mp.max_seq_len);
+    bad_creation(model, tok);
     ml_generator_free(gen);
     for (int i = 0; i < N_PROMPTS; i++) free(p[i].ids);
     ml_tokenizer_close(tok);
