@@ -173,12 +173,13 @@ static int parse_sampling(const ml_api_context *ctx, json_t *req, ml_api_options
         get_number(req, "frequency_penalty", -2, 2, &sp->frequency_penalty, err) ||
         get_number(req, "repetition_penalty", 0.01, 100, &sp->repeat_penalty, err) ||
         get_int(req, "top_k", 0, ctx->vocab_size, &top_k, err) ||
-        get_int(req, "seed", -(1ll << 62), 1ll << 62, &seed, err) || get_int(req, "n", 1, 1, &n, err) ||
+        get_int(req, "seed", -(1ll << 62), 1ll << 62, &seed, err) || get_int(req, "n", 1, 1ll << 30, &n, err) ||
         get_bool(req, "stream", &opts->stream, err) || get_bool(req, "ignore_eos", &sp->ignore_eos, err) ||
         parse_stop(req, job, err) ||
         parse_logit_bias(ctx, req, job, err) || parse_logprobs(req, opts, job, err))
         return -1;
     if (sp->top_p == 0.0f) return bad_request(err, "top_p", "'top_p' is 0: expected more than 0, at most 1");
+    if (n != 1) return bad_request(err, "n", "'n' is %lld: one choice per request is supported (n = 1)", n);
     sp->top_k = (int)top_k;
     if (json_is_integer(json_object_get(req, "seed"))) sp->seed = (uint64_t)seed;
     json_t *so = json_object_get(req, "stream_options");
