@@ -130,6 +130,41 @@ static void bad_creation(ml_model *model, ml_tokenizer *tok) {
     CHECK(ml_broadcast(model, NULL, 4) == ML_ERR_ARG, "ml_broadcast without a buffer is ML_ERR_ARG");
 }
 
+/* The other precisions: fast activations (bf16 matmul inputs) with a bf16 KV cache, tp 3 (an
+ * uneven split): all six prompts together, in chunks of 5, give the solo ids. */
+static void together_in_fast_mode(const char *path) {
+    ml_model_params mp = ml_model_default_params();
+    mp.max_batch = N_PROMPTS;
+    mp.max_seq_len = 256;
+    mp.tp = 3;
+    mp.act_mode = ML_ACT_FAST;
+    mp.kv_dtype = ML_KV_BF16;
+    ml_model *model = NULL;
+    ml_tokenizer *tok = NULL;
+    ml_generator *gen = NULL;
+    CHECK(ml_model_open(path, &mp, &model) == ML_OK, "open fast: %s", ml_last_error());
+    CHECK(model && ml_model_open_tokenizer(model, &tok) == ML_OK, "tokenizer: %s", ml_last_error());
+    ml_generator_params gp = {5};
+    CHECK(tok && ml_generator_create(model, tok, &gp, &gen) == ML_OK, "create: %s", ml_last_error());
+    ml_sampling_params greedy = ml_sampling_default_params();
+    greedy.max_tokens = MAX_NEW;
+    static outcome want[N_PROMPTS], got[N_PROMPTS];
+    prompt_ids p[N_PROMPTS];
+    memset(p, 0, sizeof p);
+    for (int i = 0; gen && i < N_PROMPTS; i++) {
+        CHECK(ml_tokenize(tok, prompts[i], strlen(prompts[i]), ML_TOKENIZE_ADD_SPECIAL, &p[i].ids, &p[i].n) == ML_OK,
+              "tokenize: %s", ml_last_error());
+        solo(model, tok, &p[i], &greedy, &want[i]);
+        add(gen, &p[i], &greedy, &got[i]);
+    }
+    if (gen) run_until_idle(gen, mp.max_batch);
+    for (int i = 0; gen && i < N_PROMPTS; i++) compare(&got[i], &want[i], "fast, bf16 KV, tp 3", i);
+    for (int i = 0; i < N_PROMPTS; i++) free(p[i].ids);
+    ml_generator_free(gen);
+    ml_tokenizer_close(tok);
+    ml_model_close(model);
+}
+
 int main(void) {
     char path[4096];
     if (ml_test_default_model(path, sizeof path) != 0) return ml_test_finish("generator");
@@ -196,5 +231,6 @@ int main(void) {
     for (int i = 0; i < N_PROMPTS; i++) free(p[i].ids);
     ml_tokenizer_close(tok);
     ml_model_close(model);
+    together_in_fast_mode(path);
     return ml_test_finish("generator");
 }
