@@ -357,6 +357,9 @@ def test_api_key_and_full_queue():
         status, head, answer = http(s.url + "/v1/completions", "POST", {"prompt": "x", "max_tokens": 2},
                                     {"Authorization": "Bearer sekrit"})
         assert status == 503 and head["Retry-After"] and answer["error"]["code"] == "overloaded"
+        with pytest.raises(openai.InternalServerError) as e:  # the client's type for 5xx
+            good.completions.create(model="m", prompt="x", max_tokens=2)
+        assert e.value.status_code == 503
         stream.close()
     finally:
         assert s.stop() == 0, "".join(s.log)
