@@ -20,6 +20,15 @@ static const struct {
     [ML_DTYPE_Q8_0] = {NULL, "q8_0", ML_QUANT_BLOCK, 2 + 32},
     [ML_DTYPE_Q4_0] = {NULL, "q4_0", ML_QUANT_BLOCK, 2 + 16},
     [ML_DTYPE_Q4_1] = {NULL, "q4_1", ML_QUANT_BLOCK, 2 + 2 + 16},
+    [ML_DTYPE_Q5_0] = {NULL, "q5_0", ML_QUANT_BLOCK, 2 + 4 + 16},
+    [ML_DTYPE_Q5_1] = {NULL, "q5_1", ML_QUANT_BLOCK, 2 + 2 + 4 + 16},
+    [ML_DTYPE_IQ4_NL] = {NULL, "iq4_nl", ML_QUANT_BLOCK, 2 + 16},
+    [ML_DTYPE_Q2_K] = {NULL, "q2_k", ML_QUANT_SUPER_BLOCK, 16 + 64 + 2 + 2},
+    [ML_DTYPE_Q3_K] = {NULL, "q3_k", ML_QUANT_SUPER_BLOCK, 32 + 64 + 12 + 2},
+    [ML_DTYPE_Q4_K] = {NULL, "q4_k", ML_QUANT_SUPER_BLOCK, 2 + 2 + 12 + 128},
+    [ML_DTYPE_Q5_K] = {NULL, "q5_k", ML_QUANT_SUPER_BLOCK, 2 + 2 + 12 + 32 + 128},
+    [ML_DTYPE_Q6_K] = {NULL, "q6_k", ML_QUANT_SUPER_BLOCK, 128 + 64 + 16 + 2},
+    [ML_DTYPE_Q8_K] = {NULL, "q8_k", ML_QUANT_SUPER_BLOCK, 4 + 256 + 32},
 };
 
 static int known(ml_dtype dtype) { return (unsigned)dtype < ML_DTYPE_COUNT; }

@@ -51,7 +51,16 @@ typedef enum {
     ML_GGML_F16 = 1,
     ML_GGML_Q4_0 = 2,
     ML_GGML_Q4_1 = 3,
+    ML_GGML_Q5_0 = 6,
+    ML_GGML_Q5_1 = 7,
     ML_GGML_Q8_0 = 8,
+    ML_GGML_Q2_K = 10,
+    ML_GGML_Q3_K = 11,
+    ML_GGML_Q4_K = 12,
+    ML_GGML_Q5_K = 13,
+    ML_GGML_Q6_K = 14,
+    ML_GGML_Q8_K = 15,
+    ML_GGML_IQ4_NL = 20,
     ML_GGML_BF16 = 30
 } ml_ggml_type;
 
@@ -160,6 +169,12 @@ typedef struct {
 const ml_ggml_type_traits *ml_ggml_traits(uint32_t type);
 /* Name of a type id ("Q4_1"), or "unknown". */
 const char *ml_ggml_type_name(uint32_t type);
+/* The engine dtype that holds a type id as stored (F32, F16, BF16 and the block types of
+ * core/dtype.h: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K..Q8_K); 1 if there is one, else 0. */
+int ml_ggml_type_dtype(uint32_t type, ml_dtype *out);
+/* The types ml_gguf_dequantize converts, for error messages: "F32, F16, ...". */
+#define ML_GGML_SUPPORTED_TYPES "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K"
+
 /* Converts n_elements (a multiple of the block size) of type at src into float32, exactly as
  * gguf-py's quants.dequantize. Returns ML_ERR_UNSUPPORTED for a type it cannot convert. */
 int ml_gguf_dequantize(uint32_t type, const void *src, size_t n_elements, float *dst);
@@ -172,8 +187,9 @@ int ml_gguf_tensor_to_f32(const ml_gguf *g, const ml_gguf_tensor *t, float *dst)
  * from llama.rope.scaling.* keys or recovered from the rope_freqs.weight tensor. */
 int ml_gguf_llama_config(const ml_gguf *g, ml_config *out);
 /* Fills a weight set whose views carry Hugging Face names and shapes, with Q/K rows un-permuted
- * back to HF's rotate-half layout. Matrices (2-D) of type Q8_0, Q4_0 or Q4_1 stay in their
- * ggml blocks (view dtype ML_DTYPE_Q8_0, ...: a row is cols / 32 blocks); F32/F16/BF16 tensors
+ * back to HF's rotate-half layout. Matrices (2-D) of a block type (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+ * IQ4_NL, Q2_K..Q8_K) stay in their ggml blocks (view dtype ML_DTYPE_Q8_0, ...: a row is
+ * cols / 32 blocks, or cols / 256 super-blocks); F32/F16/BF16 tensors
  * keep their type; quantised 1-D tensors become float32. Tensors that need no change are
  * zero-copy views (quantised blocks at any alignment); the rest, the un-permuted Q/K
  * projections above all (whole rows of blocks copied), are owned buffers (out->owned).

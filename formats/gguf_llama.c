@@ -262,17 +262,7 @@ typedef struct {
 } builder;
 
 /* The engine dtype a ggml type can be held as, if any. */
-static int dtype_of(uint32_t type, ml_dtype *out) {
-    switch (type) {
-    case ML_GGML_F32: *out = ML_DTYPE_F32; return 1;
-    case ML_GGML_F16: *out = ML_DTYPE_F16; return 1;
-    case ML_GGML_BF16: *out = ML_DTYPE_BF16; return 1;
-    case ML_GGML_Q8_0: *out = ML_DTYPE_Q8_0; return 1;
-    case ML_GGML_Q4_0: *out = ML_DTYPE_Q4_0; return 1;
-    case ML_GGML_Q4_1: *out = ML_DTYPE_Q4_1; return 1;
-    default: return 0;
-    }
-}
+static int dtype_of(uint32_t type, ml_dtype *out) { return ml_ggml_type_dtype(type, out); }
 
 /* Finds gguf_name and checks it against the HF shape [rows, cols] (cols == 0: 1-D [rows]). */
 static int find_checked(const builder *b, const char *gguf_name, const char *hf_name, int64_t rows, int64_t cols,
@@ -303,7 +293,7 @@ static int find_checked(const builder *b, const char *gguf_name, const char *hf_
         else
             snprintf(type, sizeof type, "id %u (unknown)", t->type);
         return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\" (%s) has ggml type %s, which is not supported "
-                            "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)", source, gguf_name, hf_name, type);
+                            "(supported: " ML_GGML_SUPPORTED_TYPES ")", source, gguf_name, hf_name, type);
     }
     *out = t;
     return ML_OK;
@@ -332,7 +322,7 @@ static int64_t hf_row(int64_t r, int head_dim) {
     return head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
 }
 
-/* Whether t keeps its file type: F32/F16/BF16 unless to_f32; Q8_0/Q4_0/Q4_1 matrices (2-D)
+/* Whether t keeps its file type: F32/F16/BF16 unless to_f32; block-quantised matrices (2-D)
  * unless the mode dequantises; quantised 1-D tensors (norms) never. */
 static int keeps_type(const builder *b, const ml_gguf_tensor *t, int to_f32, ml_dtype *kept) {
     if (to_f32 || !dtype_of(t->type, kept)) return 0;

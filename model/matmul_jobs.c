@@ -13,8 +13,9 @@
  * 4- and 3-row blocks all divide it) and at most ML_MAX_ROWS_PER_TASK; a task never spans two
  * jobs.
  *
- * Each job dispatches on its own weights' dtype (f32, f16, bf16, q8_0, q4_0, q4_1), so the
- * matrices of one model may differ (a GGUF's Q4_1 projections beside its Q8_0 LM head).
+ * Each job dispatches on its own weights' dtype (f32, f16, bf16, or a ggml block type), so the
+ * matrices of one model may differ (a GGUF's Q4_1 projections beside its Q8_0 LM head; a
+ * Q4_K_M file's Q4_K, Q6_K and Q5_0 matrices).
  *
  * Fast mode: a job's x_bf16 holds the bf16 activations and x the same values widened to f32
  * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
@@ -77,6 +78,18 @@ static void matmul_task(void *ctx, int task, int thread_index) {
         break;
     case ML_DTYPE_Q4_1:
         k->matmul_f32_q4_1(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        break;
+    case ML_DTYPE_Q5_0:
+    case ML_DTYPE_Q5_1:
+    case ML_DTYPE_IQ4_NL:
+    case ML_DTYPE_Q2_K:
+    case ML_DTYPE_Q3_K:
+    case ML_DTYPE_Q4_K:
+    case ML_DTYPE_Q5_K:
+    case ML_DTYPE_Q6_K:
+    case ML_DTYPE_Q8_K:
+        k->matmul_f32_blocks(job->w.dtype, y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin,
+                             rt->row_end);
         break;
     default:
         k->matmul_f32_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);

@@ -3,10 +3,10 @@
  * weight set maps the file, or holds a converted copy for some GGUF tensors) and a packed copy
  * of its row-parallel columns (DESIGN.md "Parallelism", "Memory").
  *
- * Each matrix keeps its own dtype (f32, f16, bf16, or GGUF's Q8_0/Q4_0/Q4_1 blocks); offsets go
- * through ml_dtype_row_bytes. A quantised row-parallel matrix (o_proj, down_proj at tp > 1) is
- * packed as whole blocks when every device's column range starts and ends on a 32-column block
- * boundary. When one does not (an odd tp that cuts the FFN width or a head inside a block),
+ * Each matrix keeps its own dtype (f32, f16, bf16, or a GGUF block type: Q8_0 ... Q6_K); offsets
+ * go through ml_dtype_row_bytes. A quantised row-parallel matrix (o_proj, down_proj at tp > 1) is
+ * packed as whole blocks when every device's column range starts and ends on a block boundary
+ * (32 columns, or 256 for the K-quants). When one does not (an odd tp that cuts the FFN width or a head inside a block),
  * that matrix is dequantised to float32 for all devices while it is packed: the slices then
  * hold exactly the values of the dequantised path, and the kernels need no partial blocks. */
 #include <stdio.h>
@@ -34,7 +34,7 @@ static int find_tensor(const ml_model *model, const char *name, int64_t rows, in
     int matrix = cols > 0;
     if (!is_plain_float(t->dtype) && !(matrix && ml_dtype_is_quantized(t->dtype)))
         return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s has dtype %s; expected f32, f16 or bf16%s", where, name,
-                            ml_dtype_name(t->dtype), matrix ? " (or GGUF q8_0, q4_0, q4_1)" : "");
+                            ml_dtype_name(t->dtype), matrix ? " (or a GGUF block type: q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k ... q8_k)" : "");
     int expected_dims = matrix ? 2 : 1;
     int shape_ok = t->n_dims == expected_dims && t->shape[0] == rows && (!matrix || t->shape[1] == cols);
     if (!shape_ok) {
@@ -68,7 +68,12 @@ void ml_weight_row_to_f32(const ml_cpu_kernels *k, ml_dtype dtype, const void *s
     case ML_DTYPE_Q8_0: k->q8_0_to_f32(dst, src, n); break;
     case ML_DTYPE_Q4_0: k->q4_0_to_f32(dst, src, n); break;
     case ML_DTYPE_Q4_1: k->q4_1_to_f32(dst, src, n); break;
-    default: memcpy(dst, src, n * sizeof(float)); break;
+    default:
+        if (ml_dtype_is_quantized(dtype))
+            k->blocks_to_f32(dtype, dst, src, n);
+        else
+            memcpy(dst, src, n * sizeof(float));
+        break;
     }
 }
 
@@ -245,7 +250,7 @@ static int load_layers(ml_model *model, layer_tensors *layers) {
                                                                             : c->n_heads * c->head_dim);
     /* one dequantised run of blocks (the float32 fallback of pack_columns), and where each
      * device's packing has got to */
-    float *scratch = tp > 1 ? ml_alloc((widest + 2 * ML_QUANT_BLOCK) * sizeof(float), "dequantisation scratch") : NULL;
+    float *scratch = tp > 1 ? ml_alloc((widest + 2 * ML_QUANT_SUPER_BLOCK) * sizeof(float), "dequantisation scratch") : NULL;
     uint8_t **cursors = calloc(n_local > 0 ? (size_t)n_local : 1, sizeof *cursors);
     int status = ML_OK;
     if ((tp > 1 && !scratch) || !cursors) status = ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");

@@ -245,8 +245,12 @@ static void test_quants(void) {
     int status = ml_gguf_open(path, &g);
     expect_ok("open quants.gguf", status);
     if (status != ML_OK) return;
-    static const char *const names[] = {"plain.f32", "plain.f16", "plain.bf16", "quant.q8_0", "quant.q4_0", "quant.q4_1"};
-    static const uint32_t types[] = {ML_GGML_F32, ML_GGML_F16, ML_GGML_BF16, ML_GGML_Q8_0, ML_GGML_Q4_0, ML_GGML_Q4_1};
+    static const char *const names[] = {"plain.f32",  "plain.f16",   "plain.bf16",  "quant.q8_0", "quant.q4_0",
+                                        "quant.q4_1", "quant.q5_0",  "quant.q5_1",  "quant.iq4_nl", "quant.q2_k",
+                                        "quant.q3_k", "quant.q4_k",  "quant.q5_k",  "quant.q6_k", "quant.q8_k"};
+    static const uint32_t types[] = {ML_GGML_F32,  ML_GGML_F16,  ML_GGML_BF16, ML_GGML_Q8_0,   ML_GGML_Q4_0,
+                                     ML_GGML_Q4_1, ML_GGML_Q5_0, ML_GGML_Q5_1, ML_GGML_IQ4_NL, ML_GGML_Q2_K,
+                                     ML_GGML_Q3_K, ML_GGML_Q4_K, ML_GGML_Q5_K, ML_GGML_Q6_K,   ML_GGML_Q8_K};
     for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
         char expected_name[64];
         snprintf(expected_name, sizeof expected_name, "%s.expected", names[n]);
@@ -270,10 +274,12 @@ static void test_quants(void) {
         free(got);
         free(want);
     }
-    const ml_gguf_tensor *q6 = ml_gguf_find_tensor(&g, "unsupported.q6_k");
-    CHECK(q6 && q6->type_known && q6->n_elements == 512, "Q6_K recorded with its geometry");
+    const ml_gguf_tensor *iq2 = ml_gguf_find_tensor(&g, "unsupported.iq2_xxs");
+    CHECK(iq2 && iq2->type_known && iq2->n_elements == 512, "IQ2_XXS recorded with its geometry");
     float sink[512];
-    if (q6) expect_error("Q6_K", ml_gguf_tensor_to_f32(&g, q6, sink), ML_ERR_UNSUPPORTED, "unsupported.q6_k", "Q6_K");
+    if (iq2)
+        expect_error("IQ2_XXS", ml_gguf_tensor_to_f32(&g, iq2, sink), ML_ERR_UNSUPPORTED, "unsupported.iq2_xxs",
+                     "IQ2_XXS");
     ml_gguf_close(&g);
 
     /* Hand-made blocks: nibble order and formulas, independent of gguf-py. */
@@ -889,7 +895,9 @@ static void test_mapping(void) {
     tiny_error("embedding shape", (tiny_spec){.reshape = "token_embd.weight"}, ML_ERR_TENSOR, 2, "token_embd.weight");
     tiny_error("unknown type used", (tiny_spec){.retype = "blk.0.ffn_up.weight", .retype_id = 77}, ML_ERR_UNSUPPORTED, 2,
                "tensor \"blk.0.ffn_up.weight\" (model.layers.0.mlp.up_proj.weight) has ggml type id 77");
-    tiny_error("Q5_0 used", (tiny_spec){.retype = "blk.0.attn_v.weight", .retype_id = 6}, ML_ERR_UNSUPPORTED, 2, "Q5_0");
+    tiny_error("Q8_1 used", (tiny_spec){.retype = "blk.0.attn_v.weight", .retype_id = 9}, ML_ERR_UNSUPPORTED, 2, "Q8_1");
+    tiny_error("Q4_K rows of 32", (tiny_spec){.retype = "blk.0.attn_v.weight", .retype_id = 12}, ML_ERR_FORMAT, 0,
+               "ne[0] = 32 is not a multiple of the Q4_K block size 256");
     tiny_error("bias", (tiny_spec){.extra = "blk.0.attn_q.bias", .extra_type = ML_GGML_F32}, ML_ERR_UNSUPPORTED, 2,
                "blk.0.attn_q.bias");
     tiny_error("layer beyond block_count", (tiny_spec){.extra = "blk.1.attn_norm.weight", .extra_type = ML_GGML_F32},

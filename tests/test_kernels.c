@@ -26,7 +26,9 @@
  *   rope, conversions     exact (bit-identical): same operations, no FMA, integer rounding.
  *   split / threads       exact: an output must not depend on how the rows/tokens are split.
  *   quantised matmuls     exact against matmul_f32_f32 of the same variant on the matrix that
- *   (Q8_0, Q4_0, Q4_1)    formats/gguf_dequant.c dequantises (same weights, same order), so
+ *   (Q8_0, Q4_0, Q4_1,    formats/gguf_dequant.c dequantises (same weights, same order), so
+ *   Q5_0, Q5_1, IQ4_NL,
+ *   Q2_K ... Q8_K)
  *                         also within 1e-5 of the scalar reference (the f32 bound above);
  *                         the quantised conversions are bit-identical to the dequantiser. */
 #include <math.h>
@@ -52,9 +54,19 @@
 
 static const ml_cpu_kernels *const ref = &ml_cpu_kernels_scalar;
 
+/* The block types under test (the first three have their own table entries; the others go
+ * through matmul_f32_blocks / blocks_to_f32). */
+enum { N_QKINDS = 12 };
+static const ml_dtype q_dtypes[N_QKINDS] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1, ML_DTYPE_Q5_0,
+                                            ML_DTYPE_Q5_1, ML_DTYPE_IQ4_NL, ML_DTYPE_Q2_K, ML_DTYPE_Q3_K,
+                                            ML_DTYPE_Q4_K, ML_DTYPE_Q5_K, ML_DTYPE_Q6_K, ML_DTYPE_Q8_K};
+static const uint32_t q_ggml_types[N_QKINDS] = {ML_GGML_Q8_0, ML_GGML_Q4_0, ML_GGML_Q4_1, ML_GGML_Q5_0,
+                                                ML_GGML_Q5_1, ML_GGML_IQ4_NL, ML_GGML_Q2_K, ML_GGML_Q3_K,
+                                                ML_GGML_Q4_K, ML_GGML_Q5_K, ML_GGML_Q6_K, ML_GGML_Q8_K};
+
 /* Worst error seen per variant and function, printed at the end of each variant. */
 typedef struct {
-    double matmul[4], quant[3], attention[2], rmsnorm, silu;
+    double matmul[4], quant[N_QKINDS], attention[2], rmsnorm, silu;
 } worst_errors;
 
 static void note(double *worst, double err) {
@@ -504,10 +516,7 @@ static void test_pool_matmul(const ml_cpu_kernels *k, ml_test_rng *rng) {
     mm_free(&p);
 }
 
-/* ---- block-quantised weights (Q8_0, Q4_0, Q4_1) ----------------------------------------- */
-
-static const ml_dtype q_dtypes[3] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1};
-static const uint32_t q_ggml_types[3] = {ML_GGML_Q8_0, ML_GGML_Q4_0, ML_GGML_Q4_1};
+/* ---- block-quantised weights (q_dtypes) ---------------------------------------------------- */
 
 /* One quantised matmul problem: random blocks and their dequantisation by formats/. */
 typedef struct {
@@ -519,16 +528,37 @@ typedef struct {
     float *w_f32;   /* [n_out, n_in] ml_gguf_dequantize of w */
 } q_problem;
 
-/* Random blocks: scales from random_f16 (subnormals included; Q4_1's m with either sign) and
- * random quant bytes. */
+/* Byte offsets of a block's f16 scales (d, and m or dmin; -1: none); Q8_K's d is a float32. */
+static void q_scale_offsets(ml_dtype dtype, int *d, int *m) {
+    *m = -1;
+    switch (dtype) {
+    case ML_DTYPE_Q4_1: case ML_DTYPE_Q5_1: case ML_DTYPE_Q4_K: case ML_DTYPE_Q5_K: *d = 0; *m = 2; break;
+    case ML_DTYPE_Q2_K: *d = 80; *m = 82; break;
+    case ML_DTYPE_Q3_K: *d = 108; break;
+    case ML_DTYPE_Q6_K: *d = 208; break;
+    case ML_DTYPE_Q8_K: *d = -1; break;
+    default: *d = 0; break;
+    }
+}
+
+/* Random blocks: scales from random_f16 (subnormals included; m and dmin with either sign; Q8_K's
+ * float32 d uniform in [-0.1, 0.1)) and random bytes for everything else (quants, sub-block
+ * scales and mins). */
 static void q_fill_blocks(ml_test_rng *rng, int kind, uint8_t *w, size_t n_blocks) {
-    size_t block_bytes = ml_dtype_block_bytes(q_dtypes[kind]);
+    ml_dtype dtype = q_dtypes[kind];
+    size_t block_bytes = ml_dtype_block_bytes(dtype);
+    int d_at, m_at;
+    q_scale_offsets(dtype, &d_at, &m_at);
     for (size_t b = 0; b < n_blocks; b++) {
         uint8_t *block = w + b * block_bytes;
         for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)ml_test_uniform(rng, 0.0f, 256.0f);
         uint16_t d = random_f16(rng), m = random_f16(rng);
-        memcpy(block, &d, 2);
-        if (q_dtypes[kind] == ML_DTYPE_Q4_1) memcpy(block + 2, &m, 2);
+        if (d_at >= 0) memcpy(block + d_at, &d, 2);
+        if (m_at >= 0) memcpy(block + m_at, &m, 2);
+        if (dtype == ML_DTYPE_Q8_K) {
+            float d32 = ml_test_uniform(rng, -0.1f, 0.1f);
+            memcpy(block, &d32, 4);
+        }
     }
 }
 
@@ -542,7 +572,7 @@ static void q_make(q_problem *p, ml_test_rng *rng, int kind, int n_in, int n_out
     p->x = alloc_f32(nx);
     ml_test_fill(rng, p->x, nx, -1.0f, 1.0f);
     p->w = (uint8_t *)malloc((size_t)n_out * p->row_bytes + 1) + 1;
-    q_fill_blocks(rng, kind, p->w, nw / ML_QUANT_BLOCK);
+    q_fill_blocks(rng, kind, p->w, nw / ml_dtype_block_elements(q_dtypes[kind]));
     p->w_f32 = alloc_f32(nw);
     CHECK(ml_gguf_dequantize(q_ggml_types[kind], p->w, nw, p->w_f32) == 0, "dequantize: %s", ml_last_error());
 }
@@ -560,7 +590,10 @@ static void q_call(const ml_cpu_kernels *k, const q_problem *p, float *y, size_t
     switch (q_dtypes[p->kind]) {
     case ML_DTYPE_Q8_0: k->matmul_f32_q8_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
     case ML_DTYPE_Q4_0: k->matmul_f32_q4_0(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
-    default: k->matmul_f32_q4_1(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    case ML_DTYPE_Q4_1: k->matmul_f32_q4_1(y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end); break;
+    default:
+        k->matmul_f32_blocks(q_dtypes[p->kind], y, ldy, x, p->ldx, p->w, p->n_in, n_tok, row_begin, row_end);
+        break;
     }
 }
 
@@ -568,7 +601,8 @@ static void q_convert(const ml_cpu_kernels *k, int kind, float *out, const uint8
     switch (q_dtypes[kind]) {
     case ML_DTYPE_Q8_0: k->q8_0_to_f32(out, in, n); break;
     case ML_DTYPE_Q4_0: k->q4_0_to_f32(out, in, n); break;
-    default: k->q4_1_to_f32(out, in, n); break;
+    case ML_DTYPE_Q4_1: k->q4_1_to_f32(out, in, n); break;
+    default: k->blocks_to_f32(q_dtypes[kind], out, in, n); break;
     }
 }
 
@@ -590,12 +624,14 @@ static void test_quant_reference(ml_test_rng *rng) {
     ref->matmul_f32_q4_1(&y, 1, x, 32, block, 32, 1, 0, 1);
     CHECK(y == 44.0f, "scalar matmul_f32_q4_1 by hand: %g, want 44", y);
 
-    for (int kind = 0; kind < 3; kind++) {
-        static const int n_ins[] = {32, 96, 576, 4128};
+    for (int kind = 0; kind < N_QKINDS; kind++) {
+        static const int n_ins[] = {1, 3, 18, 129}; /* blocks of 32, or super-blocks of 256 / 8 */
         for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
             const int n_out = 13, n_tok = 5;
+            int elements = (int)ml_dtype_block_elements(q_dtypes[kind]);
+            int n_in = elements == 32 ? 32 * n_ins[a] : elements * ((n_ins[a] + 7) / 8);
             q_problem p;
-            q_make(&p, rng, kind, n_ins[a], n_out, n_tok);
+            q_make(&p, rng, kind, n_in, n_out, n_tok);
             size_t nw = (size_t)n_out * p.n_in, ny = (size_t)n_tok * n_out;
             float *converted = alloc_f32(nw), *y_q = alloc_f32(ny), *y_f32 = alloc_f32(ny);
             q_convert(ref, kind, converted, p.w, nw);
@@ -621,21 +657,24 @@ static void test_quant_reference(ml_test_rng *rng) {
 static void test_quant_conversion_specials(const ml_cpu_kernels *k) {
     static const uint16_t scales[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7c01};
     enum { N_SCALES = sizeof scales / sizeof scales[0] };
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < N_QKINDS; kind++) {
+        if (q_dtypes[kind] == ML_DTYPE_Q8_K) continue; /* a float32 d: no f16 specials */
         size_t block_bytes = ml_dtype_block_bytes(q_dtypes[kind]);
-        uint8_t blocks[N_SCALES * N_SCALES * 34 + 1];
+        static uint8_t blocks[N_SCALES * N_SCALES * 292 + 1];
         uint8_t *w = blocks + 1;
         size_t n_blocks = 0;
+        int d_at, m_at;
+        q_scale_offsets(q_dtypes[kind], &d_at, &m_at);
         for (int a = 0; a < N_SCALES; a++) {
             for (int b = 0; b < N_SCALES; b++) {
-                if (q_dtypes[kind] != ML_DTYPE_Q4_1 && b > 0) continue;
+                if (m_at < 0 && b > 0) continue;
                 uint8_t *block = w + n_blocks++ * block_bytes;
                 for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)(37 * i + 11 * (size_t)a);
-                memcpy(block, &scales[a], 2);
-                if (q_dtypes[kind] == ML_DTYPE_Q4_1) memcpy(block + 2, &scales[b], 2);
+                memcpy(block + d_at, &scales[a], 2);
+                if (m_at >= 0) memcpy(block + m_at, &scales[b], 2);
             }
         }
-        size_t n = n_blocks * ML_QUANT_BLOCK;
+        size_t n = n_blocks * ml_dtype_block_elements(q_dtypes[kind]);
         float *want = alloc_f32(n), *got = alloc_f32(n);
         CHECK(ml_gguf_dequantize(q_ggml_types[kind], w, n, want) == 0, "dequantize specials");
         q_convert(k, kind, got, w, n);
@@ -660,16 +699,18 @@ static void test_quant_conversion_specials(const ml_cpu_kernels *k) {
  * same bits for any split of rows and tokens; the conversions equal the dequantiser's. */
 static void test_quant(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors *worst) {
     static const int n_ins[] = {32, 64, 96, 576, 4096 + 32};
+    static const int n_ins_k[] = {256, 512, 768, 2304, 4096 + 256}; /* super-blocks of 256 */
     static const int row_cuts[] = {0, 1, 6, 19, 30, 45};
     static const int tok_cuts[] = {0, 1, 3, 8, 17, 23, 37};
     const int n_out = 45, max_tok = 37, row_begin = 6, row_end = 45;
     const size_t ldy = (size_t)n_out + 2, ny = (size_t)max_tok * ldy;
     test_quant_conversion_specials(k);
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < N_QKINDS; kind++) {
         const char *name = ml_dtype_name(q_dtypes[kind]);
+        int super = ml_dtype_block_elements(q_dtypes[kind]) == ML_QUANT_SUPER_BLOCK;
         for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
             q_problem p;
-            q_make(&p, rng, kind, n_ins[a], n_out, max_tok);
+            q_make(&p, rng, kind, super ? n_ins_k[a] : n_ins[a], n_out, max_tok);
             size_t nw = (size_t)n_out * p.n_in;
             float *whole = alloc_f32(ny), *f32 = alloc_f32(ny), *want = alloc_f32(ny), *y = alloc_f32(ny);
             float *converted = alloc_f32(nw);
@@ -755,9 +796,9 @@ static void *q_thread(void *arg) {
 static void test_quant_threads(const ml_cpu_kernels *k, ml_test_rng *rng) {
     enum { THREADS = 4 };
     const int n_out = 150, n_tok = 19;
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < N_QKINDS; kind++) {
         q_problem p;
-        q_make(&p, rng, kind, 2048 + 32 * kind, n_out, n_tok);
+        q_make(&p, rng, kind, 2048 + (int)ml_dtype_block_elements(q_dtypes[kind]) * (kind % 3), n_out, n_tok);
         size_t ny = (size_t)n_tok * n_out;
         float *single = alloc_f32(ny), *threaded = alloc_f32(ny);
         q_thread_job all = {k, &p, single, n_tok, 0, n_out};
@@ -1077,12 +1118,15 @@ int main(void) {
         test_rope(k, &rng);
         test_silu(k, &rng, &worst);
         test_conversions(k, &rng);
+        double worst_quant = 0;
+        for (int kind = 0; kind < N_QKINDS; kind++)
+            if (worst.quant[kind] > worst_quant) worst_quant = worst.quant[kind];
         printf("%-10s worst normalised error: matmul f32 %.2g f16 %.2g bf16 %.2g bf16_bf16 %.2g q8_0 %.2g q4_0 %.2g "
-               "q4_1 %.2g (tol %.0g; quantised = own f32 bit for bit); "
+               "q4_1 %.2g, worst of q5_0 ... q8_k %.2g (tol %.0g; quantised = own f32 bit for bit); "
                "attention f32 %.2g bf16 %.2g (tol %.0g); rmsnorm %.2g (tol %.0g); silu_mul %.2g (tol %.0g); "
                "rope and conversions exact\n",
                k->name, worst.matmul[0], worst.matmul[1], worst.matmul[2], worst.matmul[3], worst.quant[0],
-               worst.quant[1], worst.quant[2], TOL_MATMUL,
+               worst.quant[1], worst.quant[2], worst_quant, TOL_MATMUL,
                worst.attention[0], worst.attention[1], TOL_ATTENTION, worst.rmsnorm, TOL_RMSNORM, worst.silu,
                TOL_SILU);
     }

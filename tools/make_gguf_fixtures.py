@@ -8,9 +8,11 @@
 Files (all deterministic: numpy PCG64 with fixed seeds, and GGUFWriter's byte layout):
   metadata.gguf     every metadata value type, typed arrays of each, nested arrays,
                     general.alignment = 64 and two small tensors (tests/test_gguf.c knows the values)
-  quants.gguf       F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors of random blocks (random scales,
-                    including f16 subnormals, zero and negative zero) plus, for each, "<name>.expected":
-                    float32 from gguf.quants.dequantize; a Q6_K tensor (known to GGUF, not supported)
+  quants.gguf       F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K,
+                    Q6_K and Q8_K tensors of random blocks (random scales, including f16 subnormals,
+                    zero and negative zero) plus, for each, "<name>.expected": float32 from
+                    gguf.quants.dequantize (Q8_K, which gguf-py cannot dequantise: d * q computed
+                    here, ggml's formula); an IQ2_XXS tensor (known to GGUF, not supported)
   tiny_f32.gguf, tiny_q4_1_llama3.gguf   one-layer llamas of a few KB (fuzz seeds; the second
                     mixes Q4_1/Q8_0/F32 like the default model and carries llama3 rope_freqs)
   <fixture>_<type>.gguf   the committed Hugging Face fixtures tests/fixtures/<fixture> written as
@@ -114,7 +116,7 @@ def random_blocks(rng, qtype, n_blocks):
     """Raw blocks: random quants, random finite f16 scales (some of them special)."""
     block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
     raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
-    n_scales = {QT.Q8_0: 1, QT.Q4_0: 1, QT.Q4_1: 2}[qtype]
+    n_scales = {QT.Q8_0: 1, QT.Q4_0: 1, QT.Q4_1: 2, QT.Q5_0: 1, QT.Q5_1: 2, QT.IQ4_NL: 1}[qtype]
     scales = rng.normal(0.0, 0.02, size=(n_blocks, n_scales)).astype(np.float16).view(np.uint16)
     n_special = min(n_blocks, len(SPECIAL_SCALES))
     scales[:n_special, 0] = SPECIAL_SCALES[:n_special]
@@ -122,6 +124,35 @@ def random_blocks(rng, qtype, n_blocks):
         scales[1::3, 1] = SPECIAL_SCALES[(np.arange(len(scales[1::3])) % len(SPECIAL_SCALES))]
     raw[:, : 2 * n_scales] = scales.view(np.uint8).reshape(n_blocks, 2 * n_scales)
     return raw
+
+
+# Byte offset of the f16 super-block scales (d, then dmin where there is one) in a K-quant block
+# (ggml-common.h block_q2_K ... block_q6_K).
+K_SCALE_OFFSETS = {QT.Q2_K: (80, 82), QT.Q3_K: (108,), QT.Q4_K: (0, 2), QT.Q5_K: (0, 2), QT.Q6_K: (208,)}
+
+
+def random_k_blocks(rng, qtype, n_blocks):
+    """Raw K-quant super-blocks: random bytes for the quants and sub-block scales, random finite
+    f16 d/dmin (the first blocks' d special: zero, negative zero, subnormals, ...)."""
+    block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+    offsets = K_SCALE_OFFSETS[qtype]
+    scales = rng.normal(0.0, 0.02, size=(n_blocks, len(offsets))).astype(np.float16).view(np.uint16)
+    n_special = min(n_blocks, len(SPECIAL_SCALES))
+    scales[:n_special, 0] = SPECIAL_SCALES[:n_special]
+    for k, offset in enumerate(offsets):
+        raw[:, offset:offset + 2] = scales[:, k:k + 1].view(np.uint8).reshape(n_blocks, 2)
+    return raw
+
+
+def random_q8_k_blocks(rng, n_blocks):
+    """Raw Q8_K blocks (f32 d, int8 q[256], int16 bsums[16]; bsums = sums of 16 q, as ggml writes them)
+    and their float32 values d * q (ggml's dequantize_row_q8_K: gguf-py 0.19.0 has no Q8_K)."""
+    d = rng.normal(0.0, 0.02, size=(n_blocks, 1)).astype(np.float32)
+    q = rng.integers(-128, 128, size=(n_blocks, 256), dtype=np.int16).astype(np.int8)
+    bsums = q.astype(np.int16).reshape(n_blocks, 16, 16).sum(axis=-1, dtype=np.int16)
+    raw = np.concatenate([d.view(np.uint8), q.view(np.uint8), bsums.view(np.uint8)], axis=1)
+    return raw, (d * q.astype(np.float32)).astype(np.float32)
 
 
 def write_quants(path):
@@ -147,8 +178,22 @@ def write_quants(path):
         w.add_tensor(name, raw, raw_dtype=qtype)
         expected = gguf.quants.dequantize(raw, qtype).astype(np.float32)
         w.add_tensor(name + ".expected", np.ascontiguousarray(expected))
-    q6_k = rng.integers(0, 256, size=(2, gguf.GGML_QUANT_SIZES[QT.Q6_K][1]), dtype=np.uint8)
-    w.add_tensor("unsupported.q6_k", q6_k, raw_dtype=QT.Q6_K)
+    # Block types added later (drawn after the ones above, so those bytes did not change):
+    # 5 rows of 3 blocks of 32, and 3 rows of 2 super-blocks of 256.
+    later = []
+    for qtype in (QT.Q5_0, QT.Q5_1, QT.IQ4_NL):
+        later.append((f"quant.{qtype.name.lower()}", random_blocks(rng, qtype, 15).reshape(5, -1), qtype))
+    for qtype in (QT.Q2_K, QT.Q3_K, QT.Q4_K, QT.Q5_K, QT.Q6_K):
+        later.append((f"quant.{qtype.name.lower()}", random_k_blocks(rng, qtype, 6).reshape(3, -1), qtype))
+    for name, raw, qtype in later:
+        w.add_tensor(name, raw, raw_dtype=qtype)
+        expected = gguf.quants.dequantize(raw, qtype).astype(np.float32)
+        w.add_tensor(name + ".expected", np.ascontiguousarray(expected))
+    q8_k, q8_k_values = random_q8_k_blocks(rng, 6)
+    w.add_tensor("quant.q8_k", q8_k.reshape(3, -1), raw_dtype=QT.Q8_K)
+    w.add_tensor("quant.q8_k.expected", np.ascontiguousarray(q8_k_values.reshape(3, -1)))
+    iq2_xxs = rng.integers(0, 256, size=(2, gguf.GGML_QUANT_SIZES[QT.IQ2_XXS][1]), dtype=np.uint8)
+    w.add_tensor("unsupported.iq2_xxs", iq2_xxs, raw_dtype=QT.IQ2_XXS)
     finish(w)
 
 

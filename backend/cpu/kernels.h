@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
+
 typedef struct {
     const char *name; /* "scalar", "avx2", "avx512", "avx512bf16" */
     /* 1 when matmul_bf16_bf16 uses a bf16 dot-product instruction (vdpbf16ps), whose rounding
@@ -46,6 +48,15 @@ typedef struct {
                         int n_tok, int row_begin, int row_end);
     void (*matmul_f32_q4_1)(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
                         int n_tok, int row_begin, int row_end);
+    /* The same contract for the other block types (Q5_0, Q5_1, IQ4_NL; the K-quants Q2_K, Q3_K,
+     * Q4_K, Q5_K, Q6_K, Q8_K; backend/cpu/kernels_blocks*.c), w_dtype naming the blocks: a row
+     * is n_in / B blocks, B = ml_dtype_block_elements (32 or 256), n_in a multiple of B. Each
+     * output equals, bit for bit, this table's matmul_f32_f32 on the dequantised matrix
+     * (core/quant_blocks.c, which equals gguf-py's dequantisation). The vector variants decode
+     * tiles of rows into ml_cpu_scratch and run their matmul_f32_f32 on them, so
+     * matmul_f32_f32 must not use ml_cpu_scratch itself. */
+    void (*matmul_f32_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                              int n_in, int n_tok, int row_begin, int row_end);
 
     /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).
      * out, x, weight: [n]; out may equal x. */
@@ -79,6 +90,8 @@ typedef struct {
     void (*q8_0_to_f32)(float *out, const uint8_t *in, size_t n);
     void (*q4_0_to_f32)(float *out, const uint8_t *in, size_t n);
     void (*q4_1_to_f32)(float *out, const uint8_t *in, size_t n);
+    /* The same for the block types of matmul_f32_blocks: n a multiple of the type's block. */
+    void (*blocks_to_f32)(ml_dtype dtype, float *out, const uint8_t *in, size_t n);
 } ml_cpu_kernels;
 
 /* The best table for this CPU. The environment variable MESHLLAMA_ISA (scalar, avx2, avx512,

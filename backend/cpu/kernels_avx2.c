@@ -791,4 +791,6 @@ const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .bf16_dot_product = 0,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
     ML_CPU_KERNEL_ENTRIES,
+    .matmul_f32_blocks = ml_avx2_matmul_f32_blocks,
+    .blocks_to_f32 = ml_avx2_blocks_to_f32,
 };

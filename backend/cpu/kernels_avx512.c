@@ -729,6 +729,8 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .bf16_dot_product = 0,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
     ML_CPU_KERNEL_ENTRIES,
+    .matmul_f32_blocks = ml_avx512_matmul_f32_blocks,
+    .blocks_to_f32 = ml_avx512_blocks_to_f32,
 };
 
 const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
@@ -736,4 +738,6 @@ const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .bf16_dot_product = 1,
     .matmul_bf16_bf16 = matmul_bf16_bf16_dpbf16,
     ML_CPU_KERNEL_ENTRIES,
+    .matmul_f32_blocks = ml_avx512_matmul_f32_blocks,
+    .blocks_to_f32 = ml_avx512_blocks_to_f32,
 };

@@ -5,11 +5,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
+
 /* The scalar conversions (kernels_scalar.c), which the vector versions call for the elements
  * after their last whole vector, so a tail is the reference's own code. */
 void ml_scalar_f32_to_bf16(uint16_t *out, const float *in, size_t n);
 void ml_scalar_bf16_to_f32(float *out, const uint16_t *in, size_t n);
 void ml_scalar_f16_to_f32(float *out, const uint16_t *in, size_t n);
+
+/* The block types of matmul_f32_blocks (kernels_blocks.c): the scalar reference, and the tiled
+ * product the vector variants share: rows [row_begin, row_end) decoded a tile at a time by
+ * decode_rows (n_rows whole rows of n_in elements at src, row_bytes apart, into dst
+ * [n_rows, n_in]) into ml_cpu_scratch, then matmul_f32_f32 of the same table on the tile. */
+typedef void (*ml_matmul_f32_f32_fn)(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in,
+                                     int n_tok, int row_begin, int row_end);
+typedef void (*ml_blocks_decode_fn)(ml_dtype dtype, float *dst, const uint8_t *src, size_t n);
+void ml_scalar_matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                                 int n_in, int n_tok, int row_begin, int row_end);
+void ml_scalar_blocks_to_f32(ml_dtype dtype, float *out, const uint8_t *in, size_t n);
+void ml_blocks_matmul_tiled(ml_matmul_f32_f32_fn matmul_f32_f32, ml_blocks_decode_fn decode, ml_dtype w_dtype, float *y,
+                            size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
+                            int row_begin, int row_end);
+/* The vector variants (kernels_blocks_avx2.c, kernels_blocks_avx512.c). */
+void ml_avx2_matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                               int n_in, int n_tok, int row_begin, int row_end);
+void ml_avx2_blocks_to_f32(ml_dtype dtype, float *out, const uint8_t *in, size_t n);
+void ml_avx512_matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                                 int n_in, int n_tok, int row_begin, int row_end);
+void ml_avx512_blocks_to_f32(ml_dtype dtype, float *out, const uint8_t *in, size_t n);
 
 /* Every kernels_*.c file names its functions alike (static matmul_f32_f32, rmsnorm, ...); a
  * table lists them with this, plus .name, .bf16_dot_product and .matmul_bf16_bf16, which

@@ -243,4 +243,6 @@ const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .bf16_dot_product = 0,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
     ML_CPU_KERNEL_ENTRIES,
+    .matmul_f32_blocks = ml_scalar_matmul_f32_blocks,
+    .blocks_to_f32 = ml_scalar_blocks_to_f32,
 };
