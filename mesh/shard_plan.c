@@ -93,3 +93,14 @@ void ml_shard_plan_free(ml_shard_plan *plan) { free(plan); }
 int ml_shard_kv_local(const ml_shard *shard, int q_head, int group_size) {
     return q_head / group_size - shard->kv_head_begin;
 }
+
+int ml_shard_plan_cut_device(const ml_shard_plan *plan, int is_down, long block) {
+    if (block <= 1 || plan->tp <= 1) return -1;
+    for (int d = 0; d < plan->tp; d++) {
+        const ml_shard *s = &plan->shards[d];
+        long begin = is_down ? (long)s->ffn_begin : (long)s->q_head_begin * plan->head_dim;
+        long count = is_down ? (long)s->ffn_count : (long)s->q_head_count * plan->head_dim;
+        if (begin % block != 0 || count % block != 0) return d;
+    }
+    return -1;
+}

@@ -27,6 +27,13 @@ int ml_shard_plan_build(int n_heads, int n_kv_heads, int head_dim, int intermedi
                         int tp, int mesh_rows, int mesh_cols, ml_shard_plan **out_plan);
 void ml_shard_plan_free(ml_shard_plan *plan);
 
+/* Which device, if any, the plan gives a run of a row-parallel matrix's input columns that
+ * starts or ends inside a block of `block` columns (a ggml block of a quantised o_proj or
+ * down_proj: 32, or 256 for the K-quants): o_proj (is_down 0) columns are the device's query
+ * heads times head_dim, down_proj (is_down 1) columns its FFN range. Returns the first such
+ * device, or -1 when every device's run is whole blocks (always for block <= 1 or tp 1). */
+int ml_shard_plan_cut_device(const ml_shard_plan *plan, int is_down, long block);
+
 /* Local index of the KV head that serves global query head q_head on this shard. */
 int ml_shard_kv_local(const ml_shard *shard, int q_head, int group_size);
 

@@ -9,41 +9,130 @@
 #include "mesh/shard_plan.h"
 #include "model/checkpoint.h"
 
-/* Bytes of tensor `name` (0 when absent), times the share of it a device holds. */
-static double share_of(const ml_weight_set *st, const char *name, double share) {
+/* Whether t, a row-parallel matrix (o_proj: is_down 0; down_proj: 1) of a block type, is cut
+ * inside a block by the plan and so held as float32 on every device (model/weights.c). */
+static int held_as_f32(const ml_shard_plan *plan, const ml_tensor_view *t, int is_down) {
+    return t && ml_dtype_is_quantized(t->dtype) &&
+           ml_shard_plan_cut_device(plan, is_down, (long)ml_dtype_block_elements(t->dtype)) >= 0;
+}
+
+/* Bytes of tensor `name` (0 when absent) as held (float32 for a row-parallel matrix the plan
+ * cuts inside a block: row_parallel 1 for o_proj, 2 for down_proj, 0 otherwise), times the
+ * share of it a device holds. */
+static double share_of(const ml_weight_set *st, const ml_shard_plan *plan, const char *name, double share,
+                       int row_parallel) {
     const ml_tensor_view *t = ml_weight_set_find(st, name);
-    return t ? (double)t->n_bytes * share : 0.0;
+    if (!t) return 0.0;
+    if (row_parallel && held_as_f32(plan, t, row_parallel == 2) && t->n_dims == 2)
+        return (double)t->shape[0] * (double)t->shape[1] * sizeof(float) * share;
+    return (double)t->n_bytes * share;
 }
 
 /* Bytes of the weights a device holds: its rows/columns of the sharded matrices plus the
- * replicated embedding and norms, each matrix at its own dtype's size as stored (a quantised
- * row-parallel matrix that the plan cuts inside a block is held as float32 instead: not
- * counted here; docs/GGUF.md). */
-static double device_bytes(const ml_config *c, const ml_weight_set *st, const ml_shard *s) {
+ * replicated embedding and norms, each matrix at its own dtype's size as stored, or as float32
+ * where a quantised row-parallel matrix is cut inside a block (docs/GGUF.md). */
+static double device_bytes(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan,
+                           const ml_shard *s) {
     static const char *const by_q[2] = {"self_attn.q_proj", "self_attn.o_proj"};
     static const char *const by_kv[2] = {"self_attn.k_proj", "self_attn.v_proj"};
     static const char *const by_ffn[3] = {"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
     static const char *const norms[2] = {"input_layernorm", "post_attention_layernorm"};
     double q_share = (double)s->q_head_count / c->n_heads, kv_share = (double)s->kv_head_count / c->n_kv_heads;
     double ffn_share = (double)s->ffn_count / c->intermediate_size;
-    double total = share_of(st, "model.embed_tokens.weight", 1.0) + share_of(st, "model.norm.weight", 1.0);
-    if (!c->tie_word_embeddings) total += share_of(st, "lm_head.weight", (double)s->vocab_count / c->vocab_size);
+    double total = share_of(st, plan, "model.embed_tokens.weight", 1.0, 0) + share_of(st, plan, "model.norm.weight", 1.0, 0);
+    if (!c->tie_word_embeddings)
+        total += share_of(st, plan, "lm_head.weight", (double)s->vocab_count / c->vocab_size, 0);
     char name[160];
     for (int layer = 0; layer < c->n_layers; layer++) {
         for (int i = 0; i < 2; i++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, by_q[i]);
-            total += share_of(st, name, q_share);
+            total += share_of(st, plan, name, q_share, i == 1 ? 1 : 0);
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, by_kv[i]);
-            total += share_of(st, name, kv_share);
+            total += share_of(st, plan, name, kv_share, 0);
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[i]);
-            total += share_of(st, name, 1.0);
+            total += share_of(st, plan, name, 1.0, 0);
         }
         for (int i = 0; i < 3; i++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, by_ffn[i]);
-            total += share_of(st, name, ffn_share);
+            total += share_of(st, plan, name, ffn_share, i == 2 ? 2 : 0);
         }
     }
     return total;
+}
+
+/* The quantised row-parallel matrices this plan cuts inside a block (held as float32): their
+ * count, and the first one with the device whose columns cut it. */
+typedef struct {
+    int n_cut, n_quantised;       /* cut / quantised o_proj + down_proj matrices */
+    const ml_tensor_view *first;  /* the first cut one */
+    int first_is_down, first_device;
+} block_cuts;
+
+static block_cuts find_block_cuts(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan,
+                                  json_t *names) {
+    block_cuts cuts = {0, 0, NULL, 0, -1};
+    static const char *const row_parallel[2] = {"self_attn.o_proj", "mlp.down_proj"};
+    char name[160];
+    for (int layer = 0; layer < c->n_layers; layer++) {
+        for (int is_down = 0; is_down < 2; is_down++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, row_parallel[is_down]);
+            const ml_tensor_view *t = ml_weight_set_find(st, name);
+            if (!t || !ml_dtype_is_quantized(t->dtype)) continue;
+            cuts.n_quantised++;
+            int device = ml_shard_plan_cut_device(plan, is_down, (long)ml_dtype_block_elements(t->dtype));
+            if (device < 0) continue;
+            if (names) json_array_append_new(names, json_string(name));
+            if (cuts.n_cut++ == 0) {
+                cuts.first = t;
+                cuts.first_is_down = is_down;
+                cuts.first_device = device;
+            }
+        }
+    }
+    return cuts;
+}
+
+/* The tp values (1 .. n_heads, at most 64) whose plan cuts no quantised row-parallel matrix. */
+static json_t *tp_keeping_blocks(const ml_config *c, const ml_weight_set *st) {
+    json_t *list = json_array();
+    for (int tp = 1; tp <= c->n_heads && tp <= 64; tp++) {
+        ml_shard_plan *plan;
+        if (ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, c->vocab_size, tp, 0,
+                                0, &plan) != ML_OK)
+            continue;
+        if (find_block_cuts(c, st, plan, NULL).n_cut == 0) json_array_append_new(list, json_integer(tp));
+        ml_shard_plan_free(plan);
+    }
+    return list;
+}
+
+/* What inspect says about quantised o_proj/down_proj slices: never a silent float32 fallback. */
+static void print_block_cuts(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan, FILE *out) {
+    block_cuts cuts = find_block_cuts(c, st, plan, NULL);
+    if (cuts.n_quantised == 0) return;
+    if (cuts.n_cut == 0) {
+        fprintf(out, "quantised row-parallel slices: all %d o_proj/down_proj matrices split on block boundaries "
+                     "(kept as stored)\n", cuts.n_quantised);
+        return;
+    }
+    const ml_shard *s = &plan->shards[cuts.first_device];
+    int begin = cuts.first_is_down ? s->ffn_begin : s->q_head_begin * c->head_dim;
+    int count = cuts.first_is_down ? s->ffn_count : s->q_head_count * c->head_dim;
+    fprintf(out,
+            "FLOAT32 FALLBACK: %d of %d quantised o_proj/down_proj matrices are cut inside a block by this plan and "
+            "are held as float32 on every device (exact: the dequantised values; about %.1fx the memory and "
+            "bandwidth of the blocks), e.g. %s (%s, blocks of %zu columns): device %d holds columns %d..%d\n",
+            cuts.n_cut, cuts.n_quantised, 32.0 * (double)ml_dtype_block_elements(cuts.first->dtype) /
+                                              (8.0 * (double)ml_dtype_block_bytes(cuts.first->dtype)),
+            cuts.first->name, ml_dtype_name(cuts.first->dtype), ml_dtype_block_elements(cuts.first->dtype),
+            cuts.first_device, begin, begin + count - 1);
+    json_t *keeping = tp_keeping_blocks(c, st);
+    fprintf(out, "  tp values that keep every matrix in its blocks:");
+    size_t i;
+    json_t *value;
+    json_array_foreach(keeping, i, value) fprintf(out, " %lld", (long long)json_integer_value(value));
+    fprintf(out, "\n");
+    json_decref(keeping);
 }
 
 static json_t *config_json(const ml_config *c) {
@@ -111,8 +200,9 @@ static void print_text(const ml_config *c, const ml_weight_set *st, const int *o
                 "  device %d: q heads %d..%d, kv heads %d..%d, ffn %d..%d, vocab %d..%d, weights %.1f MB\n", d,
                 s->q_head_begin, s->q_head_begin + s->q_head_count - 1, s->kv_head_begin,
                 s->kv_head_begin + s->kv_head_count - 1, s->ffn_begin, s->ffn_begin + s->ffn_count - 1,
-                s->vocab_begin, s->vocab_begin + s->vocab_count - 1, device_bytes(c, st, s) / 1e6);
+                s->vocab_begin, s->vocab_begin + s->vocab_count - 1, device_bytes(c, st, plan, s) / 1e6);
     }
+    print_block_cuts(c, st, plan, out);
 }
 
 static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const int *order, const ml_shard_plan *plan) {
@@ -133,10 +223,13 @@ static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const i
             devices, json_pack("{s:i,s:[i,i],s:[i,i],s:[i,i],s:[i,i],s:f}", "device", d, "q_heads", s->q_head_begin,
                                s->q_head_count, "kv_heads", s->kv_head_begin, s->kv_head_count, "ffn", s->ffn_begin,
                                s->ffn_count, "vocab", s->vocab_begin, s->vocab_count, "weight_bytes",
-                               device_bytes(c, st, s)));
+                               device_bytes(c, st, plan, s)));
     }
-    return json_pack("{s:o,s:o,s:{s:i,s:[i,i],s:o}}", "config", config_json(c), "tensors", tensors, "shard_plan",
-                     "tp", plan->tp, "mesh", plan->mesh_rows, plan->mesh_cols, "devices", devices);
+    json_t *fallback = json_array();
+    find_block_cuts(c, st, plan, fallback);
+    return json_pack("{s:o,s:o,s:{s:i,s:[i,i],s:o,s:o,s:o}}", "config", config_json(c), "tensors", tensors,
+                     "shard_plan", "tp", plan->tp, "mesh", plan->mesh_rows, plan->mesh_cols, "devices", devices,
+                     "float32_fallback", fallback, "tp_keeping_blocks", tp_keeping_blocks(c, st));
 }
 
 int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json, FILE *out) {

@@ -81,17 +81,8 @@ void ml_weight_row_to_f32(const ml_cpu_kernels *k, ml_dtype dtype, const void *s
  * matrix in: the tensor's own, or float32 for a quantised one that the plan cuts inside a block
  * (decided over all devices of the plan, so every rank of an MPI mesh decides alike). */
 static ml_dtype row_parallel_dtype(const ml_model *model, const ml_tensor_view *t, int is_down) {
-    size_t block = ml_dtype_block_elements(t->dtype);
-    if (block <= 1) return t->dtype;
-    const ml_shard_plan *plan = model->mesh->plan;
-    int hd = model->config.head_dim;
-    for (int d = 0; d < plan->tp; d++) {
-        const ml_shard *s = &plan->shards[d];
-        size_t begin = is_down ? (size_t)s->ffn_begin : (size_t)s->q_head_begin * hd;
-        size_t count = is_down ? (size_t)s->ffn_count : (size_t)s->q_head_count * hd;
-        if (begin % block != 0 || count % block != 0) return ML_DTYPE_F32;
-    }
-    return t->dtype;
+    long block = (long)ml_dtype_block_elements(t->dtype);
+    return ml_shard_plan_cut_device(model->mesh->plan, is_down, block) >= 0 ? ML_DTYPE_F32 : t->dtype;
 }
 
 /* Copies columns [col_begin, col_begin + n_cols_local) of t [rows, n_cols] into dst, row-major,

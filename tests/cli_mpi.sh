@@ -32,8 +32,9 @@ done
 
 # quantised GGUFs (kept in blocks; np 3 cuts some row-parallel columns inside a block, which then
 # fall back to f32 on every rank): the threads backend's tokens at tp np, and its weight dtype
+# (kquant_mix: every block type incl. the K-quants; np 2 keeps all blocks whole, np 3 cuts)
 for case in "gguf/gqa_tied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 3" \
-    "DEFAULT 2"; do
+    "gguf/kquant_mix.gguf 2" "gguf/kquant_mix.gguf 3" "DEFAULT 2"; do
     read -r file np <<<"$case"
     model=$fixtures/$file
     if [ "$file" = DEFAULT ]; then
@@ -41,12 +42,13 @@ for case in "gguf/gqa_tied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 2" 
         model=$default_model_path
     fi
     got=$(timeout 120 "${mpi[@]}" "$np" "$bin" run -m "$model" --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos -t 1 --json \
-        2>"$tmp/err")
-    threads=$("$bin" run -m "$model" --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos --tp "$np" --json 2>/dev/null)
+        --logprobs 2>"$tmp/err")
+    threads=$("$bin" run -m "$model" --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos --tp "$np" --json --logprobs 2>/dev/null)
     if python3 - "$got" "$threads" <<'PY'
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 assert a["ranks"] > 1 and a["generated_ids"] == b["generated_ids"] and a["weight_dtype"] == b["weight_dtype"]
+assert a["logprobs"] == b["logprobs"], "logprobs differ"
 assert a["weight_dtype"] in ("q8_0", "q4_1", "mixed"), a["weight_dtype"]
 PY
     then pass; else fail "$file np $np: mpi '$got' vs threads '$threads' ($(cat "$tmp/err"))"; fi

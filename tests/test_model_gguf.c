@@ -150,6 +150,17 @@ static void test_kept_quantised(void) {
     ml_test_fixture_path(path, sizeof path, "gguf/tiny_q4_1_llama3.gguf"); /* Q4_1, Q8_0 embedding, ffn 32 */
     compare_dequantized(path, 1, 0, "q4_1");
     compare_dequantized(path, 2, 0, "mixed");
+    /* every block type, mixed per tensor (Q6_K tied embedding; rows of 1 or 2 super-blocks):
+     * tp 2 keeps every row-parallel slice whole (o 256 + 256, ffn 256 + 256 columns); at tp 3
+     * o_proj (3, 3, 2 heads of 64) and down_proj (FFN 512 / 3) are cut inside super-blocks and
+     * fall back to float32 (reported by inspect; tests/cli_kquant.sh) */
+    ml_test_fixture_path(path, sizeof path, "gguf/kquant_mix.gguf");
+    compare_dequantized(path, 1, 0, "mixed");
+    compare_dequantized(path, 1, 1, "mixed");
+    compare_dequantized(path, 2, 0, "mixed");
+    compare_dequantized(path, 2, 1, "mixed");
+    compare_dequantized(path, 3, 0, "mixed");
+    compare_dequantized(path, 4, 1, "mixed");
     /* the default model: Q4_1 projections, Q8_0 tied embedding */
     char model[1200];
     if (ml_test_default_model(model, sizeof model) != 0) return;

@@ -112,6 +112,21 @@ int main(void) {
     CHECK(ml_shard_plan_build(9, 3, 64, 1536, 49152, 2, 0, 0, &plan) == ML_OK, "smollm2 tp 2");
     CHECK(plan->shards[0].kv_head_count + plan->shards[1].kv_head_count == 3, "3 KV heads over 2 devices");
     ml_shard_plan_free(plan);
+    /* SmolLM2 (9 heads of 64, FFN 1536): which tp cut a 256-column K-quant super-block or a
+     * 32-column block of a row-parallel matrix (o_proj: heads x 64; down_proj: the FFN range) */
+    static const int whole_down_256[] = {1, 2, 3, 6}, whole_o_32[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    for (int tp = 1; tp <= 9; tp++) {
+        CHECK(ml_shard_plan_build(9, 3, 64, 1536, 49152, tp, 0, 0, &plan) == ML_OK, "smollm2 tp %d", tp);
+        int down_whole = 0, o_whole = 0;
+        for (size_t i = 0; i < sizeof whole_down_256 / sizeof whole_down_256[0]; i++) down_whole |= whole_down_256[i] == tp;
+        for (size_t i = 0; i < sizeof whole_o_32 / sizeof whole_o_32[0]; i++) o_whole |= whole_o_32[i] == tp;
+        CHECK((ml_shard_plan_cut_device(plan, 1, 256) < 0) == down_whole, "tp %d: down_proj 256-blocks cut: %d", tp,
+              ml_shard_plan_cut_device(plan, 1, 256));
+        CHECK((ml_shard_plan_cut_device(plan, 0, 32) < 0) == o_whole, "tp %d: o_proj 32-blocks", tp);
+        CHECK(ml_shard_plan_cut_device(plan, 1, 1) < 0 && ml_shard_plan_cut_device(plan, 0, 0) < 0, "no blocks");
+        if (tp == 5) CHECK(ml_shard_plan_cut_device(plan, 1, 32) == 0, "tp 5: 1536 / 5 cuts on device 0 first");
+        ml_shard_plan_free(plan);
+    }
     /* the seed's 2x4 mesh is tp 8 */
     CHECK(ml_shard_plan_build(32, 8, 64, 8192, 128256, 0, 2, 4, &plan) == ML_OK && plan->tp == 8, "mesh 2x4");
     ml_shard_plan_free(plan);

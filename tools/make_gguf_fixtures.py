@@ -15,6 +15,10 @@ Files (all deterministic: numpy PCG64 with fixed seeds, and GGUFWriter's byte la
                     here, ggml's formula); an IQ2_XXS tensor (known to GGUF, not supported)
   tiny_f32.gguf, tiny_q4_1_llama3.gguf   one-layer llamas of a few KB (fuzz seeds; the second
                     mixes Q4_1/Q8_0/F32 like the default model and carries llama3 rope_freqs)
+  kquant_mix.gguf   a two-layer llama (hidden 256, 8 heads of 64, 2 KV heads, FFN 512, vocab 256,
+                    tied embedding) whose matrices use every block type the engine keeps, mixed per
+                    tensor as Q4_K_M files mix them (KQUANT_MIX below); random normal weights
+                    quantised by tools/kquants.py (K-quants, IQ4_NL) or gguf.quants (the rest)
   <fixture>_<type>.gguf   the committed Hugging Face fixtures tests/fixtures/<fixture> written as
                     llama.cpp's converter writes a Llama: GGUF names, Q/K rows permuted into Meta's
                     interleaved RoPE layout, norms F32, llama.* / tokenizer.ggml.* keys, and for
@@ -40,6 +44,7 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as QT
 from gguf import GGUFValueType as VT
+import kquants
 from gguf_llama import add_hyperparameters, gguf_name, llama3_divisors, read_safetensors, rope_parameters, to_meta_rows
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -349,12 +354,63 @@ def generate(out):
     write_quants(os.path.join(out, "quants.gguf"))
     write_tiny(os.path.join(out, "tiny_f32.gguf"), "f32")
     write_tiny(os.path.join(out, "tiny_q4_1_llama3.gguf"), "q4_1_llama3")
+    write_kquant_mix(os.path.join(out, "kquant_mix.gguf"))
     for name, storages in MODEL_FIXTURES:
         for storage in storages:
             base = name.rsplit("_", 1)[0]
             write_model(os.path.join(out, f"{base}_{storage}.gguf"), name, storage)
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write(README)
+
+
+# ---------------------------------------------------------------- kquant_mix.gguf
+
+# The type of each matrix (GGUF name; layer 0 / layer 1): every block type at least once; a row
+# of 256 (hidden) or 512 (q heads x head_dim, FFN) weights is 1 or 2 super-blocks.
+KQUANT_MIX = {
+    "token_embd": "Q6_K",
+    "attn_q": ("Q4_K", "Q5_0"), "attn_k": ("Q5_K", "Q5_1"), "attn_v": ("Q6_K", "Q8_K"),
+    "attn_output": ("Q3_K", "Q4_K"), "ffn_gate": ("Q2_K", "Q4_K"), "ffn_up": ("IQ4_NL", "Q5_K"),
+    "ffn_down": ("Q6_K", "Q4_K"),
+}
+
+
+def write_kquant_mix(path):
+    rng = np.random.Generator(np.random.PCG64(16))
+    hidden, n_head, n_kv, head_dim, ffn, vocab, layers = 256, 8, 2, 64, 512, 256, 2
+    config = {"num_attention_heads": n_head, "num_key_value_heads": n_kv, "hidden_size": hidden,
+              "head_dim": head_dim, "num_hidden_layers": layers, "max_position_embeddings": 128,
+              "intermediate_size": ffn, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
+    w = gguf.GGUFWriter(path, arch="llama")
+    add_hyperparameters(w, config, "meshllama test fixture kquant_mix")
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_file_type(15)  # MOSTLY_Q4_K_M
+    w.add_vocab_size(vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"<t{i}>" for i in range(vocab)])
+    w.add_token_types([1] * vocab)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    q_dim, kv_dim = n_head * head_dim, n_kv * head_dim
+    # (GGUF name, rows, cols, std): std as tools/make_fixtures.py draws its HF fixtures
+    shapes = {"attn_q": (q_dim, hidden, 1.4), "attn_k": (kv_dim, hidden, 1.4), "attn_v": (kv_dim, hidden, 1.0),
+              "attn_output": (hidden, q_dim, 3.0), "ffn_gate": (ffn, hidden, 1.0), "ffn_up": (ffn, hidden, 1.0),
+              "ffn_down": (hidden, ffn, 3.0)}
+    embed = rng.normal(0.0, 3.0 / np.sqrt(hidden), size=(vocab, hidden)).astype(np.float32)
+    w.add_tensor("token_embd.weight", kquants.quantize(embed, KQUANT_MIX["token_embd"]),
+                 raw_dtype=QT[KQUANT_MIX["token_embd"]])
+    w.add_tensor("output_norm.weight", (1.0 + rng.normal(0.0, 0.1, size=hidden)).astype(np.float32))
+    for layer in range(layers):
+        for short, (rows, cols, scale) in shapes.items():
+            x = rng.normal(0.0, scale / np.sqrt(cols), size=(rows, cols)).astype(np.float32)
+            if short in ("attn_q", "attn_k"):
+                x = to_meta_rows(x, n_head if short == "attn_q" else n_kv)
+            qtype = KQUANT_MIX[short][layer]
+            w.add_tensor(f"blk.{layer}.{short}.weight", kquants.quantize(x, qtype), raw_dtype=QT[qtype])
+        for short in ("attn_norm", "ffn_norm"):
+            w.add_tensor(f"blk.{layer}.{short}.weight", (1.0 + rng.normal(0.0, 0.1, size=hidden)).astype(np.float32))
+    finish(w)
 
 
 def main():

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# K-quant GGUFs as a user meets them (issue 16): tests/fixtures/gguf/kquant_mix.gguf mixes every
+# block type the engine keeps (Q2_K ... Q8_K, Q5_0, Q5_1, IQ4_NL) per tensor.
+#   - `inspect` says when a tp cuts a quantised o_proj/down_proj inside a block (held as float32)
+#     and which tp values keep every block whole; never a silent fallback;
+#   - `run` at tp 1, 2 and 3: log-probabilities of the kept blocks equal those of the float32
+#     path (MESHLLAMA_GGUF_DEQUANTIZE=1) exactly, tp 2 gives tp 1's tokens;
+#   - a truncated file is refused naming the K-quant tensor that is cut short.
+set -u
+bin=${MESHLLAMA_BIN:?}
+fixtures=${MESHLLAMA_FIXTURES:?}
+tmp=${MESHLLAMA_TMP:-/tmp}/cli_kquant.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
+model=$fixtures/gguf/kquant_mix.gguf
+
+out=$("$bin" inspect "$model" --tp 3 2>&1)
+if grep -q "FLOAT32 FALLBACK: 4 of 4 quantised o_proj/down_proj matrices" <<<"$out" &&
+    grep -q "tp values that keep every matrix in its blocks: 1 2$" <<<"$out"; then pass
+else fail "inspect --tp 3 does not report the float32 fallback: $out"; fi
+out=$("$bin" inspect "$model" --tp 2 2>&1)
+if grep -q "all 4 o_proj/down_proj matrices split on block boundaries (kept as stored)" <<<"$out" &&
+    ! grep -q "FALLBACK" <<<"$out"; then pass
+else fail "inspect --tp 2: $out"; fi
+if "$bin" inspect "$model" --tp 3 --json | python3 -c '
+import json, sys
+plan = json.load(sys.stdin)["shard_plan"]
+assert plan["tp_keeping_blocks"] == [1, 2], plan["tp_keeping_blocks"]
+assert plan["float32_fallback"] == ["model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight",
+                                    "model.layers.1.self_attn.o_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+'; then pass; else fail "inspect --json float32_fallback / tp_keeping_blocks"; fi
+
+for tp in 1 2 3; do
+    kept=$("$bin" run -m "$model" --prompt-ids 5,6,7,8,9,10,11 -n 12 --ignore-eos --tp "$tp" --json --logprobs \
+        --top-logprobs 3 2>"$tmp/err")
+    plain=$(MESHLLAMA_GGUF_DEQUANTIZE=1 "$bin" run -m "$model" --prompt-ids 5,6,7,8,9,10,11 -n 12 --ignore-eos \
+        --tp "$tp" --json --logprobs --top-logprobs 3 2>>"$tmp/err")
+    if python3 - "$kept" "$plain" "$tp" <<'PY'
+import json, sys
+kept, plain = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert kept["weight_dtype"] == "mixed" and plain["weight_dtype"] == "f32", (kept["weight_dtype"], plain["weight_dtype"])
+assert kept["generated_ids"] == plain["generated_ids"], (kept["generated_ids"], plain["generated_ids"])
+assert kept["logprobs"] == plain["logprobs"], "log-probabilities differ"
+PY
+    then pass; else fail "tp $tp: kept blocks vs dequantised: $kept / $plain ($(cat "$tmp/err"))"; fi
+    echo "$kept" >"$tmp/tp$tp.json"
+done
+if python3 - "$tmp/tp1.json" "$tmp/tp2.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a["generated_ids"] == b["generated_ids"]
+PY
+then pass; else fail "tp 2 tokens differ from tp 1"; fi
+
+# truncated inside blk.1.ffn_down (Q4_K, the file's last matrix but one)
+size=$(stat -c %s "$model")
+head -c $((size - 2500)) "$model" >"$tmp/truncated.gguf"
+expect_fail 1 'tensor "blk.1.ffn_down.weight": bytes [850176, 923904) are beyond the end of the data section' -- \
+    "$bin" run -m "$tmp/truncated.gguf" --prompt-ids 5 -n 1
+
+finish cli_kquant
