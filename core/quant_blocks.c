@@ -111,12 +111,6 @@ void ml_q2_k_block_to_f32(const uint8_t *block, float *out) {
     }
 }
 
-int ml_q3_k_scale(const uint8_t *scales, int j) {
-    int low = (scales[j % 8] >> (4 * (j / 8))) & 0x0f;
-    int high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return (low | (high << 4)) - 32;
-}
-
 /* Q3_K. Element e = 128*g + 32*j + l: low bits as Q2_K's; high bit: bit e / 32 of hmask[l]
  * (hmask[e % 32]); q = low - 4 when that bit is clear. Sub-block e / 16. */
 void ml_q3_k_block_to_f32(const uint8_t *block, float *out) {
@@ -129,16 +123,6 @@ void ml_q3_k_block_to_f32(const uint8_t *block, float *out) {
         int q = low - (high ? 0 : 4);
         float scale = d * (float)ml_q3_k_scale(scales, e / 16);
         out[e] = scale * (float)q;
-    }
-}
-
-void ml_k4_scale_min(const uint8_t *scales, int j, int *scale, int *min) {
-    if (j < 4) {
-        *scale = scales[j] & 0x3f;
-        *min = scales[4 + j] & 0x3f;
-    } else {
-        *scale = (scales[8 + j - 4] & 0x0f) | ((scales[j - 4] >> 2) & 0x30);
-        *min = (scales[8 + j - 4] >> 4) | ((scales[4 + j - 4] >> 2) & 0x30);
     }
 }
 

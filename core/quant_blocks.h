@@ -32,10 +32,26 @@ typedef void (*ml_block_decoder)(const uint8_t *block, float *out);
 ml_block_decoder ml_quant_block_decoder(ml_dtype dtype);
 
 /* The K-quants' 6-bit sub-block scales and mins (Q4_K, Q5_K: 12 bytes for 8 sub-blocks of 32;
- * gguf-py Q4_K.get_scale_min): scale j and min j, j in 0..7, as integers 0..63. */
-void ml_k4_scale_min(const uint8_t *scales, int j, int *scale, int *min);
-/* Q3_K's 16 signed 6-bit scales (12 bytes): scale j in -32..31. */
-int ml_q3_k_scale(const uint8_t *scales, int j);
+ * gguf-py Q4_K.get_scale_min): scale j and min j, j in 0..7, as integers 0..63. Inline: the
+ * vector decoders call it once per sub-block. */
+static inline void ml_k4_scale_min(const uint8_t *scales, int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = scales[j] & 0x3f;
+        *min = scales[4 + j] & 0x3f;
+    } else {
+        *scale = (scales[8 + j - 4] & 0x0f) | ((scales[j - 4] >> 2) & 0x30);
+        *min = (scales[8 + j - 4] >> 4) | ((scales[4 + j - 4] >> 2) & 0x30);
+    }
+}
+
+/* Q3_K's 16 signed 6-bit scales (12 bytes; gguf-py Q3_K.dequantize_blocks): scale j in -32..31:
+ * its low 4 bits are nibble j / 8 of byte j % 8, its top 2 bits bits 2 * (j / 4) of byte
+ * 8 + j % 4. */
+static inline int ml_q3_k_scale(const uint8_t *scales, int j) {
+    int low = (scales[j % 8] >> (4 * (j / 8))) & 0x0f;
+    int high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (low | (high << 4)) - 32;
+}
 /* IQ4_NL's 16 levels (ggml kvalues_iq4nl). */
 extern const int8_t ml_iq4_nl_levels[16];
 
