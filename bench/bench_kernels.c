@@ -1,14 +1,18 @@
 /* bench_kernels: the pieces of a forward step, timed alone against the machine's limits
  * (a developer tool for tuning; `meshllama bench` measures the whole model).
  *
- *   bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn]
+ *   bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant]
  *
  *   pool  cost of one parallel region (ml_pool_run) with nothing to do, and with tiny tasks;
  *   gemv  decode products over 512 MB of bf16 weights (far beyond the caches), split into
  *         tasks by the model's own ml_run_matmuls, as GB/s next to the read-bandwidth probe;
  *   gemm  prefill products (64..256 tokens x 2048 inputs x 8192 rows, bf16 weights, f32 and bf16
  *         activations) as GFLOP/s next to the dot-product peak probe;
- *   attn  one decode step's attention at 512..8192 cached positions (32 heads over 8 KV heads).
+ *   attn  one decode step's attention at 512..8192 cached positions (32 heads over 8 KV heads);
+ *   quant one 2048 x 2048 product per ggml block type (Q8_0 ... Q8_K) and float32, on the
+ *         calling thread (every kernel table the CPU runs), 1 token (decode: the matrix fits L2/L3,
+ *         so this is the kernels' compute cost, not memory) and 64 tokens; best of 20 (5), which
+ *         keeps a loaded machine's noise out.
  * Uses library internals (model/model_internal.h): a model struct with only a pool and a kernel
  * table is enough for ml_run_matmuls. */
 #include <math.h>
@@ -230,6 +234,59 @@ static void bench_attention(ml_model *m, double read_bw) {
     free(out);
 }
 
+/* The block types' matmuls (and float32 for scale) on one 2048 x 2048 matrix of random bytes
+ * (random scales: the speed does not depend on the values), one thread. */
+static void bench_quant(void) {
+    enum { N = 2048 };
+    static const ml_dtype types[] = {ML_DTYPE_F32,  ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1, ML_DTYPE_Q5_0,
+                                     ML_DTYPE_Q5_1, ML_DTYPE_IQ4_NL, ML_DTYPE_Q2_K, ML_DTYPE_Q3_K, ML_DTYPE_Q4_K,
+                                     ML_DTYPE_Q5_K, ML_DTYPE_Q6_K, ML_DTYPE_Q8_K};
+    static const char *const isas[] = {"scalar", "avx2", "avx512"};
+    float *x = random_f32((size_t)64 * N, 3), *y = malloc((size_t)64 * N * sizeof(float));
+    uint8_t *w = malloc((size_t)N * N * sizeof(float));
+    if (!x || !y || !w) {
+        printf("quant: out of memory\n");
+        return;
+    }
+    uint64_t s = 11;
+    for (size_t i = 0; i < (size_t)N * N * sizeof(float); i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        w[i] = (uint8_t)(s >> 56);
+    }
+    for (size_t i = 0; i < (size_t)N * N; i++) ((float *)(void *)w)[i] = 0.01f * (float)((i * 37) % 19) - 0.09f;
+    for (size_t v = 0; v < sizeof isas / sizeof isas[0]; v++) {
+        const ml_cpu_kernels *k = ml_cpu_kernels_variant(isas[v]);
+        if (!k) continue;
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+            ml_dtype dtype = types[i];
+            printf("quant: %-7s %-6s", k->name, ml_dtype_name(dtype));
+            for (int n_tok = 1; n_tok <= 64; n_tok *= 64) {
+                int reps = n_tok == 1 ? 20 : 5;
+                if (v == 0) reps = n_tok == 1 ? 3 : 1;
+                double best = 1e30;
+                for (int rep = 0; rep < reps; rep++) {
+                    double t0 = now_s();
+                    switch (dtype) {
+                    case ML_DTYPE_F32: k->matmul_f32_f32(y, N, x, N, (const float *)(const void *)w, N, n_tok, 0, N); break;
+                    case ML_DTYPE_Q8_0: k->matmul_f32_q8_0(y, N, x, N, w, N, n_tok, 0, N); break;
+                    case ML_DTYPE_Q4_0: k->matmul_f32_q4_0(y, N, x, N, w, N, n_tok, 0, N); break;
+                    case ML_DTYPE_Q4_1: k->matmul_f32_q4_1(y, N, x, N, w, N, n_tok, 0, N); break;
+                    default: k->matmul_f32_blocks(dtype, y, N, x, N, w, N, n_tok, 0, N); break;
+                    }
+                    double t = now_s() - t0;
+                    if (t < best) best = t;
+                }
+                printf("   %2d token%s %7.3f ms %6.2f Gweights/s", n_tok, n_tok == 1 ? " " : "s", best * 1e3,
+                       (double)N * N * n_tok / best / 1e9);
+            }
+            printf("\n");
+        }
+    }
+    free(x);
+    free(y);
+    free(w);
+}
+
 int main(int argc, char **argv) {
     int threads = 0;
     const char *only = NULL;
@@ -237,7 +294,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn]\n");
+            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant]\n");
             return 2;
         }
     }
@@ -261,6 +318,7 @@ int main(int argc, char **argv) {
     if (!only || strcmp(only, "gemv") == 0) bench_gemv(&m, bw);
     if (!only || strcmp(only, "gemm") == 0) bench_gemm(&m, peak);
     if (!only || strcmp(only, "attn") == 0) bench_attention(&m, bw);
+    if (!only || strcmp(only, "quant") == 0) bench_quant();
     ml_pool_destroy(m.pool);
     return 0;
 }
