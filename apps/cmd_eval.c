@@ -10,7 +10,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
-#include "formats/golden.h"
+#include "formats/hidden_dump.h"
 #include "formats/json_util.h"
 #include "json_out.h"
 #include "model_options.h"
@@ -47,30 +47,25 @@ typedef struct {
 } eval_options;
 
 /* --dump-layers: every named intermediate of the prompt, by (name, layer) in the order the
- * forward pass hands them over (format in docs/EVAL_REFERENCE.md). */
-typedef struct {
-    char name[32];
-    int layer, width;
-    float *data; /* [n_tok, width] */
-} dump_entry;
-
+ * forward pass hands them over (written by formats/hidden_dump.h; format in
+ * docs/EVAL_REFERENCE.md). */
 typedef struct {
     int n_tok, failed;
     int n_entries, capacity;
-    dump_entry *entries;
+    ml_hidden_entry *entries;
 } layer_dump;
 
-static dump_entry *dump_entry_for(layer_dump *d, const ml_hidden_state *s) {
+static ml_hidden_entry *dump_entry_for(layer_dump *d, const ml_hidden_state *s) {
     for (int i = 0; i < d->n_entries; i++)
         if (d->entries[i].layer == s->layer && strcmp(d->entries[i].name, s->name) == 0) return &d->entries[i];
     if (d->n_entries == d->capacity) {
         int capacity = d->capacity ? 2 * d->capacity : 64;
-        dump_entry *grown = realloc(d->entries, (size_t)capacity * sizeof *grown);
+        ml_hidden_entry *grown = realloc(d->entries, (size_t)capacity * sizeof *grown);
         if (!grown) return NULL;
         d->entries = grown;
         d->capacity = capacity;
     }
-    dump_entry *e = &d->entries[d->n_entries];
+    ml_hidden_entry *e = &d->entries[d->n_entries];
     snprintf(e->name, sizeof e->name, "%s", s->name);
     e->layer = s->layer;
     e->width = s->width;
@@ -83,32 +78,12 @@ static dump_entry *dump_entry_for(layer_dump *d, const ml_hidden_state *s) {
 static void collect_state(const ml_hidden_state *s, void *user) {
     layer_dump *d = user;
     if (d->failed || s->token_begin + s->n_tok > d->n_tok) return;
-    dump_entry *e = dump_entry_for(d, s);
+    ml_hidden_entry *e = dump_entry_for(d, s);
     if (!e || e->width != s->width) {
         d->failed = 1;
         return;
     }
     memcpy(e->data + (size_t)s->token_begin * e->width, s->data, (size_t)s->n_tok * s->width * sizeof(float));
-}
-
-/* MLHIDDN1 version 2: header, prompt, then per entry its name, layer, width and values
- * (through the golden-file writer, formats/golden.h). */
-static int write_dump(const layer_dump *d, const int32_t *prompt, int hidden, const char *path) {
-    uint32_t header[4] = {2, (uint32_t)d->n_entries, (uint32_t)d->n_tok, (uint32_t)hidden};
-    ml_golden_writer w;
-    if (ml_golden_writer_open(&w, path, "MLHIDDN1") != ML_OK) return 1;
-    ml_golden_write(&w, header, sizeof header);
-    ml_golden_write(&w, prompt, (size_t)d->n_tok * sizeof *prompt);
-    for (int i = 0; i < d->n_entries; i++) {
-        const dump_entry *e = &d->entries[i];
-        uint32_t name_bytes = (uint32_t)strlen(e->name);
-        int32_t shape[2] = {e->layer, e->width};
-        ml_golden_write(&w, &name_bytes, sizeof name_bytes);
-        ml_golden_write(&w, e->name, name_bytes);
-        ml_golden_write(&w, shape, sizeof shape);
-        ml_golden_write(&w, e->data, (size_t)d->n_tok * e->width * sizeof(float));
-    }
-    return ml_golden_writer_close(&w) != ML_OK;
 }
 
 static int dump_layers(ml_model *model, const ml_eval_reference *ref, const char *dir) {
@@ -133,8 +108,8 @@ static int dump_layers(ml_model *model, const ml_eval_reference *ref, const char
         char path[4096];
         snprintf(path, sizeof path, "%s/hidden_prefill%d.bin", dir, d.n_tok);
         mkdir(dir, 0755);
-        fail = write_dump(&d, prompt, info.hidden_size, path);
-        if (fail) fprintf(stderr, "meshllama eval: cannot write %s\n", path);
+        fail = ml_hidden_dump_write(path, prompt, d.n_tok, info.hidden_size, d.entries, d.n_entries) != ML_OK;
+        if (fail) fprintf(stderr, "meshllama eval: %s\n", ml_last_error());
         else fprintf(stderr, "eval: wrote %d intermediates of %d tokens to %s\n", d.n_entries, d.n_tok, path);
     }
     for (int i = 0; i < d.n_entries; i++) free(d.entries[i].data);

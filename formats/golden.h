@@ -1,8 +1,8 @@
 /* Golden files: the small versioned little-endian binaries that carry reference data between
  * Hugging Face (the scripts in tools/) and meshllama: an 8-byte magic, uint32 header fields, then int32 and
  * float32 arrays. One reader and one writer serve every format; each format is a thin layer on
- * them: MLHFREF1 (hf_reference.c) and MLEVREF1 (eval_reference.c) read through it, the
- * MLHIDDN1 layer dump (`eval --dump-layers`, apps/cmd_eval.c) is written through it.
+ * them: MLHFREF1 (hf_reference.c), MLEVREF1 (eval_reference.c) and the MLHIDDN1 layer dump
+ * (`eval --dump-layers`, hidden_dump.c: writer and reader).
  * Layouts in docs/FIXTURES.md and docs/EVAL_REFERENCE.md. */
 #ifndef ML_FORMATS_GOLDEN_H
 #define ML_FORMATS_GOLDEN_H

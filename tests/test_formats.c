@@ -1,4 +1,5 @@
-/* formats/: config.json, generation_config.json and safetensors readers on synthetic inputs.
+/* formats/: config.json, generation_config.json and safetensors readers, and the golden files
+ * (MLHFREF1, MLEVREF1, MLHIDDN1), on synthetic inputs.
  * Every rejected input must return the documented code and a message naming the file and the
  * offending key or tensor. */
 #include <ftw.h>
@@ -14,6 +15,7 @@
 #include "formats/hf_config.h"
 #include "formats/eval_reference.h"
 #include "formats/hf_reference.h"
+#include "formats/hidden_dump.h"
 #include "formats/safetensors.h"
 #include "test_util.h"
 
@@ -936,6 +938,94 @@ static void test_eval_reference(void) {
     }
 }
 
+/* ---- MLHIDDN1 hidden-state dumps (formats/hidden_dump.c) --------------------------------- */
+
+/* Written by ml_hidden_dump_write, read back by ml_hidden_dump_load: every field and value
+ * identical (memcmp). Then version 1 (no names) and damaged images. */
+static void test_hidden_dump(void) {
+    enum { N_TOK = 3, HIDDEN = 4 };
+    const int32_t prompt[N_TOK] = {1, 17, 42};
+    float values[3][N_TOK * 6];
+    for (int e = 0; e < 3; e++)
+        for (int i = 0; i < N_TOK * 6; i++) values[e][i] = (float)(e * 100 + i) * 0.5f - 7.0f;
+    const ml_hidden_entry entries[3] = {
+        {"embed", -1, HIDDEN, values[0]}, {"q", 0, 6, values[1]}, {"final_norm", -1, HIDDEN, values[2]}};
+    char path[1024];
+    path_join(path, sizeof path, tmp_root, "hidden_prefill3.bin");
+    expect_ok("hidden dump write", ml_hidden_dump_write(path, prompt, N_TOK, HIDDEN, entries, 3));
+    ml_hidden_dump d;
+    expect_ok("hidden dump load", ml_hidden_dump_load(path, &d));
+    CHECK(d.version == 2 && d.n_tokens == N_TOK && d.hidden_size == HIDDEN && d.n_entries == 3 &&
+              memcmp(d.prompt, prompt, sizeof prompt) == 0,
+          "hidden dump header read back as version %d, %d tokens, hidden %d, %d entries", d.version, d.n_tokens,
+          d.hidden_size, d.n_entries);
+    for (int e = 0; e < 3 && e < d.n_entries; e++) {
+        const ml_hidden_entry *got = &d.entries[e];
+        CHECK(strcmp(got->name, entries[e].name) == 0 && got->layer == entries[e].layer &&
+                  got->width == entries[e].width &&
+                  memcmp(got->data, entries[e].data, sizeof(float) * N_TOK * (size_t)entries[e].width) == 0,
+              "hidden dump entry %d (%s) read back differently", e, entries[e].name);
+    }
+    CHECK(d.n_entries == 3 && ml_hidden_dump_find(&d, "q", 0) == &d.entries[1] && !ml_hidden_dump_find(&d, "q", 1),
+          "ml_hidden_dump_find");
+    ml_hidden_dump_free(&d);
+
+    /* the image, for version 1 and the damaged cases */
+    size_t size;
+    uint8_t *image = ml_test_read_file(path, &size);
+    CHECK(image != NULL, "cannot read %s back", path);
+    if (!image) return;
+    /* version 1: the same header and prompt, then unnamed [n_entries][n_tokens][hidden] values */
+    uint8_t v1[256];
+    const uint32_t header_v1[4] = {1, 2, N_TOK, HIDDEN};
+    memcpy(v1, "MLHIDDN1", 8);
+    memcpy(v1 + 8, header_v1, sizeof header_v1);
+    memcpy(v1 + 24, prompt, sizeof prompt);
+    memcpy(v1 + 24 + sizeof prompt, values[0], sizeof(float) * N_TOK * HIDDEN);
+    memcpy(v1 + 24 + sizeof prompt + sizeof(float) * N_TOK * HIDDEN, values[2], sizeof(float) * N_TOK * HIDDEN);
+    size_t v1_size = 24 + sizeof prompt + 2 * sizeof(float) * N_TOK * HIDDEN;
+    expect_ok("hidden dump v1", ml_hidden_dump_parse(v1, v1_size, "v1.bin", &d));
+    CHECK(d.version == 1 && d.n_entries == 2 && strcmp(d.entries[0].name, "embed") == 0 &&
+              strcmp(d.entries[1].name, "final_norm") == 0 && d.entries[1].layer == -1 &&
+              d.entries[1].width == HIDDEN && d.entries[1].data[N_TOK * HIDDEN - 1] == values[2][N_TOK * HIDDEN - 1],
+          "hidden dump v1 read back wrong");
+    ml_hidden_dump_free(&d);
+
+    /* entry 0 (embed) starts after the 24-byte header and the prompt: name length at 36 */
+    const size_t entry0 = 24 + sizeof prompt;
+    const bad_image bad[] = {
+        {"magic", size, 0, 0x4c4d4c4d, "magic is not MLHIDDN1"},
+        {"short header", 20, 0, 0, "truncated the header"},
+        {"version 3", size, 8, 3, "version 3"},
+        {"no tokens", size, 16, 0, "out of range"},
+        {"huge entry count", size, 12, 0x7fffffff, "out of range"},
+        {"name length 0", size, entry0, 0, "name of 0 bytes"},
+        {"name length 40", size, entry0, 40, "name of 40 bytes"},
+        {"width 0", size, entry0 + 4 + 5 + 4, 0, "width 0 out of range"},
+        {"truncated values", size - 1, 0, 0, "truncated the values of entry 2 (final_norm)"},
+        {"trailing byte", size + 1, 0, 0, "1 unexpected bytes after the last entry"},
+    };
+    uint8_t *buf = malloc(size + 1);
+    for (size_t i = 0; buf && i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(buf, image, size);
+        buf[size] = 0;
+        if (bad[i].poke || bad[i].poke_at) memcpy(buf + bad[i].poke_at, &bad[i].poke, 4);
+        ml_clear_error();
+        int status = ml_hidden_dump_parse(buf, bad[i].size, "bad.bin", &d);
+        expect_error(bad[i].label, status, ML_ERR_FORMAT, "bad.bin", bad[i].needle);
+        CHECK(!d.prompt && !d.entries, "%s: arrays left allocated", bad[i].label);
+    }
+    free(buf);
+    free(image);
+    expect_error("hidden dump: missing file", ml_hidden_dump_load("/nonexistent/hidden.bin", &d), ML_ERR_IO,
+                 "/nonexistent/hidden.bin", NULL);
+    expect_error("hidden dump: bad path", ml_hidden_dump_write("/nonexistent/dir/hidden.bin", prompt, N_TOK, HIDDEN,
+                                                               entries, 3),
+                 ML_ERR_IO, "/nonexistent/dir/hidden.bin", NULL);
+    expect_error("hidden dump: no tokens", ml_hidden_dump_write(path, prompt, 0, HIDDEN, entries, 3), ML_ERR_ARG,
+                 "n_tokens 0", NULL);
+}
+
 int main(void) {
     if (ml_test_make_tmpdir(tmp_root, sizeof tmp_root, "formats") != 0) {
         fprintf(stderr, "cannot create a temporary directory\n");
@@ -950,6 +1040,7 @@ int main(void) {
     test_sharded();
     test_hf_reference();
     test_eval_reference();
+    test_hidden_dump();
     nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return ml_test_finish("formats");
 }

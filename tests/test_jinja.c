@@ -16,22 +16,6 @@
 #include "meshllama.h"
 #include "tokenizer/jinja.h"
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)size + 1);
-    if (text && fread(text, 1, (size_t)size, f) != (size_t)size) {
-        free(text);
-        text = NULL;
-    }
-    if (text) text[size] = '\0';
-    fclose(f);
-    return text;
-}
-
 static void print_difference(const char *name, const char *got, const char *want) {
     size_t i = 0;
     while (got[i] && got[i] == want[i]) i++;
@@ -52,7 +36,7 @@ static void test_hf_fixtures(void) {
     json_array_foreach(json_object_get(root, "cases"), i, c) {
         const char *name = json_string_value(json_object_get(c, "name"));
         snprintf(path, sizeof path, "%s/%s", dir, json_string_value(json_object_get(c, "template")));
-        char *source = read_file(path);
+        char *source = (char *)ml_test_read_file(path, NULL);
         CHECK(source != NULL, "%s: cannot read %s", name, path);
         if (!source) continue;
         ml_jinja_template *tmpl = NULL;
@@ -104,7 +88,7 @@ static void test_public_api(void) {
         const char *name = json_string_value(json_object_get(c, "name"));
         json_t *context = json_object_get(c, "context");
         snprintf(path, sizeof path, "%s/%s", dir, json_string_value(json_object_get(c, "template")));
-        char *source = read_file(path);
+        char *source = (char *)ml_test_read_file(path, NULL);
         ml_chat_template *tmpl = NULL;
         int status = source ? ml_chat_template_create_with_tokens(source, NULL,
                                                                   json_string_value(json_object_get(context, "bos_token")),
@@ -189,82 +173,95 @@ static void expect_error(const char *source, const char *context, int code, cons
 }
 
 static void test_semantics(void) {
-    /* whitespace control, trim_blocks and lstrip_blocks */
-    expect("a\n  {% if true %}\n  b\n  {% endif %}\nc", NULL, "a\n  b\nc");
-    expect("a  {%- if true -%}  b  {%- endif -%}  c", NULL, "abc");
-    expect("{{ 'x' }}\n{{ 'y' }}", NULL, "x\ny");
-    expect("  {{- 'x' -}}  \n", NULL, "x");
-    expect("{# comment #}\nz", NULL, "z");
-    expect("{%+ if true %}k{% endif +%}\n", NULL, "k\n");
-    expect("{% raw %}{{ not evaluated }}{% endraw %}", NULL, "{{ not evaluated }}");
-    /* expressions */
-    expect("{{ 1 + 2 * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 2 ** 10 }} {{ 7 / 2 }}", NULL,
-           "7 3 -4 1 2 1024 3.5");
-    expect("{{ 'a' ~ 1 ~ none ~ true }} {{ 'a' + 'b' }} {{ [1] + [2] }}", NULL, "a1NoneTrue ab [1, 2]");
-    expect("{{ 'abcdef'[1:3] }} {{ 'abcdef'[::-1] }} {{ 'abcdef'[-2:] }} {{ [1,2,3][:-1] }} {{ 'héé'[1] }}", NULL,
-           "bc fedcba ef [1, 2] é");
-    expect("{{ 'b' in 'abc' }} {{ 2 not in [1, 2] }} {{ 'k' in {'k': 1} }}", NULL, "True False True");
-    expect("{{ x if x else 'none' }} {{ 'y' if false }}|", "{\"x\": 0}", "none |");
-    expect("{{ (1, 2) }} {{ {'a': [1, 'b'], \"c\": none} }} {{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e100 is number }}", NULL,
-           "[1, 2] {'a': [1, 'b'], 'c': None} 1.0 0.30000000000000004 True");
-    /* filters and methods */
-    expect("{{ '  a b  ' | trim }}|{{ 'Hello' | upper }}|{{ 'Hello' | lower }}|{{ 'hello world' | title }}", NULL,
-           "a b|HELLO|hello|Hello World");
-    expect("{{ [1, 2, 3] | length }} {{ 'héllo' | length }} {{ [3, 1] | first }} {{ [3, 1] | last }}", NULL, "3 5 3 1");
-    expect("{{ 'aXbXc' | replace('X', '-') }} {{ ['a', 'b'] | join(', ') }} {{ x | default('d') }}", NULL, "a-b-c a, b d");
-    expect("{{ {'b': 1, 'a': [1, 2.5, 'é\"\\n']} | tojson }}", NULL, "{\"b\": 1, \"a\": [1, 2.5, \"é\\\"\\n\"]}");
-    expect("{{ {'b': 1, 'a': {}} | tojson(indent=2) }}", NULL, "{\n  \"b\": 1,\n  \"a\": {}\n}");
-    expect("{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}", NULL, "{\"a\": 2, \"b\": 1}");
-    expect("{{ ms | selectattr('role', 'equalto', 'user') | map(attribute='c') | join(',') }}",
-           "{\"ms\": [{\"role\": \"user\", \"c\": \"1\"}, {\"role\": \"bot\", \"c\": \"2\"}, {\"role\": \"user\", \"c\": \"3\"}]}",
-           "1,3");
-    expect("{{ '  x '.strip() }}|{{ 'abc'.startswith('ab') }}|{{ 'a,b'.split(',') }}|{{ 'a b  c'.split() }}|{{ 'x'.upper() }}",
-           NULL, "x|True|['a', 'b']|['a', 'b', 'c']|X");
-    expect("{{ d.get('k') }} {{ d.get('z', 5) }}{% for k, v in d.items() %} {{ k }}={{ v }}{% endfor %}", "{\"d\": {\"k\": 1}}",
-           "1 5 k=1");
-    expect("{{ 'a\nb' | indent(2) }}|{{ 'a\nb' | indent(2, true) }}", NULL, "a\n  b|  a\n  b");
-    /* tests */
-    expect("{{ x is defined }} {{ y is none }} {{ 'a' is string }} {{ 3 is divisibleby 3 }} {{ 4 is odd }}", "{\"y\": null}",
-           "False True True True False");
-    /* loops and scoping */
-    expect("{% for x in xs %}{{ loop.index }}{{ loop.first }}{{ loop.last }}{{ loop.length }} {% endfor %}", "{\"xs\": [5, 6]}",
-           "1TrueFalse2 2FalseTrue2 ");
-    expect("{% for x in xs if x > 1 %}{{ x }}{% else %}none{% endfor %}", "{\"xs\": [1, 2, 3]}", "23");
-    expect("{% for x in [] %}{{ x }}{% else %}none{% endfor %}", NULL, "none");
-    expect("{% for x in range(10) %}{% if x == 3 %}{% break %}{% endif %}{% if x == 1 %}{% continue %}{% endif %}{{ x }}{% endfor %}",
-           NULL, "02");
-    expect("{% set a = 1 %}{% for x in [1] %}{% set a = 2 %}{% endfor %}{{ a }}", NULL, "1");
-    expect("{% set ns = namespace(a=1) %}{% for x in [1] %}{% set ns.a = 2 %}{% endfor %}{{ ns.a }}", NULL, "2");
-    expect("{% if true %}{% set a = 3 %}{% endif %}{{ a }}", NULL, "3");
-    expect("{% set a, b = 1, 2 %}{{ a }}{{ b }}", NULL, "12");
-    expect("{% set t %}in{{ 1 }}{% endset %}[{{ t }}]", NULL, "[in1]");
-    expect("{% macro m(a, b='x') %}{{ a }}{{ b }}{% endmacro %}{{ m(1) }}{{ m(2, b='y') }}", NULL, "1x2y");
-    expect("{% generation %}g{% endgeneration %}", NULL, "g");
+    static const struct {
+        const char *source, *context, *want;
+    } cases[] = {
+        /* whitespace control, trim_blocks and lstrip_blocks */
+        {"a\n  {% if true %}\n  b\n  {% endif %}\nc", NULL, "a\n  b\nc"},
+        {"a  {%- if true -%}  b  {%- endif -%}  c", NULL, "abc"},
+        {"{{ 'x' }}\n{{ 'y' }}", NULL, "x\ny"},
+        {"  {{- 'x' -}}  \n", NULL, "x"},
+        {"{# comment #}\nz", NULL, "z"},
+        {"{%+ if true %}k{% endif +%}\n", NULL, "k\n"},
+        {"{% raw %}{{ not evaluated }}{% endraw %}", NULL, "{{ not evaluated }}"},
+        /* expressions */
+        {"{{ 1 + 2 * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 2 ** 10 }} {{ 7 / 2 }}", NULL,
+            "7 3 -4 1 2 1024 3.5"},
+        {"{{ 'a' ~ 1 ~ none ~ true }} {{ 'a' + 'b' }} {{ [1] + [2] }}", NULL, "a1NoneTrue ab [1, 2]"},
+        {"{{ 'abcdef'[1:3] }} {{ 'abcdef'[::-1] }} {{ 'abcdef'[-2:] }} {{ [1,2,3][:-1] }} {{ 'héé'[1] }}", NULL,
+            "bc fedcba ef [1, 2] é"},
+        {"{{ 'b' in 'abc' }} {{ 2 not in [1, 2] }} {{ 'k' in {'k': 1} }}", NULL, "True False True"},
+        {"{{ x if x else 'none' }} {{ 'y' if false }}|", "{\"x\": 0}", "none |"},
+        {"{{ (1, 2) }} {{ {'a': [1, 'b'], \"c\": none} }} {{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e100 is number }}", NULL,
+            "[1, 2] {'a': [1, 'b'], 'c': None} 1.0 0.30000000000000004 True"},
+        /* filters and methods */
+        {"{{ '  a b  ' | trim }}|{{ 'Hello' | upper }}|{{ 'Hello' | lower }}|{{ 'hello world' | title }}", NULL,
+            "a b|HELLO|hello|Hello World"},
+        {"{{ [1, 2, 3] | length }} {{ 'héllo' | length }} {{ [3, 1] | first }} {{ [3, 1] | last }}", NULL, "3 5 3 1"},
+        {"{{ 'aXbXc' | replace('X', '-') }} {{ ['a', 'b'] | join(', ') }} {{ x | default('d') }}", NULL, "a-b-c a, b d"},
+        {"{{ {'b': 1, 'a': [1, 2.5, 'é\"\\n']} | tojson }}", NULL, "{\"b\": 1, \"a\": [1, 2.5, \"é\\\"\\n\"]}"},
+        {"{{ {'b': 1, 'a': {}} | tojson(indent=2) }}", NULL, "{\n  \"b\": 1,\n  \"a\": {}\n}"},
+        {"{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}", NULL, "{\"a\": 2, \"b\": 1}"},
+        {"{{ ms | selectattr('role', 'equalto', 'user') | map(attribute='c') | join(',') }}",
+            "{\"ms\": [{\"role\": \"user\", \"c\": \"1\"}, {\"role\": \"bot\", \"c\": \"2\"}, {\"role\": \"user\", \"c\": \"3\"}]}",
+            "1,3"},
+        {"{{ '  x '.strip() }}|{{ 'abc'.startswith('ab') }}|{{ 'a,b'.split(',') }}|{{ 'a b  c'.split() }}|{{ 'x'.upper() }}",
+            NULL, "x|True|['a', 'b']|['a', 'b', 'c']|X"},
+        {"{{ d.get('k') }} {{ d.get('z', 5) }}{% for k, v in d.items() %} {{ k }}={{ v }}{% endfor %}", "{\"d\": {\"k\": 1}}",
+            "1 5 k=1"},
+        {"{{ 'a\nb' | indent(2) }}|{{ 'a\nb' | indent(2, true) }}", NULL, "a\n  b|  a\n  b"},
+        /* tests */
+        {"{{ x is defined }} {{ y is none }} {{ 'a' is string }} {{ 3 is divisibleby 3 }} {{ 4 is odd }}", "{\"y\": null}",
+            "False True True True False"},
+        /* loops and scoping */
+        {"{% for x in xs %}{{ loop.index }}{{ loop.first }}{{ loop.last }}{{ loop.length }} {% endfor %}", "{\"xs\": [5, 6]}",
+            "1TrueFalse2 2FalseTrue2 "},
+        {"{% for x in xs if x > 1 %}{{ x }}{% else %}none{% endfor %}", "{\"xs\": [1, 2, 3]}", "23"},
+        {"{% for x in [] %}{{ x }}{% else %}none{% endfor %}", NULL, "none"},
+        {"{% for x in range(10) %}{% if x == 3 %}{% break %}{% endif %}{% if x == 1 %}{% continue %}{% endif %}{{ x }}{% endfor %}",
+            NULL, "02"},
+        {"{% set a = 1 %}{% for x in [1] %}{% set a = 2 %}{% endfor %}{{ a }}", NULL, "1"},
+        {"{% set ns = namespace(a=1) %}{% for x in [1] %}{% set ns.a = 2 %}{% endfor %}{{ ns.a }}", NULL, "2"},
+        {"{% if true %}{% set a = 3 %}{% endif %}{{ a }}", NULL, "3"},
+        {"{% set a, b = 1, 2 %}{{ a }}{{ b }}", NULL, "12"},
+        {"{% set t %}in{{ 1 }}{% endset %}[{{ t }}]", NULL, "[in1]"},
+        {"{% macro m(a, b='x') %}{{ a }}{{ b }}{% endmacro %}{{ m(1) }}{{ m(2, b='y') }}", NULL, "1x2y"},
+        {"{% generation %}g{% endgeneration %}", NULL, "g"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) expect(cases[i].source, cases[i].context, cases[i].want);
 }
 
 static void test_errors(void) {
-    expect_error("{% if x %}", NULL, ML_ERR_FORMAT, "line 1, column 4: '{% if' is never closed");
-    expect_error("ok\n{{ 1 + }}", NULL, ML_ERR_FORMAT, "line 2, column 8");
-    expect_error("{{ 'abc }}", NULL, ML_ERR_FORMAT, "unterminated string");
-    expect_error("{% endfor %}", NULL, ML_ERR_FORMAT, "block end without a matching start");
-    expect_error("{% frobnicate %}", NULL, ML_ERR_FORMAT, "unknown or unsupported statement");
-    expect_error("{# open", NULL, ML_ERR_FORMAT, "unterminated comment");
-    expect_error("{{ x", NULL, ML_ERR_FORMAT, "missing }}");
-    expect_error("a\n  {{ x | nosuchfilter }}", NULL, ML_ERR_UNSUPPORTED, "line 2, column 10: unknown filter 'nosuchfilter'");
-    expect_error("{{ x is nosuchtest }}", NULL, ML_ERR_UNSUPPORTED, "unknown test 'nosuchtest'");
-    expect_error("{{ raise_exception('Roles must alternate') }}", NULL, ML_ERR_ARG, "line 1, column 4: raise_exception: Roles must alternate");
-    expect_error("{{ x.y }}", NULL, ML_ERR_ARG, "'x' is undefined");
-    expect_error("{{ 1 + 'a' }}", NULL, ML_ERR_ARG, "unsupported operand types for +: int and str");
-    expect_error("{{ 1 // 0 }}", NULL, ML_ERR_ARG, "division or modulo by zero");
-    expect_error("{% for x in 5 %}{% endfor %}", NULL, ML_ERR_ARG, "not iterable");
-    expect_error("{{ range(1000000) }}", NULL, ML_ERR_UNSUPPORTED, "range()");
-    expect_error("{% set x = 1 %}{% set x.a = 2 %}", NULL, ML_ERR_ARG, "only on a namespace");
-    expect_error("{{ 'abc'.nosuchmethod() }}", NULL, ML_ERR_UNSUPPORTED, "has no method 'nosuchmethod'");
-    /* bounded work: loops, recursion, output and memory */
-    expect_error("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", NULL, ML_ERR_UNSUPPORTED, "nested deeper");
-    expect_error("{% for a in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' * 100 }}{% endfor %}",
-                 NULL, ML_ERR_UNSUPPORTED, "output longer");
-    expect_error("{{ 'x' * 100000000000 }}", NULL, ML_ERR_UNSUPPORTED, "memory");
+    static const struct {
+        const char *source, *context;
+        int code;
+        const char *message_part;
+    } cases[] = {
+        {"{% if x %}", NULL, ML_ERR_FORMAT, "line 1, column 4: '{% if' is never closed"},
+        {"ok\n{{ 1 + }}", NULL, ML_ERR_FORMAT, "line 2, column 8"},
+        {"{{ 'abc }}", NULL, ML_ERR_FORMAT, "unterminated string"},
+        {"{% endfor %}", NULL, ML_ERR_FORMAT, "block end without a matching start"},
+        {"{% frobnicate %}", NULL, ML_ERR_FORMAT, "unknown or unsupported statement"},
+        {"{# open", NULL, ML_ERR_FORMAT, "unterminated comment"},
+        {"{{ x", NULL, ML_ERR_FORMAT, "missing }}"},
+        {"a\n  {{ x | nosuchfilter }}", NULL, ML_ERR_UNSUPPORTED, "line 2, column 10: unknown filter 'nosuchfilter'"},
+        {"{{ x is nosuchtest }}", NULL, ML_ERR_UNSUPPORTED, "unknown test 'nosuchtest'"},
+        {"{{ raise_exception('Roles must alternate') }}", NULL, ML_ERR_ARG, "line 1, column 4: raise_exception: Roles must alternate"},
+        {"{{ x.y }}", NULL, ML_ERR_ARG, "'x' is undefined"},
+        {"{{ 1 + 'a' }}", NULL, ML_ERR_ARG, "unsupported operand types for +: int and str"},
+        {"{{ 1 // 0 }}", NULL, ML_ERR_ARG, "division or modulo by zero"},
+        {"{% for x in 5 %}{% endfor %}", NULL, ML_ERR_ARG, "not iterable"},
+        {"{{ range(1000000) }}", NULL, ML_ERR_UNSUPPORTED, "range()"},
+        {"{% set x = 1 %}{% set x.a = 2 %}", NULL, ML_ERR_ARG, "only on a namespace"},
+        {"{{ 'abc'.nosuchmethod() }}", NULL, ML_ERR_UNSUPPORTED, "has no method 'nosuchmethod'"},
+        /* bounded work: loops, recursion, output and memory */
+        {"{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", NULL, ML_ERR_UNSUPPORTED, "nested deeper"},
+        {"{% for a in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' * 100 }}{% endfor %}",
+         NULL, ML_ERR_UNSUPPORTED, "output longer"},
+        {"{{ 'x' * 100000000000 }}", NULL, ML_ERR_UNSUPPORTED, "memory"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(cases[i].source, cases[i].context, cases[i].code, cases[i].message_part);
     char deep[4096];
     size_t n = 0;
     n += (size_t)snprintf(deep + n, sizeof deep - n, "{{ ");

@@ -4,11 +4,15 @@
  * so at tp 2 and tp 4 (KV heads replicated: 3 KV heads) the first layer's attn_norm, q, k, v and
  * attn_out equal tp 1's bit for bit and everything else is within 1e-5 (the all-reduce sums
  * partials in another order); setting a callback does not change a logit; NULL removes it;
- * a NULL model is ignored. Fixture h9kv3_llama3rope_bf16: hidden 144, 9 heads, 3 KV heads,
+ * a NULL model is ignored; the tp 1 recording written as an MLHIDDN1 dump (what `eval
+ * --dump-layers` writes, formats/hidden_dump.h) reads back bit for bit. Fixture h9kv3_llama3rope_bf16: hidden 144, 9 heads, 3 KV heads,
  * head_dim 16, intermediate 256, 3 layers. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "formats/hidden_dump.h"
 #include "meshllama.h"
 #include "test_util.h"
 
@@ -23,11 +27,7 @@ static const int layer_widths[PER_LAYER] = {HIDDEN, Q_WIDTH, KV_WIDTH, KV_WIDTH,
 
 static char dir[512];
 
-typedef struct {
-    char name[32];
-    int layer, width, calls;
-    float *data; /* [N_TOK, width] */
-} entry;
+typedef ml_hidden_entry entry; /* data [N_TOK, width] */
 
 typedef struct {
     int n;
@@ -93,9 +93,32 @@ static void check_layout(const recording *r, int tp) {
 }
 
 static const entry *find(const recording *r, const char *name, int layer) {
-    for (int i = 0; i < r->n; i++)
-        if (r->entries[i].layer == layer && strcmp(r->entries[i].name, name) == 0) return &r->entries[i];
-    return NULL;
+    ml_hidden_dump view = {.n_entries = r->n, .entries = (entry *)r->entries};
+    return ml_hidden_dump_find(&view, name, layer);
+}
+
+/* The recording through the dump writer and reader: every entry identical, in order. */
+static void check_dump_roundtrip(const recording *r, const int32_t *prompt) {
+    char tmp[512], path[600];
+    if (ml_test_make_tmpdir(tmp, sizeof tmp, "hidden") != 0) return;
+    snprintf(path, sizeof path, "%s/hidden_prefill%d.bin", tmp, N_TOK);
+    CHECK(ml_hidden_dump_write(path, prompt, N_TOK, HIDDEN, r->entries, r->n) == ML_OK, "dump write: %s",
+          ml_last_error());
+    ml_hidden_dump d;
+    CHECK(ml_hidden_dump_load(path, &d) == ML_OK, "dump load: %s", ml_last_error());
+    CHECK(d.version == 2 && d.n_tokens == N_TOK && d.hidden_size == HIDDEN && d.n_entries == r->n &&
+              memcmp(d.prompt, prompt, N_TOK * sizeof *prompt) == 0,
+          "dump header read back as version %d, %d tokens, hidden %d, %d entries", d.version, d.n_tokens,
+          d.hidden_size, d.n_entries);
+    for (int i = 0; i < d.n_entries && i < r->n; i++) {
+        const entry *a = &d.entries[i], *b = &r->entries[i];
+        CHECK(strcmp(a->name, b->name) == 0 && a->layer == b->layer && a->width == b->width &&
+                  memcmp(a->data, b->data, (size_t)N_TOK * b->width * sizeof(float)) == 0,
+              "dump entry %d (%s/%d) read back differently", i, b->name, b->layer);
+    }
+    ml_hidden_dump_free(&d);
+    remove(path);
+    rmdir(tmp);
 }
 
 /* attn_residual = previous residual + o_proj, layer_out = attn_residual + ffn_out (float adds). */
@@ -151,6 +174,7 @@ int main(void) {
             CHECK(memcmp(plain, hooked, sizeof plain) == 0, "tp %d: the callback changed the logits", tps[k]);
             check_layout(&by_tp[k], tps[k]);
             check_residual_sums(&by_tp[k]);
+            if (k == 0) check_dump_roundtrip(&by_tp[0], prompt);
             if (k > 0) check_against_tp1(&by_tp[k], &by_tp[0], tps[k]);
             ml_model_set_hidden_callback(m, NULL, NULL);
             int before = by_tp[k].n;

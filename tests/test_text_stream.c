@@ -12,33 +12,12 @@
 
 enum { TOK_IM_END = 256, TOK_XSTOPY, TOK_ABCD, TOK_HI, N_TOKENS };
 
-/* GPT-2's byte-to-text mapping: printable bytes stand for themselves, the others are shifted
- * to U+0100 and up. */
-static void byte_text(int b, char out[4]) {
-    int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    int cp = b;
-    if (!printable) {
-        int n = 0;
-        for (int x = 0; x < b; x++)
-            if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) n++;
-        cp = 256 + n;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
-}
-
 static ml_tokenizer *make_tokenizer(void) {
     static char storage[256][4];
     const char *tokens[N_TOKENS];
     int32_t types[N_TOKENS];
     for (int b = 0; b < 256; b++) {
-        byte_text(b, storage[b]);
+        ml_test_byte_text(b, storage[b]);
         tokens[b] = storage[b];
         types[b] = 6;
     }

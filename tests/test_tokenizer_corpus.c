@@ -19,61 +19,6 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
-    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
-}
-
-/* Counts one check per string and mode; prints the first few differences in full. */
-static void check_corpus(const char *name, const ml_tokenizer *tok, const tf_corpus *c, const tf_ids *ref) {
-    int printed = 0;
-    size_t differ[2] = {0, 0};
-    for (size_t i = 0; i < c->n; i++) {
-        for (int mode = 0; mode < 2; mode++) {
-            unsigned flags = mode ? ML_TOKENIZE_ADD_SPECIAL | ML_TOKENIZE_PARSE_SPECIAL : 0;
-            int32_t *ids = NULL;
-            size_t n = 0;
-            int status = ml_tokenize(tok, (const char *)c->data[i], c->length[i], flags, &ids, &n);
-            const int32_t *want = mode ? ref->special[i] : ref->plain[i];
-            size_t n_want = mode ? ref->n_special[i] : ref->n_plain[i];
-            ml_test_checks++;
-            if (status != ML_OK || !same_ids(ids, n, want, n_want)) {
-                ml_test_failures++;
-                differ[mode]++;
-                if (printed++ < 6) {
-                    fprintf(stderr, "FAIL %s: string %zu (%s, %s mode) \"", name, i, c->names[c->category[i]],
-                            mode ? "special" : "plain");
-                    tf_print_escaped(stderr, c->data[i], c->length[i], 80);
-                    fprintf(stderr, "\"\n   ours ");
-                    if (status == ML_OK) tf_print_ids(stderr, ids, n);
-                    else fprintf(stderr, "error %s", ml_last_error());
-                    fprintf(stderr, "\n   want ");
-                    tf_print_ids(stderr, want, n_want);
-                    fprintf(stderr, "\n");
-                }
-            }
-            free(ids);
-        }
-    }
-    printf("  %-34s plain: %zu/%zu identical, special: %zu/%zu identical\n", name, c->n - differ[0], c->n,
-           c->n - differ[1], c->n);
-}
-
-/* Strict UTF-8 validation (shortest form, no surrogates, <= U+10FFFF). */
-static int utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        if (!len || i + len > n) return 0;
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
-        if (len == 3 && ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F))) return 0;
-        if (len == 4 && ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))) return 0;
-        i += len;
-    }
-    return 1;
-}
-
 /* Every byte of s has a token (HF drops bytes a vocabulary lacks: SmolLM2 has no token for the
  * bytes that never occur in UTF-8, 0xC0, 0xC1, 0xF5..0xFF). */
 static int all_bytes_known(const ml_tokenizer *tok, const uint8_t *s, size_t n) {
@@ -98,7 +43,7 @@ static void check_roundtrip(const char *name, const ml_tokenizer *tok, const tf_
             bad_roundtrip++;
             continue;
         }
-        int must_roundtrip = utf8_valid(c->data[i], c->length[i]) || all_bytes_known(tok, c->data[i], c->length[i]);
+        int must_roundtrip = tf_utf8_valid(c->data[i], c->length[i]) || all_bytes_known(tok, c->data[i], c->length[i]);
         if (ml_detokenize(tok, ids, n, 0, &text, &length) != ML_OK) {
             bad_roundtrip++;
             free(ids);
@@ -114,14 +59,14 @@ static void check_roundtrip(const char *name, const ml_tokenizer *tok, const tf_
             }
         }
         /* Streaming: for valid UTF-8 input every piece released must be whole characters. */
-        int valid_input = utf8_valid(c->data[i], c->length[i]);
+        int valid_input = tf_utf8_valid(c->data[i], c->length[i]);
         size_t used = 0;
         int split_char = 0;
         for (size_t k = 0; k < n; k++) {
             const char *piece;
             size_t piece_length;
             if (ml_stream_decoder_push(dec, ids[k], &piece, &piece_length) != ML_OK) break;
-            if (valid_input && !utf8_valid((const uint8_t *)piece, piece_length)) split_char = 1;
+            if (valid_input && !tf_utf8_valid((const uint8_t *)piece, piece_length)) split_char = 1;
             memcpy(streamed + used, piece, piece_length);
             used += piece_length;
         }
@@ -160,7 +105,7 @@ static void *thread_main(void *arg) {
         unsigned flags = ML_TOKENIZE_ADD_SPECIAL | ML_TOKENIZE_PARSE_SPECIAL;
         if (ml_tokenize(job->tok, (const char *)job->corpus->data[i], job->corpus->length[i], flags, &ids, &n) != ML_OK)
             job->mismatches++;
-        else if (!same_ids(ids, n, job->ref->special[i], job->ref->n_special[i]))
+        else if (!tf_same_ids(ids, n, job->ref->special[i], job->ref->n_special[i]))
             job->mismatches++;
         if (ids) free(ids);
     }
@@ -239,7 +184,7 @@ int main(void) {
             CHECK(ref.n == corpus.n, "%s: %zu references for %zu strings", su->name, ref.n, corpus.n);
             printf("%s (loaded in %.2f s)\n", su->name, load_s);
             t0 = now_s();
-            check_corpus(su->name, tok, &corpus, &ref);
+            tf_check_ids(su->name, tok, &corpus, &ref);
             printf("  encoded the corpus twice in %.3f s\n", now_s() - t0);
             check_roundtrip(su->name, tok, &corpus);
             check_threads(su->name, tok, &corpus, &ref);
@@ -254,7 +199,7 @@ int main(void) {
     if (tf_load_ids("smollm2", &plain) == 0 && tf_load_ids("smollm2_digits", &digits) == 0) {
         size_t differ = 0;
         for (size_t i = 0; i < plain.n && i < digits.n; i++)
-            differ += !same_ids(plain.plain[i], plain.n_plain[i], digits.plain[i], digits.n_plain[i]);
+            differ += !tf_same_ids(plain.plain[i], plain.n_plain[i], digits.plain[i], digits.n_plain[i]);
         CHECK(differ > 20, "smollm2 and smollm2_digits references differ on only %zu strings", differ);
         printf("smollm2 vs smollm2 with Digits: %zu strings tokenize differently\n", differ);
         tf_free_ids(&plain);

@@ -16,30 +16,12 @@
 static char tmpdir[2048];
 static int case_number;
 
-/* GPT-2 bytes_to_unicode, written independently of the library. */
-static void byte_char(int b, char out[4]) {
-    unsigned cp = (unsigned)b;
-    if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))) {
-        unsigned n = 0;
-        for (int c = 0; c < b; c++) n += !((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF));
-        cp = 256 + n;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
-}
-
 /* A small valid byte-level BPE: 256 byte tokens, "ab" (256), "abc" (257), special <|end|> (258). */
 static json_t *valid_json(void) {
     json_t *vocab = json_object();
     for (int b = 0; b < 256; b++) {
         char c[4];
-        byte_char(b, c);
+        ml_test_byte_text(b, c);
         json_object_set_new(vocab, c, json_integer(b));
     }
     json_object_set_new(vocab, "ab", json_integer(256));
@@ -305,7 +287,7 @@ static void tokenizer_model_cases(void) {
     snprintf(command, sizeof command, "gzip -dc '%s' > '%s'", fixture, path);
     if (system(command) == 0) {
         size_t size;
-        uint8_t *data = tf_read_file(path, &size);
+        uint8_t *data = ml_test_read_file(path, &size);
         if (data && size > 100000) {
             expect_model((const char *)data, 50003, ML_ERR_FORMAT, "Llama 3 file truncated mid-line", "line", NULL);
             /* Truncated at a line end the file is shorter but valid; bytes are still all there. */
@@ -332,7 +314,7 @@ static void arrays_cases(void) {
     char storage[256][4];
     int32_t types[259];
     for (int b = 0; b < 256; b++) {
-        byte_char(b, storage[b]);
+        ml_test_byte_text(b, storage[b]);
         tokens[b] = storage[b];
         types[b] = 6;
     }

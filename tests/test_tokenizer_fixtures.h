@@ -32,58 +32,65 @@ typedef struct {
     size_t *n_special;
 } tf_ids;
 
-static inline uint8_t *tf_read_file(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *data = malloc((size_t)n + 1);
-    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
-        free(data);
-        data = NULL;
+/* A fixture file of tools/make_tokenizer_fixtures.py: an 8-byte magic and a uint32 count, then
+ * (for the record files) per record a tag byte, a uint32 length and that many bytes. */
+typedef struct {
+    char path[4096];
+    uint8_t *data;
+    size_t size, at;
+    uint32_t count;
+} tf_fixture;
+
+/* Reads tests/fixtures/<file> whole; -1 with a message when it is missing or lacks the magic. */
+static inline int tf_open_fixture(const char *file, const char *magic, tf_fixture *f) {
+    memset(f, 0, sizeof *f);
+    ml_test_fixture_path(f->path, sizeof f->path, file);
+    f->data = ml_test_read_file(f->path, &f->size);
+    if (!f->data || f->size < 12 || memcmp(f->data, magic, 8) != 0) {
+        fprintf(stderr, "%s: missing or not an %s file\n", f->path, magic);
+        free(f->data);
+        f->data = NULL;
+        return -1;
     }
-    fclose(f);
-    if (data) data[n] = 0;
-    if (size) *size = (size_t)n;
-    return data;
+    memcpy(&f->count, f->data + 8, 4);
+    f->at = 12;
+    return 0;
+}
+
+/* The next record (tag, bytes, length); -1 when the file ends inside it. */
+static inline int tf_next_record(tf_fixture *f, uint8_t *tag, const uint8_t **bytes, uint32_t *length) {
+    if (f->at + 5 > f->size) return -1;
+    *tag = f->data[f->at];
+    memcpy(length, f->data + f->at + 1, 4);
+    if (*length > f->size - f->at - 5) return -1;
+    *bytes = f->data + f->at + 5;
+    f->at += 5 + (size_t)*length;
+    return 0;
 }
 
 static inline int tf_load_corpus(tf_corpus *c) {
     memset(c, 0, sizeof *c);
-    char path[4096];
-    ml_test_fixture_path(path, sizeof path, "tokenizer/corpus.bin");
-    size_t size;
-    uint8_t *blob = tf_read_file(path, &size);
-    if (!blob || size < 12 || memcmp(blob, "MLTKCORP", 8) != 0) {
-        fprintf(stderr, "%s: missing or not a corpus file\n", path);
-        free(blob);
-        return -1;
-    }
-    uint32_t count;
-    memcpy(&count, blob + 8, 4);
-    c->blob = blob;
+    tf_fixture f;
+    if (tf_open_fixture("tokenizer/corpus.bin", "MLTKCORP", &f) != 0) return -1;
+    uint32_t count = f.count;
+    c->blob = f.data;
     c->n = count;
     c->data = calloc(count + 1, sizeof *c->data);
     c->length = calloc(count + 1, sizeof *c->length);
     c->category = calloc(count + 1, 1);
-    size_t at = 12;
     for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *bytes;
         uint32_t length;
-        if (at + 5 > size) return -1;
-        c->category[i] = blob[at];
-        memcpy(&length, blob + at + 1, 4);
-        at += 5;
-        if (at + length > size) return -1;
-        c->data[i] = blob + at;
+        if (tf_next_record(&f, &c->category[i], &bytes, &length) != 0) return -1;
+        c->data[i] = (uint8_t *)bytes;
         c->length[i] = length;
-        at += length;
     }
     /* category names, one per line */
+    size_t at = f.at, size = f.size;
     while (at < size && c->n_names < 32) {
         size_t end = at;
-        while (end < size && blob[end] != '\n') end++;
-        snprintf(c->names[c->n_names++], sizeof c->names[0], "%.*s", (int)(end - at), (const char *)(blob + at));
+        while (end < size && f.data[end] != '\n') end++;
+        snprintf(c->names[c->n_names++], sizeof c->names[0], "%.*s", (int)(end - at), (const char *)(f.data + at));
         at = end + 1;
     }
     return 0;
@@ -119,19 +126,13 @@ static inline int32_t *tf_read_list(const uint8_t *data, size_t size, size_t *at
 
 static inline int tf_load_ids(const char *name, tf_ids *r) {
     memset(r, 0, sizeof *r);
-    char file[128], path[4096];
+    char file[128];
     snprintf(file, sizeof file, "tokenizer/ids_%s.bin", name);
-    ml_test_fixture_path(path, sizeof path, file);
-    size_t size;
-    uint8_t *data = tf_read_file(path, &size);
-    if (!data || size < 12 || memcmp(data, "MLTKIDS2", 8) != 0) {
-        fprintf(stderr, "%s: missing or not an MLTKIDS2 file\n", path);
-        free(data);
-        return -1;
-    }
-    uint32_t count;
-    memcpy(&count, data + 8, 4);
-    size_t at = 12;
+    tf_fixture f;
+    if (tf_open_fixture(file, "MLTKIDS2", &f) != 0) return -1;
+    const uint8_t *data = f.data;
+    size_t size = f.size, at = f.at;
+    uint32_t count = f.count;
     int bad = 0;
     size_t n_prefix = tf_varint(data, size, &at, &bad);
     int32_t *prefix = tf_read_list(data, size, &at, n_prefix, &bad);
@@ -159,8 +160,8 @@ static inline int tf_load_ids(const char *name, tf_ids *r) {
     }
     free(prefix);
     free(suffix);
-    free(data);
-    if (bad) fprintf(stderr, "%s: truncated\n", path);
+    free(f.data);
+    if (bad) fprintf(stderr, "%s: truncated\n", f.path);
     return bad ? -1 : 0;
 }
 
@@ -280,6 +281,62 @@ static inline void tf_print_ids(FILE *f, const int32_t *ids, size_t n) {
     for (size_t i = 0; i < n && i < 24; i++) fprintf(f, "%s%d", i ? "," : "", (int)ids[i]);
     if (n > 24) fputs(",...", f);
     fprintf(f, "] (%zu)", n);
+}
+
+static inline int tf_same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
+}
+
+/* Strict UTF-8 validation (shortest form, no surrogates, <= U+10FFFF). */
+static inline int tf_utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+        if (len == 3 && ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F))) return 0;
+        if (len == 4 && ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Token ids == the reference for every corpus string in both modes (plain; BOS + special tokens
+ * parsed): one check per string and mode; the first few differences are printed in full. */
+static inline void tf_check_ids(const char *name, const ml_tokenizer *tok, const tf_corpus *c, const tf_ids *ref) {
+    int printed = 0;
+    size_t differ[2] = {0, 0};
+    for (size_t i = 0; i < c->n; i++) {
+        for (int mode = 0; mode < 2; mode++) {
+            unsigned flags = mode ? ML_TOKENIZE_ADD_SPECIAL | ML_TOKENIZE_PARSE_SPECIAL : 0;
+            int32_t *ids = NULL;
+            size_t n = 0;
+            int status = ml_tokenize(tok, (const char *)c->data[i], c->length[i], flags, &ids, &n);
+            const int32_t *want = mode ? ref->special[i] : ref->plain[i];
+            size_t n_want = mode ? ref->n_special[i] : ref->n_plain[i];
+            ml_test_checks++;
+            if (status != ML_OK || !tf_same_ids(ids, n, want, n_want)) {
+                ml_test_failures++;
+                differ[mode]++;
+                if (printed++ < 6) {
+                    fprintf(stderr, "FAIL %s: string %zu (%s, %s mode) \"", name, i, c->names[c->category[i]],
+                            mode ? "special" : "plain");
+                    tf_print_escaped(stderr, c->data[i], c->length[i], 80);
+                    fprintf(stderr, "\"\n   ours ");
+                    if (status == ML_OK) tf_print_ids(stderr, ids, n);
+                    else fprintf(stderr, "error %s", ml_last_error());
+                    fprintf(stderr, "\n   want ");
+                    tf_print_ids(stderr, want, n_want);
+                    fprintf(stderr, "\n");
+                }
+            }
+            free(ids);
+        }
+    }
+    printf("  %-34s plain: %zu/%zu identical, special: %zu/%zu identical\n", name, c->n - differ[0], c->n,
+           c->n - differ[1], c->n);
 }
 
 #endif

@@ -27,59 +27,6 @@ static void buf_append(byte_buf *b, const char *bytes, size_t n) {
     b->n += n;
 }
 
-/* Strict UTF-8 (shortest form, no surrogates, <= U+10FFFF). */
-static int utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        if (!len || i + len > n) return 0;
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
-        if (len == 3 && ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F))) return 0;
-        if (len == 4 && ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))) return 0;
-        i += len;
-    }
-    return 1;
-}
-
-static int same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
-    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
-}
-
-static void check_ids(const char *name, const ml_tokenizer *tok, const tf_corpus *c, const tf_ids *ref) {
-    size_t differ[2] = {0, 0};
-    int printed = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        for (int mode = 0; mode < 2; mode++) {
-            unsigned flags = mode ? ML_TOKENIZE_ADD_SPECIAL | ML_TOKENIZE_PARSE_SPECIAL : 0;
-            int32_t *ids = NULL;
-            size_t n = 0;
-            int status = ml_tokenize(tok, (const char *)c->data[i], c->length[i], flags, &ids, &n);
-            const int32_t *want = mode ? ref->special[i] : ref->plain[i];
-            size_t n_want = mode ? ref->n_special[i] : ref->n_plain[i];
-            if (status != ML_OK || !same_ids(ids, n, want, n_want)) {
-                differ[mode]++;
-                if (printed++ < 4) {
-                    fprintf(stderr, "FAIL %s: string %zu (%s mode) \"", name, i, mode ? "special" : "plain");
-                    tf_print_escaped(stderr, c->data[i], c->length[i], 80);
-                    fprintf(stderr, "\"\n   ours ");
-                    if (status == ML_OK) tf_print_ids(stderr, ids, n);
-                    else fprintf(stderr, "error %s", ml_last_error());
-                    fprintf(stderr, "\n   want ");
-                    tf_print_ids(stderr, want, n_want);
-                    fprintf(stderr, "\n");
-                }
-            }
-            free(ids);
-        }
-    }
-    CHECK(differ[0] == 0 && differ[1] == 0, "%s: %zu plain and %zu special strings differ from HF", name, differ[0],
-          differ[1]);
-    printf("  %-32s plain: %zu/%zu identical, special: %zu/%zu identical\n", name, c->n - differ[0], c->n,
-           c->n - differ[1], c->n);
-}
-
 /* Streaming the reference ids gives ml_detokenize's text, and never half of a character. */
 static void check_stream(const char *name, const ml_tokenizer *tok, const tf_corpus *c, const tf_ids *ref) {
     ml_stream_decoder *dec = NULL;
@@ -95,12 +42,12 @@ static void check_stream(const char *name, const ml_tokenizer *tok, const tf_cor
             continue;
         }
         streamed.n = 0;
-        int valid = utf8_valid(c->data[i], c->length[i]);
+        int valid = tf_utf8_valid(c->data[i], c->length[i]);
         for (size_t k = 0; k < ref->n_special[i]; k++) {
             const char *piece;
             size_t piece_length;
             if (ml_stream_decoder_push(dec, ref->special[i][k], &piece, &piece_length) != ML_OK) break;
-            if (valid && !utf8_valid((const uint8_t *)piece, piece_length)) split++;
+            if (valid && !tf_utf8_valid((const uint8_t *)piece, piece_length)) split++;
             buf_append(&streamed, piece, piece_length);
         }
         const char *rest;
@@ -120,33 +67,27 @@ static void check_stream(const char *name, const ml_tokenizer *tok, const tf_cor
 
 /* ml_detokenize of the plain-mode ids == HF tokenizers' decode (skip_special_tokens=False). */
 static void check_decode(const char *name, const ml_tokenizer *tok, const tf_corpus *c, const tf_ids *ref) {
-    char path[4096];
-    ml_test_fixture_path(path, sizeof path, "tokenizer/decode_spm_legacy.bin");
-    size_t size;
-    uint8_t *data = tf_read_file(path, &size);
-    CHECK(data && size >= 12 && memcmp(data, "MLTKDEC1", 8) == 0, "%s: missing or not MLTKDEC1", path);
-    if (!data) return;
-    uint32_t count;
-    memcpy(&count, data + 8, 4);
-    CHECK(count == c->n, "%s: %u strings, corpus %zu", path, count, c->n);
-    size_t at = 12, checked = 0, bad = 0, roundtrip = 0;
-    for (uint32_t i = 0; i < count && at + 5 <= size && i < c->n; i++) {
-        uint8_t valid = data[at];
-        uint32_t length;
-        memcpy(&length, data + at + 1, 4);
-        at += 5;
-        if (at + length > size) break;
+    tf_fixture f;
+    int opened = tf_open_fixture("tokenizer/decode_spm_legacy.bin", "MLTKDEC1", &f) == 0;
+    CHECK(opened, "%s: missing or not MLTKDEC1", f.path);
+    if (!opened) return;
+    CHECK(f.count == c->n, "%s: %u strings, corpus %zu", f.path, f.count, c->n);
+    size_t checked = 0, bad = 0, roundtrip = 0;
+    uint8_t valid;
+    const uint8_t *want;
+    uint32_t length;
+    for (uint32_t i = 0; i < f.count && i < c->n && tf_next_record(&f, &valid, &want, &length) == 0; i++) {
         char *text = NULL;
         size_t n = 0;
         int status = ml_detokenize(tok, ref->plain[i], ref->n_plain[i], 0, &text, &n);
         if (valid) {
             checked++;
-            if (status != ML_OK || n != length || memcmp(text, data + at, length) != 0) {
+            if (status != ML_OK || n != length || memcmp(text, want, length) != 0) {
                 if (bad++ < 3) {
                     fprintf(stderr, "FAIL %s: decode of string %u: ours \"", name, i);
                     tf_print_escaped(stderr, (const uint8_t *)text, text ? n : 0, 60);
                     fprintf(stderr, "\" HF \"");
-                    tf_print_escaped(stderr, data + at, length, 60);
+                    tf_print_escaped(stderr, want, length, 60);
                     fprintf(stderr, "\"\n");
                 }
             }
@@ -154,13 +95,12 @@ static void check_decode(const char *name, const ml_tokenizer *tok, const tf_cor
         /* Byte tokens give back invalid bytes exactly (HF would print U+FFFD). */
         if (status == ML_OK && n == c->length[i] && memcmp(text, c->data[i], n) == 0) roundtrip++;
         free(text);
-        at += length;
     }
     CHECK(checked > 2000 && bad == 0, "%s: %zu of %zu decodes differ from HF", name, bad, checked);
     CHECK(roundtrip == c->n, "%s: decode(encode(s)) == s for %zu of %zu strings", name, roundtrip, c->n);
     printf("  %-32s decode == HF: %zu/%zu valid strings; decode(encode(s)) == s: %zu/%zu\n", name, checked - bad,
            checked, roundtrip, c->n);
-    free(data);
+    free(f.data);
 }
 
 static void check_basics(const ml_tokenizer *tok) {
@@ -382,7 +322,7 @@ int main(void) {
         CHECK(ml_tokenizer_open(path, &tok) == ML_OK, "%s: %s", path, ml_last_error());
         if (tok) {
             printf("%s\n", setups[s].name);
-            check_ids(setups[s].name, tok, &corpus, &ref);
+            tf_check_ids(setups[s].name, tok, &corpus, &ref);
             check_stream(setups[s].name, tok, &corpus, &ref);
             if (strcmp(setups[s].ids, "spm_legacy") == 0) check_decode(setups[s].name, tok, &corpus, &ref);
             check_extra(setups[s].name, tok, setups[s].kind);

@@ -115,7 +115,7 @@ static void byte_alphabet(void) {
     int seen[324] = {0};
     for (int b = 0; b < 256; b++) {
         uint32_t cp = ml_byte_level_char((uint8_t)b);
-        int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        int printable = ml_test_byte_is_printable(b);
         CHECK(printable ? cp == (uint32_t)b : (cp >= 256 && cp < 324), "byte 0x%02x maps to U+%04X", b, cp);
         if (cp < 324) seen[cp]++;
         char utf8[4];

@@ -74,6 +74,43 @@ int ml_test_default_model(char *out, size_t size) {
     return present ? 0 : -1;
 }
 
+int ml_test_byte_is_printable(int b) {
+    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+}
+
+void ml_test_byte_text(int b, char out[4]) {
+    int cp = b;
+    if (!ml_test_byte_is_printable(b)) {
+        cp = 256;
+        for (int x = 0; x < b; x++) cp += !ml_test_byte_is_printable(x);
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = 0;
+    } else {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        out[2] = 0;
+    }
+}
+
+uint8_t *ml_test_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
+        free(data);
+        data = NULL;
+    }
+    fclose(f);
+    if (data) data[n] = 0;
+    if (data && size) *size = (size_t)n;
+    return data;
+}
+
 int ml_test_write_file(const char *path, const void *data, size_t size) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;

@@ -44,6 +44,13 @@ int ml_test_make_tmpdir(char *out, size_t size, const char *tag);
  * missing default model is a FAILURE, never a SKIP (scripts/test.sh fetches it). Returns 0 and
  * the path when present; else records a failed check naming the path and returns -1. */
 int ml_test_default_model(char *out, size_t size);
+/* GPT-2's byte-level alphabet (bytes_to_unicode), written independently of the library:
+ * a printable byte stands for itself, the others map to U+0100 and up in byte order.
+ * ml_test_byte_text writes the character of byte b as NUL-terminated UTF-8. */
+int ml_test_byte_is_printable(int b);
+void ml_test_byte_text(int b, char out[4]);
+/* The whole file, NUL-terminated (size excludes the NUL); NULL when it cannot be read. */
+uint8_t *ml_test_read_file(const char *path, size_t *size);
 /* Writes bytes to a file; returns 0 on success. */
 int ml_test_write_file(const char *path, const void *data, size_t size);
 

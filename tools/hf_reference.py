@@ -14,6 +14,7 @@ logits for the first --logit-steps steps.
     python3 tools/hf_reference.py MODEL --prefill-len-range 16:128:16 --decode-len 20 --out-dir DIR
 """
 import argparse
+import importlib.util
 import json
 import os
 import struct
@@ -21,43 +22,33 @@ import sys
 
 import torch
 
-FOX = "The quick brown fox jumps over the lazy dog."
 MAGIC = b"MLEVREF1"
-TOP_K = 5
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _seed_rules():
+    """python/meshllama/evaluate.py, loaded by its path: the seed's prompt rule, the HF model's
+    loading and HF's reference are written there once, for `python -m meshllama.run_eval` and
+    for this script (it needs only torch; importing the package would need the built library)."""
+    spec = importlib.util.spec_from_file_location("meshllama_evaluate",
+                                                  os.path.join(ROOT, "python", "meshllama", "evaluate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+seed = _seed_rules()
+TOP_K = seed.TOP_K
 
 
 def load(model_path, threads):
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    if threads:
-        torch.set_num_threads(threads)
-    kwargs = {"dtype": torch.float32, "attn_implementation": "eager"}
-    if model_path.endswith(".gguf"):
-        directory, name = os.path.split(os.path.abspath(model_path))
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_path)
-        except Exception:  # tiny fixtures carry no tokenizer: ids only
-            tokenizer = None
-    model.eval()
+    model, tokenizer = seed.load_hf(model_path, threads)
     model.generation_config.eos_token_id = None  # exactly --decode-len tokens
     model.generation_config.pad_token_id = 0
     return model, tokenizer, transformers.__version__
-
-
-def fox_prompt(tokenizer, length):
-    """The sentence repeated (space-separated) until it tokenizes to >= length, cut to length."""
-    copies = 1
-    while True:
-        ids = tokenizer(" ".join([FOX] * copies), add_special_tokens=True)["input_ids"]
-        if len(ids) >= length:
-            return ids[:length]
-        copies *= 2
 
 
 def build_prompt(args, tokenizer, prefill_len):
@@ -73,7 +64,7 @@ def build_prompt(args, tokenizer, prefill_len):
     else:
         if tokenizer is None:
             sys.exit("hf_reference: the model has no tokenizer; use --prompt-ids")
-        return fox_prompt(tokenizer, prefill_len), "fox"
+        return seed.fox_prompt(tokenizer, prefill_len), "fox"
     if prefill_len:
         if len(ids) < prefill_len:
             sys.exit(f"hf_reference: the prompt has {len(ids)} tokens, fewer than --prefill-len {prefill_len}")
@@ -81,32 +72,18 @@ def build_prompt(args, tokenizer, prefill_len):
     return ids, source
 
 
-@torch.no_grad()
-def reference(model, prompt, decode_len):
-    input_ids = torch.tensor([prompt], dtype=torch.long)
-    out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-                         max_new_tokens=decode_len, min_new_tokens=decode_len, output_logits=True,
-                         return_dict_in_generate=True)
-    tokens = out.sequences[0, len(prompt):].tolist()
-    logits = torch.stack([step[0].float() for step in out.logits])  # [decode_len, vocab]
-    if len(tokens) != decode_len:
-        sys.exit(f"hf_reference: generate returned {len(tokens)} tokens, expected {decode_len}")
-    top = torch.topk(logits, TOP_K, dim=-1)
-    # torch.topk breaks ties arbitrarily; the greedy token must come first
-    for i, token in enumerate(tokens):
-        if top.indices[i, 0].item() != token:
-            if logits[i, token] != top.values[i, 0]:
-                sys.exit(f"hf_reference: step {i}: greedy token {token} is not the argmax")
-            row = top.indices[i].tolist()
-            row.remove(token) if token in row else row.pop()
-            top.indices[i] = torch.tensor([token] + row)
-    return tokens, top.indices.tolist(), top.values.tolist(), logits
+def reference(model, prompt, decode_len, logit_steps):
+    try:
+        ref = seed.hf_reference(model, prompt, decode_len, logit_steps)
+    except ValueError as e:
+        sys.exit(str(e))
+    return ref.tokens, ref.top_ids, ref.top_logits, ref.logits
 
 
-def write(path, prompt, tokens, top_ids, top_logits, logits, logit_steps, meta):
+def write(path, prompt, tokens, top_ids, top_logits, logits, meta):
     meta_bytes = json.dumps(meta, sort_keys=True).encode()
     vocab = logits.shape[1]
-    steps = min(logit_steps, len(tokens))
+    steps = logits.shape[0]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(MAGIC)
@@ -145,12 +122,12 @@ def main():
         sys.exit("hf_reference: --prefill-len-range needs --out-dir")
     for length in lengths:
         prompt, source = build_prompt(args, tokenizer, length)
-        tokens, top_ids, top_logits, logits = reference(model, prompt, args.decode_len)
+        tokens, top_ids, top_logits, logits = reference(model, prompt, args.decode_len, args.logit_steps)
         meta = {"model": os.path.basename(os.path.normpath(args.model)), "prompt": source,
                 "prefill_len": len(prompt), "decode_len": len(tokens), "transformers": version,
                 "torch": torch.__version__, "attn": "eager", "dtype": "float32"}
         path = args.out if not args.out_dir else os.path.join(args.out_dir, f"prefill{len(prompt)}.bin")
-        write(path, prompt, tokens, top_ids, top_logits, logits, args.logit_steps, meta)
+        write(path, prompt, tokens, top_ids, top_logits, logits, meta)
         print(f"{path}: prompt {len(prompt)} ({source}), {len(tokens)} tokens: {tokens[:8]}...", file=sys.stderr)
 
 

@@ -41,7 +41,6 @@ import hashlib
 import json
 import re
 import shutil
-import struct
 import sys
 import tempfile
 
@@ -50,6 +49,8 @@ import torch
 import transformers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+from hf_logits import REF_MAGIC, read_reference, write_reference  # the MLHFREF1 format, written once
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "tests", "fixtures")
 
@@ -57,8 +58,7 @@ N_GENERATED = 16
 GAP_REL = 1e-3           # required min(top1 - top2) / max|logit|
 MAX_SEED_TRIES = 200
 
-REF_MAGIC = b"MLHFREF1"
-REF_VERSION = 1
+REF_VERSION = 1  # what write_reference writes when every prompt position has a row
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -241,33 +241,6 @@ def eos_ids(fx):
         e = fx.generation_config["eos_token_id"]
         ids.update(e if isinstance(e, list) else [e])
     return ids
-
-
-def write_reference(path, vocab, prompt, generated, logits):
-    logits = np.ascontiguousarray(logits, dtype="<f4")
-    assert logits.shape == (len(prompt), vocab)
-    with open(path, "wb") as f:
-        f.write(REF_MAGIC)
-        f.write(struct.pack("<IIII", REF_VERSION, vocab, len(prompt), len(generated)))
-        f.write(np.asarray(prompt, dtype="<i4").tobytes())
-        f.write(np.asarray(generated, dtype="<i4").tobytes())
-        f.write(logits.tobytes())
-
-
-def read_reference(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:8] != REF_MAGIC:
-        raise ValueError(f"{path}: bad magic")
-    version, vocab, n_prompt, n_gen = struct.unpack_from("<IIII", data, 8)
-    off = 24
-    prompt = np.frombuffer(data, "<i4", n_prompt, off); off += 4 * n_prompt
-    gen = np.frombuffer(data, "<i4", n_gen, off); off += 4 * n_gen
-    logits = np.frombuffer(data, "<f4", n_prompt * vocab, off).reshape(n_prompt, vocab)
-    off += 4 * n_prompt * vocab
-    if off != len(data):
-        raise ValueError(f"{path}: size {len(data)} != expected {off}")
-    return dict(version=version, vocab=vocab, prompt=prompt, generated=gen, logits=logits)
 
 
 def try_seed(fx, seed, out_dir):

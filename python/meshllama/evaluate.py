@@ -3,8 +3,13 @@ the prompt, score the last position against the reference's first token, then fe
 reference's token i with past_key_values and score against token i+1 (docs/EVAL_REFERENCE.md).
 
 References are either computed here from a Hugging Face model (`hf_reference`, what
-tools/hf_reference.py stores) or read from a file that tool wrote (`read_reference`)."""
+tools/hf_reference.py stores) or read from a file that tool wrote (`read_reference`).
+
+The seed's rules are written here once: the default prompt (`fox_prompt`), how the HF model is
+loaded (`load_hf`) and HF's reference (`hf_reference`). tools/hf_reference.py loads this file
+by its path (it needs only torch and transformers, not the built package)."""
 import json
+import os
 import struct
 import time
 
@@ -17,12 +22,13 @@ TOP_K = 5
 class Reference:
     """Prompt ids, HF's greedy tokens, HF's top-5 ids per step, and HF's logits at the first steps."""
 
-    def __init__(self, prompt, tokens, top_ids, logits=None, meta=None):
+    def __init__(self, prompt, tokens, top_ids, logits=None, meta=None, top_logits=None):
         self.prompt = list(prompt)
         self.tokens = list(tokens)
         self.top_ids = [list(row) for row in top_ids]
         self.logits = logits  # float32 [steps, vocab] or None
         self.meta = meta or {}
+        self.top_logits = top_logits  # HF's logits of top_ids, [decode][TOP_K] (hf_reference only)
 
 
 def read_reference(path):
@@ -60,22 +66,50 @@ def fox_prompt(tokenizer, length):
         copies *= 2
 
 
+def load_hf(path, threads=0):
+    """An HF model for a checkpoint directory or a GGUF file (`gguf_file=`), in float32 with
+    eager attention, in eval mode, and its tokenizer (None where the checkpoint has none)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    kwargs = {"dtype": torch.float32, "attn_implementation": "eager"}
+    if path.endswith(".gguf"):
+        directory, name = os.path.split(os.path.abspath(path))
+        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception:  # tiny fixtures carry no tokenizer: ids only
+            tokenizer = None
+    return model.eval(), tokenizer
+
+
 @torch.no_grad()
 def hf_reference(hf_model, prompt, decode_len, logit_steps=4):
-    """HF's greedy continuation (EOS ignored: exactly decode_len tokens), its top-5 per step, and
-    its logits at the first logit_steps steps, as tools/hf_reference.py computes them."""
+    """HF's greedy continuation with EOS ignored (eos_token_id=None: an EOS token is kept and the
+    generation goes on, exactly decode_len tokens), its top-5 ids and logits per step (the
+    greedy token first), and its logits at the first logit_steps steps."""
     input_ids = torch.tensor([prompt], dtype=torch.long)
     out = hf_model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-                            max_new_tokens=decode_len, min_new_tokens=decode_len, output_logits=True,
-                            return_dict_in_generate=True, pad_token_id=0)
+                            max_new_tokens=decode_len, min_new_tokens=decode_len, eos_token_id=None,
+                            pad_token_id=0, output_logits=True, return_dict_in_generate=True)
     tokens = out.sequences[0, len(prompt):].tolist()
-    logits = torch.stack([step[0].float() for step in out.logits])
-    top = torch.topk(logits, TOP_K, dim=-1).indices.tolist()
+    logits = torch.stack([step[0].float() for step in out.logits])  # [decode_len, vocab]
+    if len(tokens) != decode_len:
+        raise ValueError(f"hf_reference: generate returned {len(tokens)} tokens, expected {decode_len}")
+    top = torch.topk(logits, TOP_K, dim=-1)
     for i, token in enumerate(tokens):  # topk breaks ties arbitrarily; the greedy token comes first
-        if top[i][0] != token:
-            row = [t for t in top[i] if t != token]
-            top[i] = [token] + row[:TOP_K - 1]
-    return Reference(prompt, tokens, top, logits[:logit_steps].clone())
+        if top.indices[i, 0].item() != token:
+            if logits[i, token] != top.values[i, 0]:
+                raise ValueError(f"hf_reference: step {i}: greedy token {token} is not the argmax")
+            row = top.indices[i].tolist()
+            row.remove(token) if token in row else row.pop()
+            top.indices[i] = torch.tensor([token] + row)
+    return Reference(prompt, tokens, top.indices.tolist(), logits[:logit_steps].clone(),
+                     top_logits=top.values.tolist())
 
 
 @torch.no_grad()

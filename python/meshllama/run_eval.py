@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from .evaluate import fox_prompt, hf_reference, read_reference, teacher_forcing
+from .evaluate import fox_prompt, hf_reference, load_hf, read_reference, teacher_forcing
 
 DEFAULT_MODEL = os.path.join("models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
@@ -80,23 +80,6 @@ def parse_args(argv):
     else:
         args.rows = args.cols = None
     return args
-
-
-def load_hf(path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {"dtype": torch.float32, "attn_implementation": "eager"}
-    if path.endswith(".gguf"):
-        directory, name = os.path.split(os.path.abspath(path))
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except Exception:
-            tokenizer = None
-    return model.eval(), tokenizer
 
 
 def reference_for(args, hf_model, tokenizer, prefill_len, decode_len):

@@ -5,8 +5,7 @@
 #include <string.h>
 
 #include "formats/hf_config.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_input.h"
 
 static void check_config(const ml_config *c) {
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->n_layers <= 0) abort();
@@ -22,10 +21,8 @@ static void check_config(const ml_config *c) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* Exact-size copy: the readers take (text, length) and must not rely on a terminator. */
-    char *text = malloc(size ? size : 1);
+    char *text = fuzz_copy(data, size);
     if (!text) return 0;
-    if (size) memcpy(text, data, size);
 
     ml_config config;
     if (ml_config_parse(text, size, "fuzz/config.json", &config) == 0) {

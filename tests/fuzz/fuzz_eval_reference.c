@@ -6,27 +6,23 @@
 #include <string.h>
 
 #include "formats/eval_reference.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static volatile float sink;
+#include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    uint8_t *image = malloc(size ? size : 1);
+    uint8_t *image = fuzz_copy(data, size);
     if (!image) return 0;
-    if (size) memcpy(image, data, size);
     ml_eval_reference ref;
     memset(&ref, 0, sizeof ref);
     if (ml_eval_reference_parse(image, size, "fuzz.bin", &ref) == 0) {
         if (ref.n_prompt < 1 || ref.n_decode < 0 || ref.top_k < 0 || ref.n_logit_steps < 0 || ref.vocab_size < 1)
             abort();
-        float acc = 0;
-        for (int i = 0; i < ref.n_prompt; i++) acc += (float)ref.prompt[i];
-        for (int i = 0; i < ref.n_decode; i++) acc += (float)ref.tokens[i];
-        for (size_t i = 0; i < (size_t)ref.n_decode * (size_t)ref.top_k; i++) acc += (float)ref.top_ids[i] + ref.top_logits[i];
-        for (size_t i = 0; i < (size_t)ref.n_logit_steps * (size_t)ref.vocab_size; i++) acc += ref.logits[i];
-        if (ref.meta_json) acc += (float)strlen(ref.meta_json);
-        sink = acc;
+        size_t steps = (size_t)ref.n_decode * (size_t)ref.top_k;
+        fuzz_touch(ref.prompt, (size_t)ref.n_prompt * sizeof *ref.prompt);
+        fuzz_touch(ref.tokens, (size_t)ref.n_decode * sizeof *ref.tokens);
+        fuzz_touch(ref.top_ids, steps * sizeof *ref.top_ids);
+        fuzz_touch(ref.top_logits, steps * sizeof *ref.top_logits);
+        fuzz_touch(ref.logits, (size_t)ref.n_logit_steps * (size_t)ref.vocab_size * sizeof *ref.logits);
+        if (ref.meta_json) fuzz_touch(ref.meta_json, strlen(ref.meta_json) + 1);
         ml_eval_reference_free(&ref);
     }
     free(image);

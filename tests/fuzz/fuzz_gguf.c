@@ -6,8 +6,7 @@
 #include <string.h>
 
 #include "formats/gguf.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_input.h"
 
 static volatile uint8_t sink;
 
@@ -42,10 +41,8 @@ static void walk_value(const ml_gguf_value *v, int depth) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* A private copy, so that a read past the end hits the sanitizer's redzone. */
-    uint8_t *image = malloc(size ? size : 1);
+    uint8_t *image = fuzz_copy(data, size);
     if (!image) return 0;
-    if (size) memcpy(image, data, size);
 
     ml_gguf g;
     if (ml_gguf_parse(image, size, "fuzz.gguf", &g) != 0) {

@@ -11,8 +11,7 @@
 
 #include "core/error.h"
 #include "tokenizer/jinja.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_input.h"
 
 static json_t *context(void) {
     static const char text[] =
@@ -29,10 +28,8 @@ static json_t *context(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static json_t *ctx;
     if (!ctx && !(ctx = context())) abort();
-    /* Exact-size copy: the parser takes (text, length) and must not rely on a terminator. */
-    char *source = malloc(size ? size : 1);
+    char *source = fuzz_copy(data, size);
     if (!source) return 0;
-    if (size) memcpy(source, data, size);
     ml_jinja_template *tmpl = NULL;
     int status = ml_jinja_parse(source, size, &tmpl);
     if (status == ML_OK) {

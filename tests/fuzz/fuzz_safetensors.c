@@ -5,15 +5,11 @@
 #include <string.h>
 
 #include "formats/safetensors.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* A private copy, so that a read past the end hits the sanitizer's redzone even when
-     * libFuzzer's own buffer is larger. */
-    uint8_t *image = malloc(size ? size : 1);
+    uint8_t *image = fuzz_copy(data, size);
     if (!image) return 0;
-    if (size) memcpy(image, data, size);
 
     ml_tensor_view *views = NULL;
     int n_views = 0;

@@ -9,15 +9,13 @@
 #include "formats/gguf.h"
 #include "meshllama.h"
 #include "tokenizer/tokenizer_gguf.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_input.h"
 
 static const char *const texts[] = {"the theme 123 4567 héllo\n\n  x", "<|begin_of_text|>a<user>b", "\xff\xfe ab\xc3"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    uint8_t *image = malloc(size ? size : 1); /* private copy: reads past the end hit a redzone */
+    uint8_t *image = fuzz_copy(data, size);
     if (!image) return 0;
-    if (size) memcpy(image, data, size);
     ml_gguf g;
     if (ml_gguf_parse(image, size, "fuzz.gguf", &g) == 0) {
         ml_tokenizer *tok = NULL;

@@ -6,8 +6,7 @@
 #include <string.h>
 
 #include "meshllama.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_input.h"
 
 static const char base_json[] =
     "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"\\u0120\":3,\"ab\":4,\"<s>\":5},"
@@ -53,10 +52,8 @@ static void exercise(const ml_tokenizer *tok) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* Exact-size copy: the loaders take (text, length) and must not rely on a terminator. */
-    char *text = malloc(size ? size : 1);
+    char *text = fuzz_copy(data, size);
     if (!text) return 0;
-    if (size) memcpy(text, data, size);
     ml_tokenizer *tok = NULL;
     if (ml_tokenizer_load_hf(text, size, NULL, 0, "fuzz/tokenizer.json", &tok) == ML_OK) exercise(tok);
     ml_tokenizer_close(tok);

@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "meshllama.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_input.h"
 
 static void exercise(const ml_tokenizer *tok) {
     static const char *const texts[] = {"", "ab", "I'LL they're 1234567 <|eot_id|>\r\n", "\xc3\x28\xf0\x9f\x98", "   a"};
@@ -65,9 +64,8 @@ static void arrays(const char *text, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char *text = malloc(size ? size : 1);
+    char *text = fuzz_copy(data, size);
     if (!text) return 0;
-    if (size) memcpy(text, data, size);
     ml_tokenizer *tok = NULL;
     if (ml_tokenizer_load_tiktoken(text, size, "fuzz/tokenizer.model", &tok) == ML_OK) exercise(tok);
     ml_tokenizer_close(tok);
