@@ -158,29 +158,38 @@ class Engine:
             if self._handle is not None:
                 self._free_slots.extend(reversed(slots))
 
-    def forward(self, slots, start_pos, tokens, all_logits):
-        """One ml_forward: tokens[s] (a sequence of ids) for slot slots[s] at start_pos[s].
-        Returns float32 logits [n_seq, vocab] (last token) or [sum(n_tokens), vocab]."""
+    def forward(self, slots, start_pos, counts, tokens, all_logits, out=None):
+        """One ml_forward: counts[s] ids of `tokens` (all sequences' ids back to back, any
+        integer array) for slot slots[s] at start_pos[s]. Writes float32 logits [n_seq, vocab]
+        (last token) or [sum(counts), vocab] into `out` (a C-contiguous float32 array of that
+        shape) or a new array, and returns it."""
         n_seq = len(slots)
-        counts = np.array([len(t) for t in tokens], dtype=np.int32)
-        flat = np.ascontiguousarray(np.concatenate([np.asarray(t, dtype=np.int64) for t in tokens]))
-        if flat.size and (flat.min() < -2**31 or flat.max() >= 2**31):
-            raise ValueError(f"input_ids: token id {int(flat.max())} does not fit in int32")
-        flat = flat.astype(np.int32)
-        slot_arr = np.asarray(slots, dtype=np.int32)
-        pos_arr = np.asarray(start_pos, dtype=np.int32)
-        rows = int(counts.sum()) if all_logits else n_seq
-        logits = np.empty((rows, self.info["vocab_size"]), dtype=np.float32)
+        flat = np.asarray(tokens).reshape(-1)
+        if flat.dtype != np.int32:
+            if flat.size and (flat.min() < -2**31 or flat.max() >= 2**31):
+                raise ValueError(f"input_ids: token id {int(flat.max())} does not fit in int32")
+            flat = flat.astype(np.int32)
+        flat = np.ascontiguousarray(flat)
+        # slots, start positions and token counts in one array: three pointers into it
+        meta = np.array([*slots, *start_pos, *counts], dtype=np.int32)
+        rows = int(meta[2 * n_seq:].sum()) if all_logits else n_seq
+        vocab = self.info["vocab_size"]
+        if out is None:
+            out = np.empty((rows, vocab), dtype=np.float32)
+        elif out.shape != (rows, vocab) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"logits buffer: expected C-contiguous float32 [{rows}, {vocab}], "
+                             f"got {out.dtype} {list(out.shape)}")
         batch = ffi.new("ml_batch *")
+        meta_c = ffi.from_buffer("int[]", meta)
         batch.n_seq = n_seq
-        batch.slots = ffi.from_buffer("int[]", slot_arr)
-        batch.start_pos = ffi.from_buffer("int[]", pos_arr)
-        batch.n_tokens = ffi.from_buffer("int[]", counts)
+        batch.slots = meta_c
+        batch.start_pos = meta_c + n_seq
+        batch.n_tokens = meta_c + 2 * n_seq
         batch.tokens = ffi.from_buffer("int32_t[]", flat)
         batch.all_logits = 1 if all_logits else 0
         with self.lock:
-            check(lib.ml_forward(self.handle(), batch, ffi.from_buffer("float[]", logits)))
-        return logits
+            check(lib.ml_forward(self.handle(), batch, ffi.from_buffer("float[]", out, require_writable=True)))
+        return out
 
     def __del__(self):
         try:

@@ -1,8 +1,11 @@
 """A meshllama model as a Hugging Face causal LM: `forward` returns float32 logits and a
 `MeshCache` backed by the model's KV-cache slots, so that `generate()` and the seed's
 teacher-forcing harness drive it unchanged (docs/PYTHON.md)."""
+import dataclasses
 import os
+import warnings
 import weakref
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -14,6 +17,43 @@ from ._core import Engine, MeshllamaError, Mesh, check
 from ._ffi import ffi, lib
 
 DEFAULT_MAX_BATCH = 8
+_CPU = torch.device("cpu")
+_OUTPUT_FIELDS = tuple(field.name for field in dataclasses.fields(CausalLMOutputWithPast))
+
+
+def _output_fast(logits, cache):
+    """CausalLMOutputWithPast(logits=logits, past_key_values=cache) without the dataclass
+    __init__: ModelOutput.__setattr__ rebuilds the field list on every assignment, ~40 us a call,
+    a fifth of the Python layer's cost per decode step. Same attributes, same keys in the same
+    order (checked against HF's constructor at import; _output falls back to it otherwise)."""
+    out = CausalLMOutputWithPast.__new__(CausalLMOutputWithPast)
+    state = out.__dict__
+    state.update(dict.fromkeys(_OUTPUT_FIELDS))
+    state["logits"], state["past_key_values"] = logits, cache
+    OrderedDict.__setitem__(out, "logits", logits)
+    if cache is not None:
+        OrderedDict.__setitem__(out, "past_key_values", cache)
+    return out
+
+
+def _output_hf(logits, cache):
+    return CausalLMOutputWithPast(logits=logits, past_key_values=cache)
+
+
+def _same_outputs():
+    """Whether _output_fast builds what HF's constructor builds, for this transformers."""
+    try:
+        logits, cache = torch.zeros(1), object()
+        for past in (cache, None):
+            a, b = _output_fast(logits, past), _output_hf(logits, past)
+            if a.__dict__ != b.__dict__ or list(a.items()) != list(b.items()) or a.to_tuple() != b.to_tuple():
+                return False
+        return True
+    except Exception:
+        return False
+
+
+_output = _output_fast if _same_outputs() else _output_hf
 
 
 class MeshCache(Cache):
@@ -124,7 +164,7 @@ class MeshllamaForCausalLM(PreTrainedModel, GenerationMixin):
     # -- what HF reads off a PreTrainedModel that has no parameters ------------------------------
     @property
     def device(self):
-        return torch.device("cpu")
+        return _CPU
 
     @property
     def dtype(self):
@@ -166,7 +206,7 @@ class MeshllamaForCausalLM(PreTrainedModel, GenerationMixin):
             raise NotImplementedError("meshllama: inputs_embeds is not supported; pass input_ids")
         if input_ids is None:
             raise ValueError("meshllama: input_ids is required")
-        ids = _as_ids("input_ids", input_ids)
+        ids = _as_ids("input_ids", input_ids).numpy()
         batch, seq = ids.shape
         if seq == 0:
             raise ValueError("meshllama: input_ids has no tokens")
@@ -185,67 +225,99 @@ class MeshllamaForCausalLM(PreTrainedModel, GenerationMixin):
         else:
             raise ValueError(f"meshllama: past_key_values must be a MeshCache from this model (or empty), "
                              f"got {type(cache).__name__} holding {cache.get_seq_length()} positions")
-        past = cache.columns
+        try:
+            logits = self._step(engine, cache, ids, attention_mask, position_ids, cache_position, logits_to_keep)
+        finally:
+            if temporary:
+                cache.free()
+        return _output(logits, None if temporary else cache)
 
+    @staticmethod
+    def _step(engine, cache, ids, attention_mask, position_ids, cache_position, logits_to_keep):
+        """Feeds ids [batch, seq] (numpy) to the cache's slots; returns the logits tensor. Raises
+        before anything is fed, and leaves the cache as it was, when an argument is wrong."""
+        batch, seq = ids.shape
+        past = cache.columns
         if cache_position is not None:
-            expected = torch.arange(past, past + seq)
-            cache_position = torch.as_tensor(cache_position).to("cpu")
-            if cache_position.shape != expected.shape or not torch.equal(cache_position.long(), expected):
+            cache_position = _as_numpy(cache_position)
+            if cache_position.shape != (seq,) or cache_position[0] != past or \
+                    (seq > 1 and not np.array_equal(cache_position, np.arange(past, past + seq))):
                 raise ValueError(f"meshllama: cache_position must continue the cache: expected {past}..{past + seq - 1}")
 
+        # n_real[r]: the real (unpadded) tokens of row r, its last n_real[r] columns
         if attention_mask is None:
-            new_mask = np.ones((batch, seq), dtype=bool)
+            new_mask = None
         else:
-            mask = torch.as_tensor(attention_mask).detach().to("cpu")
+            mask = _as_numpy(attention_mask)
             if mask.ndim != 2 or mask.shape[0] != batch or mask.shape[1] not in (past + seq, seq):
                 raise ValueError(f"meshllama: attention_mask must be [batch, past + seq] = [{batch}, {past + seq}], "
                                  f"got {list(mask.shape)}")
-            new_mask = (mask[:, -seq:] != 0).numpy()
-
-        ids_np = ids.numpy()
-        feed, starts, rows = [], [], []
-        for r in range(batch):
-            m = new_mask[r]
-            n_real = int(m.sum())
-            first = seq - n_real
-            if not m[first:].all() or (n_real < seq and cache.lengths[r] > 0):
-                raise ValueError(f"meshllama: attention_mask row {r}: only left padding is supported "
-                                 "(zeros before a sequence's first token, ones after)")
-            if position_ids is not None and n_real:
-                pos = torch.as_tensor(position_ids).detach().to("cpu")
-                pos = pos.expand(batch, -1) if pos.ndim == 2 and pos.shape[0] == 1 else pos
-                want = np.arange(cache.lengths[r], cache.lengths[r] + n_real)
-                if pos.ndim != 2 or pos.shape[-1] < n_real or not np.array_equal(pos[r, -n_real:].numpy(), want):
-                    raise ValueError(f"meshllama: position_ids row {r} must be {want[0]}..{want[-1]} "
+            new_mask = mask[:, -seq:] != 0
+            if new_mask.all():
+                new_mask = None
+        lengths = cache.lengths
+        if new_mask is None:
+            n_real = [seq] * batch
+        else:
+            n_real = new_mask.sum(axis=1).tolist()
+            for r in range(batch):
+                if not new_mask[r, seq - n_real[r]:].all() or (n_real[r] < seq and lengths[r] > 0):
+                    raise ValueError(f"meshllama: attention_mask row {r}: only left padding is supported "
+                                     "(zeros before a sequence's first token, ones after)")
+        if position_ids is not None:
+            pos = _as_numpy(position_ids)
+            for r in range(batch):
+                n = n_real[r]
+                if not n:
+                    continue
+                row = pos[0 if pos.ndim == 2 and pos.shape[0] == 1 else r] if pos.ndim == 2 else None
+                if row is None or row.shape[-1] < n or row[-n] != lengths[r] or \
+                        (n > 1 and not np.array_equal(row[-n:], np.arange(lengths[r], lengths[r] + n))):
+                    raise ValueError(f"meshllama: position_ids row {r} must be {lengths[r]}..{lengths[r] + n - 1} "
                                      "(positions follow the attention mask)")
-            if n_real:
-                rows.append(r)
-                feed.append(ids_np[r, first:])
-                starts.append(cache.lengths[r])
 
         keep = int(logits_to_keep) if isinstance(logits_to_keep, (int, np.integer)) else 0
         out_len = seq if keep <= 0 or keep > seq else keep
-        logits = torch.zeros((batch, out_len, engine.info["vocab_size"]), dtype=torch.float32)
-        try:
+        all_logits = out_len > 1
+        vocab = engine.info["vocab_size"]
+        rows = [r for r in range(batch) if n_real[r]]
+        if new_mask is None:
+            tokens = ids  # every row whole: the rows back to back are the flat token array
+        else:
+            tokens = np.concatenate([ids[r, seq - n_real[r]:] for r in rows]) if rows else ids[:0, 0]
+        counts = [n_real[r] for r in rows]
+        starts = [lengths[r] for r in rows]
+        slots = [cache.slots[r] for r in rows]
+        # The engine writes straight into the logits tensor when its rows are the tensor's rows:
+        # the last position of every row, or every position of unpadded rows.
+        direct = len(rows) == batch and (not all_logits or (new_mask is None and out_len == seq))
+        if direct:
+            logits = torch.empty((batch, out_len, vocab), dtype=torch.float32)
+            engine.forward(slots, starts, counts, tokens, all_logits, out=logits.numpy().reshape(-1, vocab))
+        else:
+            logits = torch.zeros((batch, out_len, vocab), dtype=torch.float32)
             if rows:
-                all_logits = out_len > 1
-                got = torch.from_numpy(engine.forward([cache.slots[r] for r in rows], starts, feed, all_logits))
+                got = torch.from_numpy(engine.forward(slots, starts, counts, tokens, all_logits))
                 offset = 0
                 for i, r in enumerate(rows):
-                    n = len(feed[i])
+                    n = counts[i]
                     if all_logits:
                         take = min(n, out_len)
                         logits[r, out_len - take:] = got[offset + n - take:offset + n]
                         offset += n
                     else:
                         logits[r, -1] = got[i]
-            for i, r in enumerate(rows):
-                cache.lengths[r] += len(feed[i])
-            cache.columns += seq
-        finally:
-            if temporary:
-                cache.free()
-        return CausalLMOutputWithPast(logits=logits, past_key_values=None if temporary else cache)
+        for r in rows:
+            lengths[r] += n_real[r]
+        cache.columns += seq
+        return logits
+
+
+def _as_numpy(value):
+    """A CPU numpy view of a tensor (or array-like) argument."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
 
 
 def _hf_config(path):
@@ -261,8 +333,10 @@ def _hf_config(path):
     return None, None
 
 
-def load_tokenizer(path):
-    """An HF tokenizer for a checkpoint directory or GGUF file, or None where none can be built."""
+def load_tokenizer(path, *, warn=False):
+    """An HF tokenizer for a checkpoint directory or GGUF file, or None where none can be built.
+    With warn=True a missing Python package (gguf for a GGUF file) is said in a warning: the
+    checkpoint has a tokenizer, this environment cannot read it."""
     try:
         from transformers import AutoTokenizer
         path = os.fspath(path)
@@ -270,7 +344,10 @@ def load_tokenizer(path):
             directory, name = os.path.split(os.path.abspath(path))
             return AutoTokenizer.from_pretrained(directory, gguf_file=name)
         return AutoTokenizer.from_pretrained(path)
-    except Exception:
+    except Exception as e:
+        if warn and isinstance(e, ImportError):
+            warnings.warn(f"meshllama: no Hugging Face tokenizer for {path} ({type(e).__name__}: {e}); "
+                          "the tokenizer is None (install the missing package; token ids still work)", stacklevel=3)
         return None
 
 
@@ -284,7 +361,7 @@ def from_pretrained(path, device=None, max_seq_len=0, *, max_batch=DEFAULT_MAX_B
     config, gen = _hf_config(path)
     model = MeshllamaForCausalLM(engine, config, gen)
     model.name_or_path = path
-    return model, (load_tokenizer(path) if tokenizer else None)
+    return model, (load_tokenizer(path, warn=True) if tokenizer else None)
 
 
 _DTYPES = {torch.float32: "ML_TENSOR_F32", torch.float16: "ML_TENSOR_F16", torch.bfloat16: "ML_TENSOR_BF16"}

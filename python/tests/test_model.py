@@ -166,3 +166,20 @@ def test_cache_frees_its_slots(tiny_models):
     # use_cache=False takes no slot beyond the call
     for _ in range(3):
         assert model(torch.tensor([PROMPT]), use_cache=False).past_key_values is None
+
+
+def test_output_is_hfs_output(tiny_models):
+    """forward builds its CausalLMOutputWithPast without the dataclass constructor (meshllama/model.py
+    _output_fast, ~40 us a step less); with the pinned transformers that path is the one taken,
+    and what it builds is what HF's constructor builds."""
+    from meshllama import model as model_module
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    assert model_module._output is model_module._output_fast
+    model, _ = open_model(tiny_models, "mha_f32", 1)
+    for use_cache in (True, False):
+        out = model(torch.tensor([PROMPT]), use_cache=use_cache)
+        want = CausalLMOutputWithPast(logits=out.logits, past_key_values=out.past_key_values)
+        assert type(out) is type(want) and out.__dict__ == want.__dict__
+        assert list(out.keys()) == list(want.keys()) and out.to_tuple() == want.to_tuple()
+        assert out[0] is out.logits and out["logits"] is out.logits
