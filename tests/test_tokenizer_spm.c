@@ -222,48 +222,42 @@ static void check_errors(void) {
         ml_tokenizer_close(tok);
         tok = NULL;
     }
-    status = load_small("", LEGACY_NORMALIZER, "null", "null", &tok);
-    expect_error("no unk, no byte_fallback", status, tok, "neither byte_fallback nor an unk token");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<nope>\"", LEGACY_NORMALIZER, "null", "null", &tok);
-    expect_error("unk not in vocab", status, tok, "model.unk_token \"<nope>\" is not in model.vocab");
-    tok = NULL;
-    status = load_small(", \"byte_fallback\": true", LEGACY_NORMALIZER, "null", "null", &tok);
-    expect_error("byte_fallback without all byte tokens", status, tok, "no <0x00> token and no unk token");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", "null", "{\"type\": \"Metaspace\", \"replacement\": \"_\"}", "null",
-                        &tok);
-    expect_error("Metaspace replacement", status, tok, "pre_tokenizer.replacement is \"_\"");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", "null", "{\"type\": \"Metaspace\"}", "null", &tok);
-    expect_error("Metaspace without replacement", status, tok, "pre_tokenizer.replacement must be a string");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", "null", METASPACE(", \"prepend_scheme\": \"sometimes\""), "null",
-                        &tok);
-    expect_error("Metaspace prepend_scheme", status, tok, "prepend_scheme must be \"first\", \"always\" or \"never\"");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", "null", METASPACE(", \"split\": \"yes\""), "null", &tok);
-    expect_error("Metaspace split", status, tok, "pre_tokenizer.split must be true or false");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", "{\"type\": \"Prepend\", \"prepend\": \"\u2581\"}", "null", "null",
-                        &tok);
-    expect_error("Prepend without Replace", status, tok, "without Replace");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", "{\"type\": \"Lowercase\"}", "null", "null", &tok);
-    expect_error("other normalizer", status, tok, "normalizer \"Lowercase\" is not supported");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\", \"byte_fallback\": true", "null",
-                        "{\"type\": \"ByteLevel\", \"add_prefix_space\": false}", "null", &tok);
-    expect_error("byte_fallback with ByteLevel", status, tok, "byte_fallback is true but neither a Metaspace");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", "null",
-                        "{\"type\": \"Sequence\", \"pretokenizers\": [" METASPACE("") ", {\"type\": \"Digits\"}]}",
-                        "null", &tok);
-    expect_error("Metaspace with Digits", status, tok, "with other pre-tokenizer stages");
-    tok = NULL;
-    status = load_small(", \"unk_token\": \"<unk>\"", LEGACY_NORMALIZER, "null", "{\"type\": \"WordPiece\"}", &tok);
-    expect_error("decoder", status, tok, "decoder \"WordPiece\" is not supported");
-    tok = NULL;
+    /* Bad files: each fails, naming what is wrong. */
+    static const struct {
+        const char *what, *model_extra, *normalizer, *pre, *decoder, *needle;
+    } bad[] = {
+        {"no unk, no byte_fallback", "", LEGACY_NORMALIZER, "null", "null", "neither byte_fallback nor an unk token"},
+        {"unk not in vocab", ", \"unk_token\": \"<nope>\"", LEGACY_NORMALIZER,
+         "null", "null", "model.unk_token \"<nope>\" is not in model.vocab"},
+        {"byte_fallback without all byte tokens", ", \"byte_fallback\": true", LEGACY_NORMALIZER,
+         "null", "null", "no <0x00> token and no unk token"},
+        {"Metaspace replacement", ", \"unk_token\": \"<unk>\"", "null",
+         "{\"type\": \"Metaspace\", \"replacement\": \"_\"}", "null", "pre_tokenizer.replacement is \"_\""},
+        {"Metaspace without replacement", ", \"unk_token\": \"<unk>\"", "null",
+         "{\"type\": \"Metaspace\"}", "null", "pre_tokenizer.replacement must be a string"},
+        {"Metaspace prepend_scheme", ", \"unk_token\": \"<unk>\"", "null",
+         METASPACE(", \"prepend_scheme\": \"sometimes\""), "null",
+         "prepend_scheme must be \"first\", \"always\" or \"never\""},
+        {"Metaspace split", ", \"unk_token\": \"<unk>\"", "null",
+         METASPACE(", \"split\": \"yes\""), "null", "pre_tokenizer.split must be true or false"},
+        {"Prepend without Replace", ", \"unk_token\": \"<unk>\"", "{\"type\": \"Prepend\", \"prepend\": \"\u2581\"}",
+         "null", "null", "without Replace"},
+        {"other normalizer", ", \"unk_token\": \"<unk>\"", "{\"type\": \"Lowercase\"}",
+         "null", "null", "normalizer \"Lowercase\" is not supported"},
+        {"byte_fallback with ByteLevel", ", \"unk_token\": \"<unk>\", \"byte_fallback\": true", "null",
+         "{\"type\": \"ByteLevel\", \"add_prefix_space\": false}", "null",
+         "byte_fallback is true but neither a Metaspace"},
+        {"Metaspace with Digits", ", \"unk_token\": \"<unk>\"", "null",
+         "{\"type\": \"Sequence\", \"pretokenizers\": [" METASPACE("") ", {\"type\": \"Digits\"}]}", "null",
+         "with other pre-tokenizer stages"},
+        {"decoder", ", \"unk_token\": \"<unk>\"", LEGACY_NORMALIZER,
+         "null", "{\"type\": \"WordPiece\"}", "decoder \"WordPiece\" is not supported"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        status = load_small(bad[i].model_extra, bad[i].normalizer, bad[i].pre, bad[i].decoder, &tok);
+        expect_error(bad[i].what, status, tok, bad[i].needle);
+        tok = NULL;
+    }
 
     /* GGUF-style arrays: "llama" needs scores (or merges); byte tokens must read <0xXX>. */
     const char *tokens[] = {"<unk>", "<s>", "a", "\u2581", "\u2581a", "<0x41>"};
