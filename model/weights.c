@@ -122,6 +122,24 @@ static void release_pages(const ml_model *model, const ml_tensor_view *t) {
     if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
 }
 
+/* A process that hosts only some devices (an MPI rank) never reads the rows of a column-parallel
+ * matrix that belong to other devices: drop the whole pages outside rows [row_begin, row_end)
+ * (the union of its devices' ranges; devices of a process are consecutive, so are their rows).
+ * Above all for GGUF Q/K, whose un-permuted copies are owned buffers every rank filled whole:
+ * DONTNEED frees them (what is never read again may read as zeros); mapped file pages are only
+ * unmapped. Not for borrowed memory (see release_pages). */
+static void release_other_rows(const ml_model *model, const ml_tensor_view *t, int64_t row_begin, int64_t row_end) {
+    if (model->checkpoint.weights.borrowed || model->mesh->n_local >= model->mesh->plan->tp || t->n_dims != 2) return;
+    size_t row_bytes = ml_dtype_row_bytes(t->dtype, (size_t)t->shape[1]);
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t data = (uintptr_t)t->data, end = data + t->n_bytes;
+    uintptr_t keep_begin = data + (size_t)row_begin * row_bytes, keep_end = data + (size_t)row_end * row_bytes;
+    uintptr_t before_begin = (data + page - 1) & ~(page - 1), before_end = keep_begin & ~(page - 1);
+    if (before_end > before_begin) madvise((void *)before_begin, before_end - before_begin, MADV_DONTNEED);
+    uintptr_t after_begin = (keep_end + page - 1) & ~(page - 1), after_end = end & ~(page - 1);
+    if (after_end > after_begin) madvise((void *)after_begin, after_end - after_begin, MADV_DONTNEED);
+}
+
 static int load_norm(ml_model *model, const char *name, float *dst) {
     const ml_tensor_view *t;
     ML_TRY(find_tensor(model, name, model->config.hidden_size, 0, &t));
@@ -233,6 +251,21 @@ static void note_held_weights(ml_model *model, const layer_tensors *layers, cons
     model->matmul_bytes = bytes;
 }
 
+/* release_other_rows for a layer's column-parallel matrices, rows of this process's devices. */
+static void release_other_layer_rows(const ml_model *model, const layer_tensors *lt) {
+    int n_local = model->mesh->n_local;
+    if (n_local >= model->mesh->plan->tp) return;
+    const ml_shard *first = &model->devices[0].shard, *last = &model->devices[n_local - 1].shard;
+    int64_t hd = model->config.head_dim;
+    release_other_rows(model, lt->q, first->q_head_begin * hd, (last->q_head_begin + last->q_head_count) * hd);
+    /* KV heads may be replicated on neighbouring devices: the union is still one run */
+    int64_t kv_begin = first->kv_head_begin * hd, kv_end = (last->kv_head_begin + last->kv_head_count) * hd;
+    release_other_rows(model, lt->k, kv_begin, kv_end);
+    release_other_rows(model, lt->v, kv_begin, kv_end);
+    release_other_rows(model, lt->gate, first->ffn_begin, last->ffn_begin + last->ffn_count);
+    release_other_rows(model, lt->up, first->ffn_begin, last->ffn_begin + last->ffn_count);
+}
+
 static int load_layers(ml_model *model, layer_tensors *layers) {
     const ml_config *c = &model->config;
     int n_local = model->mesh->n_local, tp = model->mesh->plan->tp;
@@ -260,6 +293,7 @@ static int load_layers(ml_model *model, layer_tensors *layers) {
         if (tp > 1) {
             release_pages(model, layers[layer].o);
             release_pages(model, layers[layer].down);
+            release_other_layer_rows(model, &layers[layer]);
         }
     }
     free(cursors);
