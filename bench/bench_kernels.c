@@ -1,11 +1,15 @@
 /* bench_kernels: the pieces of a forward step, timed alone against the machine's limits
  * (a developer tool for tuning; `meshllama bench` measures the whole model).
  *
- *   bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant]
+ *   bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant|report]
  *
  *   pool  cost of one parallel region (ml_pool_run) with nothing to do, and with tiny tasks;
- *   gemv  decode products over 512 MB of bf16 weights (far beyond the caches), split into
- *         tasks by the model's own ml_run_matmuls, as GB/s next to the read-bandwidth probe;
+ *   gemv  decode products of B = 1, 2, 8, 32 tokens over 1 GiB of bf16 weights (far beyond the
+ *         caches), accurate (f32 x) and fast (bf16 x), split into tasks by the model's own
+ *         ml_run_matmuls, as GB/s and GFLOP/s and as a fraction of the roofline: the read
+ *         probe's time or the table's own dot-product peak's time, whichever is longer;
+ *   report  gemv for every kernel table this CPU runs (avx2, avx512, avx512bf16), each against
+ *         its own peaks: where each path stands on this machine (not part of a plain run);
  *   gemm  prefill products (64..256 tokens x 2048 inputs x 8192 rows, bf16 weights, f32 and bf16
  *         activations) as GFLOP/s next to the dot-product peak probe;
  *   attn  one decode step's attention at 512..8192 cached positions (32 heads over 8 KV heads);
@@ -80,39 +84,54 @@ static void bench_pool(ml_pool *pool) {
     }
 }
 
-static void bench_gemv(ml_model *m, double read_bw) {
-    /* 32 matrices of [8192, 2048] bf16 = 1 GiB: every byte comes from memory */
-    enum { MATS = 32, ROWS = 8192, N_IN = 2048 };
+/* Decode products: 32 matrices of [8192, 2048] bf16 = 1 GiB, so every byte comes from memory,
+ * for B = 1, 2, 8, 32 tokens, with float32 activations (accurate mode) and bf16 activations
+ * (fast mode: vdpbf16ps where the table has it). Efficiency is against the roofline: the time
+ * the step needs at the probed read bandwidth or at the probed dot-product peak, whichever is
+ * longer, over the time it took (median of 5). */
+static void bench_gemv(ml_model *m, double read_bw, double peak_f32, double peak_fast) {
+    enum { MATS = 32, ROWS = 8192, N_IN = 2048, MAX_TOK = 32 };
     size_t per = (size_t)ROWS * N_IN;
     uint16_t *w = random_bf16(per * MATS, 1);
-    float *x = random_f32(N_IN * 32, 2);
-    float *y = calloc((size_t)ROWS * 32, sizeof(float));
-    if (!w || !x || !y) {
+    float *x = random_f32(N_IN * MAX_TOK, 2);
+    uint16_t *x16 = malloc((size_t)N_IN * MAX_TOK * sizeof(uint16_t));
+    float *y = calloc((size_t)ROWS * MAX_TOK, sizeof(float));
+    if (!w || !x || !x16 || !y) {
         printf("gemv: out of memory\n");
         return;
     }
+    m->kernels->f32_to_bf16(x16, x, (size_t)N_IN * MAX_TOK);
     static const int batch_sizes[] = {1, 2, 8, 32};
-    for (size_t b = 0; b < sizeof batch_sizes / sizeof batch_sizes[0]; b++) {
-        int n_tok = batch_sizes[b];
-        double times[5];
-        for (int rep = 0; rep < 5; rep++) {
-            double t0 = now_s();
-            for (int k = 0; k < MATS; k++) {
-                ml_matmul_job job = {.w = {w + (size_t)k * per, ML_DTYPE_BF16}, .n_rows = ROWS, .n_in = N_IN,
-                                     .x = x, .ldx = N_IN, .y = y, .ldy = ROWS, .n_tok = n_tok};
-                ml_run_matmuls(m, &job, 1);
+    for (int fast = 0; fast < 2; fast++) {
+        if (fast) m->kernels->bf16_to_f32(x, x16, (size_t)N_IN * MAX_TOK); /* as forward.c keeps both */
+        for (size_t b = 0; b < sizeof batch_sizes / sizeof batch_sizes[0]; b++) {
+            int n_tok = batch_sizes[b];
+            double times[5];
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = now_s();
+                for (int k = 0; k < MATS; k++) {
+                    ml_matmul_job job = {.w = {w + (size_t)k * per, ML_DTYPE_BF16}, .n_rows = ROWS, .n_in = N_IN,
+                                         .x = x, .x_bf16 = fast ? x16 : NULL, .ldx = N_IN, .y = y, .ldy = ROWS,
+                                         .n_tok = n_tok};
+                    ml_run_matmuls(m, &job, 1);
+                }
+                times[rep] = now_s() - t0;
             }
-            times[rep] = now_s() - t0;
+            qsort(times, 5, sizeof times[0], cmp_double);
+            double bytes = (double)per * MATS * 2;
+            double flops = 2.0 * per * MATS * n_tok;
+            double peak = fast ? peak_fast : peak_f32;
+            double floor_s = bytes / read_bw > flops / peak ? bytes / read_bw : flops / peak;
+            printf("gemv %-10s %s B=%2d x 1 GiB bf16: median %6.2f GB/s %6.1f GFLOP/s (best %6.2f GB/s) = %3.0f%% "
+                   "of the roofline (%s-bound)\n",
+                   m->kernels->name, fast ? "fast    " : "accurate", n_tok, bytes / times[2] / 1e9,
+                   flops / times[2] / 1e9, bytes / times[0] / 1e9, 100.0 * floor_s / times[2],
+                   bytes / read_bw > flops / peak ? "read" : "compute");
         }
-        qsort(times, 5, sizeof times[0], cmp_double);
-        double bytes = (double)per * MATS * 2;
-        double flops = 2.0 * per * MATS * n_tok;
-        printf("gemv: %d token(s) x 1 GiB bf16: best %.2f GB/s, median %.2f GB/s (%.0f%% of probe %.2f); %.1f GFLOP/s\n",
-               n_tok, bytes / times[0] / 1e9, bytes / times[2] / 1e9, 100.0 * bytes / times[2] / read_bw,
-               read_bw / 1e9, flops / times[2] / 1e9);
     }
     free(w);
     free(x);
+    free(x16);
     free(y);
 }
 
@@ -171,6 +190,35 @@ static void bench_gemm(ml_model *m, double peak) {
     free(x);
     free(x16);
     free(y);
+}
+
+/* The dot-product ceilings of a table: accurate mode runs f32 FMAs at its vector width; fast
+ * mode runs vdpbf16ps where the table uses it, else the same FMAs. */
+static void table_peaks(const ml_cpu_kernels *k, int threads, double *peak_f32, double *peak_fast) {
+    ml_probe_isa f32 = strcmp(k->name, "avx2") == 0 ? ML_PROBE_AVX2
+                       : strncmp(k->name, "avx512", 6) == 0 ? ML_PROBE_AVX512 : ML_PROBE_GENERIC;
+    *peak_f32 = ml_probe_dot_peak_isa(threads, 0.2, 5, f32);
+    *peak_fast = k->bf16_dot_product ? ml_probe_dot_peak_isa(threads, 0.2, 5, ML_PROBE_AVX512BF16) : *peak_f32;
+    printf("probe: %s peak %.1f GFLOP/s (%s), fast mode %.1f GFLOP/s (%s)\n", k->name, *peak_f32 / 1e9,
+           ml_probe_isa_name(f32), *peak_fast / 1e9, ml_probe_isa_name(k->bf16_dot_product ? ML_PROBE_AVX512BF16 : f32));
+}
+
+/* Every vector table this CPU runs, one after another, through the same GEMV/GEMM products
+ * (B = 1, 2, 8, 32) against the read probe and that table's own dot-product ceilings. */
+static void bench_report(ml_model *m, double read_bw) {
+    static const char *const names[] = {"avx2", "avx512", "avx512bf16"};
+    int threads = ml_pool_threads(m->pool);
+    for (size_t v = 0; v < sizeof names / sizeof names[0]; v++) {
+        const ml_cpu_kernels *k = ml_cpu_kernels_variant(names[v]);
+        if (!k) {
+            printf("report: %s: this CPU cannot run it\n", names[v]);
+            continue;
+        }
+        m->kernels = k;
+        double peak_f32, peak_fast;
+        table_peaks(k, threads, &peak_f32, &peak_fast);
+        bench_gemv(m, read_bw, peak_f32, peak_fast);
+    }
 }
 
 typedef struct {
@@ -294,7 +342,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant]\n");
+            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant|report]\n");
             return 2;
         }
     }
@@ -305,7 +353,7 @@ int main(int argc, char **argv) {
     threads = ml_pool_threads(m.pool);
     printf("kernels %s, %d threads\n", m.kernels->name, threads);
     double bw = 0, peak = 0;
-    if (!only || strcmp(only, "gemv") == 0 || strcmp(only, "attn") == 0) {
+    if (!only || strcmp(only, "gemv") == 0 || strcmp(only, "attn") == 0 || strcmp(only, "report") == 0) {
         bw = ml_probe_read_ceiling(threads, (size_t)1 << 30, 5, NULL);
         printf("probe: read bandwidth %.2f GB/s\n", bw / 1e9);
     }
@@ -315,7 +363,12 @@ int main(int argc, char **argv) {
         printf("probe: peak %.1f GFLOP/s (%s)\n", peak / 1e9, ml_probe_isa_name(isa));
     }
     if (!only || strcmp(only, "pool") == 0) bench_pool(m.pool);
-    if (!only || strcmp(only, "gemv") == 0) bench_gemv(&m, bw);
+    if (!only || strcmp(only, "gemv") == 0) {
+        double peak_f32, peak_fast;
+        table_peaks(m.kernels, threads, &peak_f32, &peak_fast);
+        bench_gemv(&m, bw, peak_f32, peak_fast);
+    }
+    if (only && strcmp(only, "report") == 0) bench_report(&m, bw);
     if (!only || strcmp(only, "gemm") == 0) bench_gemm(&m, peak);
     if (!only || strcmp(only, "attn") == 0) bench_attention(&m, bw);
     if (!only || strcmp(only, "quant") == 0) bench_quant();

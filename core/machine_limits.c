@@ -343,10 +343,24 @@ static void ml_probe_peak_work(void *p, int index) {
 }
 
 double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out) {
-    n_threads = ml_probe_clamp_threads(n_threads);
-    if (passes < 1) passes = 1;
     ml_probe_isa isa = ml_probe_detect_isa();
     if (isa_out) *isa_out = isa;
+    return ml_probe_dot_peak_isa(n_threads, seconds, passes, isa);
+}
+
+/* Whether this CPU runs the probe kernel of isa (each level implies the ones below it). */
+static int ml_probe_isa_available(ml_probe_isa isa) {
+    ml_probe_isa best = ml_probe_detect_isa();
+    if (isa == ML_PROBE_AVX512BF16) return best == ML_PROBE_AVX512BF16;
+    if (isa == ML_PROBE_AVX512) return best == ML_PROBE_AVX512BF16 || best == ML_PROBE_AVX512;
+    if (isa == ML_PROBE_AVX2) return best != ML_PROBE_GENERIC;
+    return 1;
+}
+
+double ml_probe_dot_peak_isa(int n_threads, double seconds, int passes, ml_probe_isa isa) {
+    if (!ml_probe_isa_available(isa)) return 0;
+    n_threads = ml_probe_clamp_threads(n_threads);
+    if (passes < 1) passes = 1;
     float result;
     long iterations = 1L << 16;
     for (;;) { /* calibrate: about `seconds` per pass */

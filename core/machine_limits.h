@@ -41,5 +41,9 @@ double ml_probe_read_ceiling(int n_threads, size_t bytes, int passes, int *huge_
 /* Best dot-product throughput in flop/s over `passes` passes of n_threads threads, each pass
  * about `seconds` long (calibrated on one thread first). *isa_out names the instruction used. */
 double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out);
+/* The same with a given instruction (f32 FMA at AVX2 or AVX-512 width, or vdpbf16ps), so a
+ * kernel that does not use the best one is measured against its own ceiling; 0 when this CPU
+ * lacks it. */
+double ml_probe_dot_peak_isa(int n_threads, double seconds, int passes, ml_probe_isa isa);
 
 #endif
