@@ -200,27 +200,6 @@ ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, in
     }
 }
 
-static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
-                       int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F32, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                       int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F16, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
-}
-
-/* Fast mode: both operands widened to f32 (exact), products exact, f32 accumulation. */
-static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                             int n_tok, int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
-}
-
 /* ---- matrix products: ggml block-quantised weights (Q8_0, Q4_0, Q4_1) -------------------
  * A row is n_in / 32 blocks (core/dtype.h). Each block's 32 weights are rebuilt as 4 vectors of
  * 8 exactly as formats/gguf_dequant.c rebuilds them: the f16 scale by vcvtph2ps (exact), the
@@ -244,6 +223,7 @@ static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx
  *       float32 weights for a 323-token prompt of the default model). Same bits either way. */
 
 #define Q_TOKENS 6 /* n_tok >= 2: tokens per register block */
+#define Q_TILE_ROWS 12 /* q_matmul_tiles: tile rows a multiple of the 3- and 4-row blocks */
 #define Q_TILE_TOKENS 8 /* from this many tokens, decode a tile of rows to float32 first */
 
 /* Weights [8u, 8u + 8) of a block, u in 0..3 (Q4: u 0, 1 are low nibbles of bytes 0..15, u 2, 3
@@ -322,17 +302,6 @@ ML_INLINE void q_dot_block(float *y, size_t ldy, const float *x, size_t ldx, con
     }
 }
 
-ML_INLINE void q_rows_for_tokens(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, size_t row_bytes,
-                                 int n_blocks, int row_begin, int row_end, int prefetch_ahead, int qkind, const int RB,
-                                 const int TB) {
-    int r = row_begin;
-    for (; r + RB <= row_end; r += RB) {
-        const uint8_t *next = prefetch_ahead && r + 2 * RB <= row_end ? w + (size_t)(r + RB) * row_bytes : NULL;
-        q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, next, qkind, RB, TB);
-    }
-    for (; r < row_end; r++) q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, NULL, qkind, 1, TB);
-}
-
 /* n_blocks blocks at `in` as float32 at out (the dequantiser's values, bit for bit). */
 ML_INLINE void q_decode_blocks(float *out, const uint8_t *in, size_t n_blocks, int qkind) {
     size_t block_bytes = q_block_bytes(qkind);
@@ -344,73 +313,6 @@ ML_INLINE void q_decode_blocks(float *out, const uint8_t *in, size_t n_blocks, i
         for (int u = 0; u < 4; u++)
             _mm256_storeu_ps(out + b * QK + (size_t)u * VEC, q_decode8(block, u, qkind, dv, mv));
     }
-}
-
-/* Many tokens: tiles of rows decoded to float32 (as matmul_driver would tile float32 weights),
- * then matmul_driver on them. Returns 0 when there is no scratch memory (nothing done). */
-ML_INLINE int q_matmul_tiles(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                             int row_begin, int row_end, size_t row_bytes, int qkind) {
-    int tile_rows = (int)(W_TILE_BYTES / ((size_t)n_in * sizeof(float))) / 12 * 12;
-    if (tile_rows < 12) tile_rows = 12;
-    if (tile_rows > row_end - row_begin) tile_rows = row_end - row_begin;
-    float *tile = ml_cpu_scratch((size_t)tile_rows * (size_t)n_in); /* [tile_rows, n_in] */
-    if (!tile) return 0;
-    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
-        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
-        for (int r = r0; r < r1; r++)
-            q_decode_blocks(tile + (size_t)(r - r0) * n_in, w + (size_t)r * row_bytes, (size_t)n_in / QK, qkind);
-        matmul_driver(y + r0, ldy, x, ldx, KIND_F32, tile, KIND_F32, n_in, n_tok, 0, r1 - r0);
-    }
-    return 1;
-}
-
-ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                               int row_begin, int row_end, int qkind) {
-    if (n_tok <= 0 || row_end <= row_begin) return;
-    int n_blocks = n_in / QK;
-    size_t row_bytes = (size_t)n_blocks * q_block_bytes(qkind);
-    if (n_tok == 1) {
-        q_rows_for_tokens(y, ldy, x, ldx, w, row_bytes, n_blocks, row_begin, row_end, 1, qkind, 8, 1);
-        return;
-    }
-    if (n_tok >= Q_TILE_TOKENS && n_in > 0 &&
-        q_matmul_tiles(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, row_bytes, qkind))
-        return;
-    /* As matmul_driver: a tile of rows kept in L2 meets every token block in turn. */
-    int tile_rows = (int)(W_TILE_BYTES / (row_bytes > 0 ? row_bytes : 1)) / 8 * 8;
-    if (tile_rows < 8) tile_rows = 8;
-    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
-        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
-        int t = 0;
-        for (; t + Q_TOKENS <= n_tok; t += Q_TOKENS)
-            q_rows_for_tokens(y + (size_t)t * ldy, ldy, x + (size_t)t * ldx, ldx, w, row_bytes, n_blocks, r0, r1,
-                              t == 0, qkind, 2, Q_TOKENS);
-        const float *xt = x + (size_t)t * ldx;
-        float *yt = y + (size_t)t * ldy;
-        switch (n_tok - t) {
-        case 1: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 8, 1); break;
-        case 2: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 2); break;
-        case 3: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 3); break;
-        case 4: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 4); break;
-        case 5: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, t == 0, qkind, 2, 5); break;
-        default: break;
-        }
-    }
-}
-
-static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q8_0);
-}
-
-static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_0);
-}
-
-static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_1);
 }
 
 /* ---- exp ---------------------------------------------------------------------------------- */
@@ -539,7 +441,6 @@ static void silu_mul(float *out, const float *gate, const float *up, int n) {
  * Equal to HF's two-pass softmax up to float rounding. The scores of a block live on the stack
  * (ATT_HEADS x ATT_BLOCK floats), so `scratch` is not needed; acc is kept in `out`, which must
  * not overlap q, k or v. More than ATT_HEADS query heads are done ATT_HEADS at a time. */
-#define ATT_BLOCK 32
 #define ATT_HEADS 16
 #define SCORE_HEADS 4 /* heads x 2 positions = 8 accumulators in the score loop */
 #define PV_HEADS 8    /* heads whose accumulator chunk stays in a register in the p.V loop */
@@ -583,13 +484,6 @@ ML_INLINE void score_block(float (*scores)[ATT_BLOCK], int jj, const float *q, c
 #pragma GCC unroll 2
         for (int p = 0; p < NP; p++) scores[h][jj + p] = hsum8(acc[h][p]) * scale;
     }
-}
-
-ML_INLINE void score_heads(float (*scores)[ATT_BLOCK], int n_block, const float *q, const void *k_rows,
-                           int head_dim, float scale, int kv_kind, const int NH) {
-    int jj = 0;
-    for (; jj + 2 <= n_block; jj += 2) score_block(scores, jj, q, k_rows, head_dim, scale, kv_kind, NH, 2);
-    if (jj < n_block) score_block(scores, jj, q, k_rows, head_dim, scale, kv_kind, NH, 1);
 }
 
 /* The cache rows of the next block, K and V, `bytes` each from k and v: prefetched while this
@@ -687,16 +581,9 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
         int first = j0 == 0;
         for (int h = 0; h < n_heads; h += PV_HEADS) {
             float *oh = out + (size_t)h * head_dim;
-            switch (n_heads - h) {
-            case 1: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 1); break;
-            case 2: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 2); break;
-            case 3: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 3); break;
-            case 4: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 4); break;
-            case 5: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 5); break;
-            case 6: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 6); break;
-            case 7: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 7); break;
-            default: pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, 8); break;
-            }
+#define PV_CALL(NH) pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, NH)
+            ML_FOR_COUNT(n_heads - h, PV_CALL)
+#undef PV_CALL
         }
     }
     for (int h = 0; h < n_heads; h++) {
@@ -709,26 +596,6 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
             _mm256_maskstore_ps(o + d, mask, _mm256_div_ps(_mm256_maskload_ps(o + d, mask), l));
         }
     }
-}
-
-/* ATT_HEADS query heads at a time. */
-ML_INLINE void attention_all_heads(float *out, const float *q, int n_q, const void *k, const void *v, int n_pos,
-                                   int head_dim, float scale, int kv_kind) {
-    for (int h = 0; h < n_q; h += ATT_HEADS) {
-        int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
-        attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
-                        scale, kv_kind);
-    }
-}
-
-static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
-                          int head_dim, float scale, float *scratch) {
-    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_F32);
-}
-
-static void attention_bf16(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v, int n_pos,
-                           int head_dim, float scale, float *scratch) {
-    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_BF16);
 }
 
 /* ---- conversions -------------------------------------------------------------------------- */
@@ -781,10 +648,7 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     ml_scalar_f16_to_f32(out + i, in + i, n - i);
 }
 
-/* Whole blocks, decoded as the matmuls decode them (so bit for bit as the dequantiser). */
-static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q8_0); }
-static void q4_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_0); }
-static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_1); }
+#include "backend/cpu/kernels_vector_shared.h"
 
 const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .name = "avx2",

@@ -9,13 +9,25 @@
  * Matrix products (f32/f16/bf16 weights; the ggml Q8_0/Q4_0/Q4_1 kernels further below follow
  * the same rule on decoded blocks): every output y[t, r] is one 16-lane accumulator,
  * acc = fma(x[i:i+16], w[i:i+16], acc) for i = 0, 16, 32, ... in order, then one fma with the
- * masked tail, then the
- * fixed hsum16(); blocking only changes how many accumulators are in flight, so results are
- * bit-identical for any row/token split.
- *   decode (n_tok = 1):  8 rows, 8 FMA chains, weights prefetched 512 bytes ahead;
- *   n_tok = 2:           8 rows x 2 tokens;
- *   prefill (n_tok >= 3): 4 rows x 6 tokens: 24 accumulators + 6 x vectors + 1 weight vector
- *                        = 31 zmm; each weight vector loaded feeds 6 tokens. */
+ * masked tail, then the fixed hsum16(); blocking only changes how many accumulators are in
+ * flight, so results are bit-identical for any row/token split and any batch size (a sequence
+ * decoded in a batch of 32 gets the bits it gets alone: tests/test_batch_invariance.c).
+ *   n_tok 1-2 (decode): blocks of 4 rows, and the next block of rows in address order
+ *       prefetched alongside (as many lines per step as the step reads). A block of 8 rows with
+ *       a 512-byte look-ahead inside each row read 8 separate 4 KiB rows at once, each too short
+ *       for the hardware prefetcher to get ahead; on Zen 5 (2 threads, 1 GiB of bf16) 4 rows
+ *       with the next-block prefetch read 49-50 GB/s where that read 27-32
+ *       (/work/shared/MEASUREMENTS.md's experiment, kept here).
+ *   n_tok >= 3 (batched decode, prefill): a tile of weight rows (W_TILE_BYTES, kept in L2)
+ *       meets the tokens 6 at a time in blocks of 4 rows x 6 tokens: the 4 widened weight
+ *       vectors stay in registers and each feeds 6 FMAs (24 accumulators + 4 weights + 1 x =
+ *       29 zmm); 1..5 leftover tokens use 4 x TB. While the tokens pass over one tile, the next
+ *       tile is prefetched into L2 (prefetcht1), spread evenly over the passes, so no pass
+ *       waits on DRAM at the start of a tile (on Zen 5, 8 and 32 tokens: +10-40% in the
+ *       kernel, +11-15% for the model's fast batch-32 decode; MEASUREMENTS.md). 3 rows x 8
+ *       tokens (no leftover at 8 or 32 tokens, one widening per 8 FMAs) measured 40% slower in
+ *       accurate mode, side by side with this on the same machine: 8 float32 x rows of 2048
+ *       (64 KiB) no longer stay in L1 while a block of rows passes. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
 #include "backend/cpu/kernels_vector_common.h"
@@ -28,12 +40,13 @@
 
 enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
 
-#define VEC 16                 /* floats per zmm */
-#define STEP 64                /* elements per unrolled step of the dot-product loop (4 vectors) */
-#define PREFETCH_BYTES 512     /* how far ahead in each weight row to prefetch */
-#define W_TILE_BYTES (256 * 1024) /* prefill: weight rows kept in L2 while tokens pass */
-#define PREFILL_ROWS 4
-#define PREFILL_TOKENS 6
+#define VEC 16                    /* floats per zmm */
+#define STEP 64                   /* elements per unrolled step of the dot-product loop (4 vectors) */
+#define W_TILE_BYTES (256 * 1024) /* n_tok >= 3: weight rows kept in L2 while tokens pass */
+#define GEMV_ROWS 4               /* n_tok 1-2: rows per block */
+#define GEMM_ROWS 4               /* n_tok >= 3: rows x tokens per register block */
+#define GEMM_TOKENS 6
+#define MAX_TB GEMM_TOKENS        /* the most tokens of any block */
 
 /* ---- loads ------------------------------------------------------------------------------- */
 
@@ -69,71 +82,87 @@ ML_INLINE float hsum16(__m512 v) {
 
 /* ---- matrix products (f32 activations; f32, f16 or bf16 weights; fast mode widened) ------ */
 
+/* Memory to prefetch while a block computes: n_lines cache lines from `at`, spread evenly over
+ * the block's steps; into L1 (the next GEMV block) or, with l2, into L2 (the next GEMM tile). */
+typedef struct {
+    const char *at;
+    size_t n_lines;
+} prefetch_span;
+
+ML_INLINE void prefetch_lines(prefetch_span pf, size_t from, size_t to, const int l2) {
+    if (to > pf.n_lines) to = pf.n_lines;
+    for (size_t j = from; j < to; j++) {
+        if (l2)
+            _mm_prefetch(pf.at + j * 64, _MM_HINT_T1);
+        else
+            _mm_prefetch(pf.at + j * 64, _MM_HINT_T0);
+    }
+}
+
+/* acc[r][t] += x_t[at:at+16] * w_r[at:at+16] for all r, t. With RB < TB the RB weight vectors
+ * stay in registers and each token's x is loaded once; otherwise the TB x vectors stay and each
+ * weight vector is loaded (and widened) once. */
+#define ML_DOT_STEP(LOADX, LOADW, at)                                                              \
+    do {                                                                                           \
+        if (RB < TB) {                                                                             \
+            __m512 wv[GEMM_ROWS];                                                                  \
+            _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) wv[r] = LOADW(w_rows[r], at);     \
+            _Pragma("GCC unroll 8") for (int t = 0; t < TB; t++) {                                 \
+                __m512 xv = LOADX(x_rows[t], at);                                                  \
+                _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) acc[r][t] =                   \
+                    _mm512_fmadd_ps(xv, wv[r], acc[r][t]);                                         \
+            }                                                                                      \
+        } else {                                                                                   \
+            __m512 xv[GEMV_ROWS];                                                                  \
+            _Pragma("GCC unroll 4") for (int t = 0; t < TB; t++) xv[t] = LOADX(x_rows[t], at);     \
+            _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) {                                 \
+                __m512 wv = LOADW(w_rows[r], at);                                                  \
+                _Pragma("GCC unroll 4") for (int t = 0; t < TB; t++) acc[r][t] =                   \
+                    _mm512_fmadd_ps(xv[t], wv, acc[r][t]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* RB rows from `row` times TB tokens (RB <= 4, TB <= 8, RB >= TB when RB > 3); RB, TB and the
+ * kinds are constants after inlining, so the accumulators live in registers. */
 ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
-                         int n_in, int row, const int RB, const int TB) {
-    const char *w_rows[8];
-    const char *x_rows[PREFILL_TOKENS];
-    __m512 acc[8][PREFILL_TOKENS];
-#pragma GCC unroll 8
+                         int n_in, int row, prefetch_span pf, const int l2, const int RB, const int TB) {
+    const char *w_rows[GEMV_ROWS];
+    const char *x_rows[MAX_TB];
+    __m512 acc[GEMV_ROWS][MAX_TB];
+#pragma GCC unroll 4
     for (int r = 0; r < RB; r++) {
         w_rows[r] = (const char *)w + (size_t)(row + r) * (size_t)n_in * kind_size(w_kind);
-#pragma GCC unroll 6
+#pragma GCC unroll 8
         for (int t = 0; t < TB; t++) acc[r][t] = _mm512_setzero_ps();
     }
-#pragma GCC unroll 6
+#pragma GCC unroll 8
     for (int t = 0; t < TB; t++) x_rows[t] = (const char *)x + (size_t)t * ldx * kind_size(x_kind);
-
-    size_t n = (size_t)n_in, i = 0;
+#define ML_LOAD_X(base, at) load16(base, at, x_kind)
+#define ML_LOAD_W(base, at) load16(base, at, w_kind)
+#define ML_LOAD_X_TAIL(base, at) load_partial(base, at, rest, x_kind)
+#define ML_LOAD_W_TAIL(base, at) load_partial(base, at, rest, w_kind)
+    size_t n = (size_t)n_in, i = 0, steps = n / STEP;
+    size_t lines_per_step = steps ? (pf.n_lines + steps - 1) / steps : pf.n_lines;
     for (; i + STEP <= n; i += STEP) {
-#pragma GCC unroll 8
-        for (int r = 0; r < RB; r++) {
-            const char *ahead = w_rows[r] + i * kind_size(w_kind) + PREFETCH_BYTES;
-            _mm_prefetch(ahead, _MM_HINT_T0);
-            _mm_prefetch(ahead + 64, _MM_HINT_T0);
-            if (w_kind == KIND_F32) { /* 256 bytes per step */
-                _mm_prefetch(ahead + 128, _MM_HINT_T0);
-                _mm_prefetch(ahead + 192, _MM_HINT_T0);
-            }
-        }
+        size_t first = i / STEP * lines_per_step;
+        prefetch_lines(pf, first, first + lines_per_step, l2);
 #pragma GCC unroll 4
-        for (int u = 0; u < STEP / VEC; u++) {
-            __m512 xv[PREFILL_TOKENS];
-#pragma GCC unroll 6
-            for (int t = 0; t < TB; t++) xv[t] = load16(x_rows[t], i + (size_t)u * VEC, x_kind);
-#pragma GCC unroll 8
-            for (int r = 0; r < RB; r++) {
-                __m512 wv = load16(w_rows[r], i + (size_t)u * VEC, w_kind);
-#pragma GCC unroll 6
-                for (int t = 0; t < TB; t++) acc[r][t] = _mm512_fmadd_ps(xv[t], wv, acc[r][t]);
-            }
-        }
+        for (int u = 0; u < STEP / VEC; u++) ML_DOT_STEP(ML_LOAD_X, ML_LOAD_W, i + (size_t)u * VEC);
     }
-    for (; i + VEC <= n; i += VEC) {
-        __m512 xv[PREFILL_TOKENS];
-#pragma GCC unroll 6
-        for (int t = 0; t < TB; t++) xv[t] = load16(x_rows[t], i, x_kind);
-#pragma GCC unroll 8
-        for (int r = 0; r < RB; r++) {
-            __m512 wv = load16(w_rows[r], i, w_kind);
-#pragma GCC unroll 6
-            for (int t = 0; t < TB; t++) acc[r][t] = _mm512_fmadd_ps(xv[t], wv, acc[r][t]);
-        }
-    }
+    if (!steps) prefetch_lines(pf, 0, pf.n_lines, l2);
+    for (; i + VEC <= n; i += VEC) ML_DOT_STEP(ML_LOAD_X, ML_LOAD_W, i);
     if (i < n) {
         int rest = (int)(n - i);
-        __m512 xv[PREFILL_TOKENS];
-#pragma GCC unroll 6
-        for (int t = 0; t < TB; t++) xv[t] = load_partial(x_rows[t], i, rest, x_kind);
-#pragma GCC unroll 8
-        for (int r = 0; r < RB; r++) {
-            __m512 wv = load_partial(w_rows[r], i, rest, w_kind);
-#pragma GCC unroll 6
-            for (int t = 0; t < TB; t++) acc[r][t] = _mm512_fmadd_ps(xv[t], wv, acc[r][t]);
-        }
+        ML_DOT_STEP(ML_LOAD_X_TAIL, ML_LOAD_W_TAIL, i);
     }
-#pragma GCC unroll 6
-    for (int t = 0; t < TB; t++) {
+#undef ML_LOAD_X
+#undef ML_LOAD_W
+#undef ML_LOAD_X_TAIL
+#undef ML_LOAD_W_TAIL
 #pragma GCC unroll 8
+    for (int t = 0; t < TB; t++) {
+#pragma GCC unroll 4
         for (int r = 0; r < RB; r++) y[(size_t)t * ldy + (size_t)(row + r)] = hsum16(acc[r][t]);
     }
 }
@@ -141,138 +170,158 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
 /* Fast mode with vdpbf16ps: per 32 bf16 pairs, acc[k] += x[2k]*w[2k] + x[2k+1]*w[2k+1] (the
  * instruction's own order and rounding: round to nearest even, bf16 denormal inputs read as
  * zero, denormal results flushed). One accumulator per output, 32 elements per instruction in
- * order, then the masked tail, then hsum16: split-invariant like dot_block. */
+ * order, then the masked tail, then hsum16: split- and batch-invariant like dot_block. */
+#define ML_DP_STEP(LOADX, LOADW, at)                                                               \
+    do {                                                                                           \
+        if (RB < TB) {                                                                             \
+            __m512i wv[GEMM_ROWS];                                                                 \
+            _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) wv[r] = LOADW(w_rows[r] + (at));  \
+            _Pragma("GCC unroll 8") for (int t = 0; t < TB; t++) {                                 \
+                __m512i xv = LOADX(x_rows[t] + (at));                                              \
+                _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) acc[r][t] =                   \
+                    _mm512_dpbf16_ps(acc[r][t], (__m512bh)xv, (__m512bh)wv[r]);                    \
+            }                                                                                      \
+        } else {                                                                                   \
+            __m512i xv[GEMV_ROWS];                                                                 \
+            _Pragma("GCC unroll 4") for (int t = 0; t < TB; t++) xv[t] = LOADX(x_rows[t] + (at));  \
+            _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) {                                 \
+                __m512i wv = LOADW(w_rows[r] + (at));                                              \
+                _Pragma("GCC unroll 4") for (int t = 0; t < TB; t++) acc[r][t] =                   \
+                    _mm512_dpbf16_ps(acc[r][t], (__m512bh)xv[t], (__m512bh)wv);                    \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
 ML_INLINE void dot_block_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                                int row, const int RB, const int TB) {
-    const uint16_t *w_rows[8];
-    const uint16_t *x_rows[PREFILL_TOKENS];
-    __m512 acc[8][PREFILL_TOKENS];
-#pragma GCC unroll 8
+                                int row, prefetch_span pf, const int l2, const int RB, const int TB) {
+    const uint16_t *w_rows[GEMV_ROWS];
+    const uint16_t *x_rows[MAX_TB];
+    __m512 acc[GEMV_ROWS][MAX_TB];
+#pragma GCC unroll 4
     for (int r = 0; r < RB; r++) {
         w_rows[r] = w + (size_t)(row + r) * (size_t)n_in;
-#pragma GCC unroll 6
+#pragma GCC unroll 8
         for (int t = 0; t < TB; t++) acc[r][t] = _mm512_setzero_ps();
     }
-#pragma GCC unroll 6
+#pragma GCC unroll 8
     for (int t = 0; t < TB; t++) x_rows[t] = x + (size_t)t * ldx;
-
-    size_t n = (size_t)n_in, i = 0;
+#define ML_LOAD(p) _mm512_loadu_si512(p)
+#define ML_LOAD_TAIL(p) _mm512_maskz_loadu_epi16(m, p)
+    size_t n = (size_t)n_in, i = 0, steps = n / 64;
+    size_t lines_per_step = steps ? (pf.n_lines + steps - 1) / steps : pf.n_lines;
     for (; i + 64 <= n; i += 64) { /* 64 bf16 = 128 bytes per row per step */
-#pragma GCC unroll 8
-        for (int r = 0; r < RB; r++) {
-            const char *ahead = (const char *)(w_rows[r] + i) + PREFETCH_BYTES;
-            _mm_prefetch(ahead, _MM_HINT_T0);
-            _mm_prefetch(ahead + 64, _MM_HINT_T0);
-        }
+        size_t first = i / 64 * lines_per_step;
+        prefetch_lines(pf, first, first + lines_per_step, l2);
 #pragma GCC unroll 2
-        for (int u = 0; u < 2; u++) {
-            __m512i xv[PREFILL_TOKENS];
-#pragma GCC unroll 6
-            for (int t = 0; t < TB; t++) xv[t] = _mm512_loadu_si512(x_rows[t] + i + (size_t)u * 32);
-#pragma GCC unroll 8
-            for (int r = 0; r < RB; r++) {
-                __m512i wv = _mm512_loadu_si512(w_rows[r] + i + (size_t)u * 32);
-#pragma GCC unroll 6
-                for (int t = 0; t < TB; t++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)xv[t], (__m512bh)wv);
-            }
-        }
+        for (int u = 0; u < 2; u++) ML_DP_STEP(ML_LOAD, ML_LOAD, i + (size_t)u * 32);
     }
+    if (!steps) prefetch_lines(pf, 0, pf.n_lines, l2);
     for (; i < n; i += 32) {
         __mmask32 m = n - i >= 32 ? 0xffffffffu : (__mmask32)((1u << (n - i)) - 1u);
-        __m512i xv[PREFILL_TOKENS];
-#pragma GCC unroll 6
-        for (int t = 0; t < TB; t++) xv[t] = _mm512_maskz_loadu_epi16(m, x_rows[t] + i);
-#pragma GCC unroll 8
-        for (int r = 0; r < RB; r++) {
-            __m512i wv = _mm512_maskz_loadu_epi16(m, w_rows[r] + i);
-#pragma GCC unroll 6
-            for (int t = 0; t < TB; t++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)xv[t], (__m512bh)wv);
-        }
+        ML_DP_STEP(ML_LOAD_TAIL, ML_LOAD_TAIL, i);
     }
-#pragma GCC unroll 6
-    for (int t = 0; t < TB; t++) {
+#undef ML_LOAD
+#undef ML_LOAD_TAIL
 #pragma GCC unroll 8
+    for (int t = 0; t < TB; t++) {
+#pragma GCC unroll 4
         for (int r = 0; r < RB; r++) y[(size_t)t * ldy + (size_t)(row + r)] = hsum16(acc[r][t]);
     }
 }
 
 /* One block of RB rows x TB tokens, by the plain widening kernel or the vdpbf16ps one. */
 ML_INLINE void block(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w,
-                     int w_kind, int n_in, int row, const int RB, const int TB) {
+                     int w_kind, int n_in, int row, prefetch_span pf, const int l2, const int RB, const int TB) {
     if (use_dpbf16)
-        dot_block_dpbf16(y, ldy, (const uint16_t *)x, ldx, (const uint16_t *)w, n_in, row, RB, TB);
+        dot_block_dpbf16(y, ldy, (const uint16_t *)x, ldx, (const uint16_t *)w, n_in, row, pf, l2, RB, TB);
     else
-        dot_block(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row, RB, TB);
+        dot_block(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row, pf, l2, RB, TB);
 }
 
+/* Rows [row_begin, row_end) for TB tokens: blocks of RB rows, then single rows.
+ *   l2 = 0: each block prefetches the next block of the range into L1 (none after the last);
+ *   l2 = 1: the blocks share out `next` (a later tile) evenly and prefetch it into L2. */
 ML_INLINE void rows_for_tokens(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind,
-                               const void *w, int w_kind, int n_in, int row_begin, int row_end, const int RB,
-                               const int TB) {
-    int r = row_begin;
-    for (; r + RB <= row_end; r += RB) block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, RB, TB);
-    for (; r < row_end; r++) block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, 1, TB);
+                               const void *w, int w_kind, int n_in, int row_begin, int row_end, prefetch_span next,
+                               const int l2, const int RB, const int TB) {
+    const size_t row_bytes = (size_t)n_in * kind_size(w_kind);
+    const size_t block_lines = (RB * row_bytes + 63) / 64;
+    int n_blocks = (row_end - row_begin) / RB + (row_end - row_begin) % RB;
+    size_t share = n_blocks > 0 ? (next.n_lines + (size_t)n_blocks - 1) / (size_t)n_blocks : 0;
+    int r = row_begin, b = 0;
+    for (; r + RB <= row_end; r += RB, b++) {
+        prefetch_span pf = {NULL, 0};
+        if (!l2 && r + 2 * RB <= row_end) pf = (prefetch_span){(const char *)w + (size_t)(r + RB) * row_bytes, block_lines};
+        if (l2 && (size_t)b * share < next.n_lines) pf = (prefetch_span){next.at + (size_t)b * share * 64, share};
+        if (l2 && pf.at && (size_t)b * share + share > next.n_lines) pf.n_lines = next.n_lines - (size_t)b * share;
+        block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, pf, l2, RB, TB);
+    }
+    for (; r < row_end; r++, b++) {
+        prefetch_span pf = {NULL, 0};
+        if (l2 && (size_t)b * share < next.n_lines) {
+            pf = (prefetch_span){next.at + (size_t)b * share * 64, share};
+            if ((size_t)b * share + share > next.n_lines) pf.n_lines = next.n_lines - (size_t)b * share;
+        }
+        block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, pf, l2, 1, TB);
+    }
 }
 
-ML_INLINE void matmul_driver(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind,
+ML_INLINE void matmul_driver_dp(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind,
                              const void *w, int w_kind, int n_in, int n_tok, int row_begin, int row_end) {
     if (n_tok <= 0 || row_end <= row_begin) return;
-    size_t x_step = ldx * kind_size(x_kind);
+    const prefetch_span none = {NULL, 0};
     if (n_tok == 1) {
-        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, 8, 1);
+        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, none, 0, GEMV_ROWS, 1);
         return;
     }
     if (n_tok == 2) {
-        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, 8, 2);
+        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, none, 0, GEMV_ROWS, 2);
         return;
     }
-    /* Prefill: a tile of weight rows (W_TILE_BYTES, kept in L2) meets every 6-token block of x
-     * in turn, then the 1..5 leftover tokens; each weight byte comes from memory once per call. */
+    /* A tile of weight rows (W_TILE_BYTES, kept in L2) meets every 8-token block of x in turn,
+     * then the 1..7 leftover tokens; each weight byte comes from memory once per call. Pass p of
+     * n_passes prefetches the p-th share of the next tile into L2. */
+    size_t x_step = ldx * kind_size(x_kind); /* bytes per x row */
     size_t w_row_bytes = (size_t)(n_in > 0 ? n_in : 1) * kind_size(w_kind);
-    int tile_rows = (int)(W_TILE_BYTES / w_row_bytes) / PREFILL_ROWS * PREFILL_ROWS;
-    if (tile_rows < PREFILL_ROWS) tile_rows = PREFILL_ROWS;
+    int tile_rows = (int)(W_TILE_BYTES / w_row_bytes) / GEMM_ROWS * GEMM_ROWS;
+    if (tile_rows < GEMM_ROWS) tile_rows = GEMM_ROWS;
+    size_t n_passes = (size_t)(n_tok + GEMM_TOKENS - 1) / GEMM_TOKENS;
     for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
         int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
+        int r2 = r1 + tile_rows < row_end ? r1 + tile_rows : row_end;
+        const char *next_tile = (const char *)w + (size_t)r1 * w_row_bytes;
+        size_t next_lines = ((size_t)(r2 - r1) * w_row_bytes + 63) / 64;
+        size_t share = (next_lines + n_passes - 1) / n_passes;
         int t = 0;
-        for (; t + PREFILL_TOKENS <= n_tok; t += PREFILL_TOKENS)
-            rows_for_tokens(use_dpbf16, y + (size_t)t * ldy, ldy, (const char *)x + (size_t)t * x_step, ldx, x_kind,
-                            w, w_kind, n_in, r0, r1, PREFILL_ROWS, PREFILL_TOKENS);
-        float *yt = y + (size_t)t * ldy;
-        const char *xt = (const char *)x + (size_t)t * x_step;
-        switch (n_tok - t) {
-        case 1: rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, 4, 1); break;
-        case 2: rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, 4, 2); break;
-        case 3: rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, 4, 3); break;
-        case 4: rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, 4, 4); break;
-        case 5: rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, 4, 5); break;
-        default: break;
+        for (size_t p = 0; t < n_tok; p++, t += GEMM_TOKENS) {
+            prefetch_span next = {next_tile + p * share * 64, 0};
+            if (p * share < next_lines) next.n_lines = next_lines - p * share < share ? next_lines - p * share : share;
+            float *yt = y + (size_t)t * ldy;
+            const char *xt = (const char *)x + (size_t)t * x_step;
+            if (t + GEMM_TOKENS <= n_tok) {
+                rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, next, 1, GEMM_ROWS,
+                                GEMM_TOKENS);
+                continue;
+            }
+/* leftover 1..GEMM_TOKENS-1; the clamp keeps larger sizes from being compiled */
+#define TAIL_CALL(TB)                                                                              \
+    rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, next, 1, GEMM_ROWS,    \
+                    (TB) < GEMM_TOKENS ? (TB) : GEMM_TOKENS - 1)
+            ML_FOR_COUNT(n_tok - t, TAIL_CALL)
+#undef TAIL_CALL
         }
     }
 }
 
-static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
-                       int row_begin, int row_end) {
-    matmul_driver(0, y, ldy, x, ldx, KIND_F32, w, KIND_F32, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                       int row_begin, int row_end) {
-    matmul_driver(0, y, ldy, x, ldx, KIND_F32, w, KIND_F16, n_in, n_tok, row_begin, row_end);
-}
-
-/* Accurate mode: float32 activations times exactly widened bf16 weights (no vdpbf16ps here). */
-static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    matmul_driver(0, y, ldy, x, ldx, KIND_F32, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                             int n_tok, int row_begin, int row_end) {
-    matmul_driver(0, y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
+/* The widening kernels for matmul_f32_* and matmul_bf16_bf16 (kernels_vector_shared.h). */
+ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
+                             int n_in, int n_tok, int row_begin, int row_end) {
+    matmul_driver_dp(0, y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end);
 }
 
 static void matmul_bf16_bf16_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
                                     int n_in, int n_tok, int row_begin, int row_end) {
-    matmul_driver(1, y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
+    matmul_driver_dp(1, y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
 }
 
 /* ---- matrix products: ggml block-quantised weights (Q8_0, Q4_0, Q4_1) -------------------
@@ -289,6 +338,7 @@ static void matmul_bf16_bf16_dpbf16(float *y, size_t ldy, const uint16_t *x, siz
  *       above serve when scratch memory is short). */
 
 #define Q_TOKENS 8
+#define Q_TILE_ROWS GEMM_ROWS /* q_matmul_tiles: tile rows a multiple of the GEMM block */
 #define Q_TILE_TOKENS 8 /* from this many tokens, decode a tile of rows to float32 first */
 
 /* Weights [16h, 16h + 16) of a block, h in 0..1. */
@@ -349,17 +399,6 @@ ML_INLINE void q_dot_block(float *y, size_t ldy, const float *x, size_t ldx, con
     }
 }
 
-ML_INLINE void q_rows_for_tokens(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, size_t row_bytes,
-                                 int n_blocks, int row_begin, int row_end, int prefetch_ahead, int qkind, const int RB,
-                                 const int TB) {
-    int r = row_begin;
-    for (; r + RB <= row_end; r += RB) {
-        const uint8_t *next = prefetch_ahead && r + 2 * RB <= row_end ? w + (size_t)(r + RB) * row_bytes : NULL;
-        q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, next, qkind, RB, TB);
-    }
-    for (; r < row_end; r++) q_dot_block(y, ldy, x, ldx, w, row_bytes, n_blocks, r, NULL, qkind, 1, TB);
-}
-
 /* n_blocks blocks at `in` as float32 at out (the dequantiser's values, bit for bit). */
 ML_INLINE void q_decode_blocks(float *out, const uint8_t *in, size_t n_blocks, int qkind) {
     size_t block_bytes = q_block_bytes(qkind);
@@ -371,75 +410,6 @@ ML_INLINE void q_decode_blocks(float *out, const uint8_t *in, size_t n_blocks, i
         for (int h = 0; h < 2; h++)
             _mm512_storeu_ps(out + b * QK + (size_t)h * VEC, q_decode16(block, h, qkind, dv, mv));
     }
-}
-
-/* Many tokens: tiles of rows decoded to float32 (as matmul_driver tiles float32 weights), then
- * matmul_driver on them. Returns 0 when there is no scratch memory (nothing done). */
-ML_INLINE int q_matmul_tiles(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                             int row_begin, int row_end, size_t row_bytes, int qkind) {
-    int tile_rows = (int)(W_TILE_BYTES / ((size_t)n_in * sizeof(float))) / PREFILL_ROWS * PREFILL_ROWS;
-    if (tile_rows < PREFILL_ROWS) tile_rows = PREFILL_ROWS;
-    if (tile_rows > row_end - row_begin) tile_rows = row_end - row_begin;
-    float *tile = ml_cpu_scratch((size_t)tile_rows * (size_t)n_in); /* [tile_rows, n_in] */
-    if (!tile) return 0;
-    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
-        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
-        for (int r = r0; r < r1; r++)
-            q_decode_blocks(tile + (size_t)(r - r0) * n_in, w + (size_t)r * row_bytes, (size_t)n_in / QK, qkind);
-        matmul_driver(0, y + r0, ldy, x, ldx, KIND_F32, tile, KIND_F32, n_in, n_tok, 0, r1 - r0);
-    }
-    return 1;
-}
-
-ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                               int row_begin, int row_end, int qkind) {
-    if (n_tok <= 0 || row_end <= row_begin) return;
-    int n_blocks = n_in / QK;
-    size_t row_bytes = (size_t)n_blocks * q_block_bytes(qkind);
-    if (n_tok == 1) {
-        q_rows_for_tokens(y, ldy, x, ldx, w, row_bytes, n_blocks, row_begin, row_end, 1, qkind, 8, 1);
-        return;
-    }
-    if (n_tok >= Q_TILE_TOKENS && n_in > 0 &&
-        q_matmul_tiles(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, row_bytes, qkind))
-        return;
-    int tile_rows = (int)(W_TILE_BYTES / (row_bytes > 0 ? row_bytes : 1)) / 8 * 8;
-    if (tile_rows < 8) tile_rows = 8;
-    for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
-        int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
-        int t = 0;
-        for (; t + Q_TOKENS <= n_tok; t += Q_TOKENS)
-            q_rows_for_tokens(y + (size_t)t * ldy, ldy, x + (size_t)t * ldx, ldx, w, row_bytes, n_blocks, r0, r1,
-                              t == 0, qkind, 2, Q_TOKENS);
-        const float *xt = x + (size_t)t * ldx;
-        float *yt = y + (size_t)t * ldy;
-        int p = t == 0;
-        switch (n_tok - t) {
-        case 1: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 8, 1); break;
-        case 2: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 2); break;
-        case 3: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 3); break;
-        case 4: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 4); break;
-        case 5: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 5); break;
-        case 6: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 6); break;
-        case 7: q_rows_for_tokens(yt, ldy, xt, ldx, w, row_bytes, n_blocks, r0, r1, p, qkind, 2, 7); break;
-        default: break;
-        }
-    }
-}
-
-static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q8_0);
-}
-
-static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_0);
-}
-
-static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_1);
 }
 
 /* ---- exp ---------------------------------------------------------------------------------- */
@@ -526,7 +496,6 @@ static void silu_mul(float *out, const float *gate, const float *up, int n) {
 /* Online softmax over blocks of ATT_BLOCK positions, the query heads of one KV head together;
  * see kernels_avx2.c for the recurrence. Scores on the stack, accumulators in `out` (which must
  * not overlap q, k or v); `scratch` unused. */
-#define ATT_BLOCK 32
 #define ATT_HEADS 16
 #define GROUP_HEADS 8 /* score loop: 8 heads x 2 positions = 16 accumulators; p.V loop: 8 heads */
 
@@ -562,13 +531,6 @@ ML_INLINE void score_block(float (*scores)[ATT_BLOCK], int jj, const float *q, c
     }
 }
 
-ML_INLINE void score_heads(float (*scores)[ATT_BLOCK], int n_block, const float *q, const void *k_rows,
-                           int head_dim, float scale, int kv_kind, const int NH) {
-    int jj = 0;
-    for (; jj + 2 <= n_block; jj += 2) score_block(scores, jj, q, k_rows, head_dim, scale, kv_kind, NH, 2);
-    if (jj < n_block) score_block(scores, jj, q, k_rows, head_dim, scale, kv_kind, NH, 1);
-}
-
 ML_INLINE void pv_heads(float *out, float (*probs)[ATT_BLOCK], const float *alpha, int first, int n_block,
                         const void *v_rows, int head_dim, int kv_kind, const int NH) {
     for (int d = 0; d < head_dim; d += VEC) {
@@ -591,18 +553,6 @@ ML_INLINE void pv_heads(float *out, float (*probs)[ATT_BLOCK], const float *alph
     }
 }
 
-#define FOR_GROUP(count, CALL)                                                                     \
-    switch (count) {                                                                               \
-    case 1: CALL(1); break;                                                                        \
-    case 2: CALL(2); break;                                                                        \
-    case 3: CALL(3); break;                                                                        \
-    case 4: CALL(4); break;                                                                        \
-    case 5: CALL(5); break;                                                                        \
-    case 6: CALL(6); break;                                                                        \
-    case 7: CALL(7); break;                                                                        \
-    default: CALL(8); break;                                                                       \
-    }
-
 ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const void *k, const void *v, int n_pos,
                                int head_dim, float scale, int kv_kind) {
     float scores[ATT_HEADS][ATT_BLOCK];
@@ -619,7 +569,7 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
         for (int h = 0; h < n_heads; h += GROUP_HEADS) {
             const float *qh = q + (size_t)h * head_dim;
 #define SCORE_CALL(NH) score_heads(scores + h, n_block, qh, k_rows, head_dim, scale, kv_kind, NH)
-            FOR_GROUP(n_heads - h, SCORE_CALL)
+            ML_FOR_COUNT(n_heads - h, SCORE_CALL)
 #undef SCORE_CALL
         }
         for (int h = 0; h < n_heads; h++) {
@@ -639,7 +589,7 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
         for (int h = 0; h < n_heads; h += GROUP_HEADS) {
             float *oh = out + (size_t)h * head_dim;
 #define PV_CALL(NH) pv_heads(oh, scores + h, alpha + h, first, n_block, v_rows, head_dim, kv_kind, NH)
-            FOR_GROUP(n_heads - h, PV_CALL)
+            ML_FOR_COUNT(n_heads - h, PV_CALL)
 #undef PV_CALL
         }
     }
@@ -651,26 +601,6 @@ ML_INLINE void attention_heads(float *out, const float *q, int n_heads, const vo
             _mm512_mask_storeu_ps(o + d, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, o + d), l));
         }
     }
-}
-
-/* ATT_HEADS query heads at a time. */
-ML_INLINE void attention_all_heads(float *out, const float *q, int n_q, const void *k, const void *v, int n_pos,
-                                   int head_dim, float scale, int kv_kind) {
-    for (int h = 0; h < n_q; h += ATT_HEADS) {
-        int n_heads = n_q - h < ATT_HEADS ? n_q - h : ATT_HEADS;
-        attention_heads(out + (size_t)h * head_dim, q + (size_t)h * head_dim, n_heads, k, v, n_pos, head_dim,
-                        scale, kv_kind);
-    }
-}
-
-static void attention_f32(float *out, const float *q, int n_q, const float *k, const float *v, int n_pos,
-                          int head_dim, float scale, float *scratch) {
-    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_F32);
-}
-
-static void attention_bf16(float *out, const float *q, int n_q, const uint16_t *k, const uint16_t *v, int n_pos,
-                           int head_dim, float scale, float *scratch) {
-    attention_all_heads(out, q, n_q, k, v, n_pos, head_dim, scale, KIND_BF16);
 }
 
 /* ---- conversions -------------------------------------------------------------------------- */
@@ -719,10 +649,7 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     }
 }
 
-/* Whole blocks, decoded as the matmuls decode them (so bit for bit as the dequantiser). */
-static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q8_0); }
-static void q4_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_0); }
-static void q4_1_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q4_1); }
+#include "backend/cpu/kernels_vector_shared.h"
 
 const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .name = "avx512",

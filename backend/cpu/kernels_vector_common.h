@@ -1,6 +1,7 @@
 /* Inline helpers the vector kernel files share (kernels_avx2.c, kernels_avx512.c): ggml block
  * geometry and scales, read with 128-bit F16C instructions that every AVX2 and AVX-512 CPU has,
- * and the online softmax's per-block rescale. Include only from files built with at least
+ * a count-to-constant switch, and the online softmax's block size and per-block rescale (the
+ * shared code built on top of the files' intrinsics is kernels_vector_shared.h). Include only from files built with at least
  * -mavx2 -mf16c. */
 #ifndef ML_BACKEND_CPU_KERNELS_VECTOR_COMMON_H
 #define ML_BACKEND_CPU_KERNELS_VECTOR_COMMON_H
@@ -29,6 +30,28 @@ ML_INLINE void q_scales(const uint8_t *block, int qkind, float *d, float *m) {
     *d = _mm_cvtss_f32(both);
     *m = _mm_cvtss_f32(_mm_movehdup_ps(both));
 }
+
+/* CALL(n) for n = count in 1..7, else CALL(8): turns a run-time count into the compile-time
+ * block size of an inlined kernel (every size is compiled; counts above 8 must not occur). */
+#define ML_FOR_COUNT(count, CALL)                                                                  \
+    switch (count) {                                                                               \
+    case 1: CALL(1); break;                                                                        \
+    case 2: CALL(2); break;                                                                        \
+    case 3: CALL(3); break;                                                                        \
+    case 4: CALL(4); break;                                                                        \
+    case 5: CALL(5); break;                                                                        \
+    case 6: CALL(6); break;                                                                        \
+    case 7: CALL(7); break;                                                                        \
+    default: CALL(8); break;                                                                       \
+    }
+
+/* Attention positions per online-softmax block, in both files. */
+#define ATT_BLOCK 32
+
+/* Defined in kernels_vector_shared.h (included at the end of each file), called by each file's
+ * attention_heads: the scores of NH heads for one block of positions. */
+ML_INLINE void score_heads(float (*scores)[ATT_BLOCK], int n_block, const float *q, const void *k_rows,
+                           int head_dim, float scale, int kv_kind, const int NH);
 
 /* Online softmax, one block of n_block scores of one head: the running maximum m becomes
  * m' = max(m, max_j s_j); returns alpha = e^(m - m'), the factor for what was accumulated
