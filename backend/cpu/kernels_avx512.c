@@ -21,9 +21,9 @@
  *   n_tok >= 3 (batched decode, prefill): a tile of weight rows (W_TILE_BYTES, kept in L2)
  *       meets the tokens 6 at a time in blocks of 4 rows x 6 tokens: the 4 widened weight
  *       vectors stay in registers and each feeds 6 FMAs (24 accumulators + 4 weights + 1 x =
- *       29 zmm); 1..5 leftover tokens use 4 x TB. While the tokens pass over one tile, the next
- *       tile is prefetched into L2 (prefetcht1), spread evenly over the passes, so no pass
- *       waits on DRAM at the start of a tile (on Zen 5, 8 and 32 tokens: +10-40% in the
+ *       29 zmm); 1..5 leftover tokens go in blocks of 4, 2 and 1. While the tokens pass over a
+ *       tile, the next tile is prefetched into L2 (prefetcht1), spread evenly over the passes,
+ *       so no pass waits on DRAM at the start of a tile (on Zen 5, 8 and 32 tokens: +10-40% in the
  *       kernel, +11-15% for the model's fast batch-32 decode; MEASUREMENTS.md). 3 rows x 8
  *       tokens (no leftover at 8 or 32 tokens, one widening per 8 FMAs) measured 40% slower in
  *       accurate mode, side by side with this on the same machine: 8 float32 x rows of 2048
@@ -303,11 +303,21 @@ ML_INLINE void matmul_driver_dp(int use_dpbf16, float *y, size_t ldy, const void
                                 GEMM_TOKENS);
                 continue;
             }
-/* leftover 1..GEMM_TOKENS-1; the clamp keeps larger sizes from being compiled */
+            /* 1..5 leftover tokens as blocks of 4, 2 and 1 (3 block shapes compiled instead of 5;
+             * the bits do not depend on the blocking) */
+            int left = n_tok - t, done = 0;
 #define TAIL_CALL(TB)                                                                              \
-    rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, next, 1, GEMM_ROWS,    \
-                    (TB) < GEMM_TOKENS ? (TB) : GEMM_TOKENS - 1)
-            ML_FOR_COUNT(n_tok - t, TAIL_CALL)
+    rows_for_tokens(use_dpbf16, yt + (size_t)done * ldy, ldy, xt + (size_t)done * x_step, ldx, x_kind, w, w_kind,  \
+                    n_in, r0, r1, done ? none : next, 1, GEMM_ROWS, TB)
+            if (left - done >= 4) {
+                TAIL_CALL(4);
+                done += 4;
+            }
+            if (left - done >= 2) {
+                TAIL_CALL(2);
+                done += 2;
+            }
+            if (left - done >= 1) TAIL_CALL(1);
 #undef TAIL_CALL
         }
     }

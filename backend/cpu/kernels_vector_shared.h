@@ -70,7 +70,7 @@ ML_INLINE int q_matmul_tiles(float *y, size_t ldy, const float *x, size_t ldx, c
         int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
         for (int r = r0; r < r1; r++)
             q_decode_blocks(tile + (size_t)(r - r0) * n_in, w + (size_t)r * row_bytes, (size_t)n_in / QK, qkind);
-        matmul_driver(y + r0, ldy, x, ldx, KIND_F32, tile, KIND_F32, n_in, n_tok, 0, r1 - r0);
+        matmul_f32_f32(y + r0, ldy, x, ldx, tile, n_in, n_tok, 0, r1 - r0); /* a call: one copy of the GEMM */
     }
     return 1;
 }
