@@ -91,6 +91,26 @@ def check(ok, message):
 
 saved = os.path.join(tmp, "conversation.json")
 
+
+def saved_messages(roles):
+    """The messages /save wrote, if their roles are the expected ones; None (a failure noted) if not."""
+    try:
+        with open(saved) as f:
+            messages = json.load(f)["messages"]
+        got = [m["role"] for m in messages]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        failures.append(f"saved conversation: {e}")
+        return None
+    check(got == roles, f"saved roles: {got}, expected {roles}")
+    return messages if got == roles else None
+
+
+def exit_with_ctrl_d(session, what):
+    session.expect(r"> ", what=f"the prompt before {what}")
+    session.send("\x04")
+    code = session.wait()
+    check(code == 0, f"{what}: exit status {code}, expected 0; {session.seen[-300:]!r}")
+
 # Session 1: the commands, a continued line, history recall, a short answer, Ctrl-D.
 s = Session("-n", "24")
 s.expect(r"/help for commands", what="the banner")
@@ -109,20 +129,13 @@ s.expect(r"\[kept \d+ cached tokens", what="the first answer")
 s.expect(r"> ", what="the prompt after the answer")
 s.send(f"/save {saved}\r")
 s.expect(r"\[saved 3 messages", what="/save after the first answer")
-try:
-    with open(saved) as f:
-        messages = json.load(f)["messages"]
-    check([m["role"] for m in messages] == ["system", "user", "assistant"], f"saved roles: {[m['role'] for m in messages]}")
+messages = saved_messages(["system", "user", "assistant"])
+if messages:
     check(messages[0]["content"] == "You are a concise assistant.", f"saved system: {messages[0]}")
     check(messages[1]["content"] == "What is the capital \nof France?", f"continued line: {messages[1]!r}")
-except (OSError, ValueError, KeyError, IndexError) as e:
-    failures.append(f"saved conversation: {e}")
 s.send("/nonsense\r")
 s.expect(r"unknown command '/nonsense'", what="an unknown command")
-s.expect(r"> ", what="the prompt before Ctrl-D")
-s.send("\x04")
-code = s.wait()
-check(code == 0, f"Ctrl-D: exit status {code}, expected 0; {s.seen[-300:]!r}")
+exit_with_ctrl_d(s, "Ctrl-D")
 
 # Session 2: Ctrl-C during an answer. Every answer runs 600 tokens (--min-tokens), so the
 # Ctrl-C lands mid-answer however fast the machine is; only one answer is generated, so a slow
@@ -140,20 +153,12 @@ s.expect(r"\[interrupted", what="Ctrl-C stops the answer")
 s.expect(r"> ", what="the prompt after Ctrl-C")
 s.send(f"/save {saved}\r")
 s.expect(r"\[saved 5 messages", what="/save after Ctrl-C")
-try:
-    with open(saved) as f:
-        messages = json.load(f)["messages"]
-    check([m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"],
-          f"saved roles: {[m['role'] for m in messages]}")
+messages = saved_messages(["system", "user", "assistant", "user", "assistant"])
+if messages:
     check(len(messages[4]["content"]) > 0, f"the interrupted answer is kept: {messages[4]!r}")
-except (OSError, ValueError, KeyError, IndexError) as e:
-    failures.append(f"saved conversation: {e}")
 s.send("/clear\r")
 s.expect(r"\[conversation cleared\]", what="/clear")
-s.expect(r"> ", what="the prompt before Ctrl-D")
-s.send("\x04")
-code = s.wait()
-check(code == 0, f"Ctrl-D after Ctrl-C: exit status {code}, expected 0; {s.seen[-300:]!r}")
+exit_with_ctrl_d(s, "Ctrl-D after Ctrl-C")
 
 # Session 3: Ctrl-C at the prompt ends the chat.
 s = Session("-n", "8")

@@ -68,47 +68,21 @@ static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx
 /* Each block's 32 weights are decoded by core/quant_blocks.c, the same code the dequantiser
  * (formats/gguf_dequant.c) runs. */
 #define QK ML_QUANT_BLOCK
-enum { BYTES_Q8_0 = 2 + QK, BYTES_Q4_0 = 2 + QK / 2, BYTES_Q4_1 = 2 + 2 + QK / 2 };
-
-typedef void (*block_decoder)(const uint8_t *block, float *out);
-
-/* matmul_f32_f32 with each row's weights decoded block by block: the same products and the same
- * sums in the same order, so the same bits as matmul_f32_f32 on the dequantised matrix. */
-static void matmul_blocks(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                          int row_begin, int row_end, size_t block_bytes, block_decoder decode) {
-    int n_blocks = n_in / QK;
-    size_t row_bytes = (size_t)n_blocks * block_bytes;
-    float weights[QK];
-    for (int t = 0; t < n_tok; t++) {
-        const float *x_row = x + (size_t)t * ldx; /* [n_in] */
-        for (int r = row_begin; r < row_end; r++) {
-            const uint8_t *w_row = w + (size_t)r * row_bytes; /* [n_blocks] blocks */
-            float sum = 0.0f;
-            for (int b = 0; b < n_blocks; b++) {
-                decode(w_row + (size_t)b * block_bytes, weights);
-                for (int i = 0; i < QK; i++) {
-                    float product = x_row[b * QK + i] * weights[i];
-                    sum += product;
-                }
-            }
-            y[(size_t)t * ldy + r] = sum;
-        }
-    }
-}
-
+/* The legacy block types use the one block-by-block reference of kernels_blocks.c: the same
+ * products and the same sums in the same order as matmul_f32_f32 on the dequantised matrix. */
 static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
-    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q8_0, ml_q8_0_block_to_f32);
+    ml_scalar_matmul_f32_blocks(ML_DTYPE_Q8_0, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
 }
 
 static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
-    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_0, ml_q4_0_block_to_f32);
+    ml_scalar_matmul_f32_blocks(ML_DTYPE_Q4_0, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
 }
 
 static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
                         int row_begin, int row_end) {
-    matmul_blocks(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, BYTES_Q4_1, ml_q4_1_block_to_f32);
+    ml_scalar_matmul_f32_blocks(ML_DTYPE_Q4_1, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
 }
 
 /* ---- normalisation and elementwise ------------------------------------------------------- */
