@@ -12,28 +12,29 @@
 
 enum { MAX_STOP_STRINGS = 16, MAX_LOGIT_BIAS = 1024, MAX_TOKENIZE_IDS = 1 << 20 };
 
-void ml_api_set_error(ml_api_error *err, int status, const char *type, const char *param, const char *code,
-                      const char *fmt, ...) {
+static void set_error_v(ml_api_error *err, int status, const char *type, const char *param, const char *code,
+                        const char *fmt, va_list ap) {
     err->status = status;
     err->type = type;
     err->param = param;
     err->code = code;
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+}
+
+void ml_api_set_error(ml_api_error *err, int status, const char *type, const char *param, const char *code,
+                      const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    set_error_v(err, status, type, param, code, fmt, ap);
     va_end(ap);
 }
 
 /* Sets a 400 invalid_request_error naming param; returns -1. */
 static int bad_request(ml_api_error *err, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad_request(ml_api_error *err, const char *param, const char *fmt, ...) {
-    err->status = 400;
-    err->type = "invalid_request_error";
-    err->param = param;
-    err->code = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    set_error_v(err, 400, "invalid_request_error", param, NULL, fmt, ap);
     va_end(ap);
     return -1;
 }
