@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # meshllama beside llama.cpp on the same Llama-3.2-1B-shaped checkpoint, in one run.
 #
-#   bench/compare_llamacpp.sh [--quick] [--threads N] [--out DIR] [--reps R] [--drop-caches]
+#   bench/compare_llamacpp.sh [--quick] [--threads N] [--out DIR] [--reps R] [--drop-caches] [--build-only]
+#
+# --build-only builds llama.cpp (step 1) and stops: bench/serve_load.py then finds llama-server there.
 #
 # 1. llama.cpp, built from source out of the PyPI sdist of llama-cpp-python (pinned below):
 #    pip download --no-binary, then its vendored llama.cpp with cmake directly (GGML_NATIVE=ON,
-#    Release), targets llama-bench and llama-batched-bench. Cached in $MESHLLAMA_BENCH_CACHE
+#    Release), targets llama-bench, llama-batched-bench and llama-server (for bench/serve_load.py). Cached in $MESHLLAMA_BENCH_CACHE
 #    (default ~/.cache/meshllama-bench); the first build takes about 20 minutes on 2 cores.
 # 2. The checkpoints: models/llama-3.2-1b-shape (tools/make_llama1b_shape.py) and the same
 #    weights as GGUF BF16 and Q8_0 (tools/make_llama1b_shape_gguf.py), made if missing.
@@ -31,11 +33,13 @@ CACHE=${MESHLLAMA_BENCH_CACHE:-$HOME/.cache/meshllama-bench}
 THREADS=$(nproc)
 REPS=3
 QUICK=0
+BUILD_ONLY=0
 DROP=0
 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
+    --build-only) BUILD_ONLY=1 ;;
     --drop-caches) DROP=1 ;;
     --threads) THREADS=$2; shift ;;
     --reps) REPS=$2; shift ;;
@@ -61,7 +65,9 @@ ML_BUILD=$ROOT/build-bench
 say() { echo "== $*" >&2; }
 
 build_llamacpp() {
-    if [ -x "$LLAMA_BIN/llama-bench" ] && [ -x "$LLAMA_BIN/llama-batched-bench" ]; then return; fi
+    if [ -x "$LLAMA_BIN/llama-bench" ] && [ -x "$LLAMA_BIN/llama-batched-bench" ] && [ -x "$LLAMA_BIN/llama-server" ]; then
+        return
+    fi
     mkdir -p "$CACHE"
     local sdist=$CACHE/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz
     if [ ! -f "$sdist" ]; then
@@ -72,8 +78,8 @@ build_llamacpp() {
     tar -xzf "$sdist" -C "$CACHE"
     say "building llama.cpp (vendored in llama-cpp-python $LLAMA_CPP_PYTHON_VERSION)"
     cmake -S "$LLAMA_DIR/vendor/llama.cpp" -B "$LLAMA_DIR/vendor/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release \
-        -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-    cmake --build "$LLAMA_DIR/vendor/llama.cpp/build" -j "$(nproc)" --target llama-bench llama-batched-bench >/dev/null
+        -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON >/dev/null
+    cmake --build "$LLAMA_DIR/vendor/llama.cpp/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-server >/dev/null
 }
 
 make_models() {
@@ -94,6 +100,7 @@ build_meshllama() {
 }
 
 build_llamacpp
+if [ "$BUILD_ONLY" = 1 ]; then echo "$LLAMA_BIN"; exit 0; fi
 make_models
 build_meshllama
 mkdir -p "$OUT"
