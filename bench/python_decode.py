@@ -9,7 +9,12 @@ same with eos_token_id=None (no EOS stopping criterion), and must give the comma
 (checked). `generate(min_new_tokens=n)` is HF's other way past EOS: its logits processor masks
 the EOS logits at every step, work the command does not do, so it is timed as a row of its own.
 
+torch's intra-op threads are left as torch sets them (what a user gets) unless --torch-threads
+is given; generate() itself runs torch's ops on one thread (MeshllamaForCausalLM.generate_torch_threads),
+the bare loop's argmax runs with whatever torch has.
+
     .venv/bin/python bench/python_decode.py [--model M] [--tp 2] [--threads 2] [-n 128] [--rounds 3]
+                                            [--torch-threads N]
 """
 import argparse
 import json
@@ -73,8 +78,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     model, _ = meshllama.from_pretrained(args.model, meshllama.Mesh(tp=args.tp, threads=args.threads), 512,
                                          max_batch=1, tokenizer=False)
     load_before = os.getloadavg()[0]
@@ -90,7 +97,8 @@ def main():
         best["generate_min_new"] = max(best["generate_min_new"], tok_s)
         best["loop"] = max(best["loop"], run_loop(model, args.n))
     result = {"model": os.path.basename(args.model), "tp": args.tp, "threads": args.threads, "n": args.n,
-              "rounds": args.rounds, **{f"{k}_tok_s": round(v, 1) for k, v in best.items()},
+              "rounds": args.rounds,
+              "torch_threads": torch.get_num_threads(), **{f"{k}_tok_s": round(v, 1) for k, v in best.items()},
               **{f"{k}_vs_cli": round(v / best["cli"], 3) for k, v in best.items() if k != "cli"},
               "load_before": load_before, "load_after": os.getloadavg()[0]}
     print(json.dumps(result))

@@ -1,8 +1,10 @@
 """A meshllama model as a Hugging Face causal LM: `forward` returns float32 logits and a
 `MeshCache` backed by the model's KV-cache slots, so that `generate()` and the seed's
 teacher-forcing harness drive it unchanged (docs/PYTHON.md)."""
+import contextlib
 import dataclasses
 import os
+import threading
 import warnings
 import weakref
 from collections import OrderedDict
@@ -54,6 +56,39 @@ def _same_outputs():
 
 
 _output = _output_fast if _same_outputs() else _output_hf
+
+
+_torch_threads_lock = threading.Lock()
+_torch_threads_users = 0
+_torch_threads_saved = None
+
+
+@contextlib.contextmanager
+def _torch_intra_op_threads(n):
+    """Caps torch's intra-op threads at n while the block runs, restoring the caller's count when
+    the last of any concurrent blocks ends. In generate() torch only runs vocabulary-sized ops
+    (the logits copy, argmax, the logits processors), which torch splits over its OpenMP team; the
+    team's threads then spin for a while after every op, and on a machine with as many cores as
+    meshllama has threads they take the core of an engine worker in the next forward step, whose
+    parallel regions then wait for it (docs/BENCHMARKS.md: 0.8 ms of Python a step became 16 to 20
+    ms on a loaded 2-core machine). n None: torch is left alone."""
+    global _torch_threads_users, _torch_threads_saved
+    if n is None:
+        yield
+        return
+    with _torch_threads_lock:
+        if _torch_threads_users == 0:
+            _torch_threads_saved = torch.get_num_threads()
+            if _torch_threads_saved > n:
+                torch.set_num_threads(n)
+        _torch_threads_users += 1
+    try:
+        yield
+    finally:
+        with _torch_threads_lock:
+            _torch_threads_users -= 1
+            if _torch_threads_users == 0 and torch.get_num_threads() != _torch_threads_saved:
+                torch.set_num_threads(_torch_threads_saved)
 
 
 class MeshCache(Cache):
@@ -154,6 +189,9 @@ class MeshllamaForCausalLM(PreTrainedModel, GenerationMixin):
     base_model_prefix = "meshllama"
     main_input_name = "input_ids"
     _supports_cache_class = True
+    # torch's intra-op threads while generate() runs (None: leave torch's setting alone); see
+    # _torch_intra_op_threads and docs/PYTHON.md "Threads"
+    generate_torch_threads = 1
 
     def __init__(self, engine, config=None, generation_config=None):
         super().__init__(config if config is not None else _config_from_info(engine.info))
@@ -186,6 +224,13 @@ class MeshllamaForCausalLM(PreTrainedModel, GenerationMixin):
     @property
     def closed(self):
         return self._engine.closed
+
+    def generate(self, *args, **kwargs):
+        """Hugging Face's generate(), with torch's intra-op threads capped at
+        `generate_torch_threads` (1) while it runs, so that torch's OpenMP team does not compete
+        with meshllama's workers for the cores."""
+        with _torch_intra_op_threads(self.generate_torch_threads):
+            return super().generate(*args, **kwargs)
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
         # forward creates a MeshCache for the batch it is given; HF's DynamicCache is not used

@@ -183,3 +183,28 @@ def test_output_is_hfs_output(tiny_models):
         assert type(out) is type(want) and out.__dict__ == want.__dict__
         assert list(out.keys()) == list(want.keys()) and out.to_tuple() == want.to_tuple()
         assert out[0] is out.logits and out["logits"] is out.logits
+
+
+@pytest.mark.parametrize("setting", [1, None])
+def test_generate_caps_torch_threads(tiny_models, setting):
+    """generate() runs torch's own ops on one thread (its OpenMP team would take the engine
+    workers' cores) and gives the caller's thread count back; None leaves torch alone."""
+    model, _ = open_model(tiny_models, "mha_f32", 2)
+    model.generate_torch_threads = setting
+    seen = []
+
+    class Streamer:
+        def put(self, value):
+            seen.append(torch.get_num_threads())
+
+        def end(self):
+            pass
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model.generate(torch.tensor([PROMPT]), max_new_tokens=3, do_sample=False, pad_token_id=0, streamer=Streamer())
+        assert seen and set(seen) == {1 if setting == 1 else 2}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
