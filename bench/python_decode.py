@@ -16,7 +16,6 @@ the bare loop's argmax runs with whatever torch has.
     .venv/bin/python bench/python_decode.py [--model M] [--tp 2] [--threads 2] [-n 128] [--rounds 3]
                                             [--torch-threads N]
 """
-import argparse
 import json
 import os
 import subprocess
@@ -25,11 +24,7 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-import meshllama  # noqa: E402
-
-PROMPT = [1, 504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30, 378, 2365, 6354, 16438, 27003]
+from python_bench import PROMPT, ROOT, decode_steps, load_for_decode, parser, prompt_step
 
 
 class Clock:
@@ -62,28 +57,17 @@ def run_generate(model, n, **kwargs):
 
 
 def run_loop(model, n):
-    out = model(torch.tensor([PROMPT]), use_cache=True)
-    past, token = out.past_key_values, int(out.logits[0, -1].argmax())
+    past, token = prompt_step(model)
     start = time.perf_counter()
-    for _ in range(n - 1):
-        out = model(torch.tensor([[token]]), past_key_values=past, use_cache=True, logits_to_keep=1)
-        past, token = out.past_key_values, int(out.logits[0, -1].argmax())
+    decode_steps(model, past, token, n - 1)
     return (n - 1) / (time.perf_counter() - start)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--tp", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("-n", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
-    args = ap.parse_args()
+    args = parser(__doc__, tp=2, threads=2, n=128, rounds=3, torch_threads=0).parse_args()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    model, _ = meshllama.from_pretrained(args.model, meshllama.Mesh(tp=args.tp, threads=args.threads), 512,
-                                         max_batch=1, tokenizer=False)
+    model = load_for_decode(args.model, args.tp, args.threads)
     load_before = os.getloadavg()[0]
     best = {"cli": 0.0, "generate": 0.0, "generate_min_new": 0.0, "loop": 0.0}
     for _ in range(args.rounds):

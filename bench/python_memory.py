@@ -4,16 +4,13 @@ max_seq_len) on its tensors and one forward step (VmHWM/VmRSS of this process; d
 
     .venv/bin/python bench/python_memory.py [--model M] [--tp 2] [--max-seq-len 2048]
 """
-import argparse
 import json
 import os
-import sys
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-import meshllama  # noqa: E402
+from python_bench import parser
+import meshllama  # noqa: E402 (python_bench puts the package on the path)
 from meshllama.run_eval import load_hf  # noqa: E402
 
 
@@ -26,11 +23,7 @@ def mib(field):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--tp", type=int, default=2)
-    ap.add_argument("--max-seq-len", type=int, default=2048)
-    args = ap.parse_args()
+    args = parser(__doc__, tp=2, max_seq_len=2048).parse_args()
     hf, _ = load_hf(args.model)
     hf_bytes = sum(t.numel() * t.element_size() for t in hf.state_dict().values())
     rss_hf, hwm_hf = mib("VmRSS"), mib("VmHWM")

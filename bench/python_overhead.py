@@ -8,20 +8,14 @@ in wall time (docs/BENCHMARKS.md). The tokens are meaningless (the logits are ne
 
     .venv/bin/python bench/python_overhead.py [--model M] [-n 200] [--rounds 5]
 """
-import argparse
 import json
 import os
-import sys
 import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-import meshllama  # noqa: E402
-from meshllama import _core  # noqa: E402
-
-PROMPT = [1, 504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30, 378, 2365, 6354, 16438, 27003]
+from python_bench import PROMPT, decode_steps, load_for_decode, parser, prompt_step
+from meshllama import _core  # noqa: E402 (python_bench puts the package on the path)
 
 
 class NoForward:
@@ -52,22 +46,13 @@ def per_step(fn, n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("-n", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args()
+    args = parser(__doc__, n=200, rounds=5).parse_args()
     torch.set_num_threads(1)
-    model, _ = meshllama.from_pretrained(args.model, meshllama.Mesh(tp=2, threads=2), 512, max_batch=1,
-                                         tokenizer=False)
+    model = load_for_decode(args.model, tp=2, threads=2)
     _core.lib = NoForward(_core.lib)
 
     def loop(n):
-        out = model(torch.tensor([PROMPT]), use_cache=True)
-        past, token = out.past_key_values, int(out.logits[0, -1].argmax())
-        for _ in range(n - 1):
-            out = model(torch.tensor([[token]]), past_key_values=past, use_cache=True, logits_to_keep=1)
-            past, token = out.past_key_values, int(out.logits[0, -1].argmax())
+        decode_steps(model, *prompt_step(model), n - 1)
 
     def generate(**kwargs):
         return lambda n: model.generate(torch.tensor([PROMPT]), max_new_tokens=n, do_sample=False, pad_token_id=0,

@@ -719,28 +719,37 @@ static void test_sharded(void) {
     }
     ml_weight_set_close(&st);
 
-    /* Index naming a shard that is not there. */
-    make_sharded(dir, sizeof dir, "st_missing_shard",
-                 "{\"embed\": \"model-00001-of-00002.safetensors\", \"norm\": \"model-00003-of-00003.safetensors\"}");
-    ml_clear_error();
-    expect_error("missing shard", ml_safetensors_open_dir(dir, &st), ML_ERR_IO, "model.safetensors.index.json",
-                 "model-00003-of-00003.safetensors");
-    CHECK(st.n_files == 0 && st.tensors == NULL, "failed open_dir leaves nothing");
-
-    /* Index naming a tensor its shard lacks. */
-    make_sharded(dir, sizeof dir, "st_missing_tensor",
-                 "{\"embed\": \"model-00001-of-00002.safetensors\", \"lm_head.weight\": \"model-00002-of-00002.safetensors\"}");
-    ml_clear_error();
-    expect_error("tensor not in shard", ml_safetensors_open_dir(dir, &st), ML_ERR_TENSOR, "lm_head.weight",
-                 "model-00002-of-00002.safetensors");
-
-    /* Index says one shard, the tensor lives in the other. */
-    make_sharded(dir, sizeof dir, "st_wrong_shard",
-                 "{\"embed\": \"model-00001-of-00002.safetensors\", \"norm\": \"model-00001-of-00002.safetensors\","
-                 " \"layer1.w\": \"model-00002-of-00002.safetensors\"}");
-    ml_clear_error();
-    expect_error("tensor in other shard", ml_safetensors_open_dir(dir, &st), ML_ERR_TENSOR, "\"norm\"",
-                 "model-00002-of-00002.safetensors");
+    /* Index files that name what is not there, or name it badly. */
+    static const struct {
+        const char *dir, *weight_map, *label;
+        int code;
+        const char *needle1, *needle2;
+    } index_cases[] = {
+        {"st_missing_shard",
+         "{\"embed\": \"model-00001-of-00002.safetensors\", \"norm\": \"model-00003-of-00003.safetensors\"}",
+         "missing shard", ML_ERR_IO, "model.safetensors.index.json", "model-00003-of-00003.safetensors"},
+        {"st_missing_tensor",
+         "{\"embed\": \"model-00001-of-00002.safetensors\", \"lm_head.weight\": \"model-00002-of-00002.safetensors\"}",
+         "tensor not in shard", ML_ERR_TENSOR, "lm_head.weight", "model-00002-of-00002.safetensors"},
+        /* the index says one shard, the tensor lives in the other */
+        {"st_wrong_shard",
+         "{\"embed\": \"model-00001-of-00002.safetensors\", \"norm\": \"model-00001-of-00002.safetensors\","
+         " \"layer1.w\": \"model-00002-of-00002.safetensors\"}",
+         "tensor in other shard", ML_ERR_TENSOR, "\"norm\"", "model-00002-of-00002.safetensors"},
+        {"st_escape", "{\"embed\": \"../model-00001-of-00002.safetensors\"}", "shard with ..", ML_ERR_FORMAT,
+         "model.safetensors.index.json", "embed"},
+        {"st_slash", "{\"embed\": \"sub/model.safetensors\"}", "shard with /", ML_ERR_FORMAT,
+         "model.safetensors.index.json", "sub/model.safetensors"},
+        {"st_index_not_json", "{\"embed\": ", "index not JSON", ML_ERR_FORMAT,
+         "st_index_not_json/model.safetensors.index.json", "not valid JSON"},
+    };
+    for (size_t i = 0; i < sizeof index_cases / sizeof index_cases[0]; i++) {
+        make_sharded(dir, sizeof dir, index_cases[i].dir, index_cases[i].weight_map);
+        ml_clear_error();
+        expect_error(index_cases[i].label, ml_safetensors_open_dir(dir, &st), index_cases[i].code,
+                     index_cases[i].needle1, index_cases[i].needle2);
+        CHECK(st.n_files == 0 && st.tensors == NULL, "%s: failed open_dir leaves nothing", index_cases[i].label);
+    }
 
     /* The same tensor in two shards. */
     make_sharded(dir, sizeof dir, "st_two_copies", good_weight_map);
@@ -754,19 +763,7 @@ static void test_sharded(void) {
     expect_error("tensor in two shards", ml_safetensors_open_dir(dir, &st), ML_ERR_FORMAT, "\"embed\"",
                  "model-00001-of-00002.safetensors");
 
-    /* Unsafe shard names, a malformed index, a malformed shard. */
-    make_sharded(dir, sizeof dir, "st_escape", "{\"embed\": \"../model-00001-of-00002.safetensors\"}");
-    ml_clear_error();
-    expect_error("shard with ..", ml_safetensors_open_dir(dir, &st), ML_ERR_FORMAT, "model.safetensors.index.json",
-                 "embed");
-    make_sharded(dir, sizeof dir, "st_slash", "{\"embed\": \"sub/model.safetensors\"}");
-    ml_clear_error();
-    expect_error("shard with /", ml_safetensors_open_dir(dir, &st), ML_ERR_FORMAT, "model.safetensors.index.json",
-                 "sub/model.safetensors");
-    make_sharded(dir, sizeof dir, "st_index_not_json", "{\"embed\": ");
-    ml_clear_error();
-    expect_error("index not JSON", ml_safetensors_open_dir(dir, &st), ML_ERR_FORMAT, "st_index_not_json/model.safetensors.index.json",
-                 "not valid JSON");
+    /* A malformed index, a malformed shard. */
     make_sharded(dir, sizeof dir, "st_no_weight_map", good_weight_map);
     write_text_in(dir, "model.safetensors.index.json", "{\"metadata\": {}}");
     ml_clear_error();

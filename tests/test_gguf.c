@@ -682,18 +682,26 @@ static void test_header_errors(void) {
 
     /* Tensor infos. */
     int64_t ne4[4] = {4, 1, 1, 1}, ne5[5] = {1, 1, 1, 1, 1}, huge[2] = {INT64_MAX, 4}, odd[2] = {33, 1};
-    one_tensor(&im, 3, "t", 5, ne5, ML_GGML_F32, 0, 32);
-    header_error("n_dims 5", &im, ML_ERR_FORMAT, "tensor \"t\": n_dims is 5");
-    one_tensor(&im, 3, "t", 2, huge, ML_GGML_F32, 0, 32);
-    header_error("element count overflow", &im, ML_ERR_FORMAT, "overflows");
-    one_tensor(&im, 3, "t", 2, odd, ML_GGML_Q8_0, 0, 64);
-    header_error("partial block", &im, ML_ERR_FORMAT, "not a multiple of the Q8_0 block size 32");
-    one_tensor(&im, 3, "t", 1, ne4, ML_GGML_F32, 4, 32);
-    header_error("misaligned offset", &im, ML_ERR_FORMAT, "misaligned");
-    one_tensor(&im, 3, "t", 1, ne4, ML_GGML_F32, 64, 32);
-    header_error("offset out of range", &im, ML_ERR_FORMAT, "tensor \"t\": bytes [64, 80) are beyond");
-    one_tensor(&im, 3, "t", 1, ne4, ML_GGML_F32, 0, 8);
-    header_error("data truncated", &im, ML_ERR_FORMAT, "out of range");
+    const struct {
+        const char *label, *needle;
+        int n_dims;
+        const int64_t *ne;
+        uint32_t type;
+        uint64_t offset;
+        size_t data_bytes;
+    } tensor_cases[] = {
+        {"n_dims 5", "tensor \"t\": n_dims is 5", 5, ne5, ML_GGML_F32, 0, 32},
+        {"element count overflow", "overflows", 2, huge, ML_GGML_F32, 0, 32},
+        {"partial block", "not a multiple of the Q8_0 block size 32", 2, odd, ML_GGML_Q8_0, 0, 64},
+        {"misaligned offset", "misaligned", 1, ne4, ML_GGML_F32, 4, 32},
+        {"offset out of range", "tensor \"t\": bytes [64, 80) are beyond", 1, ne4, ML_GGML_F32, 64, 32},
+        {"data truncated", "out of range", 1, ne4, ML_GGML_F32, 0, 8},
+    };
+    for (size_t i = 0; i < sizeof tensor_cases / sizeof tensor_cases[0]; i++) {
+        one_tensor(&im, 3, "t", tensor_cases[i].n_dims, tensor_cases[i].ne, tensor_cases[i].type,
+                   tensor_cases[i].offset, tensor_cases[i].data_bytes);
+        header_error(tensor_cases[i].label, &im, ML_ERR_FORMAT, tensor_cases[i].needle);
+    }
     one_tensor(&im, 3, "t", 1, ne4, ML_GGML_F32, 0, 0);
     im.size -= 4; /* ends inside the padding: the data section starts past the end */
     header_error("data section past the end", &im, ML_ERR_FORMAT, "beyond the end of the file");
@@ -703,18 +711,22 @@ static void test_header_errors(void) {
     one_tensor(&im, 3, long_name, 1, ne4, ML_GGML_F32, 0, 32);
     header_error("tensor name too long", &im, ML_ERR_FORMAT, "exceeds the limit of 64");
 
-    start(&im, 3, 2, 0);
-    tensor_info(&im, "a", 1, ne4, ML_GGML_F32, 0);
-    tensor_info(&im, "b", 1, ne4, ML_GGML_F32, 0);
-    pad(&im, 32);
-    put(&im, (uint8_t[32]){0}, 32);
-    header_error("overlapping tensors", &im, ML_ERR_FORMAT, "overlaps");
-    start(&im, 3, 2, 0);
-    tensor_info(&im, "a", 1, ne4, ML_GGML_F32, 0);
-    tensor_info(&im, "a", 1, ne4, ML_GGML_F32, 32);
-    pad(&im, 32);
-    put(&im, (uint8_t[64]){0}, 64);
-    header_error("duplicate tensor", &im, ML_ERR_FORMAT, "tensor name \"a\" appears twice");
+    /* Two F32 [4] tensors "a" and second_name at offsets 0 and second_offset. */
+    static const struct {
+        const char *label, *second_name, *needle;
+        uint64_t second_offset;
+    } pair_cases[] = {
+        {"overlapping tensors", "b", "overlaps", 0},
+        {"duplicate tensor", "a", "tensor name \"a\" appears twice", 32},
+    };
+    for (size_t i = 0; i < sizeof pair_cases / sizeof pair_cases[0]; i++) {
+        start(&im, 3, 2, 0);
+        tensor_info(&im, "a", 1, ne4, ML_GGML_F32, 0);
+        tensor_info(&im, pair_cases[i].second_name, 1, ne4, ML_GGML_F32, pair_cases[i].second_offset);
+        pad(&im, 32);
+        put_zeros(&im, pair_cases[i].second_offset + 32);
+        header_error(pair_cases[i].label, &im, ML_ERR_FORMAT, pair_cases[i].needle);
+    }
 
     /* Valid oddities: an unknown type id is recorded, not refused; zero tensors; no padding after
      * the infos when there are no tensors; general.alignment 8. */

@@ -243,37 +243,30 @@ static void expect_model(const char *text, size_t n, int status, const char *wha
 
 static void tokenizer_model_cases(void) {
     printf("tokenizer.model:\n");
-    char *text = tiktoken_text(-1, "");
-    expect_model(text, strlen(text), ML_OK, "valid small tiktoken file", NULL, NULL);
-    free(text);
-
-    text = tiktoken_text(-1, "SGVsbG8@ 300\n");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "bad base64 character", "line 258", "not valid base64");
-    free(text);
-    text = tiktoken_text(-1, "QQ==QQ== 300\n");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "padding in the middle", "line 258", "not valid base64");
-    free(text);
-    text = tiktoken_text(-1, "QUJD 5\n");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "duplicate rank", "rank 5 is already used on line 6", NULL);
-    free(text);
-    text = tiktoken_text(-1, "YWI= 257\n");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "duplicate token", "ranks 256 and 257 have the same token bytes", NULL);
-    free(text);
-    text = tiktoken_text(-1, "QUJD\n");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "line without rank", "line 258", "expected");
-    free(text);
-    text = tiktoken_text(-1, "QUJD 12x\n");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "rank not an integer", "line 258", "12x");
-    free(text);
-    text = tiktoken_text(0x41, "");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "a byte without a token", "byte 0x41 has no token", NULL);
-    free(text);
-    text = tiktoken_text(-1, "QUJD 258\n");
-    expect_model(text, strlen(text), ML_ERR_FORMAT, "rank gap (ranks not 0..N-1)",
-                 "rank 258 is not below the number of tokens, 258", NULL);
-    free(text);
+    /* tiktoken_text(skip_byte, extra), then what opening it must give (the valid one first). */
+    static const struct {
+        int skip_byte;
+        const char *extra, *what, *needle1, *needle2;
+        int status;
+    } cases[] = {
+        {-1, "", "valid small tiktoken file", NULL, NULL, ML_OK},
+        {-1, "SGVsbG8@ 300\n", "bad base64 character", "line 258", "not valid base64", ML_ERR_FORMAT},
+        {-1, "QQ==QQ== 300\n", "padding in the middle", "line 258", "not valid base64", ML_ERR_FORMAT},
+        {-1, "QUJD 5\n", "duplicate rank", "rank 5 is already used on line 6", NULL, ML_ERR_FORMAT},
+        {-1, "YWI= 257\n", "duplicate token", "ranks 256 and 257 have the same token bytes", NULL, ML_ERR_FORMAT},
+        {-1, "QUJD\n", "line without rank", "line 258", "expected", ML_ERR_FORMAT},
+        {-1, "QUJD 12x\n", "rank not an integer", "line 258", "12x", ML_ERR_FORMAT},
+        {0x41, "", "a byte without a token", "byte 0x41 has no token", NULL, ML_ERR_FORMAT},
+        {-1, "QUJD 258\n", "rank gap (ranks not 0..N-1)", "rank 258 is not below the number of tokens, 258", NULL,
+         ML_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = tiktoken_text(cases[i].skip_byte, cases[i].extra);
+        expect_model(text, strlen(text), cases[i].status, cases[i].what, cases[i].needle1, cases[i].needle2);
+        free(text);
+    }
     expect_model("", 0, ML_ERR_FORMAT, "empty file", "no tokens", NULL);
-    text = tiktoken_text(-1, "QUJD 283959432\n");
+    char *text = tiktoken_text(-1, "QUJD 283959432\n");
     expect_model(text, strlen(text), ML_ERR_FORMAT, "huge rank (found by fuzzing)", "rank 283959432", NULL);
     free(text);
     static const char binary[] = "\x0a\x0b\x0a\x05<unk>\x15\x00\x00\x00\x00\x18\x02";

@@ -73,6 +73,14 @@ def default_rope(theta):
     return {"rope_type": "default", "rope_theta": float(theta)}
 
 
+def llama_config(vocab, hidden, layers, ffn, heads, kv_heads, head_dim, tied, rope, max_positions, eps):
+    """The LlamaConfig fields a fixture chooses, in the order of the FIXTURES rows."""
+    return dict(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, intermediate_size=ffn,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                tie_word_embeddings=tied, rope_parameters=rope, max_position_embeddings=max_positions,
+                rms_norm_eps=eps)
+
+
 @dataclasses.dataclass
 class Fixture:
     name: str
@@ -87,16 +95,15 @@ class Fixture:
     min_shards: int = 1
 
 
+# config: llama_config(vocab, hidden, layers, ffn, heads, kv_heads, head_dim, tied, rope,
+#                      max_positions, rms_norm_eps)
 FIXTURES = [
     Fixture(
         name="gqa_tied_bf16",
         covers="GQA (6 heads / 2 KV heads, n_kv=2 is not a multiple of tp=3 or tp=4), tied "
                "embeddings, bf16 safetensors, default RoPE theta 10000",
         base_seed=1000, storage="bfloat16",
-        config=dict(vocab_size=256, hidden_size=96, num_hidden_layers=2, intermediate_size=160,
-                    num_attention_heads=6, num_key_value_heads=2, head_dim=16,
-                    tie_word_embeddings=True, rope_parameters=default_rope(10000.0),
-                    max_position_embeddings=128, rms_norm_eps=1e-5),
+        config=llama_config(256, 96, 2, 160, 6, 2, 16, True, default_rope(10000.0), 128, 1e-5),
     ),
     Fixture(
         name="h9kv3_llama3rope_bf16",
@@ -104,11 +111,7 @@ FIXTURES = [
                "with llama3 RoPE scaling; the 48-token prompt runs past "
                "original_max_position_embeddings=32; generation_config.json with an EOS list",
         base_seed=2000, storage="bfloat16", n_prompt=48,
-        config=dict(vocab_size=320, hidden_size=144, num_hidden_layers=3, intermediate_size=256,
-                    num_attention_heads=9, num_key_value_heads=3, head_dim=16,
-                    tie_word_embeddings=True,
-                    rope_parameters=llama3_rope(500000.0, 8.0, 1.0, 4.0, 32),
-                    max_position_embeddings=256, rms_norm_eps=1e-5),
+        config=llama_config(320, 144, 3, 256, 9, 3, 16, True, llama3_rope(500000.0, 8.0, 1.0, 4.0, 32), 256, 1e-5),
         generation_config=dict(eos_token_id=[2, 4]),
     ),
     Fixture(
@@ -117,21 +120,14 @@ FIXTURES = [
                "float32 safetensors, llama3 RoPE scaling (factor 32, original 16) with a "
                "24-token prompt, no BOS at the prompt start",
         base_seed=3000, storage="float32", n_prompt=24, bos_first=False,
-        config=dict(vocab_size=200, hidden_size=64, num_hidden_layers=2, intermediate_size=128,
-                    num_attention_heads=8, num_key_value_heads=2, head_dim=24,
-                    tie_word_embeddings=False,
-                    rope_parameters=llama3_rope(10000.0, 32.0, 1.0, 4.0, 16),
-                    max_position_embeddings=128, rms_norm_eps=1e-6),
+        config=llama_config(200, 64, 2, 128, 8, 2, 24, False, llama3_rope(10000.0, 32.0, 1.0, 4.0, 16), 128, 1e-6),
     ),
     Fixture(
         name="mha_sharded_bf16",
         covers="MHA (4 heads / 4 KV heads), untied, bf16, sharded checkpoint "
                "(model-0000k-of-0000n.safetensors + model.safetensors.index.json)",
         base_seed=4000, storage="bfloat16",
-        config=dict(vocab_size=256, hidden_size=64, num_hidden_layers=2, intermediate_size=96,
-                    num_attention_heads=4, num_key_value_heads=4, head_dim=16,
-                    tie_word_embeddings=False, rope_parameters=default_rope(10000.0),
-                    max_position_embeddings=128, rms_norm_eps=1e-6),
+        config=llama_config(256, 64, 2, 96, 4, 4, 16, False, default_rope(10000.0), 128, 1e-6),
         max_shard_size="64KB", min_shards=3,
     ),
     Fixture(
@@ -139,10 +135,7 @@ FIXTURES = [
         covers="float16 safetensors, 1 layer, MQA (4 heads / 1 KV head), tied; "
                "generation_config.json with an EOS list",
         base_seed=5000, storage="float16",
-        config=dict(vocab_size=128, hidden_size=64, num_hidden_layers=1, intermediate_size=128,
-                    num_attention_heads=4, num_key_value_heads=1, head_dim=16,
-                    tie_word_embeddings=True, rope_parameters=default_rope(10000.0),
-                    max_position_embeddings=64, rms_norm_eps=1e-5),
+        config=llama_config(128, 64, 1, 128, 4, 1, 16, True, default_rope(10000.0), 64, 1e-5),
         generation_config=dict(eos_token_id=[2, 5, 7]),
     ),
 ]

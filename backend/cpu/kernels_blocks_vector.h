@@ -1,6 +1,6 @@
 /* 8-lane decoders of the block types of matmul_f32_blocks (Q5_0, Q5_1, IQ4_NL, Q2_K..Q8_K),
- * shared by kernels_blocks_avx2.c and kernels_blocks_avx512.c (include only from files built
- * with at least -mavx2 -mfma -mf16c). Each writes a block's weights as float32, bit for bit as
+ * shared by kernels_blocks_avx2.c and kernels_blocks_avx512.c through kernels_blocks_isa.h
+ * (include only from files built with at least -mavx2 -mfma -mf16c). Each writes a block's weights as float32, bit for bit as
  * core/quant_blocks.c (the layouts and the element order are documented there). The integer
  * codes of 32 elements are rebuilt at once with byte operations (each fits a signed byte), the
  * sub-block scale d * scale (and dmin * min) is formed in scalar float32 as the reference forms
