@@ -42,6 +42,8 @@ import torch
 import transformers
 from transformers import GenerationConfig, LlamaForCausalLM
 
+import reproducible
+
 REF_MAGIC = b"MLHFREF1"
 
 
@@ -104,10 +106,18 @@ def main():
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i] (TF32 off)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--reproducible", action="store_true",
+                    help="one thread and one SIMD path (tools/reproducible.py, as make_fixtures.py): "
+                         "the same bits on any machine; slow for large models")
     ap.add_argument("--out", required=True, help="output reference.bin path")
     args = ap.parse_args()
 
-    if args.threads:
+    if args.reproducible:
+        if args.threads not in (0, 1) or args.device != "cpu":
+            ap.error("--reproducible runs on the CPU on one thread")
+        reproducible.pin_environment()  # before torch computes anything
+        reproducible.pin_torch(torch)
+    elif args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -7,7 +7,10 @@ a text file, explicit ids, or "The quick brown fox jumps over the lazy dog." rep
 exactly --prefill-len tokens, the tokenizer's special tokens (BOS) included. Runs greedy
 `generate()` for --decode-len tokens with EOS stopping disabled (exactly that many tokens), and
 writes the prompt ids, HF's tokens, HF's top-5 ids and logits at every step, and HF's full
-logits for the first --logit-steps steps.
+logits for the first --logit-steps steps. It computes on one thread with one SIMD path
+(tools/reproducible.py), so the same versions rewrite a reference bit for bit on any machine;
+--fast uses every core and the CPU's own path instead (a 1B model), reproducible only to float32
+reassociation.
 
     python3 tools/hf_reference.py models/SmolLM2-135M-Instruct.Q4_1.gguf --prefill-len 20 \
         --decode-len 20 --out refs/smollm2/prefill20.bin
@@ -21,6 +24,8 @@ import struct
 import sys
 
 import torch
+
+import reproducible
 
 MAGIC = b"MLEVREF1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,11 +116,19 @@ def main():
     ap.add_argument("--prompt-file", help="text file for the prompt (cut to --prefill-len unless 0)")
     ap.add_argument("--prompt-ids", help="comma-separated prompt ids instead of text")
     ap.add_argument("--logit-steps", type=int, default=4, help="steps whose full logits are stored")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--fast", action="store_true",
+                    help="all cores and the CPU's own SIMD path (for a 1B model): the logits then "
+                         "reproduce only to float32 reassociation, not bit for bit")
+    ap.add_argument("--threads", type=int, default=0, help="with --fast: torch threads (0: all)")
     ap.add_argument("--out", help="output file (single point)")
     ap.add_argument("--out-dir", help="output directory: prefill<P>.bin per point")
     args = ap.parse_args()
 
+    if args.threads > 1 and not args.fast:
+        ap.error("--threads goes with --fast (a reproducible reference runs on one thread)")
+    if not args.fast:
+        reproducible.pin_environment()  # before torch computes anything
+        reproducible.pin_torch(torch)
     model, tokenizer, version = load(args.model, args.threads)
     lengths = parse_range(args.prefill_len_range) if args.prefill_len_range else [args.prefill_len]
     if len(lengths) > 1 and not args.out_dir:
@@ -125,7 +138,8 @@ def main():
         tokens, top_ids, top_logits, logits = reference(model, prompt, args.decode_len, args.logit_steps)
         meta = {"model": os.path.basename(os.path.normpath(args.model)), "prompt": source,
                 "prefill_len": len(prompt), "decode_len": len(tokens), "transformers": version,
-                "torch": torch.__version__, "attn": "eager", "dtype": "float32"}
+                "torch": torch.__version__, "attn": "eager", "dtype": "float32",
+                "arithmetic": "fast" if args.fast else "reproducible"}
         path = args.out if not args.out_dir else os.path.join(args.out_dir, f"prefill{len(prompt)}.bin")
         write(path, prompt, tokens, top_ids, top_logits, logits, meta)
         print(f"{path}: prompt {len(prompt)} ({source}), {len(tokens)} tokens: {tokens[:8]}...", file=sys.stderr)

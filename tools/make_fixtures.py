@@ -7,8 +7,9 @@ Hugging Face transformers float32 reference outputs (reference.bin).
     python3 tools/make_fixtures.py --only gqa_tied_bf16 --out /tmp/fx
 
 Requirements: tools/requirements-reference.txt (torch, transformers, safetensors,
-numpy at pinned versions).  The output is deterministic: the same versions on
-the same kind of CPU reproduce every file byte for byte.  See docs/FIXTURES.md.
+numpy at pinned versions).  The output is deterministic: the same versions
+reproduce every file byte for byte, on any core count and SIMD level
+(tools/reproducible.py fixes torch's arithmetic path).  See docs/FIXTURES.md.
 
 How a fixture is made (per fixture, per candidate seed, starting at base_seed):
   1. Build LlamaConfig; draw every weight with numpy's PCG64 (uniform
@@ -28,9 +29,9 @@ How a fixture is made (per fixture, per candidate seed, starting at base_seed):
 
 import os
 
-# Single thread everywhere, before torch is imported.
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
+import reproducible
+
+reproducible.pin_environment()  # one thread, one SIMD path: before torch is imported
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
@@ -161,12 +162,7 @@ Other generated files live here too: `gguf/` is written by `tools/make_gguf_fixt
 
 
 def setup_torch():
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass  # already set (e.g. when imported twice)
-    torch.use_deterministic_algorithms(True)
+    reproducible.pin_torch(torch)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
