@@ -1,6 +1,7 @@
-/* Hugging Face config.json / generation_config.json for LlamaForCausalLM.
- * Defaults follow transformers' LlamaConfig; RoPE parameters are read from either the v4 layout
- * ("rope_theta" + "rope_scaling") or the v5 layout ("rope_parameters"). */
+/* Hugging Face config.json / generation_config.json for LlamaForCausalLM, MistralForCausalLM and
+ * Qwen2ForCausalLM. Defaults follow transformers' LlamaConfig, MistralConfig and Qwen2Config;
+ * RoPE parameters are read from either the v4 layout ("rope_theta" + "rope_scaling") or the v5
+ * layout ("rope_parameters"). */
 #include "formats/hf_config.h"
 
 #include <errno.h>
@@ -160,28 +161,137 @@ static int parse_eos(const char *source, const char *key, const json_t *value, i
     return ML_OK;
 }
 
-/* Keys whose values this engine cannot run even though they describe a valid model. */
-static int check_architecture(const char *source, const json_t *root) {
-    const char *model_type, *hidden_act;
+/* The transformers classes this engine runs: one forward pass (RMSNorm, rotate-half RoPE, GQA,
+ * SwiGLU), differing in bias terms and the attention window, and in the defaults their config
+ * classes give absent keys (LlamaConfig, MistralConfig, Qwen2Config). */
+typedef struct {
+    const char *model_type;
+    const char *class_name;
+    ml_arch arch;
+    int max_position_embeddings; /* the config class's default */
+} arch_info;
+
+static const arch_info known_archs[] = {
+    {"llama", "LlamaForCausalLM", ML_ARCH_LLAMA, 2048},
+    {"mistral", "MistralForCausalLM", ML_ARCH_MISTRAL, 4096 * 32},
+    {"qwen2", "Qwen2ForCausalLM", ML_ARCH_QWEN2, 32768},
+};
+#define N_KNOWN_ARCHS (sizeof known_archs / sizeof known_archs[0])
+#define KNOWN_MODEL_TYPES "\"llama\", \"mistral\" or \"qwen2\""
+#define KNOWN_CLASSES "LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM"
+
+static const arch_info *arch_by_model_type(const char *model_type) {
+    for (size_t i = 0; i < N_KNOWN_ARCHS; i++)
+        if (strcmp(known_archs[i].model_type, model_type) == 0) return &known_archs[i];
+    return NULL;
+}
+
+static const arch_info *arch_by_class(const char *class_name) {
+    for (size_t i = 0; i < N_KNOWN_ARCHS; i++)
+        if (strcmp(known_archs[i].class_name, class_name) == 0) return &known_archs[i];
+    return NULL;
+}
+
+/* model_type decides, as transformers' AutoConfig does; every name in "architectures" must be a
+ * class this engine runs and agree with it. Without model_type, architectures[0] decides; with
+ * neither, the checkpoint is a Llama. */
+static int parse_model_type(const char *source, const json_t *root, const arch_info **out) {
+    const char *model_type;
     ML_TRY(optional_string(source, root, "model_type", &model_type));
-    if (model_type && strcmp(model_type, "llama") != 0) {
-        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"model_type\": expected \"llama\", found \"%s\" (unsupported model type)",
-                            source, model_type);
+    const arch_info *arch = NULL;
+    if (model_type) {
+        arch = arch_by_model_type(model_type);
+        if (!arch)
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"model_type\": expected " KNOWN_MODEL_TYPES
+                                ", found \"%.60s\" (unsupported model type)", source, model_type);
     }
+    const json_t *classes = member(root, "architectures");
+    if (classes && !json_is_array(classes)) return type_error(ML_ERR_CONFIG, source, "architectures", "a list of class names", classes);
+    for (size_t i = 0; classes && i < json_array_size(classes); i++) {
+        char key[48];
+        snprintf(key, sizeof key, "architectures[%zu]", i);
+        const json_t *entry = json_array_get(classes, i);
+        if (!json_is_string(entry)) return type_error(ML_ERR_CONFIG, source, key, "a class name", entry);
+        const arch_info *named = arch_by_class(json_string_value(entry));
+        if (!named)
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"%s\": expected " KNOWN_CLASSES ", found \"%.60s\" "
+                                "(unsupported architecture)", source, key, json_string_value(entry));
+        if (arch && named != arch)
+            return ml_set_error(ML_ERR_CONFIG, "%s: key \"%s\": %s does not match model_type \"%s\" (expected %s)",
+                                source, key, named->class_name, arch->model_type, arch->class_name);
+        if (!arch) arch = named;
+    }
+    *out = arch ? arch : &known_archs[0];
+    return ML_OK;
+}
+
+/* Keys whose values this engine cannot run even though they describe a valid model. */
+static int check_activation(const char *source, const json_t *root) {
+    const char *hidden_act;
     ML_TRY(optional_string(source, root, "hidden_act", &hidden_act));
     if (hidden_act && strcmp(hidden_act, "silu") != 0) {
         return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"hidden_act\": expected \"silu\", found \"%s\" (unsupported activation)",
                             source, hidden_act);
     }
-    static const char *const bias_keys[] = {"attention_bias", "mlp_bias"};
-    for (size_t i = 0; i < sizeof bias_keys / sizeof bias_keys[0]; i++) {
-        int has_bias = 0;
-        ML_TRY(optional_bool(source, root, bias_keys[i], &has_bias));
-        if (has_bias) {
-            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"%s\": expected false, found true (bias terms are not supported)",
-                                source, bias_keys[i]);
-        }
+    return ML_OK;
+}
+
+/* Which projections have biases, as each class builds its nn.Linear layers: LlamaAttention
+ * bias=attention_bias (q, k, v and o), LlamaMLP bias=mlp_bias; Qwen2Attention q, k, v always and
+ * o never, no MLP bias; Mistral none (MistralConfig has neither key: they are ignored). */
+static int parse_biases(const char *source, const json_t *root, ml_config *config) {
+    config->qkv_bias = config->o_bias = config->mlp_bias = 0;
+    if (config->arch == ML_ARCH_QWEN2) {
+        config->qkv_bias = 1;
+    } else if (config->arch == ML_ARCH_LLAMA) {
+        int attention_bias = 0;
+        ML_TRY(optional_bool(source, root, "attention_bias", &attention_bias));
+        ML_TRY(optional_bool(source, root, "mlp_bias", &config->mlp_bias));
+        config->qkv_bias = config->o_bias = attention_bias;
     }
+    return ML_OK;
+}
+
+/* sliding_window: absent is the config class's default (4096), null is no window. */
+static int window_value(const char *source, const json_t *root, int *out) {
+    const json_t *value = json_object_get(root, "sliding_window");
+    *out = 4096;
+    if (!value) return ML_OK;
+    if (json_is_null(value)) {
+        *out = 0;
+        return ML_OK;
+    }
+    return expect_int_range(source, "sliding_window", value, 1, ML_CONFIG_MAX_DIM, out);
+}
+
+/* The attention window the HF class applies: MistralAttention passes config.sliding_window to
+ * every layer; Qwen2 only with use_sliding_window, to the layers layer_types names
+ * "sliding_attention" (by default those from max_window_layers on, Qwen2Config.__post_init__);
+ * LlamaAttention has none. The engine attends to every earlier position, which is exact while
+ * max_seq_len <= the window (model.c refuses a longer context). */
+static int parse_sliding_window(const char *source, const json_t *root, ml_config *config) {
+    config->sliding_window = 0;
+    if (config->arch == ML_ARCH_MISTRAL) return window_value(source, root, &config->sliding_window);
+    if (config->arch != ML_ARCH_QWEN2) return ML_OK;
+    int use_window = 0, window = 0;
+    ML_TRY(optional_bool(source, root, "use_sliding_window", &use_window));
+    if (!use_window) return ML_OK;
+    ML_TRY(window_value(source, root, &window));
+    const json_t *layer_types = member(root, "layer_types");
+    int any_sliding = 0;
+    if (layer_types) {
+        if (!json_is_array(layer_types)) return type_error(ML_ERR_CONFIG, source, "layer_types", "a list of strings", layer_types);
+        for (size_t i = 0; i < json_array_size(layer_types); i++) {
+            const json_t *type = json_array_get(layer_types, i);
+            any_sliding |= json_is_string(type) && strcmp(json_string_value(type), "sliding_attention") == 0;
+        }
+    } else {
+        int max_window_layers = 28;
+        const json_t *value = member(root, "max_window_layers");
+        if (value) ML_TRY(expect_int_range(source, "max_window_layers", value, 0, ML_CONFIG_MAX_LAYERS, &max_window_layers));
+        any_sliding = max_window_layers < config->n_layers;
+    }
+    config->sliding_window = any_sliding ? window : 0;
     return ML_OK;
 }
 
@@ -193,6 +303,11 @@ static int parse_dimensions(const char *source, const json_t *root, ml_config *c
     ML_TRY(required_int(source, root, "num_attention_heads", ML_CONFIG_MAX_DIM, &config->n_heads));
 
     config->n_kv_heads = config->n_heads;
+    /* MistralConfig and Qwen2Config default an absent key to 8 and 32 (null to the head count):
+     * the engine asks for the key rather than guess (every published config.json has it) */
+    if (config->arch != ML_ARCH_LLAMA && !json_object_get(root, "num_key_value_heads"))
+        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"num_key_value_heads\" (expected an integer in [1, %d])",
+                            source, config->n_heads);
     ML_TRY(optional_int(source, root, "num_key_value_heads", ML_CONFIG_MAX_DIM, &config->n_kv_heads));
     if (config->n_kv_heads > config->n_heads) {
         return ml_set_error(ML_ERR_CONFIG, "%s: key \"num_key_value_heads\": expected at most num_attention_heads (%d), found %d",
@@ -221,7 +336,7 @@ static int parse_dimensions(const char *source, const json_t *root, ml_config *c
                             source, config->n_heads, config->head_dim, ML_CONFIG_MAX_DIM);
     }
 
-    config->max_position_embeddings = 2048;
+    /* max_position_embeddings holds the class's default (parse_config_object) */
     ML_TRY(optional_int(source, root, "max_position_embeddings", ML_CONFIG_MAX_DIM,
                         &config->max_position_embeddings));
     return ML_OK;
@@ -329,8 +444,14 @@ static int parse_tokens_and_dtype(const char *source, const json_t *root, ml_con
 
 static int parse_config_object(const char *source, const json_t *root, ml_config *config) {
     if (!json_is_object(root)) return top_level_error(source, root);
-    ML_TRY(check_architecture(source, root));
+    const arch_info *arch = &known_archs[0];
+    ML_TRY(parse_model_type(source, root, &arch));
+    config->arch = arch->arch;
+    config->max_position_embeddings = arch->max_position_embeddings;
+    ML_TRY(check_activation(source, root));
+    ML_TRY(parse_biases(source, root, config));
     ML_TRY(parse_dimensions(source, root, config));
+    ML_TRY(parse_sliding_window(source, root, config));
     config->rms_norm_eps = 1e-6f;
     ML_TRY(optional_positive_float(source, root, "rms_norm_eps", &config->rms_norm_eps));
     ML_TRY(parse_rope(source, root, config));

@@ -1,5 +1,5 @@
-/* Hugging Face config.json (and generation_config.json) for LlamaForCausalLM, read into the
- * engine's ml_config (formats/model_config.h). */
+/* Hugging Face config.json (and generation_config.json) for the Llama family (Llama, Mistral,
+ * Qwen2), read into the engine's ml_config (formats/model_config.h). */
 #ifndef ML_FORMATS_HF_CONFIG_H
 #define ML_FORMATS_HF_CONFIG_H
 

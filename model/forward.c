@@ -1,4 +1,7 @@
-/* The Llama forward pass over the mesh, one chunk of tokens at a time (HF LlamaForCausalLM):
+/* The Llama forward pass over the mesh, one chunk of tokens at a time (HF LlamaForCausalLM; also
+ * MistralForCausalLM and Qwen2ForCausalLM, the same pass with the projections' biases where the
+ * config has them: column-parallel biases in each device's product, row-parallel ones once after
+ * the all-reduce):
  *   x = embed(tokens)
  *   per layer:  x += o_proj(attention(rope(q), rope(k), v))   q,k,v = proj(rmsnorm(x))
  *               x += down_proj(silu(gate_proj(h)) * up_proj(h)) h = rmsnorm(x)
@@ -61,10 +64,11 @@ static matmul_input input_of(const ml_model *m, const float *f32, const uint16_t
     return in;
 }
 
-/* y[t, 0..n_rows) = in[t] W^T for n_tok tokens; y rows are ldy apart. */
-static ml_matmul_job project(ml_weight w, int n_rows, matmul_input in, float *y, size_t ldy, int n_tok) {
+/* y[t, 0..n_rows) = in[t] W^T (+ bias) for n_tok tokens; y rows are ldy apart. bias: [n_rows] or NULL. */
+static ml_matmul_job project(ml_weight w, const float *bias, int n_rows, matmul_input in, float *y, size_t ldy,
+                             int n_tok) {
     ml_matmul_job job = {.w = w, .n_rows = n_rows, .n_in = in.width, .x = in.f32, .x_bf16 = in.bf16,
-                         .ldx = (size_t)in.width, .y = y, .ldy = ldy, .n_tok = n_tok};
+                         .ldx = (size_t)in.width, .y = y, .ldy = ldy, .n_tok = n_tok, .bias = bias};
     return job;
 }
 
@@ -91,30 +95,34 @@ static void embed_then_rmsnorm(void *ctx, int t, int thread_index) {
 
 typedef struct {
     ml_model *model;
+    const float *bias;     /* [hidden] the row-parallel projection's bias, or NULL */
     const float *weight;   /* [hidden] the next norm */
     const int *norm_dst;   /* NULL: token t's norm goes to row t; else row norm_dst[t], or none if < 0 */
 } add_norm_step;
 
-/* x[t] += reduced[t]; then xn[dst] = rmsnorm(x[t]) with the next norm. */
+/* reduced[t] += bias (once, after the sum of the devices' partials, as nn.Linear adds it to the
+ * whole product); x[t] += reduced[t]; then xn[dst] = rmsnorm(x[t]) with the next norm. */
 static void residual_add_then_rmsnorm(void *ctx, int t, int thread_index) {
     (void)thread_index;
     const add_norm_step *step = ctx;
     ml_model *m = step->model;
     int hidden = m->config.hidden_size;
     float *x = m->x + (size_t)t * hidden;
-    const float *add = m->reduced + (size_t)t * hidden;
+    float *add = m->reduced + (size_t)t * hidden;
+    if (step->bias)
+        for (int i = 0; i < hidden; i++) add[i] += step->bias[i];
     for (int i = 0; i < hidden; i++) x[i] += add[i];
     int dst = step->norm_dst ? step->norm_dst[t] : t;
     if (dst >= 0) rmsnorm_row(m, step->weight, t, dst);
 }
 
-/* x += allreduce(partials); then the next norm as residual_add_then_rmsnorm says. */
-static int allreduce_residual_add_then_rmsnorm(ml_model *m, int n_tok, const float *next_weight,
+/* x += allreduce(partials) + bias; then the next norm as residual_add_then_rmsnorm says. */
+static int allreduce_residual_add_then_rmsnorm(ml_model *m, int n_tok, const float *bias, const float *next_weight,
                                                const int *norm_dst) {
     float *partials[ML_MAX_LOCAL_DEVICES];
     for (int d = 0; d < m->mesh->n_local; d++) partials[d] = m->devices[d].partial;
     ML_TRY(ml_mesh_allreduce_sum(m->mesh, partials, (size_t)n_tok * m->config.hidden_size, m->reduced));
-    add_norm_step step = {m, next_weight, norm_dst};
+    add_norm_step step = {m, bias, next_weight, norm_dst};
     ml_pool_run(m->pool, residual_add_then_rmsnorm, &step, n_tok);
     return ML_OK;
 }
@@ -286,9 +294,9 @@ static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk)
         ml_device *dev = &m->devices[d];
         const ml_layer_slice *w = &dev->layers[layer];
         int q_rows = dev->shard.q_head_count * hd, kv_rows = dev->shard.kv_head_count * hd;
-        jobs[n_jobs++] = project(w->wq, q_rows, normed, dev->q, (size_t)q_rows, n_tok);
-        jobs[n_jobs++] = project(w->wk, kv_rows, normed, dev->k, (size_t)kv_rows, n_tok);
-        jobs[n_jobs++] = project(w->wv, kv_rows, normed, dev->v, (size_t)kv_rows, n_tok);
+        jobs[n_jobs++] = project(w->wq, w->bq, q_rows, normed, dev->q, (size_t)q_rows, n_tok);
+        jobs[n_jobs++] = project(w->wk, w->bk, kv_rows, normed, dev->k, (size_t)kv_rows, n_tok);
+        jobs[n_jobs++] = project(w->wv, w->bv, kv_rows, normed, dev->v, (size_t)kv_rows, n_tok);
     }
     ml_run_matmuls(m, jobs, n_jobs);
     ml_emit_sharded(m, chunk, "q", layer, ML_SHARDED_Q); /* before RoPE, as q_proj's output */
@@ -301,10 +309,11 @@ static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk)
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
         matmul_input heads = input_of(m, dev->attn, dev->act_bf16, dev->shard.q_head_count * hd);
-        jobs[d] = project(dev->layers[layer].wo, hidden, heads, dev->partial, (size_t)hidden, n_tok);
+        jobs[d] = project(dev->layers[layer].wo, NULL, hidden, heads, dev->partial, (size_t)hidden, n_tok);
     }
     ml_run_matmuls(m, jobs, n_local);
-    ML_TRY(allreduce_residual_add_then_rmsnorm(m, n_tok, m->mlp_norm + (size_t)layer * hidden, NULL));
+    const float *o_bias = m->bias_o ? m->bias_o + (size_t)layer * hidden : NULL;
+    ML_TRY(allreduce_residual_add_then_rmsnorm(m, n_tok, o_bias, m->mlp_norm + (size_t)layer * hidden, NULL));
     ml_emit_intermediate(m, chunk, "o_proj", layer, m->reduced, hidden);
     ml_emit_intermediate(m, chunk, "attn_residual", layer, m->x, hidden);
     ml_emit_intermediate(m, chunk, "ffn_norm", layer, m->xn, hidden);
@@ -323,8 +332,8 @@ static int mlp_block(ml_model *m, int layer, const ml_chunk_tokens *chunk, const
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
         int ffn = dev->shard.ffn_count;
-        jobs[n_jobs++] = project(dev->layers[layer].w_gate, ffn, normed, dev->gate, (size_t)ffn, n_tok);
-        jobs[n_jobs++] = project(dev->layers[layer].w_up, ffn, normed, dev->up, (size_t)ffn, n_tok);
+        jobs[n_jobs++] = project(dev->layers[layer].w_gate, dev->layers[layer].b_gate, ffn, normed, dev->gate, (size_t)ffn, n_tok);
+        jobs[n_jobs++] = project(dev->layers[layer].w_up, dev->layers[layer].b_up, ffn, normed, dev->up, (size_t)ffn, n_tok);
     }
     ml_run_matmuls(m, jobs, n_jobs);
     ml_emit_sharded(m, chunk, "gate", layer, ML_SHARDED_GATE);
@@ -337,10 +346,11 @@ static int mlp_block(ml_model *m, int layer, const ml_chunk_tokens *chunk, const
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
         matmul_input act = input_of(m, dev->gate, dev->act_bf16, dev->shard.ffn_count);
-        jobs[d] = project(dev->layers[layer].w_down, hidden, act, dev->partial, (size_t)hidden, n_tok);
+        jobs[d] = project(dev->layers[layer].w_down, NULL, hidden, act, dev->partial, (size_t)hidden, n_tok);
     }
     ml_run_matmuls(m, jobs, n_local);
-    ML_TRY(allreduce_residual_add_then_rmsnorm(m, n_tok, next_weight, norm_dst));
+    const float *down_bias = m->bias_down ? m->bias_down + (size_t)layer * hidden : NULL;
+    ML_TRY(allreduce_residual_add_then_rmsnorm(m, n_tok, down_bias, next_weight, norm_dst));
     ml_emit_intermediate(m, chunk, "ffn_out", layer, m->reduced, hidden);
     ml_emit_intermediate(m, chunk, "layer_out", layer, m->x, hidden);
     return ML_OK;
@@ -358,7 +368,7 @@ static int lm_head(ml_model *m, int first_out, int n_out, float *logits) {
     ml_matmul_job jobs[ML_MAX_LOCAL_DEVICES];
     for (int d = 0; d < n_local; d++) {
         const ml_device *dev = &m->devices[d];
-        jobs[d] = project(dev->lm_head, dev->shard.vocab_count, normed, out + dev->shard.vocab_begin,
+        jobs[d] = project(dev->lm_head, NULL, dev->shard.vocab_count, normed, out + dev->shard.vocab_begin,
                           (size_t)c->vocab_size, n_out);
     }
     ml_run_matmuls(m, jobs, n_local);

@@ -138,13 +138,19 @@ static void print_block_cuts(const ml_config *c, const ml_weight_set *st, const 
 static json_t *config_json(const ml_config *c) {
     json_t *eos = json_array();
     for (int i = 0; i < c->n_eos; i++) json_array_append_new(eos, json_integer(c->eos_token_ids[i]));
-    return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:s,s:b,s:i,s:o}", "vocab_size", c->vocab_size,
+    json_t *config = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:s,s:b,s:i,s:o}", "vocab_size", c->vocab_size,
                      "hidden_size", c->hidden_size, "intermediate_size", c->intermediate_size, "num_hidden_layers",
                      c->n_layers, "num_attention_heads", c->n_heads, "num_key_value_heads", c->n_kv_heads, "head_dim",
                      c->head_dim, "max_position_embeddings", c->max_position_embeddings, "rms_norm_eps",
                      (double)c->rms_norm_eps, "rope_theta", (double)c->rope_theta, "rope_type",
                      c->rope_type == ML_ROPE_LLAMA3 ? "llama3" : "default", "tie_word_embeddings",
                      c->tie_word_embeddings, "bos_token_id", c->bos_token_id, "eos_token_ids", eos);
+    json_object_set_new(config, "model_type", json_string(ml_arch_model_type(c->arch)));
+    json_object_set_new(config, "sliding_window", c->sliding_window > 0 ? json_integer(c->sliding_window) : json_null());
+    json_object_set_new(config, "qkv_bias", json_boolean(c->qkv_bias));
+    json_object_set_new(config, "o_bias", json_boolean(c->o_bias));
+    json_object_set_new(config, "mlp_bias", json_boolean(c->mlp_bias));
+    return config;
 }
 
 /* Tensor names in natural order: runs of digits compare as numbers, so layers.2 comes before
@@ -183,6 +189,11 @@ static void print_text(const ml_config *c, const ml_weight_set *st, const int *o
     fprintf(out, ", max positions %d, tied head %s, bos %d, eos", c->max_position_embeddings,
             c->tie_word_embeddings ? "yes" : "no", c->bos_token_id);
     for (int i = 0; i < c->n_eos; i++) fprintf(out, " %d", c->eos_token_ids[i]);
+    char biases[48] = "";
+    snprintf(biases, sizeof biases, "%s%s%s", c->qkv_bias ? " q/k/v" : "", c->o_bias ? " o" : "",
+             c->mlp_bias ? " gate/up/down" : "");
+    fprintf(out, "\n        model_type %s, biases%s", ml_arch_model_type(c->arch), biases[0] ? biases : " none");
+    if (c->sliding_window > 0) fprintf(out, ", sliding_window %d (max_seq_len <= it)", c->sliding_window);
     fprintf(out, "\ntensors (%d in %d file%s):\n", st->n_tensors, st->n_files, st->n_files == 1 ? "" : "s");
     size_t total = 0;
     for (int i = 0; i < st->n_tensors; i++) {

@@ -47,15 +47,18 @@ typedef struct {
     row_task row_tasks[ML_MAX_ROW_TASKS]; /* in claim order */
 } matmul_plan;
 
-static void matmul_task(void *ctx, int task, int thread_index) {
-    (void)thread_index;
-    const matmul_plan *plan = ctx;
-    const row_task *rt = &plan->row_tasks[task % plan->n_row_tasks];
-    const ml_matmul_job *job = &plan->jobs[rt->job];
-    int tok_begin = task / plan->n_row_tasks * ML_TOKENS_PER_TASK;
-    if (tok_begin >= job->n_tok) return;
-    int n_tok = job->n_tok - tok_begin < ML_TOKENS_PER_TASK ? job->n_tok - tok_begin : ML_TOKENS_PER_TASK;
-    float *y = job->y + (size_t)tok_begin * job->ldy;
+/* y[t, rows] += bias[rows] after the product, as nn.Linear adds it (one rounding after the dot
+ * product, whatever the split). */
+static void add_bias(const ml_matmul_job *job, float *y, int n_tok, int row_begin, int row_end) {
+    for (int t = 0; t < n_tok; t++) {
+        float *out = y + (size_t)t * job->ldy;
+        for (int r = row_begin; r < row_end; r++) out[r] += job->bias[r];
+    }
+}
+
+/* y = x W^T for rows [rt->row_begin, rt->row_end) of tokens [tok_begin, tok_begin + n_tok). */
+static void multiply(const matmul_plan *plan, const row_task *rt, const ml_matmul_job *job, int tok_begin,
+                     int n_tok, float *y) {
     const ml_cpu_kernels *k = plan->model->kernels;
     if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16 && (k->bf16_dot_product || !job->x)) {
         k->matmul_bf16_bf16(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data, job->n_in,
@@ -95,6 +98,19 @@ static void matmul_task(void *ctx, int task, int thread_index) {
         k->matmul_f32_f32(y, job->ldy, x, job->ldx, job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         break;
     }
+}
+
+static void matmul_task(void *ctx, int task, int thread_index) {
+    (void)thread_index;
+    const matmul_plan *plan = ctx;
+    const row_task *rt = &plan->row_tasks[task % plan->n_row_tasks];
+    const ml_matmul_job *job = &plan->jobs[rt->job];
+    int tok_begin = task / plan->n_row_tasks * ML_TOKENS_PER_TASK;
+    if (tok_begin >= job->n_tok) return;
+    int n_tok = job->n_tok - tok_begin < ML_TOKENS_PER_TASK ? job->n_tok - tok_begin : ML_TOKENS_PER_TASK;
+    float *y = job->y + (size_t)tok_begin * job->ldy;
+    multiply(plan, rt, job, tok_begin, n_tok, y);
+    if (job->bias) add_bias(job, y, n_tok, rt->row_begin, rt->row_end);
 }
 
 static int round_rows(long long rows) {

@@ -30,9 +30,11 @@ static int resolve_params(const ml_config *c, const ml_model_params *in, ml_mode
     if (in->max_seq_len < 0)
         return ml_set_error(ML_ERR_ARG, "max_seq_len %d: expected a positive length (or 0 for the default)",
                             in->max_seq_len);
-    if (in->max_seq_len == 0)
+    if (in->max_seq_len == 0) {
         out->max_seq_len = c->max_position_embeddings < ML_DEFAULT_MAX_SEQ_LEN ? c->max_position_embeddings
                                                                               : ML_DEFAULT_MAX_SEQ_LEN;
+        if (c->sliding_window > 0 && out->max_seq_len > c->sliding_window) out->max_seq_len = c->sliding_window;
+    }
     if (out->max_seq_len > (1 << 24))
         return ml_set_error(ML_ERR_ARG, "max_seq_len %d: at most %d supported", out->max_seq_len, 1 << 24);
     if (in->act_mode != ML_ACT_ACCURATE && in->act_mode != ML_ACT_FAST)
@@ -55,6 +57,19 @@ static int resolve_params(const ml_config *c, const ml_model_params *in, ml_mode
         return ml_set_error(ML_ERR_UNSUPPORTED, "tp %d: the threads backend hosts at most %d devices", out->tp,
                             ML_MAX_LOCAL_DEVICES);
     return ML_OK;
+}
+
+/* Every query attends to all earlier positions of its sequence. HF masks keys more than
+ * sliding_window - 1 positions back (masking_utils.sliding_window_overlay), which changes nothing
+ * while no sequence is longer than the window; a longer context is refused, not approximated. */
+static int check_window(const ml_model *m) {
+    int window = m->config.sliding_window;
+    if (window <= 0 || m->params.max_seq_len <= window) return ML_OK;
+    return ml_set_error(ML_ERR_UNSUPPORTED,
+                        "%s: max_seq_len %d exceeds the config's sliding_window %d: sliding-window attention is not "
+                        "implemented (positions past the window would attend to keys HF masks); run with "
+                        "max_seq_len (-c) <= %d",
+                        m->checkpoint.path, m->params.max_seq_len, window, window);
 }
 
 static int alloc_device_buffers(ml_model *m, ml_device *dev) {
@@ -132,6 +147,7 @@ static int open_local(ml_model *m, const ml_model_source *src, const ml_model_pa
     else ML_TRY(ml_checkpoint_open(src->path, &m->checkpoint));
     m->config = m->checkpoint.config;
     ML_TRY(resolve_params(&m->config, params, &m->params));
+    ML_TRY(check_window(m));
     const ml_config *c = &m->config;
     /* under MPI, tp 1 (the default) means one device per rank */
     if (m->mesh->n_ranks > 1 && m->params.tp == 1 && m->params.mesh_rows == 0) m->params.tp = m->mesh->n_ranks;
@@ -246,6 +262,7 @@ void ml_model_close(ml_model *m) {
     ml_mesh_destroy(m->mesh);
     ml_pool_destroy(m->pool);
     ml_checkpoint_close(&m->checkpoint);
+    ml_free(m->biases);
     ml_free(m->x);
     ml_free(m->xn);
     ml_free(m->xn_bf16);

@@ -37,6 +37,13 @@ typedef struct {
     ml_weight w_gate; /* [ffn_count, hidden]            rows of gate_proj (in place) */
     ml_weight w_up;   /* [ffn_count, hidden]            rows of up_proj (in place) */
     ml_weight w_down; /* [hidden, ffn_count]            columns of down_proj (packed when tp > 1) */
+    /* biases of the column-parallel rows above (into ml_model's replicated copies), NULL if none;
+     * o_proj's and down_proj's are added once after their all-reduce (ml_model.bias_o, bias_down) */
+    const float *bq;     /* [q_count * head_dim] */
+    const float *bk;     /* [kv_count * head_dim] */
+    const float *bv;     /* [kv_count * head_dim] */
+    const float *b_gate; /* [ffn_count] */
+    const float *b_up;   /* [ffn_count] */
 } ml_layer_slice;
 
 typedef struct {
@@ -78,6 +85,16 @@ struct ml_model {
     float *attn_norm;                /* [n_layers, hidden] */
     float *mlp_norm;                 /* [n_layers, hidden] */
     float *final_norm;               /* [hidden] */
+    /* bias terms as float32 (ml_config's qkv_bias, o_bias, mlp_bias), NULL where there are none;
+     * all in one allocation, biases */
+    float *biases;
+    float *bias_q;                   /* [n_layers, n_heads * head_dim] */
+    float *bias_k;                   /* [n_layers, n_kv_heads * head_dim] */
+    float *bias_v;                   /* [n_layers, n_kv_heads * head_dim] */
+    float *bias_o;                   /* [n_layers, hidden] */
+    float *bias_gate;                /* [n_layers, intermediate_size] */
+    float *bias_up;                  /* [n_layers, intermediate_size] */
+    float *bias_down;                /* [n_layers, hidden] */
     float *rope_cos;                 /* [max_seq_len, head_dim / 2] */
     float *rope_sin;                 /* [max_seq_len, head_dim / 2] */
 
@@ -134,6 +151,7 @@ typedef struct {
     float *y;                /* [n_tok, ldy] */
     size_t ldy;
     int n_tok;
+    const float *bias;       /* [n_rows] added to every token's outputs (nn.Linear's bias), or NULL */
 } ml_matmul_job;
 
 /* Runs the jobs together (one parallel region); the result does not depend on the split. */

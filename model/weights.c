@@ -140,11 +140,12 @@ static void release_other_rows(const ml_model *model, const ml_tensor_view *t, i
     if (after_end > after_begin) madvise((void *)after_begin, after_end - after_begin, MADV_DONTNEED);
 }
 
-static int load_norm(ml_model *model, const char *name, float *dst) {
+/* A 1-D float tensor of n elements (a norm's weights, a bias) as float32 into dst [n]. */
+static int load_vector(ml_model *model, const char *name, int n, float *dst) {
     const ml_tensor_view *t;
-    ML_TRY(find_tensor(model, name, model->config.hidden_size, 0, &t));
+    ML_TRY(find_tensor(model, name, n, 0, &t));
     const uint8_t *src = t->data;
-    for (int i = 0; i < model->config.hidden_size; i++) {
+    for (int i = 0; i < n; i++) {
         switch (t->dtype) {
         case ML_DTYPE_F32: memcpy(&dst[i], src + 4 * (size_t)i, 4); break;
         case ML_DTYPE_F16: {
@@ -159,6 +160,83 @@ static int load_norm(ml_model *model, const char *name, float *dst) {
             dst[i] = ml_bf16_to_f32(h);
             break;
         }
+        }
+    }
+    return ML_OK;
+}
+
+static int load_norm(ml_model *model, const char *name, float *dst) {
+    return load_vector(model, name, model->config.hidden_size, dst);
+}
+
+/* The projections' biases, as nn.Linear names them: model.layers.N.<projection>.bias. */
+typedef struct {
+    const char *projection;
+    int has;       /* the config says this projection has a bias */
+    float *dst;    /* [n_layers, width] */
+    int64_t width;
+} bias_spec;
+
+static int bias_specs(const ml_model *model, bias_spec specs[7]) {
+    const ml_config *c = &model->config;
+    int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+    const bias_spec table[7] = {
+        {"self_attn.q_proj", c->qkv_bias, model->bias_q, q_dim},
+        {"self_attn.k_proj", c->qkv_bias, model->bias_k, kv_dim},
+        {"self_attn.v_proj", c->qkv_bias, model->bias_v, kv_dim},
+        {"self_attn.o_proj", c->o_bias, model->bias_o, c->hidden_size},
+        {"mlp.gate_proj", c->mlp_bias, model->bias_gate, c->intermediate_size},
+        {"mlp.up_proj", c->mlp_bias, model->bias_up, c->intermediate_size},
+        {"mlp.down_proj", c->mlp_bias, model->bias_down, c->hidden_size},
+    };
+    memcpy(specs, table, sizeof table);
+    return 7;
+}
+
+/* One allocation for every bias the config announces (model->biases), the bias_* pointers into
+ * it; all NULL when there are none. */
+static int alloc_biases(ml_model *model) {
+    const ml_config *c = &model->config;
+    int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+    size_t per_layer = (size_t)((c->qkv_bias ? q_dim + 2 * kv_dim : 0) + (c->o_bias ? c->hidden_size : 0) +
+                                (c->mlp_bias ? 2 * (int64_t)c->intermediate_size + c->hidden_size : 0));
+    if (per_layer == 0) return ML_OK;
+    model->biases = ml_alloc(per_layer * (size_t)c->n_layers * sizeof(float), "biases");
+    if (!model->biases) return ML_ERR_NOMEM;
+    float *cursor = model->biases;
+#define TAKE(field, cond, width)                                                                       \
+    if (cond) {                                                                                         \
+        model->field = cursor;                                                                          \
+        cursor += (size_t)(width) * (size_t)c->n_layers;                                                \
+    }
+    TAKE(bias_q, c->qkv_bias, q_dim)
+    TAKE(bias_k, c->qkv_bias, kv_dim)
+    TAKE(bias_v, c->qkv_bias, kv_dim)
+    TAKE(bias_o, c->o_bias, c->hidden_size)
+    TAKE(bias_gate, c->mlp_bias, c->intermediate_size)
+    TAKE(bias_up, c->mlp_bias, c->intermediate_size)
+    TAKE(bias_down, c->mlp_bias, c->hidden_size)
+#undef TAKE
+    return ML_OK;
+}
+
+/* Each bias the config announces, checked like any tensor ([width], f32/f16/bf16); a bias the
+ * config does not announce is refused rather than ignored (HF would drop it with a warning, and a
+ * checkpoint that has one was most likely meant to use it: say so instead of computing without). */
+static int load_layer_biases(ml_model *model, int layer) {
+    bias_spec specs[7];
+    int n = bias_specs(model, specs);
+    char name[160];
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "model.layers.%d.%s.bias", layer, specs[i].projection);
+        if (specs[i].has) {
+            ML_TRY(load_vector(model, name, (int)specs[i].width, specs[i].dst + (size_t)layer * (size_t)specs[i].width));
+        } else if (ml_weight_set_find(&model->checkpoint.weights, name)) {
+            const char *key = i < 4 ? "attention_bias" : "mlp_bias";
+            return ml_set_error(ML_ERR_TENSOR, "%s: tensor %s is present, but config.json gives %s no bias "
+                                "(%s is false or absent for this model_type); the engine would ignore it",
+                                ml_weight_set_source(&model->checkpoint.weights, ml_weight_set_find(&model->checkpoint.weights, name)),
+                                name, specs[i].projection, key);
         }
     }
     return ML_OK;
@@ -191,7 +269,7 @@ static int find_layer(ml_model *model, int layer, layer_tensors *lt) {
     ML_TRY(load_norm(model, name, model->attn_norm + (size_t)layer * hidden));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", layer);
     ML_TRY(load_norm(model, name, model->mlp_norm + (size_t)layer * hidden));
-    return ML_OK;
+    return load_layer_biases(model, layer);
 }
 
 /* Bytes of a device's packed o/down columns over all layers. */
@@ -214,6 +292,18 @@ static void slice_layer(ml_model *model, ml_device *dev, const layer_tensors *lt
     slice->wv = rows_of(lt->v, s->kv_head_begin * hd, hidden);
     slice->w_gate = rows_of(lt->gate, s->ffn_begin, hidden);
     slice->w_up = rows_of(lt->up, s->ffn_begin, hidden);
+    /* column-parallel biases go with their rows: q by the device's query heads, k/v by its KV
+     * heads (a replicated KV head's bias with it), gate/up by its FFN features */
+    int64_t q_dim = (int64_t)c->n_heads * hd, kv_dim = (int64_t)c->n_kv_heads * hd, layer = slice - dev->layers;
+    if (model->bias_q) {
+        slice->bq = model->bias_q + (size_t)(layer * q_dim + s->q_head_begin * hd);
+        slice->bk = model->bias_k + (size_t)(layer * kv_dim + s->kv_head_begin * hd);
+        slice->bv = model->bias_v + (size_t)(layer * kv_dim + s->kv_head_begin * hd);
+    }
+    if (model->bias_gate) {
+        slice->b_gate = model->bias_gate + (size_t)(layer * c->intermediate_size + s->ffn_begin);
+        slice->b_up = model->bias_up + (size_t)(layer * c->intermediate_size + s->ffn_begin);
+    }
     if (model->mesh->plan->tp == 1) {
         slice->wo = rows_of(lt->o, 0, 0);
         slice->w_down = rows_of(lt->down, 0, 0);
@@ -311,6 +401,7 @@ int ml_model_load_weights(ml_model *model) {
     else
         lm_head = embed;
     ML_TRY(load_norm(model, "model.norm.weight", model->final_norm));
+    ML_TRY(alloc_biases(model));
 
     int n_local = model->mesh->n_local;
     for (int d = 0; d < n_local; d++) {

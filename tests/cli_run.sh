@@ -25,6 +25,24 @@ for fixture in gqa_tied_bf16 h9kv3_llama3rope_bf16 mha_sharded_bf16; do
     if [ "$streamed" = "$expected" ]; then pass; else fail "$fixture streamed: $streamed"; fi
 done
 
+# the rest of the family (tools/make_fixtures.py): Mistral with sliding_window 128, Qwen2's q/k/v
+# biases, Llama with attention and MLP biases; HF's greedy tokens at tp 1-4
+for fixture in mistral_window_bf16 qwen2_bias_bf16 llama_bias_f32; do
+    dir=$fixtures/$fixture
+    read -r prompt expected < <(reference_ids "$dir/reference.bin")
+    n=$(tr ',' '\n' <<<"$expected" | wc -l)
+    for tp in 1 2 3 4; do
+        out=$("$bin" run -m "$dir" --prompt-ids "$prompt" -n "$n" --tp "$tp" -t 2 --ignore-eos --json)
+        got=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["generated_ids"])))' <<<"$out")
+        if [ "$got" = "$expected" ]; then pass; else fail "$fixture tp $tp: run gave $got, HF $expected"; fi
+    done
+done
+# a context past Mistral's window is refused, naming the window and the limit
+expect_fail 1 "sliding_window 128" -- "$bin" run -m "$fixtures/mistral_window_bf16" --prompt-ids 1,2 -c 256
+inspected=$("$bin" inspect "$fixtures/qwen2_bias_bf16" --json)
+if python3 -c 'import json,sys; c = json.load(sys.stdin)["config"]; assert c["model_type"] == "qwen2" and c["qkv_bias"] and not c["o_bias"] and c["sliding_window"] is None, c' <<<"$inspected"; then
+    pass; else fail "inspect qwen2_bias_bf16 --json: $inspected"; fi
+
 # sampling is reproducible with a seed and differs across seeds
 dir=$fixtures/gqa_tied_bf16
 a=$("$bin" run -m "$dir" --prompt-ids 5,6,7 -n 24 --temp 1.5 --top-k 50 --top-p 0.95 -s 7 --ignore-eos 2>/dev/null)

@@ -338,13 +338,25 @@ static void test_config_errors(void) {
     config_error("hidden_act gelu", with(base_config(), "hidden_act", json_string("gelu")), ML_ERR_UNSUPPORTED,
                  "hidden_act");
     config_error("hidden_act number", with(base_config(), "hidden_act", json_integer(1)), ML_ERR_CONFIG, "hidden_act");
-    config_error("attention_bias", with(base_config(), "attention_bias", json_true()), ML_ERR_UNSUPPORTED,
-                 "attention_bias");
-    config_error("mlp_bias", with(base_config(), "mlp_bias", json_true()), ML_ERR_UNSUPPORTED, "mlp_bias");
     config_error("attention_bias string", with(base_config(), "attention_bias", json_string("no")), ML_ERR_CONFIG,
                  "attention_bias");
-    config_error("model_type mistral", with(base_config(), "model_type", json_string("mistral")), ML_ERR_UNSUPPORTED,
-                 "mistral");
+    config_error("model_type gemma", with(base_config(), "model_type", json_string("gemma")), ML_ERR_UNSUPPORTED,
+                 "gemma");
+    config_error("architectures gemma", with(base_config(), "architectures", json_pack("[s]", "GemmaForCausalLM")),
+                 ML_ERR_UNSUPPORTED, "GemmaForCausalLM");
+    config_error("architectures vs model_type",
+                 with(base_config(), "architectures", json_pack("[s]", "MistralForCausalLM")), ML_ERR_CONFIG,
+                 "does not match model_type");
+    config_error("architectures not a list", with(base_config(), "architectures", json_string("LlamaForCausalLM")),
+                 ML_ERR_CONFIG, "architectures");
+    config_error("mistral without num_key_value_heads",
+                 without(with(without(base_config(), "architectures"), "model_type", json_string("mistral")),
+                         "num_key_value_heads"),
+                 ML_ERR_CONFIG, "num_key_value_heads");
+    config_error("sliding_window zero",
+                 with(with(without(base_config(), "architectures"), "model_type", json_string("mistral")),
+                      "sliding_window", json_integer(0)),
+                 ML_ERR_CONFIG, "sliding_window");
     config_error("tie string", with(base_config(), "tie_word_embeddings", json_string("true")), ML_ERR_CONFIG,
                  "tie_word_embeddings");
     config_error("torch_dtype number", with(base_config(), "torch_dtype", json_integer(16)), ML_ERR_CONFIG,
@@ -364,6 +376,59 @@ static void test_config_errors(void) {
                  ML_ERR_CONFIG, "eos_token_id");
     config_error("bos beyond vocab", with(base_config(), "bos_token_id", json_integer(1000)), ML_ERR_CONFIG,
                  "bos_token_id");
+}
+
+/* A base config of another model_type (architectures names its class). */
+static json_t *family_config(const char *model_type, const char *class_name) {
+    return with(with(base_config(), "model_type", json_string(model_type)), "architectures",
+                json_pack("[s]", class_name));
+}
+
+/* Mistral and Qwen2 configs and the bias keys: which projections have biases, which attention
+ * window HF applies, the config classes' defaults. */
+static void test_config_family(void) {
+    ml_config c;
+    expect_ok("llama", parse_config_json(base_config(), &c));
+    CHECK(c.arch == ML_ARCH_LLAMA && !c.qkv_bias && !c.o_bias && !c.mlp_bias && c.sliding_window == 0, "llama");
+    expect_ok("llama attention_bias", parse_config_json(with(base_config(), "attention_bias", json_true()), &c));
+    CHECK(c.qkv_bias && c.o_bias && !c.mlp_bias, "attention_bias: q/k/v and o biases");
+    expect_ok("llama mlp_bias", parse_config_json(with(base_config(), "mlp_bias", json_true()), &c));
+    CHECK(!c.qkv_bias && !c.o_bias && c.mlp_bias, "mlp_bias");
+    expect_ok("llama ignores sliding_window", parse_config_json(with(base_config(), "sliding_window", json_integer(8)), &c));
+    CHECK(c.sliding_window == 0, "LlamaAttention has no window: %d", c.sliding_window);
+    expect_ok("architectures only", parse_config_json(without(family_config("mistral", "MistralForCausalLM"), "model_type"), &c));
+    CHECK(c.arch == ML_ARCH_MISTRAL, "architectures[0] decides without model_type");
+
+    /* Mistral: no biases (the keys are not MistralConfig's), sliding_window 4096 when absent */
+    json_t *mistral = with(family_config("mistral", "MistralForCausalLM"), "attention_bias", json_true());
+    expect_ok("mistral", parse_config_json(mistral, &c));
+    CHECK(c.arch == ML_ARCH_MISTRAL && !c.qkv_bias && !c.o_bias && !c.mlp_bias, "mistral biases");
+    CHECK(c.sliding_window == 4096 && c.max_position_embeddings == 4096 * 32, "mistral defaults: window %d, max %d",
+          c.sliding_window, c.max_position_embeddings);
+    expect_ok("mistral null window", parse_config_json(with(family_config("mistral", "MistralForCausalLM"),
+                                                            "sliding_window", json_null()), &c));
+    CHECK(c.sliding_window == 0, "sliding_window null: %d", c.sliding_window);
+    expect_ok("mistral window", parse_config_json(with(family_config("mistral", "MistralForCausalLM"),
+                                                       "sliding_window", json_integer(64)), &c));
+    CHECK(c.sliding_window == 64, "sliding_window 64: %d", c.sliding_window);
+
+    /* Qwen2: q/k/v biases always, no o or MLP bias; a window only with use_sliding_window and a
+     * layer that uses it */
+    json_t *qwen = with(family_config("qwen2", "Qwen2ForCausalLM"), "sliding_window", json_integer(32));
+    with(qwen, "mlp_bias", json_true());
+    expect_ok("qwen2", parse_config_json(qwen, &c));
+    CHECK(c.arch == ML_ARCH_QWEN2 && c.qkv_bias && !c.o_bias && !c.mlp_bias, "qwen2 biases");
+    CHECK(c.sliding_window == 0 && c.max_position_embeddings == 32768, "qwen2: no window without use_sliding_window");
+    json_t *qwen_window = with(family_config("qwen2", "Qwen2ForCausalLM"), "sliding_window", json_integer(32));
+    with(qwen_window, "use_sliding_window", json_true());
+    expect_ok("qwen2 window, default max_window_layers 28", parse_config_json(json_deep_copy(qwen_window), &c));
+    CHECK(c.sliding_window == 0, "2 layers < max_window_layers 28: every layer is full attention");
+    with(qwen_window, "max_window_layers", json_integer(1));
+    expect_ok("qwen2 window from layer 1", parse_config_json(json_deep_copy(qwen_window), &c));
+    CHECK(c.sliding_window == 32, "qwen2 sliding layer 1: window %d", c.sliding_window);
+    with(qwen_window, "layer_types", json_pack("[s, s]", "full_attention", "full_attention"));
+    expect_ok("qwen2 layer_types", parse_config_json(qwen_window, &c));
+    CHECK(c.sliding_window == 0, "layer_types without sliding_attention: window %d", c.sliding_window);
 }
 
 static void test_generation_config(void) {
@@ -1030,6 +1095,7 @@ int main(void) {
     }
     test_config_valid();
     test_config_errors();
+    test_config_family();
     test_generation_config();
     test_config_load();
     test_safetensors_valid();

@@ -80,10 +80,13 @@ static void check_config_errors(void) {
     expect_open_fails(fixture_dir, 0, ML_ERR_ARG, "tp 0", NULL);
 }
 
-/* Rewrites the fixture's safetensors without one tensor, or with one tensor's dtype renamed. */
-static int write_modified_safetensors(const char *dir, const char *drop, const char *retype, const char *new_dtype) {
+/* Rewrites a fixture's safetensors without one tensor (drop), with one tensor's dtype renamed
+ * (retype), or with a 1-D tensor one element short (shorten). */
+static int write_fixture_safetensors(const char *fixture, const char *dir, const char *drop, const char *retype,
+                                     const char *new_dtype, const char *shorten) {
     char src[600], path[600];
-    ml_test_fixture_path(src, sizeof src, "gqa_tied_bf16/model.safetensors");
+    snprintf(path, sizeof path, "%s/model.safetensors", fixture);
+    ml_test_fixture_path(src, sizeof src, path);
     ml_weight_set st;
     if (ml_safetensors_open_file(src, &st) != ML_OK) return -1;
     json_t *header = json_object();
@@ -91,13 +94,16 @@ static int write_modified_safetensors(const char *dir, const char *drop, const c
     for (int i = 0; i < st.n_tensors; i++) {
         const ml_tensor_view *t = &st.tensors[i];
         if (drop && strcmp(t->name, drop) == 0) continue;
+        int short_one = shorten && strcmp(t->name, shorten) == 0 && t->n_dims == 1;
         json_t *shape = json_array();
-        for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        const char *dtype = (retype && strcmp(t->name, retype) == 0) ? new_dtype : "BF16";
+        for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d] - short_one));
+        const char *dtype = t->dtype == ML_DTYPE_F32 ? "F32" : t->dtype == ML_DTYPE_F16 ? "F16" : "BF16";
+        if (retype && strcmp(t->name, retype) == 0) dtype = new_dtype;
+        size_t n_bytes = t->n_bytes - (short_one ? t->n_bytes / (size_t)t->shape[0] : 0);
         json_object_set_new(header, t->name,
                             json_pack("{s:s,s:o,s:[I,I]}", "dtype", dtype, "shape", shape, "data_offsets",
-                                      (json_int_t)offset, (json_int_t)(offset + t->n_bytes)));
-        offset += t->n_bytes;
+                                      (json_int_t)offset, (json_int_t)(offset + n_bytes)));
+        offset += n_bytes;
     }
     char *text = json_dumps(header, JSON_COMPACT);
     json_decref(header);
@@ -109,12 +115,64 @@ static int write_modified_safetensors(const char *dir, const char *drop, const c
     for (int i = 0; i < st.n_tensors; i++) {
         const ml_tensor_view *t = &st.tensors[i];
         if (drop && strcmp(t->name, drop) == 0) continue;
-        fwrite(t->data, 1, t->n_bytes, f);
+        int short_one = shorten && strcmp(t->name, shorten) == 0 && t->n_dims == 1;
+        fwrite(t->data, 1, t->n_bytes - (short_one ? t->n_bytes / (size_t)t->shape[0] : 0), f);
     }
     fclose(f);
     free(text);
     ml_weight_set_close(&st);
     return 0;
+}
+
+static int write_modified_safetensors(const char *dir, const char *drop, const char *retype, const char *new_dtype) {
+    return write_fixture_safetensors("gqa_tied_bf16", dir, drop, retype, new_dtype, NULL);
+}
+
+static void set_window_64(json_t *c) { json_object_set_new(c, "sliding_window", json_integer(64)); }
+static void clear_attention_bias(json_t *c) { json_object_set_new(c, "attention_bias", json_false()); }
+
+/* Mistral's sliding window and the projections' biases: a context longer than the window, and a
+ * bias that is missing, mis-shaped or not announced by the config, each refused with a message. */
+static void check_family_errors(void) {
+    char dir[512];
+    CHECK(make_variant("mistral_window_bf16", "window", set_window_64, dir, sizeof dir) == 0, "variant");
+    ml_model_params p = ml_model_default_params();
+    p.max_seq_len = 128;
+    ml_model *m = (ml_model *)1;
+    int status = ml_model_open(dir, &p, &m);
+    CHECK(status == ML_ERR_UNSUPPORTED && m == NULL, "window 64, max_seq_len 128: status %d", status);
+    CHECK(strstr(ml_last_error(), "sliding_window 64") && strstr(ml_last_error(), "max_seq_len 128"), "message: %s",
+          ml_last_error());
+    p.max_seq_len = 64; /* at the window: exact, so it opens */
+    status = ml_model_open(dir, &p, &m);
+    CHECK(status == ML_OK, "window 64, max_seq_len 64: %s", ml_last_error());
+    ml_model_close(m);
+    p.max_seq_len = 0; /* the default context stops at the window */
+    status = ml_model_open(dir, &p, &m);
+    CHECK(status == ML_OK, "window 64, default max_seq_len: %s", ml_last_error());
+    if (status == ML_OK) {
+        ml_model_info info;
+        ml_model_get_info(m, &info);
+        CHECK(info.max_seq_len == 64, "default max_seq_len %d with sliding_window 64", info.max_seq_len);
+        ml_model_close(m);
+    }
+
+    CHECK(make_variant("qwen2_bias_bf16", "bias", NULL, dir, sizeof dir) == 0, "variant");
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    CHECK(write_fixture_safetensors("qwen2_bias_bf16", dir, NULL, NULL, NULL, "model.layers.1.self_attn.k_proj.bias") == 0,
+          "write");
+    expect_open_fails(dir, 3, ML_ERR_TENSOR, "model.layers.1.self_attn.k_proj.bias has shape [23]", "[24]");
+    CHECK(write_fixture_safetensors("qwen2_bias_bf16", dir, "model.layers.0.self_attn.q_proj.bias", NULL, NULL, NULL) == 0,
+          "write");
+    expect_open_fails(dir, 2, ML_ERR_TENSOR, "model.layers.0.self_attn.q_proj.bias", "missing");
+    CHECK(write_fixture_safetensors("qwen2_bias_bf16", dir, NULL, "model.layers.0.self_attn.v_proj.bias", "I16", NULL) == 0,
+          "write");
+    expect_open_fails(dir, 1, ML_ERR_TENSOR, "model.layers.0.self_attn.v_proj.bias", "i16");
+
+    CHECK(make_variant("llama_bias_f32", "nobias", clear_attention_bias, dir, sizeof dir) == 0, "variant");
+    expect_open_fails(dir, 2, ML_ERR_TENSOR, "model.layers.0.self_attn.q_proj.bias", "attention_bias");
 }
 
 static void check_tensor_errors(void) {
@@ -322,6 +380,7 @@ int main(void) {
     check_directory_errors();
     check_config_errors();
     check_tensor_errors();
+    check_family_errors();
     check_forward_errors();
     return ml_test_finish("model_errors");
 }

@@ -1,4 +1,5 @@
-/* The model against Hugging Face: logits and greedy tokens of every committed fixture, for
+/* The model against Hugging Face: logits and greedy tokens of every committed fixture (Llama,
+ * Mistral with a sliding window no shorter than the context, Qwen2 and Llama with biases), for
  * every valid tp in {1, 2, 3, 4, 8}, in both activation modes and both KV-cache types.
  *
  * Tolerances (normalised error = max |ours - HF| / max |HF| over all prompt positions):
@@ -16,8 +17,9 @@
 #define ACCURATE_TOLERANCE 1e-4
 #define BF16_TOLERANCE 3e-2
 
-static const char *fixtures[] = {"gqa_tied_bf16", "h9kv3_llama3rope_bf16", "h8kv2_headdim_untied_f32",
-                                 "mha_sharded_bf16", "f16_small"};
+static const char *fixtures[] = {"gqa_tied_bf16",       "h9kv3_llama3rope_bf16", "h8kv2_headdim_untied_f32",
+                                 "mha_sharded_bf16",    "f16_small",             "mistral_window_bf16",
+                                 "qwen2_bias_bf16",     "llama_bias_f32"};
 static const int tps[] = {1, 2, 3, 4, 8};
 
 static ml_model *open_model(const char *dir, int tp, int threads, ml_act_mode act, ml_kv_dtype kv, int max_batch) {

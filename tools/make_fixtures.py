@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Generate the tiny Llama test checkpoints under tests/fixtures/ together with
-Hugging Face transformers float32 reference outputs (reference.bin).
+"""Generate the tiny Llama-family test checkpoints (LlamaForCausalLM, MistralForCausalLM,
+Qwen2ForCausalLM) under tests/fixtures/ together with Hugging Face transformers float32
+reference outputs (reference.bin).
 
     python3 tools/make_fixtures.py            # (re)write tests/fixtures/
     python3 tools/make_fixtures.py --check    # regenerate into a temp dir, compare bytes
@@ -12,7 +13,8 @@ reproduce every file byte for byte, on any core count and SIMD level
 (tools/reproducible.py fixes torch's arithmetic path).  See docs/FIXTURES.md.
 
 How a fixture is made (per fixture, per candidate seed, starting at base_seed):
-  1. Build LlamaConfig; draw every weight with numpy's PCG64 (uniform
+  1. Build the fixture's config class (LlamaConfig, MistralConfig or
+     Qwen2Config); draw every weight and bias with numpy's PCG64 (uniform
      distribution, integer-exact, platform independent) in sorted tensor-name
      order; round to the storage dtype (bf16/f16) and back to float32.
   2. save_pretrained() the storage-dtype model into the fixture directory and
@@ -48,7 +50,8 @@ import tempfile
 import numpy as np
 import torch
 import transformers
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+from transformers import (GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM)
 
 from hf_logits import REF_MAGIC, read_reference, write_reference  # the MLHFREF1 format, written once
 
@@ -63,6 +66,13 @@ REF_VERSION = 1  # what write_reference writes when every prompt position has a 
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
+# model_type: (config class, model class, config keys only that class has, at their fixture defaults)
+ARCHS = {
+    "llama": (LlamaConfig, LlamaForCausalLM, dict(attention_bias=False, mlp_bias=False)),
+    "mistral": (MistralConfig, MistralForCausalLM, {}),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),
+}
+
 
 def llama3_rope(theta, factor, low, high, original):
     return {"rope_type": "llama3", "rope_theta": float(theta), "factor": float(factor),
@@ -75,7 +85,8 @@ def default_rope(theta):
 
 
 def llama_config(vocab, hidden, layers, ffn, heads, kv_heads, head_dim, tied, rope, max_positions, eps):
-    """The LlamaConfig fields a fixture chooses, in the order of the FIXTURES rows."""
+    """The config fields a fixture chooses (LlamaConfig's, which MistralConfig and Qwen2Config
+    share), in the order of the FIXTURES rows."""
     return dict(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, intermediate_size=ffn,
                 num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
                 tie_word_embeddings=tied, rope_parameters=rope, max_position_embeddings=max_positions,
@@ -94,6 +105,7 @@ class Fixture:
     generation_config: dict = None    # extra generation_config.json fields (eos list ...)
     max_shard_size: str = None        # save_pretrained(max_shard_size=...) for sharding
     min_shards: int = 1
+    arch: str = "llama"               # key of ARCHS
 
 
 # config: llama_config(vocab, hidden, layers, ffn, heads, kv_heads, head_dim, tied, rope,
@@ -139,16 +151,43 @@ FIXTURES = [
         config=llama_config(128, 64, 1, 128, 4, 1, 16, True, default_rope(10000.0), 64, 1e-5),
         generation_config=dict(eos_token_id=[2, 5, 7]),
     ),
+    Fixture(
+        name="mistral_window_bf16",
+        covers="MistralForCausalLM, GQA (6 heads / 2 KV heads), untied, bf16, sliding_window 128 "
+               "= max_position_embeddings (the engine runs it exactly at max_seq_len <= 128)",
+        base_seed=6000, storage="bfloat16", arch="mistral",
+        config=dict(llama_config(192, 96, 2, 160, 6, 2, 16, False, default_rope(10000.0), 128, 1e-5),
+                    sliding_window=128),
+    ),
+    Fixture(
+        name="qwen2_bias_bf16",
+        covers="Qwen2ForCausalLM: q/k/v biases (no o bias), 9 heads / 3 KV heads (tp 4 replicates "
+               "KV heads with their biases), tied, bf16, rope_theta 1000000, rms_norm_eps 1e-6, "
+               "use_sliding_window false",
+        base_seed=7000, storage="bfloat16", arch="qwen2",
+        config=dict(llama_config(192, 72, 2, 144, 9, 3, 8, True, default_rope(1000000.0), 128, 1e-6),
+                    use_sliding_window=False),
+    ),
+    Fixture(
+        name="llama_bias_f32",
+        covers="LlamaForCausalLM with attention_bias (q/k/v/o biases) and mlp_bias (gate/up/down), "
+               "6 heads / 3 KV heads, untied, float32; row-parallel o/down biases added once "
+               "after the all-reduce",
+        base_seed=8000, storage="float32",
+        config=dict(llama_config(128, 48, 2, 96, 6, 3, 8, False, default_rope(10000.0), 128, 1e-5),
+                    attention_bias=True, mlp_bias=True),
+    ),
 ]
 
 COMMON_CONFIG = dict(bos_token_id=1, eos_token_id=2, pad_token_id=None, hidden_act="silu",
-                     attention_bias=False, mlp_bias=False, initializer_range=0.15)
+                     initializer_range=0.15)
 
 README_TEXT = """\
 # Test fixtures (generated)
 
 Every file below this directory is generated by `tools/make_fixtures.py` (tiny random
-`LlamaForCausalLM` checkpoints written by Hugging Face transformers, plus `reference.bin`
+Llama-family checkpoints (`LlamaForCausalLM`, `MistralForCausalLM`, `Qwen2ForCausalLM`)
+written by Hugging Face transformers, plus `reference.bin`
 with HF float32 reference logits and greedy tokens); do not edit anything here by hand.
 Regenerate with `python3 tools/make_fixtures.py` and verify with
 `python3 tools/make_fixtures.py --check` (needs `tools/requirements-reference.txt`);
@@ -182,7 +221,11 @@ def draw_weights(model, storage, seed):
     state = {}
     for name, p in sorted(model.named_parameters()):  # tied lm_head is not a separate param
         shape = tuple(p.shape)
-        if name.endswith("norm.weight"):
+        if name.endswith(".bias"):
+            # q/k biases large enough that RoPE of a wrongly placed bias shows
+            a = (0.5 if ("q_proj" in name or "k_proj" in name) else 0.2) * np.sqrt(3.0)
+            w = (2.0 * rng.random(shape) - 1.0) * a
+        elif name.endswith("norm.weight"):
             lo, hi = 0.8, 1.2                       # RMSNorm gains around 1
             u = rng.random(shape)
             w = lo + (hi - lo) * u
@@ -234,9 +277,10 @@ def eos_ids(fx):
 
 def try_seed(fx, seed, out_dir):
     """Builds, saves and evaluates one candidate. Returns (ok, info)."""
-    cfg = LlamaConfig(**COMMON_CONFIG, **fx.config)
+    config_class, model_class, arch_defaults = ARCHS[fx.arch]
+    cfg = config_class(**{**COMMON_CONFIG, **arch_defaults, **fx.config})
     torch.manual_seed(seed)  # HF init runs first; every value is then overwritten
-    model = LlamaForCausalLM(cfg).eval()
+    model = model_class(cfg).eval()
     state = draw_weights(model, fx.storage, seed)
 
     # Save in the storage dtype.
@@ -253,7 +297,7 @@ def try_seed(fx, seed, out_dir):
     del model
 
     # Reload in float32 exactly as a user would, check it holds the same values.
-    ref = LlamaForCausalLM.from_pretrained(out_dir, dtype=torch.float32,
+    ref = model_class.from_pretrained(out_dir, dtype=torch.float32,
                                            attn_implementation="eager").eval()
     # generate() fills unset fields from the model's generation_config: clear EOS
     # there so that exactly N_GENERATED tokens come out.

@@ -25,11 +25,11 @@ def test_unsupported_architecture(tiny_models, tmp_path):
     for name in os.listdir(path):
         shutil.copy(os.path.join(path, name), tmp_path)
     config = json.load(open(tmp_path / "config.json"))
-    config["architectures"], config["model_type"] = ["MistralForCausalLM"], "mistral"
+    config["architectures"], config["model_type"] = ["GemmaForCausalLM"], "gemma"
     json.dump(config, open(tmp_path / "config.json", "w"))
     with pytest.raises(meshllama.MeshllamaError) as e:
         meshllama.from_pretrained(tmp_path)
-    assert "config.json" in str(e.value) and ("Mistral" in str(e.value) or "mistral" in str(e.value))
+    assert "config.json" in str(e.value) and "gemma" in str(e.value)
 
 
 def test_bad_tp(tiny_models):
@@ -142,7 +142,7 @@ def test_build_model_wrong_shape_names_the_tensor(tiny_models):
 def test_build_model_unsupported_architecture(tiny_models):
     hf_model, _, _ = tiny_models("mha_f32")
     text = json.loads(hf_model.config.to_json_string())
-    text.update(architectures=["MistralForCausalLM"], model_type="mistral")
+    text.update(architectures=["GemmaForCausalLM"], model_type="gemma")
 
     class Config:
         def to_json_string(self):
@@ -154,7 +154,7 @@ def test_build_model_unsupported_architecture(tiny_models):
 
     with pytest.raises(meshllama.MeshllamaError) as e:
         meshllama.build_model(Fake(), 1, 32)
-    assert "istral" in str(e.value)
+    assert "gemma" in str(e.value)
 
 
 def test_build_model_not_a_model():
