@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, GenerationMixin, LlamaConfig, PreTrainedModel
+from transformers import AutoConfig, GenerationConfig, GenerationMixin, LlamaConfig, PreTrainedModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -192,6 +192,10 @@ class MeshllamaForCausalLM(PreTrainedModel, GenerationMixin):
     # torch's intra-op threads while generate() runs (None: leave torch's setting alone); see
     # _torch_intra_op_threads and docs/PYTHON.md "Threads"
     generate_torch_threads = 1
+    # the engine's attention is its own: whichever implementation the HF model was loaded with
+    # (sdpa is transformers' default) is accepted rather than refused at __init__
+    _supports_sdpa = True
+    _supports_flex_attn = True
 
     def __init__(self, engine, config=None, generation_config=None):
         super().__init__(config if config is not None else _config_from_info(engine.info))
@@ -368,7 +372,7 @@ def _as_numpy(value):
 def _hf_config(path):
     try:
         if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
-            config = LlamaConfig.from_pretrained(path)
+            config = AutoConfig.from_pretrained(path)  # LlamaConfig, MistralConfig or Qwen2Config
             gen = None
             if os.path.exists(os.path.join(path, "generation_config.json")):
                 gen = GenerationConfig.from_pretrained(path)
@@ -444,14 +448,17 @@ def _tensor_table(hf_model):
 
 def build_model(hf_model, device=None, max_seq_len=0, *, max_batch=DEFAULT_MAX_BATCH):
     """The seed's API: a meshllama model over `device` (a Mesh or an int tp) from a loaded
-    Hugging Face LlamaForCausalLM, reading the HF model's own tensors in place (no checkpoint on
-    disk; bf16/f16/f32 tensors are not copied except the row-parallel slices each device packs).
-    The HF model's weights must stay alive and unchanged while the returned model lives (it keeps
-    references to them). max_seq_len 0: min(the config's context, 4096)."""
+    Hugging Face LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM (their biases included,
+    as the config announces them; a Mistral sliding window must be at least max_seq_len), reading
+    the HF model's own tensors in place (no checkpoint on disk; bf16/f16/f32 tensors are not
+    copied except the row-parallel slices each device packs). The HF model's weights must stay
+    alive and unchanged while the returned model lives (it keeps references to them).
+    max_seq_len 0: min(the config's context, 4096, the sliding window if any)."""
     mesh = Mesh.of(device)
     config = getattr(hf_model, "config", None)
     if config is None or not hasattr(hf_model, "state_dict"):
-        raise TypeError(f"build_model: expected a transformers LlamaForCausalLM, got {type(hf_model).__name__}")
+        raise TypeError("build_model: expected a transformers LlamaForCausalLM, MistralForCausalLM or "
+                        f"Qwen2ForCausalLM, got {type(hf_model).__name__}")
     config_json = config.to_json_string().encode()
     table, n, keep = _tensor_table(hf_model)
     source = f"{type(hf_model).__name__}({getattr(config, '_name_or_path', '') or 'in memory'})".encode()

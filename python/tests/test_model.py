@@ -1,5 +1,5 @@
 """meshllama.build_model(hf_model, ...) as a Hugging Face causal LM against Hugging Face itself
-on tiny random Llamas: logits within 1e-4 (max |ours - HF| / max |HF|, accurate mode) at tp 1-4,
+on tiny random Llamas, Mistrals and Qwen2s (conftest.TINY): logits within 1e-4 (max |ours - HF| / max |HF|, accurate mode) at tp 1-4,
 generate() token for token (greedy and seeded sampling through HF's processors), a left-padded
 batch, the seed's teacher-forcing loop with past_key_values, and prefill_decode; and the same
 checkpoints through from_pretrained on their saved directories."""
@@ -61,7 +61,9 @@ def test_prefill_logits_match_hf(tiny_models, name, tp):
     assert normalized_error(got, want) < TOL, (name, tp, n_heads)
 
 
-@pytest.mark.parametrize("name, tp", [("gqa_tied_bf16", 2), ("mqa_untied_f32", 3), ("headdim32_untied_f32", 1)])
+@pytest.mark.parametrize("name, tp", [("gqa_tied_bf16", 2), ("mqa_untied_f32", 3), ("headdim32_untied_f32", 1),
+                                      ("mistral_window_bf16", 4), ("mistral_nowindow_f32", 2),
+                                      ("qwen2_bias_bf16", 3), ("llama_bias_f32", 4)])
 def test_greedy_generate_matches_hf(tiny_models, name, tp):
     model, reference = open_model(tiny_models, name, tp)
     ids = torch.tensor([PROMPT])
