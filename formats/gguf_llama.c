@@ -222,7 +222,7 @@ int ml_gguf_llama_config(const ml_gguf *g, ml_config *out) {
     ML_TRY(ml_gguf_get_string(g, "general.architecture", &arch, NULL));
     if (strcmp(arch, "llama") != 0) {
         return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"general.architecture\": expected \"llama\", found \"%.40s\" "
-                            "(unsupported architecture)", g->source, arch);
+                            "(unsupported architecture; Mistral and Qwen2 run from their Hugging Face checkpoints)", g->source, arch);
     }
     if (ml_gguf_find(g, "llama.expert_count")) {
         int64_t experts = 0;
@@ -454,7 +454,8 @@ static int check_extra_tensors(const builder *b) {
         }
         size_t length = strlen(name);
         if (length > 5 && strcmp(name + length - 5, ".bias") == 0) {
-            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\": bias terms are not supported", g->source, name);
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\": bias terms are not supported in GGUF files "
+                                "(they are in Hugging Face checkpoints)", g->source, name);
         }
     }
     return ML_OK;

@@ -30,6 +30,15 @@ for fixture in h9kv3_llama3rope_bf16 gqa_tied_bf16 mha_sharded_bf16; do
     done
 done
 
+# biases over ranks (each rank's column-parallel bias rows; o/down biases once after the
+# all-reduce on every rank's replica of the residual stream): HF's greedy tokens at np 3
+for fixture in llama_bias_f32 qwen2_bias_bf16; do
+    dir=$fixtures/$fixture
+    read -r prompt expected < <(reference_ids "$dir/reference.bin" " ")
+    got=$(timeout 120 "${mpi[@]}" 3 "$bin" run -m "$dir" --prompt-ids "$prompt" -n 16 --ignore-eos -t 1 2>"$tmp/err")
+    if [ "$got" = "$expected" ]; then pass; else fail "$fixture np 3: mpi '$got', HF '$expected' ($(cat "$tmp/err"))"; fi
+done
+
 # quantised GGUFs (kept in blocks; np 3 cuts some row-parallel columns inside a block, which then
 # fall back to f32 on every rank): the threads backend's tokens at tp np, and its weight dtype
 # (kquant_mix: every block type incl. the K-quants; np 2 keeps all blocks whole, np 3 cuts)

@@ -899,6 +899,7 @@ static void test_mapping(void) {
     }
     tiny_error("no vocab size", (tiny_spec){.skip_key = "llama.vocab_size"}, ML_ERR_CONFIG, 1, "llama.vocab_size");
     tiny_error("architecture gpt2", (tiny_spec){.arch = "gpt2"}, ML_ERR_UNSUPPORTED, 1, "\"gpt2\"");
+    tiny_error("architecture qwen2", (tiny_spec){.arch = "qwen2"}, ML_ERR_UNSUPPORTED, 1, "found \"qwen2\"");
     tiny_error("kv heads 3", (tiny_spec){.kv_heads = 3}, ML_ERR_CONFIG, 1, "head_count_kv");
     tiny_error("q shape", (tiny_spec){.reshape = "blk.0.attn_q.weight"}, ML_ERR_TENSOR, 2,
                "tensor \"blk.0.attn_q.weight\" (model.layers.0.self_attn.q_proj.weight) has ne [32, 33]");
