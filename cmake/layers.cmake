@@ -34,7 +34,10 @@ endfunction()
 # chooses at run time).
 function(meshllama_isa_options sources)
   foreach(src ${sources})
-    if(src MATCHES "_avx512\\.c$")
+    if(src MATCHES "_avx512vnni\\.c$")
+      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
+        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mfma;-mf16c;-mavx2")
+    elseif(src MATCHES "_avx512\\.c$")
       set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
         "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512bf16;-mfma;-mf16c;-mavx2")
     elseif(src MATCHES "_avx2\\.c$")

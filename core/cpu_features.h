@@ -6,6 +6,7 @@ typedef struct {
     int avx2_fma;     /* AVX2 + FMA + F16C */
     int avx512;       /* AVX-512 F, BW, VL, DQ */
     int avx512_bf16;  /* AVX512_BF16 (vdpbf16ps) */
+    int avx512_vnni;  /* AVX512_VNNI (vpdpbusd) */
 } ml_cpu_features;
 
 ml_cpu_features ml_cpu_detect(void);

@@ -20,8 +20,10 @@
  * Fast mode: a job's x_bf16 holds the bf16 activations and x the same values widened to f32
  * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
  * matmul_f32_bf16 on x gives the same bits as matmul_bf16_bf16 on x_bf16 without widening x in the
- * inner loop, so x_bf16 is used only where bf16_dot_product is set. Quantised weights take the
- * float32 x in both modes (the bf16-rounded values, widened): no int8 activations. */
+ * inner loop, so x_bf16 is used only where bf16_dot_product is set. Weights with int8 products
+ * (Q8_0, Q4_0, Q4_1: ml_q8_supports) take x_q8, the same activations quantised to int8 blocks
+ * (forward.c quantises them where it rounds them to bf16), through matmul_q8_blocks; other
+ * quantised weights take the float32 x in both modes (the bf16-rounded values, widened). */
 #include "core/error.h"
 #include "model/model_internal.h"
 
@@ -63,6 +65,11 @@ static void multiply(const matmul_plan *plan, const row_task *rt, const ml_matmu
     if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16 && (k->bf16_dot_product || !job->x)) {
         k->matmul_bf16_bf16(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data, job->n_in,
                             n_tok, rt->row_begin, rt->row_end);
+        return;
+    }
+    if (job->x_q8 && ml_q8_supports(job->w.dtype)) {
+        k->matmul_q8_blocks(job->w.dtype, y, job->ldy, job->x_q8 + (size_t)tok_begin * job->ldx_q8, job->ldx_q8,
+                            job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         return;
     }
     const float *x = job->x + (size_t)tok_begin * job->ldx;

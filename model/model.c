@@ -72,6 +72,22 @@ static int check_window(const ml_model *m) {
                         m->checkpoint.path, m->params.max_seq_len, window, window);
 }
 
+/* Some projection or LM head of this process has an int8 product (fast mode then quantises
+ * the activations too). */
+static int any_int8_weights(const ml_model *m) {
+    for (int d = 0; d < m->mesh->n_local; d++) {
+        const ml_device *dev = &m->devices[d];
+        if (ml_q8_supports(dev->lm_head.dtype)) return 1;
+        for (int l = 0; l < m->config.n_layers; l++) {
+            const ml_layer_slice *w = &dev->layers[l];
+            const ml_weight *all[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                if (ml_q8_supports(all[i]->dtype)) return 1;
+        }
+    }
+    return 0;
+}
+
 static int alloc_device_buffers(ml_model *m, ml_device *dev) {
     const ml_config *c = &m->config;
     const ml_shard *s = &dev->shard;
@@ -89,6 +105,10 @@ static int alloc_device_buffers(ml_model *m, ml_device *dev) {
     dev->act_bf16 = ml_alloc(chunk * widest * sizeof(uint16_t), "bf16 activations");
     if (!dev->q || !dev->k || !dev->v || !dev->attn || !dev->gate || !dev->up || !dev->partial || !dev->act_bf16)
         return ML_ERR_NOMEM;
+    if (m->act_q8) {
+        dev->act_q8 = ml_alloc(chunk * ml_q8_row_bytes((int)widest), "int8 activations");
+        if (!dev->act_q8) return ML_ERR_NOMEM;
+    }
     size_t element = m->params.kv_dtype == ML_KV_BF16 ? 2 : 4;
     size_t cells = (size_t)c->n_layers * (size_t)m->params.max_batch * (size_t)s->kv_head_count *
                    (size_t)m->params.max_seq_len * hd;
@@ -110,6 +130,7 @@ static void free_device_buffers(ml_device *dev) {
     ml_free(dev->up);
     ml_free(dev->partial);
     ml_free(dev->act_bf16);
+    ml_free(dev->act_q8);
     ml_free_pages(dev->k_cache, dev->cache_bytes);
     ml_free_pages(dev->v_cache, dev->cache_bytes);
 }
@@ -170,6 +191,11 @@ static int open_local(ml_model *m, const ml_model_source *src, const ml_model_pa
     ML_TRY(alloc_model_buffers(m));
     ML_TRY(ml_model_load_weights(m));
     ML_TRY(check_files(m));
+    m->act_q8 = m->params.act_mode == ML_ACT_FAST && any_int8_weights(m);
+    if (m->act_q8) {
+        m->xn_q8 = ml_alloc(ML_CHUNK_TOKENS * ml_q8_row_bytes(c->hidden_size), "int8 normed activations");
+        if (!m->xn_q8) return ML_ERR_NOMEM;
+    }
     for (int d = 0; d < m->mesh->n_local; d++) ML_TRY(alloc_device_buffers(m, &m->devices[d]));
     return ml_rope_tables_build(c, m->params.max_seq_len, &m->rope_cos, &m->rope_sin);
 }
@@ -266,6 +292,7 @@ void ml_model_close(ml_model *m) {
     ml_free(m->x);
     ml_free(m->xn);
     ml_free(m->xn_bf16);
+    ml_free(m->xn_q8);
     ml_free(m->reduced);
     ml_free(m->attn_scratch);
     ml_free(m->slot_length);

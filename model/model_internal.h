@@ -65,6 +65,8 @@ typedef struct {
     float *up;              /* [chunk, ffn_count] */
     float *partial;         /* [chunk, hidden] row-parallel partial sums */
     uint16_t *act_bf16;     /* [chunk, max(q_count * head_dim, ffn_count)] fast-mode matmul input */
+    uint8_t *act_q8;        /* the same as int8 blocks (rows ml_q8_row_bytes(width) apart) where
+                             * model->act_q8, else NULL */
 } ml_device;
 
 struct ml_model {
@@ -102,6 +104,9 @@ struct ml_model {
     float *x;                        /* [chunk, hidden] residual stream */
     float *xn;                       /* [chunk, hidden] normed input of a sublayer */
     uint16_t *xn_bf16;               /* [chunk, hidden] fast mode */
+    int act_q8;                      /* fast mode and some projection has int8 products (ml_q8_supports):
+                                      * matmul inputs are also quantised to int8 blocks */
+    uint8_t *xn_q8;                  /* [chunk, ml_q8_row_bytes(hidden)] where act_q8, else NULL */
     float *reduced;                  /* [chunk, hidden] all-reduce result */
     float *attn_scratch;             /* [n_threads, max_seq_len] attention scores */
     ml_hidden_callback hidden_callback; /* named intermediates (--dump-layers), or NULL */
@@ -148,6 +153,9 @@ typedef struct {
     const float *x;          /* [n_tok, ldx] float32 input (accurate mode, or non-bf16 weights) */
     const uint16_t *x_bf16;  /* [n_tok, ldx] bf16 input; used instead of x for bf16 weights when set */
     size_t ldx;
+    const uint8_t *x_q8;     /* [n_tok] int8 block rows, ldx_q8 bytes apart (fast mode); used instead
+                              * of x for weights with int8 products when set */
+    size_t ldx_q8;
     float *y;                /* [n_tok, ldy] */
     size_t ldy;
     int n_tok;

@@ -7,13 +7,19 @@
  * (memcmp: the quantised kernels promise the bits of the float32 path on the dequantised
  * matrix, docs/GGUF.md; the error is printed too) at tp 1, 2 and a tp whose row-parallel
  * columns cut a block (those matrices fall back to float32),
- * in accurate and fast mode, with the held dtype and bytes reported by ml_model_get_info. */
+ * in accurate and fast mode, with the held dtype and bytes reported by ml_model_get_info.
+ * Except fast mode on Q8_0/Q4_0/Q4_1 matrices: there the activations are quantised to int8
+ * (backend/cpu/kernels.h, matmul_q8_blocks), so the logits must differ from the float32 path
+ * (the int8 products ran) by no more than int8 rounding: observed 2-4e-2 normalised on these
+ * files; TOL_INT8_LOGITS leaves a 2.5x margin and still fails a wrong scale or lost block. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "meshllama.h"
 #include "test_util.h"
+
+#define TOL_INT8_LOGITS 0.1
 
 static float *prompt_logits(const char *path, int tp, const ml_test_reference *ref) {
     ml_model_params p = ml_model_default_params();
@@ -110,8 +116,8 @@ static int run_quant(const char *path, int tp, int fast, int dequantize, quant_r
 }
 
 /* kept_dtype: what get_info must report for the kept model ("mixed" where a row-parallel
- * matrix fell back to float32). */
-static void compare_dequantized(const char *path, int tp, int fast, const char *kept_dtype) {
+ * matrix fell back to float32). int8: fast mode runs int8 products on some of its matrices. */
+static void compare_dequantized_int8(const char *path, int tp, int fast, const char *kept_dtype, int int8) {
     quant_run kept, plain;
     int ok = run_quant(path, tp, fast, 0, &kept) == 0 && run_quant(path, tp, fast, 1, &plain) == 0;
     if (ok && kept.vocab == plain.vocab) {
@@ -122,8 +128,13 @@ static void compare_dequantized(const char *path, int tp, int fast, const char *
         printf("%-36s tp %d %-8s %-5s vs dequantised: %.2e%s, %.0f vs %.0f weight bytes\n", name, tp,
                fast ? "fast" : "accurate", kept.weight_dtype, err, identical ? " (identical bits)" : "",
                kept.matmul_bytes, plain.matmul_bytes);
-        CHECK(identical, "%s tp %d%s: kept-quantised logits differ from the dequantised ones (%.3e normalised)", path,
-              tp, fast ? " fast" : "", err);
+        if (fast && int8)
+            CHECK(!identical && err <= TOL_INT8_LOGITS,
+                  "%s tp %d fast: int8 logits %s the float32 ones (%.3e normalised, tolerance %.1g)", path, tp,
+                  identical ? "equal (int8 products not used?)" : "too far from", err, TOL_INT8_LOGITS);
+        else
+            CHECK(identical, "%s tp %d%s: kept-quantised logits differ from the dequantised ones (%.3e normalised)",
+                  path, tp, fast ? " fast" : "", err);
         CHECK(strcmp(kept.weight_dtype, kept_dtype) == 0 && strcmp(plain.weight_dtype, "f32") == 0,
               "%s tp %d: weight dtype %s (want %s), dequantised %s", path, tp, kept.weight_dtype, kept_dtype,
               plain.weight_dtype);
@@ -136,16 +147,21 @@ static void compare_dequantized(const char *path, int tp, int fast, const char *
     free(plain.logits);
 }
 
+/* Files without int8-product matrices (K-quants), or accurate mode. */
+static void compare_dequantized(const char *path, int tp, int fast, const char *kept_dtype) {
+    compare_dequantized_int8(path, tp, fast, kept_dtype, 0);
+}
+
 static void test_kept_quantised(void) {
     char path[512];
     ml_test_fixture_path(path, sizeof path, "gguf/gqa_tied_q8_0.gguf"); /* hidden 96, ffn 160: 5 blocks */
     compare_dequantized(path, 1, 0, "q8_0");
     compare_dequantized(path, 2, 0, "mixed"); /* ffn 80 + 80: down_proj falls back to f32 */
-    compare_dequantized(path, 2, 1, "mixed");
+    compare_dequantized_int8(path, 2, 1, "mixed", 1);
     ml_test_fixture_path(path, sizeof path, "gguf/h8kv2_headdim_untied_q8_0.gguf"); /* head_dim 24, ffn 128 */
     compare_dequantized(path, 1, 0, "q8_0");
     compare_dequantized(path, 2, 0, "q8_0"); /* o columns 96 + 96, ffn 64 + 64: all blocks whole */
-    compare_dequantized(path, 2, 1, "q8_0");
+    compare_dequantized_int8(path, 2, 1, "q8_0", 1);
     compare_dequantized(path, 3, 0, "mixed");
     ml_test_fixture_path(path, sizeof path, "gguf/tiny_q4_1_llama3.gguf"); /* Q4_1, Q8_0 embedding, ffn 32 */
     compare_dequantized(path, 1, 0, "q4_1");
@@ -166,7 +182,7 @@ static void test_kept_quantised(void) {
     if (ml_test_default_model(model, sizeof model) != 0) return;
     compare_dequantized(model, 1, 0, "q4_1");
     compare_dequantized(model, 2, 0, "q4_1");
-    compare_dequantized(model, 2, 1, "q4_1");
+    compare_dequantized_int8(model, 2, 1, "q4_1", 1);
     const char *quick = getenv("MESHLLAMA_QUICK");
     if (!quick || strcmp(quick, "1") != 0) compare_dequantized(model, 5, 0, "mixed"); /* ffn 1536 / 5 */
 }

@@ -31,7 +31,7 @@ const ml_cpu_kernels *ml_cpu_kernels_variant(const char *name) {
     /* The AVX-512 files are also built with -mavx2 -mfma -mf16c, which every AVX-512 CPU has. */
     if (strcmp(name, "avx512") == 0) return f.avx512 && f.avx2_fma ? &ml_cpu_kernels_avx512 : NULL;
     if (strcmp(name, "avx512bf16") == 0)
-        return f.avx512 && f.avx512_bf16 && f.avx2_fma ? &ml_cpu_kernels_avx512bf16 : NULL;
+        return f.avx512 && f.avx512_bf16 && f.avx512_vnni && f.avx2_fma ? &ml_cpu_kernels_avx512bf16 : NULL;
     return NULL;
 }
 

@@ -57,6 +57,20 @@ typedef struct {
      * matmul_f32_f32 must not use ml_cpu_scratch itself. */
     void (*matmul_f32_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
                               int n_in, int n_tok, int row_begin, int row_end);
+    /* Fast mode on block-quantised weights (the types of ml_q8_supports): the activations are
+     * quantised to int8 per block of ML_Q8_BLOCK values by quantize_q8 (n a multiple of the
+     * block; the blocks are independent, so a row may be quantised in pieces), each block
+     * ML_Q8_BLOCK_BYTES: [32 int8 q][float d][int32 sum of q], d = max|x| / 127 of the block,
+     * q = x / d rounded to nearest even (x ~ d * q). Then
+     * matmul_q8_blocks, for each output (x: [n_tok] such rows, ldx bytes apart):
+     *   acc = 0; for each block b in order: acc = fma(isum_b, d_w * d_x, acc)
+     *   and for Q4_1 also acc = fma(sum_x, m_w * d_x, acc)
+     * with isum_b the exact integer dot product of the block's weight integers (Q4_0: q - 8;
+     * Q4_1: q, its m apart) and x's int8 values. The integer sums are exact, so every variant
+     * gives the same bits, whatever the split of rows and tokens. */
+    void (*quantize_q8)(uint8_t *out, const float *x, int n);
+    void (*matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx, const uint8_t *w,
+                             int n_in, int n_tok, int row_begin, int row_end);
 
     /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).
      * out, x, weight: [n]; out may equal x. */
@@ -93,6 +107,13 @@ typedef struct {
     /* The same for the block types of matmul_f32_blocks: n a multiple of the type's block. */
     void (*blocks_to_f32)(ml_dtype dtype, float *out, const uint8_t *in, size_t n);
 } ml_cpu_kernels;
+
+/* The int8 activations of quantize_q8 / matmul_q8_blocks: block size, which weight types have
+ * the integer product, and where one token's row keeps its scales and sums. */
+#define ML_Q8_BLOCK 32
+#define ML_Q8_BLOCK_BYTES 40 /* q at 0, d at 32, sum at 36 */
+int ml_q8_supports(ml_dtype w_dtype);
+static inline size_t ml_q8_row_bytes(int n_in) { return (size_t)(n_in / ML_Q8_BLOCK) * ML_Q8_BLOCK_BYTES; }
 
 /* The best table for this CPU. The environment variable MESHLLAMA_ISA (scalar, avx2, avx512,
  * avx512bf16) forces a variant when the CPU supports it. */

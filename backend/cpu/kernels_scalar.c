@@ -218,5 +218,7 @@ const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .matmul_bf16_bf16 = matmul_bf16_bf16,
     ML_CPU_KERNEL_ENTRIES,
     .matmul_f32_blocks = ml_scalar_matmul_f32_blocks,
+    .quantize_q8 = ml_scalar_quantize_q8,
+    .matmul_q8_blocks = ml_scalar_matmul_q8_blocks,
     .blocks_to_f32 = ml_scalar_blocks_to_f32,
 };

@@ -1,0 +1,13 @@
+/* The int8 products of fast mode with AVX2 (kernels_int8_vector.h): the four products per lane
+ * by vpmaddubsw (pairs, into int16; no saturation with these operands) then vpmaddwd by 1.
+ * Also the AVX-512 table's (the instruction that does it in one step, vpdpbusd, is in
+ * kernels_int8_avx512vnni.c). */
+#include "backend/cpu/kernels_internal.h"
+
+#define Q8_PREFIX(name) ml_avx2_##name
+#define Q8_DOT(acc, u, s) \
+    _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
+
+#define Q8_OFFSET_SIGNED 0
+
+#include "backend/cpu/kernels_int8_vector.h"

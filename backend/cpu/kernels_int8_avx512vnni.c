@@ -1,0 +1,11 @@
+/* The int8 products of fast mode with AVX512_VNNI (kernels_int8_vector.h): the four products
+ * per lane and their sum in one vpdpbusd on 256-bit vectors (AVX512VL). The avx512bf16 table
+ * uses these: every CPU with AVX512_BF16 has AVX512_VNNI (and dispatch.c checks it). */
+#include "backend/cpu/kernels_internal.h"
+
+#define Q8_PREFIX(name) ml_avx512vnni_##name
+#define Q8_DOT(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+
+#define Q8_OFFSET_SIGNED 1
+
+#include "backend/cpu/kernels_int8_vector.h"

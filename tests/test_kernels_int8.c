@@ -1,0 +1,246 @@
+/* The int8 products of fast mode (kernels.h: quantize_q8, matmul_q8_blocks): the scalar
+ * reference on hand-computed cases, then every variant the CPU has against it bit for bit
+ * (the contract promises equal bits: integer block sums are exact and the float operations
+ * are the same), on seeded random data at awkward sizes, row splits and token counts; and the
+ * size of the int8 error against the float32 product of the dequantised weights. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "core/dtype.h"
+#include "core/numeric.h"
+#include "test_util.h"
+
+/* The int8 error bound, per output: each activation moves by at most half its block's step d_x
+ * (plus 1% for the rounding of d_x and x / d_x), so |y - exact| <= sum_i |w_i| d_x(i) / 2 * 1.01,
+ * plus float32 accumulation, bounded by 1e-5 of sum_i |w_i x_i|. The test reports the worst
+ * ratio of error to bound (<= 1 passes); a wrong scale, offset or lost block breaks it by far. */
+
+static const ml_dtype types[] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1};
+static const char *const type_names[] = {"q8_0", "q4_0", "q4_1"};
+enum { N_TYPES = 3 };
+
+/* A normal f16 of either sign with magnitude in [2^-7, 2^1). */
+static uint16_t random_f16(ml_test_rng *rng) {
+    unsigned sign = ml_test_uniform(rng, 0.0f, 1.0f) < 0.5f ? 0x8000u : 0u;
+    unsigned exponent = 8u + (unsigned)ml_test_uniform(rng, 0.0f, 8.0f);
+    unsigned mantissa = (unsigned)ml_test_uniform(rng, 0.0f, 1024.0f) & 0x3ffu;
+    return (uint16_t)(sign | exponent << 10 | mantissa);
+}
+
+static void fill_blocks(ml_test_rng *rng, ml_dtype dtype, uint8_t *w, size_t n_blocks) {
+    size_t block_bytes = ml_dtype_block_bytes(dtype);
+    for (size_t b = 0; b < n_blocks; b++) {
+        uint8_t *block = w + b * block_bytes;
+        for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)ml_test_uniform(rng, 0.0f, 256.0f);
+        uint16_t d = random_f16(rng), m = random_f16(rng);
+        memcpy(block, &d, 2);
+        if (dtype == ML_DTYPE_Q4_1) memcpy(block + 2, &m, 2);
+    }
+}
+
+/* The dequantised weight i of a block, written here from the ggml layouts (core/dtype.h). */
+static float dequantised(ml_dtype dtype, const uint8_t *block, int i) {
+    uint16_t h;
+    memcpy(&h, block, 2);
+    float d = ml_f16_to_f32(h);
+    if (dtype == ML_DTYPE_Q8_0) return d * (float)(int8_t)block[2 + i];
+    const uint8_t *nibbles = block + (dtype == ML_DTYPE_Q4_1 ? 4 : 2);
+    int q = i < 16 ? nibbles[i] & 15 : nibbles[i - 16] >> 4;
+    if (dtype == ML_DTYPE_Q4_0) return d * (float)(q - 8);
+    memcpy(&h, block + 2, 2);
+    return d * (float)q + ml_f16_to_f32(h);
+}
+
+static float row_scale(const uint8_t *row, int b) {
+    float d;
+    memcpy(&d, row + (size_t)b * ML_Q8_BLOCK_BYTES + 32, sizeof d);
+    return d;
+}
+
+static int32_t row_sum(const uint8_t *row, int b) {
+    int32_t s;
+    memcpy(&s, row + (size_t)b * ML_Q8_BLOCK_BYTES + 36, sizeof s);
+    return s;
+}
+
+static void test_reference_by_hand(void) {
+    const ml_cpu_kernels *k = &ml_cpu_kernels_scalar;
+    /* a block whose largest value is 127: d = 1, q = x rounded to nearest even */
+    float x[64];
+    for (int i = 0; i < 32; i++) x[i] = (float)(i - 16);
+    x[0] = -127.0f;
+    x[1] = 2.5f;  /* tie: to 2 */
+    x[2] = 3.5f;  /* tie: to 4 */
+    x[3] = -2.5f; /* tie: to -2 */
+    for (int i = 32; i < 64; i++) x[i] = 0.0f; /* all-zero block: d = 0, q = 0 */
+    uint8_t *row = malloc(ml_q8_row_bytes(64));
+    k->quantize_q8(row, x, 64);
+    int8_t q[32];
+    memcpy(q, row, 32);
+    CHECK(row_scale(row, 0) == 1.0f, "scale of a block with max 127: %g", row_scale(row, 0));
+    CHECK(q[0] == -127 && q[1] == 2 && q[2] == 4 && q[3] == -2 && q[20] == 4, "q = %d %d %d %d %d", q[0], q[1], q[2],
+          q[3], q[20]);
+    int32_t want_sum = -127 + 2 + 4 - 2;
+    for (int i = 4; i < 32; i++) want_sum += i - 16;
+    CHECK(row_sum(row, 0) == want_sum, "sum %d, want %d", row_sum(row, 0), want_sum);
+    CHECK(row_scale(row, 1) == 0.0f && row_sum(row, 1) == 0, "zero block: d %g sum %d", row_scale(row, 1),
+          row_sum(row, 1));
+    /* one row of each type with scale 0.5 (f16 0x3800); Q4_1 with m = 0.25 (0x3400), against
+     * the first block of x alone */
+    uint8_t *row32 = malloc(ml_q8_row_bytes(32));
+    k->quantize_q8(row32, x, 32);
+    for (int t = 0; t < N_TYPES; t++) {
+        uint8_t block[34] = {0};
+        uint16_t half = 0x3800, quarter = 0x3400;
+        memcpy(block, &half, 2);
+        if (types[t] == ML_DTYPE_Q4_1) memcpy(block + 2, &quarter, 2);
+        size_t data = types[t] == ML_DTYPE_Q4_1 ? 4 : 2;
+        for (int i = 0; i < 32; i++) block[data + i] = (uint8_t)(types[t] == ML_DTYPE_Q8_0 ? (i * 7) % 256 : i * 37 + 11);
+        double want = 0.0;
+        for (int i = 0; i < 32; i++) want += (double)dequantised(types[t], block, i) * q[i];
+        float y = -1.0f;
+        k->matmul_q8_blocks(types[t], &y, 1, row32, 0, block, 32, 1, 0, 1);
+        CHECK(y == (float)want, "scalar matmul_q8_blocks %s by hand: %.9g, want %.9g", type_names[t], y, want);
+    }
+    free(row);
+    free(row32);
+}
+
+/* One problem: x [n_tok, n_in] float, its int8 rows (by the reference), weights. */
+typedef struct {
+    ml_dtype dtype;
+    int n_in, n_out, n_tok;
+    size_t ldx;
+    float *x;
+    uint8_t *xq, *w;
+} problem;
+
+static void make(problem *p, ml_test_rng *rng, ml_dtype dtype, int n_in, int n_out, int n_tok) {
+    p->dtype = dtype;
+    p->n_in = n_in;
+    p->n_out = n_out;
+    p->n_tok = n_tok;
+    p->ldx = ml_q8_row_bytes(n_in) + 64; /* rows further apart than they need */
+    p->x = malloc((size_t)n_tok * n_in * sizeof(float));
+    ml_test_fill(rng, p->x, (size_t)n_tok * n_in, -1.0f, 1.0f);
+    p->xq = calloc((size_t)n_tok, p->ldx);
+    for (int t = 0; t < n_tok; t++) ml_cpu_kernels_scalar.quantize_q8(p->xq + t * p->ldx, p->x + (size_t)t * n_in, n_in);
+    size_t row_bytes = ml_dtype_row_bytes(dtype, (size_t)n_in);
+    p->w = malloc((size_t)n_out * row_bytes + 1) + 1; /* every block misaligned */
+    fill_blocks(rng, dtype, p->w, (size_t)n_out * n_in / 32);
+}
+
+static void release(problem *p) {
+    free(p->x);
+    free(p->xq);
+    free(p->w - 1);
+}
+
+static float *outputs(const problem *p) {
+    float *y = malloc((size_t)p->n_tok * p->n_out * sizeof(float));
+    for (size_t i = 0; i < (size_t)p->n_tok * p->n_out; i++) y[i] = NAN;
+    return y;
+}
+
+/* The quantiser on data with special blocks: ties, zeros, NaN, infinities, subnormals, huge. */
+static void test_quantize(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    enum { N = 32 * 12 };
+    float x[N];
+    ml_test_fill(rng, x, N, -3.0f, 3.0f);
+    for (int i = 32; i < 64; i++) x[i] = 0.0f;
+    for (int i = 64; i < 96; i++) x[i] = (float)(i - 80) + 0.5f; /* max 15.5: ties after scaling */
+    x[100] = NAN;
+    x[140] = INFINITY;
+    x[170] = -INFINITY;
+    for (int i = 192; i < 224; i++) x[i] = 1e-40f * (float)(i - 200); /* subnormal */
+    for (int i = 224; i < 256; i++) x[i] = 3e38f * (i % 2 ? 1.0f : -1.0f);
+    x[300] = -0.0f;
+    uint8_t *want = calloc(1, ml_q8_row_bytes(N)), *got = calloc(1, ml_q8_row_bytes(N));
+    for (int n = 32; n <= N; n += 32 * 5) {
+        memset(got, 0xa5, ml_q8_row_bytes(N));
+        memset(want, 0xa5, ml_q8_row_bytes(N));
+        ml_cpu_kernels_scalar.quantize_q8(want, x, n);
+        k->quantize_q8(got, x, n);
+        CHECK(memcmp(want, got, ml_q8_row_bytes(n)) == 0, "%s quantize_q8 n=%d differs from the reference", k->name, n);
+    }
+    free(want);
+    free(got);
+}
+
+/* matmul_q8_blocks against the reference, and its own splits against its whole product. */
+static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[N_TYPES]) {
+    static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}};
+    for (int t = 0; t < N_TYPES; t++) {
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            problem p;
+            make(&p, rng, types[t], sizes[s][0], sizes[s][1], sizes[s][2]);
+            float *want = outputs(&p), *got = outputs(&p), *split = outputs(&p);
+            size_t ldy = (size_t)p.n_out;
+            ml_cpu_kernels_scalar.matmul_q8_blocks(p.dtype, want, ldy, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
+            k->matmul_q8_blocks(p.dtype, got, ldy, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
+            CHECK(memcmp(want, got, (size_t)p.n_tok * ldy * sizeof(float)) == 0,
+                  "%s matmul_q8_blocks %s n_in=%d rows=%d n_tok=%d differs from the reference", k->name, type_names[t],
+                  p.n_in, p.n_out, p.n_tok);
+            /* rows cut at 1, 6 and 7 (not multiples of the 4-row groups), one token at a time */
+            int cuts[] = {0, 1, 7, 13, p.n_out};
+            for (int tok = 0; tok < p.n_tok; tok++)
+                for (int c = 0; c + 1 < 5; c++) {
+                    int b = cuts[c] < p.n_out ? cuts[c] : p.n_out, e = cuts[c + 1] < p.n_out ? cuts[c + 1] : p.n_out;
+                    if (e > b)
+                        k->matmul_q8_blocks(p.dtype, split + (size_t)tok * ldy, ldy, p.xq + tok * p.ldx, p.ldx, p.w,
+                                            p.n_in, 1, b, e);
+                }
+            CHECK(memcmp(got, split, (size_t)p.n_tok * ldy * sizeof(float)) == 0,
+                  "%s matmul_q8_blocks %s n_in=%d: split rows / single tokens differ from the whole", k->name,
+                  type_names[t], p.n_in);
+            /* the int8 error against the float32 product on the dequantised weights */
+            size_t block_bytes = ml_dtype_block_bytes(p.dtype), row_bytes = ml_dtype_row_bytes(p.dtype, (size_t)p.n_in);
+            double ratio = 0.0;
+            for (int tok = 0; tok < p.n_tok; tok++)
+                for (int r = 0; r < p.n_out; r++) {
+                    const float *x = p.x + (size_t)tok * p.n_in;
+                    const uint8_t *xq = p.xq + tok * p.ldx;
+                    double exact = 0.0, step_bound = 0.0, magnitude = 0.0;
+                    for (int i = 0; i < p.n_in; i++) {
+                        double w = dequantised(p.dtype, p.w + r * row_bytes + (size_t)(i / 32) * block_bytes, i % 32);
+                        exact += (double)x[i] * w;
+                        step_bound += fabs(w) * row_scale(xq, i / 32) / 2 * 1.01;
+                        magnitude += fabs(w * x[i]);
+                    }
+                    double e = fabs(exact - got[(size_t)tok * ldy + r]) / (step_bound + 1e-5 * magnitude + 1e-30);
+                    ratio = e > ratio ? e : ratio;
+                }
+            worst[t] = ratio > worst[t] ? ratio : worst[t];
+            CHECK(ratio <= 1.0, "%s %s n_in=%d: int8 error %.3g of its bound", k->name, type_names[t], p.n_in, ratio);
+            free(want);
+            free(got);
+            free(split);
+            release(&p);
+        }
+    }
+}
+
+int main(void) {
+    test_reference_by_hand();
+    static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        const ml_cpu_kernels *k = ml_cpu_kernels_variant(variants[v]);
+        if (!k) {
+            printf("SKIP %s: CPU lacks it\n", variants[v]);
+            continue;
+        }
+        ml_test_rng rng;
+        ml_test_rng_seed(&rng, 99 + v);
+        double worst[N_TYPES] = {0};
+        test_quantize(k, &rng);
+        test_matmul(k, &rng, worst);
+        printf("%-10s int8 products equal the reference bit for bit%s; worst error against the float32 "
+               "product, as a share of its bound: q8_0 %.2g q4_0 %.2g q4_1 %.2g\n",
+               k->name, k == &ml_cpu_kernels_scalar ? " (itself: splits only)" : "", worst[0], worst[1], worst[2]);
+    }
+    return ml_test_finish("kernels_int8");
+}
