@@ -99,7 +99,8 @@ static void test_reference_by_hand(void) {
         memcpy(block, &half, 2);
         if (types[t] == ML_DTYPE_Q4_1) memcpy(block + 2, &quarter, 2);
         size_t data = types[t] == ML_DTYPE_Q4_1 ? 4 : 2;
-        for (int i = 0; i < 32; i++) block[data + i] = (uint8_t)(types[t] == ML_DTYPE_Q8_0 ? (i * 7) % 256 : i * 37 + 11);
+        int data_bytes = types[t] == ML_DTYPE_Q8_0 ? 32 : 16; /* 32 int8, or 32 nibbles */
+        for (int i = 0; i < data_bytes; i++) block[data + i] = (uint8_t)(types[t] == ML_DTYPE_Q8_0 ? (i * 7) % 256 : i * 37 + 11);
         double want = 0.0;
         for (int i = 0; i < 32; i++) want += (double)dequantised(types[t], block, i) * q[i];
         float y = -1.0f;
