@@ -1,6 +1,7 @@
-/* The llama architecture of a GGUF mapped onto the engine: ml_config from the llama.* and
- * tokenizer.ggml.* keys, and a weight set that looks like a Hugging Face checkpoint (names,
- * shapes, rotate-half Q/K rows) so that model/weights.c loads it unchanged. docs/GGUF.md. */
+/* The llama (and qwen2) architecture of a GGUF mapped onto the engine: ml_config from the
+ * llama.* (qwen2.*) and tokenizer.ggml.* keys, and a weight set that looks like a Hugging Face
+ * checkpoint (names, shapes, rotate-half Q/K rows, qwen2's q/k/v biases) so that
+ * model/weights.c loads it unchanged. docs/GGUF.md. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,28 @@
 #define MAX_LAYERS 1024
 
 /* ---- config ---- */
+
+/* The architecture's own key prefix: "llama" or "qwen2" (ml_gguf_llama_config accepts only
+ * these, before any other key is read). */
+static const char *arch_prefix(const ml_gguf *g) {
+    const ml_gguf_value *value = ml_gguf_find(g, "general.architecture");
+    int qwen2 = value && value->type == ML_GGUF_STRING && value->as.str.length == 5 &&
+                memcmp(value->as.str.text, "qwen2", 5) == 0;
+    return qwen2 ? "qwen2" : "llama";
+}
+
+/* "<arch>.<suffix>", held by value so that K(...) can stand in a call's arguments (the
+ * temporary lives until the end of the full expression). */
+typedef struct {
+    char text[96];
+} arch_key_name;
+
+static arch_key_name arch_key(const ml_gguf *g, const char *suffix) {
+    arch_key_name key;
+    snprintf(key.text, sizeof key.text, "%s.%s", arch_prefix(g), suffix);
+    return key;
+}
+#define K(suffix) (arch_key(g, suffix).text)
 
 static int int_in_range(const ml_gguf *g, const char *key, long long min_value, long long max_value, int *out) {
     int64_t value = 0;
@@ -65,17 +88,17 @@ static int parse_vocab_size(const ml_gguf *g, ml_config *c) {
         const ml_gguf_string *strings;
         ML_TRY(ml_gguf_get_string_array(g, "tokenizer.ggml.tokens", &strings, &n_tokens));
     }
-    if (ml_gguf_find(g, "llama.vocab_size")) {
-        ML_TRY(int_in_range(g, "llama.vocab_size", 1, MAX_DIM, &c->vocab_size));
+    if (ml_gguf_find(g, K("vocab_size"))) {
+        ML_TRY(int_in_range(g, K("vocab_size"), 1, MAX_DIM, &c->vocab_size));
         if (tokens && n_tokens > (size_t)c->vocab_size) {
             return ml_set_error(ML_ERR_CONFIG, "%s: key \"tokenizer.ggml.tokens\" lists %zu tokens, more than "
-                                "llama.vocab_size (%d)", g->source, n_tokens, c->vocab_size);
+                                "%s (%d)", g->source, n_tokens, K("vocab_size"), c->vocab_size);
         }
         return ML_OK;
     }
     if (!tokens) {
-        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"llama.vocab_size\" (and no "
-                            "\"tokenizer.ggml.tokens\" list to count)", g->source);
+        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"%s\" (and no "
+                            "\"tokenizer.ggml.tokens\" list to count)", g->source, K("vocab_size"));
     }
     if (n_tokens < 1 || n_tokens > MAX_DIM) {
         return ml_set_error(ML_ERR_CONFIG, "%s: key \"tokenizer.ggml.tokens\": expected 1 to %d tokens, found %zu",
@@ -86,38 +109,38 @@ static int parse_vocab_size(const ml_gguf *g, ml_config *c) {
 }
 
 static int parse_dimensions(const ml_gguf *g, ml_config *c) {
-    ML_TRY(required_dim(g, "llama.embedding_length", MAX_DIM, &c->hidden_size));
-    ML_TRY(required_dim(g, "llama.feed_forward_length", MAX_DIM, &c->intermediate_size));
-    ML_TRY(required_dim(g, "llama.block_count", MAX_LAYERS, &c->n_layers));
-    ML_TRY(required_dim(g, "llama.attention.head_count", MAX_DIM, &c->n_heads));
-    ML_TRY(required_dim(g, "llama.context_length", MAX_DIM, &c->max_position_embeddings));
+    ML_TRY(required_dim(g, K("embedding_length"), MAX_DIM, &c->hidden_size));
+    ML_TRY(required_dim(g, K("feed_forward_length"), MAX_DIM, &c->intermediate_size));
+    ML_TRY(required_dim(g, K("block_count"), MAX_LAYERS, &c->n_layers));
+    ML_TRY(required_dim(g, K("attention.head_count"), MAX_DIM, &c->n_heads));
+    ML_TRY(required_dim(g, K("context_length"), MAX_DIM, &c->max_position_embeddings));
     c->n_kv_heads = c->n_heads;
-    ML_TRY(optional_dim(g, "llama.attention.head_count_kv", MAX_DIM, &c->n_kv_heads));
+    ML_TRY(optional_dim(g, K("attention.head_count_kv"), MAX_DIM, &c->n_kv_heads));
     if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0) {
-        return ml_set_error(ML_ERR_CONFIG, "%s: key \"llama.attention.head_count_kv\": expected a divisor of "
-                            "llama.attention.head_count (%d), found %d", g->source, c->n_heads, c->n_kv_heads);
+        return ml_set_error(ML_ERR_CONFIG, "%s: key \"%s\": expected a divisor of %s (%d), found %d", g->source,
+                            K("attention.head_count_kv"), K("attention.head_count"), c->n_heads, c->n_kv_heads);
     }
     /* llama.cpp: head size = attention.key_length, default embedding_length / head_count. */
     c->head_dim = 0;
-    ML_TRY(optional_dim(g, "llama.attention.key_length", MAX_DIM, &c->head_dim));
+    ML_TRY(optional_dim(g, K("attention.key_length"), MAX_DIM, &c->head_dim));
     if (c->head_dim == 0) {
         if (c->hidden_size % c->n_heads != 0) {
-            return ml_set_error(ML_ERR_CONFIG, "%s: key \"llama.embedding_length\": expected a multiple of "
-                                "llama.attention.head_count (%d) since llama.attention.key_length is absent, found %d",
-                                g->source, c->n_heads, c->hidden_size);
+            return ml_set_error(ML_ERR_CONFIG, "%s: key \"%s\": expected a multiple of %s (%d) since %s is absent, found %d",
+                                g->source, K("embedding_length"), K("attention.head_count"), c->n_heads,
+                                K("attention.key_length"), c->hidden_size);
         }
         c->head_dim = c->hidden_size / c->n_heads;
     }
     int value_length = c->head_dim, rope_dims = c->head_dim;
-    ML_TRY(optional_dim(g, "llama.attention.value_length", MAX_DIM, &value_length));
-    ML_TRY(optional_dim(g, "llama.rope.dimension_count", MAX_DIM, &rope_dims));
+    ML_TRY(optional_dim(g, K("attention.value_length"), MAX_DIM, &value_length));
+    ML_TRY(optional_dim(g, K("rope.dimension_count"), MAX_DIM, &rope_dims));
     if (value_length != c->head_dim) {
-        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.attention.value_length\" is %d but the key length is "
-                            "%d: different K and V head sizes are not supported", g->source, value_length, c->head_dim);
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"%s\" is %d but the key length is %d: different K and V "
+                            "head sizes are not supported", g->source, K("attention.value_length"), value_length, c->head_dim);
     }
     if (rope_dims != c->head_dim) {
-        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.rope.dimension_count\" is %d but the head size is %d: "
-                            "partial rotary embeddings are not supported", g->source, rope_dims, c->head_dim);
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"%s\" is %d but the head size is %d: partial rotary "
+                            "embeddings are not supported", g->source, K("rope.dimension_count"), rope_dims, c->head_dim);
     }
     if (c->head_dim % 2 != 0) {
         return ml_set_error(ML_ERR_CONFIG, "%s: head size %d is odd; RoPE rotates pairs", g->source, c->head_dim);
@@ -147,8 +170,8 @@ static int read_rope_freqs(const ml_gguf *g, ml_config *c) {
         for (int i = 0; i < c->head_dim / 2; i++) {
             if (!(fabs((double)expected[i] - factors[i]) <= 1e-5 * fabs((double)factors[i]))) {
                 return ml_set_error(ML_ERR_CONFIG, "%s: tensor \"rope_freqs.weight\"[%d] = %.9g disagrees with the "
-                                    "llama.rope.scaling.* keys, which imply %.9g", g->source, i, (double)factors[i],
-                                    (double)expected[i]);
+                                    "%s.rope.scaling.* keys, which imply %.9g", g->source, i, (double)factors[i],
+                                    arch_prefix(g), (double)expected[i]);
             }
         }
         return ML_OK;
@@ -161,35 +184,35 @@ static int read_rope_freqs(const ml_gguf *g, ml_config *c) {
  * original_context_length (our extension; llama.cpp's converter writes rope_freqs.weight instead). */
 static int parse_rope(const ml_gguf *g, ml_config *c) {
     c->rope_theta = 10000.0f;
-    if (ml_gguf_find(g, "llama.rope.freq_base")) ML_TRY(positive_float(g, "llama.rope.freq_base", &c->rope_theta));
+    if (ml_gguf_find(g, K("rope.freq_base"))) ML_TRY(positive_float(g, K("rope.freq_base"), &c->rope_theta));
     c->rope_type = ML_ROPE_DEFAULT;
     c->rope_factor = 1.0f;
     c->rope_low_freq_factor = 0.0f;
     c->rope_high_freq_factor = 0.0f;
     c->rope_original_max_position = c->max_position_embeddings;
     const char *type = "none";
-    if (ml_gguf_find(g, "llama.rope.scaling.type")) ML_TRY(ml_gguf_get_string(g, "llama.rope.scaling.type", &type, NULL));
+    if (ml_gguf_find(g, K("rope.scaling.type"))) ML_TRY(ml_gguf_get_string(g, K("rope.scaling.type"), &type, NULL));
     if (strcmp(type, "linear") == 0) {
         float factor = 1.0f;
-        if (ml_gguf_find(g, "llama.rope.scaling.factor")) ML_TRY(positive_float(g, "llama.rope.scaling.factor", &factor));
+        if (ml_gguf_find(g, K("rope.scaling.factor"))) ML_TRY(positive_float(g, K("rope.scaling.factor"), &factor));
         if (factor != 1.0f) {
-            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.rope.scaling.type\": linear RoPE scaling (factor %g) "
-                                "is not supported", g->source, (double)factor);
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"%s\": linear RoPE scaling (factor %g) is not supported",
+                                g->source, K("rope.scaling.type"), (double)factor);
         }
     } else if (strcmp(type, "llama3") == 0) {
-        ML_TRY(positive_float(g, "llama.rope.scaling.factor", &c->rope_factor));
-        ML_TRY(positive_float(g, "llama.rope.scaling.low_freq_factor", &c->rope_low_freq_factor));
-        ML_TRY(positive_float(g, "llama.rope.scaling.high_freq_factor", &c->rope_high_freq_factor));
-        ML_TRY(required_dim(g, "llama.rope.scaling.original_context_length", MAX_DIM, &c->rope_original_max_position));
+        ML_TRY(positive_float(g, K("rope.scaling.factor"), &c->rope_factor));
+        ML_TRY(positive_float(g, K("rope.scaling.low_freq_factor"), &c->rope_low_freq_factor));
+        ML_TRY(positive_float(g, K("rope.scaling.high_freq_factor"), &c->rope_high_freq_factor));
+        ML_TRY(required_dim(g, K("rope.scaling.original_context_length"), MAX_DIM, &c->rope_original_max_position));
         if (!(c->rope_high_freq_factor > c->rope_low_freq_factor)) {
-            return ml_set_error(ML_ERR_CONFIG, "%s: key \"llama.rope.scaling.high_freq_factor\": expected more than "
-                                "low_freq_factor (%g), found %g", g->source, (double)c->rope_low_freq_factor,
+            return ml_set_error(ML_ERR_CONFIG, "%s: key \"%s\": expected more than low_freq_factor (%g), found %g",
+                                g->source, K("rope.scaling.high_freq_factor"), (double)c->rope_low_freq_factor,
                                 (double)c->rope_high_freq_factor);
         }
         c->rope_type = ML_ROPE_LLAMA3;
     } else if (strcmp(type, "none") != 0) {
-        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.rope.scaling.type\": RoPE scaling \"%.40s\" is not "
-                            "supported (expected none or llama3)", g->source, type);
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"%s\": RoPE scaling \"%.40s\" is not supported (expected "
+                            "none or llama3)", g->source, K("rope.scaling.type"), type);
     }
     return read_rope_freqs(g, c);
 }
@@ -220,26 +243,32 @@ int ml_gguf_llama_config(const ml_gguf *g, ml_config *out) {
     if (!ml_gguf_find(g, "general.architecture"))
         return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"general.architecture\"", g->source);
     ML_TRY(ml_gguf_get_string(g, "general.architecture", &arch, NULL));
-    if (strcmp(arch, "llama") != 0) {
-        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"general.architecture\": expected \"llama\", found \"%.40s\" "
-                            "(unsupported architecture; Mistral and Qwen2 run from their Hugging Face checkpoints)", g->source, arch);
+    if (strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0) {
+        return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"general.architecture\": expected \"llama\" or \"qwen2\", "
+                            "found \"%.40s\" (unsupported architecture)", g->source, arch);
     }
-    if (ml_gguf_find(g, "llama.expert_count")) {
+    if (ml_gguf_find(g, K("expert_count"))) {
         int64_t experts = 0;
-        ML_TRY(ml_gguf_get_int(g, "llama.expert_count", &experts));
+        ML_TRY(ml_gguf_get_int(g, K("expert_count"), &experts));
         if (experts > 0) {
-            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"llama.expert_count\" is %lld: mixture-of-experts models "
-                                "are not supported", g->source, (long long)experts);
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: key \"%s\" is %lld: mixture-of-experts models are not "
+                                "supported", g->source, K("expert_count"), (long long)experts);
         }
     }
     ml_config c;
     memset(&c, 0, sizeof c);
-    ML_TRY(parse_dimensions(g, &c));
-    if (!ml_gguf_find(g, "llama.attention.layer_norm_rms_epsilon")) {
-        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"llama.attention.layer_norm_rms_epsilon\" "
-                            "(expected a positive number)", g->source);
+    /* qwen2: llama.cpp's Qwen2 converter writes the same keys under qwen2.*, the q/k/v biases as
+     * blk.N.attn_{q,k,v}.bias, and Q/K rows unpermuted (its RoPE is rotate-half, as HF's) */
+    if (strcmp(arch, "qwen2") == 0) {
+        c.arch = ML_ARCH_QWEN2;
+        c.qkv_bias = 1;
     }
-    ML_TRY(positive_float(g, "llama.attention.layer_norm_rms_epsilon", &c.rms_norm_eps));
+    ML_TRY(parse_dimensions(g, &c));
+    if (!ml_gguf_find(g, K("attention.layer_norm_rms_epsilon"))) {
+        return ml_set_error(ML_ERR_CONFIG, "%s: missing required key \"%s\" (expected a positive number)",
+                            g->source, K("attention.layer_norm_rms_epsilon"));
+    }
+    ML_TRY(positive_float(g, K("attention.layer_norm_rms_epsilon"), &c.rms_norm_eps));
     ML_TRY(parse_rope(g, &c));
     c.tie_word_embeddings = ml_gguf_find_tensor(g, "output.weight") == NULL;
     ML_TRY(parse_special_tokens(g, &c));
@@ -440,7 +469,8 @@ static int choose_matmul_f32(const builder *b, int *to_f32) {
     return ML_OK;
 }
 
-/* Refuses what the engine would silently ignore: bias tensors and layers beyond block_count. */
+/* Refuses what the engine would silently ignore: bias tensors (but qwen2's q/k/v ones) and layers
+ * beyond block_count. */
 static int check_extra_tensors(const builder *b) {
     const ml_gguf *g = b->g;
     for (size_t i = 0; i < g->n_tensors; i++) {
@@ -453,9 +483,11 @@ static int check_extra_tensors(const builder *b) {
                                 g->source, name, layer, b->c->n_layers);
         }
         size_t length = strlen(name);
-        if (length > 5 && strcmp(name + length - 5, ".bias") == 0) {
-            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\": bias terms are not supported in GGUF files "
-                                "(they are in Hugging Face checkpoints)", g->source, name);
+        int qkv_bias = strstr(name, ".attn_q.bias") || strstr(name, ".attn_k.bias") || strstr(name, ".attn_v.bias");
+        if (length > 5 && strcmp(name + length - 5, ".bias") == 0 && !(b->c->qkv_bias && qkv_bias)) {
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\": bias terms are not supported in %s GGUF files "
+                                "(only qwen2's q/k/v biases; Hugging Face checkpoints have them all)", g->source, name,
+                                arch_prefix(g));
         }
     }
     return ML_OK;
@@ -496,7 +528,7 @@ static int build_weights(builder *b) {
     ML_TRY(find_checked(b, "output_norm.weight", "model.norm.weight", hidden, 0, &norm));
     if (output || !c->tie_word_embeddings)
         ML_TRY(find_checked(b, "output.weight", "lm_head.weight", c->vocab_size, hidden, &output));
-    int capacity = 2 + (output ? 1 : 0) + 9 * c->n_layers;
+    int capacity = 2 + (output ? 1 : 0) + (c->qkv_bias ? 12 : 9) * c->n_layers;
     b->out->tensors = calloc((size_t)capacity, sizeof *b->out->tensors);
     if (!b->out->tensors) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", b->g->source);
     ML_TRY(attach_file(b));
@@ -508,13 +540,22 @@ static int build_weights(builder *b) {
         for (int w = 0; w < 7; w++) {
             const ml_gguf_tensor *t;
             ML_TRY(find_matmul(b, layer, w, hf, sizeof hf, &t));
-            row_order order = w == 0 ? PERMUTE_Q : w == 1 ? PERMUTE_K : PLAIN;
+            row_order order = c->arch == ML_ARCH_QWEN2 ? PLAIN : w == 0 ? PERMUTE_Q : w == 1 ? PERMUTE_K : PLAIN;
             ML_TRY(add_view(b, hf, t, order, matmul_f32));
         }
         for (int n = 0; n < 2; n++) {
             const ml_gguf_tensor *t;
             layer_names(layer, &norm_names[n], gguf, hf, sizeof gguf);
             ML_TRY(find_checked(b, gguf, hf, hidden, 0, &t));
+            ML_TRY(add_view(b, hf, t, PLAIN, 0));
+        }
+        for (int w = 0; w < 3 && c->qkv_bias; w++) { /* q, k, v biases [rows] (qwen2: rows in HF order) */
+            const ml_gguf_tensor *t;
+            int64_t rows, cols;
+            matmul_shape(c, w, &rows, &cols);
+            snprintf(gguf, sizeof gguf, "blk.%d.%s.bias", layer, matmul_names[w].gguf);
+            snprintf(hf, sizeof hf, "model.layers.%d.%s.bias", layer, matmul_names[w].hf);
+            ML_TRY(find_checked(b, gguf, hf, rows, 0, &t));
             ML_TRY(add_view(b, hf, t, PLAIN, 0));
         }
     }

@@ -899,7 +899,8 @@ static void test_mapping(void) {
     }
     tiny_error("no vocab size", (tiny_spec){.skip_key = "llama.vocab_size"}, ML_ERR_CONFIG, 1, "llama.vocab_size");
     tiny_error("architecture gpt2", (tiny_spec){.arch = "gpt2"}, ML_ERR_UNSUPPORTED, 1, "\"gpt2\"");
-    tiny_error("architecture qwen2", (tiny_spec){.arch = "qwen2"}, ML_ERR_UNSUPPORTED, 1, "found \"qwen2\"");
+    /* a qwen2 file reads its keys under qwen2.*: this one has llama.* keys */
+    tiny_error("architecture qwen2", (tiny_spec){.arch = "qwen2"}, ML_ERR_CONFIG, 1, "\"qwen2.embedding_length\"");
     tiny_error("kv heads 3", (tiny_spec){.kv_heads = 3}, ML_ERR_CONFIG, 1, "head_count_kv");
     tiny_error("q shape", (tiny_spec){.reshape = "blk.0.attn_q.weight"}, ML_ERR_TENSOR, 2,
                "tensor \"blk.0.attn_q.weight\" (model.layers.0.self_attn.q_proj.weight) has ne [32, 33]");
@@ -1132,6 +1133,58 @@ static void test_default_model(void) {
     ml_gguf_close(&g);
 }
 
+/* The qwen2 fixture (tools/make_gguf_fixtures.py) with one tensor's header edited in memory: its
+ * name (same length) or, for a 1-D tensor, ne[0] one smaller (its data still fits). */
+static int qwen2_config_and_weights(const char *name, const char *new_name, int shorten, ml_config *c,
+                                    ml_weight_set *w) {
+    char path[512];
+    ml_test_fixture_path(path, sizeof path, "gguf/qwen2_bias_bf16.gguf");
+    size_t size = 0;
+    uint8_t *data = ml_test_read_file(path, &size);
+    if (!data) return ml_set_error(ML_ERR_IO, "cannot read %s", path);
+    size_t length = strlen(name);
+    for (size_t at = 8; at + length + 12 < size; at++) { /* a tensor info: u64 length, name, u32 n_dims, ne */
+        uint64_t stored;
+        memcpy(&stored, data + at - 8, 8);
+        if (stored != length || memcmp(data + at, name, length) != 0) continue;
+        if (new_name) memcpy(data + at, new_name, length);
+        if (shorten) {
+            uint64_t ne0;
+            memcpy(&ne0, data + at + length + 4, 8);
+            ne0 -= 1;
+            memcpy(data + at + length + 4, &ne0, 8);
+        }
+        break;
+    }
+    ml_gguf g;
+    int status = ml_gguf_parse(data, size, SRC, &g);
+    if (status == ML_OK) {
+        status = ml_gguf_llama_config(&g, c);
+        if (status == ML_OK) status = ml_gguf_llama_weights(&g, c, w);
+        if (status == ML_OK) ml_weight_set_close(w);
+        ml_gguf_close(&g);
+    }
+    free(data);
+    return status;
+}
+
+/* qwen2: keys under qwen2.*, Q/K rows as stored, q/k/v biases; a bias of the wrong shape, a
+ * missing one or one qwen2 does not have is refused by name. */
+static void test_qwen2(void) {
+    ml_config c;
+    ml_weight_set w;
+    expect_ok("qwen2 fixture", qwen2_config_and_weights("blk.0.attn_q.bias", NULL, 0, &c, &w));
+    CHECK(c.arch == ML_ARCH_QWEN2 && c.qkv_bias && !c.o_bias && c.n_heads == 9 && c.n_kv_heads == 3 &&
+              c.rope_theta == 1000000.0f && c.rms_norm_eps == 1e-6f,
+          "qwen2 config");
+    expect_error("qwen2 short bias", qwen2_config_and_weights("blk.1.attn_k.bias", NULL, 1, &c, &w), ML_ERR_TENSOR,
+                 "blk.1.attn_k.bias", "ne [23]");
+    expect_error("qwen2 missing bias", qwen2_config_and_weights("blk.0.attn_q.bias", "blk.0.attn_q.biaz", 0, &c, &w),
+                 ML_ERR_TENSOR, "blk.0.attn_q.bias", "missing");
+    expect_error("qwen2 o bias", qwen2_config_and_weights("blk.0.attn_q.bias", "blk.0.attn_o.bias", 0, &c, &w),
+                 ML_ERR_UNSUPPORTED, "blk.0.attn_o.bias", "bias terms");
+}
+
 int main(void) {
     if (ml_test_make_tmpdir(tmp_root, sizeof tmp_root, "gguf") != 0) {
         fprintf(stderr, "cannot create a temporary directory\n");
@@ -1150,6 +1203,7 @@ int main(void) {
     test_truncated_quantised();
     test_header_errors();
     test_mapping();
+    test_qwen2();
     test_rope();
     test_default_model();
     rmdir(tmp_root);

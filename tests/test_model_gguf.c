@@ -1,6 +1,7 @@
 /* The same weights through safetensors and through GGUF (Q/K rows permuted to Meta's
  * interleaved layout by the converter, restored at load) give the same logits: bit-identical
- * for BF16/F32 GGUFs, within Q8_0's rounding for the quantised ones. Also at tp 3.
+ * for BF16/F32 GGUFs, within Q8_0's rounding for the quantised ones. Also at tp 3 and 4. A qwen2
+ * GGUF (unpermuted Q/K rows, q/k/v biases) gives its safetensors twin's logits the same way.
  *
  * Quantised GGUFs kept in their blocks (the default) against the same files dequantised to
  * float32 at load (MESHLLAMA_GGUF_DEQUANTIZE=1): prefill and decode logits bit-identical
@@ -49,7 +50,9 @@ static void compare(const char *fixture, const char *gguf, int exact) {
         return;
     }
     size_t n = (size_t)ref.n_prompt * ref.vocab_size;
-    for (int tp = 1; tp <= 3; tp += 2) {
+    static const int tps[] = {1, 3, 4};
+    for (size_t i = 0; i < sizeof tps / sizeof tps[0]; i++) {
+        int tp = tps[i];
         float *a = prompt_logits(dir, tp, &ref), *b = prompt_logits(gguf_path, tp, &ref);
         if (a && b) {
             double err = ml_test_norm_error(b, a, n);
@@ -193,5 +196,6 @@ int main(void) {
     compare("h8kv2_headdim_untied_f32", "gguf/h8kv2_headdim_untied_f32.gguf", 1);
     compare("gqa_tied_bf16", "gguf/gqa_tied_q8_0.gguf", 0);
     compare("h8kv2_headdim_untied_f32", "gguf/h8kv2_headdim_untied_q8_0.gguf", 0);
+    compare("qwen2_bias_bf16", "gguf/qwen2_bias_bf16.gguf", 1); /* qwen2.* keys, unpermuted Q/K, q/k/v biases */
     return ml_test_finish("model_gguf");
 }

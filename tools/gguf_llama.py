@@ -1,6 +1,8 @@
 """What tools/make_gguf_fixtures.py and tools/make_llama1b_shape_gguf.py share: writing a
 Hugging Face Llama as GGUF the way llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel)
-does. Needs numpy and gguf==0.19.0 (pinned: the writer's byte layout); no torch.
+does (and a Qwen2 as its Qwen2Model does: qwen2.* keys, Q/K rows as HF has them, the q/k/v
+biases as blk.N.attn_{q,k,v}.bias). Needs numpy and gguf==0.19.0 (pinned: the writer's byte
+layout); no torch.
 
   * tensor names: token_embd, blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,
     ffn_gate,ffn_up,ffn_down}, output_norm, output;
@@ -28,11 +30,12 @@ TOP_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weigh
 
 
 def gguf_name(hf_name):
-    """model.layers.3.self_attn.q_proj.weight -> blk.3.attn_q.weight (and the top-level names)."""
+    """model.layers.3.self_attn.q_proj.weight -> blk.3.attn_q.weight, ...q_proj.bias ->
+    blk.3.attn_q.bias (and the top-level names)."""
     if hf_name in TOP_NAMES:
         return TOP_NAMES[hf_name]
-    parts = hf_name.split(".")  # model.layers.N.<module path>.weight
-    return f"blk.{parts[2]}.{LAYER_NAMES['.'.join(parts[3:-1])]}.weight"
+    parts = hf_name.split(".")  # model.layers.N.<module path>.weight|bias
+    return f"blk.{parts[2]}.{LAYER_NAMES['.'.join(parts[3:-1])]}.{parts[-1]}"
 
 
 def to_meta_rows(rows, n_heads):

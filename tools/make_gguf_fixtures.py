@@ -22,7 +22,9 @@ Files (all deterministic: numpy PCG64 with fixed seeds, and GGUFWriter's byte la
   <fixture>_<type>.gguf   the committed Hugging Face fixtures tests/fixtures/<fixture> written as
                     llama.cpp's converter writes a Llama: GGUF names, Q/K rows permuted into Meta's
                     interleaved RoPE layout, norms F32, llama.* / tokenizer.ggml.* keys, and for
-                    llama3 RoPE a rope_freqs.weight tensor of per-frequency divisors.
+                    llama3 RoPE a rope_freqs.weight tensor of per-frequency divisors; a Qwen2
+                    fixture (qwen2_bias_bf16) as its Qwen2Model writes one: qwen2.* keys, Q/K rows
+                    unpermuted (rotate-half RoPE), q/k/v biases blk.N.attn_{q,k,v}.bias as F32.
                     <type> is the storage of the projections and embeddings:
                     bf16 / f32 (the safetensors bytes unchanged) or q8_0 (gguf.quants.quantize).
 
@@ -56,6 +58,7 @@ GGUF_VERSION_PINNED = "0.19.0"
 MODEL_FIXTURES = [
     ("gqa_tied_bf16", ["bf16", "q8_0"]),
     ("h8kv2_headdim_untied_f32", ["f32", "q8_0"]),
+    ("qwen2_bias_bf16", ["bf16"]),
 ]
 
 
@@ -241,7 +244,8 @@ def write_model(path, name, storage):
     config, generation, weights = load_hf(name)
     theta, params = rope_parameters(config)
     vocab = config["vocab_size"]
-    w = gguf.GGUFWriter(path, arch="llama")
+    arch = config.get("model_type", "llama")  # llama or qwen2 (qwen2.* keys, Q/K rows unpermuted)
+    w = gguf.GGUFWriter(path, arch=arch)
     n_head, n_kv, head_dim = add_hyperparameters(w, config, f"meshllama test fixture {name} ({storage})")
     if config.get("head_dim") and config["head_dim"] != config["hidden_size"] // n_head:
         w.add_key_length(head_dim)
@@ -267,9 +271,9 @@ def write_model(path, name, storage):
     for hf_name in sorted(weights, key=lambda n: (n.count("layers"), n)):
         entry = weights[hf_name]
         kind, array = entry
-        if hf_name.endswith("q_proj.weight"):
+        if arch == "llama" and hf_name.endswith("q_proj.weight"):
             entry = (kind, to_meta_rows(array, n_head))
-        elif hf_name.endswith("k_proj.weight"):
+        elif arch == "llama" and hf_name.endswith("k_proj.weight"):
             entry = (kind, to_meta_rows(array, n_kv))
         data, qtype = tensor_bytes(entry, storage, hf_name)
         w.add_tensor(gguf_name(hf_name), np.ascontiguousarray(data), raw_dtype=qtype)
