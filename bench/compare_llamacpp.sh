@@ -64,8 +64,26 @@ LLAMA_BIN=$LLAMA_DIR/vendor/llama.cpp/build/bin
 ML_BUILD=$ROOT/build-bench
 say() { echo "== $*" >&2; }
 
+# ggml's AMX kernels (compiled in by GGML_NATIVE where the CPU lists AMX) die with SIGILL on
+# virtual machines that list AMX but do not enable its tile state: a smoke run on the default
+# model finds out, and llama.cpp is then rebuilt with AMX off (-mno-amx-*; AVX-512 and VNNI stay).
+llamacpp_runs() {
+    local smoke=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
+    [ -f "$smoke" ] || return 0
+    "$LLAMA_BIN/llama-bench" -m "$smoke" -t 1 -p 8 -n 1 -r 1 >/dev/null 2>&1
+}
+
+configure_build_llamacpp() {
+    local flags=$1
+    cmake -S "$LLAMA_DIR/vendor/llama.cpp" -B "$LLAMA_DIR/vendor/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON \
+        -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" >/dev/null
+    cmake --build "$LLAMA_DIR/vendor/llama.cpp/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-server >/dev/null
+}
+
 build_llamacpp() {
-    if [ -x "$LLAMA_BIN/llama-bench" ] && [ -x "$LLAMA_BIN/llama-batched-bench" ] && [ -x "$LLAMA_BIN/llama-server" ]; then
+    if [ -x "$LLAMA_BIN/llama-bench" ] && [ -x "$LLAMA_BIN/llama-batched-bench" ] && [ -x "$LLAMA_BIN/llama-server" ] &&
+        llamacpp_runs; then
         return
     fi
     mkdir -p "$CACHE"
@@ -74,12 +92,19 @@ build_llamacpp() {
         say "downloading llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION (sdist)"
         python3 -m pip download --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$CACHE"
     fi
-    rm -rf "$LLAMA_DIR"
-    tar -xzf "$sdist" -C "$CACHE"
-    say "building llama.cpp (vendored in llama-cpp-python $LLAMA_CPP_PYTHON_VERSION)"
-    cmake -S "$LLAMA_DIR/vendor/llama.cpp" -B "$LLAMA_DIR/vendor/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release \
-        -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON >/dev/null
-    cmake --build "$LLAMA_DIR/vendor/llama.cpp/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-server >/dev/null
+    if [ ! -x "$LLAMA_BIN/llama-bench" ]; then
+        rm -rf "$LLAMA_DIR"
+        tar -xzf "$sdist" -C "$CACHE"
+        say "building llama.cpp (vendored in llama-cpp-python $LLAMA_CPP_PYTHON_VERSION)"
+        configure_build_llamacpp ""
+    elif [ ! -x "$LLAMA_BIN/llama-server" ]; then
+        configure_build_llamacpp ""
+    fi
+    if ! llamacpp_runs; then
+        say "llama-bench failed its smoke run (AMX on a machine that does not enable it?): rebuilding with AMX off"
+        configure_build_llamacpp "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+        llamacpp_runs || { echo "compare_llamacpp.sh: llama-bench still fails on the default model" >&2; exit 1; }
+    fi
 }
 
 make_models() {
