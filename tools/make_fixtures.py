@@ -275,6 +275,24 @@ def eos_ids(fx):
     return ids
 
 
+# Files under a fixture directory that other tools write (tools/hf_reference.py's eval
+# references): this script neither deletes nor compares them.
+FOREIGN_FILES = {"eval_reference.bin"}
+
+
+def clear_ours(out_dir):
+    """Empties out_dir of what this script writes, keeping FOREIGN_FILES."""
+    os.makedirs(out_dir, exist_ok=True)
+    for entry in os.listdir(out_dir):
+        if entry in FOREIGN_FILES:
+            continue
+        path = os.path.join(out_dir, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
 def try_seed(fx, seed, out_dir):
     """Builds, saves and evaluates one candidate. Returns (ok, info)."""
     config_class, model_class, arch_defaults = ARCHS[fx.arch]
@@ -284,9 +302,7 @@ def try_seed(fx, seed, out_dir):
     state = draw_weights(model, fx.storage, seed)
 
     # Save in the storage dtype.
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)
-    os.makedirs(out_dir)
+    clear_ours(out_dir)
     model.to(DTYPES[fx.storage])
     gen_cfg = dict(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id)
     if fx.generation_config:
@@ -448,9 +464,8 @@ def check(out_root, names, atol):
         # Other tools own other files under tests/fixtures (gguf/ and tokenizer/ fixtures,
         # eval_reference.bin from tools/hf_reference.py): compare only what this script writes.
         ours = {f.split(os.sep)[0] for f in new_files}
-        foreign = {"eval_reference.bin"}
         old_files = [f for f in list_files(out_root)
-                     if f.split(os.sep)[0] in ours and os.path.basename(f) not in foreign
+                     if f.split(os.sep)[0] in ours and os.path.basename(f) not in FOREIGN_FILES
                      and (not names or f.split(os.sep)[0] in names)]
         problems = []
         for f in sorted(set(old_files) - set(new_files)):
@@ -507,10 +522,12 @@ def main():
     if args.check:
         return check(args.out, args.only, args.atol)
     if not args.only and os.path.isdir(args.out):
-        # Remove stale fixture directories of ours (only names we own or used to own).
+        # Remove stale fixture directories of ours (names we used to own); the current ones are
+        # emptied of our files, FOREIGN_FILES kept, as each is rebuilt.
+        current = {fx.name for fx in FIXTURES}
         for entry in os.listdir(args.out):
             p = os.path.join(args.out, entry)
-            if os.path.isdir(p) and os.path.exists(os.path.join(p, "reference.bin")):
+            if entry not in current and os.path.isdir(p) and os.path.exists(os.path.join(p, "reference.bin")):
                 shutil.rmtree(p)
     generate_all(args.out, args.only, log=lambda s: print(s, flush=True))
     print(f"wrote {args.out}")
