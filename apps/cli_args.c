@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+int ml_cli_no_operands(const char *command, int argc, char **argv, int first) {
+    if (first >= argc) return 0;
+    fprintf(stderr, "meshllama %s: unexpected argument '%s'\n", command, argv[first]);
+    return -1;
+}
+
 int ml_cli_parse_int(const char *flag, const char *text, long min, long max, int *out) {
     char *end;
     errno = 0;

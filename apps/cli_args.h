@@ -12,6 +12,9 @@
 int ml_cli_parse_int(const char *flag, const char *text, long min, long max, int *out);
 int ml_cli_parse_float(const char *flag, const char *text, double min, double max, float *out);
 int ml_cli_parse_u64(const char *flag, const char *text, uint64_t *out);
+/* 0 when argv has no operand from index first on (what getopt_long leaves in optind); otherwise
+ * "meshllama COMMAND: unexpected argument 'X'" on stderr and -1. */
+int ml_cli_no_operands(const char *command, int argc, char **argv, int first);
 /* "RxC" -> rows, cols (each >= 1). */
 int ml_cli_parse_mesh(const char *flag, const char *text, int *rows, int *cols);
 /* "1,2,3" -> malloc'd ids; at least one id, each >= 0. */

@@ -316,10 +316,7 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
         default: bad = 1; break;
         }
     }
-    if (!bad && optind < argc) {
-        fprintf(stderr, "meshllama bench: unexpected argument '%s'\n", argv[optind]);
-        bad = 1;
-    }
+    if (!bad) bad = ml_cli_no_operands("bench", argc, argv, optind) != 0;
     if (bad) fputs(bench_usage, stderr);
     return bad ? -1 : 0;
 }

@@ -261,10 +261,7 @@ static int parse_chat_options(int argc, char **argv, ml_cli_model *model_opts, m
         default: bad = 1; break;
         }
     }
-    if (!bad && optind < argc) {
-        fprintf(stderr, "meshllama chat: unexpected argument '%s'\n", argv[optind]);
-        bad = 1;
-    }
+    if (!bad) bad = ml_cli_no_operands("chat", argc, argv, optind) != 0;
     return bad ? -1 : 0;
 }
 

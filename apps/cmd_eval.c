@@ -315,10 +315,7 @@ static int parse_eval_options(int argc, char **argv, eval_options *o) {
         default: bad = 1; break;
         }
     }
-    if (!bad && optind < argc) {
-        fprintf(stderr, "meshllama eval: unexpected argument '%s'\n", argv[optind]);
-        bad = 1;
-    }
+    if (!bad) bad = ml_cli_no_operands("eval", argc, argv, optind) != 0;
     if (!bad && !o->ref_path) {
         fprintf(stderr, "meshllama eval: no reference: pass --ref FILE (made by tools/hf_reference.py)\n");
         bad = 1;

@@ -205,10 +205,7 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
         default: bad = 1; break;
         }
     }
-    if (!bad && optind < argc) {
-        fprintf(stderr, "meshllama run: unexpected argument '%s'\n", argv[optind]);
-        bad = 1;
-    }
+    if (!bad) bad = ml_cli_no_operands("run", argc, argv, optind) != 0;
     int sources = (o->prompt_ids != NULL) + (o->text != NULL) + (o->text_file != NULL);
     if (!bad && sources != 1) {
         fprintf(stderr, sources == 0 ? "meshllama run: no prompt: pass -p TEXT, -f FILE or --prompt-ids 1,2,3\n"

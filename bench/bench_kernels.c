@@ -32,12 +32,17 @@
 
 static double now_s(void) { return ml_now_ms() * 1e-3; }
 
+/* Knuth's MMIX linear congruential generator: the next state. */
+static uint64_t lcg_next(uint64_t *state) {
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *state;
+}
+
 static uint16_t *random_bf16(size_t n, uint64_t seed) {
     uint16_t *p = malloc(n * sizeof *p);
     if (!p) return NULL;
-    uint64_t s = seed;
     for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint64_t s = lcg_next(&seed);
         /* values in about [-0.03, 0.03]: sign, exponent 2^-6..2^-9, random mantissa */
         uint16_t sign = (uint16_t)((s >> 63) << 15);
         uint16_t exponent = (uint16_t)(0x78 + ((s >> 40) & 3)) << 7;
@@ -49,9 +54,8 @@ static uint16_t *random_bf16(size_t n, uint64_t seed) {
 static float *random_f32(size_t n, uint64_t seed) {
     float *p = malloc(n * sizeof *p);
     if (!p) return NULL;
-    uint64_t s = seed;
     for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint64_t s = lcg_next(&seed);
         p[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
     }
     return p;
@@ -297,10 +301,7 @@ static void bench_quant(void) {
         return;
     }
     uint64_t s = 11;
-    for (size_t i = 0; i < (size_t)N * N * sizeof(float); i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        w[i] = (uint8_t)(s >> 56);
-    }
+    for (size_t i = 0; i < (size_t)N * N * sizeof(float); i++) w[i] = (uint8_t)(lcg_next(&s) >> 56);
     for (size_t i = 0; i < (size_t)N * N; i++) ((float *)(void *)w)[i] = 0.01f * (float)((i * 37) % 19) - 0.09f;
     for (size_t v = 0; v < sizeof isas / sizeof isas[0]; v++) {
         const ml_cpu_kernels *k = ml_cpu_kernels_variant(isas[v]);

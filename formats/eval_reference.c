@@ -61,20 +61,12 @@ static int parse(ml_golden_reader *c, ml_eval_reference *r) {
     return ML_OK;
 }
 
+static int parse_any(ml_golden_reader *c, void *out) { return parse(c, out); }
+static void free_any(void *out) { ml_eval_reference_free(out); }
+static const ml_golden_format format = {sizeof(ml_eval_reference), parse_any, free_any};
+
 int ml_eval_reference_parse(const uint8_t *data, size_t size, const char *source, ml_eval_reference *out) {
-    memset(out, 0, sizeof *out);
-    ml_golden_reader c;
-    ml_golden_reader_init(&c, data, size, source);
-    int status = parse(&c, out);
-    if (status != ML_OK) ml_eval_reference_free(out);
-    return status;
+    return ml_golden_parse(&format, data, size, source, out);
 }
 
-static int parse_image(const uint8_t *data, size_t size, const char *source, void *out) {
-    return ml_eval_reference_parse(data, size, source, out);
-}
-
-int ml_eval_reference_load(const char *path, ml_eval_reference *out) {
-    memset(out, 0, sizeof *out);
-    return ml_golden_load(path, parse_image, out);
-}
+int ml_eval_reference_load(const char *path, ml_eval_reference *out) { return ml_golden_load(&format, path, out); }

@@ -63,10 +63,20 @@ int ml_golden_expect_end(const ml_golden_reader *r, const char *what) {
     return ML_OK;
 }
 
-int ml_golden_load(const char *path, ml_golden_parse_fn parse, void *out) {
+int ml_golden_parse(const ml_golden_format *format, const uint8_t *data, size_t size, const char *source, void *out) {
+    memset(out, 0, format->out_size);
+    ml_golden_reader r;
+    ml_golden_reader_init(&r, data, size, source);
+    int status = format->parse(&r, out);
+    if (status != ML_OK) format->free_out(out);
+    return status;
+}
+
+int ml_golden_load(const ml_golden_format *format, const char *path, void *out) {
+    memset(out, 0, format->out_size);
     ml_mapped_file file;
     ML_TRY(ml_mapped_file_open(path, &file));
-    int status = parse(file.data, file.size, path, out);
+    int status = ml_golden_parse(format, file.data, file.size, path, out);
     ml_mapped_file_close(&file);
     return status;
 }

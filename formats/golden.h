@@ -34,9 +34,18 @@ int ml_golden_read_string(ml_golden_reader *r, char **dst, size_t length, const 
 /* ML_ERR_FORMAT "<n> unexpected bytes after <what>" unless the image is used up. */
 int ml_golden_expect_end(const ml_golden_reader *r, const char *what);
 
-/* Maps path and hands its image to parse (source = path). */
-typedef int (*ml_golden_parse_fn)(const uint8_t *data, size_t size, const char *source, void *out);
-int ml_golden_load(const char *path, ml_golden_parse_fn parse, void *out);
+/* One golden format's reader: parse fills a zeroed *out (out_size bytes) from the reader,
+ * free_out releases whatever a parse left there. */
+typedef struct {
+    size_t out_size;
+    int (*parse)(ml_golden_reader *r, void *out);
+    void (*free_out)(void *out);
+} ml_golden_format;
+
+/* Zeroes *out and parses the image into it; on failure *out is freed (and zero again). */
+int ml_golden_parse(const ml_golden_format *format, const uint8_t *data, size_t size, const char *source, void *out);
+/* ml_golden_parse of the file at path, memory-mapped while it is parsed (source = path). */
+int ml_golden_load(const ml_golden_format *format, const char *path, void *out);
 
 /* Writes a golden file: open with the magic, write fields and arrays, close. A failed write
  * is remembered and reported once, by close, naming the path. */

@@ -49,23 +49,15 @@ static int parse(ml_golden_reader *in, ml_hf_reference *r) {
     return ML_OK;
 }
 
+static int parse_any(ml_golden_reader *in, void *out) { return parse(in, out); }
+static void free_any(void *out) { ml_hf_reference_free(out); }
+static const ml_golden_format format = {sizeof(ml_hf_reference), parse_any, free_any};
+
 int ml_hf_reference_parse(const uint8_t *data, size_t size, const char *source, ml_hf_reference *out) {
-    memset(out, 0, sizeof *out);
-    ml_golden_reader in;
-    ml_golden_reader_init(&in, data, size, source);
-    int status = parse(&in, out);
-    if (status != ML_OK) ml_hf_reference_free(out);
-    return status;
+    return ml_golden_parse(&format, data, size, source, out);
 }
 
-static int parse_image(const uint8_t *data, size_t size, const char *source, void *out) {
-    return ml_hf_reference_parse(data, size, source, out);
-}
-
-int ml_hf_reference_load(const char *path, ml_hf_reference *out) {
-    memset(out, 0, sizeof *out);
-    return ml_golden_load(path, parse_image, out);
-}
+int ml_hf_reference_load(const char *path, ml_hf_reference *out) { return ml_golden_load(&format, path, out); }
 
 void ml_hf_reference_free(ml_hf_reference *ref) {
     if (!ref) return;

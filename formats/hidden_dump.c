@@ -89,23 +89,15 @@ static int parse(ml_golden_reader *in, ml_hidden_dump *d) {
     return ml_golden_expect_end(in, "the last entry");
 }
 
+static int parse_any(ml_golden_reader *in, void *out) { return parse(in, out); }
+static void free_any(void *out) { ml_hidden_dump_free(out); }
+static const ml_golden_format format = {sizeof(ml_hidden_dump), parse_any, free_any};
+
 int ml_hidden_dump_parse(const uint8_t *data, size_t size, const char *source, ml_hidden_dump *out) {
-    memset(out, 0, sizeof *out);
-    ml_golden_reader in;
-    ml_golden_reader_init(&in, data, size, source);
-    int status = parse(&in, out);
-    if (status != ML_OK) ml_hidden_dump_free(out);
-    return status;
+    return ml_golden_parse(&format, data, size, source, out);
 }
 
-static int parse_image(const uint8_t *data, size_t size, const char *source, void *out) {
-    return ml_hidden_dump_parse(data, size, source, out);
-}
-
-int ml_hidden_dump_load(const char *path, ml_hidden_dump *out) {
-    memset(out, 0, sizeof *out);
-    return ml_golden_load(path, parse_image, out);
-}
+int ml_hidden_dump_load(const char *path, ml_hidden_dump *out) { return ml_golden_load(&format, path, out); }
 
 void ml_hidden_dump_free(ml_hidden_dump *dump) {
     if (!dump) return;

@@ -11,6 +11,8 @@
 
 /* Copies bytes of buf from rank 0 to every rank of the model's mesh (a no-op in one process). */
 int ml_model_broadcast(ml_model *model, void *buf, size_t bytes);
+/* The number of ranks (processes) of the model's mesh: 1 without MPI. */
+int ml_model_n_ranks(const ml_model *model);
 /* ml_mesh_agree_fingerprint over the model's mesh: ML_OK when every rank passed the same items. */
 int ml_model_agree_fingerprint(ml_model *model, const ml_mesh_fingerprint *items, int n_items);
 

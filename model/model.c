@@ -410,6 +410,8 @@ int ml_forward(ml_model *m, const ml_batch *b, float *logits) {
 
 int ml_model_broadcast(ml_model *m, void *buf, size_t bytes) { return ml_mesh_broadcast(m->mesh, buf, bytes); }
 
+int ml_model_n_ranks(const ml_model *m) { return m->mesh->n_ranks; }
+
 int ml_model_agree_fingerprint(ml_model *m, const ml_mesh_fingerprint *items, int n_items) {
     return ml_mesh_agree_fingerprint(m->mesh, items, n_items);
 }

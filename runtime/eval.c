@@ -104,11 +104,8 @@ static int prefill(ml_model *m, const ml_eval_reference *ref, int batch, int tok
 /* Under MPI every rank must score the same reference the same way (issue 14): a rank given
  * another file or decode length would wait in a collective the others never reach. */
 static int agree_on_reference(ml_model *m, const ml_eval_reference *ref, int steps, int batch, int prefill_decode) {
-    ml_model_info info;
-    ml_model_get_info(m, &info);
-    if (info.n_ranks <= 1) return ML_OK;
-    ml_mesh_fingerprint items[2];
-    memset(items, 0, sizeof items);
+    if (ml_model_n_ranks(m) <= 1) return ML_OK;
+    ml_mesh_fingerprint items[2] = {{0}};
     items[0].what = "the eval reference";
     uint64_t hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, ref->prompt, (size_t)ref->n_prompt * sizeof *ref->prompt);
     items[0].hash = ml_fingerprint_hash(hash, ref->tokens, (size_t)ref->n_decode * sizeof *ref->tokens);

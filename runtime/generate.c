@@ -57,11 +57,8 @@ static int prefill(ml_model *model, const int32_t *prompt, int n_prompt, int n_k
  * others would deadlock in a collective or produce different tokens. */
 static int agree_on_inputs(ml_model *model, const int32_t *prompt, int n_prompt, int n_keep,
                            const ml_sampling_params *sp) {
-    ml_model_info info;
-    ml_model_get_info(model, &info);
-    if (info.n_ranks <= 1) return ML_OK;
-    ml_mesh_fingerprint items[2];
-    memset(items, 0, sizeof items);
+    if (ml_model_n_ranks(model) <= 1) return ML_OK;
+    ml_mesh_fingerprint items[2] = {{0}};
     items[0].what = "the prompt";
     uint64_t hash = ml_fingerprint_hash(ML_FINGERPRINT_SEED, &n_prompt, sizeof n_prompt);
     hash = ml_fingerprint_hash(hash, &n_keep, sizeof n_keep);

@@ -7,11 +7,9 @@
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
-tmp=${MESHLLAMA_TMP:-${TMPDIR:-/tmp}}/cli_bench.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=lib/check.sh
 source "$(dirname "$0")/lib/check.sh"
+test_tmp cli_bench
 
 # check_report JSON_FILE INSPECT_JSON PROMPTS BATCHES N_GEN PROBED DEPTH: prints one line per problem
 check_report() {

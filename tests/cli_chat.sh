@@ -11,9 +11,7 @@ fixtures=${MESHLLAMA_FIXTURES:?}
 source "$(dirname "$0")/lib/check.sh"
 default_model || { finish cli_chat; exit 1; }
 model=$default_model_path
-tmp=${MESHLLAMA_TMP:-/tmp}/cli_chat.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
+test_tmp cli_chat
 
 printf 'What is the capital of France?\n\nAnd of Italy?\n' |
     "$bin" chat -m "$model" -n 24 --system "You are a concise assistant." >"$tmp/out" 2>"$tmp/err"

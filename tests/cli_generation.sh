@@ -9,11 +9,9 @@ bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
 root=$(cd "$fixtures/../.." && pwd)
 model=${MESHLLAMA_DEFAULT_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-tmp=${MESHLLAMA_TMP:-/tmp}/cli_generation.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=lib/check.sh
 source "$(dirname "$0")/lib/check.sh"
+test_tmp cli_generation
 if [ ! -f "$model" ]; then
     echo "FAIL: the default model $model is missing: scripts/test.sh fetches it (scripts/fetch_default_model.sh)"
     echo "0 passed, 1 failed"

@@ -9,11 +9,9 @@
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
-tmp=${MESHLLAMA_TMP:-/tmp}/cli_kquant.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=lib/check.sh
 source "$(dirname "$0")/lib/check.sh"
+test_tmp cli_kquant
 model=$fixtures/gguf/kquant_mix.gguf
 
 out=$("$bin" inspect "$model" --tp 3 2>&1)

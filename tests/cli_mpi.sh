@@ -6,17 +6,15 @@
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
-tmp=${MESHLLAMA_TMP:-/tmp}/cli_mpi.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=lib/check.sh
+source "$(dirname "$0")/lib/check.sh"
+test_tmp cli_mpi
 if ! command -v mpirun >/dev/null; then echo "SKIP: mpirun not installed"; exit 77; fi
 if "$bin" run -m "$fixtures/gqa_tied_bf16" --prompt-ids 1 -n 1 --backend mpi 2>&1 | grep -q "not in this build"; then
     echo "SKIP: built without MPI"; exit 77
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mpi=(mpirun --oversubscribe -np)
-# shellcheck source=lib/check.sh
-source "$(dirname "$0")/lib/check.sh"
 
 for fixture in h9kv3_llama3rope_bf16 gqa_tied_bf16 mha_sharded_bf16; do
     dir=$fixtures/$fixture

@@ -5,11 +5,9 @@
 set -u
 bin=${MESHLLAMA_BIN:?}
 fixtures=${MESHLLAMA_FIXTURES:?}
-tmp=${MESHLLAMA_TMP:-/tmp}/cli_run.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=lib/check.sh
 source "$(dirname "$0")/lib/check.sh"
+test_tmp cli_run
 
 for fixture in gqa_tied_bf16 h9kv3_llama3rope_bf16 mha_sharded_bf16; do
     dir=$fixtures/$fixture

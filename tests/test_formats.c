@@ -467,6 +467,14 @@ static void test_generation_config(void) {
     }
 }
 
+/* ml_config_load(dir) must fail with code and both needles in the message. */
+static void expect_config_error(const char *label, const char *dir, int code, const char *needle1,
+                                const char *needle2) {
+    ml_config c;
+    ml_clear_error();
+    expect_error(label, ml_config_load(dir, &c), code, needle1, needle2);
+}
+
 static void test_config_load(void) {
     char dir[1024], path[1100];
     make_subdir(dir, sizeof dir, "model_config");
@@ -484,29 +492,20 @@ static void test_config_load(void) {
     CHECK(c.n_eos == 4 && c.eos_token_ids[3] == 128000, "generation_config.json's ids add: n_eos %d", c.n_eos);
 
     write_text_in(dir, "generation_config.json", "{\"eos_token_id\": 128256}");
-    ml_clear_error();
-    expect_error("bad generation_config", ml_config_load(dir, &c), ML_ERR_CONFIG, "generation_config.json",
-                 "eos_token_id");
+    expect_config_error("bad generation_config", dir, ML_ERR_CONFIG, "generation_config.json", "eos_token_id");
 
     char bad_dir[1024];
     make_subdir(bad_dir, sizeof bad_dir, "model_bad_config");
     write_text_in(bad_dir, "config.json", "{\"vocab_size\": 32}");
-    ml_clear_error();
-    expect_error("loaded bad config", ml_config_load(bad_dir, &c), ML_ERR_CONFIG, "model_bad_config/config.json",
-                 "hidden_size");
+    expect_config_error("loaded bad config", bad_dir, ML_ERR_CONFIG, "model_bad_config/config.json", "hidden_size");
 
     char empty_dir[1024];
     make_subdir(empty_dir, sizeof empty_dir, "model_no_config");
-    ml_clear_error();
-    expect_error("missing config", ml_config_load(empty_dir, &c), ML_ERR_IO, "model_no_config/config.json", NULL);
-
+    expect_config_error("missing config", empty_dir, ML_ERR_IO, "model_no_config/config.json", NULL);
     path_join(path, sizeof path, tmp_root, "does_not_exist");
-    ml_clear_error();
-    expect_error("missing dir", ml_config_load(path, &c), ML_ERR_IO, "does_not_exist", "does not exist");
-
+    expect_config_error("missing dir", path, ML_ERR_IO, "does_not_exist", "does not exist");
     path_join(path, sizeof path, dir, "config.json");
-    ml_clear_error();
-    expect_error("dir is a file", ml_config_load(path, &c), ML_ERR_IO, "config.json", "directory");
+    expect_config_error("dir is a file", path, ML_ERR_IO, "config.json", "directory");
 }
 
 /* ---------- safetensors ---------- */

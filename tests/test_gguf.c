@@ -47,6 +47,16 @@ static void gguf_fixture(char *out, size_t size, const char *name) {
     ml_test_fixture_path(out, size, relative);
 }
 
+/* Opens tests/fixtures/gguf/NAME into *g, a failed check when it cannot. */
+static int open_gguf_fixture(const char *name, ml_gguf *g) {
+    char path[1024], label[300];
+    gguf_fixture(path, sizeof path, name);
+    int status = ml_gguf_open(path, g);
+    snprintf(label, sizeof label, "open %s", name);
+    expect_ok(label, status);
+    return status;
+}
+
 static int same_bits_or_nan(float a, float b) {
     if (isnan(a) && isnan(b)) return 1;
     return memcmp(&a, &b, sizeof a) == 0;
@@ -189,12 +199,8 @@ static void check_metadata_values(const ml_gguf *g) {
 }
 
 static void test_metadata(void) {
-    char path[1024];
-    gguf_fixture(path, sizeof path, "metadata.gguf");
     ml_gguf g;
-    int status = ml_gguf_open(path, &g);
-    expect_ok("open metadata.gguf", status);
-    if (status != ML_OK) return;
+    if (open_gguf_fixture("metadata.gguf", &g) != ML_OK) return;
     CHECK(g.version == 3 && g.n_tensors == 2, "version %u, %zu tensors", g.version, g.n_tensors);
     check_metadata_values(&g);
 
@@ -239,12 +245,8 @@ static void test_metadata(void) {
 /* ---------- (b) block formats ---------- */
 
 static void test_quants(void) {
-    char path[1024];
-    gguf_fixture(path, sizeof path, "quants.gguf");
     ml_gguf g;
-    int status = ml_gguf_open(path, &g);
-    expect_ok("open quants.gguf", status);
-    if (status != ML_OK) return;
+    if (open_gguf_fixture("quants.gguf", &g) != ML_OK) return;
     static const char *const names[] = {"plain.f32",  "plain.f16",   "plain.bf16",  "quant.q8_0", "quant.q4_0",
                                         "quant.q4_1", "quant.q5_0",  "quant.q5_1",  "quant.iq4_nl", "quant.q2_k",
                                         "quant.q3_k", "quant.q4_k",  "quant.q5_k",  "quant.q6_k", "quant.q8_k"};

@@ -25,9 +25,9 @@ typedef float (*element_reader)(const void *p, size_t i);
  * element read exactly as float32 (bf16 x bf16 products have at most 16 significant bits, so
  * they are exact in float32 too; only the sum rounds). The value of one output depends only on
  * x row t and w row r, never on the split. */
-static inline void matmul_generic(float *y, size_t ldy, const void *x, element_reader x_value, size_t ldx,
-                                  const void *w, element_reader w_value, int n_in, int n_tok, int row_begin,
-                                  int row_end) {
+static inline void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, element_reader x_value,
+                                 const void *w, element_reader w_value, int n_in, int n_tok, int row_begin,
+                                 int row_end) {
     for (int t = 0; t < n_tok; t++) {
         size_t x_row = (size_t)t * ldx; /* [n_in] */
         for (int r = row_begin; r < row_end; r++) {
@@ -42,27 +42,6 @@ static inline void matmul_generic(float *y, size_t ldy, const void *x, element_r
     }
 }
 
-static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
-                           int row_begin, int row_end) {
-    matmul_generic(y, ldy, x, f32_value, ldx, w, f32_value, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                           int row_begin, int row_end) {
-    matmul_generic(y, ldy, x, f32_value, ldx, w, f16_value, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                            int row_begin, int row_end) {
-    matmul_generic(y, ldy, x, f32_value, ldx, w, bf16_value, n_in, n_tok, row_begin, row_end);
-}
-
-/* Fast mode: both operands bf16. */
-static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                             int n_tok, int row_begin, int row_end) {
-    matmul_generic(y, ldy, x, bf16_value, ldx, w, bf16_value, n_in, n_tok, row_begin, row_end);
-}
-
 /* ---- matrix products: ggml block-quantised weights ---------------------------------------- */
 
 /* Each block's 32 weights are decoded by core/quant_blocks.c, the same code the dequantiser
@@ -70,20 +49,19 @@ static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx
 #define QK ML_QUANT_BLOCK
 /* The legacy block types use the one block-by-block reference of kernels_blocks.c: the same
  * products and the same sums in the same order as matmul_f32_f32 on the dequantised matrix. */
-static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    ml_scalar_matmul_f32_blocks(ML_DTYPE_Q8_0, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+static inline void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+                                   int n_tok, int row_begin, int row_end, ml_dtype w_dtype) {
+    ml_scalar_matmul_f32_blocks(w_dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
 }
 
-static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    ml_scalar_matmul_f32_blocks(ML_DTYPE_Q4_0, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                        int row_begin, int row_end) {
-    ml_scalar_matmul_f32_blocks(ML_DTYPE_Q4_1, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
-}
+/* The kinds of kernels_matmul_entries.h: element readers and block types. */
+#define KIND_F32 f32_value
+#define KIND_F16 f16_value
+#define KIND_BF16 bf16_value
+#define QKIND_Q8_0 ML_DTYPE_Q8_0
+#define QKIND_Q4_0 ML_DTYPE_Q4_0
+#define QKIND_Q4_1 ML_DTYPE_Q4_1
+#include "backend/cpu/kernels_matmul_entries.h"
 
 /* ---- normalisation and elementwise ------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* The part of the vector kernel files whose shape does not depend on the vector width: the
- * table's matrix-product entry points, the ggml block-quantised drivers, the attention driver
- * over groups of heads and the block conversions. Template by include: kernels_avx2.c and
+ * table's matrix-product entry points (kernels_matmul_entries.h, which kernels_scalar.c shares),
+ * the ggml block-quantised drivers, the attention driver over groups of heads and the block
+ * conversions. Template by include: kernels_avx2.c and
  * kernels_avx512.c each include it once, at the end (before their tables), after defining
  * what it calls with their own intrinsics:
  *   constants  VEC, W_TILE_BYTES, Q_TOKENS (tokens per quantised register block),
@@ -17,30 +18,12 @@
 #ifndef ML_BACKEND_CPU_KERNELS_VECTOR_SHARED_H
 #define ML_BACKEND_CPU_KERNELS_VECTOR_SHARED_H
 
-/* ---- matrix products: the table's entry points ------------------------------------------ */
+/* ---- matrix products ---------------------------------------------------------------------- */
 
+/* The table's entry points come from kernels_matmul_entries.h, included after the quantised
+ * driver below; that driver's tiles go through the float32 one. */
 static void matmul_f32_f32(float *y, size_t ldy, const float *x, size_t ldx, const float *w, int n_in, int n_tok,
-                           int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F32, n_in, n_tok, row_begin, row_end);
-}
-
-static void matmul_f32_f16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                           int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_F16, n_in, n_tok, row_begin, row_end);
-}
-
-/* Accurate mode: float32 activations times exactly widened bf16 weights. */
-static void matmul_f32_bf16(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
-                            int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_F32, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
-}
-
-/* Fast mode without a bf16 dot-product instruction: both operands widened to f32 (exact),
- * products exact, f32 accumulation. */
-static void matmul_bf16_bf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                             int n_tok, int row_begin, int row_end) {
-    matmul_driver(y, ldy, x, ldx, KIND_BF16, w, KIND_BF16, n_in, n_tok, row_begin, row_end);
-}
+                           int row_begin, int row_end);
 
 /* ---- matrix products: ggml block-quantised weights ---------------------------------------- */
 
@@ -115,20 +98,7 @@ ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx,
     }
 }
 
-static void matmul_f32_q8_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                            int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q8_0);
-}
-
-static void matmul_f32_q4_0(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                            int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_0);
-}
-
-static void matmul_f32_q4_1(float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in, int n_tok,
-                            int row_begin, int row_end) {
-    q_matmul_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end, QKIND_Q4_1);
-}
+#include "backend/cpu/kernels_matmul_entries.h"
 
 /* Whole blocks, decoded as the matmuls decode them (so bit for bit as the dequantiser). */
 static void q8_0_to_f32(float *out, const uint8_t *in, size_t n) { q_decode_blocks(out, in, n / QK, QKIND_Q8_0); }

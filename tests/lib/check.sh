@@ -4,6 +4,8 @@
 #   expect_fail CODE NEEDLE -- command...
 #                               the command exits with CODE and its stderr contains NEEDLE
 #   finish NAME                 prints "NAME: P passed, F failed"; exit status 0 only if none failed
+#   test_tmp NAME               makes $tmp, a fresh folder NAME.PID under $MESHLLAMA_TMP (else
+#                               $TMPDIR or /tmp), removed when the script exits
 #   reference_ids FILE [SEP]    prints an MLHFREF1 reference's prompt ids (comma-separated), a space,
 #                               and HF's greedy continuation joined by SEP (default ",")
 #   default_model               sets $default_model_path to the default model, or records a failure
@@ -22,6 +24,12 @@ expect_fail() {
     if [ "$rc" -ne "$code" ]; then fail "$* exited $rc, expected $code: $err"; return; fi
     if ! grep -qF -- "$needle" <<<"$err"; then fail "$*: message lacks '$needle': $err"; return; fi
     pass
+}
+
+test_tmp() {
+    tmp=${MESHLLAMA_TMP:-${TMPDIR:-/tmp}}/$1.$$
+    mkdir -p "$tmp"
+    trap 'rm -rf "$tmp"' EXIT
 }
 
 finish() {
