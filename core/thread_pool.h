@@ -13,7 +13,9 @@ int ml_pool_create(int n_threads, ml_pool **out_pool);
 void ml_pool_destroy(ml_pool *pool);
 int ml_pool_threads(const ml_pool *pool);
 /* Runs the job and returns when every task has finished. Tasks are claimed dynamically, so a
- * task's result must not depend on which thread runs it (that keeps results deterministic). */
+ * task's result must not depend on which thread runs it (that keeps results deterministic);
+ * a worker that is not running when the job starts is not waited for (the others, the caller
+ * included, take its share). */
 void ml_pool_run(ml_pool *pool, ml_task_fn fn, void *ctx, int n_tasks);
 /* Number of online cores. */
 int ml_online_cores(void);

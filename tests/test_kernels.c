@@ -445,6 +445,13 @@ static void pool_probe_task(void *ctx, int task, int thread_index) {
     __atomic_fetch_add(&p->counts[task], 1, __ATOMIC_RELAXED);
 }
 
+/* pool_probe_task's twin for the alternating-jobs check: adds 2 instead of 1 */
+static void pool_probe_task_b(void *ctx, int task, int thread_index) {
+    pool_probe *p = ctx;
+    if (thread_index < 0 || thread_index >= p->n_threads) __atomic_store_n(&p->bad_thread, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&p->counts[task], 2, __ATOMIC_RELAXED);
+}
+
 typedef struct {
     const ml_cpu_kernels *k;
     const mm_problem *p;
@@ -480,6 +487,22 @@ static void test_pool(void) {
             CHECK(!probe.bad_thread, "pool of %d: thread index out of range", thread_counts[a]);
         }
         CHECK(all_once, "pool of %d threads: a task did not run exactly once", thread_counts[a]);
+        /* Many short jobs back to back, alternating two contexts and two functions: with more
+         * threads than cores, workers often arrive after a job's tasks are all taken (or after
+         * the next job is published) and must then claim nothing of it, nor run one job's task
+         * with the other's function or context. */
+        int counts_a[64], counts_b[64];
+        int wrong_pairing = 0;
+        for (int job = 0; job < 20000; job++) {
+            int n = 1 + job % 13 + (job % 7 == 0 ? 50 : 0);
+            pool_probe *probe = &(pool_probe){job % 2 ? counts_a : counts_b, n, thread_counts[a], 0};
+            memset(probe->counts, 0, sizeof counts_a);
+            ml_pool_run(pool, job % 2 ? pool_probe_task : pool_probe_task_b, probe, n);
+            for (int i = 0; i < 64; i++) all_once &= probe->counts[i] == (i < n ? (job % 2 ? 1 : 2) : 0);
+            wrong_pairing |= probe->bad_thread;
+        }
+        CHECK(all_once && !wrong_pairing, "pool of %d threads, 20000 short jobs: a task did not run exactly once "
+              "with its own job's function and context", thread_counts[a]);
         ml_pool_run(pool, pool_probe_task, NULL, 0); /* no tasks: returns at once */
         ml_pool_destroy(pool);
     }
