@@ -44,6 +44,7 @@
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "meshllama.h"
+#include "test_kernel_variants.h"
 #include "test_util.h"
 
 #define TOL_MATMUL 1e-5
@@ -1110,14 +1111,11 @@ int main(void) {
         test_quant_reference(&rng);
     }
     test_pool();
-    static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
-    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
-        const ml_cpu_kernels *k = ml_cpu_kernels_variant(variants[v]);
-        if (!k) {
-            printf("SKIP %s: CPU lacks it\n", variants[v]);
-            continue;
-        }
-        CHECK(strcmp(k->name, variants[v]) == 0, "variant %s is named %s", variants[v], k->name);
+    for (size_t v = 0; v < ML_TEST_N_KERNEL_VARIANTS; v++) {
+        const ml_cpu_kernels *k = ml_test_kernel_variant(v);
+        if (!k) continue;
+        CHECK(strcmp(k->name, ml_test_kernel_variants[v]) == 0, "variant %s is named %s", ml_test_kernel_variants[v],
+              k->name);
         ml_test_rng rng;
         ml_test_rng_seed(&rng, 1234 + v);
         worst_errors worst;

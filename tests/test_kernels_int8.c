@@ -12,6 +12,7 @@
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 #include "core/numeric.h"
+#include "test_kernel_variants.h"
 #include "test_util.h"
 
 /* The int8 error bound, per output: each activation moves by at most half its block's step d_x
@@ -227,13 +228,9 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[
 
 int main(void) {
     test_reference_by_hand();
-    static const char *const variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
-    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
-        const ml_cpu_kernels *k = ml_cpu_kernels_variant(variants[v]);
-        if (!k) {
-            printf("SKIP %s: CPU lacks it\n", variants[v]);
-            continue;
-        }
+    for (size_t v = 0; v < ML_TEST_N_KERNEL_VARIANTS; v++) {
+        const ml_cpu_kernels *k = ml_test_kernel_variant(v);
+        if (!k) continue;
         ml_test_rng rng;
         ml_test_rng_seed(&rng, 99 + v);
         double worst[N_TYPES] = {0};
