@@ -21,7 +21,7 @@
  * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
  * matmul_f32_bf16 on x gives the same bits as matmul_bf16_bf16 on x_bf16 without widening x in the
  * inner loop, so x_bf16 is used only where bf16_dot_product is set. Weights with int8 products
- * (Q8_0, Q4_0, Q4_1: ml_q8_supports) take x_q8, the same activations quantised to int8 blocks
+ * (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_K: ml_q8_supports) take x_q8, the same activations quantised to int8 blocks
  * (forward.c quantises them where it rounds them to bf16), through matmul_q8_blocks; other
  * quantised weights take the float32 x in both modes (the bf16-rounded values, widened). */
 #include "core/error.h"

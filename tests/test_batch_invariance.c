@@ -2,7 +2,8 @@
  * whether it is decoded alone or in a batch of up to ML_MAX_BATCH sequences, whatever the
  * batch size, the KV slot it sits in and the positions of the others.
  *
- * For every checkpoint below (bf16, f16, f32 and Q8_0 weights; tied and untied heads; GQA; an
+ * For every checkpoint below (bf16, f16, f32, Q8_0 and every K-quant and other block type (kquant_mix,
+ * whose fast mode runs int8 products on its Q4_K/Q5_K/Q6_K/Q8_K matrices); tied and untied heads; GQA; an
  * uneven tp 2 split), both activation modes (accurate, fast) and both KV-cache types (bf16, f32):
  *   alone:   each of 32 sequences (prompts of 1..13 tokens, so a batch mixes positions) is
  *            prefilled in slot 0, then decodes DECODE_STEPS teacher-forced tokens one at a time;
@@ -169,7 +170,7 @@ int main(void) {
                                    : sizeof batch_sizes / sizeof batch_sizes[0];
     static const char *const fixtures[] = {"h9kv3_llama3rope_bf16", "gqa_tied_bf16", "f16_small",
                                            "h8kv2_headdim_untied_f32", "gguf/gqa_tied_q8_0.gguf",
-                                           "gguf/h8kv2_headdim_untied_q8_0.gguf"};
+                                           "gguf/h8kv2_headdim_untied_q8_0.gguf", "gguf/kquant_mix.gguf"};
     for (size_t f = 0; f < sizeof fixtures / sizeof fixtures[0]; f++) {
         char path[512];
         ml_test_fixture_path(path, sizeof path, fixtures[f]);

@@ -12,6 +12,7 @@
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 #include "core/numeric.h"
+#include "core/quant_blocks.h"
 #include "test_kernel_variants.h"
 #include "test_util.h"
 
@@ -20,9 +21,12 @@
  * plus float32 accumulation, bounded by 1e-5 of sum_i |w_i x_i|. The test reports the worst
  * ratio of error to bound (<= 1 passes); a wrong scale, offset or lost block breaks it by far. */
 
-static const ml_dtype types[] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1};
-static const char *const type_names[] = {"q8_0", "q4_0", "q4_1"};
-enum { N_TYPES = 3 };
+static const ml_dtype types[] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1, ML_DTYPE_Q4_K,
+                                 ML_DTYPE_Q5_K, ML_DTYPE_Q6_K, ML_DTYPE_Q8_K};
+static const char *const type_names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k"};
+enum { N_TYPES = 7 };
+
+static int is_kquant(ml_dtype dtype) { return ml_dtype_block_elements(dtype) == ML_QUANT_SUPER_BLOCK; }
 
 /* A normal f16 of either sign with magnitude in [2^-7, 2^1). */
 static uint16_t random_f16(ml_test_rng *rng) {
@@ -32,14 +36,23 @@ static uint16_t random_f16(ml_test_rng *rng) {
     return (uint16_t)(sign | exponent << 10 | mantissa);
 }
 
+/* Random blocks (n_blocks of the type's own size) with valid scales: f16 d (and m / dmin) where
+ * the layout has them, Q8_K's float32 d from the same range. */
 static void fill_blocks(ml_test_rng *rng, ml_dtype dtype, uint8_t *w, size_t n_blocks) {
     size_t block_bytes = ml_dtype_block_bytes(dtype);
     for (size_t b = 0; b < n_blocks; b++) {
         uint8_t *block = w + b * block_bytes;
         for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)ml_test_uniform(rng, 0.0f, 256.0f);
         uint16_t d = random_f16(rng), m = random_f16(rng);
-        memcpy(block, &d, 2);
-        if (dtype == ML_DTYPE_Q4_1) memcpy(block + 2, &m, 2);
+        float d32 = ml_f16_to_f32(d);
+        if (dtype == ML_DTYPE_Q6_K) {
+            memcpy(block + 208, &d, 2);
+        } else if (dtype == ML_DTYPE_Q8_K) {
+            memcpy(block, &d32, sizeof d32);
+        } else {
+            memcpy(block, &d, 2);
+            if (dtype == ML_DTYPE_Q4_1 || dtype == ML_DTYPE_Q4_K || dtype == ML_DTYPE_Q5_K) memcpy(block + 2, &m, 2);
+        }
     }
 }
 
@@ -94,7 +107,7 @@ static void test_reference_by_hand(void) {
      * the first block of x alone */
     uint8_t *row32 = malloc(ml_q8_row_bytes(32));
     k->quantize_q8(row32, x, 32);
-    for (int t = 0; t < N_TYPES; t++) {
+    for (int t = 0; t < 3; t++) { /* the blocks of 32 (test_kquant_by_hand has the others) */
         uint8_t block[34] = {0};
         uint16_t half = 0x3800, quarter = 0x3400;
         memcpy(block, &half, 2);
@@ -112,6 +125,41 @@ static void test_reference_by_hand(void) {
     free(row32);
 }
 
+/* One super-block of each K-quant with d = 0.5 and dmin = 0.25 (Q8_K: d = 0.5f), patterned
+ * quants and scales, against x whose blocks each have the maximum 127 (d_x = 1) and small
+ * other values: every product and partial sum is a multiple of 1/4 below 2^22, so the float
+ * result equals the exact sum of dequantised weights (core/quant_blocks.c) times x's integers. */
+static void test_kquant_by_hand(void) {
+    float x[256];
+    for (int i = 0; i < 256; i++) x[i] = i % 32 == 5 ? (i % 64 ? -127.0f : 127.0f) : (float)((i * 7) % 9 - 4);
+    uint8_t *xq = malloc(ml_q8_row_bytes(256));
+    ml_cpu_kernels_scalar.quantize_q8(xq, x, 256);
+    for (int t = 3; t < N_TYPES; t++) {
+        uint8_t block[292];
+        size_t block_bytes = ml_dtype_block_bytes(types[t]);
+        for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)(i * 37 + 11 * t);
+        uint16_t half = 0x3800, quarter = 0x3400;
+        float half32 = 0.5f;
+        if (types[t] == ML_DTYPE_Q6_K)
+            memcpy(block + 208, &half, 2);
+        else if (types[t] == ML_DTYPE_Q8_K)
+            memcpy(block, &half32, sizeof half32);
+        else {
+            memcpy(block, &half, 2);
+            memcpy(block + 2, &quarter, 2);
+        }
+        float w[256];
+        ml_quant_blocks_to_f32(types[t], block, 1, w);
+        double want = 0.0;
+        for (int i = 0; i < 256; i++) want += (double)w[i] * (int8_t)xq[(i / 32) * ML_Q8_BLOCK_BYTES + i % 32];
+        float y = -1.0f;
+        ml_cpu_kernels_scalar.matmul_q8_blocks(types[t], &y, 1, xq, 0, block, 256, 1, 0, 1);
+        CHECK(y == (float)want && fabs(want) < 4194304.0, "scalar matmul_q8_blocks %s by hand: %.9g, want %.9g",
+              type_names[t], y, want);
+    }
+    free(xq);
+}
+
 /* One problem: x [n_tok, n_in] float, its int8 rows (by the reference), weights. */
 typedef struct {
     ml_dtype dtype;
@@ -119,6 +167,7 @@ typedef struct {
     size_t ldx;
     float *x;
     uint8_t *xq, *w;
+    float *wf; /* [n_out, n_in] the dequantised weights */
 } problem;
 
 static void make(problem *p, ml_test_rng *rng, ml_dtype dtype, int n_in, int n_out, int n_tok) {
@@ -133,13 +182,24 @@ static void make(problem *p, ml_test_rng *rng, ml_dtype dtype, int n_in, int n_o
     for (int t = 0; t < n_tok; t++) ml_cpu_kernels_scalar.quantize_q8(p->xq + t * p->ldx, p->x + (size_t)t * n_in, n_in);
     size_t row_bytes = ml_dtype_row_bytes(dtype, (size_t)n_in);
     p->w = malloc((size_t)n_out * row_bytes + 1) + 1; /* every block misaligned */
-    fill_blocks(rng, dtype, p->w, (size_t)n_out * n_in / 32);
+    size_t block_elements = ml_dtype_block_elements(dtype), block_bytes = ml_dtype_block_bytes(dtype);
+    fill_blocks(rng, dtype, p->w, (size_t)n_out * n_in / block_elements);
+    p->wf = malloc((size_t)n_out * n_in * sizeof(float));
+    for (int r = 0; r < n_out; r++) {
+        const uint8_t *w_row = p->w + r * row_bytes;
+        float *out = p->wf + (size_t)r * n_in;
+        if (is_kquant(dtype)) /* core/quant_blocks.c: the accurate path's weights */
+            ml_quant_blocks_to_f32(dtype, w_row, (size_t)n_in / block_elements, out);
+        else
+            for (int i = 0; i < n_in; i++) out[i] = dequantised(dtype, w_row + (size_t)(i / 32) * block_bytes, i % 32);
+    }
 }
 
 static void release(problem *p) {
     free(p->x);
     free(p->xq);
     free(p->w - 1);
+    free(p->wf);
 }
 
 static float *outputs(const problem *p) {
@@ -176,10 +236,13 @@ static void test_quantize(const ml_cpu_kernels *k, ml_test_rng *rng) {
 /* matmul_q8_blocks against the reference, and its own splits against its whole product. */
 static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[N_TYPES]) {
     static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}};
+    /* K-quants: rows of 1 to 5 super-blocks */
+    static const int k_sizes[][3] = {{256, 1, 1}, {512, 5, 1}, {256, 13, 3}, {768, 37, 1}, {512, 9, 9}, {1280, 22, 17}};
     for (int t = 0; t < N_TYPES; t++) {
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            const int *size = is_kquant(types[t]) ? k_sizes[s] : sizes[s];
             problem p;
-            make(&p, rng, types[t], sizes[s][0], sizes[s][1], sizes[s][2]);
+            make(&p, rng, types[t], size[0], size[1], size[2]);
             float *want = outputs(&p), *got = outputs(&p), *split = outputs(&p);
             size_t ldy = (size_t)p.n_out;
             ml_cpu_kernels_scalar.matmul_q8_blocks(p.dtype, want, ldy, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
@@ -200,7 +263,6 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[
                   "%s matmul_q8_blocks %s n_in=%d: split rows / single tokens differ from the whole", k->name,
                   type_names[t], p.n_in);
             /* the int8 error against the float32 product on the dequantised weights */
-            size_t block_bytes = ml_dtype_block_bytes(p.dtype), row_bytes = ml_dtype_row_bytes(p.dtype, (size_t)p.n_in);
             double ratio = 0.0;
             for (int tok = 0; tok < p.n_tok; tok++)
                 for (int r = 0; r < p.n_out; r++) {
@@ -208,7 +270,7 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[
                     const uint8_t *xq = p.xq + tok * p.ldx;
                     double exact = 0.0, step_bound = 0.0, magnitude = 0.0;
                     for (int i = 0; i < p.n_in; i++) {
-                        double w = dequantised(p.dtype, p.w + r * row_bytes + (size_t)(i / 32) * block_bytes, i % 32);
+                        double w = p.wf[(size_t)r * p.n_in + i];
                         exact += (double)x[i] * w;
                         step_bound += fabs(w) * row_scale(xq, i / 32) / 2 * 1.01;
                         magnitude += fabs(w * x[i]);
@@ -228,6 +290,7 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[
 
 int main(void) {
     test_reference_by_hand();
+    test_kquant_by_hand();
     for (size_t v = 0; v < ML_TEST_N_KERNEL_VARIANTS; v++) {
         const ml_cpu_kernels *k = ml_test_kernel_variant(v);
         if (!k) continue;
@@ -237,8 +300,10 @@ int main(void) {
         test_quantize(k, &rng);
         test_matmul(k, &rng, worst);
         printf("%-10s int8 products equal the reference bit for bit%s; worst error against the float32 "
-               "product, as a share of its bound: q8_0 %.2g q4_0 %.2g q4_1 %.2g\n",
-               k->name, k == &ml_cpu_kernels_scalar ? " (itself: splits only)" : "", worst[0], worst[1], worst[2]);
+               "product, as a share of its bound:",
+               k->name, k == &ml_cpu_kernels_scalar ? " (itself: splits only)" : "");
+        for (int t = 0; t < N_TYPES; t++) printf(" %s %.2g", type_names[t], worst[t]);
+        printf("\n");
     }
     return ml_test_finish("kernels_int8");
 }

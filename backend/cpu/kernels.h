@@ -66,7 +66,18 @@ typedef struct {
      *   acc = 0; for each block b in order: acc = fma(isum_b, d_w * d_x, acc)
      *   and for Q4_1 also acc = fma(sum_x, m_w * d_x, acc)
      * with isum_b the exact integer dot product of the block's weight integers (Q4_0: q - 8;
-     * Q4_1: q, its m apart) and x's int8 values. The integer sums are exact, so every variant
+     * Q4_1: q, its m apart) and x's int8 values. The K-quants (super-blocks of 256 = 8 activation
+     * blocks; block b is sub-block j = b % 8 of super-block b / 8, its integers where
+     * core/quant_blocks.c reads them) take, per block b in the same order:
+     *   Q4_K, Q5_K (6-bit scale sc_j and min m_j, f16 d and dmin; q in 0..15 / 0..31):
+     *     acc = fma((float)(sc_j * isum_b), d * d_x, acc)
+     *     acc = fma((float)(m_j * sum_x), -(dmin * d_x), acc)
+     *   Q6_K (int8 scales per 16 weights, f16 d; q - 32 in -32..31):
+     *     acc = fma((float)(sc_2j * isum_lo + sc_2j+1 * isum_hi), d * d_x, acc)
+     *     with isum_lo / isum_hi the sums over the block's first / last 16 weights
+     *   Q8_K (float32 d, int8 q): acc = fma((float)isum_b, d * d_x, acc)
+     * Every integer above is below 2^24 in magnitude (Q6_K's worst: 2 * 128 * 16 * 32 * 127), so
+     * it is exact and so is its float conversion. The integer sums are exact, so every variant
      * gives the same bits, whatever the split of rows and tokens. */
     void (*quantize_q8)(uint8_t *out, const float *x, int n);
     void (*matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx, const uint8_t *w,

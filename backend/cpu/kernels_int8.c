@@ -7,7 +7,10 @@
  * Why exact integers make that cheap: a block's integer sum is exact whatever order the vector
  * code adds its products in (|sum| < 2^24, so its float conversion is exact too), and the only
  * float rounding is the per-block chain acc = fma(isum, d_w * d_x, acc) in block order, which a
- * vector variant keeps per output (lanes are rows, never parts of one row). */
+ * vector variant keeps per output (lanes are rows, never parts of one row). The K-quants'
+ * sub-block scales and mins are integers too, so they join the exact part (sc * isum, m * sum_x;
+ * Q6_K's two 16-weight halves sc_a * isum_a + sc_b * isum_b) and the float chain stays one or
+ * two FMAs per block of 32 activations. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
 
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "core/numeric.h"
+#include "core/quant_blocks.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -24,7 +28,16 @@
 #endif
 
 int ml_q8_supports(ml_dtype w_dtype) {
-    return w_dtype == ML_DTYPE_Q8_0 || w_dtype == ML_DTYPE_Q4_0 || w_dtype == ML_DTYPE_Q4_1;
+    switch (w_dtype) {
+    case ML_DTYPE_Q8_0:
+    case ML_DTYPE_Q4_0:
+    case ML_DTYPE_Q4_1:
+    case ML_DTYPE_Q4_K:
+    case ML_DTYPE_Q5_K:
+    case ML_DTYPE_Q6_K:
+    case ML_DTYPE_Q8_K: return 1;
+    default: return 0;
+    }
 }
 
 /* The scale of one block of 32 values: d = max|x| / 127 and its inverse, both 0 where d is
@@ -83,11 +96,79 @@ static void weight_block(ml_dtype w_dtype, const uint8_t *block, int q[ML_Q8_BLO
     }
 }
 
+/* Block j (0..7) of 32 weights of a K-quant super-block sb, against one int8 activation block
+ * (q, d_x, sum_x): the float operations of kernels.h's contract, in its order. The weights'
+ * integers are read where core/quant_blocks.c reads them (element 32 * j + i). */
+static float kquant_block(ml_dtype w_dtype, const uint8_t *sb, int j, const uint8_t *x_block, float acc) {
+    const int8_t *xq = (const int8_t *)x_block;
+    float d_x;
+    int32_t sum_x;
+    memcpy(&d_x, x_block + 32, sizeof d_x);
+    memcpy(&sum_x, x_block + 36, sizeof sum_x);
+    if (w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K) {
+        /* q: nibble j % 2 of qs[32 * (j / 2) + i], Q5_K's fifth bit bit j of qh[i] */
+        const uint8_t *qh = w_dtype == ML_DTYPE_Q5_K ? sb + 16 : NULL;
+        const uint8_t *qs = sb + (w_dtype == ML_DTYPE_Q5_K ? 48 : 16) + 32 * (j / 2);
+        uint16_t bits;
+        memcpy(&bits, sb, 2);
+        float d = ml_f16_to_f32(bits);
+        memcpy(&bits, sb + 2, 2);
+        float dmin = ml_f16_to_f32(bits);
+        int scale, min;
+        ml_k4_scale_min(sb + 4, j, &scale, &min);
+        int32_t isum = 0;
+        for (int i = 0; i < ML_Q8_BLOCK; i++) {
+            int q = (qs[i] >> (4 * (j % 2))) & 15;
+            if (qh) q |= ((qh[i] >> j) & 1) << 4;
+            isum += q * xq[i];
+        }
+        acc = fmaf((float)(scale * isum), d * d_x, acc);
+        return fmaf((float)(min * sum_x), -(dmin * d_x), acc);
+    }
+    if (w_dtype == ML_DTYPE_Q6_K) {
+        /* element 128 * g + 32 * h + i (g = j / 4, h = j % 4): low 4 bits nibble h / 2 of
+         * ql[64 * g + 32 * (h % 2) + i], high 2 bits bits 2 * h of qh[32 * g + i]; minus 32 */
+        int g = j / 4, h = j % 4;
+        const uint8_t *ql = sb + 64 * g + 32 * (h % 2), *qh = sb + 128 + 32 * g;
+        const int8_t *scales = (const int8_t *)(sb + 192);
+        uint16_t bits;
+        memcpy(&bits, sb + 208, 2);
+        float d = ml_f16_to_f32(bits);
+        int32_t half[2] = {0, 0};
+        for (int i = 0; i < ML_Q8_BLOCK; i++) {
+            int q = (((ql[i] >> (4 * (h / 2))) & 15) | (((qh[i] >> (2 * h)) & 3) << 4)) - 32;
+            half[i / 16] += q * xq[i];
+        }
+        int32_t isum = scales[2 * j] * half[0] + scales[2 * j + 1] * half[1];
+        return fmaf((float)isum, d * d_x, acc);
+    }
+    /* Q8_K: float32 d, int8 q[256] */
+    float d;
+    memcpy(&d, sb, sizeof d);
+    int32_t isum = 0;
+    for (int i = 0; i < ML_Q8_BLOCK; i++) isum += (int8_t)sb[4 + 32 * j + i] * xq[i];
+    return fmaf((float)isum, d * d_x, acc);
+}
+
 void ml_scalar_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                 const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
     int n_blocks = n_in / ML_Q8_BLOCK;
-    size_t block_bytes = ml_dtype_block_bytes(w_dtype), row_bytes = (size_t)n_blocks * block_bytes;
+    size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
+    if (ml_dtype_block_elements(w_dtype) == ML_QUANT_SUPER_BLOCK) {
+        size_t super_bytes = ml_dtype_block_bytes(w_dtype);
+        for (int t = 0; t < n_tok; t++)
+            for (int r = row_begin; r < row_end; r++) {
+                const uint8_t *w_row = w + (size_t)r * row_bytes;
+                float acc = 0.0f;
+                for (int b = 0; b < n_blocks; b++)
+                    acc = kquant_block(w_dtype, w_row + (size_t)(b / 8) * super_bytes, b % 8,
+                                       x + (size_t)t * ldx + (size_t)b * ML_Q8_BLOCK_BYTES, acc);
+                y[(size_t)t * ldy + r] = acc;
+            }
+        return;
+    }
+    size_t block_bytes = ml_dtype_block_bytes(w_dtype);
     for (int t = 0; t < n_tok; t++) {
         const uint8_t *x_row = x + (size_t)t * ldx;
         for (int r = row_begin; r < row_end; r++) {

@@ -12,7 +12,10 @@
  * one group; for each block and token the eight rows' exact integer sums land in the eight
  * lanes of one vector, which then takes exactly the reference's float operations,
  * acc = fma(isum, d_w * d_x, acc), lane by lane, blocks in order. No lane ever holds a part of
- * another lane's sum, so the split of rows and tokens cannot change a result. */
+ * another lane's sum, so the split of rows and tokens cannot change a result. The K-quants
+ * (q8k_group) keep that shape: their scales multiply the exact integer sums (vpmulld), Q6_K's
+ * halves are reduced apart (q8_reduce8_halves), and Q6_K's - 32 enters as each lane's
+ * starting value -32 * (its four x values), so its unsigned operand stays q in 0..63. */
 #ifndef ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 #define ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 
@@ -22,6 +25,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
+#include "core/quant_blocks.h"
 
 #define Q8_ROWS 8
 /* Tokens whose accumulators live on the stack while a group's blocks stream past (a group's
@@ -146,6 +150,123 @@ static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8
     }
 }
 
+/* The same eight rows' sums split in two: lo holds the sums of each row's lanes 0-3 (elements
+ * 0-15 of the block), hi of lanes 4-7 (elements 16-31): Q6_K's sub-blocks of 16. */
+static inline void q8_reduce8_halves(const __m256i s[Q8_ROWS], __m256i *lo, __m256i *hi) {
+    __m256i ab = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    __m256i cd = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    /* ab's low 128 bits: rows 0-3 over elements 0-15; its high 128 bits: the same over 16-31 */
+    *lo = _mm256_permute2x128_si256(ab, cd, 0x20);
+    *hi = _mm256_permute2x128_si256(ab, cd, 0x31);
+}
+
+/* Block j (0..7) of a K-quant super-block as the unsigned operand (the integers of
+ * kernels_int8.c's kquant_block: Q4_K/Q5_K's q, Q6_K's q before the - 32; Q8_K as Q8_0). */
+static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, int j, __m256i *signs) {
+    const __m256i low4 = _mm256_set1_epi8(15);
+    *signs = _mm256_setzero_si256();
+    if (w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K) {
+        const uint8_t *qs = sb + (w_dtype == ML_DTYPE_Q5_K ? 48 : 16) + 32 * (j / 2);
+        __m256i q = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)qs), 4 * (j % 2)), low4);
+        if (w_dtype == ML_DTYPE_Q5_K) {
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(sb + 16));
+            /* bit j of each byte to bit 4: shift the 16-bit lanes, mask per byte */
+            __m256i high = j <= 4 ? _mm256_slli_epi16(qh, 4 - j) : _mm256_srli_epi16(qh, j - 4);
+            q = _mm256_or_si256(q, _mm256_and_si256(high, _mm256_set1_epi8(16)));
+        }
+        return q;
+    }
+    if (w_dtype == ML_DTYPE_Q6_K) {
+        int g = j / 4, h = j % 4;
+        __m256i ql = _mm256_loadu_si256((const __m256i *)(sb + 64 * g + 32 * (h % 2)));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(sb + 128 + 32 * g));
+        __m256i low = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (h / 2)), low4);
+        /* bits 2h, 2h + 1 of qh to bits 4, 5 */
+        __m256i high = 2 * h <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 4);
+        return _mm256_or_si256(low, _mm256_and_si256(high, _mm256_set1_epi8(0x30)));
+    }
+    __m256i q = _mm256_loadu_si256((const __m256i *)(sb + 4 + 32 * j)); /* Q8_K */
+    if (Q8_OFFSET_SIGNED) return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
+    *signs = q;
+    return _mm256_sign_epi8(q, q);
+}
+
+/* q8_group for the K-quants (kernels.h: the per-block operations; lanes are rows). A
+ * super-block's eight sub-block scales (and Q4_K/Q5_K's mins) are decoded once per row into
+ * tables whose rows are vectors over the eight weight rows. */
+static inline void q8k_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8_t *x, size_t ldx,
+                             const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
+    int n_super = n_in / ML_QUANT_SUPER_BLOCK;
+    size_t super_bytes = ml_dtype_block_bytes(w_dtype);
+    int k4 = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K, q6 = w_dtype == ML_DTYPE_Q6_K;
+    for (int t = 0; t < n_tok; t++) acc[t] = _mm256_setzero_ps();
+    for (int s = 0; s < n_super; s++) {
+        const uint8_t *sb[Q8_ROWS];
+        int32_t scale_a[8][Q8_ROWS], scale_b[8][Q8_ROWS]; /* k4: scale, min; q6: the two sub-blocks' scales */
+        float d_rows[Q8_ROWS];
+        for (int k = 0; k < Q8_ROWS; k++) {
+            sb[k] = row[k] + (size_t)s * super_bytes;
+            if (k4) {
+                for (int j = 0; j < 8; j++) {
+                    int scale, min;
+                    ml_k4_scale_min(sb[k] + 4, j, &scale, &min);
+                    scale_a[j][k] = scale;
+                    scale_b[j][k] = min;
+                }
+            } else if (q6) {
+                const int8_t *scales = (const int8_t *)(sb[k] + 192);
+                for (int j = 0; j < 8; j++) {
+                    scale_a[j][k] = scales[2 * j];
+                    scale_b[j][k] = scales[2 * j + 1];
+                }
+            } else {
+                memcpy(&d_rows[k], sb[k], sizeof(float));
+            }
+        }
+        __m256 d_w = k4 ? q8_block_halves(sb, 0) : q6 ? q8_block_halves(sb, 208) : _mm256_loadu_ps(d_rows);
+        __m256 dmin_w = k4 ? q8_block_halves(sb, 2) : _mm256_setzero_ps();
+        for (int j = 0; j < 8; j++) {
+            __m256i wq[Q8_ROWS], sign[Q8_ROWS];
+            for (int k = 0; k < Q8_ROWS; k++) wq[k] = q8k_weight_operand(w_dtype, sb[k], j, &sign[k]);
+            __m256i sc_a = _mm256_loadu_si256((const __m256i *)scale_a[j]);
+            __m256i sc_b = _mm256_loadu_si256((const __m256i *)scale_b[j]);
+            for (int t = 0; t < n_tok; t++) {
+                const uint8_t *x_block = x + (size_t)t * ldx + (size_t)(8 * s + j) * ML_Q8_BLOCK_BYTES;
+                __m256i xq = _mm256_loadu_si256((const __m256i *)x_block);
+                float d_x;
+                int32_t sum_x;
+                memcpy(&d_x, x_block + 32, sizeof d_x);
+                memcpy(&sum_x, x_block + 36, sizeof sum_x);
+                __m256 dx = _mm256_set1_ps(d_x);
+                /* Q6_K: every lane starts at -32 times its four x values, so the sums are of q - 32 */
+                __m256i base = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                     Q8_DOT(_mm256_setzero_si256(), _mm256_set1_epi8(32), xq))
+                                  : _mm256_setzero_si256();
+                __m256i sums[Q8_ROWS];
+                for (int k = 0; k < Q8_ROWS; k++) {
+                    __m256i operand = (!k4 && !q6 && !Q8_OFFSET_SIGNED) ? _mm256_sign_epi8(xq, sign[k]) : xq;
+                    sums[k] = Q8_DOT(base, wq[k], operand);
+                }
+                if (q6) {
+                    __m256i lo, hi;
+                    q8_reduce8_halves(sums, &lo, &hi);
+                    __m256i isum = _mm256_add_epi32(_mm256_mullo_epi32(lo, sc_a), _mm256_mullo_epi32(hi, sc_b));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
+                } else if (k4) {
+                    __m256i isum = _mm256_mullo_epi32(q8_reduce8(sums), sc_a);
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
+                    __m256i min_sum = _mm256_mullo_epi32(sc_b, _mm256_set1_epi32(sum_x));
+                    acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(min_sum), _mm256_mul_ps(dmin_w, dx), acc[t]);
+                } else {
+                    __m256i isum = q8_reduce8(sums);
+                    if (Q8_OFFSET_SIGNED) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(128 * sum_x));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
+                }
+            }
+        }
+    }
+}
+
 void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
@@ -157,7 +278,13 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
         for (int t0 = 0; t0 < n_tok; t0 += Q8_TOKENS) {
             int nt = n_tok - t0 < Q8_TOKENS ? n_tok - t0 : Q8_TOKENS;
             __m256 acc[Q8_TOKENS];
-            q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt);
+            switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
+            case ML_DTYPE_Q4_K: q8k_group(ML_DTYPE_Q4_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
+            case ML_DTYPE_Q5_K: q8k_group(ML_DTYPE_Q5_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
+            case ML_DTYPE_Q6_K: q8k_group(ML_DTYPE_Q6_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
+            case ML_DTYPE_Q8_K: q8k_group(ML_DTYPE_Q8_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
+            default: q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
+            }
             for (int t = 0; t < nt; t++) {
                 float lanes[Q8_ROWS];
                 _mm256_storeu_ps(lanes, acc[t]);
