@@ -5,6 +5,7 @@
 #     and which tp values keep every block whole; never a silent fallback;
 #   - `run` at tp 1, 2 and 3: log-probabilities of the kept blocks equal those of the float32
 #     path (MESHLLAMA_GGUF_DEQUANTIZE=1) exactly, tp 2 gives tp 1's tokens;
+#   - a Q4_K_M file made by llama.cpp's llama-quantize: the same exactness;
 #   - a truncated file is refused naming the K-quant tensor that is cut short.
 set -u
 bin=${MESHLLAMA_BIN:?}
@@ -51,6 +52,21 @@ a, b = (json.load(open(p)) for p in sys.argv[1:])
 assert a["generated_ids"] == b["generated_ids"]
 PY
 then pass; else fail "tp 2 tokens differ from tp 1"; fi
+
+# A Q4_K_M file made by llama.cpp's llama-quantize (tools/make_llamacpp_quant_fixture.py): the
+# kept blocks give the float32 path's log-probabilities exactly (tests/cli_mpi.sh runs it on
+# 2 MPI ranks).
+llamacpp=$fixtures/gguf_llamacpp/q4_k_m.gguf
+args=(--prompt-ids 5,6,7,8,9,10,11 -n 12 --ignore-eos --json --logprobs --top-logprobs 3)
+kept=$("$bin" run -m "$llamacpp" "${args[@]}" --tp 2 2>"$tmp/err")
+plain=$(MESHLLAMA_GGUF_DEQUANTIZE=1 "$bin" run -m "$llamacpp" "${args[@]}" --tp 2 2>>"$tmp/err")
+if python3 - "$kept" "$plain" <<'PY'
+import json, sys
+kept, plain = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert kept["weight_dtype"] == "mixed" and plain["weight_dtype"] == "f32", (kept["weight_dtype"], plain["weight_dtype"])
+assert kept["generated_ids"] == plain["generated_ids"] and kept["logprobs"] == plain["logprobs"]
+PY
+then pass; else fail "llama-quantize Q4_K_M: kept blocks vs dequantised: $kept / $plain ($(cat "$tmp/err"))"; fi
 
 # truncated inside blk.1.ffn_down (Q4_K, the file's last matrix but one)
 size=$(stat -c %s "$model")

@@ -39,9 +39,11 @@ done
 
 # quantised GGUFs (kept in blocks; np 3 cuts some row-parallel columns inside a block, which then
 # fall back to f32 on every rank): the threads backend's tokens at tp np, and its weight dtype
-# (kquant_mix: every block type incl. the K-quants; np 2 keeps all blocks whole, np 3 cuts)
+# (kquant_mix: every block type incl. the K-quants; np 2 keeps all blocks whole, np 3 cuts;
+# gguf_llamacpp: files made by llama.cpp's llama-quantize)
 for case in "gguf/gqa_tied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 3" \
-    "gguf/kquant_mix.gguf 2" "gguf/kquant_mix.gguf 3" "DEFAULT 2"; do
+    "gguf/kquant_mix.gguf 2" "gguf/kquant_mix.gguf 3" "gguf_llamacpp/q4_k_m.gguf 2" "gguf_llamacpp/q6_k.gguf 3" \
+    "DEFAULT 2"; do
     read -r file np <<<"$case"
     model=$fixtures/$file
     if [ "$file" = DEFAULT ]; then

@@ -181,6 +181,19 @@ static void test_kept_quantised(void) {
     compare_dequantized_int8(path, 2, 1, "mixed", 1);
     compare_dequantized(path, 3, 0, "mixed");
     compare_dequantized_int8(path, 4, 1, "mixed", 1);
+    /* K-quant files made by llama.cpp's own llama-quantize (tools/make_llamacpp_quant_fixture.py):
+     * Q4_K_M mixes Q4_K and Q6_K where llama.cpp chose them; at tp 3 o_proj's 3/3/2 heads of 64
+     * cut its 256-weight super-blocks (float32 fallback, "mixed") */
+    ml_test_fixture_path(path, sizeof path, "gguf_llamacpp/q4_k_m.gguf");
+    compare_dequantized(path, 1, 0, "mixed");
+    compare_dequantized(path, 2, 0, "mixed");
+    compare_dequantized_int8(path, 2, 1, "mixed", 1);
+    compare_dequantized(path, 3, 0, "mixed");
+    ml_test_fixture_path(path, sizeof path, "gguf_llamacpp/q6_k.gguf");
+    compare_dequantized(path, 1, 0, "q6_k");
+    compare_dequantized(path, 2, 0, "q6_k");
+    compare_dequantized_int8(path, 1, 1, "q6_k", 1);
+    compare_dequantized(path, 3, 0, "mixed");
     /* the default model: Q4_1 projections, Q8_0 tied embedding */
     char model[1200];
     if (ml_test_default_model(model, sizeof model) != 0) return;
