@@ -14,8 +14,9 @@
  * acc = fma(isum, d_w * d_x, acc), lane by lane, blocks in order. No lane ever holds a part of
  * another lane's sum, so the split of rows and tokens cannot change a result. The K-quants
  * (q8k_group) keep that shape: their scales multiply the exact integer sums (vpmulld), Q6_K's
- * halves are reduced apart (q8_reduce8_halves), and Q6_K's - 32 enters as each lane's
- * starting value -32 * (its four x values), so its unsigned operand stays q in 0..63. */
+ * halves are reduced apart (q8_reduce8_halves) and scaled in float (exact: every product and
+ * sum is an integer below 2^24), and Q6_K's - 32 enters as each lane's starting value
+ * -32 * (its four x values), so its unsigned operand stays q in 0..63. */
 #ifndef ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 #define ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 
@@ -207,11 +208,18 @@ static inline void q8k_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint
         for (int k = 0; k < Q8_ROWS; k++) {
             sb[k] = row[k] + (size_t)s * super_bytes;
             if (k4) {
+                /* ml_k4_scale_min for the eight sub-blocks at once, four bytes per word: bytes
+                 * 0-3 hold scales 0-3 (and the top bits of scales 4-7), 4-7 the mins alike,
+                 * 8-11 the low nibbles of scales 4-7 and mins 4-7 */
+                uint32_t word[3];
+                memcpy(word, sb[k] + 4, sizeof word);
+                uint32_t scales[2] = {word[0] & 0x3f3f3f3fu,
+                                      (word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u)};
+                uint32_t mins[2] = {word[1] & 0x3f3f3f3fu,
+                                    ((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u)};
                 for (int j = 0; j < 8; j++) {
-                    int scale, min;
-                    ml_k4_scale_min(sb[k] + 4, j, &scale, &min);
-                    scale_a[j][k] = scale;
-                    scale_b[j][k] = min;
+                    scale_a[j][k] = (int32_t)((scales[j / 4] >> (8 * (j % 4))) & 0xff);
+                    scale_b[j][k] = (int32_t)((mins[j / 4] >> (8 * (j % 4))) & 0xff);
                 }
             } else if (q6) {
                 const int8_t *scales = (const int8_t *)(sb[k] + 192);
@@ -225,11 +233,15 @@ static inline void q8k_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint
         }
         __m256 d_w = k4 ? q8_block_halves(sb, 0) : q6 ? q8_block_halves(sb, 208) : _mm256_loadu_ps(d_rows);
         __m256 dmin_w = k4 ? q8_block_halves(sb, 2) : _mm256_setzero_ps();
-        for (int j = 0; j < 8; j++) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+        for (int j = 0; j < 8; j++) { /* unrolled: the shifts and offsets below become constants */
             __m256i wq[Q8_ROWS], sign[Q8_ROWS];
             for (int k = 0; k < Q8_ROWS; k++) wq[k] = q8k_weight_operand(w_dtype, sb[k], j, &sign[k]);
             __m256i sc_a = _mm256_loadu_si256((const __m256i *)scale_a[j]);
             __m256i sc_b = _mm256_loadu_si256((const __m256i *)scale_b[j]);
+            __m256 sc_a_f = _mm256_cvtepi32_ps(sc_a), sc_b_f = _mm256_cvtepi32_ps(sc_b);
             for (int t = 0; t < n_tok; t++) {
                 const uint8_t *x_block = x + (size_t)t * ldx + (size_t)(8 * s + j) * ML_Q8_BLOCK_BYTES;
                 __m256i xq = _mm256_loadu_si256((const __m256i *)x_block);
@@ -250,8 +262,12 @@ static inline void q8k_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint
                 if (q6) {
                     __m256i lo, hi;
                     q8_reduce8_halves(sums, &lo, &hi);
-                    __m256i isum = _mm256_add_epi32(_mm256_mullo_epi32(lo, sc_a), _mm256_mullo_epi32(hi, sc_b));
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
+                    /* sc_a * lo + sc_b * hi in float: each product and the sum are integers below
+                     * 2^24 (kernels.h), so exact, the same value as the integer sum's conversion
+                     * and cheaper than two vpmulld */
+                    __m256 isum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), sc_a_f,
+                                                  _mm256_mul_ps(_mm256_cvtepi32_ps(hi), sc_b_f));
+                    acc[t] = _mm256_fmadd_ps(isum, _mm256_mul_ps(d_w, dx), acc[t]);
                 } else if (k4) {
                     __m256i isum = _mm256_mullo_epi32(q8_reduce8(sums), sc_a);
                     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
