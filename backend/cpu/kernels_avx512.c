@@ -12,12 +12,17 @@
  * masked tail, then the fixed hsum16(); blocking only changes how many accumulators are in
  * flight, so results are bit-identical for any row/token split and any batch size (a sequence
  * decoded in a batch of 32 gets the bits it gets alone: tests/test_batch_invariance.c).
- *   n_tok 1-2 (decode): blocks of 4 rows, and the next block of rows in address order
- *       prefetched alongside (as many lines per step as the step reads). A block of 8 rows with
- *       a 512-byte look-ahead inside each row read 8 separate 4 KiB rows at once, each too short
- *       for the hardware prefetcher to get ahead; on Zen 5 (2 threads, 1 GiB of bf16) 4 rows
- *       with the next-block prefetch read 49-50 GB/s where that read 27-32
- *       (/work/shared/MEASUREMENTS.md's experiment, kept here).
+ *   n_tok 1-2 (decode): blocks of 8 rows (8 or 16 accumulators), as kernels_avx2.c: the block
+ *       is one contiguous 32 KiB stream. No software prefetch except on Intel, where each row
+ *       also prefetches GEMV_LOOKAHEAD_INTEL bytes ahead of its loads. Measured on an Intel Xeon
+ *       with AMX (2 cores, 1 GiB of bf16, B = 1, each shape's time against a read probe of the
+ *       same buffer run just before it, median of 5-9 rounds, machine load 6-11): 4 rows with
+ *       the next block prefetched (the previous shape) 69-78% of the probe, 8 rows without
+ *       prefetch 88-95%, 8 rows with a 256-512-byte look-ahead 97-109% (1024: 83-100%, 2048:
+ *       75-91%), the f32 and the vdpbf16ps kernels alike (docs/BENCHMARKS.md). On Zen 5 the
+ *       same 8 rows with a 512-byte look-ahead read 27-32 GB/s where 4 rows with the next-block
+ *       prefetch read 49-50, and the AVX2 kernel's 8 rows without prefetch reached 82% of the
+ *       probe; so other CPUs get the 8 rows without it.
  *   n_tok >= 3 (batched decode, prefill): a tile of weight rows (W_TILE_BYTES, kept in L2)
  *       meets the tokens 6 at a time in blocks of 4 rows x 6 tokens: the 4 widened weight
  *       vectors stay in registers and each feeds 6 FMAs (24 accumulators + 4 weights + 1 x =
@@ -43,7 +48,8 @@ enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
 #define VEC 16                    /* floats per zmm */
 #define STEP 64                   /* elements per unrolled step of the dot-product loop (4 vectors) */
 #define W_TILE_BYTES (256 * 1024) /* n_tok >= 3: weight rows kept in L2 while tokens pass */
-#define GEMV_ROWS 4               /* n_tok 1-2: rows per block */
+#define GEMV_ROWS 8               /* n_tok 1-2: rows per block */
+#define GEMV_LOOKAHEAD_INTEL 512  /* n_tok 1-2 on Intel: bytes prefetched ahead in each row */
 #define GEMM_ROWS 4               /* n_tok >= 3: rows x tokens per register block */
 #define GEMM_TOKENS 6
 #define MAX_TB GEMM_TOKENS        /* the most tokens of any block */
@@ -126,7 +132,8 @@ ML_INLINE void prefetch_lines(prefetch_span pf, size_t from, size_t to, const in
 /* RB rows from `row` times TB tokens (RB <= 4, TB <= 8, RB >= TB when RB > 3); RB, TB and the
  * kinds are constants after inlining, so the accumulators live in registers. */
 ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
-                         int n_in, int row, prefetch_span pf, const int l2, const int RB, const int TB) {
+                         int n_in, int row, prefetch_span pf, const int l2, size_t lookahead, const int RB,
+                         const int TB) {
     const char *w_rows[GEMV_ROWS];
     const char *x_rows[MAX_TB];
     __m512 acc[GEMV_ROWS][MAX_TB];
@@ -144,9 +151,15 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
 #define ML_LOAD_W_TAIL(base, at) load_partial(base, at, rest, w_kind)
     size_t n = (size_t)n_in, i = 0, steps = n / STEP;
     size_t lines_per_step = steps ? (pf.n_lines + steps - 1) / steps : pf.n_lines;
+    const size_t w_size = kind_size(w_kind);
     for (; i + STEP <= n; i += STEP) {
         size_t first = i / STEP * lines_per_step;
         prefetch_lines(pf, first, first + lines_per_step, l2);
+        if (lookahead) {
+#pragma GCC unroll 8
+            for (int r = 0; r < RB; r++)
+                for (size_t j = 0; j < STEP * w_size; j += 64) _mm_prefetch(w_rows[r] + i * w_size + lookahead + j, _MM_HINT_T0);
+        }
 #pragma GCC unroll 4
         for (int u = 0; u < STEP / VEC; u++) ML_DOT_STEP(ML_LOAD_X, ML_LOAD_W, i + (size_t)u * VEC);
     }
@@ -193,7 +206,7 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
     } while (0)
 
 ML_INLINE void dot_block_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                                int row, prefetch_span pf, const int l2, const int RB, const int TB) {
+                                int row, prefetch_span pf, const int l2, size_t lookahead, const int RB, const int TB) {
     const uint16_t *w_rows[GEMV_ROWS];
     const uint16_t *x_rows[MAX_TB];
     __m512 acc[GEMV_ROWS][MAX_TB];
@@ -212,6 +225,13 @@ ML_INLINE void dot_block_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t 
     for (; i + 64 <= n; i += 64) { /* 64 bf16 = 128 bytes per row per step */
         size_t first = i / 64 * lines_per_step;
         prefetch_lines(pf, first, first + lines_per_step, l2);
+        if (lookahead) {
+#pragma GCC unroll 8
+            for (int r = 0; r < RB; r++) {
+                _mm_prefetch((const char *)(w_rows[r] + i) + lookahead, _MM_HINT_T0);
+                _mm_prefetch((const char *)(w_rows[r] + i) + lookahead + 64, _MM_HINT_T0);
+            }
+        }
 #pragma GCC unroll 2
         for (int u = 0; u < 2; u++) ML_DP_STEP(ML_LOAD, ML_LOAD, i + (size_t)u * 32);
     }
@@ -231,30 +251,36 @@ ML_INLINE void dot_block_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t 
 
 /* One block of RB rows x TB tokens, by the plain widening kernel or the vdpbf16ps one. */
 ML_INLINE void block(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w,
-                     int w_kind, int n_in, int row, prefetch_span pf, const int l2, const int RB, const int TB) {
+                     int w_kind, int n_in, int row, prefetch_span pf, const int l2, size_t lookahead, const int RB,
+                     const int TB) {
     if (use_dpbf16)
-        dot_block_dpbf16(y, ldy, (const uint16_t *)x, ldx, (const uint16_t *)w, n_in, row, pf, l2, RB, TB);
+        dot_block_dpbf16(y, ldy, (const uint16_t *)x, ldx, (const uint16_t *)w, n_in, row, pf, l2, lookahead, RB, TB);
     else
-        dot_block(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row, pf, l2, RB, TB);
+        dot_block(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row, pf, l2, lookahead, RB, TB);
+}
+
+/* n_tok 1-2: how far ahead in each row to prefetch, in bytes (0: no software prefetch; see the
+ * top of the file for the measurements behind the choice). */
+static size_t gemv_lookahead_bytes(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? GEMV_LOOKAHEAD_INTEL : 0;
 }
 
 /* Rows [row_begin, row_end) for TB tokens: blocks of RB rows, then single rows.
- *   l2 = 0: each block prefetches the next block of the range into L1 (none after the last);
+ *   l2 = 0: decode (n_tok 1-2): no prefetch of later blocks, the look-ahead within rows above;
  *   l2 = 1: the blocks share out `next` (a later tile) evenly and prefetch it into L2. */
 ML_INLINE void rows_for_tokens(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind,
                                const void *w, int w_kind, int n_in, int row_begin, int row_end, prefetch_span next,
                                const int l2, const int RB, const int TB) {
-    const size_t row_bytes = (size_t)n_in * kind_size(w_kind);
-    const size_t block_lines = (RB * row_bytes + 63) / 64;
+    const size_t lookahead = l2 ? 0 : gemv_lookahead_bytes();
     int n_blocks = (row_end - row_begin) / RB + (row_end - row_begin) % RB;
     size_t share = n_blocks > 0 ? (next.n_lines + (size_t)n_blocks - 1) / (size_t)n_blocks : 0;
     int r = row_begin, b = 0;
     for (; r + RB <= row_end; r += RB, b++) {
         prefetch_span pf = {NULL, 0};
-        if (!l2 && r + 2 * RB <= row_end) pf = (prefetch_span){(const char *)w + (size_t)(r + RB) * row_bytes, block_lines};
         if (l2 && (size_t)b * share < next.n_lines) pf = (prefetch_span){next.at + (size_t)b * share * 64, share};
         if (l2 && pf.at && (size_t)b * share + share > next.n_lines) pf.n_lines = next.n_lines - (size_t)b * share;
-        block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, pf, l2, RB, TB);
+        block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, pf, l2, lookahead, RB, TB);
     }
     for (; r < row_end; r++, b++) {
         prefetch_span pf = {NULL, 0};
@@ -262,7 +288,7 @@ ML_INLINE void rows_for_tokens(int use_dpbf16, float *y, size_t ldy, const void 
             pf = (prefetch_span){next.at + (size_t)b * share * 64, share};
             if ((size_t)b * share + share > next.n_lines) pf.n_lines = next.n_lines - (size_t)b * share;
         }
-        block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, pf, l2, 1, TB);
+        block(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, pf, l2, lookahead, 1, TB);
     }
 }
 
