@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Load on an OpenAI-compatible server (meshllama serve, llama.cpp's llama-server): N concurrent
-clients, each sending streamed /v1/completions requests with a prompt of P token ids and
+clients, each sending streamed /v1/completions requests with a prompt of P token ids (each
+request its own rotation of them: no shared prefixes to reuse) and
 max_tokens new tokens (ignore_eos, greedy), for each concurrency level. Prints one JSON line per
 level: total output tok/s, time to first token p50/p99, inter-token latency p50/p99 (ms).
 Standard library only (asyncio and raw HTTP/1.1), bounded by --requests per client.
@@ -11,6 +12,7 @@ Standard library only (asyncio and raw HTTP/1.1), bounded by --requests per clie
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import time
 import urllib.parse
@@ -74,15 +76,30 @@ async def one_request(host, port, body):
     return (first - start if first else None), gaps, tokens
 
 
-async def client(host, port, body, n_requests, results):
+class Prompts:
+    """Each request's own prompt: the P ids rotated by a different amount (from a random start per
+    run), so no request shares a prefix with an earlier one, in this run or the last: a server
+    that reuses cached prompt prefixes (llama-server's cache_prompt) gets no free prefill."""
+
+    def __init__(self, ids):
+        self.ids = ids
+        self.next = random.randrange(len(ids))
+
+    def take(self):
+        k = self.next % len(self.ids)
+        self.next += 1
+        return self.ids[k:] + self.ids[:k]
+
+
+async def client(host, port, body, prompts, n_requests, results):
     for _ in range(n_requests):
-        results.append(await one_request(host, port, body))
+        results.append(await one_request(host, port, dict(body, prompt=prompts.take())))
 
 
-async def level(host, port, body, concurrency, n_requests, usage_tokens):
+async def level(host, port, body, prompts, concurrency, n_requests, usage_tokens):
     results = []
     start = time.perf_counter()
-    await asyncio.gather(*(client(host, port, body, n_requests, results) for _ in range(concurrency)))
+    await asyncio.gather(*(client(host, port, body, prompts, n_requests, results) for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     ttft = [r[0] for r in results if r[0] is not None]
     gaps = [g for r in results for g in r[1]]
@@ -107,10 +124,12 @@ def main():
     ids = prompt_ids(args.url, args.prompt_tokens)
     # ignore_eos (llama.cpp's field, also meshllama's): every request generates max_tokens, so
     # the output tokens are counted exactly even when a streamed chunk holds several tokens
-    body = {"model": "m", "prompt": ids, "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
-            "ignore_eos": True}
+    # cache_prompt (llama-server's field; meshllama ignores it): no reuse of a slot's cached prefix
+    body = {"model": "m", "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
+            "ignore_eos": True, "cache_prompt": False}
+    prompts = Prompts(ids)
     for c in [int(x) for x in args.concurrency.split(",")]:
-        print(json.dumps(asyncio.run(level(parts.hostname, parts.port, body, c, args.requests, args.max_tokens))),
+        print(json.dumps(asyncio.run(level(parts.hostname, parts.port, body, prompts, c, args.requests, args.max_tokens))),
               flush=True)
 
 
