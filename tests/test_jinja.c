@@ -259,6 +259,11 @@ static void test_errors(void) {
         {"{% for a in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' * 100 }}{% endfor %}",
          NULL, ML_ERR_UNSUPPORTED, "output longer"},
         {"{{ 'x' * 100000000000 }}", NULL, ML_ERR_UNSUPPORTED, "memory"},
+        /* 63 digits fill the literal's buffer before the '.' (fuzz_jinja found the overrun) */
+        {"{{ 123456789012345678901234567890123456789012345678901234567890123.5 }}", NULL, ML_ERR_FORMAT,
+         "number literal too long"},
+        {"{{ 1234567890123456789012345678901234567890123456789012345678901234567890 }}", NULL, ML_ERR_FORMAT,
+         "number literal too long"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_error(cases[i].source, cases[i].context, cases[i].code, cases[i].message_part);

@@ -106,7 +106,7 @@ static int lex_number(lexer *lx, jj_token *token) {
     }
     if (end + 1 < lx->length && lx->source[end] == '.' && isdigit((unsigned char)lx->source[end + 1])) {
         is_float = 1;
-        digits[n++] = '.';
+        if (n < sizeof digits - 1) digits[n++] = '.';
         end++;
         while (end < lx->length && isdigit((unsigned char)lx->source[end])) {
             if (n < sizeof digits - 1) digits[n++] = lx->source[end];
