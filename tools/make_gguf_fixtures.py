@@ -379,21 +379,29 @@ KQUANT_MIX = {
 }
 
 
-def write_kquant_mix(path):
-    rng = np.random.Generator(np.random.PCG64(16))
+def write_small_llama(path, seed, name, file_type, encode, merges=False):
+    """A two-layer llama (hidden 256, 8 heads of 64, 2 KV heads, FFN 512, vocab 256, tied
+    embedding) of random normal weights, std as tools/make_fixtures.py draws its HF fixtures, Q/K
+    rows in Meta's layout. encode(short, layer, matrix) -> (data, raw_dtype or None) stores each
+    matrix (short: token_embd with layer None, or attn_q ... ffn_down). merges: write an empty
+    tokenizer.ggml.merges (llama.cpp's tools want the key). Also used by
+    tools/make_llamacpp_quant_fixture.py for the float32 source it hands to llama-quantize."""
+    rng = np.random.Generator(np.random.PCG64(seed))
     hidden, n_head, n_kv, head_dim, ffn, vocab, layers = 256, 8, 2, 64, 512, 256, 2
     config = {"num_attention_heads": n_head, "num_key_value_heads": n_kv, "hidden_size": hidden,
               "head_dim": head_dim, "num_hidden_layers": layers, "max_position_embeddings": 128,
               "intermediate_size": ffn, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
     w = gguf.GGUFWriter(path, arch="llama")
-    add_hyperparameters(w, config, "meshllama test fixture kquant_mix")
+    add_hyperparameters(w, config, name)
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
-    w.add_file_type(15)  # MOSTLY_Q4_K_M
+    w.add_file_type(file_type)
     w.add_vocab_size(vocab)
     w.add_tokenizer_model("gpt2")
     w.add_token_list([f"<t{i}>" for i in range(vocab)])
     w.add_token_types([1] * vocab)
+    if merges:
+        w.add_token_merges([])
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     q_dim, kv_dim = n_head * head_dim, n_kv * head_dim
@@ -401,20 +409,31 @@ def write_kquant_mix(path):
     shapes = {"attn_q": (q_dim, hidden, 1.4), "attn_k": (kv_dim, hidden, 1.4), "attn_v": (kv_dim, hidden, 1.0),
               "attn_output": (hidden, q_dim, 3.0), "ffn_gate": (ffn, hidden, 1.0), "ffn_up": (ffn, hidden, 1.0),
               "ffn_down": (hidden, ffn, 3.0)}
-    embed = rng.normal(0.0, 3.0 / np.sqrt(hidden), size=(vocab, hidden)).astype(np.float32)
-    w.add_tensor("token_embd.weight", kquants.quantize(embed, KQUANT_MIX["token_embd"]),
-                 raw_dtype=QT[KQUANT_MIX["token_embd"]])
+
+    def add_matrix(gguf_name, short, layer, x):
+        data, raw_dtype = encode(short, layer, x)
+        w.add_tensor(gguf_name, data, raw_dtype=raw_dtype)
+
+    add_matrix("token_embd.weight", "token_embd", None,
+               rng.normal(0.0, 3.0 / np.sqrt(hidden), size=(vocab, hidden)).astype(np.float32))
     w.add_tensor("output_norm.weight", (1.0 + rng.normal(0.0, 0.1, size=hidden)).astype(np.float32))
     for layer in range(layers):
         for short, (rows, cols, scale) in shapes.items():
             x = rng.normal(0.0, scale / np.sqrt(cols), size=(rows, cols)).astype(np.float32)
             if short in ("attn_q", "attn_k"):
                 x = to_meta_rows(x, n_head if short == "attn_q" else n_kv)
-            qtype = KQUANT_MIX[short][layer]
-            w.add_tensor(f"blk.{layer}.{short}.weight", kquants.quantize(x, qtype), raw_dtype=QT[qtype])
+            add_matrix(f"blk.{layer}.{short}.weight", short, layer, x)
         for short in ("attn_norm", "ffn_norm"):
             w.add_tensor(f"blk.{layer}.{short}.weight", (1.0 + rng.normal(0.0, 0.1, size=hidden)).astype(np.float32))
     finish(w)
+
+
+def write_kquant_mix(path):
+    def encode(short, layer, x):
+        qtype = KQUANT_MIX[short] if layer is None else KQUANT_MIX[short][layer]
+        return kquants.quantize(x, qtype), QT[qtype]
+
+    write_small_llama(path, 16, "meshllama test fixture kquant_mix", 15, encode)  # 15: MOSTLY_Q4_K_M
 
 
 def main():

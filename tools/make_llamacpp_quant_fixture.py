@@ -29,10 +29,7 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
-import gguf
-from gguf_llama import add_hyperparameters, to_meta_rows
+from make_gguf_fixtures import write_small_llama
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "gguf_llamacpp")
@@ -40,43 +37,9 @@ FIXTURES = {"q4_k_m.gguf": "Q4_K_M", "q6_k.gguf": "Q6_K"}
 
 
 def write_source(path):
-    """The float32 model llama-quantize reads."""
-    rng = np.random.Generator(np.random.PCG64(17))
-    hidden, n_head, n_kv, head_dim, ffn, vocab, layers = 256, 8, 2, 64, 512, 256, 2
-    config = {"num_attention_heads": n_head, "num_key_value_heads": n_kv, "hidden_size": hidden,
-              "head_dim": head_dim, "num_hidden_layers": layers, "max_position_embeddings": 128,
-              "intermediate_size": ffn, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
-    w = gguf.GGUFWriter(path, arch="llama")
-    add_hyperparameters(w, config, "meshllama test fixture quantised by llama-quantize")
-    w.add_key_length(head_dim)
-    w.add_value_length(head_dim)
-    w.add_file_type(0)  # ALL_F32
-    w.add_vocab_size(vocab)
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list([f"<t{i}>" for i in range(vocab)])
-    w.add_token_types([1] * vocab)
-    w.add_token_merges([])
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    q_dim, kv_dim = n_head * head_dim, n_kv * head_dim
-    shapes = {"attn_q": (q_dim, hidden, 1.4), "attn_k": (kv_dim, hidden, 1.4), "attn_v": (kv_dim, hidden, 1.0),
-              "attn_output": (hidden, q_dim, 3.0), "ffn_gate": (ffn, hidden, 1.0), "ffn_up": (ffn, hidden, 1.0),
-              "ffn_down": (hidden, ffn, 3.0)}
-    w.add_tensor("token_embd.weight",
-                 rng.normal(0.0, 3.0 / np.sqrt(hidden), size=(vocab, hidden)).astype(np.float32))
-    w.add_tensor("output_norm.weight", (1.0 + rng.normal(0.0, 0.1, size=hidden)).astype(np.float32))
-    for layer in range(layers):
-        for short, (rows, cols, scale) in shapes.items():
-            x = rng.normal(0.0, scale / np.sqrt(cols), size=(rows, cols)).astype(np.float32)
-            if short in ("attn_q", "attn_k"):
-                x = to_meta_rows(x, n_head if short == "attn_q" else n_kv)
-            w.add_tensor(f"blk.{layer}.{short}.weight", x)
-        for short in ("attn_norm", "ffn_norm"):
-            w.add_tensor(f"blk.{layer}.{short}.weight", (1.0 + rng.normal(0.0, 0.1, size=hidden)).astype(np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    """The float32 model llama-quantize reads: make_gguf_fixtures.py's two-layer llama (seed 17)."""
+    write_small_llama(path, 17, "meshllama test fixture quantised by llama-quantize", 0,  # 0: ALL_F32
+                      lambda short, layer, x: (x, None), merges=True)
 
 
 def generate(out, llama_quantize):
