@@ -87,17 +87,21 @@ static inline __m256i q8_reduce8(const __m256i s[Q8_ROWS]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
 }
 
+/* 32 signed weights (Q8_0, Q8_K) as the unsigned operand: with Q8_OFFSET_SIGNED, q + 128 (the
+ * sum then holds 128 * sum_x too, taken off after), else |q| with *signs = q (its sign goes
+ * onto x). */
+static inline __m256i q8_signed_operand(const uint8_t *q_bytes, __m256i *signs) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)q_bytes);
+    if (Q8_OFFSET_SIGNED) return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
+    *signs = q;
+    return _mm256_sign_epi8(q, q);
+}
+
 /* Block b of a row as the unsigned operand: 4-bit types as their nibbles (element i < 16 the
- * low nibble of byte i, element 16 + i its high nibble). Q8_0: with Q8_OFFSET_SIGNED, q + 128
- * (the sum then holds 128 * sum_x too, taken off after), else |q| (and its sign goes onto x). */
+ * low nibble of byte i, element 16 + i its high nibble); Q8_0 by q8_signed_operand. */
 static inline __m256i q8_weight_operand(ml_dtype w_dtype, const uint8_t *block, __m256i *signs) {
     *signs = _mm256_setzero_si256();
-    if (w_dtype == ML_DTYPE_Q8_0) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(block + 2));
-        if (Q8_OFFSET_SIGNED) return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
-        *signs = q;
-        return _mm256_sign_epi8(q, q);
-    }
+    if (w_dtype == ML_DTYPE_Q8_0) return q8_signed_operand(block + 2, signs);
     __m128i bytes = _mm_loadu_si128((const __m128i *)(block + (w_dtype == ML_DTYPE_Q4_1 ? 4 : 2)));
     const __m128i low4 = _mm_set1_epi8(15);
     __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
@@ -186,10 +190,7 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
         __m256i high = 2 * h <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 4);
         return _mm256_or_si256(low, _mm256_and_si256(high, _mm256_set1_epi8(0x30)));
     }
-    __m256i q = _mm256_loadu_si256((const __m256i *)(sb + 4 + 32 * j)); /* Q8_K */
-    if (Q8_OFFSET_SIGNED) return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
-    *signs = q;
-    return _mm256_sign_epi8(q, q);
+    return q8_signed_operand(sb + 4 + 32 * j, signs); /* Q8_K */
 }
 
 /* q8_group for the K-quants (kernels.h: the per-block operations; lanes are rows). A
