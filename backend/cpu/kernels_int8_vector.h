@@ -29,6 +29,11 @@
 #include "core/quant_blocks.h"
 
 #define Q8_ROWS 8
+/* n_tok 1-2 on Intel: bytes prefetched ahead in each of the eight row streams (0: none), as the
+ * float decode kernels do (kernels_avx512.c); see docs/BENCHMARKS.md for the measurement. */
+#ifndef Q8_LOOKAHEAD_INTEL
+#define Q8_LOOKAHEAD_INTEL 256
+#endif
 /* Tokens whose accumulators live on the stack while a group's blocks stream past (a group's
  * weights stay in L1 for the next tokens). */
 #define Q8_TOKENS 8
@@ -118,7 +123,7 @@ static inline __m256 q8_block_halves(const uint8_t *const block[Q8_ROWS], size_t
 /* Eight rows (row[k], possibly repeated at a range's end) x n_tok (<= Q8_TOKENS) tokens: the
  * per-lane accumulators acc[t] (row k in lane k). */
 static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8_t *x, size_t ldx,
-                            const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
+                            const uint8_t *const row[Q8_ROWS], int n_in, int n_tok, size_t lookahead) {
     int n_blocks = n_in / ML_Q8_BLOCK;
     size_t block_bytes = ml_dtype_block_bytes(w_dtype);
     /* what isum_b must lose: Q4_0's 8 * sum_x, or Q8_0's offset 128 * sum_x */
@@ -129,6 +134,7 @@ static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8
         __m256i wq[Q8_ROWS], sign[Q8_ROWS];
         for (int k = 0; k < Q8_ROWS; k++) {
             block[k] = row[k] + (size_t)b * block_bytes;
+            if (lookahead) _mm_prefetch((const char *)block[k] + lookahead, _MM_HINT_T0);
             wq[k] = q8_weight_operand(w_dtype, block[k], &sign[k]);
         }
         __m256 d_w = q8_block_halves(block, 0);
@@ -197,7 +203,7 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
  * super-block's eight sub-block scales (and Q4_K/Q5_K's mins) are decoded once per row into
  * tables whose rows are vectors over the eight weight rows. */
 static inline void q8k_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8_t *x, size_t ldx,
-                             const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
+                             const uint8_t *const row[Q8_ROWS], int n_in, int n_tok, size_t lookahead) {
     int n_super = n_in / ML_QUANT_SUPER_BLOCK;
     size_t super_bytes = ml_dtype_block_bytes(w_dtype);
     int k4 = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K, q6 = w_dtype == ML_DTYPE_Q6_K;
@@ -208,6 +214,9 @@ static inline void q8k_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint
         float d_rows[Q8_ROWS];
         for (int k = 0; k < Q8_ROWS; k++) {
             sb[k] = row[k] + (size_t)s * super_bytes;
+            if (lookahead)
+                for (size_t line = 0; line < super_bytes; line += 64)
+                    _mm_prefetch((const char *)sb[k] + lookahead + line, _MM_HINT_T0);
             if (k4) {
                 /* ml_k4_scale_min for the eight sub-blocks at once, four bytes per word: bytes
                  * 0-3 hold scales 0-3 (and the top bits of scales 4-7), 4-7 the mins alike,
@@ -288,6 +297,11 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
+    size_t lookahead = 0;
+    if (n_tok <= 2) {
+        __builtin_cpu_init();
+        lookahead = __builtin_cpu_is("intel") ? Q8_LOOKAHEAD_INTEL : 0;
+    }
     for (int r = row_begin; r < row_end; r += Q8_ROWS) {
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
@@ -296,11 +310,11 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
             int nt = n_tok - t0 < Q8_TOKENS ? n_tok - t0 : Q8_TOKENS;
             __m256 acc[Q8_TOKENS];
             switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
-            case ML_DTYPE_Q4_K: q8k_group(ML_DTYPE_Q4_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
-            case ML_DTYPE_Q5_K: q8k_group(ML_DTYPE_Q5_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
-            case ML_DTYPE_Q6_K: q8k_group(ML_DTYPE_Q6_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
-            case ML_DTYPE_Q8_K: q8k_group(ML_DTYPE_Q8_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
-            default: q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt); break;
+            case ML_DTYPE_Q4_K: q8k_group(ML_DTYPE_Q4_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
+            case ML_DTYPE_Q5_K: q8k_group(ML_DTYPE_Q5_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
+            case ML_DTYPE_Q6_K: q8k_group(ML_DTYPE_Q6_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
+            case ML_DTYPE_Q8_K: q8k_group(ML_DTYPE_Q8_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
+            default: q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
             }
             for (int t = 0; t < nt; t++) {
                 float lanes[Q8_ROWS];
