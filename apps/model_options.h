@@ -49,7 +49,8 @@ typedef struct {
     "  -c, --ctx-size N      KV-cache positions per sequence (default min(config, 4096)); more\n"  \
     "                        than the model's max_position_embeddings is clamped with a warning\n" \
     "      --rope-extrapolate  keep a -c beyond max_position_embeddings (quality not promised)\n"    \
-    "      --act MODE        activations: accurate (float32, default) or fast (bf16 matmul inputs)\n" \
+    "      --act MODE        activations: accurate (float32, default) or fast (matmul inputs as\n"  \
+    "                        bf16, or int8 per block for Q8_0/Q4_0/Q4_1/Q4_K/Q5_K/Q6_K weights)\n" \
     "      --kv TYPE         KV-cache type: f32 (default) or bf16\n"                            \
     "      --backend B       mesh backend: auto (default: mpi under mpirun), threads or mpi\n"     \
     "      --collective-timeout S  mpi: end the job, naming the rank that did not arrive, when a\n"  \
