@@ -15,7 +15,7 @@
 
 #include "core/error.h"
 
-#define ML_HUGE_PAGE ((size_t)2 << 20)
+#define ML_HUGE_PAGE ML_MAPPED_HUGE_PAGE
 
 /* ---- the fault registry ------------------------------------------------------------------
  * A file mapped with mmap raises SIGBUS when a page is read past the end of the file, which is

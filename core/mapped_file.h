@@ -14,6 +14,10 @@ typedef struct {
     int slot;              /* index in the fault registry; -1 when not registered */
 } ml_mapped_file;
 
+/* Mappings start on this boundary and ask for pages of this size (MADV_HUGEPAGE), so that huge
+ * page-cache folios map as huge pages. */
+#define ML_MAPPED_HUGE_PAGE ((size_t)2 << 20)
+
 /* Maps path read-only. An empty file maps to data == NULL, size 0. The mapping is registered
  * with the SIGBUS handler below while it is open. */
 int ml_mapped_file_open(const char *path, ml_mapped_file *out);

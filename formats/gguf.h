@@ -205,7 +205,10 @@ typedef enum { ML_GGUF_KEEP_QUANTIZED = 0, ML_GGUF_DEQUANTIZE = 1 } ml_gguf_quan
 int ml_gguf_llama_weights_mode(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode, ml_weight_set *out);
 /* The same, but the zero-copy views point into g's image (no second mapping of the file): g must
  * stay open until *out is closed. For a holder of both, such as model/checkpoint.c, that opens a
- * GGUF file once for its config, weights and tokenizer. */
+ * GGUF file once for its config, weights and tokenizer. And no matrix is copied here: one that
+ * needs changing (Q/K rows un-permuted, a type converted) is a made-on-demand view
+ * (formats/weight_set.h) whose rows are made from g's image when the model asks for them, so a
+ * process makes only the rows of its own devices. */
 int ml_gguf_llama_weights_borrowed(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mode mode,
                                    ml_weight_set *out);
 

@@ -288,6 +288,7 @@ typedef struct {
     int owned_capacity;
     ml_gguf_quant_mode mode;
     int borrow;             /* views point into g's image (ml_gguf_llama_weights_borrowed) */
+    int defer;              /* changed matrices are made on demand (formats/weight_set.h) */
 } builder;
 
 /* The engine dtype a ggml type can be held as, if any. */
@@ -344,11 +345,36 @@ static int own(builder *b, void *buffer) {
     return ML_OK;
 }
 
-/* HF row of GGUF row r in a Q or K matrix of n_heads heads: llama.cpp's converter stored HF row
- * h*hd + j*hd/2 + i at GGUF row h*hd + 2*i + j (convert_hf_to_gguf.py LlamaModel.permute). */
-static int64_t hf_row(int64_t r, int head_dim) {
-    int64_t head = r / head_dim, within = r % head_dim;
-    return head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
+/* GGUF row of HF row r in a Q or K matrix: llama.cpp's converter stored HF row
+ * h*hd + j*hd/2 + i at GGUF row h*hd + 2*i + j (convert_hf_to_gguf.py LlamaModel.permute). Each
+ * head's rows stay within the head, so any run of whole heads can be made alone. */
+static int64_t gguf_row(int64_t r, int head_dim) {
+    int64_t head = r / head_dim, within = r % head_dim, half = head_dim / 2;
+    return head * head_dim + 2 * (within % half) + within / half;
+}
+
+/* A view's rows [row_begin, row_end) in HF order, from the GGUF bytes it was made a view of
+ * (ml_make_rows_fn): whole rows of the stored type when the view keeps it, else dequantised to
+ * float32; rows of a Q/K matrix (source_head_dim > 0) taken from their interleaved places. */
+static int make_gguf_rows(const ml_tensor_view *view, int64_t row_begin, int64_t row_end, void *dst) {
+    const ml_ggml_type_traits *traits = ml_ggml_traits(view->source_type);
+    int64_t cols = view->shape[1];
+    size_t src_row_bytes = (size_t)cols / traits->block_size * traits->type_size;
+    size_t dst_row_bytes = ml_dtype_row_bytes(view->dtype, (size_t)cols);
+    ml_dtype stored;
+    int copy = ml_ggml_type_dtype(view->source_type, &stored) && stored == view->dtype;
+    for (int64_t r = row_begin; r < row_end; r++) {
+        int64_t src_row = view->source_head_dim > 0 ? gguf_row(r, view->source_head_dim) : r;
+        const uint8_t *src = (const uint8_t *)view->source + (size_t)src_row * src_row_bytes;
+        uint8_t *out = (uint8_t *)dst + (size_t)(r - row_begin) * dst_row_bytes;
+        if (copy) {
+            memcpy(out, src, dst_row_bytes);
+        } else {
+            int status = ml_gguf_dequantize(view->source_type, src, (size_t)cols, (float *)(void *)out);
+            if (status != ML_OK) return status;
+        }
+    }
+    return ML_OK;
 }
 
 /* Whether t keeps its file type: F32/F16/BF16 unless to_f32; block-quantised matrices (2-D)
@@ -359,10 +385,11 @@ static int keeps_type(const builder *b, const ml_gguf_tensor *t, int to_f32, ml_
     return b->mode == ML_GGUF_KEEP_QUANTIZED && t->n_dims == 2;
 }
 
-/* Adds the view hf_name for t: zero-copy when the bytes can be used as they are, else an owned
- * buffer (rows un-permuted, whole rows of blocks for a quantised type, and converted to float32
- * when the type is not kept). Quantised blocks need no alignment (kernels read their f16 scales
- * by memcpy), so they are zero-copy wherever the rows are in order. */
+/* Adds the view hf_name for t: zero-copy when the bytes can be used as they are, else rows
+ * un-permuted, whole rows of blocks for a quantised type, and converted to float32 when the type
+ * is not kept: made on demand for a matrix of a deferring weight set (the checkpoint's), into an
+ * owned buffer otherwise. Quantised blocks need no alignment (kernels read their f16 scales by
+ * memcpy), so they are zero-copy wherever the rows are in order. */
 static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, row_order order, int to_f32) {
     ml_weight_set *st = b->out;
     ml_tensor_view *view = &st->tensors[st->n_tensors];
@@ -388,23 +415,25 @@ static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, ro
         view->data = mapped;
         return ML_OK;
     }
+    view->source = mapped;
+    view->source_bytes = t->n_bytes;
+    view->source_type = t->type;
+    view->source_head_dim = order == PLAIN ? 0 : head_dim;
+    if (b->defer && t->n_dims == 2) {
+        view->make_rows = make_gguf_rows;
+        return ML_OK;
+    }
+    /* a 1-D tensor is one row of cols elements */
+    ml_tensor_view whole = *view;
+    whole.n_dims = 2;
+    whole.shape[0] = rows;
+    whole.shape[1] = cols;
     uint8_t *buffer = ml_alloc(view->n_bytes, hf_name);
     if (!buffer) return ML_ERR_NOMEM;
     ML_TRY(own(b, buffer));
     view->data = buffer;
-    const ml_ggml_type_traits *traits = ml_ggml_traits(t->type);
-    size_t src_row_bytes = (size_t)cols / traits->block_size * traits->type_size;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t dst_row = order == PLAIN ? r : hf_row(r, head_dim);
-        const uint8_t *src = mapped + (size_t)r * src_row_bytes;
-        uint8_t *dst = buffer + (size_t)dst_row * dst_row_bytes;
-        if (keep) {
-            memcpy(dst, src, dst_row_bytes);
-        } else {
-            int status = ml_gguf_dequantize(t->type, src, (size_t)cols, (float *)(void *)dst);
-            if (status != ML_OK) return ml_wrap_error(status, "%s: tensor \"%s\"", b->g->source, t->name);
-        }
-    }
+    int status = make_gguf_rows(&whole, 0, rows, buffer);
+    if (status != ML_OK) return ml_wrap_error(status, "%s: tensor \"%s\"", b->g->source, t->name);
     return ML_OK;
 }
 
@@ -573,7 +602,7 @@ static int llama_weights(const ml_gguf *g, const ml_config *c, ml_gguf_quant_mod
         return ml_set_error(ML_ERR_ARG, "%s: ml_gguf_llama_weights: the config is not valid", g->source);
     if (mode != ML_GGUF_KEEP_QUANTIZED && mode != ML_GGUF_DEQUANTIZE)
         return ml_set_error(ML_ERR_ARG, "%s: ml_gguf_llama_weights: mode %d is not valid", g->source, (int)mode);
-    builder b = {g, c, out, NULL, 0, mode, borrow};
+    builder b = {g, c, out, NULL, 0, mode, borrow, borrow};
     int status = build_weights(&b);
     if (status != ML_OK) ml_weight_set_close(out);
     return status;

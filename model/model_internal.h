@@ -80,6 +80,10 @@ struct ml_model {
     ml_pool *pool;
     ml_mesh *mesh;
     ml_device *devices;              /* [mesh->n_local] */
+    void **made;                     /* [n_made] owned: rows of made-on-demand weight views that
+                                      * this process's devices use (model/weights.c) */
+    int n_made;
+    int made_capacity;
     int *slot_length;                /* [max_batch] positions held in each KV slot */
 
     /* replicated on every device */

@@ -1,7 +1,9 @@
 /* Loading a checkpoint onto the mesh: every tensor is checked against the config, then each
- * device gets pointers into the weight set for its column-parallel rows (no copy here; the
- * weight set maps the file, or holds a converted copy for some GGUF tensors) and a packed copy
- * of its row-parallel columns (DESIGN.md "Parallelism", "Memory").
+ * device gets pointers for its column-parallel rows and a packed copy of its row-parallel columns
+ * (DESIGN.md "Parallelism", "Memory"). Rows are used in place where the weight set has their
+ * bytes (a file mapping: no copy); a made-on-demand view (a GGUF Q/K matrix whose rows must be
+ * un-permuted, a converted type) has only this process's devices' rows made, so an MPI rank
+ * holds its own share of such a matrix and nothing more, at no point of the load.
  *
  * Each matrix keeps its own dtype (f32, f16, bf16, or a GGUF block type: Q8_0 ... Q6_K); offsets
  * go through ml_dtype_row_bytes. A quantised row-parallel matrix (o_proj, down_proj at tp > 1) is
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/mapped_file.h"
 #include "core/error.h"
 #include "core/numeric.h"
 #include "model/model_internal.h"
@@ -55,10 +58,106 @@ static int find_tensor(const ml_model *model, const char *name, int64_t rows, in
     return ML_OK;
 }
 
-static ml_weight rows_of(const ml_tensor_view *t, int64_t row_begin, int64_t n_cols) {
-    size_t offset = (size_t)row_begin * ml_dtype_row_bytes(t->dtype, (size_t)n_cols);
-    ml_weight w = {(const uint8_t *)t->data + offset, t->dtype};
+/* A matrix as this process holds it: rows from row_begin on, row_bytes apart, the first at
+ * data. In place: the view's own bytes, every row (a file mapping, or a buffer the weight set
+ * owns). Made: a made-on-demand view's rows of this process's devices only (formats/weight_set.h),
+ * in a buffer of model->made; another device's rows are never made here, not even for a moment. */
+typedef struct {
+    const uint8_t *data;
+    int64_t row_begin;
+    size_t row_bytes;
+    ml_dtype dtype;
+} held_matrix;
+
+static int remember_made(ml_model *model, void *buffer) {
+    if (model->n_made == model->made_capacity) {
+        int capacity = model->made_capacity ? 2 * model->made_capacity : 32;
+        void **grown = realloc(model->made, (size_t)capacity * sizeof *grown);
+        if (!grown) {
+            ml_free(buffer);
+            return ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");
+        }
+        model->made = grown;
+        model->made_capacity = capacity;
+    }
+    model->made[model->n_made++] = buffer;
+    return ML_OK;
+}
+
+/* The checkpoint file mapping [*lo, *hi) that holds [begin, end); 0 when none does (caller
+ * memory, or an image parsed from memory). */
+static int file_mapping_of(const ml_model *model, uintptr_t begin, uintptr_t end, uintptr_t *lo, uintptr_t *hi) {
+    const ml_mapped_file *files;
+    int n_files = ml_checkpoint_files(&model->checkpoint, &files);
+    for (int i = 0; i < n_files; i++) {
+        uintptr_t file_begin = (uintptr_t)files[i].data, file_end = file_begin + files[i].size;
+        if (!files[i].data || begin < file_begin || end > file_end) continue;
+        *lo = file_begin;
+        *hi = file_end;
+        return 1;
+    }
+    return 0;
+}
+
+/* The stored bytes a made view's rows came from are not read again: drop their pages where they
+ * lie in a file the checkpoint maps (a private read-only mapping: the pages are only unmapped).
+ * Never caller memory, where MADV_DONTNEED would zero them. */
+static void release_source(const ml_model *model, const ml_tensor_view *t) {
+    uintptr_t begin = (uintptr_t)t->source, end = begin + t->source_bytes, file_begin, file_end;
+    if (!file_mapping_of(model, begin, end, &file_begin, &file_end)) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t first = (begin + page - 1) & ~(page - 1), last = end & ~(page - 1);
+    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+}
+
+/* Rows [row_begin, row_end) of matrix t as this process holds them (in place, or made). */
+static int hold_rows(ml_model *model, const ml_tensor_view *t, int64_t row_begin, int64_t row_end, held_matrix *out) {
+    out->dtype = t->dtype;
+    out->row_bytes = ml_dtype_row_bytes(t->dtype, (size_t)t->shape[1]);
+    if (t->data) {
+        out->data = t->data;
+        out->row_begin = 0;
+        return ML_OK;
+    }
+    uint8_t *buffer = ml_alloc((size_t)(row_end - row_begin) * out->row_bytes, t->name);
+    if (!buffer) return ML_ERR_NOMEM;
+    ML_TRY(remember_made(model, buffer));
+    ML_TRY(ml_weight_set_rows(&model->checkpoint.weights, t, row_begin, row_end, buffer));
+    if (!model->checkpoint.weights.borrowed) release_source(model, t);
+    out->data = buffer;
+    out->row_begin = row_begin;
+    return ML_OK;
+}
+
+static int hold_all_rows(ml_model *model, const ml_tensor_view *t, held_matrix *out) {
+    return hold_rows(model, t, 0, t->shape[0], out);
+}
+
+static ml_weight row_of(const held_matrix *h, int64_t row) {
+    ml_weight w = {h->data + (size_t)(row - h->row_begin) * h->row_bytes, h->dtype};
     return w;
+}
+
+/* The rows of the column-parallel matrices this process's devices own, as one run each (the
+ * devices of a process are consecutive, so are their rows; KV heads replicated on neighbouring
+ * devices keep the union one run). */
+typedef struct {
+    int64_t q_begin, q_end;         /* rows of q_proj */
+    int64_t kv_begin, kv_end;       /* rows of k_proj, v_proj */
+    int64_t ffn_begin, ffn_end;     /* rows of gate_proj, up_proj */
+    int64_t vocab_begin, vocab_end; /* rows of the LM head */
+} local_rows;
+
+static local_rows local_rows_of(const ml_model *model) {
+    const ml_shard *first = &model->devices[0].shard, *last = &model->devices[model->mesh->n_local - 1].shard;
+    int64_t hd = model->config.head_dim;
+    local_rows rows = {
+        first->q_head_begin * hd,  (last->q_head_begin + last->q_head_count) * hd,
+        first->kv_head_begin * hd, (last->kv_head_begin + last->kv_head_count) * hd,
+        first->ffn_begin,          last->ffn_begin + last->ffn_count,
+        first->vocab_begin,        last->vocab_begin + last->vocab_count,
+    };
+    return rows;
 }
 
 void ml_weight_row_to_f32(const ml_cpu_kernels *k, ml_dtype dtype, const void *src, size_t n, float *dst) {
@@ -85,29 +184,41 @@ static ml_dtype row_parallel_dtype(const ml_model *model, const ml_tensor_view *
     return ml_shard_plan_cut_device(model->mesh->plan, is_down, block) >= 0 ? ML_DTYPE_F32 : t->dtype;
 }
 
+/* Buffers of packing: one dequantised run of blocks (the float32 fallback), and one made row of
+ * a made-on-demand source. */
+typedef struct {
+    float *scratch;    /* [widest + 2 * ML_QUANT_SUPER_BLOCK] */
+    uint8_t *made_row; /* a row of up to widest float32 */
+} pack_buffers;
+
 /* Copies columns [col_begin, col_begin + n_cols_local) of t [rows, n_cols] into dst, row-major,
- * as `dtype`: t's own (whole blocks when quantised) or float32 (dequantised, block by block). */
-static ml_weight pack_columns(const ml_cpu_kernels *k, const ml_tensor_view *t, ml_dtype dtype, int64_t rows,
-                              int64_t n_cols, int64_t col_begin, int64_t n_cols_local, uint8_t *dst, float *scratch) {
-    const uint8_t *src = t->data;
+ * as `dtype`: t's own (whole blocks when quantised) or float32 (dequantised, block by block).
+ * A made-on-demand t is made one row at a time. */
+static int pack_columns(ml_model *model, const ml_tensor_view *t, ml_dtype dtype, int64_t rows, int64_t n_cols,
+                        int64_t col_begin, int64_t n_cols_local, uint8_t *dst, const pack_buffers *buffers,
+                        ml_weight *out) {
     size_t src_row_bytes = ml_dtype_row_bytes(t->dtype, (size_t)n_cols);
     size_t dst_row_bytes = ml_dtype_row_bytes(dtype, (size_t)n_cols_local);
-    if (dtype == t->dtype) {
-        size_t skip = ml_dtype_row_bytes(t->dtype, (size_t)col_begin);
-        for (int64_t r = 0; r < rows; r++)
-            memcpy(dst + (size_t)r * dst_row_bytes, src + (size_t)r * src_row_bytes + skip, dst_row_bytes);
-    } else { /* the blocks that hold the columns, dequantised, then the columns */
-        size_t block = ml_dtype_block_elements(t->dtype);
-        size_t first = (size_t)col_begin / block, end = ((size_t)(col_begin + n_cols_local) + block - 1) / block;
-        size_t within = (size_t)col_begin - first * block;
-        for (int64_t r = 0; r < rows; r++) {
-            const uint8_t *blocks = src + (size_t)r * src_row_bytes + first * ml_dtype_block_bytes(t->dtype);
-            ml_weight_row_to_f32(k, t->dtype, blocks, (end - first) * block, scratch);
-            memcpy(dst + (size_t)r * dst_row_bytes, scratch + within, (size_t)n_cols_local * sizeof(float));
+    size_t block = ml_dtype_block_elements(t->dtype);
+    size_t first = (size_t)col_begin / block, end = ((size_t)(col_begin + n_cols_local) + block - 1) / block;
+    size_t within = (size_t)col_begin - first * block;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *src = (const uint8_t *)t->data + (size_t)r * src_row_bytes;
+        if (!t->data) {
+            ML_TRY(ml_weight_set_rows(&model->checkpoint.weights, t, r, r + 1, buffers->made_row));
+            src = buffers->made_row;
+        }
+        if (dtype == t->dtype) {
+            memcpy(dst + (size_t)r * dst_row_bytes, src + ml_dtype_row_bytes(t->dtype, (size_t)col_begin), dst_row_bytes);
+        } else { /* the blocks that hold the columns, dequantised, then the columns */
+            const uint8_t *blocks = src + first * ml_dtype_block_bytes(t->dtype);
+            ml_weight_row_to_f32(model->kernels, t->dtype, blocks, (end - first) * block, buffers->scratch);
+            memcpy(dst + (size_t)r * dst_row_bytes, buffers->scratch + within, (size_t)n_cols_local * sizeof(float));
         }
     }
-    ml_weight w = {dst, dtype};
-    return w;
+    out->data = dst;
+    out->dtype = dtype;
+    return ML_OK;
 }
 
 /* After packing, the source of a row-parallel slice is never read again: drop its pages so a
@@ -115,29 +226,62 @@ static ml_weight pack_columns(const ml_cpu_kernels *k, const ml_tensor_view *t, 
  * borrowed weight set (ml_model_open_tensors): that memory is the caller's, and MADV_DONTNEED
  * would zero it. */
 static void release_pages(const ml_model *model, const ml_tensor_view *t) {
-    if (model->checkpoint.weights.borrowed) return;
+    if (model->checkpoint.weights.borrowed || !t->data) return;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t begin = ((uintptr_t)t->data + page - 1) & ~(page - 1);
     uintptr_t end = ((uintptr_t)t->data + t->n_bytes) & ~(page - 1);
     if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
 }
 
+/* The mapping asks for 2 MiB pages (core/mapped_file.c), and a fault maps the whole page-cache
+ * folio it hits (up to 2 MiB) where that folio lies within one mapping (VMA). So where a process
+ * reads rows that start or end inside such a folio, the other rows beside them would come into
+ * its memory too. MADV_NOHUGEPAGE on the part of the folio's 2 MiB outside the rows splits the
+ * mapping exactly at the rows' edge (rounded to a page): the folio then spans two mappings, and a
+ * fault inside the rows maps only pages inside them (measured: 64 KiB instead of 2 MiB; docs/BENCHMARKS.md).
+ * Advice on the whole 2 MiB, rows included, would not do: the folio would still fit one mapping.
+ * The part outside may belong to the neighbouring tensor: advice changes only how its pages
+ * are mapped. keep_begin/keep_end: the rows' edges; [lo, hi): the file mapping. */
+static void split_at_edges(uintptr_t keep_begin, uintptr_t keep_end, uintptr_t lo, uintptr_t hi) {
+#ifdef MADV_NOHUGEPAGE
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), huge = ML_MAPPED_HUGE_PAGE;
+    uintptr_t outside[2][2] = {
+        {keep_begin & ~(huge - 1), keep_begin & ~(page - 1)},                           /* before */
+        {(keep_end + page - 1) & ~(page - 1), (keep_end & ~(huge - 1)) + huge},         /* after */
+    };
+    for (int e = 0; e < 2; e++) {
+        uintptr_t begin = outside[e][0] < lo ? lo : outside[e][0], end = outside[e][1] > hi ? hi : outside[e][1];
+        begin = (begin + page - 1) & ~(page - 1);
+        end &= ~(page - 1);
+        if ((e == 0 ? keep_begin : keep_end) % huge != 0 && end > begin)
+            madvise((void *)begin, end - begin, MADV_NOHUGEPAGE);
+    }
+#else
+    (void)keep_begin, (void)keep_end, (void)lo, (void)hi;
+#endif
+}
+
 /* A process that hosts only some devices (an MPI rank) never reads the rows of a column-parallel
- * matrix that belong to other devices: drop the whole pages outside rows [row_begin, row_end)
- * (the union of its devices' ranges; devices of a process are consecutive, so are their rows).
- * Above all for GGUF Q/K, whose un-permuted copies are owned buffers every rank filled whole:
- * DONTNEED frees them (what is never read again may read as zeros); mapped file pages are only
- * unmapped. Not for borrowed memory (see release_pages). */
+ * matrix (or of the LM head) that belong to other devices: drop the whole pages of an in-place
+ * matrix outside rows [row_begin, row_end) (the union of its devices' ranges; mapped file pages
+ * are only unmapped), and split the mapping at the rows' edges (split_at_edges), so that a fault
+ * in the first or last rows does not map up to 2 MiB of other devices' rows beside them (tens of
+ * MB per rank over a 1B model's layers). A made matrix holds the process's rows only: nothing to
+ * do. Not for caller memory (see release_pages). */
 static void release_other_rows(const ml_model *model, const ml_tensor_view *t, int64_t row_begin, int64_t row_end) {
-    if (model->checkpoint.weights.borrowed || model->mesh->n_local >= model->mesh->plan->tp || t->n_dims != 2) return;
+    if (model->checkpoint.weights.borrowed || model->mesh->n_local >= model->mesh->plan->tp || t->n_dims != 2 ||
+        !t->data)
+        return;
     size_t row_bytes = ml_dtype_row_bytes(t->dtype, (size_t)t->shape[1]);
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t data = (uintptr_t)t->data, end = data + t->n_bytes;
+    uintptr_t data = (uintptr_t)t->data, end = data + t->n_bytes, file_begin, file_end;
+    if (!file_mapping_of(model, data, end, &file_begin, &file_end)) return;
     uintptr_t keep_begin = data + (size_t)row_begin * row_bytes, keep_end = data + (size_t)row_end * row_bytes;
     uintptr_t before_begin = (data + page - 1) & ~(page - 1), before_end = keep_begin & ~(page - 1);
     if (before_end > before_begin) madvise((void *)before_begin, before_end - before_begin, MADV_DONTNEED);
     uintptr_t after_begin = (keep_end + page - 1) & ~(page - 1), after_end = end & ~(page - 1);
     if (after_end > after_begin) madvise((void *)after_begin, after_end - after_begin, MADV_DONTNEED);
+    split_at_edges(keep_begin, keep_end, file_begin, file_end);
 }
 
 /* A 1-D float tensor of n elements (a norm's weights, a bias) as float32 into dst [n]. */
@@ -247,6 +391,23 @@ typedef struct {
     ml_dtype o_dtype, down_dtype; /* as the devices hold their packed columns (tp > 1) */
 } layer_tensors;
 
+/* A layer's matrices as this process holds them: the column-parallel ones' local rows, and at
+ * tp 1 o/down whole (at tp > 1 they are packed from the views instead). */
+typedef struct {
+    held_matrix q, k, v, gate, up, o, down;
+} layer_held;
+
+static int hold_layer(ml_model *model, const layer_tensors *lt, const local_rows *rows, layer_held *held) {
+    ML_TRY(hold_rows(model, lt->q, rows->q_begin, rows->q_end, &held->q));
+    ML_TRY(hold_rows(model, lt->k, rows->kv_begin, rows->kv_end, &held->k));
+    ML_TRY(hold_rows(model, lt->v, rows->kv_begin, rows->kv_end, &held->v));
+    ML_TRY(hold_rows(model, lt->gate, rows->ffn_begin, rows->ffn_end, &held->gate));
+    ML_TRY(hold_rows(model, lt->up, rows->ffn_begin, rows->ffn_end, &held->up));
+    if (model->mesh->plan->tp > 1) return ML_OK;
+    ML_TRY(hold_all_rows(model, lt->o, &held->o));
+    return hold_all_rows(model, lt->down, &held->down);
+}
+
 static int find_layer(ml_model *model, int layer, layer_tensors *lt) {
     const ml_config *c = &model->config;
     int64_t hidden = c->hidden_size, q_dim = (int64_t)c->n_heads * c->head_dim;
@@ -282,16 +443,16 @@ static size_t packed_bytes_for(const ml_model *model, const layer_tensors *layer
     return total;
 }
 
-static void slice_layer(ml_model *model, ml_device *dev, const layer_tensors *lt, uint8_t **pack_cursor,
-                        float *scratch, ml_layer_slice *slice) {
+static int slice_layer(ml_model *model, ml_device *dev, const layer_tensors *lt, const layer_held *held,
+                       uint8_t **pack_cursor, const pack_buffers *buffers, ml_layer_slice *slice) {
     const ml_config *c = &model->config;
     const ml_shard *s = &dev->shard;
     int64_t hidden = c->hidden_size, hd = c->head_dim;
-    slice->wq = rows_of(lt->q, s->q_head_begin * hd, hidden);
-    slice->wk = rows_of(lt->k, s->kv_head_begin * hd, hidden);
-    slice->wv = rows_of(lt->v, s->kv_head_begin * hd, hidden);
-    slice->w_gate = rows_of(lt->gate, s->ffn_begin, hidden);
-    slice->w_up = rows_of(lt->up, s->ffn_begin, hidden);
+    slice->wq = row_of(&held->q, s->q_head_begin * hd);
+    slice->wk = row_of(&held->k, s->kv_head_begin * hd);
+    slice->wv = row_of(&held->v, s->kv_head_begin * hd);
+    slice->w_gate = row_of(&held->gate, s->ffn_begin);
+    slice->w_up = row_of(&held->up, s->ffn_begin);
     /* column-parallel biases go with their rows: q by the device's query heads, k/v by its KV
      * heads (a replicated KV head's bias with it), gate/up by its FFN features */
     int64_t q_dim = (int64_t)c->n_heads * hd, kv_dim = (int64_t)c->n_kv_heads * hd, layer = slice - dev->layers;
@@ -305,17 +466,18 @@ static void slice_layer(ml_model *model, ml_device *dev, const layer_tensors *lt
         slice->b_up = model->bias_up + (size_t)(layer * c->intermediate_size + s->ffn_begin);
     }
     if (model->mesh->plan->tp == 1) {
-        slice->wo = rows_of(lt->o, 0, 0);
-        slice->w_down = rows_of(lt->down, 0, 0);
-        return;
+        slice->wo = row_of(&held->o, 0);
+        slice->w_down = row_of(&held->down, 0);
+        return ML_OK;
     }
     int64_t q_dim_local = s->q_head_count * hd;
-    slice->wo = pack_columns(model->kernels, lt->o, lt->o_dtype, hidden, (int64_t)c->n_heads * hd,
-                             s->q_head_begin * hd, q_dim_local, *pack_cursor, scratch);
+    ML_TRY(pack_columns(model, lt->o, lt->o_dtype, hidden, (int64_t)c->n_heads * hd, s->q_head_begin * hd,
+                        q_dim_local, *pack_cursor, buffers, &slice->wo));
     *pack_cursor += (size_t)hidden * ml_dtype_row_bytes(lt->o_dtype, (size_t)q_dim_local);
-    slice->w_down = pack_columns(model->kernels, lt->down, lt->down_dtype, hidden, c->intermediate_size, s->ffn_begin,
-                                 s->ffn_count, *pack_cursor, scratch);
+    ML_TRY(pack_columns(model, lt->down, lt->down_dtype, hidden, c->intermediate_size, s->ffn_begin, s->ffn_count,
+                        *pack_cursor, buffers, &slice->w_down));
     *pack_cursor += (size_t)hidden * ml_dtype_row_bytes(lt->down_dtype, (size_t)s->ffn_count);
+    return ML_OK;
 }
 
 /* What get_info reports: the projections' dtype as held in memory (NULL when they differ) and
@@ -342,18 +504,30 @@ static void note_held_weights(ml_model *model, const layer_tensors *layers, cons
 }
 
 /* release_other_rows for a layer's column-parallel matrices, rows of this process's devices. */
-static void release_other_layer_rows(const ml_model *model, const layer_tensors *lt) {
-    int n_local = model->mesh->n_local;
-    if (n_local >= model->mesh->plan->tp) return;
-    const ml_shard *first = &model->devices[0].shard, *last = &model->devices[n_local - 1].shard;
-    int64_t hd = model->config.head_dim;
-    release_other_rows(model, lt->q, first->q_head_begin * hd, (last->q_head_begin + last->q_head_count) * hd);
-    /* KV heads may be replicated on neighbouring devices: the union is still one run */
-    int64_t kv_begin = first->kv_head_begin * hd, kv_end = (last->kv_head_begin + last->kv_head_count) * hd;
-    release_other_rows(model, lt->k, kv_begin, kv_end);
-    release_other_rows(model, lt->v, kv_begin, kv_end);
-    release_other_rows(model, lt->gate, first->ffn_begin, last->ffn_begin + last->ffn_count);
-    release_other_rows(model, lt->up, first->ffn_begin, last->ffn_begin + last->ffn_count);
+static void release_other_layer_rows(const ml_model *model, const layer_tensors *lt, const local_rows *rows) {
+    release_other_rows(model, lt->q, rows->q_begin, rows->q_end);
+    release_other_rows(model, lt->k, rows->kv_begin, rows->kv_end);
+    release_other_rows(model, lt->v, rows->kv_begin, rows->kv_end);
+    release_other_rows(model, lt->gate, rows->ffn_begin, rows->ffn_end);
+    release_other_rows(model, lt->up, rows->ffn_begin, rows->ffn_end);
+}
+
+/* One layer onto every local device: the local rows held, the row-parallel columns packed, and
+ * the pages no local device reads dropped. */
+static int load_layer(ml_model *model, const layer_tensors *lt, int layer, const local_rows *rows,
+                      uint8_t **cursors, const pack_buffers *buffers) {
+    layer_held held;
+    ML_TRY(hold_layer(model, lt, rows, &held));
+    for (int d = 0; d < model->mesh->n_local; d++) {
+        ml_device *dev = &model->devices[d];
+        ML_TRY(slice_layer(model, dev, lt, &held, &cursors[d], buffers, &dev->layers[layer]));
+    }
+    if (model->mesh->plan->tp > 1) {
+        release_pages(model, lt->o);
+        release_pages(model, lt->down);
+        release_other_layer_rows(model, lt, rows);
+    }
+    return ML_OK;
 }
 
 static int load_layers(ml_model *model, layer_tensors *layers) {
@@ -362,12 +536,16 @@ static int load_layers(ml_model *model, layer_tensors *layers) {
     for (int layer = 0; layer < c->n_layers; layer++) ML_TRY(find_layer(model, layer, &layers[layer]));
     size_t widest = (size_t)(c->intermediate_size > c->n_heads * c->head_dim ? c->intermediate_size
                                                                             : c->n_heads * c->head_dim);
-    /* one dequantised run of blocks (the float32 fallback of pack_columns), and where each
-     * device's packing has got to */
-    float *scratch = tp > 1 ? ml_alloc((widest + 2 * ML_QUANT_SUPER_BLOCK) * sizeof(float), "dequantisation scratch") : NULL;
+    /* the packing buffers, and where each device's packing has got to */
+    pack_buffers buffers = {NULL, NULL};
+    if (tp > 1) {
+        buffers.scratch = ml_alloc((widest + 2 * ML_QUANT_SUPER_BLOCK) * sizeof(float), "dequantisation scratch");
+        buffers.made_row = ml_alloc(widest * sizeof(float), "made weight row");
+    }
     uint8_t **cursors = calloc(n_local > 0 ? (size_t)n_local : 1, sizeof *cursors);
     int status = ML_OK;
-    if ((tp > 1 && !scratch) || !cursors) status = ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");
+    if ((tp > 1 && (!buffers.scratch || !buffers.made_row)) || !cursors)
+        status = ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");
     for (int d = 0; d < n_local && status == ML_OK && tp > 1; d++) {
         ml_device *dev = &model->devices[d];
         dev->packed_bytes = packed_bytes_for(model, layers, &dev->shard);
@@ -375,19 +553,12 @@ static int load_layers(ml_model *model, layer_tensors *layers) {
         if (!dev->packed) status = ML_ERR_NOMEM;
         cursors[d] = dev->packed;
     }
-    for (int layer = 0; layer < c->n_layers && status == ML_OK; layer++) {
-        for (int d = 0; d < n_local; d++) {
-            ml_device *dev = &model->devices[d];
-            slice_layer(model, dev, &layers[layer], &cursors[d], scratch, &dev->layers[layer]);
-        }
-        if (tp > 1) {
-            release_pages(model, layers[layer].o);
-            release_pages(model, layers[layer].down);
-            release_other_layer_rows(model, &layers[layer]);
-        }
-    }
+    local_rows rows = local_rows_of(model);
+    for (int layer = 0; layer < c->n_layers && status == ML_OK; layer++)
+        status = load_layer(model, &layers[layer], layer, &rows, cursors, &buffers);
     free(cursors);
-    ml_free(scratch);
+    ml_free(buffers.scratch);
+    ml_free(buffers.made_row);
     return status;
 }
 
@@ -395,11 +566,20 @@ int ml_model_load_weights(ml_model *model) {
     const ml_config *c = &model->config;
     const ml_tensor_view *embed, *lm_head = NULL;
     ML_TRY(find_tensor(model, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &embed));
-    model->embed = rows_of(embed, 0, 0);
-    if (!c->tie_word_embeddings)
+    /* the embedding is replicated (any token's row may be gathered); the LM head is the local
+     * devices' vocab rows of its own matrix, or of the embedding when tied */
+    held_matrix embed_held, lm_head_held;
+    ML_TRY(hold_all_rows(model, embed, &embed_held));
+    model->embed = row_of(&embed_held, 0);
+    local_rows rows = local_rows_of(model);
+    if (!c->tie_word_embeddings) {
         ML_TRY(find_tensor(model, "lm_head.weight", c->vocab_size, c->hidden_size, &lm_head));
-    else
+        ML_TRY(hold_rows(model, lm_head, rows.vocab_begin, rows.vocab_end, &lm_head_held));
+    } else {
         lm_head = embed;
+        lm_head_held = embed_held;
+    }
+    release_other_rows(model, lm_head, rows.vocab_begin, rows.vocab_end);
     ML_TRY(load_norm(model, "model.norm.weight", model->final_norm));
     ML_TRY(alloc_biases(model));
 
@@ -408,7 +588,7 @@ int ml_model_load_weights(ml_model *model) {
         ml_device *dev = &model->devices[d];
         dev->layers = calloc((size_t)c->n_layers, sizeof *dev->layers);
         if (!dev->layers) return ml_set_error(ML_ERR_NOMEM, "device %d: out of memory", d);
-        dev->lm_head = rows_of(lm_head, dev->shard.vocab_begin, c->hidden_size);
+        dev->lm_head = row_of(&lm_head_held, dev->shard.vocab_begin);
     }
     layer_tensors *layers = calloc((size_t)c->n_layers, sizeof *layers);
     if (!layers) return ml_set_error(ML_ERR_NOMEM, "loading weights: out of memory");
@@ -419,6 +599,10 @@ int ml_model_load_weights(ml_model *model) {
 }
 
 void ml_model_free_weights(ml_model *model) {
+    for (int i = 0; i < model->n_made; i++) ml_free(model->made[i]);
+    free(model->made);
+    model->made = NULL;
+    model->n_made = model->made_capacity = 0;
     if (!model->devices) return;
     for (int d = 0; d < model->mesh->n_local; d++) {
         free(model->devices[d].layers);

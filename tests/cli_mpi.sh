@@ -63,6 +63,21 @@ PY
     then pass; else fail "$file np $np: mpi '$got' vs threads '$threads' ($(cat "$tmp/err"))"; fi
 done
 
+# MESHLLAMA_GGUF_DEQUANTIZE=1: every quantised matrix is made as float32 rows on demand, each rank
+# its own rows (o/down packed from made rows): the same log-probabilities as the threads backend
+model=$fixtures/gguf/kquant_mix.gguf
+got=$(MESHLLAMA_GGUF_DEQUANTIZE=1 timeout 120 "${mpi[@]}" 3 -x MESHLLAMA_GGUF_DEQUANTIZE "$bin" run -m "$model" \
+    --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos -t 1 --json --logprobs 2>"$tmp/err")
+threads=$(MESHLLAMA_GGUF_DEQUANTIZE=1 "$bin" run -m "$model" --prompt-ids 5,6,7,8,9 -n 8 --ignore-eos --tp 3 --json \
+    --logprobs 2>/dev/null)
+if python3 - "$got" "$threads" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert a["ranks"] == 3 and a["weight_dtype"] == b["weight_dtype"] == "f32", (a["weight_dtype"], b["weight_dtype"])
+assert a["generated_ids"] == b["generated_ids"] and a["logprobs"] == b["logprobs"]
+PY
+then pass; else fail "dequantised kquant_mix np 3: mpi '$got' vs threads '$threads' ($(cat "$tmp/err"))"; fi
+
 # two ranks x two devices each = tp 4
 dir=$fixtures/h9kv3_llama3rope_bf16
 read -r prompt expected < <(reference_ids "$dir/reference.bin" " ")

@@ -6,7 +6,9 @@
  *      kept as blocks (zero-copy but for Q/K) or, in ML_GGUF_DEQUANTIZE mode, as float32;
  *  (d) malformed files give the documented code and a message naming the file and key/tensor;
  *  (e) llama3 RoPE parameters are recovered from rope_freqs divisors;
- *  (f) the default model (models/SmolLM2-135M-Instruct.Q4_1.gguf) loads (missing: a failure).
+ *  (f) the default model (models/SmolLM2-135M-Instruct.Q4_1.gguf) loads (missing: a failure);
+ *  (g) the checkpoint's weight set copies nothing: the matrices that need changing are made on
+ *      demand, and any run of rows made alone equals those rows of the copying weight set.
  * Fixtures: tools/make_gguf_fixtures.py (docs/GGUF.md). */
 #include <math.h>
 #include <stdint.h>
@@ -1187,6 +1189,65 @@ static void test_qwen2(void) {
                  ML_ERR_UNSUPPORTED, "blk.0.attn_o.bias", "bias terms");
 }
 
+/* (g) Rows made on demand, for every run of whole heads (Q/K) and runs of other lengths, equal
+ * the rows of the weight set that copies at open; views that need no change are the same bytes. */
+static void test_made_rows(const char *name, ml_gguf_quant_mode mode) {
+    char path[1024], label[256];
+    gguf_fixture(path, sizeof path, name);
+    snprintf(label, sizeof label, "%s (mode %d)", name, (int)mode);
+    ml_gguf g;
+    ml_config c;
+    ml_weight_set copied, made;
+    int status = ml_gguf_open(path, &g);
+    if (status == ML_OK) status = ml_gguf_llama_config(&g, &c);
+    if (status == ML_OK) status = ml_gguf_llama_weights_mode(&g, &c, mode, &copied);
+    expect_ok(label, status);
+    if (status != ML_OK) {
+        ml_gguf_close(&g);
+        return;
+    }
+    status = ml_gguf_llama_weights_borrowed(&g, &c, mode, &made);
+    expect_ok(label, status);
+    int n_made = 0, bad = 0, ranges = 0;
+    for (int i = 0; status == ML_OK && i < made.n_tensors; i++) {
+        const ml_tensor_view *m = &made.tensors[i], *e = ml_weight_set_find(&copied, m->name);
+        if (!e || e->dtype != m->dtype || e->n_bytes != m->n_bytes || !e->data) {
+            bad++;
+            continue;
+        }
+        if (m->data) { /* in place: the file's bytes, or a copied 1-D tensor */
+            bad += memcmp(m->data, e->data, e->n_bytes) != 0 || m->make_rows != NULL;
+            continue;
+        }
+        n_made++;
+        bad += m->n_dims != 2 || !m->make_rows;
+        size_t row_bytes = ml_dtype_row_bytes(m->dtype, (size_t)m->shape[1]);
+        uint8_t *rows = malloc(e->n_bytes ? e->n_bytes : 1);
+        int64_t n_rows = m->shape[0], step = m->source_head_dim > 0 ? m->source_head_dim : 3;
+        for (int64_t begin = 0; rows && begin < n_rows; begin += step) {
+            for (int64_t end = begin + step; end <= n_rows + step - 1; end += step) {
+                int64_t stop = end > n_rows ? n_rows : end;
+                ranges++;
+                if (ml_weight_set_rows(&made, m, begin, stop, rows) != ML_OK ||
+                    memcmp(rows, (const uint8_t *)e->data + (size_t)begin * row_bytes, (size_t)(stop - begin) * row_bytes)) {
+                    bad++;
+                    fprintf(stderr, "%s: %s rows %lld..%lld differ\n", label, m->name, (long long)begin, (long long)stop);
+                }
+            }
+        }
+        free(rows);
+    }
+    /* kept blocks: only Q and K need changing; dequantised: every quantised matrix */
+    int want_made = mode == ML_GGUF_KEEP_QUANTIZED ? 2 * c.n_layers : -1;
+    CHECK(status == ML_OK && bad == 0 && made.n_owned == 0 && (want_made < 0 ? n_made >= 2 * c.n_layers : n_made == want_made) &&
+              ranges > n_made,
+          "%s: %d views wrong, %d made (want %d), %d owned, %d row runs", label, bad, n_made, want_made, made.n_owned,
+          ranges);
+    if (status == ML_OK) ml_weight_set_close(&made);
+    ml_weight_set_close(&copied);
+    ml_gguf_close(&g);
+}
+
 int main(void) {
     if (ml_test_make_tmpdir(tmp_root, sizeof tmp_root, "gguf") != 0) {
         fprintf(stderr, "cannot create a temporary directory\n");
@@ -1208,6 +1269,11 @@ int main(void) {
     test_qwen2();
     test_rope();
     test_default_model();
+    for (int mode = ML_GGUF_KEEP_QUANTIZED; mode <= ML_GGUF_DEQUANTIZE; mode++) {
+        test_made_rows("gqa_tied_q8_0.gguf", (ml_gguf_quant_mode)mode);
+        test_made_rows("h8kv2_headdim_untied_f32.gguf", (ml_gguf_quant_mode)mode);
+        test_made_rows("kquant_mix.gguf", (ml_gguf_quant_mode)mode);
+    }
     rmdir(tmp_root);
     return ml_test_finish("gguf");
 }
