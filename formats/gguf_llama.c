@@ -262,6 +262,15 @@ int ml_gguf_llama_config(const ml_gguf *g, ml_config *out) {
     if (strcmp(arch, "qwen2") == 0) {
         c.arch = ML_ARCH_QWEN2;
         c.qkv_bias = 1;
+    } else {
+        /* llama: no key says so; layer 0's tensors do, as llama.cpp loads them (optional
+         * blk.N.attn_{q,k,v,output}.bias for attention_bias, blk.N.ffn_{gate,up,down}.bias for
+         * mlp_bias); every layer must then have them */
+        c.qkv_bias = ml_gguf_find_tensor(g, "blk.0.attn_q.bias") || ml_gguf_find_tensor(g, "blk.0.attn_k.bias") ||
+                     ml_gguf_find_tensor(g, "blk.0.attn_v.bias");
+        c.o_bias = ml_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+        c.mlp_bias = ml_gguf_find_tensor(g, "blk.0.ffn_gate.bias") || ml_gguf_find_tensor(g, "blk.0.ffn_up.bias") ||
+                     ml_gguf_find_tensor(g, "blk.0.ffn_down.bias");
     }
     ML_TRY(parse_dimensions(g, &c));
     if (!ml_gguf_find(g, K("attention.layer_norm_rms_epsilon"))) {
@@ -401,6 +410,17 @@ static int add_view(builder *b, const char *hf_name, const ml_gguf_tensor *t, ro
     view->n_dims = t->n_dims;
     for (int d = 0; d < t->n_dims; d++) view->shape[d] = t->ne[t->n_dims - 1 - d];
     int64_t cols = t->ne[0], rows = (int64_t)(t->n_elements / (cols ? (size_t)cols : 1));
+    if (t->n_dims == 1 && order != PLAIN) {
+        /* a q/k bias: the converter permuted its elements as the matrix's rows, so each element
+         * is a row of one (a whole block only for a plain float type) */
+        ml_dtype stored;
+        if (!dtype_of(t->type, &stored) || ml_dtype_is_quantized(stored))
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\" (%s) has ggml type %s; a q/k bias is un-permuted "
+                                "element by element and must be F32, F16 or BF16", b->g->source, t->name, hf_name,
+                                ml_ggml_type_name(t->type));
+        rows = cols;
+        cols = 1;
+    }
     int head_dim = b->c->head_dim;
     ml_dtype kept = ML_DTYPE_F32;
     int keep = keeps_type(b, t, to_f32, &kept);
@@ -498,8 +518,21 @@ static int choose_matmul_f32(const builder *b, int *to_f32) {
     return ML_OK;
 }
 
-/* Refuses what the engine would silently ignore: bias tensors (but qwen2's q/k/v ones) and layers
- * beyond block_count. */
+/* Which config flag a layer's bias tensor belongs to (NULL: a bias the engine has no place for). */
+static const int *bias_flag(const ml_config *c, const char *name) {
+    static const char *const qkv[] = {".attn_q.bias", ".attn_k.bias", ".attn_v.bias"};
+    static const char *const mlp[] = {".ffn_gate.bias", ".ffn_up.bias", ".ffn_down.bias"};
+    size_t length = strlen(name);
+    for (int i = 0; i < 3; i++) {
+        if (length > strlen(qkv[i]) && strcmp(name + length - strlen(qkv[i]), qkv[i]) == 0) return &c->qkv_bias;
+        if (length > strlen(mlp[i]) && strcmp(name + length - strlen(mlp[i]), mlp[i]) == 0) return &c->mlp_bias;
+    }
+    if (length > 17 && strcmp(name + length - 17, ".attn_output.bias") == 0) return &c->o_bias;
+    return NULL;
+}
+
+/* Refuses what the engine would silently ignore: bias tensors it has no place for, or that layer
+ * 0 lacks (the biases a file has are read from layer 0), and layers beyond block_count. */
 static int check_extra_tensors(const builder *b) {
     const ml_gguf *g = b->g;
     for (size_t i = 0; i < g->n_tensors; i++) {
@@ -512,11 +545,18 @@ static int check_extra_tensors(const builder *b) {
                                 g->source, name, layer, b->c->n_layers);
         }
         size_t length = strlen(name);
-        int qkv_bias = strstr(name, ".attn_q.bias") || strstr(name, ".attn_k.bias") || strstr(name, ".attn_v.bias");
-        if (length > 5 && strcmp(name + length - 5, ".bias") == 0 && !(b->c->qkv_bias && qkv_bias)) {
-            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\": bias terms are not supported in %s GGUF files "
-                                "(only qwen2's q/k/v biases; Hugging Face checkpoints have them all)", g->source, name,
-                                arch_prefix(g));
+        if (length <= 5 || strcmp(name + length - 5, ".bias") != 0) continue;
+        const int *flag = bias_flag(b->c, name);
+        if (!flag || (b->c->arch == ML_ARCH_QWEN2 && flag != &b->c->qkv_bias)) {
+            return ml_set_error(ML_ERR_UNSUPPORTED, "%s: tensor \"%s\": this bias is not supported in %s GGUF files "
+                                "(supported: %s)", g->source, name, arch_prefix(g),
+                                b->c->arch == ML_ARCH_QWEN2 ? "attn_q/attn_k/attn_v.bias"
+                                                            : "attn_q/attn_k/attn_v/attn_output.bias, ffn_gate/ffn_up/ffn_down.bias");
+        }
+        if (!*flag) {
+            return ml_set_error(ML_ERR_TENSOR, "%s: tensor \"%s\" is a bias that layer 0 does not have (the biases "
+                                "of a file are those of blk.0; every layer must have the same); it would be ignored",
+                                g->source, name);
         }
     }
     return ML_OK;
@@ -557,7 +597,8 @@ static int build_weights(builder *b) {
     ML_TRY(find_checked(b, "output_norm.weight", "model.norm.weight", hidden, 0, &norm));
     if (output || !c->tie_word_embeddings)
         ML_TRY(find_checked(b, "output.weight", "lm_head.weight", c->vocab_size, hidden, &output));
-    int capacity = 2 + (output ? 1 : 0) + (c->qkv_bias ? 12 : 9) * c->n_layers;
+    int biases_per_layer = (c->qkv_bias ? 3 : 0) + (c->o_bias ? 1 : 0) + (c->mlp_bias ? 3 : 0);
+    int capacity = 2 + (output ? 1 : 0) + (9 + biases_per_layer) * c->n_layers;
     b->out->tensors = calloc((size_t)capacity, sizeof *b->out->tensors);
     if (!b->out->tensors) return ml_set_error(ML_ERR_NOMEM, "%s: out of memory", b->g->source);
     ML_TRY(attach_file(b));
@@ -578,14 +619,18 @@ static int build_weights(builder *b) {
             ML_TRY(find_checked(b, gguf, hf, hidden, 0, &t));
             ML_TRY(add_view(b, hf, t, PLAIN, 0));
         }
-        for (int w = 0; w < 3 && c->qkv_bias; w++) { /* q, k, v biases [rows] (qwen2: rows in HF order) */
+        for (int w = 0; w < 7; w++) { /* the biases [rows] the config has (qwen2: q/k/v, rows in HF order) */
+            int has = w < 3 ? c->qkv_bias : w == 3 ? c->o_bias : c->mlp_bias;
+            if (!has) continue;
             const ml_gguf_tensor *t;
             int64_t rows, cols;
             matmul_shape(c, w, &rows, &cols);
             snprintf(gguf, sizeof gguf, "blk.%d.%s.bias", layer, matmul_names[w].gguf);
             snprintf(hf, sizeof hf, "model.layers.%d.%s.bias", layer, matmul_names[w].hf);
             ML_TRY(find_checked(b, gguf, hf, rows, 0, &t));
-            ML_TRY(add_view(b, hf, t, PLAIN, 0));
+            /* llama: q/k biases permuted as their matrices' rows (convert_hf_to_gguf.py LlamaModel) */
+            row_order order = c->arch == ML_ARCH_QWEN2 ? PLAIN : w == 0 ? PERMUTE_Q : w == 1 ? PERMUTE_K : PLAIN;
+            ML_TRY(add_view(b, hf, t, order, 0));
         }
     }
     ml_weight_set_sort(b->out);

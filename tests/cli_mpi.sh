@@ -30,9 +30,9 @@ done
 
 # biases over ranks (each rank's column-parallel bias rows; o/down biases once after the
 # all-reduce on every rank's replica of the residual stream): HF's greedy tokens at np 3
-for fixture in llama_bias_f32 qwen2_bias_bf16; do
+for fixture in llama_bias_f32 qwen2_bias_bf16 gguf/llama_bias_f32.gguf; do
     dir=$fixtures/$fixture
-    read -r prompt expected < <(reference_ids "$dir/reference.bin" " ")
+    read -r prompt expected < <(reference_ids "$fixtures/$(basename "$fixture" .gguf)/reference.bin" " ")
     got=$(timeout 120 "${mpi[@]}" 3 "$bin" run -m "$dir" --prompt-ids "$prompt" -n 16 --ignore-eos -t 1 2>"$tmp/err")
     if [ "$got" = "$expected" ]; then pass; else fail "$fixture np 3: mpi '$got', HF '$expected' ($(cat "$tmp/err"))"; fi
 done

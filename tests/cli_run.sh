@@ -24,10 +24,12 @@ for fixture in gqa_tied_bf16 h9kv3_llama3rope_bf16 mha_sharded_bf16; do
 done
 
 # the rest of the family (tools/make_fixtures.py): Mistral with sliding_window 128, Qwen2's q/k/v
-# biases, Llama with attention and MLP biases; HF's greedy tokens at tp 1-4
-for fixture in mistral_window_bf16 qwen2_bias_bf16 llama_bias_f32; do
+# biases, Llama with attention and MLP biases (also as a llama GGUF, whose q/k biases the
+# converter permuted); HF's greedy tokens at tp 1-4
+for fixture in mistral_window_bf16 qwen2_bias_bf16 llama_bias_f32 gguf/llama_bias_f32.gguf; do
     dir=$fixtures/$fixture
-    read -r prompt expected < <(reference_ids "$dir/reference.bin")
+    ref_dir=$fixtures/$(basename "$fixture" .gguf)
+    read -r prompt expected < <(reference_ids "$ref_dir/reference.bin")
     n=$(tr ',' '\n' <<<"$expected" | wc -l)
     for tp in 1 2 3 4; do
         out=$("$bin" run -m "$dir" --prompt-ids "$prompt" -n "$n" --tp "$tp" -t 2 --ignore-eos --json)

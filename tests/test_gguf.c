@@ -916,8 +916,21 @@ static void test_mapping(void) {
     tiny_error("Q8_1 used", (tiny_spec){.retype = "blk.0.attn_v.weight", .retype_id = 9}, ML_ERR_UNSUPPORTED, 2, "Q8_1");
     tiny_error("Q4_K rows of 32", (tiny_spec){.retype = "blk.0.attn_v.weight", .retype_id = 12}, ML_ERR_FORMAT, 0,
                "ne[0] = 32 is not a multiple of the Q4_K block size 256");
-    tiny_error("bias", (tiny_spec){.extra = "blk.0.attn_q.bias", .extra_type = ML_GGML_F32}, ML_ERR_UNSUPPORTED, 2,
-               "blk.0.attn_q.bias");
+    /* biases: layer 0's say which the file has; q/k ones are un-permuted element by element */
+    tiny_error("q bias without k bias", (tiny_spec){.extra = "blk.0.attn_q.bias", .extra_type = ML_GGML_F32},
+               ML_ERR_TENSOR, 2, "tensor \"blk.0.attn_k.bias\" (model.layers.0.self_attn.k_proj.bias) is missing");
+    tiny_error("q bias Q8_0", (tiny_spec){.extra = "blk.0.attn_q.bias", .extra_type = 8}, ML_ERR_UNSUPPORTED, 2,
+               "tensor \"blk.0.attn_q.bias\" (model.layers.0.self_attn.q_proj.bias) has ggml type Q8_0; a q/k bias");
+    tiny_error("norm bias", (tiny_spec){.extra = "blk.0.attn_norm.bias", .extra_type = ML_GGML_F32}, ML_ERR_UNSUPPORTED,
+               2, "tensor \"blk.0.attn_norm.bias\": this bias is not supported in llama GGUF files");
+    tiny_spec o_bias = {.extra = "blk.0.attn_output.bias", .extra_type = ML_GGML_F32};
+    status = tiny_config_and_weights(&o_bias, &c, &w, &stage);
+    expect_ok("o bias", status);
+    if (status == ML_OK) {
+        CHECK(c.o_bias && !c.qkv_bias && !c.mlp_bias && ml_weight_set_find(&w, "model.layers.0.self_attn.o_proj.bias"),
+              "o bias: flags %d %d %d", c.qkv_bias, c.o_bias, c.mlp_bias);
+        ml_weight_set_close(&w);
+    }
     tiny_error("layer beyond block_count", (tiny_spec){.extra = "blk.1.attn_norm.weight", .extra_type = ML_GGML_F32},
                ML_ERR_TENSOR, 2, "layer 1");
     tiny_error("missing tensor", (tiny_spec){.drop = "blk.0.ffn_down.weight"}, ML_ERR_TENSOR, 2,
@@ -1137,12 +1150,12 @@ static void test_default_model(void) {
     ml_gguf_close(&g);
 }
 
-/* The qwen2 fixture (tools/make_gguf_fixtures.py) with one tensor's header edited in memory: its
+/* A GGUF fixture (tools/make_gguf_fixtures.py) with one tensor's header edited in memory: its
  * name (same length) or, for a 1-D tensor, ne[0] one smaller (its data still fits). */
-static int qwen2_config_and_weights(const char *name, const char *new_name, int shorten, ml_config *c,
-                                    ml_weight_set *w) {
+static int edited_config_and_weights(const char *fixture, const char *name, const char *new_name, int shorten,
+                                     ml_config *c, ml_weight_set *w) {
     char path[512];
-    ml_test_fixture_path(path, sizeof path, "gguf/qwen2_bias_bf16.gguf");
+    ml_test_fixture_path(path, sizeof path, fixture);
     size_t size = 0;
     uint8_t *data = ml_test_read_file(path, &size);
     if (!data) return ml_set_error(ML_ERR_IO, "cannot read %s", path);
@@ -1172,6 +1185,34 @@ static int qwen2_config_and_weights(const char *name, const char *new_name, int 
     return status;
 }
 
+static int qwen2_config_and_weights(const char *name, const char *new_name, int shorten, ml_config *c,
+                                    ml_weight_set *w) {
+    return edited_config_and_weights("gguf/qwen2_bias_bf16.gguf", name, new_name, shorten, c, w);
+}
+
+static int llama_bias_config_and_weights(const char *name, const char *new_name, int shorten, ml_config *c,
+                                         ml_weight_set *w) {
+    return edited_config_and_weights("gguf/llama_bias_f32.gguf", name, new_name, shorten, c, w);
+}
+
+/* A llama GGUF with attention and MLP biases (llama_bias_f32: the converter permuted the q/k
+ * biases like their rows; test_model_gguf has its logits): all seven per layer are read; one of
+ * the wrong shape, or one that layer 0 lacks, is refused by name. */
+static void test_llama_biases(void) {
+    ml_config c;
+    ml_weight_set w;
+    expect_ok("llama biases", llama_bias_config_and_weights("blk.0.attn_q.bias", NULL, 0, &c, &w));
+    CHECK(c.arch == ML_ARCH_LLAMA && c.qkv_bias && c.o_bias && c.mlp_bias, "llama biases: flags %d %d %d", c.qkv_bias,
+          c.o_bias, c.mlp_bias);
+    expect_error("llama short q bias", llama_bias_config_and_weights("blk.1.attn_q.bias", NULL, 1, &c, &w),
+                 ML_ERR_TENSOR, "blk.1.attn_q.bias", "ne [47]");
+    expect_error("llama o bias not in layer 0",
+                 llama_bias_config_and_weights("blk.0.attn_output.bias", "blk.0.attn_output.biaz", 0, &c, &w),
+                 ML_ERR_TENSOR, "blk.1.attn_output.bias", "layer 0 does not have");
+    expect_error("llama missing up bias", llama_bias_config_and_weights("blk.1.ffn_up.bias", "blk.1.ffn_up.biaz", 0, &c, &w),
+                 ML_ERR_TENSOR, "blk.1.ffn_up.bias", "missing");
+}
+
 /* qwen2: keys under qwen2.*, Q/K rows as stored, q/k/v biases; a bias of the wrong shape, a
  * missing one or one qwen2 does not have is refused by name. */
 static void test_qwen2(void) {
@@ -1186,7 +1227,7 @@ static void test_qwen2(void) {
     expect_error("qwen2 missing bias", qwen2_config_and_weights("blk.0.attn_q.bias", "blk.0.attn_q.biaz", 0, &c, &w),
                  ML_ERR_TENSOR, "blk.0.attn_q.bias", "missing");
     expect_error("qwen2 o bias", qwen2_config_and_weights("blk.0.attn_q.bias", "blk.0.attn_o.bias", 0, &c, &w),
-                 ML_ERR_UNSUPPORTED, "blk.0.attn_o.bias", "bias terms");
+                 ML_ERR_UNSUPPORTED, "blk.0.attn_o.bias", "not supported in qwen2 GGUF files");
 }
 
 /* (g) Rows made on demand, for every run of whole heads (Q/K) and runs of other lengths, equal
@@ -1267,6 +1308,7 @@ int main(void) {
     test_header_errors();
     test_mapping();
     test_qwen2();
+    test_llama_biases();
     test_rope();
     test_default_model();
     for (int mode = ML_GGUF_KEEP_QUANTIZED; mode <= ML_GGUF_DEQUANTIZE; mode++) {

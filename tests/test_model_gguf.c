@@ -1,7 +1,9 @@
 /* The same weights through safetensors and through GGUF (Q/K rows permuted to Meta's
  * interleaved layout by the converter, restored at load) give the same logits: bit-identical
  * for BF16/F32 GGUFs, within Q8_0's rounding for the quantised ones. Also at tp 3 and 4. A qwen2
- * GGUF (unpermuted Q/K rows, q/k/v biases) gives its safetensors twin's logits the same way.
+ * GGUF (unpermuted Q/K rows, q/k/v biases) gives its safetensors twin's logits the same way, and
+ * so does a llama GGUF with attention and MLP biases (q/k biases permuted like their rows); the
+ * float32 ones also within 1e-4 of HF's logits, at tp 1 to 4.
  *
  * Quantised GGUFs kept in their blocks (the default) against the same files dequantised to
  * float32 at load (MESHLLAMA_GGUF_DEQUANTIZE=1): prefill and decode logits bit-identical
@@ -51,15 +53,19 @@ static void compare(const char *fixture, const char *gguf, int exact) {
         return;
     }
     size_t n = (size_t)ref.n_prompt * ref.vocab_size;
-    static const int tps[] = {1, 3, 4};
+    static const int tps[] = {1, 2, 3, 4};
     for (size_t i = 0; i < sizeof tps / sizeof tps[0]; i++) {
         int tp = tps[i];
         float *a = prompt_logits(dir, tp, &ref), *b = prompt_logits(gguf_path, tp, &ref);
         if (a && b) {
             double err = ml_test_norm_error(b, a, n);
             printf("%-36s tp %d: vs safetensors %.2e, vs HF %.2e\n", gguf, tp, err, ml_test_norm_error(b, ref.logits, n));
-            if (exact)
+            if (exact) {
                 CHECK(memcmp(a, b, n * sizeof(float)) == 0, "%s tp %d: logits differ (%.3e)", gguf, tp, err);
+                /* and so within test_model_hf's float32 bound of HF's own logits */
+                double hf_err = ml_test_norm_error(b, ref.logits, n);
+                CHECK(hf_err <= 1e-4 || strstr(gguf, "bf16"), "%s tp %d: %.3e from HF", gguf, tp, hf_err);
+            }
             else
                 CHECK(err < 5e-2, "%s tp %d: Q8_0 logits %.3e from safetensors", gguf, tp, err);
         }
@@ -211,5 +217,7 @@ int main(void) {
     compare("gqa_tied_bf16", "gguf/gqa_tied_q8_0.gguf", 0);
     compare("h8kv2_headdim_untied_f32", "gguf/h8kv2_headdim_untied_q8_0.gguf", 0);
     compare("qwen2_bias_bf16", "gguf/qwen2_bias_bf16.gguf", 1); /* qwen2.* keys, unpermuted Q/K, q/k/v biases */
+    /* llama with attention_bias and mlp_bias: q/k biases permuted like their rows, o/v/MLP not */
+    compare("llama_bias_f32", "gguf/llama_bias_f32.gguf", 1);
     return ml_test_finish("model_gguf");
 }

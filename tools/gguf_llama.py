@@ -39,7 +39,8 @@ def gguf_name(hf_name):
 
 
 def to_meta_rows(rows, n_heads):
-    """HF rotate-half rows [n_heads*d, n] -> Meta interleaved: new[h, 2i+j] = old[h, j*d/2 + i]."""
+    """HF rotate-half rows [n_heads*d, n] (or a bias [n_heads*d]) -> Meta interleaved:
+    new[h, 2i+j] = old[h, j*d/2 + i]."""
     d = rows.shape[0] // n_heads
     return np.ascontiguousarray(rows.reshape(n_heads, 2, d // 2, -1).swapaxes(1, 2).reshape(rows.shape))
 

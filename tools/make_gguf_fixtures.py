@@ -24,7 +24,10 @@ Files (all deterministic: numpy PCG64 with fixed seeds, and GGUFWriter's byte la
                     interleaved RoPE layout, norms F32, llama.* / tokenizer.ggml.* keys, and for
                     llama3 RoPE a rope_freqs.weight tensor of per-frequency divisors; a Qwen2
                     fixture (qwen2_bias_bf16) as its Qwen2Model writes one: qwen2.* keys, Q/K rows
-                    unpermuted (rotate-half RoPE), q/k/v biases blk.N.attn_{q,k,v}.bias as F32.
+                    unpermuted (rotate-half RoPE), q/k/v biases blk.N.attn_{q,k,v}.bias as F32; and
+                    a Llama with attention_bias and mlp_bias (llama_bias_f32) as LlamaModel writes
+                    one: blk.N.attn_{q,k,v,output}.bias and ffn_{gate,up,down}.bias as F32, the q/k
+                    biases permuted like their matrices' rows.
                     <type> is the storage of the projections and embeddings:
                     bf16 / f32 (the safetensors bytes unchanged) or q8_0 (gguf.quants.quantize).
 
@@ -59,6 +62,7 @@ MODEL_FIXTURES = [
     ("gqa_tied_bf16", ["bf16", "q8_0"]),
     ("h8kv2_headdim_untied_f32", ["f32", "q8_0"]),
     ("qwen2_bias_bf16", ["bf16"]),
+    ("llama_bias_f32", ["f32"]),
 ]
 
 
@@ -271,9 +275,10 @@ def write_model(path, name, storage):
     for hf_name in sorted(weights, key=lambda n: (n.count("layers"), n)):
         entry = weights[hf_name]
         kind, array = entry
-        if arch == "llama" and hf_name.endswith("q_proj.weight"):
+        # llama: Q/K rows and their biases' elements alike (the converter permutes both)
+        if arch == "llama" and hf_name.endswith(("q_proj.weight", "q_proj.bias")):
             entry = (kind, to_meta_rows(array, n_head))
-        elif arch == "llama" and hf_name.endswith("k_proj.weight"):
+        elif arch == "llama" and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
             entry = (kind, to_meta_rows(array, n_kv))
         data, qtype = tensor_bytes(entry, storage, hf_name)
         w.add_tensor(gguf_name(hf_name), np.ascontiguousarray(data), raw_dtype=qtype)
