@@ -2,7 +2,9 @@
  * (tests/fixtures/tokenizer, tools/make_tokenizer_fixtures.py), for each tokenizer and each way of
  * loading it, in both modes (plain; BOS + special tokens parsed). Also: decode(encode(s)) == s for
  * every string (valid UTF-8 or not: every byte has a token), streaming decode == one-shot decode,
- * and the same results from 4 threads sharing one tokenizer. */
+ * and the same results from 4 threads sharing one tokenizer. Qwen2's pre-tokenizer: a vocabulary
+ * trained under it (tools/make_qwen2_tokenizer_fixtures.py) as tokenizer.json and as a GGUF with
+ * tokenizer.ggml.pre = qwen2. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,13 +152,15 @@ int main(void) {
     int unpacked = tf_unpack_llama3(tmp, sizeof tmp) == 0;
     if (!unpacked) printf("SKIP: could not gunzip the Llama 3 fixtures (is gzip installed?)\n");
 
-    setup setups[6] = {
+    setup setups[8] = {
         {"llama3 tokenizer.model (tiktoken)", "llama3", 0, "", NULL, 0},
         {"llama3 tokenizer.json", "llama3", 0, "", NULL, 0},
         {"llama3 arrays (pre llama-bpe)", "llama3", 1, "", "llama-bpe", -1},
         {"smollm2 tokenizer.json", "smollm2", 0, "", NULL, 0},
         {"smollm2 arrays (pre smollm)", "smollm2_digits", 1, "", "smollm", 0},
         {"smollm2 GGUF (the default model)", "smollm2_digits", 0, "", NULL, 0},
+        {"qwen2 tokenizer.json", "qwen2", 0, "", NULL, 0},
+        {"qwen2 GGUF (gpt2, pre qwen2)", "qwen2", 0, "", NULL, 0},
     };
     snprintf(setups[0].path, sizeof setups[0].path, "%s/llama3_tiktoken", tmp);
     snprintf(setups[1].path, sizeof setups[1].path, "%s/llama3_json", tmp);
@@ -165,8 +169,11 @@ int main(void) {
     ml_test_fixture_path(setups[4].path, sizeof setups[4].path, "tokenizer/smollm2/tokenizer.json");
     /* The default model's GGUF is git-ignored (scripts fetch it into models/) */
     int have_gguf = ml_test_default_model(setups[5].path, sizeof setups[5].path) == 0;
+    /* tools/make_qwen2_tokenizer_fixtures.py: Qwen2's pre-tokenizer over a small trained vocabulary */
+    ml_test_fixture_path(setups[6].path, sizeof setups[6].path, "tokenizer/qwen2");
+    ml_test_fixture_path(setups[7].path, sizeof setups[7].path, "tokenizer/qwen2/qwen2.gguf");
 
-    for (int s = 0; s < 6; s++) {
+    for (int s = 0; s < 8; s++) {
         setup *su = &setups[s];
         if (s < 3 && !unpacked) continue;
         if (s == 5 && !have_gguf) continue;
@@ -205,6 +212,28 @@ int main(void) {
         tf_free_ids(&plain);
         tf_free_ids(&digits);
     }
+    /* Likewise Qwen2's pattern and Llama 3's (digit runs of one vs up to three) on the qwen2
+     * vocabulary, or the qwen2 fixtures would not tell the two apart. */
+    tf_ids qwen2;
+    ml_tokenizer *as_llama3 = NULL;
+    char qwen2_json[4096];
+    ml_test_fixture_path(qwen2_json, sizeof qwen2_json, "tokenizer/qwen2/tokenizer.json");
+    if (tf_load_ids("qwen2", &qwen2) == 0 && tf_open_arrays(qwen2_json, "llama-bpe", 0, &as_llama3) == ML_OK) {
+        size_t differ = 0;
+        for (size_t i = 0; i < qwen2.n && i < corpus.n; i++) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            if (ml_tokenize(as_llama3, (const char *)corpus.data[i], corpus.length[i], 0, &ids, &n) == ML_OK)
+                differ += !tf_same_ids(qwen2.plain[i], qwen2.n_plain[i], ids, n);
+            free(ids);
+        }
+        CHECK(differ > 20, "qwen2 with Llama 3's pattern differs on only %zu strings", differ);
+        printf("qwen2 vs the same vocabulary with Llama 3's pattern: %zu strings tokenize differently\n", differ);
+        tf_free_ids(&qwen2);
+    } else {
+        CHECK(0, "qwen2 fixtures: %s", ml_last_error());
+    }
+    ml_tokenizer_close(as_llama3);
     tf_free_corpus(&corpus);
     return ml_test_finish("test_tokenizer_corpus");
 }
