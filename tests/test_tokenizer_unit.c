@@ -19,6 +19,7 @@
 #include "test_util.h"
 #include "meshllama.h"
 #include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/unicode_nfc.h"
 
 static char tmpdir[2048];
 
@@ -335,6 +336,42 @@ static void stream_decoder(const ml_tokenizer *tok) {
     free(all);
 }
 
+static size_t from_hex(const char *hex, uint8_t *out) {
+    size_t n = 0;
+    for (; hex[0] && hex[1]; hex += 2) {
+        unsigned byte;
+        sscanf(hex, "%2x", &byte);
+        out[n++] = (uint8_t)byte;
+    }
+    return n;
+}
+
+/* NFC (tokenizer/unicode_nfc.c) against Python's unicodedata.normalize("NFC", s) (Unicode 14),
+ * UTF-8 in hex: composition, Hangul by formula, reordering before composing, a composition
+ * exclusion and a singleton, a non-starter decomposition, starter + starter, two marks; and an
+ * invalid byte between a letter and its mark, which blocks them (each valid run is normalised
+ * alone, as the corpus references are made). */
+static void nfc_cases(void) {
+    static const char *const cases[][2] = {
+        {"65cc81", "c3a9"},           {"e18480e185a1e186a8", "eab081"}, {"61cca3cc82", "e1baad"},
+        {"61cc82cca3", "e1baad"},     {"e0a598", "e0a495e0a4bc"},        {"e284ab", "c385"},
+        {"e1ba9bcca3", "e1ba9bcca3"}, {"78cd84", "e1ba8dcc81"},          {"eab080e186a8", "eab081"},
+        {"e0ad87e0acbe", "e0ad8b"},   {"41cc8acc81", "c7ba"},            {"65ffcc81", "65ffcc81"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t in[32], want[32], *got = NULL;
+        size_t n_in = from_hex(cases[i][0], in), n_want = from_hex(cases[i][1], want), n_got = 0;
+        int status = ml_nfc(in, n_in, &got, &n_got);
+        CHECK(status == ML_OK && got && n_got == n_want && memcmp(got, want, n_want) == 0, "NFC of %s: want %s",
+              cases[i][0], cases[i][1]);
+        free(got);
+    }
+    uint8_t *got = (uint8_t *)"x";
+    size_t n_got = 0;
+    CHECK(ml_nfc((const uint8_t *)"plain ASCII", 11, &got, &n_got) == ML_OK && !got && n_got == 11,
+          "NFC of ASCII: no copy");
+}
+
 int main(void) {
     if (ml_test_make_tmpdir(tmpdir, sizeof tmpdir, "tokenizer_unit") != 0) {
         CHECK(0, "cannot make a temporary directory");
@@ -342,6 +379,7 @@ int main(void) {
     }
     custom_variants();
     byte_alphabet();
+    nfc_cases();
 
     char path[4096];
     ml_tokenizer *smol = NULL, *llama = NULL;

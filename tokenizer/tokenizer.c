@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/unicode_nfc.h"
 
 int ml_tokenizer_alloc(const char *source, const char *format, ml_tokenizer **out) {
     ml_tokenizer *tok = calloc(1, sizeof *tok);
@@ -88,6 +89,18 @@ const char *ml_tokenizer_chat_template(const ml_tokenizer *tok) { return tok ? t
 
 /* ---- encoding --------------------------------------------------------------------------- */
 
+/* Text between added tokens: normalised (NFC) where the tokenizer says so, then encoded. */
+static int encode_segment(ml_encode_ctx *ctx, const ml_tokenizer *tok, const uint8_t *text, size_t length) {
+    if (!tok->nfc) return ml_encode_plain(ctx, text, length);
+    uint8_t *normal;
+    size_t normal_length;
+    ML_TRY(ml_nfc(text, length, &normal, &normal_length));
+    if (!normal) return ml_encode_plain(ctx, text, length);
+    int status = ml_encode_plain(ctx, normal, normal_length);
+    free(normal);
+    return status;
+}
+
 int ml_tokenize(const ml_tokenizer *tok, const char *text, size_t length, unsigned flags, int32_t **out_ids,
                 size_t *out_n) {
     if (!out_ids || !out_n) return ml_set_error(ML_ERR_ARG, "ml_tokenize: out_ids and out_n must not be NULL");
@@ -108,13 +121,13 @@ int ml_tokenize(const ml_tokenizer *tok, const char *text, size_t length, unsign
         while (status == ML_OK &&
                ml_added_find(&tok->added, bytes, length, position, parse_special, &start, &end, &id)) {
             ctx.at_text_start = position == 0;
-            status = ml_encode_plain(&ctx, bytes + position, start - position);
+            status = encode_segment(&ctx, tok, bytes + position, start - position);
             if (status == ML_OK) status = ml_id_vec_push(&out, id);
             position = end;
         }
     }
     ctx.at_text_start = position == 0;
-    if (status == ML_OK) status = ml_encode_plain(&ctx, bytes + position, length - position);
+    if (status == ML_OK) status = encode_segment(&ctx, tok, bytes + position, length - position);
     if (status == ML_OK && (flags & ML_TOKENIZE_ADD_SPECIAL))
         status = ml_id_vec_append(&out, tok->suffix, (size_t)tok->n_suffix);
     if (status == ML_OK && !out.data) {

@@ -231,6 +231,9 @@ int ml_tokenizer_from_arrays(const ml_tokenizer_arrays *a, ml_tokenizer **out) {
         int llama3 = strcmp(pre, "llama3") == 0 || strcmp(pre, "llama-bpe") == 0 || strcmp(pre, "llama-v3") == 0;
         tok->pre.byte_level = 1;
         tok->ignore_merges = llama3;
+        /* Qwen2's tokenizer.json normalises to NFC before its pre-tokenizer; HF's ids are the
+         * reference, so a GGUF of it does too (llama.cpp does not: docs/TOKENIZER.md) */
+        tok->nfc = strcmp(pre, "qwen2") == 0;
         tok->bos_id = a->bos_id;
         tok->eos_id = a->eos_id;
         /* unknown_token_id is not BPE's unk: bytes missing from the vocabulary are dropped, as

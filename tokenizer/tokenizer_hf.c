@@ -309,13 +309,18 @@ static int load_sequence(ml_tokenizer *tok, json_t *node, const char *key, compo
     return ML_OK;
 }
 
-/* Llama 2's normalizer: Sequence[Prepend("▁"), Replace(" ", "▁")]; nothing else is accepted. */
+/* Llama 2's normalizer, Sequence[Prepend("▁"), Replace(" ", "▁")], and NFC (Qwen2); nothing else
+ * is accepted. */
 static int load_normalizer(ml_tokenizer *tok, json_t *node, const char *source, const char *where, int depth) {
     if (!node || json_is_null(node)) return ML_OK;
     const char *type = type_of(node);
     if (!type) return ml_set_error(ML_ERR_FORMAT, "%s: %s has no \"type\"", source, where);
     if (strcmp(type, "Sequence") == 0 && depth == 0) {
         return load_sequence(tok, node, "normalizers", load_normalizer, source, where, depth);
+    }
+    if (strcmp(type, "NFC") == 0) {
+        tok->nfc = 1;
+        return ML_OK;
     }
     if (strcmp(type, "Prepend") == 0) {
         ML_TRY(check_meta_space(node, "prepend", source, where));
@@ -333,8 +338,8 @@ static int load_normalizer(ml_tokenizer *tok, json_t *node, const char *source, 
         return ML_OK;
     }
     return ml_set_error(ML_ERR_UNSUPPORTED,
-                        "%s: %s: normalizer \"%s\" is not supported (only Llama 2's Prepend(\"\u2581\") + Replace(\" \", "
-                        "\"\u2581\"))",
+                        "%s: %s: normalizer \"%s\" is not supported (only NFC and Llama 2's Prepend(\"\u2581\") + "
+                        "Replace(\" \", \"\u2581\"))",
                         source, where, type);
 }
 

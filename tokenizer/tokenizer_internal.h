@@ -222,6 +222,8 @@ struct ml_tokenizer {
     ml_pretokenizer pre;
     ml_added_tokens added;
     int ignore_merges;       /* a piece that is itself a token is not merged (Llama 3, tiktoken) */
+    int nfc;                 /* text between added tokens is put in Unicode NFC first (HF's NFC
+                              * normalizer: Qwen2; tokenizer/unicode_nfc.c) */
     int32_t unk_id;          /* HF BPE unk_token for bytes the vocabulary lacks; -1: drop them */
     /* SentencePiece-style BPE (Llama 2, TinyLlama, Mistral): the vocabulary holds token text with
      * '▁' stored as ' ', BPE starts from characters rather than bytes, and a character outside

@@ -4,8 +4,8 @@ pre-tokenizer, trained by the HF `tokenizers` library, in its two forms, and the
 of every string of the project's tokenizer corpus (tests/fixtures/tokenizer/corpus.bin).
 
 The model: tokenizers' BpeTrainer (vocab_size 1500, the 256 byte-level characters as the initial
-alphabet) on the corpus's valid UTF-8 strings, with Qwen2's tokenizer.json pipeline:
-pre-tokenizer Sequence[Split(Qwen2's regex, "isolated"), ByteLevel(add_prefix_space false,
+alphabet) on the corpus's valid UTF-8 strings, with Qwen2's tokenizer.json pipeline: normalizer
+NFC, pre-tokenizer Sequence[Split(Qwen2's regex, "isolated"), ByteLevel(add_prefix_space false,
 use_regex false)], ByteLevel decoder and post-processor (which add nothing), and Qwen2's three
 special tokens <|endoftext|>, <|im_start|>, <|im_end|> added after the vocabulary. The 100
 two-digit tokens "00".."99" and their merges are appended to the trained vocabulary: Qwen2's pattern makes every
@@ -13,8 +13,8 @@ digit its own piece, so they never apply (the references do not change), while L
 (runs of up to three digits) would use them; so the fixture tells the two patterns apart (a
 vocabulary trained under Qwen2's pattern alone has no multi-digit token, and gives the same ids
 under both).
-Not carried over: Qwen2's NFC normalizer (meshllama's tokenizer.json loader refuses normalizers
-other than Llama 2's, and llama.cpp does not normalise a GGUF's text either; docs/TOKENIZER.md).
+The GGUF form has no normalizer key: a reader applies NFC for pre "qwen2" (meshllama does, as HF;
+llama.cpp does not; docs/TOKENIZER.md).
 
   tokenizer.json   the HF form (compact JSON)
   qwen2.gguf       the GGUF form, as llama.cpp's Qwen2 converter writes a tokenizer:
@@ -49,8 +49,9 @@ VOCAB_SIZE = 1500
 
 
 def train(texts):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
