@@ -42,8 +42,16 @@ static void round_to_bf16(const ml_model *m, float *values, uint16_t *bits, size
 }
 
 /* Fast mode on weights with int8 products: a matmul input of this width has int8 rows (its
- * blocks must tile the row). */
+ * blocks must tile the row), in blocks of 32 (has_q8_input) or, for K-quant weights,
+ * super-blocks of 256 (has_q8k_input). */
 static int has_q8_input(const ml_model *m, int width) { return m->act_q8 && width % ML_Q8_BLOCK == 0; }
+static int has_q8k_input(const ml_model *m, int width) { return m->act_q8k && width % ML_Q8K_BLOCK == 0; }
+
+/* out [n] as the int8 rows of the formats the model's weights take (row of width n). */
+static void quantize_input(const ml_model *m, uint8_t *q8, uint8_t *q8k, const float *x, int n) {
+    if (q8) m->kernels->quantize_q8(q8, x, n);
+    if (q8k) m->kernels->quantize_q8k(q8k, x, n);
+}
 
 /* xn[dst] = rmsnorm(x[src]) (+ fast-mode rounding into xn_bf16[dst], and the int8 row). */
 static void rmsnorm_row(ml_model *m, const float *weight, int src, int dst) {
@@ -51,24 +59,27 @@ static void rmsnorm_row(ml_model *m, const float *weight, int src, int dst) {
     float *out = m->xn + (size_t)dst * hidden;
     m->kernels->rmsnorm(out, m->x + (size_t)src * hidden, weight, hidden, m->config.rms_norm_eps);
     if (m->params.act_mode == ML_ACT_FAST) round_to_bf16(m, out, m->xn_bf16 + (size_t)dst * hidden, (size_t)hidden);
-    if (has_q8_input(m, hidden)) m->kernels->quantize_q8(m->xn_q8 + (size_t)dst * ml_q8_row_bytes(hidden), out, hidden);
+    quantize_input(m, has_q8_input(m, hidden) ? m->xn_q8 + (size_t)dst * ml_q8_row_bytes(hidden) : NULL,
+                   has_q8k_input(m, hidden) ? m->xn_q8k + (size_t)dst * ml_q8k_row_bytes(hidden) : NULL, out, hidden);
 }
 
 /* ---- matmul jobs ----------------------------------------------------------------------- */
 
 /* The input of a projection: float32 activations [n_tok, width] and, in fast mode, the same
- * values as bf16 bits (NULL in accurate mode) and as int8 blocks (NULL unless has_q8_input). */
+ * values as bf16 bits (NULL in accurate mode), as int8 blocks (NULL unless has_q8_input) and
+ * as int8 super-blocks (NULL unless has_q8k_input). */
 typedef struct {
     const float *f32;
     const uint16_t *bf16;
     const uint8_t *q8;
+    const uint8_t *q8k;
     int width;
 } matmul_input;
 
 static matmul_input input_of(const ml_model *m, const float *f32, const uint16_t *bf16, const uint8_t *q8,
-                             int width) {
+                             const uint8_t *q8k, int width) {
     matmul_input in = {f32, m->params.act_mode == ML_ACT_FAST ? bf16 : NULL, has_q8_input(m, width) ? q8 : NULL,
-                       width};
+                       has_q8k_input(m, width) ? q8k : NULL, width};
     return in;
 }
 
@@ -76,7 +87,8 @@ static matmul_input input_of(const ml_model *m, const float *f32, const uint16_t
 static ml_matmul_job project(ml_weight w, const float *bias, int n_rows, matmul_input in, float *y, size_t ldy,
                              int n_tok) {
     ml_matmul_job job = {.w = w, .n_rows = n_rows, .n_in = in.width, .x = in.f32, .x_bf16 = in.bf16,
-                         .ldx = (size_t)in.width, .x_q8 = in.q8, .ldx_q8 = ml_q8_row_bytes(in.width), .y = y,
+                         .ldx = (size_t)in.width, .x_q8 = in.q8, .ldx_q8 = ml_q8_row_bytes(in.width), .x_q8k = in.q8k,
+                         .ldx_q8k = ml_q8k_row_bytes(in.width), .y = y,
                          .ldy = ldy, .n_tok = n_tok, .bias = bias};
     return job;
 }
@@ -210,9 +222,17 @@ static void query_group(const ml_model *m, const ml_shard *s, int kv_local, int 
 }
 
 /* o_proj's input has int8 rows: quantised by each attention task, a group of heads at a time,
- * so each head must be whole blocks. */
+ * so each head must be whole blocks; for super-blocks of 256, each task's heads (a KV head's
+ * query group, cut at the shard's ends) must be whole super-blocks, else o_proj takes the
+ * float32 (bf16-rounded) input. */
 static int heads_have_q8_input(const ml_model *m, const ml_shard *s) {
     return has_q8_input(m, s->q_head_count * m->config.head_dim) && m->config.head_dim % ML_Q8_BLOCK == 0;
+}
+
+static int heads_have_q8k_input(const ml_model *m, const ml_shard *s) {
+    int hd = m->config.head_dim, group = m->config.n_heads / m->config.n_kv_heads;
+    return has_q8k_input(m, s->q_head_count * hd) && (group * hd) % ML_Q8K_BLOCK == 0 &&
+           (s->q_head_begin * hd) % ML_Q8K_BLOCK == 0;
 }
 
 /* Token t, KV head kv_local of device d: the query heads of its group on this device attend
@@ -247,10 +267,14 @@ static void attention(void *ctx, int task, int thread_index) {
                                   pos + 1, hd, scale, scratch);
     if (m->params.act_mode == ML_ACT_FAST) /* o_proj's input, the heads of this task */
         round_to_bf16(m, out, dev->act_bf16 + head_at, (size_t)n_q * hd);
-    if (heads_have_q8_input(m, s)) /* whole blocks: hd is a multiple of the block */
-        m->kernels->quantize_q8(dev->act_q8 + (size_t)t * ml_q8_row_bytes(s->q_head_count * hd) +
-                                    ml_q8_row_bytes(q_local * hd),
-                                out, n_q * hd);
+    quantize_input(m, /* whole blocks (see heads_have_q8_input, heads_have_q8k_input) */
+                   heads_have_q8_input(m, s) ? dev->act_q8 + (size_t)t * ml_q8_row_bytes(s->q_head_count * hd) +
+                                                   ml_q8_row_bytes(q_local * hd)
+                                             : NULL,
+                   heads_have_q8k_input(m, s) ? dev->act_q8k + (size_t)t * ml_q8k_row_bytes(s->q_head_count * hd) +
+                                                    ml_q8k_row_bytes(q_local * hd)
+                                              : NULL,
+                   out, n_q * hd);
 }
 
 /* Non-zero when no two tokens of the chunk share a KV slot (every sequence feeds one token). */
@@ -296,8 +320,9 @@ static void silu_mul_then_round(void *ctx, int task, int thread_index) {
     size_t ffn = (size_t)dev->shard.ffn_count, at = (size_t)t * ffn;
     m->kernels->silu_mul(dev->gate + at, dev->gate + at, dev->up + at, (int)ffn);
     if (m->params.act_mode == ML_ACT_FAST) round_to_bf16(m, dev->gate + at, dev->act_bf16 + at, ffn);
-    if (has_q8_input(m, (int)ffn))
-        m->kernels->quantize_q8(dev->act_q8 + (size_t)t * ml_q8_row_bytes((int)ffn), dev->gate + at, (int)ffn);
+    quantize_input(m, has_q8_input(m, (int)ffn) ? dev->act_q8 + (size_t)t * ml_q8_row_bytes((int)ffn) : NULL,
+                   has_q8k_input(m, (int)ffn) ? dev->act_q8k + (size_t)t * ml_q8k_row_bytes((int)ffn) : NULL,
+                   dev->gate + at, (int)ffn);
 }
 
 /* ---- the layer ---------------------------------------------------------------------------- */
@@ -307,7 +332,7 @@ static void silu_mul_then_round(void *ctx, int task, int thread_index) {
 static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk) {
     int n_local = ml_local_devices(m), hd = m->config.head_dim, hidden = m->config.hidden_size;
     int n_tok = chunk->n_tok;
-    matmul_input normed = input_of(m, m->xn, m->xn_bf16, m->xn_q8, hidden);
+    matmul_input normed = input_of(m, m->xn, m->xn_bf16, m->xn_q8, m->xn_q8k, hidden);
     ml_emit_intermediate(m, chunk, "attn_norm", layer, m->xn, hidden);
     ml_matmul_job jobs[3 * ML_MAX_LOCAL_DEVICES];
     int n_jobs = 0;
@@ -330,6 +355,7 @@ static int attention_block(ml_model *m, int layer, const ml_chunk_tokens *chunk)
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
         matmul_input heads = input_of(m, dev->attn, dev->act_bf16, heads_have_q8_input(m, &dev->shard) ? dev->act_q8 : NULL,
+                                      heads_have_q8k_input(m, &dev->shard) ? dev->act_q8k : NULL,
                                       dev->shard.q_head_count * hd);
         jobs[d] = project(dev->layers[layer].wo, NULL, hidden, heads, dev->partial, (size_t)hidden, n_tok);
     }
@@ -348,7 +374,7 @@ static int mlp_block(ml_model *m, int layer, const ml_chunk_tokens *chunk, const
                      const int *norm_dst) {
     int n_local = ml_local_devices(m), hidden = m->config.hidden_size;
     int n_tok = chunk->n_tok;
-    matmul_input normed = input_of(m, m->xn, m->xn_bf16, m->xn_q8, hidden);
+    matmul_input normed = input_of(m, m->xn, m->xn_bf16, m->xn_q8, m->xn_q8k, hidden);
     ml_matmul_job jobs[2 * ML_MAX_LOCAL_DEVICES];
     int n_jobs = 0;
     for (int d = 0; d < n_local; d++) {
@@ -367,7 +393,7 @@ static int mlp_block(ml_model *m, int layer, const ml_chunk_tokens *chunk, const
 
     for (int d = 0; d < n_local; d++) {
         ml_device *dev = &m->devices[d];
-        matmul_input act = input_of(m, dev->gate, dev->act_bf16, dev->act_q8, dev->shard.ffn_count);
+        matmul_input act = input_of(m, dev->gate, dev->act_bf16, dev->act_q8, dev->act_q8k, dev->shard.ffn_count);
         jobs[d] = project(dev->layers[layer].w_down, NULL, hidden, act, dev->partial, (size_t)hidden, n_tok);
     }
     ml_run_matmuls(m, jobs, n_local);
@@ -386,7 +412,7 @@ static int lm_head(ml_model *m, int first_out, int n_out, float *logits) {
     int n_local = ml_local_devices(m);
     if (n_out == 0) return ML_OK;
     float *out = logits + (size_t)first_out * c->vocab_size;
-    matmul_input normed = input_of(m, m->xn, m->xn_bf16, m->xn_q8, c->hidden_size);
+    matmul_input normed = input_of(m, m->xn, m->xn_bf16, m->xn_q8, m->xn_q8k, c->hidden_size);
     ml_matmul_job jobs[ML_MAX_LOCAL_DEVICES];
     for (int d = 0; d < n_local; d++) {
         const ml_device *dev = &m->devices[d];

@@ -21,9 +21,12 @@
  * (forward.c keeps both). Unless the kernel table has a bf16 dot-product instruction, its
  * matmul_f32_bf16 on x gives the same bits as matmul_bf16_bf16 on x_bf16 without widening x in the
  * inner loop, so x_bf16 is used only where bf16_dot_product is set. Weights with int8 products
- * (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_K: ml_q8_supports) take x_q8, the same activations quantised to int8 blocks
- * (forward.c quantises them where it rounds them to bf16), through matmul_q8_blocks; other
- * quantised weights take the float32 x in both modes (the bf16-rounded values, widened). */
+ * take the same activations quantised to int8 (forward.c quantises them where it rounds them
+ * to bf16): Q8_0, Q4_0, Q4_1 (ml_q8_supports) x_q8, blocks of 32, through matmul_q8_blocks;
+ * Q4_K, Q5_K, Q6_K, Q8_K (ml_q8k_supports) x_q8k, super-blocks of 256, through
+ * matmul_q8k_blocks. Other quantised weights, and an input whose int8 rows are missing (a
+ * width that the blocks do not tile), take the float32 x in both modes (the bf16-rounded
+ * values, widened). */
 #include "core/error.h"
 #include "model/model_internal.h"
 
@@ -70,6 +73,11 @@ static void multiply(const matmul_plan *plan, const row_task *rt, const ml_matmu
     if (job->x_q8 && ml_q8_supports(job->w.dtype)) {
         k->matmul_q8_blocks(job->w.dtype, y, job->ldy, job->x_q8 + (size_t)tok_begin * job->ldx_q8, job->ldx_q8,
                             job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
+        return;
+    }
+    if (job->x_q8k && ml_q8k_supports(job->w.dtype)) {
+        k->matmul_q8k_blocks(job->w.dtype, y, job->ldy, job->x_q8k + (size_t)tok_begin * job->ldx_q8k, job->ldx_q8k,
+                             job->w.data, job->n_in, n_tok, rt->row_begin, rt->row_end);
         return;
     }
     const float *x = job->x + (size_t)tok_begin * job->ldx;

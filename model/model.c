@@ -72,17 +72,17 @@ static int check_window(const ml_model *m) {
                         m->checkpoint.path, m->params.max_seq_len, window, window);
 }
 
-/* Some projection or LM head of this process has an int8 product (fast mode then quantises
- * the activations too). */
-static int any_int8_weights(const ml_model *m) {
+/* Some projection or LM head of this process has an int8 product of the kind supports names
+ * (ml_q8_supports or ml_q8k_supports; fast mode then quantises the activations to it too). */
+static int any_int8_weights(const ml_model *m, int (*supports)(ml_dtype)) {
     for (int d = 0; d < m->mesh->n_local; d++) {
         const ml_device *dev = &m->devices[d];
-        if (ml_q8_supports(dev->lm_head.dtype)) return 1;
+        if (supports(dev->lm_head.dtype)) return 1;
         for (int l = 0; l < m->config.n_layers; l++) {
             const ml_layer_slice *w = &dev->layers[l];
             const ml_weight *all[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
             for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-                if (ml_q8_supports(all[i]->dtype)) return 1;
+                if (supports(all[i]->dtype)) return 1;
         }
     }
     return 0;
@@ -109,6 +109,10 @@ static int alloc_device_buffers(ml_model *m, ml_device *dev) {
         dev->act_q8 = ml_alloc(chunk * ml_q8_row_bytes((int)widest), "int8 activations");
         if (!dev->act_q8) return ML_ERR_NOMEM;
     }
+    if (m->act_q8k) {
+        dev->act_q8k = ml_alloc(chunk * ml_q8k_row_bytes((int)widest), "int8 super-block activations");
+        if (!dev->act_q8k) return ML_ERR_NOMEM;
+    }
     size_t element = m->params.kv_dtype == ML_KV_BF16 ? 2 : 4;
     size_t cells = (size_t)c->n_layers * (size_t)m->params.max_batch * (size_t)s->kv_head_count *
                    (size_t)m->params.max_seq_len * hd;
@@ -131,6 +135,7 @@ static void free_device_buffers(ml_device *dev) {
     ml_free(dev->partial);
     ml_free(dev->act_bf16);
     ml_free(dev->act_q8);
+    ml_free(dev->act_q8k);
     ml_free_pages(dev->k_cache, dev->cache_bytes);
     ml_free_pages(dev->v_cache, dev->cache_bytes);
 }
@@ -191,7 +196,12 @@ static int open_local(ml_model *m, const ml_model_source *src, const ml_model_pa
     ML_TRY(alloc_model_buffers(m));
     ML_TRY(ml_model_load_weights(m));
     ML_TRY(check_files(m));
-    m->act_q8 = m->params.act_mode == ML_ACT_FAST && any_int8_weights(m);
+    m->act_q8 = m->params.act_mode == ML_ACT_FAST && any_int8_weights(m, ml_q8_supports);
+    m->act_q8k = m->params.act_mode == ML_ACT_FAST && any_int8_weights(m, ml_q8k_supports);
+    if (m->act_q8k) {
+        m->xn_q8k = ml_alloc(ML_CHUNK_TOKENS * ml_q8k_row_bytes(c->hidden_size), "int8 normed super-blocks");
+        if (!m->xn_q8k) return ML_ERR_NOMEM;
+    }
     if (m->act_q8) {
         m->xn_q8 = ml_alloc(ML_CHUNK_TOKENS * ml_q8_row_bytes(c->hidden_size), "int8 normed activations");
         if (!m->xn_q8) return ML_ERR_NOMEM;
@@ -293,6 +303,7 @@ void ml_model_close(ml_model *m) {
     ml_free(m->xn);
     ml_free(m->xn_bf16);
     ml_free(m->xn_q8);
+    ml_free(m->xn_q8k);
     ml_free(m->reduced);
     ml_free(m->attn_scratch);
     ml_free(m->slot_length);

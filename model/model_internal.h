@@ -67,6 +67,8 @@ typedef struct {
     uint16_t *act_bf16;     /* [chunk, max(q_count * head_dim, ffn_count)] fast-mode matmul input */
     uint8_t *act_q8;        /* the same as int8 blocks (rows ml_q8_row_bytes(width) apart) where
                              * model->act_q8, else NULL */
+    uint8_t *act_q8k;       /* the same as int8 super-blocks of 256 for K-quant weights (rows
+                             * ml_q8k_row_bytes(width) apart) where model->act_q8k, else NULL */
 } ml_device;
 
 struct ml_model {
@@ -111,6 +113,9 @@ struct ml_model {
     int act_q8;                      /* fast mode and some projection has int8 products (ml_q8_supports):
                                       * matmul inputs are also quantised to int8 blocks */
     uint8_t *xn_q8;                  /* [chunk, ml_q8_row_bytes(hidden)] where act_q8, else NULL */
+    int act_q8k;                     /* fast mode and some projection is a K-quant (ml_q8k_supports):
+                                      * matmul inputs are also quantised to int8 super-blocks */
+    uint8_t *xn_q8k;                 /* [chunk, ml_q8k_row_bytes(hidden)] where act_q8k, else NULL */
     float *reduced;                  /* [chunk, hidden] all-reduce result */
     float *attn_scratch;             /* [n_threads, max_seq_len] attention scores */
     ml_hidden_callback hidden_callback; /* named intermediates (--dump-layers), or NULL */
@@ -160,6 +165,9 @@ typedef struct {
     const uint8_t *x_q8;     /* [n_tok] int8 block rows, ldx_q8 bytes apart (fast mode); used instead
                               * of x for weights with int8 products when set */
     size_t ldx_q8;
+    const uint8_t *x_q8k;    /* [n_tok] int8 super-block rows, ldx_q8k bytes apart (fast mode); used
+                              * instead of x for K-quant weights when set */
+    size_t ldx_q8k;
     float *y;                /* [n_tok, ldy] */
     size_t ldy;
     int n_tok;

@@ -1,8 +1,10 @@
-/* The int8 products of fast mode (kernels.h: quantize_q8, matmul_q8_blocks): the scalar
- * reference on hand-computed cases, then every variant the CPU has against it bit for bit
- * (the contract promises equal bits: integer block sums are exact and the float operations
- * are the same), on seeded random data at awkward sizes, row splits and token counts; and the
- * size of the int8 error against the float32 product of the dequantised weights. */
+/* The int8 products of fast mode (kernels.h: quantize_q8 / matmul_q8_blocks for Q8_0, Q4_0,
+ * Q4_1; quantize_q8k / matmul_q8k_blocks for the K-quants): the scalar reference on
+ * hand-computed cases, then every variant the CPU has against it bit for bit (the contract
+ * promises equal bits: integer sums are exact and the float operations are the same), on
+ * seeded random data at awkward sizes, row splits and token counts (the vector K-quant kernels
+ * change shape at 4 tokens and work in chunks of 64), and the size of the int8 error against
+ * the float32 product of the dequantised weights. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include "test_util.h"
 
 /* The int8 error bound, per output: each activation moves by at most half its block's step d_x
+ * (a block of 32 values, or of 256 for the K-quants)
  * (plus 1% for the rounding of d_x and x / d_x), so |y - exact| <= sum_i |w_i| d_x(i) / 2 * 1.01,
  * plus float32 accumulation, bounded by 1e-5 of sum_i |w_i x_i|. The test reports the worst
  * ratio of error to bound (<= 1 passes); a wrong scale, offset or lost block breaks it by far. */
@@ -27,6 +30,24 @@ static const char *const type_names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q5_k",
 enum { N_TYPES = 7 };
 
 static int is_kquant(ml_dtype dtype) { return ml_dtype_block_elements(dtype) == ML_QUANT_SUPER_BLOCK; }
+
+/* The activation format a weight type takes: blocks of 32 (quantize_q8) or of 256 (quantize_q8k). */
+static size_t act_row_bytes(ml_dtype dtype, int n) { return is_kquant(dtype) ? ml_q8k_row_bytes(n) : ml_q8_row_bytes(n); }
+
+static void quantize(const ml_cpu_kernels *k, ml_dtype dtype, uint8_t *out, const float *x, int n) {
+    if (is_kquant(dtype))
+        k->quantize_q8k(out, x, n);
+    else
+        k->quantize_q8(out, x, n);
+}
+
+static void product(const ml_cpu_kernels *k, ml_dtype dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
+                    const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
+    if (is_kquant(dtype))
+        k->matmul_q8k_blocks(dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+    else
+        k->matmul_q8_blocks(dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+}
 
 /* A normal f16 of either sign with magnitude in [2^-7, 2^1). */
 static uint16_t random_f16(ml_test_rng *rng) {
@@ -72,6 +93,14 @@ static float dequantised(ml_dtype dtype, const uint8_t *block, int i) {
 static float row_scale(const uint8_t *row, int b) {
     float d;
     memcpy(&d, row + (size_t)b * ML_Q8_BLOCK_BYTES + 32, sizeof d);
+    return d;
+}
+
+/* The step d_x of activation i of an int8 row in dtype's format. */
+static float step_of(ml_dtype dtype, const uint8_t *row, int i) {
+    if (!is_kquant(dtype)) return row_scale(row, i / 32);
+    float d;
+    memcpy(&d, row + (size_t)(i / 256) * ML_Q8K_BLOCK_BYTES + 256, sizeof d);
     return d;
 }
 
@@ -132,8 +161,15 @@ static void test_reference_by_hand(void) {
 static void test_kquant_by_hand(void) {
     float x[256];
     for (int i = 0; i < 256; i++) x[i] = i % 32 == 5 ? (i % 64 ? -127.0f : 127.0f) : (float)((i * 7) % 9 - 4);
-    uint8_t *xq = malloc(ml_q8_row_bytes(256));
-    ml_cpu_kernels_scalar.quantize_q8(xq, x, 256);
+    uint8_t *xq = malloc(ml_q8k_row_bytes(256));
+    ml_cpu_kernels_scalar.quantize_q8k(xq, x, 256);
+    int16_t sums[16];
+    memcpy(sums, xq + 260, sizeof sums);
+    for (int b = 0; b < 16; b++) {
+        int want_sum = 0;
+        for (int i = 0; i < 16; i++) want_sum += (int8_t)xq[16 * b + i];
+        CHECK(sums[b] == want_sum, "quantize_q8k: sum %d is %d, want %d", b, sums[b], want_sum);
+    }
     for (int t = 3; t < N_TYPES; t++) {
         uint8_t block[292];
         size_t block_bytes = ml_dtype_block_bytes(types[t]);
@@ -151,10 +187,10 @@ static void test_kquant_by_hand(void) {
         float w[256];
         ml_quant_blocks_to_f32(types[t], block, 1, w);
         double want = 0.0;
-        for (int i = 0; i < 256; i++) want += (double)w[i] * (int8_t)xq[(i / 32) * ML_Q8_BLOCK_BYTES + i % 32];
+        for (int i = 0; i < 256; i++) want += (double)w[i] * (int8_t)xq[i];
         float y = -1.0f;
-        ml_cpu_kernels_scalar.matmul_q8_blocks(types[t], &y, 1, xq, 0, block, 256, 1, 0, 1);
-        CHECK(y == (float)want && fabs(want) < 4194304.0, "scalar matmul_q8_blocks %s by hand: %.9g, want %.9g",
+        ml_cpu_kernels_scalar.matmul_q8k_blocks(types[t], &y, 1, xq, 0, block, 256, 1, 0, 1);
+        CHECK(y == (float)want && fabs(want) < 4194304.0, "scalar matmul_q8k_blocks %s by hand: %.9g, want %.9g",
               type_names[t], y, want);
     }
     free(xq);
@@ -175,11 +211,12 @@ static void make(problem *p, ml_test_rng *rng, ml_dtype dtype, int n_in, int n_o
     p->n_in = n_in;
     p->n_out = n_out;
     p->n_tok = n_tok;
-    p->ldx = ml_q8_row_bytes(n_in) + 64; /* rows further apart than they need */
+    p->ldx = act_row_bytes(dtype, n_in) + 64; /* rows further apart than they need */
     p->x = malloc((size_t)n_tok * n_in * sizeof(float));
     ml_test_fill(rng, p->x, (size_t)n_tok * n_in, -1.0f, 1.0f);
     p->xq = calloc((size_t)n_tok, p->ldx);
-    for (int t = 0; t < n_tok; t++) ml_cpu_kernels_scalar.quantize_q8(p->xq + t * p->ldx, p->x + (size_t)t * n_in, n_in);
+    for (int t = 0; t < n_tok; t++)
+        quantize(&ml_cpu_kernels_scalar, dtype, p->xq + t * p->ldx, p->x + (size_t)t * n_in, n_in);
     size_t row_bytes = ml_dtype_row_bytes(dtype, (size_t)n_in);
     p->w = malloc((size_t)n_out * row_bytes + 1) + 1; /* every block misaligned */
     size_t block_elements = ml_dtype_block_elements(dtype), block_bytes = ml_dtype_block_bytes(dtype);
@@ -229,26 +266,44 @@ static void test_quantize(const ml_cpu_kernels *k, ml_test_rng *rng) {
         k->quantize_q8(got, x, n);
         CHECK(memcmp(want, got, ml_q8_row_bytes(n)) == 0, "%s quantize_q8 n=%d differs from the reference", k->name, n);
     }
+    /* the blocks of 256: x's first 256 values (every special kind), then random ones */
+    enum { NK = 256 * 3 };
+    float xk[NK];
+    memcpy(xk, x, sizeof x);
+    ml_test_fill(rng, xk + N, NK - N, -0.01f, 0.01f);
+    uint8_t *want_k = calloc(1, ml_q8k_row_bytes(NK)), *got_k = calloc(1, ml_q8k_row_bytes(NK));
+    for (int n = 256; n <= NK; n += 256) {
+        memset(got_k, 0xa5, ml_q8k_row_bytes(NK));
+        memset(want_k, 0xa5, ml_q8k_row_bytes(NK));
+        ml_cpu_kernels_scalar.quantize_q8k(want_k, xk + NK - n, n);
+        k->quantize_q8k(got_k, xk + NK - n, n);
+        CHECK(memcmp(want_k, got_k, ml_q8k_row_bytes(n)) == 0, "%s quantize_q8k n=%d differs from the reference",
+              k->name, n);
+    }
+    free(want_k);
+    free(got_k);
     free(want);
     free(got);
 }
 
-/* matmul_q8_blocks against the reference, and its own splits against its whole product. */
+/* matmul_q8_blocks / matmul_q8k_blocks against the reference, and its own splits against its whole product. */
 static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[N_TYPES]) {
     static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}};
     /* K-quants: rows of 1 to 5 super-blocks */
-    static const int k_sizes[][3] = {{256, 1, 1}, {512, 5, 1}, {256, 13, 3}, {768, 37, 1}, {512, 9, 9}, {1280, 22, 17}};
+    static const int k_sizes[][3] = {{256, 1, 1}, {512, 5, 4}, {256, 13, 3}, {768, 37, 1}, {512, 9, 9}, {1280, 22, 17},
+                                     {256, 13, 70}};
     for (int t = 0; t < N_TYPES; t++) {
-        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n_sizes = is_kquant(types[t]) ? sizeof k_sizes / sizeof k_sizes[0] : sizeof sizes / sizeof sizes[0];
+        for (size_t s = 0; s < n_sizes; s++) {
             const int *size = is_kquant(types[t]) ? k_sizes[s] : sizes[s];
             problem p;
             make(&p, rng, types[t], size[0], size[1], size[2]);
             float *want = outputs(&p), *got = outputs(&p), *split = outputs(&p);
             size_t ldy = (size_t)p.n_out;
-            ml_cpu_kernels_scalar.matmul_q8_blocks(p.dtype, want, ldy, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
-            k->matmul_q8_blocks(p.dtype, got, ldy, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
+            product(&ml_cpu_kernels_scalar, p.dtype, want, ldy, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
+            product(k, p.dtype, got, ldy, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
             CHECK(memcmp(want, got, (size_t)p.n_tok * ldy * sizeof(float)) == 0,
-                  "%s matmul_q8_blocks %s n_in=%d rows=%d n_tok=%d differs from the reference", k->name, type_names[t],
+                  "%s int8 product %s n_in=%d rows=%d n_tok=%d differs from the reference", k->name, type_names[t],
                   p.n_in, p.n_out, p.n_tok);
             /* rows cut at 1, 6 and 7 (not multiples of the 4-row groups), one token at a time */
             int cuts[] = {0, 1, 7, 13, p.n_out};
@@ -256,11 +311,11 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[
                 for (int c = 0; c + 1 < 5; c++) {
                     int b = cuts[c] < p.n_out ? cuts[c] : p.n_out, e = cuts[c + 1] < p.n_out ? cuts[c + 1] : p.n_out;
                     if (e > b)
-                        k->matmul_q8_blocks(p.dtype, split + (size_t)tok * ldy, ldy, p.xq + tok * p.ldx, p.ldx, p.w,
-                                            p.n_in, 1, b, e);
+                        product(k, p.dtype, split + (size_t)tok * ldy, ldy, p.xq + tok * p.ldx, p.ldx, p.w, p.n_in, 1,
+                                b, e);
                 }
             CHECK(memcmp(got, split, (size_t)p.n_tok * ldy * sizeof(float)) == 0,
-                  "%s matmul_q8_blocks %s n_in=%d: split rows / single tokens differ from the whole", k->name,
+                  "%s int8 product %s n_in=%d: split rows / single tokens differ from the whole", k->name,
                   type_names[t], p.n_in);
             /* the int8 error against the float32 product on the dequantised weights */
             double ratio = 0.0;
@@ -272,7 +327,7 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[
                     for (int i = 0; i < p.n_in; i++) {
                         double w = p.wf[(size_t)r * p.n_in + i];
                         exact += (double)x[i] * w;
-                        step_bound += fabs(w) * row_scale(xq, i / 32) / 2 * 1.01;
+                        step_bound += fabs(w) * step_of(p.dtype, xq, i) / 2 * 1.01;
                         magnitude += fabs(w * x[i]);
                     }
                     double e = fabs(exact - got[(size_t)tok * ldy + r]) / (step_bound + 1e-5 * magnitude + 1e-30);

@@ -57,31 +57,42 @@ typedef struct {
      * matmul_f32_f32 must not use ml_cpu_scratch itself. */
     void (*matmul_f32_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
                               int n_in, int n_tok, int row_begin, int row_end);
-    /* Fast mode on block-quantised weights (the types of ml_q8_supports): the activations are
-     * quantised to int8 per block of ML_Q8_BLOCK values by quantize_q8 (n a multiple of the
-     * block; the blocks are independent, so a row may be quantised in pieces), each block
-     * ML_Q8_BLOCK_BYTES: [32 int8 q][float d][int32 sum of q], d = max|x| / 127 of the block,
-     * q = x / d rounded to nearest even (x ~ d * q). Then
-     * matmul_q8_blocks, for each output (x: [n_tok] such rows, ldx bytes apart):
+    /* Fast mode on block-quantised weights (the types of ml_q8_supports: Q8_0, Q4_0, Q4_1): the
+     * activations are quantised to int8 per block of ML_Q8_BLOCK values by quantize_q8 (n a
+     * multiple of the block; the blocks are independent, so a row may be quantised in pieces),
+     * each block ML_Q8_BLOCK_BYTES: [32 int8 q][float d][int32 sum of q], d = max|x| / 127 of
+     * the block, q = x / d rounded to nearest even (x ~ d * q). Then matmul_q8_blocks, for each
+     * output (x: [n_tok] such rows, ldx bytes apart):
      *   acc = 0; for each block b in order: acc = fma(isum_b, d_w * d_x, acc)
      *   and for Q4_1 also acc = fma(sum_x, m_w * d_x, acc)
      * with isum_b the exact integer dot product of the block's weight integers (Q4_0: q - 8;
-     * Q4_1: q, its m apart) and x's int8 values. The K-quants (super-blocks of 256 = 8 activation
-     * blocks; block b is sub-block j = b % 8 of super-block b / 8, its integers where
-     * core/quant_blocks.c reads them) take, per block b in the same order:
-     *   Q4_K, Q5_K (6-bit scale sc_j and min m_j, f16 d and dmin; q in 0..15 / 0..31):
-     *     acc = fma((float)(sc_j * isum_b), d * d_x, acc)
-     *     acc = fma((float)(m_j * sum_x), -(dmin * d_x), acc)
-     *   Q6_K (int8 scales per 16 weights, f16 d; q - 32 in -32..31):
-     *     acc = fma((float)(sc_2j * isum_lo + sc_2j+1 * isum_hi), d * d_x, acc)
-     *     with isum_lo / isum_hi the sums over the block's first / last 16 weights
-     *   Q8_K (float32 d, int8 q): acc = fma((float)isum_b, d * d_x, acc)
-     * Every integer above is below 2^24 in magnitude (Q6_K's worst: 2 * 128 * 16 * 32 * 127), so
-     * it is exact and so is its float conversion. The integer sums are exact, so every variant
-     * gives the same bits, whatever the split of rows and tokens. */
+     * Q4_1: q, its m apart) and x's int8 values (|isum_b| < 2^24: exact, and so is its float
+     * conversion). The integer sums are exact, so every variant gives the same bits, whatever
+     * the split of rows and tokens. */
     void (*quantize_q8)(uint8_t *out, const float *x, int n);
     void (*matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx, const uint8_t *w,
                              int n_in, int n_tok, int row_begin, int row_end);
+    /* The same for the K-quants (ml_q8k_supports: Q4_K, Q5_K, Q6_K, Q8_K), whose integer
+     * sums stay integer across a whole super-block of 256 weights (as llama.cpp's Q8_K
+     * activations do): quantize_q8k quantises per ML_Q8K_BLOCK = 256 values (n a multiple),
+     * each block ML_Q8K_BLOCK_BYTES: [256 int8 q][float d][16 int16 sums of q, one per 16
+     * values], d = max|x| / 127 of the 256 values, the rounding rule of quantize_q8. Then
+     * matmul_q8k_blocks, for each output, acc = 0 and per super-block s in order (its integers
+     * where core/quant_blocks.c reads them; dot_j = the exact integer dot product of sub-block
+     * j's weight integers and x's int8 values; bsum_i = x's sum over values 16i..16i+15):
+     *   Q4_K, Q5_K (6-bit scale sc_j and min m_j per 32, f16 d and dmin; q in 0..15 / 0..31):
+     *     isum = sum_j sc_j * dot_j,  msum = sum_j m_j * (bsum_2j + bsum_2j+1)
+     *     acc = fma((float)isum, d * d_x, acc);  acc = fma((float)msum, -(dmin * d_x), acc)
+     *   Q6_K (int8 scales sc_i per 16, f16 d; q in 0..63, weight q - 32):
+     *     isum = sum_i sc_i * dot_i - 32 * sum_i sc_i * bsum_i;  acc = fma((float)isum, d * d_x, acc)
+     *   Q8_K (float32 d, int8 q): isum = dot over the 256;  acc = fma((float)isum, d * d_x, acc)
+     * Every integer is exact in int32 (the largest, Q6_K's, below 2^29), so every variant gives
+     * the same integers; the conversion to float (round to nearest even) and the FMAs are the
+     * same operations in the same order, so the same bits, whatever the split of rows and
+     * tokens and however a variant sums the integers (per sub-block, per lane, across tokens). */
+    void (*quantize_q8k)(uint8_t *out, const float *x, int n);
+    void (*matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx, const uint8_t *w,
+                              int n_in, int n_tok, int row_begin, int row_end);
 
     /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).
      * out, x, weight: [n]; out may equal x. */
@@ -125,6 +136,11 @@ typedef struct {
 #define ML_Q8_BLOCK_BYTES 40 /* q at 0, d at 32, sum at 36 */
 int ml_q8_supports(ml_dtype w_dtype);
 static inline size_t ml_q8_row_bytes(int n_in) { return (size_t)(n_in / ML_Q8_BLOCK) * ML_Q8_BLOCK_BYTES; }
+/* The same for quantize_q8k / matmul_q8k_blocks (the K-quants' super-blocks of 256). */
+#define ML_Q8K_BLOCK 256
+#define ML_Q8K_BLOCK_BYTES 292 /* q at 0, d at 256, the 16 int16 sums at 260 */
+int ml_q8k_supports(ml_dtype w_dtype);
+static inline size_t ml_q8k_row_bytes(int n_in) { return (size_t)(n_in / ML_Q8K_BLOCK) * ML_Q8K_BLOCK_BYTES; }
 
 /* The best table for this CPU. The environment variable MESHLLAMA_ISA (scalar, avx2, avx512,
  * avx512bf16) forces a variant when the CPU supports it. */

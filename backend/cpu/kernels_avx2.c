@@ -658,5 +658,7 @@ const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .matmul_f32_blocks = ml_avx2_matmul_f32_blocks,
     .quantize_q8 = ml_avx2_quantize_q8,
     .matmul_q8_blocks = ml_avx2_matmul_q8_blocks,
+    .quantize_q8k = ml_avx2_quantize_q8k,
+    .matmul_q8k_blocks = ml_avx2_matmul_q8k_blocks,
     .blocks_to_f32 = ml_avx2_blocks_to_f32,
 };

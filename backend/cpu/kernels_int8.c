@@ -7,10 +7,12 @@
  * Why exact integers make that cheap: a block's integer sum is exact whatever order the vector
  * code adds its products in (|sum| < 2^24, so its float conversion is exact too), and the only
  * float rounding is the per-block chain acc = fma(isum, d_w * d_x, acc) in block order, which a
- * vector variant keeps per output (lanes are rows, never parts of one row). The K-quants'
- * sub-block scales and mins are integers too, so they join the exact part (sc * isum, m * sum_x;
- * Q6_K's two 16-weight halves sc_a * isum_a + sc_b * isum_b) and the float chain stays one or
- * two FMAs per block of 32 activations. */
+ * vector variant keeps per output (lanes are rows, never parts of one row). The K-quants go
+ * further (quantize_q8k, matmul_q8k_blocks): their sub-block scales and mins are integers, so a
+ * whole super-block of 256 weights is one exact integer sum (sc_j * dot_j summed over j), and
+ * the float chain is one or two FMAs per 256 activations; the vector code may sum those
+ * integers in any order and layout (kernels_q8k_vector.h transposes a tile of weights so that
+ * lanes are rows) and still gives these bits. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
 
@@ -31,7 +33,13 @@ int ml_q8_supports(ml_dtype w_dtype) {
     switch (w_dtype) {
     case ML_DTYPE_Q8_0:
     case ML_DTYPE_Q4_0:
-    case ML_DTYPE_Q4_1:
+    case ML_DTYPE_Q4_1: return 1;
+    default: return 0;
+    }
+}
+
+int ml_q8k_supports(ml_dtype w_dtype) {
+    switch (w_dtype) {
     case ML_DTYPE_Q4_K:
     case ML_DTYPE_Q5_K:
     case ML_DTYPE_Q6_K:
@@ -40,36 +48,63 @@ int ml_q8_supports(ml_dtype w_dtype) {
     }
 }
 
-/* The scale of one block of 32 values: d = max|x| / 127 and its inverse, both 0 where d is
- * below FLT_MIN (an all-zero block, or one so small that 1 / d would overflow); then
+/* The scale of a block of values: d = max|x| / 127 and its inverse, both 0 where d is below
+ * FLT_MIN (an all-zero block, or one so small that 1 / d would overflow); then
  * q = nearest-even(x * inverse) after clamping to [-127, 127] (NaN to -127, as a vector max
  * does), so every value is defined and every variant gives the same bytes. */
+static float block_scale(const float *x, int n, float *inverse) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    float d = amax / 127.0f;
+    *inverse = 0.0f;
+    if (d >= FLT_MIN)
+        *inverse = 1.0f / d;
+    else
+        d = 0.0f;
+    return d;
+}
+
+static int quantize_value(float x, float inverse) {
+    float s = x * inverse;
+    s = s > -127.0f ? s : -127.0f;
+    s = s < 127.0f ? s : 127.0f;
+    return (int)nearbyintf(s);
+}
+
 void ml_scalar_quantize_q8(uint8_t *out, const float *x, int n) {
     int n_blocks = n / ML_Q8_BLOCK;
     for (int b = 0; b < n_blocks; b++) {
         uint8_t *block = out + (size_t)b * ML_Q8_BLOCK_BYTES;
         const float *xb = x + b * ML_Q8_BLOCK;
-        float amax = 0.0f;
-        for (int i = 0; i < ML_Q8_BLOCK; i++) {
-            float a = fabsf(xb[i]);
-            amax = a > amax ? a : amax;
-        }
-        float d = amax / 127.0f, inverse = 0.0f;
-        if (d >= FLT_MIN)
-            inverse = 1.0f / d;
-        else
-            d = 0.0f;
+        float inverse, d = block_scale(xb, ML_Q8_BLOCK, &inverse);
         int32_t sum = 0;
         for (int i = 0; i < ML_Q8_BLOCK; i++) {
-            float s = xb[i] * inverse;
-            s = s > -127.0f ? s : -127.0f;
-            s = s < 127.0f ? s : 127.0f;
-            int v = (int)nearbyintf(s);
+            int v = quantize_value(xb[i], inverse);
             block[i] = (uint8_t)(int8_t)v;
             sum += v;
         }
         memcpy(block + 32, &d, sizeof d);
         memcpy(block + 36, &sum, sizeof sum);
+    }
+}
+
+void ml_scalar_quantize_q8k(uint8_t *out, const float *x, int n) {
+    int n_blocks = n / ML_Q8K_BLOCK;
+    for (int b = 0; b < n_blocks; b++) {
+        uint8_t *block = out + (size_t)b * ML_Q8K_BLOCK_BYTES;
+        const float *xb = x + b * ML_Q8K_BLOCK;
+        float inverse, d = block_scale(xb, ML_Q8K_BLOCK, &inverse);
+        int16_t sums[16] = {0};
+        for (int i = 0; i < ML_Q8K_BLOCK; i++) {
+            int v = quantize_value(xb[i], inverse);
+            block[i] = (uint8_t)(int8_t)v;
+            sums[i / 16] = (int16_t)(sums[i / 16] + v);
+        }
+        memcpy(block + 256, &d, sizeof d);
+        memcpy(block + 260, sums, sizeof sums);
     }
 }
 
@@ -96,58 +131,93 @@ static void weight_block(ml_dtype w_dtype, const uint8_t *block, int q[ML_Q8_BLO
     }
 }
 
-/* Block j (0..7) of 32 weights of a K-quant super-block sb, against one int8 activation block
- * (q, d_x, sum_x): the float operations of kernels.h's contract, in its order. The weights'
- * integers are read where core/quant_blocks.c reads them (element 32 * j + i). */
-static float kquant_block(ml_dtype w_dtype, const uint8_t *sb, int j, const uint8_t *x_block, float acc) {
+/* The exact integers of one K-quant super-block sb against one activation block x_block
+ * (kernels.h: isum, and Q4_K/Q5_K's msum, 0 for the others), read where core/quant_blocks.c
+ * reads them (element 32 * j + i of sub-block j). */
+static void kquant_sums(ml_dtype w_dtype, const uint8_t *sb, const uint8_t *x_block, int32_t *isum, int32_t *msum) {
     const int8_t *xq = (const int8_t *)x_block;
-    float d_x;
-    int32_t sum_x;
-    memcpy(&d_x, x_block + 32, sizeof d_x);
-    memcpy(&sum_x, x_block + 36, sizeof sum_x);
+    int16_t bsum[16];
+    memcpy(bsum, x_block + 260, sizeof bsum);
+    *isum = 0;
+    *msum = 0;
     if (w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K) {
         /* q: nibble j % 2 of qs[32 * (j / 2) + i], Q5_K's fifth bit bit j of qh[i] */
         const uint8_t *qh = w_dtype == ML_DTYPE_Q5_K ? sb + 16 : NULL;
-        const uint8_t *qs = sb + (w_dtype == ML_DTYPE_Q5_K ? 48 : 16) + 32 * (j / 2);
-        uint16_t bits;
-        memcpy(&bits, sb, 2);
-        float d = ml_f16_to_f32(bits);
-        memcpy(&bits, sb + 2, 2);
-        float dmin = ml_f16_to_f32(bits);
-        int scale, min;
-        ml_k4_scale_min(sb + 4, j, &scale, &min);
-        int32_t isum = 0;
-        for (int i = 0; i < ML_Q8_BLOCK; i++) {
-            int q = (qs[i] >> (4 * (j % 2))) & 15;
-            if (qh) q |= ((qh[i] >> j) & 1) << 4;
-            isum += q * xq[i];
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = sb + (w_dtype == ML_DTYPE_Q5_K ? 48 : 16) + 32 * (j / 2);
+            int scale, min;
+            ml_k4_scale_min(sb + 4, j, &scale, &min);
+            int32_t dot = 0;
+            for (int i = 0; i < 32; i++) {
+                int q = (qs[i] >> (4 * (j % 2))) & 15;
+                if (qh) q |= ((qh[i] >> j) & 1) << 4;
+                dot += q * xq[32 * j + i];
+            }
+            *isum += scale * dot;
+            *msum += min * (bsum[2 * j] + bsum[2 * j + 1]);
         }
-        acc = fmaf((float)(scale * isum), d * d_x, acc);
-        return fmaf((float)(min * sum_x), -(dmin * d_x), acc);
+        return;
     }
     if (w_dtype == ML_DTYPE_Q6_K) {
         /* element 128 * g + 32 * h + i (g = j / 4, h = j % 4): low 4 bits nibble h / 2 of
          * ql[64 * g + 32 * (h % 2) + i], high 2 bits bits 2 * h of qh[32 * g + i]; minus 32 */
-        int g = j / 4, h = j % 4;
-        const uint8_t *ql = sb + 64 * g + 32 * (h % 2), *qh = sb + 128 + 32 * g;
         const int8_t *scales = (const int8_t *)(sb + 192);
-        uint16_t bits;
-        memcpy(&bits, sb + 208, 2);
-        float d = ml_f16_to_f32(bits);
-        int32_t half[2] = {0, 0};
-        for (int i = 0; i < ML_Q8_BLOCK; i++) {
-            int q = (((ql[i] >> (4 * (h / 2))) & 15) | (((qh[i] >> (2 * h)) & 3) << 4)) - 32;
-            half[i / 16] += q * xq[i];
+        int32_t offset = 0;
+        for (int j = 0; j < 8; j++) {
+            int g = j / 4, h = j % 4;
+            const uint8_t *ql = sb + 64 * g + 32 * (h % 2), *qh = sb + 128 + 32 * g;
+            int32_t half[2] = {0, 0};
+            for (int i = 0; i < 32; i++) {
+                int q = ((ql[i] >> (4 * (h / 2))) & 15) | (((qh[i] >> (2 * h)) & 3) << 4);
+                half[i / 16] += q * xq[32 * j + i];
+            }
+            *isum += scales[2 * j] * half[0] + scales[2 * j + 1] * half[1];
+            offset += scales[2 * j] * bsum[2 * j] + scales[2 * j + 1] * bsum[2 * j + 1];
         }
-        int32_t isum = scales[2 * j] * half[0] + scales[2 * j + 1] * half[1];
-        return fmaf((float)isum, d * d_x, acc);
+        *isum -= 32 * offset;
+        return;
     }
-    /* Q8_K: float32 d, int8 q[256] */
+    for (int i = 0; i < 256; i++) *isum += (int8_t)sb[4 + i] * xq[i]; /* Q8_K: float32 d, int8 q[256] */
+}
+
+/* The float factors of a super-block: d (and Q4_K/Q5_K's dmin) as float32. */
+static float kquant_scale(ml_dtype w_dtype, const uint8_t *sb, float *dmin) {
+    uint16_t bits;
     float d;
-    memcpy(&d, sb, sizeof d);
-    int32_t isum = 0;
-    for (int i = 0; i < ML_Q8_BLOCK; i++) isum += (int8_t)sb[4 + 32 * j + i] * xq[i];
-    return fmaf((float)isum, d * d_x, acc);
+    *dmin = 0.0f;
+    if (w_dtype == ML_DTYPE_Q8_K) {
+        memcpy(&d, sb, sizeof d);
+        return d;
+    }
+    memcpy(&bits, sb + (w_dtype == ML_DTYPE_Q6_K ? 208 : 0), 2);
+    d = ml_f16_to_f32(bits);
+    if (w_dtype != ML_DTYPE_Q6_K) {
+        memcpy(&bits, sb + 2, 2);
+        *dmin = ml_f16_to_f32(bits);
+    }
+    return d;
+}
+
+void ml_scalar_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
+                                 const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
+    if (!ml_q8k_supports(w_dtype) || n_in <= 0) return;
+    int n_super = n_in / ML_Q8K_BLOCK, with_min = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K;
+    size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in), super_bytes = ml_dtype_block_bytes(w_dtype);
+    for (int t = 0; t < n_tok; t++)
+        for (int r = row_begin; r < row_end; r++) {
+            float acc = 0.0f;
+            for (int s = 0; s < n_super; s++) {
+                const uint8_t *sb = w + (size_t)r * row_bytes + (size_t)s * super_bytes;
+                const uint8_t *x_block = x + (size_t)t * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+                float d_x, dmin, d = kquant_scale(w_dtype, sb, &dmin);
+                memcpy(&d_x, x_block + 256, sizeof d_x);
+                int32_t isum, msum;
+                kquant_sums(w_dtype, sb, x_block, &isum, &msum);
+                acc = fmaf((float)isum, d * d_x, acc);
+                if (with_min) acc = fmaf((float)msum, -(dmin * d_x), acc);
+            }
+            y[(size_t)t * ldy + r] = acc;
+        }
 }
 
 void ml_scalar_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
@@ -155,19 +225,6 @@ void ml_scalar_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const ui
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
     int n_blocks = n_in / ML_Q8_BLOCK;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
-    if (ml_dtype_block_elements(w_dtype) == ML_QUANT_SUPER_BLOCK) {
-        size_t super_bytes = ml_dtype_block_bytes(w_dtype);
-        for (int t = 0; t < n_tok; t++)
-            for (int r = row_begin; r < row_end; r++) {
-                const uint8_t *w_row = w + (size_t)r * row_bytes;
-                float acc = 0.0f;
-                for (int b = 0; b < n_blocks; b++)
-                    acc = kquant_block(w_dtype, w_row + (size_t)(b / 8) * super_bytes, b % 8,
-                                       x + (size_t)t * ldx + (size_t)b * ML_Q8_BLOCK_BYTES, acc);
-                y[(size_t)t * ldy + r] = acc;
-            }
-        return;
-    }
     size_t block_bytes = ml_dtype_block_bytes(w_dtype);
     for (int t = 0; t < n_tok; t++) {
         const uint8_t *x_row = x + (size_t)t * ldx;

@@ -8,6 +8,13 @@
 #define Q8_DOT(acc, u, s) \
     _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
 
+#define Q8_DOT16(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
+
+#define Q8_DOT_SCALED(acc, u, s, scale16) _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), (scale16)))
+#define Q8_HAS_PERMW 0
+
 #define Q8_OFFSET_SIGNED 0
+#define Q8K_TILE_TOKENS 4 /* tokens per register block of the K-quant tile (16 vector registers) */
 
 #include "backend/cpu/kernels_int8_vector.h"
+#include "backend/cpu/kernels_q8k_vector.h"

@@ -6,6 +6,13 @@
 #define Q8_PREFIX(name) ml_avx512vnni_##name
 #define Q8_DOT(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 
+#define Q8_DOT16(acc, a, b) _mm256_dpwssd_epi32((acc), (a), (b))
+
+#define Q8_DOT_SCALED(acc, u, s, scale16) _mm256_dpwssd_epi32((acc), _mm256_maddubs_epi16((u), (s)), (scale16))
+#define Q8_HAS_PERMW 1
+
 #define Q8_OFFSET_SIGNED 1
+#define Q8K_TILE_TOKENS 4 /* tokens per register block of the K-quant tile */
 
 #include "backend/cpu/kernels_int8_vector.h"
+#include "backend/cpu/kernels_q8k_vector.h"

@@ -6,17 +6,19 @@
  *   Q8_OFFSET_SIGNED  1 where Q8_DOT has no intermediate saturation (any u <= 255): Q8_0's
  *                     signed weights then enter as q + 128; 0 (vpmaddubsw saturates int16
  *                     pairs) keeps u <= 128 by moving the weights' signs onto x
- * and include it once. Everything else is the same code.
+ *   Q8_DOT16(acc, a, b) acc (8 x int32) plus, per lane, the two products of int16 a and b
+ *   Q8_DOT_SCALED(acc, u, s, scale16)  acc plus, per lane, the pair sums of u * s (vpmaddubsw,
+ *                     so no pair may exceed 32767: u <= 63 where it is used) times the
+ *                     int16 scale16, two pairs per lane
+ *   Q8_HAS_PERMW      1 where vpermw (AVX512BW) may be used
+ * and include it once. Everything else is the same code. The K-quants' products
+ * (quantize_q8k, matmul_q8k_blocks) are in kernels_q8k_vector.h, included after this file.
  *
  * Order of operations (why the outputs equal the scalar reference bit for bit): eight rows are
  * one group; for each block and token the eight rows' exact integer sums land in the eight
  * lanes of one vector, which then takes exactly the reference's float operations,
  * acc = fma(isum, d_w * d_x, acc), lane by lane, blocks in order. No lane ever holds a part of
- * another lane's sum, so the split of rows and tokens cannot change a result. The K-quants
- * (q8k_group) keep that shape: their scales multiply the exact integer sums (vpmulld), Q6_K's
- * halves are reduced apart (q8_reduce8_halves) and scaled in float (exact: every product and
- * sum is an integer below 2^24), and Q6_K's - 32 enters as each lane's starting value
- * -32 * (its four x values), so its unsigned operand stays q in 0..63. */
+ * another lane's sum, so the split of rows and tokens cannot change a result. */
 #ifndef ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 #define ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 
@@ -40,45 +42,54 @@
 
 static inline __m256 q8_abs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
+/* max|x| of n floats (a multiple of 8), NaN ignored as the reference's (a > amax ? a : amax)
+ * ignores it; then the reference's scale rule (kernels_int8.c): d and its inverse. */
+static inline float q8_scale(const float *x, int n, float *inverse) {
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) amax = _mm256_max_ps(q8_abs(_mm256_loadu_ps(x + i)), amax);
+    float lanes[8], m = 0.0f;
+    _mm256_storeu_ps(lanes, amax);
+    for (int i = 0; i < 8; i++) m = lanes[i] > m ? lanes[i] : m;
+    float d = m / 127.0f;
+    *inverse = 0.0f;
+    if (d >= FLT_MIN)
+        *inverse = 1.0f / d;
+    else
+        d = 0.0f;
+    return d;
+}
+
+/* 32 values times inverse, clamped (max(NaN, -127) = -127, as the reference), rounded to
+ * nearest even, stored as 32 int8 in order; q32 keeps them as int32 (element 8k + i in q32[k]). */
+static inline void q8_quantize32(uint8_t *out, const float *x, float inverse, __m256i q32[4]) {
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f), scale = _mm256_set1_ps(inverse);
+    for (int k = 0; k < 4; k++) {
+        __m256 s = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), scale), lo), hi);
+        q32[k] = _mm256_cvtps_epi32(s);
+    }
+    /* 32 x int32 -> 32 x int8 in order: packs interleave 128-bit lanes, the permute undoes it */
+    __m256i q16a = _mm256_packs_epi32(q32[0], q32[1]), q16b = _mm256_packs_epi32(q32[2], q32[3]);
+    __m256i q8 = _mm256_packs_epi16(q16a, q16b);
+    q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)out, q8);
+}
+
+static inline int32_t q8_hsum(__m256i v) {
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    return _mm_cvtsi128_si32(s4);
+}
+
 void Q8_PREFIX(quantize_q8)(uint8_t *out, const float *x, int n) {
     int n_blocks = n / ML_Q8_BLOCK;
-    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     for (int b = 0; b < n_blocks; b++) {
         const float *xb = x + b * ML_Q8_BLOCK;
-        __m256 v[4];
-        /* max(|x|), NaN ignored as the reference's (a > amax ? a : amax) ignores it */
-        __m256 amax = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(xb + 8 * k);
-            amax = _mm256_max_ps(q8_abs(v[k]), amax);
-        }
-        float lanes[8], m = 0.0f;
-        _mm256_storeu_ps(lanes, amax);
-        for (int i = 0; i < 8; i++) m = lanes[i] > m ? lanes[i] : m;
-        float d = m / 127.0f, inverse = 0.0f; /* the reference's rule (kernels_int8.c) */
-        if (d >= FLT_MIN)
-            inverse = 1.0f / d;
-        else
-            d = 0.0f;
-        __m256 scale = _mm256_set1_ps(inverse);
-        __m256i q32[4];
-        __m256i sum = _mm256_setzero_si256();
-        for (int k = 0; k < 4; k++) {
-            /* clamp first (max(NaN, -127) = -127, as the reference), then round to nearest even */
-            __m256 s = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[k], scale), lo), hi);
-            q32[k] = _mm256_cvtps_epi32(s);
-            sum = _mm256_add_epi32(sum, q32[k]);
-        }
-        /* 32 x int32 -> 32 x int8 in order: packs interleave 128-bit lanes, the permute undoes it */
-        __m256i q16a = _mm256_packs_epi32(q32[0], q32[1]), q16b = _mm256_packs_epi32(q32[2], q32[3]);
-        __m256i q8 = _mm256_packs_epi16(q16a, q16b);
-        q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         uint8_t *block = out + (size_t)b * ML_Q8_BLOCK_BYTES;
-        _mm256_storeu_si256((__m256i *)block, q8);
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        int32_t total = _mm_cvtsi128_si32(s4);
+        float inverse, d = q8_scale(xb, ML_Q8_BLOCK, &inverse);
+        __m256i q32[4];
+        q8_quantize32(block, xb, inverse, q32);
+        int32_t total = q8_hsum(_mm256_add_epi32(_mm256_add_epi32(q32[0], q32[1]), _mm256_add_epi32(q32[2], q32[3])));
         memcpy(block + 32, &d, sizeof d);
         memcpy(block + 36, &total, sizeof total);
     }
@@ -161,138 +172,6 @@ static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8
     }
 }
 
-/* The same eight rows' sums split in two: lo holds the sums of each row's lanes 0-3 (elements
- * 0-15 of the block), hi of lanes 4-7 (elements 16-31): Q6_K's sub-blocks of 16. */
-static inline void q8_reduce8_halves(const __m256i s[Q8_ROWS], __m256i *lo, __m256i *hi) {
-    __m256i ab = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-    __m256i cd = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
-    /* ab's low 128 bits: rows 0-3 over elements 0-15; its high 128 bits: the same over 16-31 */
-    *lo = _mm256_permute2x128_si256(ab, cd, 0x20);
-    *hi = _mm256_permute2x128_si256(ab, cd, 0x31);
-}
-
-/* Block j (0..7) of a K-quant super-block as the unsigned operand (the integers of
- * kernels_int8.c's kquant_block: Q4_K/Q5_K's q, Q6_K's q before the - 32; Q8_K as Q8_0). */
-static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, int j, __m256i *signs) {
-    const __m256i low4 = _mm256_set1_epi8(15);
-    *signs = _mm256_setzero_si256();
-    if (w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K) {
-        const uint8_t *qs = sb + (w_dtype == ML_DTYPE_Q5_K ? 48 : 16) + 32 * (j / 2);
-        __m256i q = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)qs), 4 * (j % 2)), low4);
-        if (w_dtype == ML_DTYPE_Q5_K) {
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(sb + 16));
-            /* bit j of each byte to bit 4: shift the 16-bit lanes, mask per byte */
-            __m256i high = j <= 4 ? _mm256_slli_epi16(qh, 4 - j) : _mm256_srli_epi16(qh, j - 4);
-            q = _mm256_or_si256(q, _mm256_and_si256(high, _mm256_set1_epi8(16)));
-        }
-        return q;
-    }
-    if (w_dtype == ML_DTYPE_Q6_K) {
-        int g = j / 4, h = j % 4;
-        __m256i ql = _mm256_loadu_si256((const __m256i *)(sb + 64 * g + 32 * (h % 2)));
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(sb + 128 + 32 * g));
-        __m256i low = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (h / 2)), low4);
-        /* bits 2h, 2h + 1 of qh to bits 4, 5 */
-        __m256i high = 2 * h <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 4);
-        return _mm256_or_si256(low, _mm256_and_si256(high, _mm256_set1_epi8(0x30)));
-    }
-    return q8_signed_operand(sb + 4 + 32 * j, signs); /* Q8_K */
-}
-
-/* q8_group for the K-quants (kernels.h: the per-block operations; lanes are rows). A
- * super-block's eight sub-block scales (and Q4_K/Q5_K's mins) are decoded once per row into
- * tables whose rows are vectors over the eight weight rows. */
-static inline void q8k_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8_t *x, size_t ldx,
-                             const uint8_t *const row[Q8_ROWS], int n_in, int n_tok, size_t lookahead) {
-    int n_super = n_in / ML_QUANT_SUPER_BLOCK;
-    size_t super_bytes = ml_dtype_block_bytes(w_dtype);
-    int k4 = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K, q6 = w_dtype == ML_DTYPE_Q6_K;
-    for (int t = 0; t < n_tok; t++) acc[t] = _mm256_setzero_ps();
-    for (int s = 0; s < n_super; s++) {
-        const uint8_t *sb[Q8_ROWS];
-        int32_t scale_a[8][Q8_ROWS], scale_b[8][Q8_ROWS]; /* k4: scale, min; q6: the two sub-blocks' scales */
-        float d_rows[Q8_ROWS];
-        for (int k = 0; k < Q8_ROWS; k++) {
-            sb[k] = row[k] + (size_t)s * super_bytes;
-            if (lookahead)
-                for (size_t line = 0; line < super_bytes; line += 64)
-                    _mm_prefetch((const char *)sb[k] + lookahead + line, _MM_HINT_T0);
-            if (k4) {
-                /* ml_k4_scale_min for the eight sub-blocks at once, four bytes per word: bytes
-                 * 0-3 hold scales 0-3 (and the top bits of scales 4-7), 4-7 the mins alike,
-                 * 8-11 the low nibbles of scales 4-7 and mins 4-7 */
-                uint32_t word[3];
-                memcpy(word, sb[k] + 4, sizeof word);
-                uint32_t scales[2] = {word[0] & 0x3f3f3f3fu,
-                                      (word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u)};
-                uint32_t mins[2] = {word[1] & 0x3f3f3f3fu,
-                                    ((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u)};
-                for (int j = 0; j < 8; j++) {
-                    scale_a[j][k] = (int32_t)((scales[j / 4] >> (8 * (j % 4))) & 0xff);
-                    scale_b[j][k] = (int32_t)((mins[j / 4] >> (8 * (j % 4))) & 0xff);
-                }
-            } else if (q6) {
-                const int8_t *scales = (const int8_t *)(sb[k] + 192);
-                for (int j = 0; j < 8; j++) {
-                    scale_a[j][k] = scales[2 * j];
-                    scale_b[j][k] = scales[2 * j + 1];
-                }
-            } else {
-                memcpy(&d_rows[k], sb[k], sizeof(float));
-            }
-        }
-        __m256 d_w = k4 ? q8_block_halves(sb, 0) : q6 ? q8_block_halves(sb, 208) : _mm256_loadu_ps(d_rows);
-        __m256 dmin_w = k4 ? q8_block_halves(sb, 2) : _mm256_setzero_ps();
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-        for (int j = 0; j < 8; j++) { /* unrolled: the shifts and offsets below become constants */
-            __m256i wq[Q8_ROWS], sign[Q8_ROWS];
-            for (int k = 0; k < Q8_ROWS; k++) wq[k] = q8k_weight_operand(w_dtype, sb[k], j, &sign[k]);
-            __m256i sc_a = _mm256_loadu_si256((const __m256i *)scale_a[j]);
-            __m256i sc_b = _mm256_loadu_si256((const __m256i *)scale_b[j]);
-            __m256 sc_a_f = _mm256_cvtepi32_ps(sc_a), sc_b_f = _mm256_cvtepi32_ps(sc_b);
-            for (int t = 0; t < n_tok; t++) {
-                const uint8_t *x_block = x + (size_t)t * ldx + (size_t)(8 * s + j) * ML_Q8_BLOCK_BYTES;
-                __m256i xq = _mm256_loadu_si256((const __m256i *)x_block);
-                float d_x;
-                int32_t sum_x;
-                memcpy(&d_x, x_block + 32, sizeof d_x);
-                memcpy(&sum_x, x_block + 36, sizeof sum_x);
-                __m256 dx = _mm256_set1_ps(d_x);
-                /* Q6_K: every lane starts at -32 times its four x values, so the sums are of q - 32 */
-                __m256i base = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(),
-                                                     Q8_DOT(_mm256_setzero_si256(), _mm256_set1_epi8(32), xq))
-                                  : _mm256_setzero_si256();
-                __m256i sums[Q8_ROWS];
-                for (int k = 0; k < Q8_ROWS; k++) {
-                    __m256i operand = (!k4 && !q6 && !Q8_OFFSET_SIGNED) ? _mm256_sign_epi8(xq, sign[k]) : xq;
-                    sums[k] = Q8_DOT(base, wq[k], operand);
-                }
-                if (q6) {
-                    __m256i lo, hi;
-                    q8_reduce8_halves(sums, &lo, &hi);
-                    /* sc_a * lo + sc_b * hi in float: each product and the sum are integers below
-                     * 2^24 (kernels.h), so exact, the same value as the integer sum's conversion
-                     * and cheaper than two vpmulld */
-                    __m256 isum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), sc_a_f,
-                                                  _mm256_mul_ps(_mm256_cvtepi32_ps(hi), sc_b_f));
-                    acc[t] = _mm256_fmadd_ps(isum, _mm256_mul_ps(d_w, dx), acc[t]);
-                } else if (k4) {
-                    __m256i isum = _mm256_mullo_epi32(q8_reduce8(sums), sc_a);
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
-                    __m256i min_sum = _mm256_mullo_epi32(sc_b, _mm256_set1_epi32(sum_x));
-                    acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(min_sum), _mm256_mul_ps(dmin_w, dx), acc[t]);
-                } else {
-                    __m256i isum = q8_reduce8(sums);
-                    if (Q8_OFFSET_SIGNED) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(128 * sum_x));
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
-                }
-            }
-        }
-    }
-}
-
 void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
@@ -309,13 +188,7 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
         for (int t0 = 0; t0 < n_tok; t0 += Q8_TOKENS) {
             int nt = n_tok - t0 < Q8_TOKENS ? n_tok - t0 : Q8_TOKENS;
             __m256 acc[Q8_TOKENS];
-            switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
-            case ML_DTYPE_Q4_K: q8k_group(ML_DTYPE_Q4_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
-            case ML_DTYPE_Q5_K: q8k_group(ML_DTYPE_Q5_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
-            case ML_DTYPE_Q6_K: q8k_group(ML_DTYPE_Q6_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
-            case ML_DTYPE_Q8_K: q8k_group(ML_DTYPE_Q8_K, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
-            default: q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead); break;
-            }
+            q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead);
             for (int t = 0; t < nt; t++) {
                 float lanes[Q8_ROWS];
                 _mm256_storeu_ps(lanes, acc[t]);

@@ -45,6 +45,15 @@ void ml_avx2_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint
 void ml_avx512vnni_quantize_q8(uint8_t *out, const float *x, int n);
 void ml_avx512vnni_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                     const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
+void ml_scalar_quantize_q8k(uint8_t *out, const float *x, int n);
+void ml_scalar_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
+                                 const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
+void ml_avx2_quantize_q8k(uint8_t *out, const float *x, int n);
+void ml_avx2_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
+                               const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
+void ml_avx512vnni_quantize_q8k(uint8_t *out, const float *x, int n);
+void ml_avx512vnni_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
+                                     const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
 
 /* Every kernels_*.c file names its functions alike (static matmul_f32_f32, rmsnorm, ...); a
  * table lists them with this, plus .name, .bf16_dot_product and .matmul_bf16_bf16, which

@@ -198,5 +198,7 @@ const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .matmul_f32_blocks = ml_scalar_matmul_f32_blocks,
     .quantize_q8 = ml_scalar_quantize_q8,
     .matmul_q8_blocks = ml_scalar_matmul_q8_blocks,
+    .quantize_q8k = ml_scalar_quantize_q8k,
+    .matmul_q8k_blocks = ml_scalar_matmul_q8k_blocks,
     .blocks_to_f32 = ml_scalar_blocks_to_f32,
 };

@@ -1,0 +1,396 @@
+/* The K-quants' int8 products of fast mode (kernels.h: quantize_q8k, matmul_q8k_blocks) with
+ * 256-bit vectors. Included by kernels_int8_avx2.c and kernels_int8_avx512vnni.c after
+ * kernels_int8_vector.h (whose macros and helpers it uses); they also define
+ *   Q8K_TILE_TOKENS   tokens per register block of the tile shape below.
+ *
+ * kernels.h's contract makes a super-block's sums exact integers, so any shape that computes
+ * them gives the reference's bits; two shapes, chosen by the number of tokens:
+ *  - few tokens (n_tok < Q8K_TILE_MIN_TOKENS; Q8_K always): eight rows stream past as stored
+ *    (with the decode look-ahead); per row and sub-block, vpmaddubsw's int16 pair sums times
+ *    the sub-block's scale as int16 (Q8_DOT_SCALED: vpdpwssd, or vpmaddwd + add), summed per
+ *    lane over the whole super-block, one weight operand serving two tokens; one horizontal
+ *    reduction of eight rows per super-block and token (q8_reduce8), where the products of
+ *    blocks of 32 need one per 32 weights.
+ *  - many tokens: the eight rows' weights of one super-block are unpacked to bytes and
+ *    transposed once into a tile whose vector g holds weights 4g..4g+3 of each row (lane k is
+ *    row k), so a token needs no horizontal sums at all: Q8_DOT of tile vector g with the
+ *    token's four int8 values at 4g broadcast to every lane, eight such per sub-block (Q6_K:
+ *    four per 16), then one vpmulld by the eight rows' scales. The tile (2 KiB) stays in L1
+ *    while every token of the call passes (Q8K_CHUNK at a time); register blocks of
+ *    Q8K_TILE_TOKENS tokens share each tile load.
+ * Both take Q4_K/Q5_K's mins and Q6_K's - 32 from x's sums per 16 (the activation block's)
+ * against the rows' mins or scales as int16 pairs, two products per lane (Q8_DOT16). The
+ * rows' scales are decoded per row into a vector over the sub-blocks and transposed to
+ * vectors over the rows (q8k_factors). Measured choices: docs/BENCHMARKS.md. */
+#ifndef ML_BACKEND_CPU_KERNELS_Q8K_VECTOR_H
+#define ML_BACKEND_CPU_KERNELS_Q8K_VECTOR_H
+
+/* From this many tokens on, the tile shape (at 2 tokens the stream shape, whose operands serve
+ * both, is as fast; at 3 the tile is faster; docs/BENCHMARKS.md). */
+#ifndef Q8K_TILE_MIN_TOKENS
+#define Q8K_TILE_MIN_TOKENS 3
+#endif
+/* Tokens whose float accumulators live on the stack while the super-blocks' tiles pass. */
+#ifndef Q8K_CHUNK
+#define Q8K_CHUNK 128
+#endif
+
+void Q8_PREFIX(quantize_q8k)(uint8_t *out, const float *x, int n) {
+    int n_blocks = n / ML_Q8K_BLOCK;
+    for (int b = 0; b < n_blocks; b++) {
+        const float *xb = x + b * ML_Q8K_BLOCK;
+        uint8_t *block = out + (size_t)b * ML_Q8K_BLOCK_BYTES;
+        float inverse, d = q8_scale(xb, ML_Q8K_BLOCK, &inverse);
+        int16_t sums[16];
+        for (int c = 0; c < 8; c++) {
+            __m256i q32[4];
+            q8_quantize32(block + 32 * c, xb + 32 * c, inverse, q32);
+            sums[2 * c] = (int16_t)q8_hsum(_mm256_add_epi32(q32[0], q32[1]));
+            sums[2 * c + 1] = (int16_t)q8_hsum(_mm256_add_epi32(q32[2], q32[3]));
+        }
+        memcpy(block + 256, &d, sizeof d);
+        memcpy(block + 260, sums, sizeof sums);
+    }
+}
+
+/* Sub-block j (0..7, 32 weights) of a K-quant super-block as the unsigned operand (the
+ * integers of kernels_int8.c's kquant_sums: Q4_K/Q5_K's q, Q6_K's q before the - 32; Q8_K
+ * by q8_signed_operand). */
+static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, int j, __m256i *signs) {
+    const __m256i low4 = _mm256_set1_epi8(15);
+    *signs = _mm256_setzero_si256();
+    if (w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K) {
+        const uint8_t *qs = sb + (w_dtype == ML_DTYPE_Q5_K ? 48 : 16) + 32 * (j / 2);
+        __m256i q = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)qs), 4 * (j % 2)), low4);
+        if (w_dtype == ML_DTYPE_Q5_K) {
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(sb + 16));
+            /* bit j of each byte to bit 4: shift the 16-bit lanes, mask per byte */
+            __m256i high = j <= 4 ? _mm256_slli_epi16(qh, 4 - j) : _mm256_srli_epi16(qh, j - 4);
+            q = _mm256_or_si256(q, _mm256_and_si256(high, _mm256_set1_epi8(16)));
+        }
+        return q;
+    }
+    if (w_dtype == ML_DTYPE_Q6_K) {
+        int g = j / 4, h = j % 4;
+        __m256i ql = _mm256_loadu_si256((const __m256i *)(sb + 64 * g + 32 * (h % 2)));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(sb + 128 + 32 * g));
+        __m256i low = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (h / 2)), low4);
+        /* bits 2h, 2h + 1 of qh to bits 4, 5 */
+        __m256i high = 2 * h <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 4);
+        return _mm256_or_si256(low, _mm256_and_si256(high, _mm256_set1_epi8(0x30)));
+    }
+    return q8_signed_operand(sb + 4 + 32 * j, signs); /* Q8_K */
+}
+
+/* The integer factors of eight rows' super-blocks, as vectors over the rows (lane k row k):
+ *   scale[i]: Q4_K/Q5_K's sc_i (i < 8), Q6_K's sc_i (i < 16);
+ *   pairs[j]: int16 pairs against x's sums 2j and 2j + 1: Q4_K/Q5_K (m_j, m_j), Q6_K
+ *   (sc_2j, sc_2j+1);
+ * and, one row at a time, what the stream shape broadcasts: Q4_K/Q5_K's scale_pair_of[k][j]
+ * = (sc_j, sc_j) as int16 pairs, Q6_K's scales16[k] (the 16 scales as int16). Decoded per
+ * row into a vector over the sub-blocks, then transposed (q8k_transpose8). */
+typedef struct {
+    __m256i scale[16];
+    __m256i pairs[8];
+    uint32_t scale_pair_of[Q8_ROWS][8];
+    __m256i scales16[Q8_ROWS];
+} q8k_row_factors;
+
+static inline void q8k_transpose8(const __m256i v[Q8_ROWS], __m256i out[8]);
+
+static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS], q8k_row_factors *f) {
+    if (w_dtype == ML_DTYPE_Q6_K) {
+        for (int k = 0; k < Q8_ROWS; k++)
+            f->scales16[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb[k] + 192)));
+        q8k_transpose8(f->scales16, f->pairs); /* dword j of a row's scales16 is (sc_2j, sc_2j+1) */
+        for (int j = 0; j < 8; j++) {
+            f->scale[2 * j] = _mm256_srai_epi32(_mm256_slli_epi32(f->pairs[j], 16), 16);
+            f->scale[2 * j + 1] = _mm256_srai_epi32(f->pairs[j], 16);
+        }
+        return;
+    }
+    __m256i row_scales[Q8_ROWS], row_mins[Q8_ROWS];
+    for (int k = 0; k < Q8_ROWS; k++) {
+        /* ml_k4_scale_min for the eight sub-blocks at once, four bytes per word: bytes 0-3 hold
+         * scales 0-3 (and the top bits of scales 4-7), 4-7 the mins alike, 8-11 the low nibbles
+         * of scales 4-7 and mins 4-7 */
+        uint32_t word[3];
+        memcpy(word, sb[k] + 4, sizeof word);
+        uint32_t scales[2] = {word[0] & 0x3f3f3f3fu, (word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u)};
+        uint32_t mins[2] = {word[1] & 0x3f3f3f3fu, ((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u)};
+        row_scales[k] = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)scales[1], (int)scales[0]));
+        row_mins[k] = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)mins[1], (int)mins[0]));
+        _mm256_storeu_si256((__m256i *)f->scale_pair_of[k],
+                            _mm256_or_si256(row_scales[k], _mm256_slli_epi32(row_scales[k], 16)));
+    }
+    q8k_transpose8(row_scales, f->scale);
+    q8k_transpose8(row_mins, f->pairs);
+    for (int j = 0; j < 8; j++) f->pairs[j] = _mm256_or_si256(f->pairs[j], _mm256_slli_epi32(f->pairs[j], 16));
+}
+
+/* d (and Q4_K/Q5_K's dmin) of eight rows' super-blocks as floats. */
+static inline __m256 q8k_row_d(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS], __m256 *dmin) {
+    *dmin = _mm256_setzero_ps();
+    if (w_dtype == ML_DTYPE_Q8_K) {
+        float d[Q8_ROWS];
+        for (int k = 0; k < Q8_ROWS; k++) memcpy(&d[k], sb[k], sizeof(float));
+        return _mm256_loadu_ps(d);
+    }
+    if (w_dtype == ML_DTYPE_Q6_K) return q8_block_halves(sb, 208);
+    *dmin = q8_block_halves(sb, 2);
+    return q8_block_halves(sb, 0);
+}
+
+static inline int32_t q8k_load32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The float chain of kernels.h for one super-block: acc = fma(isum, d * d_x, acc) and, with
+ * mins, acc = fma(msum, -(dmin * d_x), acc), lane by lane. */
+static inline __m256 q8k_accumulate(int with_min, __m256 acc, __m256i isum, __m256i msum, __m256 d_w, __m256 dmin_w,
+                                    float d_x) {
+    __m256 dx = _mm256_set1_ps(d_x);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc);
+    if (with_min) acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin_w, dx), acc);
+    return acc;
+}
+
+/* ---- few tokens: the rows as stored ------------------------------------------------------- */
+
+/* Q6_K's scales of sub-block j as int16 lanes against Q8_DOT_SCALED's pair sums: lanes 0-7
+ * (values 0-15) scale 2j, lanes 8-15 scale 2j + 1; scales16 holds the row's 16 scales. */
+static inline __m256i q8k_q6_scale16(__m256i scales16, const uint8_t *sb, int j) {
+#if Q8_HAS_PERMW
+    (void)sb;
+    const __m256i index = _mm256_setr_epi16((short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j),
+                                            (short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j),
+                                            (short)(2 * j + 1), (short)(2 * j + 1), (short)(2 * j + 1),
+                                            (short)(2 * j + 1), (short)(2 * j + 1), (short)(2 * j + 1),
+                                            (short)(2 * j + 1), (short)(2 * j + 1));
+    return _mm256_permutexvar_epi16(index, scales16);
+#else
+    (void)scales16;
+    const int8_t *sc = (const int8_t *)(sb + 192);
+    return _mm256_setr_m128i(_mm_set1_epi16(sc[2 * j]), _mm_set1_epi16(sc[2 * j + 1]));
+#endif
+}
+
+/* Eight rows (row[k]) x TB (1 or 2) tokens: per row and sub-block, the products in int16
+ * pairs (vpmaddubsw; no saturation: q <= 63) times the sub-block's scale as int16
+ * (Q8_DOT_SCALED), summed per lane over the super-block; each weight operand serves the TB
+ * tokens. */
+static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
+                                     const uint8_t *const row[Q8_ROWS], int n_in, size_t lookahead, const int TB) {
+    int n_super = n_in / ML_Q8K_BLOCK;
+    size_t super_bytes = ml_dtype_block_bytes(w_dtype);
+    int k4 = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K, q6 = w_dtype == ML_DTYPE_Q6_K;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int s = 0; s < n_super; s++) {
+        const uint8_t *sb[Q8_ROWS];
+        for (int k = 0; k < Q8_ROWS; k++) {
+            sb[k] = row[k] + (size_t)s * super_bytes;
+            if (lookahead)
+                for (size_t line = 0; line < super_bytes; line += 64)
+                    _mm_prefetch((const char *)sb[k] + lookahead + line, _MM_HINT_T0);
+        }
+        q8k_row_factors f;
+        if (k4 || q6) q8k_factors(w_dtype, sb, &f);
+        __m256 dmin_w, d_w = q8k_row_d(w_dtype, sb, &dmin_w);
+        const uint8_t *x_block[2];
+        __m256i lanes[2][Q8_ROWS];
+        for (int tb = 0; tb < TB; tb++) {
+            x_block[tb] = x + (size_t)tb * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+            for (int k = 0; k < Q8_ROWS; k++) lanes[tb][k] = _mm256_setzero_si256();
+        }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+        for (int j = 0; j < 8; j++) { /* unrolled: the shifts and offsets become constants */
+            __m256i xq[2];
+            for (int tb = 0; tb < TB; tb++) xq[tb] = _mm256_loadu_si256((const __m256i *)(x_block[tb] + 32 * j));
+            for (int k = 0; k < Q8_ROWS; k++) {
+                __m256i sign, wq = q8k_weight_operand(w_dtype, sb[k], j, &sign);
+                __m256i scale16 = k4   ? _mm256_set1_epi32((int)f.scale_pair_of[k][j])
+                                  : q6 ? q8k_q6_scale16(f.scales16[k], sb[k], j)
+                                       : _mm256_setzero_si256();
+                for (int tb = 0; tb < TB; tb++) {
+                    if (k4 || q6)
+                        lanes[tb][k] = Q8_DOT_SCALED(lanes[tb][k], wq, xq[tb], scale16);
+                    else /* Q8_K: unscaled */
+                        lanes[tb][k] =
+                            Q8_DOT(lanes[tb][k], wq, Q8_OFFSET_SIGNED ? xq[tb] : _mm256_sign_epi8(xq[tb], sign));
+                }
+            }
+        }
+        for (int tb = 0; tb < TB; tb++) {
+            __m256i isum = q8_reduce8(lanes[tb]), msum = _mm256_setzero_si256();
+            if (k4 || q6)
+                for (int j = 0; j < 8; j++)
+                    msum = Q8_DOT16(msum, f.pairs[j], _mm256_set1_epi32(q8k_load32(x_block[tb] + 260 + 4 * j)));
+            if (q6) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(msum, 5));
+            if (!k4 && !q6 && Q8_OFFSET_SIGNED) {
+                int16_t bsum[16];
+                memcpy(bsum, x_block[tb] + 260, sizeof bsum);
+                int32_t sum_x = 0;
+                for (int i = 0; i < 16; i++) sum_x += bsum[i];
+                isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(128 * sum_x));
+            }
+            float d_x;
+            memcpy(&d_x, x_block[tb] + 256, sizeof d_x);
+            acc[tb] = q8k_accumulate(k4, acc[tb], isum, msum, d_w, dmin_w, d_x);
+        }
+    }
+    for (int tb = 0; tb < TB; tb++) {
+        float out[Q8_ROWS];
+        _mm256_storeu_ps(out, acc[tb]);
+        memcpy(y + (size_t)tb * ldy, out, (size_t)rows * sizeof(float));
+    }
+}
+
+/* Eight rows x n_tok tokens, two at a time (the rows stay in L1 for the next pair). */
+static inline void q8k_stream_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
+                                    const uint8_t *const row[Q8_ROWS], int n_in, int n_tok, size_t lookahead) {
+    int t = 0;
+    for (; t + 2 <= n_tok; t += 2)
+        q8k_stream_tokens(w_dtype, y + (size_t)t * ldy, ldy, rows, x + (size_t)t * ldx, ldx, row, n_in, lookahead, 2);
+    if (t < n_tok)
+        q8k_stream_tokens(w_dtype, y + (size_t)t * ldy, ldy, rows, x + (size_t)t * ldx, ldx, row, n_in, lookahead, 1);
+}
+
+/* ---- many tokens: a transposed tile ------------------------------------------------------ */
+
+/* v[k] = 8 x 4 bytes of row k; out[g] = bytes 4g..4g+3 of every row (lane k row k). */
+static inline void q8k_transpose8(const __m256i v[Q8_ROWS], __m256i out[8]) {
+    __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+    /* u0: rows 0-3 of groups 0 (low half) and 4 (high half); u1: 1 and 5; u2: 2 and 6; u3: 3 and 7 */
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    out[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    out[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    out[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    out[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    out[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    out[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    out[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    out[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+/* TB tokens (x_block[tb]: their activation blocks of this super-block) against the tile: the
+ * float accumulators acc[tb] take the super-block's two (or one) FMAs. Q4_K/Q5_K: eight Q8_DOT
+ * per sub-block, then the sub-block's scales; Q6_K: four per half, then the half's scales. */
+static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t *const x_block[], const __m256i tile[64],
+                                   const q8k_row_factors *f, __m256 d_w, __m256 dmin_w, const int TB) {
+    int q6 = w_dtype == ML_DTYPE_Q6_K;
+    __m256i isum[Q8K_TILE_TOKENS], msum[Q8K_TILE_TOKENS];
+    for (int tb = 0; tb < TB; tb++) isum[tb] = msum[tb] = _mm256_setzero_si256();
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+    for (int part = 0; part < 16; part += q6 ? 1 : 2) { /* sub-blocks of 16 (Q6_K) or 32 values */
+        int groups = q6 ? 4 : 8;
+        __m256i sum[Q8K_TILE_TOKENS];
+        for (int tb = 0; tb < TB; tb++) sum[tb] = _mm256_setzero_si256();
+        for (int g = 0; g < groups; g++) {
+            __m256i w = _mm256_load_si256(&tile[4 * part + g]);
+            for (int tb = 0; tb < TB; tb++)
+                sum[tb] = Q8_DOT(sum[tb], w, _mm256_set1_epi32(q8k_load32(x_block[tb] + 16 * part + 4 * g)));
+        }
+        __m256i scale = f->scale[q6 ? part : part / 2];
+        for (int tb = 0; tb < TB; tb++) isum[tb] = _mm256_add_epi32(isum[tb], _mm256_mullo_epi32(sum[tb], scale));
+    }
+    for (int tb = 0; tb < TB; tb++) {
+        for (int j = 0; j < 8; j++)
+            msum[tb] = Q8_DOT16(msum[tb], f->pairs[j], _mm256_set1_epi32(q8k_load32(x_block[tb] + 260 + 4 * j)));
+        if (q6) isum[tb] = _mm256_sub_epi32(isum[tb], _mm256_slli_epi32(msum[tb], 5));
+        float d_x;
+        memcpy(&d_x, x_block[tb] + 256, sizeof d_x);
+        acc[tb] = q8k_accumulate(!q6, acc[tb], isum[tb], msum[tb], d_w, dmin_w, d_x);
+    }
+}
+
+/* Eight rows x n_tok tokens (Q4_K, Q5_K, Q6_K), Q8K_CHUNK tokens at a time: per super-block,
+ * the tile and the rows' factors once, then every token of the chunk. */
+static inline void q8k_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
+                                  const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
+    int n_super = n_in / ML_Q8K_BLOCK;
+    size_t super_bytes = ml_dtype_block_bytes(w_dtype);
+    __m256i tile[64];
+    __m256 acc[Q8K_CHUNK];
+    q8k_row_factors f;
+    for (int t0 = 0; t0 < n_tok; t0 += Q8K_CHUNK) {
+        int nt = n_tok - t0 < Q8K_CHUNK ? n_tok - t0 : Q8K_CHUNK;
+        for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+        for (int s = 0; s < n_super; s++) {
+            const uint8_t *sb[Q8_ROWS];
+            for (int k = 0; k < Q8_ROWS; k++) sb[k] = row[k] + (size_t)s * super_bytes;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+            for (int j = 0; j < 8; j++) {
+                __m256i v[Q8_ROWS], sign;
+                for (int k = 0; k < Q8_ROWS; k++) v[k] = q8k_weight_operand(w_dtype, sb[k], j, &sign);
+                q8k_transpose8(v, tile + 8 * j);
+            }
+            q8k_factors(w_dtype, sb, &f);
+            __m256 dmin_w, d_w = q8k_row_d(w_dtype, sb, &dmin_w);
+            const uint8_t *x_block[Q8K_TILE_TOKENS];
+            int t = 0;
+            for (; t + Q8K_TILE_TOKENS <= nt; t += Q8K_TILE_TOKENS) {
+                for (int tb = 0; tb < Q8K_TILE_TOKENS; tb++)
+                    x_block[tb] = x + (size_t)(t0 + t + tb) * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+                q8k_tile_tokens(w_dtype, acc + t, x_block, tile, &f, d_w, dmin_w, Q8K_TILE_TOKENS);
+            }
+            for (; t < nt; t++) {
+                x_block[0] = x + (size_t)(t0 + t) * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+                q8k_tile_tokens(w_dtype, acc + t, x_block, tile, &f, d_w, dmin_w, 1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            float out[Q8_ROWS];
+            _mm256_storeu_ps(out, acc[t]);
+            memcpy(y + (size_t)(t0 + t) * ldy, out, (size_t)rows * sizeof(float));
+        }
+    }
+}
+
+void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
+                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
+    if (!ml_q8k_supports(w_dtype) || n_in <= 0) return;
+    size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
+    size_t lookahead = 0;
+    if (n_tok <= 2) {
+        __builtin_cpu_init();
+        lookahead = __builtin_cpu_is("intel") ? Q8_LOOKAHEAD_INTEL : 0;
+    }
+    int tile = n_tok >= Q8K_TILE_MIN_TOKENS && w_dtype != ML_DTYPE_Q8_K;
+    for (int r = row_begin; r < row_end; r += Q8_ROWS) {
+        int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
+        const uint8_t *row[Q8_ROWS];
+        for (int k = 0; k < Q8_ROWS; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
+        float *y_rows = y + r;
+        switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
+        case ML_DTYPE_Q4_K:
+            if (tile) q8k_tile_group(ML_DTYPE_Q4_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
+            else q8k_stream_group(ML_DTYPE_Q4_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
+            break;
+        case ML_DTYPE_Q5_K:
+            if (tile) q8k_tile_group(ML_DTYPE_Q5_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
+            else q8k_stream_group(ML_DTYPE_Q5_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
+            break;
+        case ML_DTYPE_Q6_K:
+            if (tile) q8k_tile_group(ML_DTYPE_Q6_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
+            else q8k_stream_group(ML_DTYPE_Q6_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
+            break;
+        default: q8k_stream_group(ML_DTYPE_Q8_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead); break;
+        }
+    }
+}
+
+#endif
