@@ -5,7 +5,7 @@
  *
  *   pool  cost of one parallel region (ml_pool_run) with nothing to do, and with tiny tasks;
  *   gemv  decode products of B = 1, 2, 8, 32 tokens over 1 GiB of bf16 weights (far beyond the
- *         caches), accurate (f32 x) and fast (bf16 x), split into tasks by the model's own
+ *         caches; on transparent huge pages where the system grants them, as the read probe's), accurate (f32 x) and fast (bf16 x), split into tasks by the model's own
  *         ml_run_matmuls, as GB/s and GFLOP/s and as a fraction of the roofline: the read
  *         probe's time or the table's own dot-product peak's time, whichever is longer;
  *   report  gemv for every kernel table this CPU runs (avx2, avx512, avx512bf16), each against
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend/cpu/kernels.h"
 #include "core/machine_limits.h"
@@ -38,8 +39,18 @@ static uint64_t lcg_next(uint64_t *state) {
     return *state;
 }
 
-static uint16_t *random_bf16(size_t n, uint64_t seed) {
-    uint16_t *p = malloc(n * sizeof *p);
+/* n bf16 values; with huge_pages, 2 MiB-aligned and advised onto transparent huge pages, as the
+ * read probe's buffer is (so the GEMV report compares like with like; free() releases both). */
+static uint16_t *random_bf16_pages(size_t n, uint64_t seed, int huge_pages) {
+    uint16_t *p = NULL;
+    if (huge_pages) {
+        if (posix_memalign((void **)&p, (size_t)2 << 20, n * sizeof *p) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, n * sizeof *p, MADV_HUGEPAGE);
+#endif
+    } else {
+        p = malloc(n * sizeof *p);
+    }
     if (!p) return NULL;
     for (size_t i = 0; i < n; i++) {
         uint64_t s = lcg_next(&seed);
@@ -50,6 +61,8 @@ static uint16_t *random_bf16(size_t n, uint64_t seed) {
     }
     return p;
 }
+
+static uint16_t *random_bf16(size_t n, uint64_t seed) { return random_bf16_pages(n, seed, 0); }
 
 static float *random_f32(size_t n, uint64_t seed) {
     float *p = malloc(n * sizeof *p);
@@ -96,7 +109,7 @@ static void bench_pool(ml_pool *pool) {
 static void bench_gemv(ml_model *m, double read_bw, double peak_f32, double peak_fast) {
     enum { MATS = 32, ROWS = 8192, N_IN = 2048, MAX_TOK = 32 };
     size_t per = (size_t)ROWS * N_IN;
-    uint16_t *w = random_bf16(per * MATS, 1);
+    uint16_t *w = random_bf16_pages(per * MATS, 1, 1);
     float *x = random_f32(N_IN * MAX_TOK, 2);
     uint16_t *x16 = malloc((size_t)N_IN * MAX_TOK * sizeof(uint16_t));
     float *y = calloc((size_t)ROWS * MAX_TOK, sizeof(float));

@@ -14,7 +14,9 @@
  * decoded in a batch of 32 gets the bits it gets alone: tests/test_batch_invariance.c).
  *   n_tok 1-2 (decode): blocks of 8 rows (8 or 16 accumulators), as kernels_avx2.c: the block
  *       is one contiguous 32 KiB stream. No software prefetch except on Intel, where each row
- *       also prefetches GEMV_LOOKAHEAD_INTEL bytes ahead of its loads. Measured on an Intel Xeon
+ *       also prefetches GEMV_LOOKAHEAD_INTEL bytes ahead of its loads, past its end in the same
+ *       row of the next block (lookahead_offset: +8-15% over running into the following row,
+ *       which the block already reads). Measured on an Intel Xeon
  *       with AMX (2 cores, 1 GiB of bf16, B = 1, each shape's time against a read probe of the
  *       same buffer run just before it, median of 5-9 rounds, machine load 6-11): 4 rows with
  *       the next block prefetched (the previous shape) 69-78% of the probe, 8 rows without
@@ -105,6 +107,16 @@ ML_INLINE void prefetch_lines(prefetch_span pf, size_t from, size_t to, const in
     }
 }
 
+/* n_tok 1-2 on Intel: the byte offset from a row's start to prefetch when its loads are at
+ * `ahead - lookahead`. Past the row's end the look-ahead goes on in the same row of the next
+ * block (RB rows further down), which this block's rows reach next, not into the following row,
+ * which this block is already reading: so a block starts with its rows' first bytes in cache
+ * instead of 8 demand misses at once (+7-10% read rate, docs/BENCHMARKS.md). Prefetches past the
+ * matrix are harmless (a prefetch never faults). */
+ML_INLINE size_t lookahead_offset(size_t ahead, size_t row_bytes, const int RB) {
+    return ahead >= row_bytes ? ahead + (size_t)(RB - 1) * row_bytes : ahead;
+}
+
 /* acc[r][t] += x_t[at:at+16] * w_r[at:at+16] for all r, t. With RB < TB the RB weight vectors
  * stay in registers and each token's x is loaded once; otherwise the TB x vectors stay and each
  * weight vector is loaded (and widened) once. */
@@ -151,14 +163,15 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
 #define ML_LOAD_W_TAIL(base, at) load_partial(base, at, rest, w_kind)
     size_t n = (size_t)n_in, i = 0, steps = n / STEP;
     size_t lines_per_step = steps ? (pf.n_lines + steps - 1) / steps : pf.n_lines;
-    const size_t w_size = kind_size(w_kind);
+    const size_t w_size = kind_size(w_kind), row_bytes = n * w_size;
     for (; i + STEP <= n; i += STEP) {
         size_t first = i / STEP * lines_per_step;
         prefetch_lines(pf, first, first + lines_per_step, l2);
         if (lookahead) {
+            size_t ahead = lookahead_offset(i * w_size + lookahead, row_bytes, RB);
 #pragma GCC unroll 8
             for (int r = 0; r < RB; r++)
-                for (size_t j = 0; j < STEP * w_size; j += 64) _mm_prefetch(w_rows[r] + i * w_size + lookahead + j, _MM_HINT_T0);
+                for (size_t j = 0; j < STEP * w_size; j += 64) _mm_prefetch(w_rows[r] + ahead + j, _MM_HINT_T0);
         }
 #pragma GCC unroll 4
         for (int u = 0; u < STEP / VEC; u++) ML_DOT_STEP(ML_LOAD_X, ML_LOAD_W, i + (size_t)u * VEC);
@@ -226,10 +239,11 @@ ML_INLINE void dot_block_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t 
         size_t first = i / 64 * lines_per_step;
         prefetch_lines(pf, first, first + lines_per_step, l2);
         if (lookahead) {
+            size_t ahead = lookahead_offset(i * 2 + lookahead, n * 2, RB);
 #pragma GCC unroll 8
             for (int r = 0; r < RB; r++) {
-                _mm_prefetch((const char *)(w_rows[r] + i) + lookahead, _MM_HINT_T0);
-                _mm_prefetch((const char *)(w_rows[r] + i) + lookahead + 64, _MM_HINT_T0);
+                _mm_prefetch((const char *)w_rows[r] + ahead, _MM_HINT_T0);
+                _mm_prefetch((const char *)w_rows[r] + ahead + 64, _MM_HINT_T0);
             }
         }
 #pragma GCC unroll 2
