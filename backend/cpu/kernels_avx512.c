@@ -31,10 +31,14 @@
  *       29 zmm); 1..5 leftover tokens go in blocks of 4, 2 and 1. While the tokens pass over a
  *       tile, the next tile is prefetched into L2 (prefetcht1), spread evenly over the passes,
  *       so no pass waits on DRAM at the start of a tile (on Zen 5, 8 and 32 tokens: +10-40% in the
- *       kernel, +11-15% for the model's fast batch-32 decode; MEASUREMENTS.md). 3 rows x 8
- *       tokens (no leftover at 8 or 32 tokens, one widening per 8 FMAs) measured 40% slower in
- *       accurate mode, side by side with this on the same machine: 8 float32 x rows of 2048
- *       (64 KiB) no longer stay in L1 while a block of rows passes. */
+ *       kernel, +11-15% for the model's fast batch-32 decode; MEASUREMENTS.md). On Intel that
+ *       prefetch starts at GEMM_PREFETCH_MIN_TOKENS_INTEL tokens: below, the hardware
+ *       prefetcher alone reads faster (Intel Xeon, 2 threads: 4 tokens +25-29%, 8 tokens
+ *       +10-20% without it; 16 and 32 tokens 3-10% slower without it; docs/BENCHMARKS.md).
+ *       3 rows x 8 tokens (no leftover at 8 or 32 tokens, one widening per 8 FMAs) measured 40%
+ *       slower in accurate mode, side by side with this on the same machine; on the Intel Xeon
+ *       that was gcc folding each token's x load into the 3 FMAs that use it (3 loads instead
+ *       of 1); kept in a register it ran as fast as 4 x 6 at 8 tokens and 5% slower at 32. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
 #include "backend/cpu/kernels_vector_common.h"
@@ -54,6 +58,7 @@ enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
 #define GEMV_LOOKAHEAD_INTEL 512  /* n_tok 1-2 on Intel: bytes prefetched ahead in each row */
 #define GEMM_ROWS 4               /* n_tok >= 3: rows x tokens per register block */
 #define GEMM_TOKENS 6
+#define GEMM_PREFETCH_MIN_TOKENS_INTEL 12 /* n_tok >= 3 on Intel: prefetch the next tile from here */
 #define MAX_TB GEMM_TOKENS        /* the most tokens of any block */
 
 /* ---- loads ------------------------------------------------------------------------------- */
@@ -306,49 +311,41 @@ ML_INLINE void rows_for_tokens(int use_dpbf16, float *y, size_t ldy, const void 
     }
 }
 
-ML_INLINE void matmul_driver_dp(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind,
-                             const void *w, int w_kind, int n_in, int n_tok, int row_begin, int row_end) {
-    if (n_tok <= 0 || row_end <= row_begin) return;
+/* n_tok >= 3: a tile of weight rows (W_TILE_BYTES, kept in L2) meets every GT-token block of x
+ * in turn (blocks of GR rows x GT tokens), then the leftover tokens in blocks of 4, 2 and 1; each
+ * weight byte comes from memory once per call. With prefetch_next, pass p of n_passes prefetches
+ * the p-th share of the next tile into L2. */
+ML_INLINE void gemm_tiles(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w,
+                          int w_kind, int n_in, int n_tok, int row_begin, int row_end, const int prefetch_next,
+                          const int GR, const int GT) {
     const prefetch_span none = {NULL, 0};
-    if (n_tok == 1) {
-        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, none, 0, GEMV_ROWS, 1);
-        return;
-    }
-    if (n_tok == 2) {
-        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, none, 0, GEMV_ROWS, 2);
-        return;
-    }
-    /* A tile of weight rows (W_TILE_BYTES, kept in L2) meets every 8-token block of x in turn,
-     * then the 1..7 leftover tokens; each weight byte comes from memory once per call. Pass p of
-     * n_passes prefetches the p-th share of the next tile into L2. */
     size_t x_step = ldx * kind_size(x_kind); /* bytes per x row */
     size_t w_row_bytes = (size_t)(n_in > 0 ? n_in : 1) * kind_size(w_kind);
-    int tile_rows = (int)(W_TILE_BYTES / w_row_bytes) / GEMM_ROWS * GEMM_ROWS;
-    if (tile_rows < GEMM_ROWS) tile_rows = GEMM_ROWS;
-    size_t n_passes = (size_t)(n_tok + GEMM_TOKENS - 1) / GEMM_TOKENS;
+    int tile_rows = (int)(W_TILE_BYTES / w_row_bytes) / GR * GR;
+    if (tile_rows < GR) tile_rows = GR;
+    size_t n_passes = (size_t)(n_tok + GT - 1) / GT;
     for (int r0 = row_begin; r0 < row_end; r0 += tile_rows) {
         int r1 = r0 + tile_rows < row_end ? r0 + tile_rows : row_end;
         int r2 = r1 + tile_rows < row_end ? r1 + tile_rows : row_end;
         const char *next_tile = (const char *)w + (size_t)r1 * w_row_bytes;
-        size_t next_lines = ((size_t)(r2 - r1) * w_row_bytes + 63) / 64;
+        size_t next_lines = prefetch_next ? ((size_t)(r2 - r1) * w_row_bytes + 63) / 64 : 0;
         size_t share = (next_lines + n_passes - 1) / n_passes;
         int t = 0;
-        for (size_t p = 0; t < n_tok; p++, t += GEMM_TOKENS) {
+        for (size_t p = 0; t < n_tok; p++, t += GT) {
             prefetch_span next = {next_tile + p * share * 64, 0};
             if (p * share < next_lines) next.n_lines = next_lines - p * share < share ? next_lines - p * share : share;
             float *yt = y + (size_t)t * ldy;
             const char *xt = (const char *)x + (size_t)t * x_step;
-            if (t + GEMM_TOKENS <= n_tok) {
-                rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, next, 1, GEMM_ROWS,
-                                GEMM_TOKENS);
+            if (t + GT <= n_tok) {
+                rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, next, 1, GR, GT);
                 continue;
             }
-            /* 1..5 leftover tokens as blocks of 4, 2 and 1 (3 block shapes compiled instead of 5;
-             * the bits do not depend on the blocking) */
+            /* 1..GT-1 leftover tokens as blocks of 4, 2 and 1 (3 block shapes compiled instead of
+             * GT - 1; the bits do not depend on the blocking) */
             int left = n_tok - t, done = 0;
 #define TAIL_CALL(TB)                                                                              \
     rows_for_tokens(use_dpbf16, yt + (size_t)done * ldy, ldy, xt + (size_t)done * x_step, ldx, x_kind, w, w_kind,  \
-                    n_in, r0, r1, done ? none : next, 1, GEMM_ROWS, TB)
+                    n_in, r0, r1, done ? none : next, 1, GR, TB)
             if (left - done >= 4) {
                 TAIL_CALL(4);
                 done += 4;
@@ -361,6 +358,36 @@ ML_INLINE void matmul_driver_dp(int use_dpbf16, float *y, size_t ldy, const void
 #undef TAIL_CALL
         }
     }
+}
+
+/* Whether a product of n_tok >= 3 tokens prefetches the next tile into L2 while it works on
+ * one: on Intel only from GEMM_PREFETCH_MIN_TOKENS_INTEL tokens (below that the hardware
+ * prefetcher does better alone: see the top of the file), elsewhere always. */
+static int gemm_prefetch_next(int n_tok) {
+    __builtin_cpu_init();
+    return !__builtin_cpu_is("intel") || n_tok >= GEMM_PREFETCH_MIN_TOKENS_INTEL;
+}
+
+ML_INLINE void matmul_driver_dp(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind,
+                             const void *w, int w_kind, int n_in, int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin) return;
+    const prefetch_span none = {NULL, 0};
+    if (n_tok == 1) {
+        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, none, 0, GEMV_ROWS, 1);
+        return;
+    }
+    if (n_tok == 2) {
+        rows_for_tokens(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, none, 0, GEMV_ROWS, 2);
+        return;
+    }
+    /* prefetch_next is a constant in each call, so the one without it has no prefetch code left
+     * in its inner loops (with it as a run-time 0, batch 8 ran 10% slower) */
+    if (gemm_prefetch_next(n_tok))
+        gemm_tiles(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end, 1, GEMM_ROWS,
+                   GEMM_TOKENS);
+    else
+        gemm_tiles(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end, 0, GEMM_ROWS,
+                   GEMM_TOKENS);
 }
 
 /* The widening kernels for matmul_f32_* and matmul_bf16_bf16 (kernels_vector_shared.h). */
