@@ -288,7 +288,7 @@ static void test_quantize(const ml_cpu_kernels *k, ml_test_rng *rng) {
 
 /* matmul_q8_blocks / matmul_q8k_blocks against the reference, and its own splits against its whole product. */
 static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[N_TYPES]) {
-    static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}};
+    static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}, {96, 13, 130}};
     /* K-quants: rows of 1 to 5 super-blocks */
     static const int k_sizes[][3] = {{256, 1, 1}, {512, 5, 4}, {256, 13, 3}, {768, 37, 1}, {512, 9, 9}, {1280, 22, 17},
                                      {256, 13, 70}};

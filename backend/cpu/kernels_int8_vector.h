@@ -18,7 +18,11 @@
  * one group; for each block and token the eight rows' exact integer sums land in the eight
  * lanes of one vector, which then takes exactly the reference's float operations,
  * acc = fma(isum, d_w * d_x, acc), lane by lane, blocks in order. No lane ever holds a part of
- * another lane's sum, so the split of rows and tokens cannot change a result. */
+ * another lane's sum, so the split of rows and tokens cannot change a result. From
+ * Q8_TILE_MIN_TOKENS tokens on, the same integers come from a transposed tile instead
+ * (q8_tile_group: lane k of tile vector g holds weights 4g..4g+3 of row k, so the token's four
+ * int8 values at 4g, broadcast, give row sums with no horizontal reduction); the float
+ * operations stay the same, so do the bits. */
 #ifndef ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 #define ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 
@@ -31,6 +35,17 @@
 #include "core/quant_blocks.h"
 
 #define Q8_ROWS 8
+/* From this many tokens on, the tile shape (q8_tile_group), chunks of Q8_TILE_CHUNK tokens,
+ * register blocks of Q8_TILE_TOKENS (defined by the including file, default 4). */
+#ifndef Q8_TILE_MIN_TOKENS
+#define Q8_TILE_MIN_TOKENS 3
+#endif
+#ifndef Q8_TILE_CHUNK
+#define Q8_TILE_CHUNK 128
+#endif
+#ifndef Q8_TILE_TOKENS
+#define Q8_TILE_TOKENS 4
+#endif
 /* n_tok 1-2 on Intel: bytes prefetched ahead in each of the eight row streams (0: none), as the
  * float decode kernels do (kernels_avx512.c); see docs/BENCHMARKS.md for the measurement. */
 #ifndef Q8_LOOKAHEAD_INTEL
@@ -172,6 +187,100 @@ static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8
     }
 }
 
+/* ---- many tokens: a transposed tile (as kernels_q8k_vector.h's, one block of 32 at a time) */
+
+/* v[k] = 8 x 4 bytes of row k; out[g] = bytes 4g..4g+3 of every row (lane k row k). */
+static inline void q8_transpose8(const __m256i v[Q8_ROWS], __m256i out[8]) {
+    __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+    /* u0: rows 0-3 of groups 0 (low half) and 4 (high half); u1: 1 and 5; u2: 2 and 6; u3: 3 and 7 */
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    out[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+    out[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+    out[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+    out[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+    out[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    out[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    out[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    out[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+/* TB tokens (x_block[tb]: their activation blocks of block b) against the tile of block b:
+ * the eight rows' exact integer sums without horizontal sums, then q8_group's float
+ * operations, lane by lane. */
+static inline void q8_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t *const x_block[], const __m256i tile[8],
+                                  __m256 d_w, __m256 m_w, int32_t offset, const int TB) {
+    __m256i sum[Q8_TILE_TOKENS];
+    for (int tb = 0; tb < TB; tb++) sum[tb] = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g++) {
+        __m256i w = _mm256_load_si256(&tile[g]);
+        for (int tb = 0; tb < TB; tb++) {
+            int32_t four;
+            memcpy(&four, x_block[tb] + 4 * g, sizeof four);
+            sum[tb] = Q8_DOT(sum[tb], w, _mm256_set1_epi32(four));
+        }
+    }
+    for (int tb = 0; tb < TB; tb++) {
+        float d_x;
+        int32_t sum_x;
+        memcpy(&d_x, x_block[tb] + 32, sizeof d_x);
+        memcpy(&sum_x, x_block[tb] + 36, sizeof sum_x);
+        __m256i isum = offset ? _mm256_sub_epi32(sum[tb], _mm256_set1_epi32(offset * sum_x)) : sum[tb];
+        __m256 dx = _mm256_set1_ps(d_x);
+        acc[tb] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[tb]);
+        if (w_dtype == ML_DTYPE_Q4_1)
+            acc[tb] = _mm256_fmadd_ps(_mm256_set1_ps((float)sum_x), _mm256_mul_ps(m_w, dx), acc[tb]);
+    }
+}
+
+/* Eight rows x n_tok tokens, Q8_TILE_CHUNK tokens at a time: per block, the rows' operands
+ * transposed once, then every token of the chunk. Q8_0 only where its operand needs no sign
+ * trick (Q8_OFFSET_SIGNED): the signs would differ per lane. */
+static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
+                                 const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
+    int n_blocks = n_in / ML_Q8_BLOCK;
+    size_t block_bytes = ml_dtype_block_bytes(w_dtype);
+    int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : w_dtype == ML_DTYPE_Q8_0 ? 128 : 0;
+    __m256i tile[8];
+    __m256 acc[Q8_TILE_CHUNK];
+    for (int t0 = 0; t0 < n_tok; t0 += Q8_TILE_CHUNK) {
+        int nt = n_tok - t0 < Q8_TILE_CHUNK ? n_tok - t0 : Q8_TILE_CHUNK;
+        for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < n_blocks; b++) {
+            const uint8_t *block[Q8_ROWS];
+            __m256i wq[Q8_ROWS], sign;
+            for (int k = 0; k < Q8_ROWS; k++) {
+                block[k] = row[k] + (size_t)b * block_bytes;
+                wq[k] = q8_weight_operand(w_dtype, block[k], &sign);
+            }
+            q8_transpose8(wq, tile);
+            __m256 d_w = q8_block_halves(block, 0);
+            __m256 m_w = w_dtype == ML_DTYPE_Q4_1 ? q8_block_halves(block, 2) : _mm256_setzero_ps();
+            const uint8_t *x_block[Q8_TILE_TOKENS];
+            int t = 0;
+            for (; t + Q8_TILE_TOKENS <= nt; t += Q8_TILE_TOKENS) {
+                for (int tb = 0; tb < Q8_TILE_TOKENS; tb++)
+                    x_block[tb] = x + (size_t)(t0 + t + tb) * ldx + (size_t)b * ML_Q8_BLOCK_BYTES;
+                q8_tile_tokens(w_dtype, acc + t, x_block, tile, d_w, m_w, offset, Q8_TILE_TOKENS);
+            }
+            for (; t < nt; t++) {
+                x_block[0] = x + (size_t)(t0 + t) * ldx + (size_t)b * ML_Q8_BLOCK_BYTES;
+                q8_tile_tokens(w_dtype, acc + t, x_block, tile, d_w, m_w, offset, 1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            float out[Q8_ROWS];
+            _mm256_storeu_ps(out, acc[t]);
+            memcpy(y + (size_t)(t0 + t) * ldy, out, (size_t)rows * sizeof(float));
+        }
+    }
+}
+
 void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
@@ -185,6 +294,14 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
         for (int k = 0; k < Q8_ROWS; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
+        if (n_tok >= Q8_TILE_MIN_TOKENS && (w_dtype != ML_DTYPE_Q8_0 || Q8_OFFSET_SIGNED)) {
+            switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
+            case ML_DTYPE_Q8_0: q8_tile_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q4_0: q8_tile_group(ML_DTYPE_Q4_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            default: q8_tile_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            }
+            continue;
+        }
         for (int t0 = 0; t0 < n_tok; t0 += Q8_TOKENS) {
             int nt = n_tok - t0 < Q8_TOKENS ? n_tok - t0 : Q8_TOKENS;
             __m256 acc[Q8_TOKENS];

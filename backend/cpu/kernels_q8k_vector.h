@@ -88,7 +88,7 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
  *   (sc_2j, sc_2j+1);
  * and, one row at a time, what the stream shape broadcasts: Q4_K/Q5_K's scale_pair_of[k][j]
  * = (sc_j, sc_j) as int16 pairs, Q6_K's scales16[k] (the 16 scales as int16). Decoded per
- * row into a vector over the sub-blocks, then transposed (q8k_transpose8). */
+ * row into a vector over the sub-blocks, then transposed (q8_transpose8). */
 typedef struct {
     __m256i scale[16];
     __m256i pairs[8];
@@ -96,13 +96,11 @@ typedef struct {
     __m256i scales16[Q8_ROWS];
 } q8k_row_factors;
 
-static inline void q8k_transpose8(const __m256i v[Q8_ROWS], __m256i out[8]);
-
 static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS], q8k_row_factors *f) {
     if (w_dtype == ML_DTYPE_Q6_K) {
         for (int k = 0; k < Q8_ROWS; k++)
             f->scales16[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb[k] + 192)));
-        q8k_transpose8(f->scales16, f->pairs); /* dword j of a row's scales16 is (sc_2j, sc_2j+1) */
+        q8_transpose8(f->scales16, f->pairs); /* dword j of a row's scales16 is (sc_2j, sc_2j+1) */
         for (int j = 0; j < 8; j++) {
             f->scale[2 * j] = _mm256_srai_epi32(_mm256_slli_epi32(f->pairs[j], 16), 16);
             f->scale[2 * j + 1] = _mm256_srai_epi32(f->pairs[j], 16);
@@ -123,8 +121,8 @@ static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
         _mm256_storeu_si256((__m256i *)f->scale_pair_of[k],
                             _mm256_or_si256(row_scales[k], _mm256_slli_epi32(row_scales[k], 16)));
     }
-    q8k_transpose8(row_scales, f->scale);
-    q8k_transpose8(row_mins, f->pairs);
+    q8_transpose8(row_scales, f->scale);
+    q8_transpose8(row_mins, f->pairs);
     for (int j = 0; j < 8; j++) f->pairs[j] = _mm256_or_si256(f->pairs[j], _mm256_slli_epi32(f->pairs[j], 16));
 }
 
@@ -261,27 +259,6 @@ static inline void q8k_stream_group(ml_dtype w_dtype, float *y, size_t ldy, int 
 
 /* ---- many tokens: a transposed tile ------------------------------------------------------ */
 
-/* v[k] = 8 x 4 bytes of row k; out[g] = bytes 4g..4g+3 of every row (lane k row k). */
-static inline void q8k_transpose8(const __m256i v[Q8_ROWS], __m256i out[8]) {
-    __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
-    __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
-    __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
-    __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
-    /* u0: rows 0-3 of groups 0 (low half) and 4 (high half); u1: 1 and 5; u2: 2 and 6; u3: 3 and 7 */
-    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
-    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
-    out[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
-    out[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
-    out[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
-    out[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
-    out[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
-    out[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
-    out[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
-    out[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
-}
-
 /* TB tokens (x_block[tb]: their activation blocks of this super-block) against the tile: the
  * float accumulators acc[tb] take the super-block's two (or one) FMAs. Q4_K/Q5_K: eight Q8_DOT
  * per sub-block, then the sub-block's scales; Q6_K: four per half, then the half's scales. */
@@ -336,7 +313,7 @@ static inline void q8k_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int ro
             for (int j = 0; j < 8; j++) {
                 __m256i v[Q8_ROWS], sign;
                 for (int k = 0; k < Q8_ROWS; k++) v[k] = q8k_weight_operand(w_dtype, sb[k], j, &sign);
-                q8k_transpose8(v, tile + 8 * j);
+                q8_transpose8(v, tile + 8 * j);
             }
             q8k_factors(w_dtype, sb, &f);
             __m256 dmin_w, d_w = q8k_row_d(w_dtype, sb, &dmin_w);
