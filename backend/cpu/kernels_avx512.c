@@ -34,7 +34,9 @@
  *       kernel, +11-15% for the model's fast batch-32 decode; MEASUREMENTS.md). On Intel that
  *       prefetch starts at GEMM_PREFETCH_MIN_TOKENS_INTEL tokens: below, the hardware
  *       prefetcher alone reads faster (Intel Xeon, 2 threads: 4 tokens +25-29%, 8 tokens
- *       +10-20% without it; 16 and 32 tokens 3-10% slower without it; docs/BENCHMARKS.md).
+ *       +10-20% without it; 16 and 32 tokens 3-10% slower without it; docs/BENCHMARKS.md),
+ *       and the first pass over a tile, which reads it from memory, takes the decode
+ *       look-ahead instead (continuing into the next block's rows: 3-8 tokens +6-11% more).
  *       3 rows x 8 tokens (no leftover at 8 or 32 tokens, one widening per 8 FMAs) measured 40%
  *       slower in accurate mode, side by side with this on the same machine; on the Intel Xeon
  *       that was gcc folding each token's x load into the 3 FMAs that use it (3 loads instead
@@ -287,11 +289,13 @@ static size_t gemv_lookahead_bytes(void) {
 
 /* Rows [row_begin, row_end) for TB tokens: blocks of RB rows, then single rows.
  *   l2 = 0: decode (n_tok 1-2): no prefetch of later blocks, the look-ahead within rows above;
- *   l2 = 1: the blocks share out `next` (a later tile) evenly and prefetch it into L2. */
+ *   l2 = 1: the blocks share out `next` (a later tile) evenly and prefetch it into L2;
+ *   l2 = 2: n_tok >= 3 where the next tile is not prefetched (Intel, few tokens): the first
+ *           pass over a tile, which reads it from memory, with the decode look-ahead. */
 ML_INLINE void rows_for_tokens(int use_dpbf16, float *y, size_t ldy, const void *x, size_t ldx, int x_kind,
                                const void *w, int w_kind, int n_in, int row_begin, int row_end, prefetch_span next,
                                const int l2, const int RB, const int TB) {
-    const size_t lookahead = l2 ? 0 : gemv_lookahead_bytes();
+    const size_t lookahead = l2 == 1 ? 0 : gemv_lookahead_bytes();
     int n_blocks = (row_end - row_begin) / RB + (row_end - row_begin) % RB;
     size_t share = n_blocks > 0 ? (next.n_lines + (size_t)n_blocks - 1) / (size_t)n_blocks : 0;
     int r = row_begin, b = 0;
@@ -337,24 +341,34 @@ ML_INLINE void gemm_tiles(int use_dpbf16, float *y, size_t ldy, const void *x, s
             float *yt = y + (size_t)t * ldy;
             const char *xt = (const char *)x + (size_t)t * x_step;
             if (t + GT <= n_tok) {
-                rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, next, 1, GR, GT);
+                /* l2 a constant in each call (as prefetch_next, for the same reason) */
+                if (!prefetch_next && p == 0)
+                    rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, none, 2, GR, GT);
+                else
+                    rows_for_tokens(use_dpbf16, yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, next, 1, GR, GT);
                 continue;
             }
             /* 1..GT-1 leftover tokens as blocks of 4, 2 and 1 (3 block shapes compiled instead of
              * GT - 1; the bits do not depend on the blocking) */
             int left = n_tok - t, done = 0;
-#define TAIL_CALL(TB)                                                                              \
+#define TAIL_CALL(TB, L2)                                                                          \
     rows_for_tokens(use_dpbf16, yt + (size_t)done * ldy, ldy, xt + (size_t)done * x_step, ldx, x_kind, w, w_kind,  \
-                    n_in, r0, r1, done ? none : next, 1, GR, TB)
+                    n_in, r0, r1, done ? none : next, L2, GR, TB)
             if (left - done >= 4) {
-                TAIL_CALL(4);
+                if (!prefetch_next && p == 0)
+                    TAIL_CALL(4, 2);
+                else
+                    TAIL_CALL(4, 1);
                 done += 4;
             }
             if (left - done >= 2) {
-                TAIL_CALL(2);
+                if (!prefetch_next && p == 0 && done == 0)
+                    TAIL_CALL(2, 2);
+                else
+                    TAIL_CALL(2, 1);
                 done += 2;
             }
-            if (left - done >= 1) TAIL_CALL(1);
+            if (left - done >= 1) TAIL_CALL(1, 1);
 #undef TAIL_CALL
         }
     }
