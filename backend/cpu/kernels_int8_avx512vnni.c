@@ -3,6 +3,9 @@
  * uses these: every CPU with AVX512_BF16 has AVX512_VNNI (and dispatch.c checks it). */
 #include "backend/cpu/kernels_internal.h"
 
+#include <immintrin.h>
+#include <stdint.h>
+
 #define Q8_PREFIX(name) ml_avx512vnni_##name
 #define Q8_DOT(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 
@@ -10,6 +13,16 @@
 
 #define Q8_DOT_SCALED(acc, u, s, scale16) _mm256_dpwssd_epi32((acc), _mm256_maddubs_epi16((u), (s)), (scale16))
 #define Q8_HAS_PERMW 1
+
+/* vpdpbusd with the four bytes at p broadcast by the instruction itself ({1to8}): one fused
+ * uop where a separate vpbroadcastd costs a second one in the tile loops, whose Q8_DOTs are
+ * otherwise limited by how many uops the core can issue per cycle. GCC does not fold the
+ * broadcast into the instruction itself. */
+static inline __m256i q8_dot_broadcast_vnni(__m256i acc, __m256i u, const void *p) {
+    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)p));
+    return acc;
+}
+#define Q8_DOT_BROADCAST(acc, u, p) q8_dot_broadcast_vnni((acc), (u), (p))
 
 #define Q8_OFFSET_SIGNED 1
 #define Q8K_TILE_TOKENS 4 /* tokens per register block of the K-quant tile */

@@ -55,6 +55,18 @@
  * weights stay in L1 for the next tokens). */
 #define Q8_TOKENS 8
 
+/* Q8_DOT of u with the four signed bytes at p in every lane. Where the including file does not
+ * give its own (Q8_DOT_BROADCAST: one instruction with an embedded broadcast), a broadcast
+ * then Q8_DOT. */
+#ifndef Q8_DOT_BROADCAST
+static inline __m256i q8_dot_broadcast(__m256i acc, __m256i u, const uint8_t *p) {
+    int32_t four;
+    memcpy(&four, p, sizeof four);
+    return Q8_DOT(acc, u, _mm256_set1_epi32(four));
+}
+#define Q8_DOT_BROADCAST(acc, u, p) q8_dot_broadcast((acc), (u), (p))
+#endif
+
 static inline __m256 q8_abs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
 /* max|x| of n floats (a multiple of 8), NaN ignored as the reference's (a > amax ? a : amax)
@@ -220,9 +232,7 @@ static inline void q8_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t *
     for (int g = 0; g < 8; g++) {
         __m256i w = _mm256_load_si256(&tile[g]);
         for (int tb = 0; tb < TB; tb++) {
-            int32_t four;
-            memcpy(&four, x_block[tb] + 4 * g, sizeof four);
-            sum[tb] = Q8_DOT(sum[tb], w, _mm256_set1_epi32(four));
+            sum[tb] = Q8_DOT_BROADCAST(sum[tb], w, x_block[tb] + 4 * g);
         }
     }
     for (int tb = 0; tb < TB; tb++) {

@@ -277,7 +277,7 @@ static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t 
         for (int g = 0; g < groups; g++) {
             __m256i w = _mm256_load_si256(&tile[4 * part + g]);
             for (int tb = 0; tb < TB; tb++)
-                sum[tb] = Q8_DOT(sum[tb], w, _mm256_set1_epi32(q8k_load32(x_block[tb] + 16 * part + 4 * g)));
+                sum[tb] = Q8_DOT_BROADCAST(sum[tb], w, x_block[tb] + 16 * part + 4 * g);
         }
         __m256i scale = f->scale[q6 ? part : part / 2];
         for (int tb = 0; tb < TB; tb++) isum[tb] = _mm256_add_epi32(isum[tb], _mm256_mullo_epi32(sum[tb], scale));
