@@ -40,8 +40,8 @@ static void plan_heads_within_groups(ml_shard_plan *plan) {
     }
 }
 
-int ml_shard_plan_build(int n_heads, int n_kv_heads, int head_dim, int intermediate_size, int vocab_size,
-                        int tp, int mesh_rows, int mesh_cols, ml_shard_plan **out_plan) {
+int ml_shard_plan_build(int n_heads, int n_kv_heads, int head_dim, int intermediate_size, int ffn_block,
+                        int vocab_size, int tp, int mesh_rows, int mesh_cols, ml_shard_plan **out_plan) {
     *out_plan = NULL;
     if (mesh_rows > 0 || mesh_cols > 0) {
         if (mesh_rows <= 0 || mesh_cols <= 0)
@@ -73,14 +73,20 @@ int ml_shard_plan_build(int n_heads, int n_kv_heads, int head_dim, int intermedi
     plan->head_dim = head_dim;
     plan->intermediate_size = intermediate_size;
     plan->vocab_size = vocab_size;
+    /* whole blocks when there are enough of them for every device to get one; the blocks are
+     * split as the features would be (the larger shares on the later devices, as for heads and
+     * vocab rows: rank 0 also samples) */
+    int aligned = ffn_block > 1 && intermediate_size % ffn_block == 0 && intermediate_size / ffn_block >= tp;
+    plan->ffn_block = aligned ? ffn_block : 1;
+    int ffn_units = intermediate_size / plan->ffn_block;
     if (tp <= n_kv_heads)
         plan_heads_by_kv_groups(plan);
     else
         plan_heads_within_groups(plan);
     for (int d = 0; d < tp; d++) {
         ml_shard *s = &plan->shards[d];
-        s->ffn_begin = split_begin(intermediate_size, tp, d);
-        s->ffn_count = split_begin(intermediate_size, tp, d + 1) - s->ffn_begin;
+        s->ffn_begin = split_begin(ffn_units, tp, d) * plan->ffn_block;
+        s->ffn_count = split_begin(ffn_units, tp, d + 1) * plan->ffn_block - s->ffn_begin;
         s->vocab_begin = split_begin(vocab_size, tp, d);
         s->vocab_count = split_begin(vocab_size, tp, d + 1) - s->vocab_begin;
     }

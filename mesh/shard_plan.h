@@ -18,13 +18,20 @@ typedef struct {
     int tp;
     int mesh_rows, mesh_cols;         /* tp = rows * cols; 1-D TP over all of them */
     int n_heads, n_kv_heads, head_dim, intermediate_size, vocab_size;
+    int ffn_block;                    /* the FFN range is split in whole runs of this many features
+                                       * (down_proj's quantisation block); 1: an even split */
     ml_shard shards[];                /* [tp] */
 } ml_shard_plan;
 
 /* Builds the plan; ML_ERR_ARG with a message when tp is impossible for the model
- * (tp < 1, tp > n_heads, tp > intermediate_size or vocab_size, rows*cols != tp). */
-int ml_shard_plan_build(int n_heads, int n_kv_heads, int head_dim, int intermediate_size, int vocab_size,
-                        int tp, int mesh_rows, int mesh_cols, ml_shard_plan **out_plan);
+ * (tp < 1, tp > n_heads, tp > intermediate_size or vocab_size, rows*cols != tp).
+ * ffn_block: the columns per block of a block-quantised down_proj (32, or 256 for the K-quants;
+ * ml_checkpoint_ffn_block), 1 for float weights. When it divides intermediate_size into at least
+ * tp blocks, the FFN range is split in whole blocks, as evenly as they allow (a device's slice of
+ * down_proj then keeps its blocks as stored; e.g. 8192 in blocks of 256 at tp 3: 2560, 2816,
+ * 2816); otherwise, and for ffn_block 1, evenly by feature (plan->ffn_block records which). */
+int ml_shard_plan_build(int n_heads, int n_kv_heads, int head_dim, int intermediate_size, int ffn_block,
+                        int vocab_size, int tp, int mesh_rows, int mesh_cols, ml_shard_plan **out_plan);
 void ml_shard_plan_free(ml_shard_plan *plan);
 
 /* Which device, if any, the plan gives a run of a row-parallel matrix's input columns that

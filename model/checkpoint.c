@@ -69,6 +69,30 @@ int ml_checkpoint_open_tokenizer(const ml_checkpoint *ck, ml_tokenizer **out) {
     return ml_tokenizer_open(ck->path, out);
 }
 
+static long gcd_long(long a, long b) {
+    while (b) {
+        long r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+int ml_checkpoint_ffn_block(const ml_checkpoint *ck) {
+    if (!ck->is_gguf) return 1;
+    long block = 1;
+    char name[64];
+    for (int layer = 0; layer < ck->config.n_layers; layer++) {
+        snprintf(name, sizeof name, "blk.%d.ffn_down.weight", layer);
+        const ml_gguf_tensor *t = ml_gguf_find_tensor(&ck->gguf, name);
+        const ml_ggml_type_traits *traits = t ? ml_ggml_traits(t->type) : NULL;
+        if (!traits || traits->block_size <= 1) continue;
+        block = block / gcd_long(block, (long)traits->block_size) * (long)traits->block_size;
+        if (block > ck->config.intermediate_size) return 1; /* no whole-block split exists */
+    }
+    return (int)block;
+}
+
 int ml_checkpoint_files(const ml_checkpoint *ck, const ml_mapped_file **out_files) {
     if (ck->is_gguf) {
         *out_files = &ck->gguf.file;

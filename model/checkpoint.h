@@ -28,6 +28,11 @@ int ml_checkpoint_open_tokenizer(const ml_checkpoint *ck, ml_tokenizer **out);
 /* The files the checkpoint maps, for the changed-file checks and the MPI fingerprint
  * (model/model.c): a directory's safetensors files, or the GGUF file. Returns their count. */
 int ml_checkpoint_files(const ml_checkpoint *ck, const ml_mapped_file **out_files);
+/* The block the shard plan splits the FFN range in (ml_shard_plan_build's ffn_block): the
+ * columns per block of the file's down_proj matrices where any layer's is block-quantised (the
+ * least common multiple over the layers: 32, or 256 for the K-quants), else 1. Taken from the
+ * types as stored, so MESHLLAMA_GGUF_DEQUANTIZE and every MPI rank get the same plan. */
+int ml_checkpoint_ffn_block(const ml_checkpoint *ck);
 /* Frees everything; a zeroed or closed checkpoint is harmless. */
 void ml_checkpoint_close(ml_checkpoint *ck);
 

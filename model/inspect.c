@@ -93,12 +93,12 @@ static block_cuts find_block_cuts(const ml_config *c, const ml_weight_set *st, c
 }
 
 /* The tp values (1 .. n_heads, at most 64) whose plan cuts no quantised row-parallel matrix. */
-static json_t *tp_keeping_blocks(const ml_config *c, const ml_weight_set *st) {
+static json_t *tp_keeping_blocks(const ml_config *c, const ml_weight_set *st, int ffn_block) {
     json_t *list = json_array();
     for (int tp = 1; tp <= c->n_heads && tp <= 64; tp++) {
         ml_shard_plan *plan;
-        if (ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, c->vocab_size, tp, 0,
-                                0, &plan) != ML_OK)
+        if (ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, ffn_block,
+                                c->vocab_size, tp, 0, 0, &plan) != ML_OK)
             continue;
         if (find_block_cuts(c, st, plan, NULL).n_cut == 0) json_array_append_new(list, json_integer(tp));
         ml_shard_plan_free(plan);
@@ -106,27 +106,30 @@ static json_t *tp_keeping_blocks(const ml_config *c, const ml_weight_set *st) {
     return list;
 }
 
-/* What inspect says about quantised o_proj/down_proj slices: never a silent float32 fallback. */
-static void print_block_cuts(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan, FILE *out) {
+/* What inspect says about quantised o_proj/down_proj slices: never a silent float32 fallback;
+ * and which tp values keep every block whole (with the FFN split in whole blocks of ffn_block,
+ * the checkpoint's, where there are enough of them). */
+static void print_block_cuts(const ml_config *c, const ml_weight_set *st, const ml_shard_plan *plan, int ffn_block,
+                             FILE *out) {
     block_cuts cuts = find_block_cuts(c, st, plan, NULL);
     if (cuts.n_quantised == 0) return;
+    json_t *keeping = tp_keeping_blocks(c, st, ffn_block);
     if (cuts.n_cut == 0) {
         fprintf(out, "quantised row-parallel slices: all %d o_proj/down_proj matrices split on block boundaries "
                      "(kept as stored)\n", cuts.n_quantised);
-        return;
+    } else {
+        const ml_shard *s = &plan->shards[cuts.first_device];
+        int begin = cuts.first_is_down ? s->ffn_begin : s->q_head_begin * c->head_dim;
+        int count = cuts.first_is_down ? s->ffn_count : s->q_head_count * c->head_dim;
+        fprintf(out,
+                "FLOAT32 FALLBACK: %d of %d quantised o_proj/down_proj matrices are cut inside a block by this plan "
+                "and are held as float32 on every device (exact: the dequantised values; about %.1fx the memory and "
+                "bandwidth of the blocks), e.g. %s (%s, blocks of %zu columns): device %d holds columns %d..%d\n",
+                cuts.n_cut, cuts.n_quantised, 32.0 * (double)ml_dtype_block_elements(cuts.first->dtype) /
+                                                  (8.0 * (double)ml_dtype_block_bytes(cuts.first->dtype)),
+                cuts.first->name, ml_dtype_name(cuts.first->dtype), ml_dtype_block_elements(cuts.first->dtype),
+                cuts.first_device, begin, begin + count - 1);
     }
-    const ml_shard *s = &plan->shards[cuts.first_device];
-    int begin = cuts.first_is_down ? s->ffn_begin : s->q_head_begin * c->head_dim;
-    int count = cuts.first_is_down ? s->ffn_count : s->q_head_count * c->head_dim;
-    fprintf(out,
-            "FLOAT32 FALLBACK: %d of %d quantised o_proj/down_proj matrices are cut inside a block by this plan and "
-            "are held as float32 on every device (exact: the dequantised values; about %.1fx the memory and "
-            "bandwidth of the blocks), e.g. %s (%s, blocks of %zu columns): device %d holds columns %d..%d\n",
-            cuts.n_cut, cuts.n_quantised, 32.0 * (double)ml_dtype_block_elements(cuts.first->dtype) /
-                                              (8.0 * (double)ml_dtype_block_bytes(cuts.first->dtype)),
-            cuts.first->name, ml_dtype_name(cuts.first->dtype), ml_dtype_block_elements(cuts.first->dtype),
-            cuts.first_device, begin, begin + count - 1);
-    json_t *keeping = tp_keeping_blocks(c, st);
     fprintf(out, "  tp values that keep every matrix in its blocks:");
     size_t i;
     json_t *value;
@@ -178,7 +181,7 @@ static int compare_tensor_index(const void *x, const void *y, void *tensors) {
 }
 
 static void print_text(const ml_config *c, const ml_weight_set *st, const int *order, const ml_shard_plan *plan,
-                       FILE *out) {
+                       int ffn_block, FILE *out) {
     fprintf(out, "config: vocab %d, hidden %d, ffn %d, layers %d, heads %d, kv heads %d, head_dim %d\n",
             c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     fprintf(out, "        rms_norm_eps %g, rope_theta %g, rope %s", (double)c->rms_norm_eps, (double)c->rope_theta,
@@ -204,7 +207,13 @@ static void print_text(const ml_config *c, const ml_weight_set *st, const int *o
         total += t->n_bytes;
     }
     fprintf(out, "total: %zu bytes (%.3f GB)\n", total, (double)total / 1e9);
-    fprintf(out, "shard plan: tp %d (mesh %dx%d)\n", plan->tp, plan->mesh_rows, plan->mesh_cols);
+    fprintf(out, "shard plan: tp %d (mesh %dx%d)", plan->tp, plan->mesh_rows, plan->mesh_cols);
+    if (plan->ffn_block > 1)
+        fprintf(out, ", ffn split in whole blocks of %d (down_proj's quantisation blocks)", plan->ffn_block);
+    else if (ffn_block > 1)
+        fprintf(out, ", ffn split evenly: its %d features are %d blocks of %d (down_proj's), fewer than tp",
+                c->intermediate_size, c->intermediate_size / ffn_block, ffn_block);
+    fprintf(out, "\n");
     for (int d = 0; d < plan->tp; d++) {
         const ml_shard *s = &plan->shards[d];
         fprintf(out,
@@ -213,10 +222,11 @@ static void print_text(const ml_config *c, const ml_weight_set *st, const int *o
                 s->kv_head_begin + s->kv_head_count - 1, s->ffn_begin, s->ffn_begin + s->ffn_count - 1,
                 s->vocab_begin, s->vocab_begin + s->vocab_count - 1, device_bytes(c, st, plan, s) / 1e6);
     }
-    print_block_cuts(c, st, plan, out);
+    print_block_cuts(c, st, plan, ffn_block, out);
 }
 
-static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const int *order, const ml_shard_plan *plan) {
+static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const int *order, const ml_shard_plan *plan,
+                            int ffn_block) {
     json_t *tensors = json_array();
     for (int i = 0; i < st->n_tensors; i++) {
         const ml_tensor_view *t = &st->tensors[order[i]];
@@ -238,9 +248,10 @@ static json_t *inspect_json(const ml_config *c, const ml_weight_set *st, const i
     }
     json_t *fallback = json_array();
     find_block_cuts(c, st, plan, fallback);
-    return json_pack("{s:o,s:o,s:{s:i,s:[i,i],s:o,s:o,s:o}}", "config", config_json(c), "tensors", tensors,
-                     "shard_plan", "tp", plan->tp, "mesh", plan->mesh_rows, plan->mesh_cols, "devices", devices,
-                     "float32_fallback", fallback, "tp_keeping_blocks", tp_keeping_blocks(c, st));
+    return json_pack("{s:o,s:o,s:{s:i,s:[i,i],s:i,s:o,s:o,s:o}}", "config", config_json(c), "tensors", tensors,
+                     "shard_plan", "tp", plan->tp, "mesh", plan->mesh_rows, plan->mesh_cols, "ffn_block",
+                     plan->ffn_block, "devices", devices, "float32_fallback", fallback, "tp_keeping_blocks",
+                     tp_keeping_blocks(c, st, ffn_block));
 }
 
 int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json, FILE *out) {
@@ -250,8 +261,9 @@ int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json,
     const ml_config *c = &ck.config;
     const ml_weight_set *st = &ck.weights;
     ml_shard_plan *plan;
-    int status = ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, c->vocab_size, tp,
-                                     mesh_rows, mesh_cols, &plan);
+    int ffn_block = ml_checkpoint_ffn_block(&ck);
+    int status = ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, ffn_block,
+                                     c->vocab_size, tp, mesh_rows, mesh_cols, &plan);
     if (status != ML_OK) {
         ml_checkpoint_close(&ck);
         return status;
@@ -265,7 +277,7 @@ int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json,
     for (int i = 0; i < st->n_tensors; i++) order[i] = i;
     qsort_r(order, (size_t)st->n_tensors, sizeof(int), compare_tensor_index, (void *)st->tensors);
     if (json) {
-        json_t *root = inspect_json(c, st, order, plan);
+        json_t *root = inspect_json(c, st, order, plan, ffn_block);
         if (root) json_object_set_new(root, "path", ml_json_string_lossy(path, strlen(path)));
         char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
         if (text) fprintf(out, "%s\n", text);
@@ -273,7 +285,7 @@ int ml_inspect(const char *path, int tp, int mesh_rows, int mesh_cols, int json,
         free(text);
         json_decref(root);
     } else {
-        print_text(c, st, order, plan, out);
+        print_text(c, st, order, plan, ffn_block, out);
     }
     free(order);
     ml_checkpoint_close(&ck);

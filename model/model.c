@@ -178,8 +178,9 @@ static int open_local(ml_model *m, const ml_model_source *src, const ml_model_pa
     /* under MPI, tp 1 (the default) means one device per rank */
     if (m->mesh->n_ranks > 1 && m->params.tp == 1 && m->params.mesh_rows == 0) m->params.tp = m->mesh->n_ranks;
     ml_shard_plan *plan;
-    ML_TRY(ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size, c->vocab_size,
-                               m->params.tp, m->params.mesh_rows, m->params.mesh_cols, &plan));
+    ML_TRY(ml_shard_plan_build(c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size,
+                               ml_checkpoint_ffn_block(&m->checkpoint), c->vocab_size, m->params.tp,
+                               m->params.mesh_rows, m->params.mesh_cols, &plan));
     m->params.tp = plan->tp;
     int threads = m->params.n_threads;
     if (threads == 0 && m->mesh->ranks_on_node > 1) {

@@ -2,7 +2,8 @@
 # K-quant GGUFs as a user meets them (issue 16): tests/fixtures/gguf/kquant_mix.gguf mixes every
 # block type the engine keeps (Q2_K ... Q8_K, Q5_0, Q5_1, IQ4_NL) per tensor.
 #   - `inspect` says when a tp cuts a quantised o_proj/down_proj inside a block (held as float32)
-#     and which tp values keep every block whole; never a silent fallback;
+#     and which tp values keep every block whole; never a silent fallback; the FFN range goes in
+#     whole blocks of down_proj where there are enough (not here at tp 3: 512 = 2 super-blocks);
 #   - `run` at tp 1, 2 and 3: log-probabilities of the kept blocks equal those of the float32
 #     path (MESHLLAMA_GGUF_DEQUANTIZE=1) exactly, tp 2 gives tp 1's tokens;
 #   - a Q4_K_M file made by llama.cpp's llama-quantize: the same exactness;
@@ -17,10 +18,12 @@ model=$fixtures/gguf/kquant_mix.gguf
 
 out=$("$bin" inspect "$model" --tp 3 2>&1)
 if grep -q "FLOAT32 FALLBACK: 4 of 4 quantised o_proj/down_proj matrices" <<<"$out" &&
-    grep -q "tp values that keep every matrix in its blocks: 1 2$" <<<"$out"; then pass
+    grep -q "tp values that keep every matrix in its blocks: 1 2$" <<<"$out" &&
+    grep -q "ffn split evenly: its 512 features are 2 blocks of 256 (down_proj's), fewer than tp" <<<"$out"; then pass
 else fail "inspect --tp 3 does not report the float32 fallback: $out"; fi
 out=$("$bin" inspect "$model" --tp 2 2>&1)
 if grep -q "all 4 o_proj/down_proj matrices split on block boundaries (kept as stored)" <<<"$out" &&
+    grep -q "ffn split in whole blocks of 256 (down_proj's quantisation blocks)" <<<"$out" &&
     ! grep -q "FALLBACK" <<<"$out"; then pass
 else fail "inspect --tp 2: $out"; fi
 if "$bin" inspect "$model" --tp 3 --json | python3 -c '
@@ -30,6 +33,16 @@ assert plan["tp_keeping_blocks"] == [1, 2], plan["tp_keeping_blocks"]
 assert plan["float32_fallback"] == ["model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight",
                                     "model.layers.1.self_attn.o_proj.weight", "model.layers.1.mlp.down_proj.weight"]
 '; then pass; else fail "inspect --json float32_fallback / tp_keeping_blocks"; fi
+# Q8_0 with FFN 128 (4 blocks of 32) at tp 3: down_proj in whole blocks, 32 + 32 + 64 columns
+# (an even split, 42/43/43, cut them and fell back to float32); o_proj's 96/48/48 columns (heads of
+# 24) still cut its blocks
+if "$bin" inspect "$fixtures/gguf/h8kv2_headdim_untied_q8_0.gguf" --tp 3 --json | python3 -c '
+import json, sys
+plan = json.load(sys.stdin)["shard_plan"]
+assert plan["ffn_block"] == 32, plan["ffn_block"]
+assert [d["ffn"] for d in plan["devices"]] == [[0, 32], [32, 32], [64, 64]], plan["devices"]
+assert plan["float32_fallback"] == ["model.layers.0.self_attn.o_proj.weight", "model.layers.1.self_attn.o_proj.weight"]
+'; then pass; else fail "inspect --json: down_proj in whole blocks at tp 3"; fi
 
 for tp in 1 2 3; do
     kept=$("$bin" run -m "$model" --prompt-ids 5,6,7,8,9,10,11 -n 12 --ignore-eos --tp "$tp" --json --logprobs \

@@ -40,7 +40,8 @@ done
 # quantised GGUFs (kept in blocks; np 3 cuts some row-parallel columns inside a block, which then
 # fall back to f32 on every rank): the threads backend's tokens at tp np, and its weight dtype
 # (kquant_mix: every block type incl. the K-quants; np 2 keeps all blocks whole, np 3 cuts;
-# gguf_llamacpp: files made by llama.cpp's llama-quantize)
+# gguf_llamacpp: files made by llama.cpp's llama-quantize; h8kv2 q8_0 at np 3: the FFN in whole
+# blocks, uneven, 32 + 32 + 64 columns of down_proj kept as Q8_0 on the ranks)
 for case in "gguf/gqa_tied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 3" \
     "gguf/kquant_mix.gguf 2" "gguf/kquant_mix.gguf 3" "gguf_llamacpp/q4_k_m.gguf 2" "gguf_llamacpp/q6_k.gguf 3" \
     "DEFAULT 2"; do

@@ -167,20 +167,23 @@ static void test_kept_quantised(void) {
     char path[512];
     ml_test_fixture_path(path, sizeof path, "gguf/gqa_tied_q8_0.gguf"); /* hidden 96, ffn 160: 5 blocks */
     compare_dequantized(path, 1, 0, "q8_0");
-    compare_dequantized(path, 2, 0, "mixed"); /* ffn 80 + 80: down_proj falls back to f32 */
+    compare_dequantized(path, 2, 0, "mixed"); /* o 48 + 48 columns cut; ffn 64 + 96: down_proj whole blocks */
     compare_dequantized_int8(path, 2, 1, "mixed", 1);
     ml_test_fixture_path(path, sizeof path, "gguf/h8kv2_headdim_untied_q8_0.gguf"); /* head_dim 24, ffn 128 */
     compare_dequantized(path, 1, 0, "q8_0");
     compare_dequantized(path, 2, 0, "q8_0"); /* o columns 96 + 96, ffn 64 + 64: all blocks whole */
     compare_dequantized_int8(path, 2, 1, "q8_0", 1);
+    /* tp 3: o_proj's 96/48/48 columns cut its blocks of 32 (float32); down_proj's FFN 128 goes
+     * in whole blocks, 32 + 32 + 64 (uneven; an even split would cut 42/43/43) */
     compare_dequantized(path, 3, 0, "mixed");
     ml_test_fixture_path(path, sizeof path, "gguf/tiny_q4_1_llama3.gguf"); /* Q4_1, Q8_0 embedding, ffn 32 */
     compare_dequantized(path, 1, 0, "q4_1");
     compare_dequantized(path, 2, 0, "mixed");
     /* every block type, mixed per tensor (Q6_K tied embedding; rows of 1 or 2 super-blocks):
      * tp 2 keeps every row-parallel slice whole (o 256 + 256, ffn 256 + 256 columns); at tp 3
-     * o_proj (3, 3, 2 heads of 64) and down_proj (FFN 512 / 3) are cut inside super-blocks and
-     * fall back to float32 (reported by inspect; tests/cli_kquant.sh) */
+     * o_proj (4, 2, 2 heads of 64) is cut inside super-blocks, and so is down_proj (its FFN 512
+     * is 2 super-blocks, too few for 3 devices: split evenly); both fall back to float32
+     * (reported by inspect; tests/cli_kquant.sh) */
     ml_test_fixture_path(path, sizeof path, "gguf/kquant_mix.gguf");
     compare_dequantized(path, 1, 0, "mixed");
     compare_dequantized_int8(path, 1, 1, "mixed", 1);
@@ -189,7 +192,7 @@ static void test_kept_quantised(void) {
     compare_dequantized(path, 3, 0, "mixed");
     compare_dequantized_int8(path, 4, 1, "mixed", 1);
     /* K-quant files made by llama.cpp's own llama-quantize (tools/make_llamacpp_quant_fixture.py):
-     * Q4_K_M mixes Q4_K and Q6_K where llama.cpp chose them; at tp 3 o_proj's 3/3/2 heads of 64
+     * Q4_K_M mixes Q4_K and Q6_K where llama.cpp chose them; at tp 3 o_proj's 4/2/2 heads of 64
      * cut its 256-weight super-blocks (float32 fallback, "mixed") */
     ml_test_fixture_path(path, sizeof path, "gguf_llamacpp/q4_k_m.gguf");
     compare_dequantized(path, 1, 0, "mixed");
@@ -208,7 +211,9 @@ static void test_kept_quantised(void) {
     compare_dequantized(model, 2, 0, "q4_1");
     compare_dequantized_int8(model, 2, 1, "q4_1", 1);
     const char *quick = getenv("MESHLLAMA_QUICK");
-    if (!quick || strcmp(quick, "1") != 0) compare_dequantized(model, 5, 0, "mixed"); /* ffn 1536 / 5 */
+    /* tp 5: the FFN's 48 blocks of 32 as 9, 10, 9, 10, 10 (uneven; an even 307/308 columns cut
+     * them and fell back to float32): every matrix kept in its blocks */
+    if (!quick || strcmp(quick, "1") != 0) compare_dequantized(model, 5, 0, "q4_1");
 }
 
 int main(void) {
