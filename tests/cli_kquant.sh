@@ -43,6 +43,19 @@ assert plan["ffn_block"] == 32, plan["ffn_block"]
 assert [d["ffn"] for d in plan["devices"]] == [[0, 32], [32, 32], [64, 64]], plan["devices"]
 assert plan["float32_fallback"] == ["model.layers.0.self_attn.o_proj.weight", "model.layers.1.self_attn.o_proj.weight"]
 '; then pass; else fail "inspect --json: down_proj in whole blocks at tp 3"; fi
+# K-quants with FFN 1024 (4 super-blocks) and 4 heads of 64 per KV group: tp 3 keeps every block,
+# the FFN as 256 + 256 + 512 columns (an even split, 341/341/342, cut every super-block)
+out=$("$bin" inspect "$fixtures/gguf/kquant_ffn_blocks.gguf" --tp 3 2>&1)
+if grep -q "ffn split in whole blocks of 256 (down_proj's quantisation blocks)" <<<"$out" &&
+    grep -q "all 2 o_proj/down_proj matrices split on block boundaries (kept as stored)" <<<"$out" &&
+    grep -q "tp values that keep every matrix in its blocks: 1 2 3$" <<<"$out" && ! grep -q FALLBACK <<<"$out"
+then pass; else fail "inspect kquant_ffn_blocks --tp 3: $out"; fi
+if "$bin" inspect "$fixtures/gguf/kquant_ffn_blocks.gguf" --tp 3 --json | python3 -c '
+import json, sys
+plan = json.load(sys.stdin)["shard_plan"]
+assert plan["ffn_block"] == 256 and plan["float32_fallback"] == [], plan
+assert [d["ffn"] for d in plan["devices"]] == [[0, 256], [256, 256], [512, 512]], plan["devices"]
+'; then pass; else fail "inspect --json kquant_ffn_blocks --tp 3"; fi
 
 for tp in 1 2 3; do
     kept=$("$bin" run -m "$model" --prompt-ids 5,6,7,8,9,10,11 -n 12 --ignore-eos --tp "$tp" --json --logprobs \

@@ -41,9 +41,11 @@ done
 # fall back to f32 on every rank): the threads backend's tokens at tp np, and its weight dtype
 # (kquant_mix: every block type incl. the K-quants; np 2 keeps all blocks whole, np 3 cuts;
 # gguf_llamacpp: files made by llama.cpp's llama-quantize; h8kv2 q8_0 at np 3: the FFN in whole
-# blocks, uneven, 32 + 32 + 64 columns of down_proj kept as Q8_0 on the ranks)
+# blocks, uneven, 32 + 32 + 64 columns of down_proj kept as Q8_0 on the ranks; kquant_ffn_blocks
+# at np 3: every K-quant block kept, the FFN as 256 + 256 + 512 columns)
 for case in "gguf/gqa_tied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 2" "gguf/h8kv2_headdim_untied_q8_0.gguf 3" \
-    "gguf/kquant_mix.gguf 2" "gguf/kquant_mix.gguf 3" "gguf_llamacpp/q4_k_m.gguf 2" "gguf_llamacpp/q6_k.gguf 3" \
+    "gguf/kquant_mix.gguf 2" "gguf/kquant_mix.gguf 3" "gguf/kquant_ffn_blocks.gguf 3" "gguf_llamacpp/q4_k_m.gguf 2" \
+    "gguf_llamacpp/q6_k.gguf 3" \
     "DEFAULT 2"; do
     read -r file np <<<"$case"
     model=$fixtures/$file

@@ -194,6 +194,22 @@ static void test_kept_quantised(void) {
     /* K-quant files made by llama.cpp's own llama-quantize (tools/make_llamacpp_quant_fixture.py):
      * Q4_K_M mixes Q4_K and Q6_K where llama.cpp chose them; at tp 3 o_proj's 4/2/2 heads of 64
      * cut its 256-weight super-blocks (float32 fallback, "mixed") */
+    /* K-quants that tp 3 splits in whole super-blocks (tools/make_gguf_fixtures.py): o_proj 256
+     * columns a device, down_proj FFN 1024 as 256 + 256 + 512 (an even split, 341/341/342, cut
+     * them): no float32 fallback (cli_kquant checks inspect's plan), so the bytes held at tp 3 are
+     * tp 1's, and the kept blocks still give the dequantised path's bits on the uneven slices */
+    ml_test_fixture_path(path, sizeof path, "gguf/kquant_ffn_blocks.gguf");
+    compare_dequantized(path, 1, 0, "mixed");
+    compare_dequantized(path, 3, 0, "mixed");
+    compare_dequantized_int8(path, 3, 1, "mixed", 1);
+    {
+        quant_run whole, split;
+        if (run_quant(path, 1, 0, 0, &whole) == 0 && run_quant(path, 3, 0, 0, &split) == 0)
+            CHECK(split.matmul_bytes == whole.matmul_bytes, "kquant_ffn_blocks tp 3: %.0f weight bytes held, tp 1 %.0f "
+                  "(a float32 fallback?)", split.matmul_bytes, whole.matmul_bytes);
+        free(whole.logits);
+        free(split.logits);
+    }
     ml_test_fixture_path(path, sizeof path, "gguf_llamacpp/q4_k_m.gguf");
     compare_dequantized(path, 1, 0, "mixed");
     compare_dequantized(path, 2, 0, "mixed");

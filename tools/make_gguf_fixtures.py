@@ -19,6 +19,9 @@ Files (all deterministic: numpy PCG64 with fixed seeds, and GGUFWriter's byte la
                     tied embedding) whose matrices use every block type the engine keeps, mixed per
                     tensor as Q4_K_M files mix them (KQUANT_MIX below); random normal weights
                     quantised by tools/kquants.py (K-quants, IQ4_NL) or gguf.quants (the rest)
+  kquant_ffn_blocks.gguf   a one-layer K-quant llama (hidden 256, 12 heads of 64, 3 KV heads, FFN
+                    1024 = 4 super-blocks) that tp 3 splits in whole super-blocks, unevenly
+                    (FFN 256/256/512; o_proj 256 columns a device)
   <fixture>_<type>.gguf   the committed Hugging Face fixtures tests/fixtures/<fixture> written as
                     llama.cpp's converter writes a Llama: GGUF names, Q/K rows permuted into Meta's
                     interleaved RoPE layout, norms F32, llama.* / tokenizer.ggml.* keys, and for
@@ -364,6 +367,7 @@ def generate(out):
     write_tiny(os.path.join(out, "tiny_f32.gguf"), "f32")
     write_tiny(os.path.join(out, "tiny_q4_1_llama3.gguf"), "q4_1_llama3")
     write_kquant_mix(os.path.join(out, "kquant_mix.gguf"))
+    write_kquant_ffn_blocks(os.path.join(out, "kquant_ffn_blocks.gguf"))
     for name, storages in MODEL_FIXTURES:
         for storage in storages:
             base = name.rsplit("_", 1)[0]
@@ -384,7 +388,7 @@ KQUANT_MIX = {
 }
 
 
-def write_small_llama(path, seed, name, file_type, encode, merges=False):
+def write_small_llama(path, seed, name, file_type, encode, merges=False, n_head=8, n_kv=2, ffn=512, layers=2):
     """A two-layer llama (hidden 256, 8 heads of 64, 2 KV heads, FFN 512, vocab 256, tied
     embedding) of random normal weights, std as tools/make_fixtures.py draws its HF fixtures, Q/K
     rows in Meta's layout. encode(short, layer, matrix) -> (data, raw_dtype or None) stores each
@@ -392,7 +396,7 @@ def write_small_llama(path, seed, name, file_type, encode, merges=False):
     tokenizer.ggml.merges (llama.cpp's tools want the key). Also used by
     tools/make_llamacpp_quant_fixture.py for the float32 source it hands to llama-quantize."""
     rng = np.random.Generator(np.random.PCG64(seed))
-    hidden, n_head, n_kv, head_dim, ffn, vocab, layers = 256, 8, 2, 64, 512, 256, 2
+    hidden, head_dim, vocab = 256, 64, 256
     config = {"num_attention_heads": n_head, "num_key_value_heads": n_kv, "hidden_size": hidden,
               "head_dim": head_dim, "num_hidden_layers": layers, "max_position_embeddings": 128,
               "intermediate_size": ffn, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
@@ -439,6 +443,26 @@ def write_kquant_mix(path):
         return kquants.quantize(x, qtype), QT[qtype]
 
     write_small_llama(path, 16, "meshllama test fixture kquant_mix", 15, encode)  # 15: MOSTLY_Q4_K_M
+
+
+# ---------------------------------------------------------------- kquant_ffn_blocks.gguf
+
+# One layer of K-quants whose row-parallel matrices a tp of 3 can split in whole super-blocks:
+# 12 heads of 64 over 3 KV heads (o_proj: 4 heads = 256 columns per KV group) and FFN 1024 (4
+# super-blocks: 256, 256, 512 columns at tp 3, where an even split, 341/341/342, cuts them).
+KQUANT_FFN_BLOCKS = {
+    "token_embd": "Q6_K", "attn_q": "Q4_K", "attn_k": "Q5_K", "attn_v": "Q6_K", "attn_output": "Q4_K",
+    "ffn_gate": "Q4_K", "ffn_up": "Q5_K", "ffn_down": "Q6_K",
+}
+
+
+def write_kquant_ffn_blocks(path):
+    def encode(short, layer, x):
+        qtype = KQUANT_FFN_BLOCKS[short]
+        return kquants.quantize(x, qtype), QT[qtype]
+
+    write_small_llama(path, 17, "meshllama test fixture kquant_ffn_blocks", 15, encode, n_head=12, n_kv=3, ffn=1024,
+                      layers=1)
 
 
 def main():
