@@ -37,10 +37,13 @@
  *       +10-20% without it; 16 and 32 tokens 3-10% slower without it; docs/BENCHMARKS.md),
  *       and the first pass over a tile, which reads it from memory, takes the decode
  *       look-ahead instead (continuing into the next block's rows: 3-8 tokens +6-11% more).
+ *       There 8-11 tokens go in blocks of 3 rows x 8 tokens (GEMM_ROWS_FEW x GEMM_TOKENS_FEW),
+ *       one pass over each tile instead of a 6-token pass and a 2-token one: +13% at 8 tokens.
  *       3 rows x 8 tokens (no leftover at 8 or 32 tokens, one widening per 8 FMAs) measured 40%
  *       slower in accurate mode, side by side with this on the same machine; on the Intel Xeon
  *       that was gcc folding each token's x load into the 3 FMAs that use it (3 loads instead
- *       of 1); kept in a register it ran as fast as 4 x 6 at 8 tokens and 5% slower at 32. */
+ *       of 1); kept in a register (ML_IN_REGISTER) it ran as fast as 4 x 6 at 8 tokens and 5%
+ *       slower at 32, and with the first-pass look-ahead 13% faster at 8 tokens (above). */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
 #include "backend/cpu/kernels_vector_common.h"
@@ -61,7 +64,9 @@ enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
 #define GEMM_ROWS 4               /* n_tok >= 3: rows x tokens per register block */
 #define GEMM_TOKENS 6
 #define GEMM_PREFETCH_MIN_TOKENS_INTEL 12 /* n_tok >= 3 on Intel: prefetch the next tile from here */
-#define MAX_TB GEMM_TOKENS        /* the most tokens of any block */
+#define GEMM_ROWS_FEW 3           /* Intel, 8-11 tokens: 3 rows x 8 tokens in one pass */
+#define GEMM_TOKENS_FEW 8
+#define MAX_TB GEMM_TOKENS_FEW    /* the most tokens of any block */
 
 /* ---- loads ------------------------------------------------------------------------------- */
 
@@ -124,6 +129,10 @@ ML_INLINE size_t lookahead_offset(size_t ahead, size_t row_bytes, const int RB) 
     return ahead >= row_bytes ? ahead + (size_t)(RB - 1) * row_bytes : ahead;
 }
 
+/* Keeps v in a register: without it gcc folds a token's x load into each of the RB FMAs that use
+ * it (RB loads instead of one), which made the 3 x 8 block load-bound. */
+#define ML_IN_REGISTER(v) __asm__("" : "+v"(v))
+
 /* acc[r][t] += x_t[at:at+16] * w_r[at:at+16] for all r, t. With RB < TB the RB weight vectors
  * stay in registers and each token's x is loaded once; otherwise the TB x vectors stay and each
  * weight vector is loaded (and widened) once. */
@@ -134,6 +143,7 @@ ML_INLINE size_t lookahead_offset(size_t ahead, size_t row_bytes, const int RB) 
             _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) wv[r] = LOADW(w_rows[r], at);     \
             _Pragma("GCC unroll 8") for (int t = 0; t < TB; t++) {                                 \
                 __m512 xv = LOADX(x_rows[t], at);                                                  \
+                ML_IN_REGISTER(xv);                                                                \
                 _Pragma("GCC unroll 4") for (int r = 0; r < RB; r++) acc[r][t] =                   \
                     _mm512_fmadd_ps(xv, wv[r], acc[r][t]);                                         \
             }                                                                                      \
@@ -396,7 +406,10 @@ ML_INLINE void matmul_driver_dp(int use_dpbf16, float *y, size_t ldy, const void
     }
     /* prefetch_next is a constant in each call, so the one without it has no prefetch code left
      * in its inner loops (with it as a run-time 0, batch 8 ran 10% slower) */
-    if (gemm_prefetch_next(n_tok))
+    if (!gemm_prefetch_next(n_tok) && n_tok >= GEMM_TOKENS_FEW)
+        gemm_tiles(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end, 0, GEMM_ROWS_FEW,
+                   GEMM_TOKENS_FEW);
+    else if (gemm_prefetch_next(n_tok))
         gemm_tiles(use_dpbf16, y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end, 1, GEMM_ROWS,
                    GEMM_TOKENS);
     else
