@@ -130,12 +130,16 @@ typedef struct {
     double read_bytes_s;
     double peak_flop_s;
     int isa;
+    double f32_flop_s; /* the f32 FMA peak at the CPU's widest width, and its instruction */
+    int f32_isa;
+    double int8_op_s; /* the int8 product peak (0: none), and its instruction */
+    int int8_isa;
     int huge_pages; /* the bandwidth came from a buffer with transparent huge pages */
     int ok;
 } limits;
 
 static limits probe_machine(int threads, size_t mib) {
-    limits l = {0, 0, 0, 0, 0};
+    limits l = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     int fds[2];
     if (pipe(fds) != 0) return l;
     fflush(NULL);
@@ -152,6 +156,11 @@ static limits probe_machine(int threads, size_t mib) {
         r.read_bytes_s = ml_probe_read_ceiling(threads, mib << 20, 5, &r.huge_pages);
         r.peak_flop_s = ml_probe_dot_peak(threads, 0.2, 5, &isa);
         r.isa = (int)isa;
+        ml_probe_isa int8_isa;
+        r.int8_op_s = ml_probe_int8_peak(threads, 0.2, 3, &int8_isa);
+        r.int8_isa = (int)int8_isa;
+        r.f32_isa = isa == ML_PROBE_AVX512BF16 ? ML_PROBE_AVX512 : (int)isa;
+        r.f32_flop_s = r.f32_isa == (int)isa ? r.peak_flop_s : ml_probe_dot_peak_isa(threads, 0.2, 3, (ml_probe_isa)r.f32_isa);
         r.ok = r.read_bytes_s > 0 && r.peak_flop_s > 0;
         ssize_t wrote = write(fds[1], &r, sizeof r);
         _exit(wrote == (ssize_t)sizeof r ? 0 : 1);
@@ -414,12 +423,37 @@ static int run_tests(bench_state *s, bench_report *rep) {
     return status;
 }
 
+/* The compute ceiling a roofline is drawn against. int8 products (`fast` mode on block-quantised
+ * weights; "mixed" is a GGUF's mix of quantised types) against the int8 product peak
+ * (vpdpbusd / vpmaddubsw): a different arithmetic with its own ceiling. Everything else does
+ * float dot products, against the faster of f32 FMA and vdpbf16ps: the machine's float
+ * ceiling, whichever instruction the kernels use (vdpbf16ps is twice the f32 FMA rate on AMD
+ * Zen 5 but half of it on the Intel Xeons we measured, so a roofline of the kernels' own
+ * instruction would flatter fast mode there). Quantised types whose fast products keep float
+ * activations (Q2_K, Q3_K, Q5_0, Q5_1, IQ4_NL) are measured against the int8 peak too: their
+ * fraction errs low. */
+static void use_mode_peak(limits *l, const bench_report *rep) {
+    const char *w = rep->info.weight_dtype;
+    int fast = rep->o->model.params.act_mode == ML_ACT_FAST;
+    int float_weights = !w || strcmp(w, "bf16") == 0 || strcmp(w, "f16") == 0 || strcmp(w, "f32") == 0;
+    if (fast && !float_weights && l->int8_op_s > 0) {
+        l->peak_flop_s = l->int8_op_s;
+        l->isa = l->int8_isa;
+    } else if (l->f32_flop_s > l->peak_flop_s) {
+        l->peak_flop_s = l->f32_flop_s;
+        l->isa = l->f32_isa;
+    }
+}
+
 /* The machine again: the limits are the better of the two probes (another process may have
  * used the machine during one of them; the higher limit gives the lower fraction). Then each
  * test's roofline. */
 static void apply_limits(bench_report *rep) {
+    use_mode_peak(&rep->lim, rep);
+    use_mode_peak(&rep->before, rep);
     if (rep->o->probe && rep->lim.ok) {
         limits after = probe_machine(rep->threads, (size_t)rep->o->probe_mib);
+        use_mode_peak(&after, rep);
         if (after.ok) {
             rep->after = after;
             if (after.read_bytes_s > rep->lim.read_bytes_s) {

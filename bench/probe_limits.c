@@ -37,17 +37,22 @@ int main(int argc, char **argv) {
     ml_probe_isa isa;
     double peak1 = ml_probe_dot_peak(1, 0.2, passes, &isa);
     double peakn = ml_probe_dot_peak(threads, 0.2, passes, &isa);
+    ml_probe_isa int8_isa;
+    double int8n = ml_probe_int8_peak(threads, 0.2, passes, &int8_isa);
     if (json) {
         printf("{\"threads\":%d,\"buffer_mib\":%zu,\"read_gbs_1\":%.2f,\"read_gbs\":%.2f,\"read_gbs_1_huge\":%.2f,"
-               "\"read_gbs_huge\":%.2f,\"peak_isa\":\"%s\",\"peak_gflops_1\":%.1f,\"peak_gflops\":%.1f}\n",
+               "\"read_gbs_huge\":%.2f,\"peak_isa\":\"%s\",\"peak_gflops_1\":%.1f,\"peak_gflops\":%.1f,"
+               "\"int8_isa\":\"%s\",\"int8_gops\":%.1f}\n",
                threads, mib, bw1 / 1e9, bwn / 1e9, bw1h / 1e9, bwnh / 1e9, ml_probe_isa_name(isa), peak1 / 1e9,
-               peakn / 1e9);
+               peakn / 1e9, ml_probe_isa_name(int8_isa), int8n / 1e9);
     } else {
         printf("read bandwidth (%zu MiB buffer, best of %d): 1 thread %.2f GB/s, %d threads %.2f GB/s (4 KiB pages); "
                "%.2f and %.2f GB/s (transparent huge pages)\n",
                mib, passes, bw1 / 1e9, threads, bwn / 1e9, bw1h / 1e9, bwnh / 1e9);
         printf("dot-product peak (%s): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s\n", ml_probe_isa_name(isa),
                peak1 / 1e9, threads, peakn / 1e9);
+        if (int8n > 0)
+            printf("int8 product peak (%s): %d threads %.1f GOP/s\n", ml_probe_isa_name(int8_isa), threads, int8n / 1e9);
     }
     return 0;
 }

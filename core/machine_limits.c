@@ -82,6 +82,8 @@ const char *ml_probe_isa_name(ml_probe_isa isa) {
     case ML_PROBE_AVX512BF16: return "avx512bf16 vdpbf16ps";
     case ML_PROBE_AVX512: return "avx512 f32 fma";
     case ML_PROBE_AVX2: return "avx2 f32 fma";
+    case ML_PROBE_INT8_AVX2: return "avx2 int8 vpmaddubsw";
+    case ML_PROBE_INT8_AVX512VNNI: return "avx512vnni int8 vpdpbusd";
     default: return "scalar f32";
     }
 }
@@ -301,6 +303,39 @@ __attribute__((target("avx512f,avx512bf16"))) static double ml_probe_dpbf16(long
     *result = _mm512_reduce_add_ps(s);
     return (double)iterations * 12.0 * 64.0; /* 16 lanes x 2 pairs x (mul + add) */
 }
+
+/* int8 products as fast mode's kernels do them: u8 x s8 (the operands' values do not change the
+ * timing). 12 independent chains; an op is a multiply or an add, as for the flops above. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double ml_probe_vnni(long iterations, float *result) {
+    __m512i a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
+    const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+    for (long it = 0; it < iterations; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], x, y);
+    }
+    __m512i s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_epi32(s, a[i]);
+    *result = (float)_mm512_reduce_add_epi32(s);
+    return (double)iterations * 12.0 * 128.0; /* 16 lanes x 4 products x (mul + add) */
+}
+
+__attribute__((target("avx2"))) static double ml_probe_maddubs(long iterations, float *result) {
+    __m256i a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_epi32(i);
+    const __m256i x = _mm256_set1_epi8(3), y = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+    for (long it = 0; it < iterations; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++)
+            a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
+    }
+    __m256i s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_epi32(s, a[i]);
+    int lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, s);
+    *result = (float)lanes[0];
+    return (double)iterations * 12.0 * 64.0; /* 32 products x (mul + add) */
+}
 #endif
 
 static double ml_probe_fma_generic(long iterations, float *result) {
@@ -328,6 +363,8 @@ static double ml_probe_peak_kernel(ml_probe_isa isa, long iterations, float *res
     case ML_PROBE_AVX512BF16: return ml_probe_dpbf16(iterations, result);
     case ML_PROBE_AVX512: return ml_probe_fma_avx512(iterations, result);
     case ML_PROBE_AVX2: return ml_probe_fma_avx2(iterations, result);
+    case ML_PROBE_INT8_AVX512VNNI: return ml_probe_vnni(iterations, result);
+    case ML_PROBE_INT8_AVX2: return ml_probe_maddubs(iterations, result);
     default: break;
     }
 #else
@@ -342,6 +379,16 @@ static void ml_probe_peak_work(void *p, int index) {
     if (index == 0) c->flops_per_thread = flops;
 }
 
+static int ml_probe_has_vnni512(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
 double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out) {
     ml_probe_isa isa = ml_probe_detect_isa();
     if (isa_out) *isa_out = isa;
@@ -351,6 +398,8 @@ double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa
 /* Whether this CPU runs the probe kernel of isa (each level implies the ones below it). */
 static int ml_probe_isa_available(ml_probe_isa isa) {
     ml_probe_isa best = ml_probe_detect_isa();
+    if (isa == ML_PROBE_INT8_AVX512VNNI) return ml_probe_has_vnni512();
+    if (isa == ML_PROBE_INT8_AVX2) return best != ML_PROBE_GENERIC;
     if (isa == ML_PROBE_AVX512BF16) return best == ML_PROBE_AVX512BF16;
     if (isa == ML_PROBE_AVX512) return best == ML_PROBE_AVX512BF16 || best == ML_PROBE_AVX512;
     if (isa == ML_PROBE_AVX2) return best != ML_PROBE_GENERIC;
@@ -385,4 +434,12 @@ double ml_probe_dot_peak_isa(int n_threads, double seconds, int passes, ml_probe
     }
     free(ctx);
     return rate;
+}
+
+double ml_probe_int8_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out) {
+    ml_probe_isa isa = ml_probe_isa_available(ML_PROBE_INT8_AVX512VNNI) ? ML_PROBE_INT8_AVX512VNNI
+                       : ml_probe_isa_available(ML_PROBE_INT8_AVX2)     ? ML_PROBE_INT8_AVX2
+                                                                        : ML_PROBE_GENERIC;
+    if (isa_out) *isa_out = isa;
+    return isa == ML_PROBE_GENERIC ? 0 : ml_probe_dot_peak_isa(n_threads, seconds, passes, isa);
 }

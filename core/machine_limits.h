@@ -12,6 +12,10 @@
  *     where present (64 flops per instruction), else f32 FMA (AVX-512: 32 flops, AVX2: 16),
  *     12 independent accumulator chains per thread so the FMA latency is hidden. A flop is one
  *     multiply or one add (an FMA is 2).
+ *   ml_probe_int8_peak: the same for the int8 products of `fast` mode on quantised weights
+ *     (AVX512_VNNI vpdpbusd where present, else AVX2 vpmaddubsw/vpmaddwd), in integer
+ *     operations per second counted like flops (a multiply-add is 2), so that a roofline of
+ *     int8 matrices compares like with like.
  *
  * In core/ because three programs use it (the `meshllama bench` command, apps/cmd_bench.c, and
  * the stand-alone bench/probe_limits.c and bench/bench_kernels.c) and it needs nothing above
@@ -26,7 +30,14 @@
 #define ML_PROBE_MAX_THREADS 256
 
 /* The instruction the dot-product peak uses. */
-typedef enum { ML_PROBE_GENERIC, ML_PROBE_AVX2, ML_PROBE_AVX512, ML_PROBE_AVX512BF16 } ml_probe_isa;
+typedef enum {
+    ML_PROBE_GENERIC,
+    ML_PROBE_AVX2,
+    ML_PROBE_AVX512,
+    ML_PROBE_AVX512BF16,
+    ML_PROBE_INT8_AVX2,      /* vpmaddubsw + vpmaddwd + vpaddd: 32 u8 x s8 products per 3 instructions */
+    ML_PROBE_INT8_AVX512VNNI /* vpdpbusd: 64 u8 x s8 products and their sums in one instruction */
+} ml_probe_isa;
 
 const char *ml_probe_isa_name(ml_probe_isa isa);
 
@@ -45,5 +56,8 @@ double ml_probe_dot_peak(int n_threads, double seconds, int passes, ml_probe_isa
  * kernel that does not use the best one is measured against its own ceiling; 0 when this CPU
  * lacks it. */
 double ml_probe_dot_peak_isa(int n_threads, double seconds, int passes, ml_probe_isa isa);
+/* The int8 product peak in op/s (see above); *isa_out names the instruction. 0 where the CPU
+ * has neither AVX512_VNNI (with AVX512BW/VL) nor AVX2. */
+double ml_probe_int8_peak(int n_threads, double seconds, int passes, ml_probe_isa *isa_out);
 
 #endif

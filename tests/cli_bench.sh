@@ -113,6 +113,24 @@ else
     fail "gguf_q8_f32: expected f32 weights of 663552 bytes per step: $(head -c 400 "$tmp/gguf_q8_f32.json")"
 fi
 
+# the roofline's compute peak is that of the instruction the products use: int8 in fast mode on a
+# quantised GGUF (where the CPU has AVX2 or AVX512_VNNI), a float one (f32 FMA or vdpbf16ps) else
+peak_isa() { # MODEL ARGS...: the peak_isa a probed run reports
+    local model=$1
+    shift
+    "$bin" bench -m "$model" -p 8 -n 0 -b 1 -r 1 --probe-mib 64 --json "$@" 2>/dev/null |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["machine"]["peak_isa"])'
+}
+q8=$fixtures/gguf/gqa_tied_q8_0.gguf
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+    isa=$(peak_isa "$q8" --act fast)
+    if [[ "$isa" == *int8* ]]; then pass; else fail "fast on Q8_0: peak '$isa', expected an int8 product peak"; fi
+fi
+isa=$(peak_isa "$q8" --act accurate)
+if [[ "$isa" != *int8* ]]; then pass; else fail "accurate on Q8_0: peak '$isa', expected a float peak"; fi
+isa=$(peak_isa "$g" --act fast)
+if [[ "$isa" != *int8* ]]; then pass; else fail "fast on bf16: peak '$isa', expected a float peak"; fi
+
 # the table a person reads
 table=$("$bin" bench -m "$g" -p 16 -n 4 -b 1,2 -r 1 --probe-mib 64 2>&1)
 for needle in "machine: read" "GFLOP/s" "tok/s/seq" "fraction" "pp16" "tg4" "peak RSS" "first token"; do
