@@ -314,9 +314,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double ml_probe_vn
 #pragma GCC unroll 12
         for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], x, y);
     }
-    __m512i s = a[0];
+    __m512i s = a[0]; /* vector adds wrap; a scalar reduction could overflow (undefined) */
     for (int i = 1; i < 12; i++) s = _mm512_add_epi32(s, a[i]);
-    *result = (float)_mm512_reduce_add_epi32(s);
+    *result = (float)_mm_cvtsi128_si32(_mm512_castsi512_si128(s));
     return (double)iterations * 12.0 * 128.0; /* 16 lanes x 4 products x (mul + add) */
 }
 
