@@ -67,6 +67,28 @@ static inline __m256i q8_dot_broadcast(__m256i acc, __m256i u, const uint8_t *p)
 #define Q8_DOT_BROADCAST(acc, u, p) q8_dot_broadcast((acc), (u), (p))
 #endif
 
+/* The eight weight rows of the group at row r: rows past a range's end repeat its last row
+ * (their lanes are computed and not stored). */
+static inline void q8_group_rows(const uint8_t *row[Q8_ROWS], const uint8_t *w, size_t row_bytes, int r, int rows) {
+    for (int k = 0; k < Q8_ROWS; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
+}
+
+/* Stores the first `rows` lanes of acc[t] (row k in lane k) at y + t * ldy, t < n_tok. */
+static inline void q8_store_rows(float *y, size_t ldy, const __m256 *acc, int n_tok, int rows) {
+    for (int t = 0; t < n_tok; t++) {
+        float lanes[Q8_ROWS];
+        _mm256_storeu_ps(lanes, acc[t]);
+        memcpy(y + (size_t)t * ldy, lanes, (size_t)rows * sizeof(float));
+    }
+}
+
+/* The per-row look-ahead of the 1-2 token products (Q8_LOOKAHEAD_INTEL on Intel, else none). */
+static inline size_t q8_lookahead(int n_tok) {
+    if (n_tok > 2) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? Q8_LOOKAHEAD_INTEL : 0;
+}
+
 static inline __m256 q8_abs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
 /* max|x| of n floats (a multiple of 8), NaN ignored as the reference's (a > amax ? a : amax)
@@ -283,11 +305,7 @@ static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int row
                 q8_tile_tokens(w_dtype, acc + t, x_block, tile, d_w, m_w, offset, 1);
             }
         }
-        for (int t = 0; t < nt; t++) {
-            float out[Q8_ROWS];
-            _mm256_storeu_ps(out, acc[t]);
-            memcpy(y + (size_t)(t0 + t) * ldy, out, (size_t)rows * sizeof(float));
-        }
+        q8_store_rows(y + (size_t)t0 * ldy, ldy, acc, nt, rows);
     }
 }
 
@@ -295,15 +313,11 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
-    size_t lookahead = 0;
-    if (n_tok <= 2) {
-        __builtin_cpu_init();
-        lookahead = __builtin_cpu_is("intel") ? Q8_LOOKAHEAD_INTEL : 0;
-    }
+    size_t lookahead = q8_lookahead(n_tok);
     for (int r = row_begin; r < row_end; r += Q8_ROWS) {
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
-        for (int k = 0; k < Q8_ROWS; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
+        q8_group_rows(row, w, row_bytes, r, rows);
         if (n_tok >= Q8_TILE_MIN_TOKENS && (w_dtype != ML_DTYPE_Q8_0 || Q8_OFFSET_SIGNED)) {
             switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
             case ML_DTYPE_Q8_0: q8_tile_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
@@ -316,11 +330,7 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
             int nt = n_tok - t0 < Q8_TOKENS ? n_tok - t0 : Q8_TOKENS;
             __m256 acc[Q8_TOKENS];
             q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead);
-            for (int t = 0; t < nt; t++) {
-                float lanes[Q8_ROWS];
-                _mm256_storeu_ps(lanes, acc[t]);
-                memcpy(y + (size_t)(t0 + t) * ldy + r, lanes, (size_t)rows * sizeof(float));
-            }
+            q8_store_rows(y + (size_t)t0 * ldy + r, ldy, acc, nt, rows);
         }
     }
 }

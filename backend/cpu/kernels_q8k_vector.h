@@ -240,11 +240,7 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
             acc[tb] = q8k_accumulate(k4, acc[tb], isum, msum, d_w, dmin_w, d_x);
         }
     }
-    for (int tb = 0; tb < TB; tb++) {
-        float out[Q8_ROWS];
-        _mm256_storeu_ps(out, acc[tb]);
-        memcpy(y + (size_t)tb * ldy, out, (size_t)rows * sizeof(float));
-    }
+    q8_store_rows(y, ldy, acc, TB, rows);
 }
 
 /* Eight rows x n_tok tokens, two at a time (the rows stay in L1 for the next pair). */
@@ -329,11 +325,7 @@ static inline void q8k_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int ro
                 q8k_tile_tokens(w_dtype, acc + t, x_block, tile, &f, d_w, dmin_w, 1);
             }
         }
-        for (int t = 0; t < nt; t++) {
-            float out[Q8_ROWS];
-            _mm256_storeu_ps(out, acc[t]);
-            memcpy(y + (size_t)(t0 + t) * ldy, out, (size_t)rows * sizeof(float));
-        }
+        q8_store_rows(y + (size_t)t0 * ldy, ldy, acc, nt, rows);
     }
 }
 
@@ -341,16 +333,12 @@ void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const 
                                   const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8k_supports(w_dtype) || n_in <= 0) return;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
-    size_t lookahead = 0;
-    if (n_tok <= 2) {
-        __builtin_cpu_init();
-        lookahead = __builtin_cpu_is("intel") ? Q8_LOOKAHEAD_INTEL : 0;
-    }
+    size_t lookahead = q8_lookahead(n_tok);
     int tile = n_tok >= Q8K_TILE_MIN_TOKENS && w_dtype != ML_DTYPE_Q8_K;
     for (int r = row_begin; r < row_end; r += Q8_ROWS) {
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
-        for (int k = 0; k < Q8_ROWS; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
+        q8_group_rows(row, w, row_bytes, r, rows);
         float *y_rows = y + r;
         switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
         case ML_DTYPE_Q4_K:
