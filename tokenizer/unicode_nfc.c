@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode_nfc_tables.h"
 
 /* A decoded unit: a code point, or RAW_BYTE | b for a byte of invalid UTF-8. */
@@ -34,40 +35,6 @@ static int push(unit_vec *v, uint32_t unit) {
     }
     v->data[v->n++] = unit;
     return ML_OK;
-}
-
-/* One UTF-8 character at s[0..n) (n >= 1): its code point and length, or 0 when s[0] does not
- * start a well-formed sequence (Unicode Table 3-7: no overlongs, surrogates or > U+10FFFF). */
-static size_t decode_utf8(const uint8_t *s, size_t n, uint32_t *cp) {
-    uint8_t b = s[0];
-    if (b < 0x80) {
-        *cp = b;
-        return 1;
-    }
-    size_t length;
-    uint32_t value;
-    uint8_t low = 0x80, high = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF) {
-        length = 2, value = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        length = 3, value = b & 0x0F;
-        if (b == 0xE0) low = 0xA0;
-        if (b == 0xED) high = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        length = 4, value = b & 0x07;
-        if (b == 0xF0) low = 0x90;
-        if (b == 0xF4) high = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < length || s[1] < low || s[1] > high) return 0;
-    value = (value << 6) | (s[1] & 0x3F);
-    for (size_t i = 2; i < length; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-        value = (value << 6) | (s[i] & 0x3F);
-    }
-    *cp = value;
-    return length;
 }
 
 static int ccc_of(uint32_t unit) {
@@ -203,7 +170,7 @@ int ml_nfc(const uint8_t *text, size_t length, uint8_t **out, size_t *out_length
     int status = ML_OK;
     for (size_t at = 0; at < length && status == ML_OK;) {
         uint32_t cp;
-        size_t used = decode_utf8(text + at, length - at, &cp);
+        size_t used = ml_utf8_decode(text + at, length - at, &cp);
         if (used == 0) {
             status = push(&units, RAW_BYTE | text[at]);
             at++;
