@@ -99,15 +99,20 @@ static int file_mapping_of(const ml_model *model, uintptr_t begin, uintptr_t end
     return 0;
 }
 
+/* Drops the whole pages inside [begin, end) (partial pages at either end stay): a file mapping's
+ * pages are only unmapped, an owned buffer's freed (read again, they would be zeros). */
+static void drop_whole_pages(uintptr_t begin, uintptr_t end) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t first = (begin + page - 1) & ~(page - 1), last = end & ~(page - 1);
+    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+}
+
 /* The stored bytes a made view's rows came from are not read again: drop their pages where they
  * lie in a file the checkpoint maps (a private read-only mapping: the pages are only unmapped).
  * Never caller memory, where MADV_DONTNEED would zero them. */
 static void release_source(const ml_model *model, const ml_tensor_view *t) {
     uintptr_t begin = (uintptr_t)t->source, end = begin + t->source_bytes, file_begin, file_end;
-    if (!file_mapping_of(model, begin, end, &file_begin, &file_end)) return;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t first = (begin + page - 1) & ~(page - 1), last = end & ~(page - 1);
-    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+    if (file_mapping_of(model, begin, end, &file_begin, &file_end)) drop_whole_pages(begin, end);
 }
 
 /* Rows [row_begin, row_end) of matrix t as this process holds them (in place, or made). */
@@ -227,10 +232,7 @@ static int pack_columns(ml_model *model, const ml_tensor_view *t, ml_dtype dtype
  * would zero it. */
 static void release_pages(const ml_model *model, const ml_tensor_view *t) {
     if (model->checkpoint.weights.borrowed || !t->data) return;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t begin = ((uintptr_t)t->data + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)t->data + t->n_bytes) & ~(page - 1);
-    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+    drop_whole_pages((uintptr_t)t->data, (uintptr_t)t->data + t->n_bytes);
 }
 
 /* The mapping asks for 2 MiB pages (core/mapped_file.c), and a fault maps the whole page-cache
@@ -273,14 +275,11 @@ static void release_other_rows(const ml_model *model, const ml_tensor_view *t, i
         !t->data)
         return;
     size_t row_bytes = ml_dtype_row_bytes(t->dtype, (size_t)t->shape[1]);
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t data = (uintptr_t)t->data, end = data + t->n_bytes, file_begin, file_end;
     if (!file_mapping_of(model, data, end, &file_begin, &file_end)) return;
     uintptr_t keep_begin = data + (size_t)row_begin * row_bytes, keep_end = data + (size_t)row_end * row_bytes;
-    uintptr_t before_begin = (data + page - 1) & ~(page - 1), before_end = keep_begin & ~(page - 1);
-    if (before_end > before_begin) madvise((void *)before_begin, before_end - before_begin, MADV_DONTNEED);
-    uintptr_t after_begin = (keep_end + page - 1) & ~(page - 1), after_end = end & ~(page - 1);
-    if (after_end > after_begin) madvise((void *)after_begin, after_end - after_begin, MADV_DONTNEED);
+    drop_whole_pages(data, keep_begin);
+    drop_whole_pages(keep_end, end);
     split_at_edges(keep_begin, keep_end, file_begin, file_end);
 }
 
