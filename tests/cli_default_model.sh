@@ -2,8 +2,10 @@
 # The default model (SmolLM2-135M-Instruct, Q4_1 GGUF, fetched by scripts/test.sh) against the
 # committed Hugging Face references: accurate mode top1 >= 0.99 and top5 = 1 for the seed's
 # 20/20 and for 128/128 on a public-domain text, at tp 1, 2, 3 and with --prefill-decode;
-# fast mode top1 >= 0.95, top5 >= 0.99; --batch 4 scores the same in every slot; the prefill
-# range; `run` without -m uses the default model.
+# fast mode top1 >= 0.90, top5 >= 0.99 (int8 activations on every matrix of this Q4_1/Q8_0 file,
+# as llama.cpp does: 128/128 measured 0.93-0.97 by ISA and tp, since the last ulp of rmsnorm,
+# attention and exp differs by ISA and a few near-tied tokens flip); --batch 4 scores the same in
+# every slot; the prefill range; `run` without -m uses the default model.
 # MESHLLAMA_QUICK=1 (the sanitizer build) runs the 20/20 points only.
 set -u
 bin=${MESHLLAMA_BIN:?}
@@ -30,11 +32,11 @@ point() { # DESCRIPTION MIN_TOP1 MIN_TOP5 eval-args...
 for tp in 1 2 3; do point "20/20 tp $tp" 0.99 1 --ref "$refs/fox_p20_d20.bin" --tp "$tp"; done
 point "20/20 prefill-decode" 0.99 1 --ref "$refs/fox_p20_d20.bin" --prefill-decode --tp 2
 point "20/20 batch 4" 0.99 1 --ref "$refs/fox_p20_d20.bin" --batch 4 --tp 3
-point "20/20 fast" 0.95 0.99 --ref "$refs/fox_p20_d20.bin" --act fast
+point "20/20 fast" 0.90 0.99 --ref "$refs/fox_p20_d20.bin" --act fast
 if [ "${MESHLLAMA_QUICK:-0}" != 1 ]; then
     for tp in 1 2 3; do point "128/128 tp $tp" 0.99 1 --ref "$refs/declaration_p128_d128.bin" --tp "$tp"; done
     point "128/128 prefill-decode" 0.99 1 --ref "$refs/declaration_p128_d128.bin" --prefill-decode
-    point "128/128 fast" 0.95 0.99 --ref "$refs/declaration_p128_d128.bin" --act fast --tp 2
+    point "128/128 fast" 0.90 0.99 --ref "$refs/declaration_p128_d128.bin" --act fast --tp 2
     point "128/128 bf16 kv" 0.99 1 --ref "$refs/declaration_p128_d128.bin" --kv bf16
     point "prefill range" 0.99 1 --ref "$refs/fox_range_d20" --prefill-len-range 16:128:16 --tp 2
 fi
