@@ -7,7 +7,8 @@
 #
 # 1. llama.cpp, built from source out of the PyPI sdist of llama-cpp-python (pinned below):
 #    pip download --no-binary, then its vendored llama.cpp with cmake directly (GGML_NATIVE=ON,
-#    Release), targets llama-bench, llama-batched-bench and llama-server (for bench/serve_load.py). Cached in $MESHLLAMA_BENCH_CACHE
+#    Release), targets llama-bench, llama-batched-bench, llama-server (for bench/serve_load.py) and
+#    llama-quantize (bench/compare_quant.sh's Q4_K_M). Cached in $MESHLLAMA_BENCH_CACHE
 #    (default ~/.cache/meshllama-bench); the first build takes about 20 minutes on 2 cores.
 # 2. The checkpoints: models/llama-3.2-1b-shape (tools/make_llama1b_shape.py) and the same
 #    weights as GGUF BF16 and Q8_0 (tools/make_llama1b_shape_gguf.py), made if missing.
@@ -78,12 +79,12 @@ configure_build_llamacpp() {
     cmake -S "$LLAMA_DIR/vendor/llama.cpp" -B "$LLAMA_DIR/vendor/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release \
         -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON \
         -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" >/dev/null
-    cmake --build "$LLAMA_DIR/vendor/llama.cpp/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-server >/dev/null
+    cmake --build "$LLAMA_DIR/vendor/llama.cpp/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-server llama-quantize >/dev/null
 }
 
 build_llamacpp() {
     if [ -x "$LLAMA_BIN/llama-bench" ] && [ -x "$LLAMA_BIN/llama-batched-bench" ] && [ -x "$LLAMA_BIN/llama-server" ] &&
-        llamacpp_runs; then
+        [ -x "$LLAMA_BIN/llama-quantize" ] && llamacpp_runs; then
         return
     fi
     mkdir -p "$CACHE"
@@ -97,8 +98,8 @@ build_llamacpp() {
         tar -xzf "$sdist" -C "$CACHE"
         say "building llama.cpp (vendored in llama-cpp-python $LLAMA_CPP_PYTHON_VERSION)"
         configure_build_llamacpp ""
-    elif [ ! -x "$LLAMA_BIN/llama-server" ]; then
-        configure_build_llamacpp ""
+    elif [ ! -x "$LLAMA_BIN/llama-server" ] || [ ! -x "$LLAMA_BIN/llama-quantize" ]; then
+        configure_build_llamacpp ""  # a cache from before a target was added
     fi
     if ! llamacpp_runs; then
         say "llama-bench failed its smoke run (AMX on a machine that does not enable it?): rebuilding with AMX off"
