@@ -18,6 +18,10 @@
  *    four per 16), then one vpmulld by the eight rows' scales. The tile (2 KiB) stays in L1
  *    while every token of the call passes (Q8K_CHUNK at a time); register blocks of
  *    Q8K_TILE_TOKENS tokens share each tile load.
+ *  - with Q8K_ROW_STREAM (AVX2), few tokens (Q6_K: any number) go one row at a time instead
+ *    (q8k_rows_tokens: one memory stream, which Zen 3's prefetchers follow where eight
+ *    interleaved ones starve), and with Q8K_TILE_INT16 the tile adds vpmaddubsw's results in
+ *    int16 before one vpmaddwd by the scales.
  * Both take Q4_K/Q5_K's mins and Q6_K's - 32 from x's sums per 16 (the activation block's)
  * against the rows' mins or scales as int16 pairs, two products per lane (Q8_DOT16). The
  * rows' scales are decoded per row into a vector over the sub-blocks and transposed to
@@ -31,6 +35,15 @@
 #define Q8K_TILE_MIN_TOKENS 3
 #endif
 /* Tokens whose float accumulators live on the stack while the super-blocks' tiles pass. */
+#ifndef Q8K_ROW_STREAM
+#define Q8K_ROW_STREAM 0
+#endif
+#ifndef Q8K_TILE_Q6K
+#define Q8K_TILE_Q6K 1 /* 0: Q6_K never takes the tile */
+#endif
+#ifndef Q8K_TILE_INT16
+#define Q8K_TILE_INT16 0
+#endif
 #ifndef Q8K_CHUNK
 #define Q8K_CHUNK 128
 #endif
@@ -91,6 +104,9 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
  * row into a vector over the sub-blocks, then transposed (q8_transpose8). */
 typedef struct {
     __m256i scale[16];
+#if Q8K_TILE_INT16
+    __m256i scale16[16]; /* scale[i] as int16 pairs (sc_i, sc_i) */
+#endif
     __m256i pairs[8];
     uint32_t scale_pair_of[Q8_ROWS][8];
     __m256i scales16[Q8_ROWS];
@@ -105,6 +121,11 @@ static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
             f->scale[2 * j] = _mm256_srai_epi32(_mm256_slli_epi32(f->pairs[j], 16), 16);
             f->scale[2 * j + 1] = _mm256_srai_epi32(f->pairs[j], 16);
         }
+#if Q8K_TILE_INT16
+        for (int i = 0; i < 16; i++)
+            f->scale16[i] = _mm256_or_si256(_mm256_and_si256(f->scale[i], _mm256_set1_epi32(0xffff)),
+                                            _mm256_slli_epi32(f->scale[i], 16));
+#endif
         return;
     }
     __m256i row_scales[Q8_ROWS], row_mins[Q8_ROWS];
@@ -124,6 +145,9 @@ static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
     q8_transpose8(row_scales, f->scale);
     q8_transpose8(row_mins, f->pairs);
     for (int j = 0; j < 8; j++) f->pairs[j] = _mm256_or_si256(f->pairs[j], _mm256_slli_epi32(f->pairs[j], 16));
+#if Q8K_TILE_INT16
+    for (int j = 0; j < 8; j++) f->scale16[j] = _mm256_or_si256(f->scale[j], _mm256_slli_epi32(f->scale[j], 16));
+#endif
 }
 
 /* d (and Q4_K/Q5_K's dmin) of eight rows' super-blocks as floats. */
@@ -243,10 +267,172 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
     q8_store_rows(y, ldy, acc, TB, rows);
 }
 
+/* ---- few tokens, AVX2 (Q8K_ROW_STREAM): one row at a time ----------------------------------- */
+#if Q8K_ROW_STREAM
+/* Super-blocks per pass of a group's rows: each row streams this many super-blocks
+ * contiguously (one memory stream at a time, which the hardware prefetcher follows; eight
+ * interleaved row streams it did not, on Zen 3), leaving its integer sums in a table. */
+#ifndef Q8K_ROW_PASS
+#define Q8K_ROW_PASS 64
+#endif
+/* Tokens per pass of a row (each weight operand serves them all). */
+#ifndef Q8K_ROW_TOKENS
+#define Q8K_ROW_TOKENS 4
+#endif
+
+/* The int16 scale of sub-block j (Q4_K/Q5_K: in every lane; Q6_K: 2j in lanes 0-7, 2j + 1 in
+ * lanes 8-15) from the row's scales as int16 (Q4_K/Q5_K: sc_0..7 in both halves; Q6_K:
+ * low = sc_0..7 in both halves, high = sc_8..15 in both halves). One vpshufb. */
+static inline __m256i q8k_row_scale(int q6, __m256i low, __m256i high, int j) {
+    char a, b;
+    if (q6) {
+        a = (char)(2 * ((2 * j) % 8));
+        b = (char)(2 * ((2 * j + 1) % 8));
+    } else {
+        a = b = (char)(2 * j);
+    }
+    const __m256i index = _mm256_setr_epi8(a, (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a,
+                                           (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), b,
+                                           (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b,
+                                           (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1));
+    return _mm256_shuffle_epi8(q6 && j >= 4 ? high : low, index);
+}
+
+/* One row's super-block sb against TB tokens' activation blocks xb[tb]: lanes[tb] (8 int32
+ * lanes) sums to isum (Q6_K's - 32 * sum_i sc_i * bsum_i included), mlanes[tb] to Q4_K/Q5_K's
+ * msum; exact integers (kernels.h). */
+static inline __attribute__((always_inline)) void q8k_row_super(ml_dtype w_dtype, const uint8_t *sb,
+                                                                const uint8_t *const xb[], __m256i lanes[],
+                                                                __m256i mlanes[], const int TB) {
+    int q6 = w_dtype == ML_DTYPE_Q6_K;
+    __m256i low, high;
+    if (q6) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb + 192)));
+        low = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        high = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+        for (int tb = 0; tb < TB; tb++) {
+            __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(xb[tb] + 260)));
+            lanes[tb] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+        }
+    } else {
+        /* ml_k4_scale_min for the eight sub-blocks at once (as q8k_factors) */
+        uint32_t word[3];
+        memcpy(word, sb + 4, sizeof word);
+        uint64_t scales = (uint64_t)(word[0] & 0x3f3f3f3fu) |
+                          (uint64_t)((word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u)) << 32;
+        uint64_t mins = (uint64_t)(word[1] & 0x3f3f3f3fu) |
+                        (uint64_t)(((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u)) << 32;
+        low = high = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scales)));
+        /* (m_0, m_0, m_1, m_1, ...) against the 16 sums of x */
+        const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)mins), pairs));
+        for (int tb = 0; tb < TB; tb++) {
+            mlanes[tb] = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)(xb[tb] + 260)));
+            lanes[tb] = _mm256_setzero_si256();
+        }
+    }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+    for (int j = 0; j < 8; j++) {
+        __m256i sign, wq = q8k_weight_operand(w_dtype, sb, j, &sign);
+        __m256i scale = q8k_row_scale(q6, low, high, j);
+        for (int tb = 0; tb < TB; tb++) {
+            __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[tb] + 32 * j));
+            lanes[tb] = Q8_DOT_SCALED(lanes[tb], wq, xq, scale);
+        }
+    }
+}
+
+/* Eight rows x TB (1 to Q8K_ROW_TOKENS) tokens: per pass of Q8K_ROW_PASS super-blocks, each
+ * row in turn (q8k_row_super), its lane sums reduced eight super-blocks at a time (q8_reduce8:
+ * a vector over super-blocks), transposed to vectors over rows (q8_transpose8), then
+ * kernels.h's float chain per super-block in order, lane by lane as the other shapes do. */
+static inline __attribute__((always_inline)) void q8k_rows_tokens(ml_dtype w_dtype, float *y, size_t ldy, int rows,
+                                                                  const uint8_t *x, size_t ldx,
+                                                                  const uint8_t *const row[Q8_ROWS], int n_in,
+                                                                  const int TB) {
+    int n_super = n_in / ML_Q8K_BLOCK;
+    size_t super_bytes = ml_dtype_block_bytes(w_dtype);
+    int k4 = w_dtype != ML_DTYPE_Q6_K;
+    __m256 acc[Q8K_ROW_TOKENS];
+    __m256i isum[Q8K_ROW_TOKENS][Q8_ROWS][Q8K_ROW_PASS / 8], msum[Q8K_ROW_TOKENS][Q8_ROWS][Q8K_ROW_PASS / 8];
+    for (int tb = 0; tb < TB; tb++) acc[tb] = _mm256_setzero_ps();
+    for (int s0 = 0; s0 < n_super; s0 += Q8K_ROW_PASS) {
+        int ns = n_super - s0 < Q8K_ROW_PASS ? n_super - s0 : Q8K_ROW_PASS;
+        for (int k = 0; k < Q8_ROWS; k++) {
+            for (int c = 0; c * 8 < ns; c++) {
+                __m256i lanes[Q8K_ROW_TOKENS][8], mlanes[Q8K_ROW_TOKENS][8];
+                for (int i = 0; i < 8; i++) {
+                    int s = s0 + 8 * c + i;
+                    if (s >= s0 + ns) { /* a pass's last vector, partly used */
+                        for (int tb = 0; tb < TB; tb++) lanes[tb][i] = mlanes[tb][i] = _mm256_setzero_si256();
+                        continue;
+                    }
+                    const uint8_t *xb[Q8K_ROW_TOKENS];
+                    __m256i l[Q8K_ROW_TOKENS], m[Q8K_ROW_TOKENS];
+                    for (int tb = 0; tb < TB; tb++) xb[tb] = x + (size_t)tb * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+                    q8k_row_super(w_dtype, row[k] + (size_t)s * super_bytes, xb, l, m, TB);
+                    for (int tb = 0; tb < TB; tb++) {
+                        lanes[tb][i] = l[tb];
+                        if (k4) mlanes[tb][i] = m[tb];
+                    }
+                }
+                for (int tb = 0; tb < TB; tb++) {
+                    isum[tb][k][c] = q8_reduce8(lanes[tb]);
+                    if (k4) msum[tb][k][c] = q8_reduce8(mlanes[tb]);
+                }
+            }
+        }
+        for (int c = 0; c * 8 < ns; c++) {
+            __m256i is[Q8K_ROW_TOKENS][8], ms[Q8K_ROW_TOKENS][8];
+            for (int tb = 0; tb < TB; tb++) {
+                __m256i v[Q8_ROWS];
+                for (int k = 0; k < Q8_ROWS; k++) v[k] = isum[tb][k][c];
+                q8_transpose8(v, is[tb]);
+                if (k4) {
+                    for (int k = 0; k < Q8_ROWS; k++) v[k] = msum[tb][k][c];
+                    q8_transpose8(v, ms[tb]);
+                }
+            }
+            for (int i = 0; i < 8 && 8 * c + i < ns; i++) {
+                int s = s0 + 8 * c + i;
+                const uint8_t *sb[Q8_ROWS];
+                for (int k = 0; k < Q8_ROWS; k++) sb[k] = row[k] + (size_t)s * super_bytes;
+                __m256 dmin_w, d_w = q8k_row_d(w_dtype, sb, &dmin_w);
+                for (int tb = 0; tb < TB; tb++) {
+                    float d_x;
+                    memcpy(&d_x, x + (size_t)tb * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES + 256, sizeof d_x);
+                    acc[tb] = q8k_accumulate(k4, acc[tb], is[tb][i], k4 ? ms[tb][i] : _mm256_setzero_si256(), d_w,
+                                             dmin_w, d_x);
+                }
+            }
+        }
+    }
+    q8_store_rows(y, ldy, acc, TB, rows);
+}
+#endif
+
 /* Eight rows x n_tok tokens, two at a time (the rows stay in L1 for the next pair). */
 static inline void q8k_stream_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
                                     const uint8_t *const row[Q8_ROWS], int n_in, int n_tok, size_t lookahead) {
     int t = 0;
+#if Q8K_ROW_STREAM
+    if (w_dtype != ML_DTYPE_Q8_K) {
+        for (; t + Q8K_ROW_TOKENS <= n_tok; t += Q8K_ROW_TOKENS)
+            q8k_rows_tokens(w_dtype, y + (size_t)t * ldy, ldy, rows, x + (size_t)t * ldx, ldx, row, n_in,
+                            Q8K_ROW_TOKENS);
+        const uint8_t *xt = x + (size_t)t * ldx;
+        float *yt = y + (size_t)t * ldy;
+        switch (n_tok - t) {
+        case 3: q8k_rows_tokens(w_dtype, yt, ldy, rows, xt, ldx, row, n_in, 3); break;
+        case 2: q8k_rows_tokens(w_dtype, yt, ldy, rows, xt, ldx, row, n_in, 2); break;
+        case 1: q8k_rows_tokens(w_dtype, yt, ldy, rows, xt, ldx, row, n_in, 1); break;
+        default: break;
+        }
+        return;
+    }
+#endif
     for (; t + 2 <= n_tok; t += 2)
         q8k_stream_tokens(w_dtype, y + (size_t)t * ldy, ldy, rows, x + (size_t)t * ldx, ldx, row, n_in, lookahead, 2);
     if (t < n_tok)
@@ -263,6 +449,31 @@ static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t 
     int q6 = w_dtype == ML_DTYPE_Q6_K;
     __m256i isum[Q8K_TILE_TOKENS], msum[Q8K_TILE_TOKENS];
     for (int tb = 0; tb < TB; tb++) isum[tb] = msum[tb] = _mm256_setzero_si256();
+#if Q8K_TILE_INT16
+    /* vpmaddubsw's int16 pair sums added in int16 over `span` groups (|q * x| <= q_max * 127:
+     * Q4_K 8 x 2 x 15 x 127, Q5_K 4 x 2 x 31 x 127, Q6_K 2 x 2 x 63 x 127, all below 2^15),
+     * then one vpmaddwd by the rows' scale as int16 pairs: exact, and the same integers */
+    int span = w_dtype == ML_DTYPE_Q4_K ? 8 : w_dtype == ML_DTYPE_Q5_K ? 4 : 2;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+    for (int part = 0; part < 16; part += q6 ? 1 : 2) {
+        int groups = q6 ? 4 : 8;
+        __m256i scale16 = f->scale16[q6 ? part : part / 2];
+        for (int g0 = 0; g0 < groups; g0 += span) {
+            __m256i sum[Q8K_TILE_TOKENS];
+            for (int tb = 0; tb < TB; tb++) sum[tb] = _mm256_setzero_si256();
+            for (int g = g0; g < g0 + span; g++) {
+                __m256i w = _mm256_load_si256(&tile[4 * part + g]);
+                for (int tb = 0; tb < TB; tb++) {
+                    __m256i x4 = _mm256_set1_epi32(q8k_load32(x_block[tb] + 16 * part + 4 * g));
+                    sum[tb] = _mm256_add_epi16(sum[tb], _mm256_maddubs_epi16(w, x4));
+                }
+            }
+            for (int tb = 0; tb < TB; tb++) isum[tb] = _mm256_add_epi32(isum[tb], _mm256_madd_epi16(sum[tb], scale16));
+        }
+    }
+#else
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 16
 #endif
@@ -278,6 +489,7 @@ static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t 
         __m256i scale = f->scale[q6 ? part : part / 2];
         for (int tb = 0; tb < TB; tb++) isum[tb] = _mm256_add_epi32(isum[tb], _mm256_mullo_epi32(sum[tb], scale));
     }
+#endif
     for (int tb = 0; tb < TB; tb++) {
         for (int j = 0; j < 8; j++)
             msum[tb] = Q8_DOT16(msum[tb], f->pairs[j], _mm256_set1_epi32(q8k_load32(x_block[tb] + 260 + 4 * j)));
@@ -334,7 +546,7 @@ void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const 
     if (!ml_q8k_supports(w_dtype) || n_in <= 0) return;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
     size_t lookahead = q8_lookahead(n_tok);
-    int tile = n_tok >= Q8K_TILE_MIN_TOKENS && w_dtype != ML_DTYPE_Q8_K;
+    int tile = n_tok >= Q8K_TILE_MIN_TOKENS && w_dtype != ML_DTYPE_Q8_K && (Q8K_TILE_Q6K || w_dtype != ML_DTYPE_Q6_K);
     for (int r = row_begin; r < row_end; r += Q8_ROWS) {
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
