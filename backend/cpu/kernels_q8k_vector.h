@@ -275,6 +275,10 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
 #ifndef Q8K_ROW_PASS
 #define Q8K_ROW_PASS 64
 #endif
+/* Bytes prefetched ahead of each super-block of the row being read (0: none). */
+#ifndef Q8K_ROW_PREFETCH
+#define Q8K_ROW_PREFETCH 0
+#endif
 /* Tokens per pass of a row (each weight operand serves them all). */
 #ifndef Q8K_ROW_TOKENS
 #define Q8K_ROW_TOKENS 4
@@ -372,6 +376,10 @@ static inline __attribute__((always_inline)) void q8k_rows_tokens(ml_dtype w_dty
                     const uint8_t *xb[Q8K_ROW_TOKENS];
                     __m256i l[Q8K_ROW_TOKENS], m[Q8K_ROW_TOKENS];
                     for (int tb = 0; tb < TB; tb++) xb[tb] = x + (size_t)tb * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+                    if (Q8K_ROW_PREFETCH)
+                        for (size_t line = 0; line < super_bytes; line += 64)
+                            _mm_prefetch((const char *)row[k] + (size_t)s * super_bytes + Q8K_ROW_PREFETCH + line,
+                                         _MM_HINT_T0);
                     q8k_row_super(w_dtype, row[k] + (size_t)s * super_bytes, xb, l, m, TB);
                     for (int tb = 0; tb < TB; tb++) {
                         lanes[tb][i] = l[tb];
