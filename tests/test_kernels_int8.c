@@ -286,6 +286,43 @@ static void test_quantize(const ml_cpu_kernels *k, ml_test_rng *rng) {
     free(got);
 }
 
+/* The blocks of 32 at every token count 1..70 (the vector kernels change shape at 3 and 6
+ * tokens and work in register blocks of 4 and chunks of 128), 13 rows (a group of 8 and a tail),
+ * on random data and then at the extremes: Q8_0 weights -128 and 127 against activations
+ * -127 and 127 in every sign combination (each pair of products 2 * 128 * 127 = 32512, the most
+ * vpmaddubsw meets), Q4 nibbles 0 and 15. */
+static void test_token_counts(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    for (int t = 0; t < 3; t++)
+        for (int extreme = 0; extreme < 2; extreme++)
+            for (int n_tok = 1; n_tok <= 70; n_tok++) {
+                problem p;
+                make(&p, rng, types[t], 96, 13, n_tok);
+                if (extreme) {
+                    size_t block_bytes = ml_dtype_block_bytes(p.dtype), n_blocks = (size_t)p.n_out * p.n_in / 32;
+                    int data = p.dtype == ML_DTYPE_Q4_1 ? 4 : 2;
+                    for (size_t b = 0; b < n_blocks; b++)
+                        for (int i = data; i < (int)block_bytes; i++) {
+                            int pick = (int)((b * 7 + (size_t)i * 3) % 5) < 2;
+                            p.w[b * block_bytes + i] = p.dtype == ML_DTYPE_Q8_0 ? (pick ? 0x80 : 0x7f) : (pick ? 0x00 : 0xff);
+                        }
+                    for (int tok = 0; tok < n_tok; tok++) {
+                        float *x = p.x + (size_t)tok * p.n_in;
+                        for (int i = 0; i < p.n_in; i++) x[i] = (i + tok) % 3 == 0 ? -1.0f : 1.0f;
+                        quantize(&ml_cpu_kernels_scalar, p.dtype, p.xq + tok * p.ldx, x, p.n_in);
+                    }
+                }
+                float *want = outputs(&p), *got = outputs(&p);
+                product(&ml_cpu_kernels_scalar, p.dtype, want, (size_t)p.n_out, p.xq, p.ldx, p.w, p.n_in, n_tok, 0, p.n_out);
+                product(k, p.dtype, got, (size_t)p.n_out, p.xq, p.ldx, p.w, p.n_in, n_tok, 0, p.n_out);
+                CHECK(memcmp(want, got, (size_t)n_tok * p.n_out * sizeof(float)) == 0,
+                      "%s int8 product %s%s n_tok=%d differs from the reference", k->name, type_names[t],
+                      extreme ? " (extremes)" : "", n_tok);
+                free(want);
+                free(got);
+                release(&p);
+            }
+}
+
 /* matmul_q8_blocks / matmul_q8k_blocks against the reference, and its own splits against its whole product. */
 static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[N_TYPES]) {
     static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}, {96, 13, 130}};
@@ -357,6 +394,7 @@ int main(void) {
         double worst[N_TYPES] = {0};
         test_quantize(k, &rng);
         test_matmul(k, &rng, worst);
+        test_token_counts(k, &rng);
         printf("%-10s int8 products equal the reference bit for bit%s; worst error against the float32 "
                "product, as a share of its bound:",
                k->name, k == &ml_cpu_kernels_scalar ? " (itself: splits only)" : "");

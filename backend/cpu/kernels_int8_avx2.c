@@ -23,6 +23,16 @@
 #define Q8K_TILE_MIN_TOKENS 24
 #define Q8K_TILE_Q6K 0
 #define Q8K_TILE_INT16 1
+/* The blocks of 32 (kernels_int8_vector.h; Zen 3, docs/BENCHMARKS.md "Q8_0 int8 kernels on
+ * AVX2 (Zen 3)"): the 1-2 token products prefetch the next 8 rows alongside, row sums are
+ * reduced by unpacks (vphaddd is 3-4 uops; the K-quants' q8_reduce8 too), q8_group is one
+ * instance per type, the tiles' sums stay in registers, and Q8_0's tile (a vpsignb more per
+ * product) starts at 6 tokens. */
+#define Q8_NEXT_ROWS 1
+#define Q8_REDUCE_UNPACK 1
+#define Q8_GROUP_PER_TYPE 1
+#define Q8_KEEP(v) __asm__("" : "+x"(v))
+#define Q8_0_TILE_MIN_TOKENS 6
 #define Q8K_TILE_TOKENS 4 /* tokens per register block of the K-quant tile (16 vector registers) */
 
 #include "backend/cpu/kernels_int8_vector.h"

@@ -22,7 +22,9 @@
  * Q8_TILE_MIN_TOKENS tokens on, the same integers come from a transposed tile instead
  * (q8_tile_group: lane k of tile vector g holds weights 4g..4g+3 of row k, so the token's four
  * int8 values at 4g, broadcast, give row sums with no horizontal reduction); the float
- * operations stay the same, so do the bits. */
+ * operations stay the same, so do the bits. Q8_0 without Q8_OFFSET_SIGNED (AVX2) takes the
+ * tile too: the tile holds |q| and, transposed alike, q itself, whose signs go onto each
+ * broadcast x by vpsignb lane by lane (one more uop per product, from Q8_0_TILE_MIN_TOKENS on). */
 #ifndef ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 #define ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 
@@ -45,6 +47,29 @@
 #endif
 #ifndef Q8_TILE_TOKENS
 #define Q8_TILE_TOKENS 4
+#endif
+/* Set by the AVX2 file only (the defaults leave the VNNI table as it was):
+ *   Q8_KEEP(v)            an empty asm that keeps each tile token's sum one chain of Q8_DOTs in a
+ *                         register (GCC otherwise regroups the integer additions and spills)
+ *   Q8_0_TILE_MIN_TOKENS  the tile's threshold for Q8_0 (AVX2: a vpsignb more per product)
+ *   Q8_NEXT_ROWS          1: the 1-2 token products prefetch the next group's rows in address
+ *                         order alongside, where no look-ahead within rows is on
+ *   Q8_REDUCE_UNPACK      1: q8_reduce8 by unpacks and adds instead of vphaddd
+ *   Q8_GROUP_PER_TYPE     1: one q8_group instance per weight type (no type branches per block) */
+#ifndef Q8_KEEP
+#define Q8_KEEP(v) ((void)0)
+#endif
+#ifndef Q8_0_TILE_MIN_TOKENS
+#define Q8_0_TILE_MIN_TOKENS Q8_TILE_MIN_TOKENS
+#endif
+#ifndef Q8_NEXT_ROWS
+#define Q8_NEXT_ROWS 0
+#endif
+#ifndef Q8_REDUCE_UNPACK
+#define Q8_REDUCE_UNPACK 0
+#endif
+#ifndef Q8_GROUP_PER_TYPE
+#define Q8_GROUP_PER_TYPE 0
 #endif
 /* n_tok 1-2 on Intel: bytes prefetched ahead in each of the eight row streams (0: none), as the
  * float decode kernels do (kernels_avx512.c); see docs/BENCHMARKS.md for the measurement. */
@@ -146,6 +171,15 @@ void Q8_PREFIX(quantize_q8)(uint8_t *out, const float *x, int n) {
 
 /* The eight rows' integer sums, in row order, of eight 8-lane partial sums. */
 static inline __m256i q8_reduce8(const __m256i s[Q8_ROWS]) {
+#if Q8_REDUCE_UNPACK
+    __m256i a01 = _mm256_add_epi32(_mm256_unpacklo_epi32(s[0], s[1]), _mm256_unpackhi_epi32(s[0], s[1]));
+    __m256i a23 = _mm256_add_epi32(_mm256_unpacklo_epi32(s[2], s[3]), _mm256_unpackhi_epi32(s[2], s[3]));
+    __m256i a45 = _mm256_add_epi32(_mm256_unpacklo_epi32(s[4], s[5]), _mm256_unpackhi_epi32(s[4], s[5]));
+    __m256i a67 = _mm256_add_epi32(_mm256_unpacklo_epi32(s[6], s[7]), _mm256_unpackhi_epi32(s[6], s[7]));
+    __m256i b = _mm256_add_epi32(_mm256_unpacklo_epi64(a01, a23), _mm256_unpackhi_epi64(a01, a23));
+    __m256i c = _mm256_add_epi32(_mm256_unpacklo_epi64(a45, a67), _mm256_unpackhi_epi64(a45, a67));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(b, c, 0x20), _mm256_permute2x128_si256(b, c, 0x31));
+#endif
     __m256i ab = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
     __m256i cd = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
     /* ab holds rows 0-3 twice (low and high halves of each row's lanes), cd rows 4-7 */
@@ -183,15 +217,20 @@ static inline __m256 q8_block_halves(const uint8_t *const block[Q8_ROWS], size_t
 /* Eight rows (row[k], possibly repeated at a range's end) x n_tok (<= Q8_TOKENS) tokens: the
  * per-lane accumulators acc[t] (row k in lane k). */
 static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8_t *x, size_t ldx,
-                            const uint8_t *const row[Q8_ROWS], int n_in, int n_tok, size_t lookahead) {
+                            const uint8_t *const row[Q8_ROWS], int n_in, int n_tok, size_t lookahead,
+                            const uint8_t *next) {
     int n_blocks = n_in / ML_Q8_BLOCK;
-    size_t block_bytes = ml_dtype_block_bytes(w_dtype);
+    size_t block_bytes = ml_dtype_block_bytes(w_dtype), prefetched = 0;
     /* what isum_b must lose: Q4_0's 8 * sum_x, or Q8_0's offset 128 * sum_x */
     int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : (w_dtype == ML_DTYPE_Q8_0 && Q8_OFFSET_SIGNED) ? 128 : 0;
     for (int t = 0; t < n_tok; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n_blocks; b++) {
         const uint8_t *block[Q8_ROWS];
         __m256i wq[Q8_ROWS], sign[Q8_ROWS];
+        if (next) {
+            size_t until = (size_t)(b + 1) * Q8_ROWS * block_bytes;
+            for (; prefetched < until; prefetched += 64) _mm_prefetch((const char *)next + prefetched, _MM_HINT_T0);
+        }
         for (int k = 0; k < Q8_ROWS; k++) {
             block[k] = row[k] + (size_t)b * block_bytes;
             if (lookahead) _mm_prefetch((const char *)block[k] + lookahead, _MM_HINT_T0);
@@ -248,13 +287,24 @@ static inline void q8_transpose8(const __m256i v[Q8_ROWS], __m256i out[8]) {
  * the eight rows' exact integer sums without horizontal sums, then q8_group's float
  * operations, lane by lane. */
 static inline void q8_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t *const x_block[], const __m256i tile[8],
-                                  __m256 d_w, __m256 m_w, int32_t offset, const int TB) {
+                                  const __m256i sign_tile[8], __m256 d_w, __m256 m_w, int32_t offset, const int TB) {
     __m256i sum[Q8_TILE_TOKENS];
     for (int tb = 0; tb < TB; tb++) sum[tb] = _mm256_setzero_si256();
     for (int g = 0; g < 8; g++) {
         __m256i w = _mm256_load_si256(&tile[g]);
+        if (w_dtype == ML_DTYPE_Q8_0 && !Q8_OFFSET_SIGNED) { /* tile |q|: each lane's sign onto x */
+            __m256i sign = _mm256_load_si256(&sign_tile[g]);
+            for (int tb = 0; tb < TB; tb++) {
+                int32_t four;
+                memcpy(&four, x_block[tb] + 4 * g, sizeof four);
+                sum[tb] = Q8_DOT(sum[tb], w, _mm256_sign_epi8(_mm256_set1_epi32(four), sign));
+                Q8_KEEP(sum[tb]);
+            }
+            continue;
+        }
         for (int tb = 0; tb < TB; tb++) {
             sum[tb] = Q8_DOT_BROADCAST(sum[tb], w, x_block[tb] + 4 * g);
+            Q8_KEEP(sum[tb]);
         }
     }
     for (int tb = 0; tb < TB; tb++) {
@@ -277,20 +327,25 @@ static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int row
                                  const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
     int n_blocks = n_in / ML_Q8_BLOCK;
     size_t block_bytes = ml_dtype_block_bytes(w_dtype);
-    int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : w_dtype == ML_DTYPE_Q8_0 ? 128 : 0;
-    __m256i tile[8];
+    int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : (w_dtype == ML_DTYPE_Q8_0 && Q8_OFFSET_SIGNED) ? 128 : 0;
+    __m256i tile[8], sign_tile[8];
     __m256 acc[Q8_TILE_CHUNK];
     for (int t0 = 0; t0 < n_tok; t0 += Q8_TILE_CHUNK) {
         int nt = n_tok - t0 < Q8_TILE_CHUNK ? n_tok - t0 : Q8_TILE_CHUNK;
         for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
         for (int b = 0; b < n_blocks; b++) {
             const uint8_t *block[Q8_ROWS];
-            __m256i wq[Q8_ROWS], sign;
+            __m256i wq[Q8_ROWS], sign[Q8_ROWS];
             for (int k = 0; k < Q8_ROWS; k++) {
                 block[k] = row[k] + (size_t)b * block_bytes;
-                wq[k] = q8_weight_operand(w_dtype, block[k], &sign);
+                wq[k] = q8_weight_operand(w_dtype, block[k], &sign[k]);
             }
-            q8_transpose8(wq, tile);
+            if (w_dtype == ML_DTYPE_Q8_0 && !Q8_OFFSET_SIGNED) { /* q transposed, then |q| from it */
+                q8_transpose8(sign, sign_tile);
+                for (int g = 0; g < 8; g++) tile[g] = _mm256_sign_epi8(sign_tile[g], sign_tile[g]);
+            } else {
+                q8_transpose8(wq, tile);
+            }
             __m256 d_w = q8_block_halves(block, 0);
             __m256 m_w = w_dtype == ML_DTYPE_Q4_1 ? q8_block_halves(block, 2) : _mm256_setzero_ps();
             const uint8_t *x_block[Q8_TILE_TOKENS];
@@ -298,11 +353,11 @@ static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int row
             for (; t + Q8_TILE_TOKENS <= nt; t += Q8_TILE_TOKENS) {
                 for (int tb = 0; tb < Q8_TILE_TOKENS; tb++)
                     x_block[tb] = x + (size_t)(t0 + t + tb) * ldx + (size_t)b * ML_Q8_BLOCK_BYTES;
-                q8_tile_tokens(w_dtype, acc + t, x_block, tile, d_w, m_w, offset, Q8_TILE_TOKENS);
+                q8_tile_tokens(w_dtype, acc + t, x_block, tile, sign_tile, d_w, m_w, offset, Q8_TILE_TOKENS);
             }
             for (; t < nt; t++) {
                 x_block[0] = x + (size_t)(t0 + t) * ldx + (size_t)b * ML_Q8_BLOCK_BYTES;
-                q8_tile_tokens(w_dtype, acc + t, x_block, tile, d_w, m_w, offset, 1);
+                q8_tile_tokens(w_dtype, acc + t, x_block, tile, sign_tile, d_w, m_w, offset, 1);
             }
         }
         q8_store_rows(y + (size_t)t0 * ldy, ldy, acc, nt, rows);
@@ -318,7 +373,7 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
         q8_group_rows(row, w, row_bytes, r, rows);
-        if (n_tok >= Q8_TILE_MIN_TOKENS && (w_dtype != ML_DTYPE_Q8_0 || Q8_OFFSET_SIGNED)) {
+        if (n_tok >= (w_dtype == ML_DTYPE_Q8_0 ? Q8_0_TILE_MIN_TOKENS : Q8_TILE_MIN_TOKENS)) {
             switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
             case ML_DTYPE_Q8_0: q8_tile_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             case ML_DTYPE_Q4_0: q8_tile_group(ML_DTYPE_Q4_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
@@ -326,10 +381,18 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
             }
             continue;
         }
+        /* Q8_NEXT_ROWS: the next group's rows (one contiguous range) prefetched in address
+         * order alongside, where the look-ahead within rows is off */
+        const uint8_t *next = Q8_NEXT_ROWS && !lookahead && n_tok <= 2 && r + Q8_ROWS < row_end
+                                  ? w + (size_t)(r + Q8_ROWS) * row_bytes : NULL;
         for (int t0 = 0; t0 < n_tok; t0 += Q8_TOKENS) {
             int nt = n_tok - t0 < Q8_TOKENS ? n_tok - t0 : Q8_TOKENS;
             __m256 acc[Q8_TOKENS];
-            q8_group(w_dtype, acc, x + (size_t)t0 * ldx, ldx, row, n_in, nt, lookahead);
+            const uint8_t *xt = x + (size_t)t0 * ldx;
+            if (!Q8_GROUP_PER_TYPE) q8_group(w_dtype, acc, xt, ldx, row, n_in, nt, lookahead, next);
+            else if (w_dtype == ML_DTYPE_Q8_0) q8_group(ML_DTYPE_Q8_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
+            else if (w_dtype == ML_DTYPE_Q4_0) q8_group(ML_DTYPE_Q4_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
+            else q8_group(ML_DTYPE_Q4_1, acc, xt, ldx, row, n_in, nt, lookahead, next);
             q8_store_rows(y + (size_t)t0 * ldy + r, ldy, acc, nt, rows);
         }
     }
