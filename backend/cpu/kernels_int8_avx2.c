@@ -15,13 +15,13 @@
 
 #define Q8_OFFSET_SIGNED 0
 /* The K-quants (kernels_q8k_vector.h; measured on Zen 3, docs/BENCHMARKS.md "K-quant int8
- * kernels on AVX2"): up to 23 tokens (Q6_K: any number) one row at a time, 4 tokens per pass,
- * 2 KiB prefetched ahead in the row;
- * from 24 tokens the tile, its vpmaddubsw sums added in int16 and scaled by one vpmaddwd. */
+ * kernels on AVX2"): up to 23 tokens one row at a time, 4 tokens per pass, 2 KiB prefetched
+ * ahead in the row (the tile, faster from L3 from 5 tokens, reads eight rows at once, which
+ * is slower from memory: batch 8 decode 27 -> 18 tok/s); from 24 tokens the tile, its
+ * vpmaddubsw sums added in int16 and scaled by one vpmaddwd. */
 #define Q8K_ROW_STREAM 1
 #define Q8K_ROW_PREFETCH 2048 /* from memory +20-30% at 1 token, in L3 0 to -8% */
 #define Q8K_TILE_MIN_TOKENS 24
-#define Q8K_TILE_Q6K 0
 #define Q8K_TILE_INT16 1
 /* The blocks of 32 (kernels_int8_vector.h; Zen 3, docs/BENCHMARKS.md "Q8_0 int8 kernels on
  * AVX2 (Zen 3)"): the 1-2 token products prefetch the next 8 rows alongside, row sums are

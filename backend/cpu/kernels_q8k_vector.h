@@ -18,7 +18,7 @@
  *    four per 16), then one vpmulld by the eight rows' scales. The tile (2 KiB) stays in L1
  *    while every token of the call passes (Q8K_CHUNK at a time); register blocks of
  *    Q8K_TILE_TOKENS tokens share each tile load.
- *  - with Q8K_ROW_STREAM (AVX2), few tokens (Q6_K: any number) go one row at a time instead
+ *  - with Q8K_ROW_STREAM (AVX2), few tokens go one row at a time instead
  *    (q8k_rows_tokens: one memory stream, which Zen 3's prefetchers follow where eight
  *    interleaved ones starve), and with Q8K_TILE_INT16 the tile adds vpmaddubsw's results in
  *    int16 before one vpmaddwd by the scales.
@@ -37,9 +37,6 @@
 /* Tokens whose float accumulators live on the stack while the super-blocks' tiles pass. */
 #ifndef Q8K_ROW_STREAM
 #define Q8K_ROW_STREAM 0
-#endif
-#ifndef Q8K_TILE_Q6K
-#define Q8K_TILE_Q6K 1 /* 0: Q6_K never takes the tile */
 #endif
 #ifndef Q8K_TILE_INT16
 #define Q8K_TILE_INT16 0
@@ -463,7 +460,7 @@ static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t 
      * then one vpmaddwd by the rows' scale as int16 pairs: exact, and the same integers */
     int span = w_dtype == ML_DTYPE_Q4_K ? 8 : w_dtype == ML_DTYPE_Q5_K ? 4 : 2;
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 16
+#pragma GCC unroll 2 /* 16 (all): the scheduler interleaves the parts and spills (Zen 3 -20-35%) */
 #endif
     for (int part = 0; part < 16; part += q6 ? 1 : 2) {
         int groups = q6 ? 4 : 8;
@@ -554,7 +551,7 @@ void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const 
     if (!ml_q8k_supports(w_dtype) || n_in <= 0) return;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
     size_t lookahead = q8_lookahead(n_tok);
-    int tile = n_tok >= Q8K_TILE_MIN_TOKENS && w_dtype != ML_DTYPE_Q8_K && (Q8K_TILE_Q6K || w_dtype != ML_DTYPE_Q6_K);
+    int tile = n_tok >= Q8K_TILE_MIN_TOKENS && w_dtype != ML_DTYPE_Q8_K;
     for (int r = row_begin; r < row_end; r += Q8_ROWS) {
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
