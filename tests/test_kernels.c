@@ -303,8 +303,8 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, worst_errors 
 static void test_matmul_split(const ml_cpu_kernels *k, ml_test_rng *rng) {
     static const int n_ins[] = {17, 64, 257, 1000, 4100};
     static const int row_cuts[] = {0, 1, 6, 19, 30, 45};
-    static const int tok_cuts[] = {0, 1, 3, 8, 17};
-    const int n_out = 45, n_tok = 17;
+    static const int tok_cuts[] = {0, 1, 3, 8, 17, 83}; /* 83: more than one group of bf16 x (64) */
+    const int n_out = 45, n_tok = 83;
     const size_t ldy = n_out;
     for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
         mm_problem p;

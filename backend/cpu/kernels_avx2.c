@@ -10,7 +10,15 @@
  * then the fixed horizontal sum hsum8(). Blocking over rows and tokens only changes how many
  * such independent accumulators are in flight (that is what hides the FMA latency), never the
  * order within one, so results are bit-identical for any row_begin/row_end/n_tok split.
- * bf16 is widened with vpmovzxwd + vpslld 16 (exact), f16 with vcvtph2ps.
+ * f16 is widened with vcvtph2ps. bf16 weights take the even/odd order: per chunk of 16,
+ * acc = fma(x[i, i+2, .., i+14], w[same], acc) then acc = fma(x[i+1, i+3, .., i+15], w[same],
+ * acc), since one 256-bit load of 16 weights widens to two vectors with one shift and one AND
+ * (exact), against a zero-extension and a shift per 8 in the natural order; the n_in % 16 tail
+ * as above. x meets them permuted: copied once per call into that order (x_even_odd) for 2+
+ * tokens, split by two shuffles per 16 in the loop for one token, which reuses it for 8 rows.
+ * The same order for every n_tok, so batch invariance holds. On Zen 3, one thread, 8192 x 2048
+ * bf16 weights from memory (thread CPU time, the other core busy): 8 tokens 65-70 -> 71-76
+ * GFLOP/s, 32 tokens 75-77 -> 81-83 (docs/BENCHMARKS.md).
  *   decode (n_tok = 1): 8 rows at once, 8 independent FMA chains, no software prefetch: the
  *       block of 8 rows is one contiguous stream and the hardware prefetchers keep up. Both
  *       software schemes tried measured slower on Zen 3 (2 threads, 1 GiB of bf16 weights):
@@ -37,7 +45,8 @@
 
 #include "core/numeric.h"
 
-enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
+/* KIND_F32_EO: float32 rows already in the even/odd order of bf16 weights (x_even_odd). */
+enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_F32_EO = 3 };
 
 #define VEC 8                  /* floats per ymm */
 #define STEP 32                /* elements per unrolled step of the dot-product loop (4 vectors) */
@@ -53,18 +62,19 @@ ML_INLINE __m256i tail_mask(int n) { return _mm256_loadu_si256((const __m256i *)
 /* bf16 -> f32 is exact: the bf16 bits are the top half of the float. */
 ML_INLINE __m256 widen_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
 
-ML_INLINE size_t kind_size(int kind) { return kind == KIND_F32 ? 4 : 2; }
+ML_INLINE size_t kind_size(int kind) { return kind == KIND_F32 || kind == KIND_F32_EO ? 4 : 2; }
 
 /* 8 values of `kind` at element `index` of base, as floats. */
 ML_INLINE __m256 load8(const void *base, size_t index, int kind) {
-    if (kind == KIND_F32) return _mm256_loadu_ps((const float *)base + index);
+    if (kind == KIND_F32 || kind == KIND_F32_EO) return _mm256_loadu_ps((const float *)base + index);
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + index));
     return kind == KIND_F16 ? _mm256_cvtph_ps(h) : widen_bf16(h);
 }
 
 /* n in [1, 7] values, the other lanes zero; reads nothing past the n elements. */
 ML_INLINE __m256 load_partial(const void *base, size_t index, int n, int kind) {
-    if (kind == KIND_F32) return _mm256_maskload_ps((const float *)base + index, tail_mask(n));
+    if (kind == KIND_F32 || kind == KIND_F32_EO)
+        return _mm256_maskload_ps((const float *)base + index, tail_mask(n));
     uint16_t buf[8] = {0};
     memcpy(buf, (const uint16_t *)base + index, (size_t)n * sizeof(uint16_t));
     __m128i h = _mm_loadu_si128((const __m128i *)buf);
@@ -77,6 +87,54 @@ ML_INLINE float hsum8(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* ---- the even/odd order of bf16 weights ---------------------------------------------------
+ * 16 bf16 weights in one ymm widen to float32 with one operation per 8: the even elements
+ * (0, 2, .., 14) by a left shift of each 32-bit lane by 16, the odd ones (1, 3, .., 15) by
+ * clearing each lane's low half. x meets them in the same order: the 8 even then the 8 odd
+ * elements of each chunk of 16. */
+
+/* Elements 2j (odd = 0) or 2j + 1 (odd = 1), j = 0..7, of the 16 bf16 values at base[index]. */
+static const int32_t odd_mask[8] __attribute__((aligned(32))) = {
+    (int32_t)0xFFFF0000u, (int32_t)0xFFFF0000u, (int32_t)0xFFFF0000u, (int32_t)0xFFFF0000u,
+    (int32_t)0xFFFF0000u, (int32_t)0xFFFF0000u, (int32_t)0xFFFF0000u, (int32_t)0xFFFF0000u};
+
+ML_INLINE __m256 bf16_half(const void *base, size_t index, int odd) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)base + index));
+    if (odd) /* the mask as a memory operand: a 3 x 4 block needs all 16 registers */
+        __asm__("vpand %1, %0, %0" : "+x"(v) : "m"(*(const __m256i *)odd_mask));
+    else
+        v = _mm256_slli_epi32(v, 16);
+    return _mm256_castsi256_ps(v);
+}
+
+/* The same 8 elements of 16 values of x of `kind` at base[index]: KIND_F32_EO holds them
+ * already apart (evens at index, odds at index + 8); natural float32 rows are split by two
+ * shuffles; bf16 rows as bf16 weights. */
+ML_INLINE __m256 x_half(const void *base, size_t index, int kind, int odd) {
+    const float *f = (const float *)base + index;
+    if (kind == KIND_F32_EO) return _mm256_loadu_ps(f + (odd ? VEC : 0));
+    if (kind == KIND_BF16) return bf16_half(base, index, odd);
+    __m256 a = _mm256_loadu_ps(f), b = _mm256_loadu_ps(f + VEC);
+    __m256 pairs = odd ? _mm256_shuffle_ps(a, b, 0xDD) : _mm256_shuffle_ps(a, b, 0x88); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
+}
+
+/* n_tok rows of x (kind x_kind, ldx elements apart) as float32 rows of n_in at out, each chunk
+ * of 16 in the even/odd order and the last n_in % 16 elements as they are. */
+static void x_even_odd(float *out, const void *x, size_t ldx, int x_kind, int n_in, int n_tok) {
+    for (int t = 0; t < n_tok; t++) {
+        const char *row = (const char *)x + (size_t)t * ldx * kind_size(x_kind);
+        float *dst = out + (size_t)t * (size_t)n_in;
+        int i = 0;
+        for (; i + 2 * VEC <= n_in; i += 2 * VEC) {
+            _mm256_storeu_ps(dst + i, x_half(row, (size_t)i, x_kind, 0));
+            _mm256_storeu_ps(dst + i + VEC, x_half(row, (size_t)i, x_kind, 1));
+        }
+        for (; i < n_in; i++)
+            dst[i] = x_kind == KIND_BF16 ? ml_bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+    }
 }
 
 /* ---- matrix products: f32 and f16 weights (natural order) ------------------------------ */
@@ -127,8 +185,28 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
 #define ML_LOAD_X_TAIL(base, at) load_partial(base, at, rest, x_kind)
 #define ML_LOAD_W_TAIL(base, at) load_partial(base, at, rest, w_kind)
 
+/* bf16 weights: chunks of 16 in the even/odd order, the evens' FMA before the odds' */
+#define ML_LOAD_X_EVEN(base, at) x_half(base, at, x_kind, 0)
+#define ML_LOAD_X_ODD(base, at) x_half(base, at, x_kind, 1)
+#define ML_LOAD_W_EVEN(base, at) bf16_half(base, at, 0)
+#define ML_LOAD_W_ODD(base, at) bf16_half(base, at, 1)
+#define ML_DOT_CHUNK16(at)                                       \
+    do {                                                         \
+        ML_DOT_STEP(ML_LOAD_X_EVEN, ML_LOAD_W_EVEN, at);         \
+        ML_DOT_STEP(ML_LOAD_X_ODD, ML_LOAD_W_ODD, at);           \
+    } while (0)
+
     const int lines_per_step = RB * (int)kind_size(w_kind) / 2; /* STEP elements of RB rows, in lines */
     size_t n = (size_t)n_in, i = 0;
+    if (w_kind == KIND_BF16) {
+        for (; i + 2 * VEC <= n; i += 2 * VEC) {
+            if (prefetch && i % STEP == 0) {
+                const char *line = prefetch + (i / STEP) * (size_t)lines_per_step * 64;
+                for (int j = 0; j < lines_per_step; j++) _mm_prefetch(line + (size_t)j * 64, _MM_HINT_T0);
+            }
+            ML_DOT_CHUNK16(i);
+        }
+    }
     for (; i + STEP <= n; i += STEP) {
         if (prefetch) {
             const char *line = prefetch + (i / STEP) * (size_t)lines_per_step * 64;
@@ -143,6 +221,11 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
         ML_DOT_STEP(ML_LOAD_X_TAIL, ML_LOAD_W_TAIL, i);
     }
 #undef ML_DOT_STEP
+#undef ML_DOT_CHUNK16
+#undef ML_LOAD_X_EVEN
+#undef ML_LOAD_X_ODD
+#undef ML_LOAD_W_EVEN
+#undef ML_LOAD_W_ODD
 #undef ML_LOAD_X
 #undef ML_LOAD_W
 #undef ML_LOAD_X_TAIL
@@ -169,17 +252,18 @@ ML_INLINE void rows_for_tokens(float *y, size_t ldy, const void *x, size_t ldx, 
     for (; r < row_end; r++) dot_block(y, ldy, x, ldx, x_kind, w, w_kind, n_in, r, NULL, 1, TB);
 }
 
-ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
-                             int n_in, int n_tok, int row_begin, int row_end) {
-    if (n_tok <= 0 || row_end <= row_begin) return;
+/* Rows [row_begin, row_end) for n_tok tokens. A tile of weight rows (W_TILE_BYTES, kept in L2)
+ * meets every token block of x in turn, so each weight byte comes from memory once per call
+ * (prefetched ahead during the first token block) and from L2 once per block. Prefetching the
+ * next tile during the second token block (into L1 or L2) measured 5-15% slower on Zen 3 for 8
+ * and 32 tokens, and tiles of 12 rows to 64 KiB no faster. */
+ML_INLINE void tiles_driver(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
+                            int n_in, int n_tok, int row_begin, int row_end) {
     size_t x_step = ldx * kind_size(x_kind); /* bytes per x row */
     if (n_tok == 1) {
         rows_for_tokens(y, ldy, x, ldx, x_kind, w, w_kind, n_in, row_begin, row_end, 0, 8, 1);
         return;
     }
-    /* A tile of weight rows (W_TILE_BYTES, kept in L2) meets every token block of x in turn,
-     * so each weight byte comes from memory once per call (prefetched ahead during the first
-     * token block) and from L2 once per block. */
     size_t w_row_bytes = (size_t)(n_in > 0 ? n_in : 1) * kind_size(w_kind);
     int tile_rows = (int)(W_TILE_BYTES / w_row_bytes) / 12 * 12;
     if (tile_rows < 12) tile_rows = 12;
@@ -197,6 +281,28 @@ ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, in
         case 1: rows_for_tokens(yt, ldy, xt, ldx, x_kind, w, w_kind, n_in, r0, r1, t == 0, 8, 1); break;
         default: break;
         }
+    }
+}
+
+/* bf16 weights with n_tok >= 2 take x in groups of up to X_GROUP_TOKENS tokens, each copied
+ * once into the even/odd order (per-thread scratch: 2 MiB for 64 x 8192) so that the register
+ * blocks load it as it is; a group streams the weights from memory once. */
+#define X_GROUP_TOKENS 64
+
+ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
+                             int n_in, int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin) return;
+    int group = n_tok < X_GROUP_TOKENS ? n_tok : X_GROUP_TOKENS;
+    float *xs = w_kind == KIND_BF16 && n_tok >= 2 ? ml_cpu_scratch((size_t)group * (size_t)n_in) : NULL;
+    if (!xs) { /* decode, other weights, or no memory: the same order with x as it is */
+        tiles_driver(y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end);
+        return;
+    }
+    size_t x_step = ldx * kind_size(x_kind);
+    for (int t0 = 0; t0 < n_tok; t0 += group) {
+        int g = n_tok - t0 < group ? n_tok - t0 : group;
+        x_even_odd(xs, (const char *)x + (size_t)t0 * x_step, ldx, x_kind, n_in, g);
+        tiles_driver(y + (size_t)t0 * ldy, ldy, xs, (size_t)n_in, KIND_F32_EO, w, w_kind, n_in, g, row_begin, row_end);
     }
 }
 
