@@ -328,10 +328,11 @@ static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[
     static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}, {96, 13, 130}};
     /* K-quants: rows of 1 to 5 super-blocks, 9 (a reduction of eight and one more) and 65 (the
      * AVX2 row shape's passes of 64 and one more); 1-4 tokens per pass of a row, 23/24 tokens
-     * (AVX2's last row shape / first tile) */
+     * (AVX2's last row shape / first tile); 37 rows x 133 tokens: the AVX-512 VNNI tile's two
+     * groups of 16 rows and a tail, a chunk of 128 tokens and 5 more (a register block of 4 and 1) */
     static const int k_sizes[][3] = {{256, 1, 1}, {512, 5, 4},  {256, 13, 3},   {768, 37, 1}, {512, 9, 9},
                                      {1280, 22, 17}, {256, 13, 70}, {2304, 11, 2}, {2304, 6, 5}, {2304, 7, 23},
-                                     {512, 9, 24},   {16640, 9, 6}};
+                                     {512, 9, 24},   {16640, 9, 6},  {512, 37, 133}};
     for (int t = 0; t < N_TYPES; t++) {
         size_t n_sizes = is_kquant(types[t]) ? sizeof k_sizes / sizeof k_sizes[0] : sizeof sizes / sizeof sizes[0];
         for (size_t s = 0; s < n_sizes; s++) {

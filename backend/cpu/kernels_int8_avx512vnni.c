@@ -1,5 +1,6 @@
 /* The int8 products of fast mode with AVX512_VNNI (kernels_int8_vector.h): the four products
- * per lane and their sum in one vpdpbusd on 256-bit vectors (AVX512VL). The avx512bf16 table
+ * per lane and their sum in one vpdpbusd on 256-bit vectors (AVX512VL; the K-quant tile from 8
+ * tokens on 512-bit vectors, Q8K_TILE16 below). The avx512bf16 table
  * uses these: every CPU with AVX512_BF16 has AVX512_VNNI (and dispatch.c checks it). */
 #include "backend/cpu/kernels_internal.h"
 
@@ -26,6 +27,12 @@ static inline __m256i q8_dot_broadcast_vnni(__m256i acc, __m256i u, const void *
 
 #define Q8_OFFSET_SIGNED 1
 #define Q8K_TILE_TOKENS 4 /* tokens per register block of the K-quant tile */
+/* The K-quant tile from 8 tokens: sixteen rows in 512-bit vectors, vpdpbusd zmm (this Intel
+ * Xeon issues two per cycle, as two ymm: twice the products per uop), 4 tokens per register
+ * block; docs/BENCHMARKS.md "K-quant int8 kernels on AVX-512 VNNI (Intel Xeon)". */
+#define Q8K_TILE16 1
+#define Q8K_TILE16_TOKENS 4
+#define Q8K_TILE16_MIN_TOKENS 8
 
 #include "backend/cpu/kernels_int8_vector.h"
 #include "backend/cpu/kernels_q8k_vector.h"

@@ -364,6 +364,23 @@ static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int row
     }
 }
 
+/* ---- 512-bit helpers (AVX-512 VNNI) --------------------------------------------------------- */
+#if defined(Q8K_TILE16) && Q8K_TILE16 /* helpers of kernels_q8k_vector.h's sixteen-row tile */
+/* vpdpbusd on 512-bit vectors with the four int8 values at p broadcast by the instruction. */
+static inline __m512i q8_dot_broadcast16(__m512i acc, __m512i u, const void *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)p));
+    return acc;
+}
+
+/* Rows 0-7 in the low half, 8-15 in the high half. */
+static inline __m512i q8_join(__m256i rows_low, __m256i rows_high) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(rows_low), rows_high, 1);
+}
+static inline __m512 q8_join_ps(__m256 rows_low, __m256 rows_high) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(rows_low), rows_high, 1);
+}
+#endif
+
 void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;

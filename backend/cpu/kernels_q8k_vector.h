@@ -18,6 +18,8 @@
  *    four per 16), then one vpmulld by the eight rows' scales. The tile (2 KiB) stays in L1
  *    while every token of the call passes (Q8K_CHUNK at a time); register blocks of
  *    Q8K_TILE_TOKENS tokens share each tile load.
+ *  - with Q8K_TILE16 (AVX-512 VNNI), the tile from Q8K_TILE16_MIN_TOKENS tokens holds sixteen
+ *    rows in 512-bit vectors (q8k_tile16_group): one vpdpbusd per 16 rows x 4 weights.
  *  - with Q8K_ROW_STREAM (AVX2), few tokens go one row at a time instead
  *    (q8k_rows_tokens: one memory stream, which Zen 3's prefetchers follow where eight
  *    interleaved ones starve), and with Q8K_TILE_INT16 the tile adds vpmaddubsw's results in
@@ -40,6 +42,17 @@
 #endif
 #ifndef Q8K_TILE_INT16
 #define Q8K_TILE_INT16 0
+#endif
+/* Q8K_TILE16 (AVX-512 VNNI): from Q8K_TILE16_MIN_TOKENS tokens the tile holds sixteen rows in
+ * 512-bit vectors (q8k_tile16_group), register blocks of Q8K_TILE16_TOKENS tokens. */
+#ifndef Q8K_TILE16
+#define Q8K_TILE16 0
+#endif
+#ifndef Q8K_TILE16_TOKENS
+#define Q8K_TILE16_TOKENS 4
+#endif
+#ifndef Q8K_TILE16_MIN_TOKENS
+#define Q8K_TILE16_MIN_TOKENS 8
 #endif
 #ifndef Q8K_CHUNK
 #define Q8K_CHUNK 128
@@ -546,12 +559,143 @@ static inline void q8k_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int ro
     }
 }
 
+/* ---- many tokens, 512-bit (Q8K_TILE16: AVX-512 VNNI): sixteen rows per tile ----------------- */
+#if Q8K_TILE16
+/* The tile of q8k_tile_group for sixteen rows: tile vector g holds weights 4g..4g+3 of rows
+ * 0-15 (lane k row k), so one vpdpbusd on 512-bit vectors, the token's four int8 values
+ * broadcast by the instruction ({1to16}), does sixteen rows' products; the integers, and the
+ * float chain lane by lane, are q8k_tile_group's. Rows 0-7 and 8-15 are built as two 8-row
+ * tiles (q8k_weight_operand, q8_transpose8, q8k_factors) and joined. */
+#define Q8K_ROWS16 16
+
+/* acc plus the int16 pair products of *pairs (loaded here: GCC otherwise keeps all eight of a
+ * super-block in registers across the tokens and spills the sums) and the pair at p. */
+static inline __m512i q8k_dot16_broadcast16(__m512i acc, const __m512i *pairs, const void *p) {
+    __m512i loaded;
+    __asm__("vmovdqa64 %2, %1\n\tvpdpwssd %3%{1to16%}, %1, %0"
+            : "+v"(acc), "=&v"(loaded)
+            : "m"(*pairs), "m"(*(const int32_t *)p));
+    return acc;
+}
+
+typedef struct {
+    __m512i scale[16]; /* q8k_row_factors' scale and pairs, for rows 0-15 */
+    __m512i pairs[8];
+} q8k_factors16;
+
+/* TB tokens against the sixteen-row tile: q8k_tile_tokens with 512-bit vectors. */
+static inline __attribute__((always_inline)) void q8k_tile16_tokens(ml_dtype w_dtype, __m512 *acc,
+                                                                    const uint8_t *const x_block[],
+                                                                    const __m512i tile[64], const q8k_factors16 *f,
+                                                                    __m512 d_w, __m512 dmin_w, const int TB) {
+    int q6 = w_dtype == ML_DTYPE_Q6_K;
+    __m512i isum[Q8K_TILE16_TOKENS], msum[Q8K_TILE16_TOKENS];
+    for (int tb = 0; tb < TB; tb++) isum[tb] = msum[tb] = _mm512_setzero_si512();
+    /* two sub-blocks at a time, their sums interleaved: 2 TB chains of vpdpbusd (latency 5-6
+     * cycles, two per cycle: TB = 4 chains alone left half the issue slots empty) */
+    int step = q6 ? 1 : 2, groups = q6 ? 4 : 8;
+    for (int part = 0; part < 16; part += 2 * step) { /* sub-blocks of 16 (Q6_K) or 32 values */
+        __m512i sum_a[Q8K_TILE16_TOKENS], sum_b[Q8K_TILE16_TOKENS];
+        for (int tb = 0; tb < TB; tb++) sum_a[tb] = sum_b[tb] = _mm512_setzero_si512();
+        for (int g = 0; g < groups; g++) {
+            __m512i w_a = _mm512_load_si512(&tile[4 * part + g]), w_b = _mm512_load_si512(&tile[4 * (part + step) + g]);
+            for (int tb = 0; tb < TB; tb++) {
+                sum_a[tb] = q8_dot_broadcast16(sum_a[tb], w_a, x_block[tb] + 16 * part + 4 * g);
+                sum_b[tb] = q8_dot_broadcast16(sum_b[tb], w_b, x_block[tb] + 16 * (part + step) + 4 * g);
+            }
+        }
+        __m512i scale_a = f->scale[q6 ? part : part / 2], scale_b = f->scale[q6 ? part + 1 : part / 2 + 1];
+        for (int tb = 0; tb < TB; tb++) {
+            isum[tb] = _mm512_add_epi32(isum[tb], _mm512_mullo_epi32(sum_a[tb], scale_a));
+            isum[tb] = _mm512_add_epi32(isum[tb], _mm512_mullo_epi32(sum_b[tb], scale_b));
+            __asm__("" : "+v"(isum[tb])); /* in a register: GCC kept them on the stack */
+        }
+    }
+    for (int tb = 0; tb < TB; tb++) {
+        for (int j = 0; j < 8; j++)
+            msum[tb] = q8k_dot16_broadcast16(msum[tb], &f->pairs[j], x_block[tb] + 260 + 4 * j);
+        if (q6) isum[tb] = _mm512_sub_epi32(isum[tb], _mm512_slli_epi32(msum[tb], 5));
+        float d_x;
+        memcpy(&d_x, x_block[tb] + 256, sizeof d_x);
+        __m512 dx = _mm512_set1_ps(d_x);
+        acc[tb] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[tb]), _mm512_mul_ps(d_w, dx), acc[tb]);
+        if (!q6) acc[tb] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[tb]), _mm512_mul_ps(dmin_w, dx), acc[tb]);
+    }
+}
+
+/* Sixteen rows (row[k]; rows past `rows` repeat the last) x n_tok tokens, as q8k_tile_group. */
+static inline void q8k_tile16_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
+                                    const uint8_t *const row[Q8K_ROWS16], int n_in, int n_tok) {
+    int n_super = n_in / ML_Q8K_BLOCK;
+    size_t super_bytes = ml_dtype_block_bytes(w_dtype);
+    __m512i tile[64];
+    __m512 acc[Q8K_CHUNK];
+    q8k_factors16 f;
+    for (int t0 = 0; t0 < n_tok; t0 += Q8K_CHUNK) {
+        int nt = n_tok - t0 < Q8K_CHUNK ? n_tok - t0 : Q8K_CHUNK;
+        for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+        for (int s = 0; s < n_super; s++) {
+            const uint8_t *sb[Q8K_ROWS16];
+            for (int k = 0; k < Q8K_ROWS16; k++) sb[k] = row[k] + (size_t)s * super_bytes;
+            for (int j = 0; j < 8; j++) {
+                __m256i v[Q8_ROWS], low[8], high[8], sign;
+                for (int k = 0; k < Q8_ROWS; k++) v[k] = q8k_weight_operand(w_dtype, sb[k], j, &sign);
+                q8_transpose8(v, low);
+                for (int k = 0; k < Q8_ROWS; k++) v[k] = q8k_weight_operand(w_dtype, sb[Q8_ROWS + k], j, &sign);
+                q8_transpose8(v, high);
+                for (int g = 0; g < 8; g++) tile[8 * j + g] = q8_join(low[g], high[g]);
+            }
+            q8k_row_factors half[2];
+            q8k_factors(w_dtype, sb, &half[0]);
+            q8k_factors(w_dtype, sb + Q8_ROWS, &half[1]);
+            for (int i = 0; i < 16; i++) f.scale[i] = q8_join(half[0].scale[i], half[1].scale[i]);
+            for (int j = 0; j < 8; j++) f.pairs[j] = q8_join(half[0].pairs[j], half[1].pairs[j]);
+            __m256 dmin_low, dmin_high, d_low = q8k_row_d(w_dtype, sb, &dmin_low);
+            __m256 d_high = q8k_row_d(w_dtype, sb + Q8_ROWS, &dmin_high);
+            __m512 d_w = q8_join_ps(d_low, d_high);
+            __m512 dmin_w = q8_join_ps(dmin_low, dmin_high);
+            const uint8_t *x_block[Q8K_TILE16_TOKENS];
+            int t = 0;
+            for (; t + Q8K_TILE16_TOKENS <= nt; t += Q8K_TILE16_TOKENS) {
+                for (int tb = 0; tb < Q8K_TILE16_TOKENS; tb++)
+                    x_block[tb] = x + (size_t)(t0 + t + tb) * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+                q8k_tile16_tokens(w_dtype, acc + t, x_block, tile, &f, d_w, dmin_w, Q8K_TILE16_TOKENS);
+            }
+            for (; t < nt; t++) {
+                x_block[0] = x + (size_t)(t0 + t) * ldx + (size_t)s * ML_Q8K_BLOCK_BYTES;
+                q8k_tile16_tokens(w_dtype, acc + t, x_block, tile, &f, d_w, dmin_w, 1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            float lanes[Q8K_ROWS16];
+            _mm512_storeu_ps(lanes, acc[t]);
+            memcpy(y + (size_t)(t0 + t) * ldy, lanes, (size_t)rows * sizeof(float));
+        }
+    }
+}
+#endif
+
 void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                   const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8k_supports(w_dtype) || n_in <= 0) return;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
     size_t lookahead = q8_lookahead(n_tok);
     int tile = n_tok >= Q8K_TILE_MIN_TOKENS && w_dtype != ML_DTYPE_Q8_K;
+#if Q8K_TILE16
+    if (tile && n_tok >= Q8K_TILE16_MIN_TOKENS) {
+        for (int r = row_begin; r < row_end; r += Q8K_ROWS16) {
+            int rows = row_end - r < Q8K_ROWS16 ? row_end - r : Q8K_ROWS16;
+            const uint8_t *row[Q8K_ROWS16];
+            for (int k = 0; k < Q8K_ROWS16; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
+            switch (w_dtype) {
+            case ML_DTYPE_Q4_K: q8k_tile16_group(ML_DTYPE_Q4_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q5_K: q8k_tile16_group(ML_DTYPE_Q5_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            default: q8k_tile16_group(ML_DTYPE_Q6_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            }
+        }
+        return;
+    }
+#endif
     for (int r = row_begin; r < row_end; r += Q8_ROWS) {
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
