@@ -325,7 +325,10 @@ static void test_token_counts(const ml_cpu_kernels *k, ml_test_rng *rng) {
 
 /* matmul_q8_blocks / matmul_q8k_blocks against the reference, and its own splits against its whole product. */
 static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[N_TYPES]) {
-    static const int sizes[][3] = {{32, 1, 1}, {64, 5, 1}, {96, 13, 3}, {576, 37, 1}, {576, 9, 9}, {992, 22, 17}, {96, 13, 130}};
+    /* 37 rows x 133 tokens: the AVX-512 VNNI tile's two groups of 16 rows and a tail, a chunk of
+     * 128 tokens and 5 more (under a register block of 8) */
+    static const int sizes[][3] = {{32, 1, 1},    {64, 5, 1},    {96, 13, 3},  {576, 37, 1},
+                                   {576, 9, 9},   {992, 22, 17}, {96, 13, 130}, {576, 37, 133}};
     /* K-quants: rows of 1 to 5 super-blocks, 9 (a reduction of eight and one more) and 65 (the
      * AVX2 row shape's passes of 64 and one more); 1-4 tokens per pass of a row, 23/24 tokens
      * (AVX2's last row shape / first tile); 37 rows x 133 tokens: the AVX-512 VNNI tile's two

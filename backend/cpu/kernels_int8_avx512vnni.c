@@ -1,6 +1,6 @@
 /* The int8 products of fast mode with AVX512_VNNI (kernels_int8_vector.h): the four products
- * per lane and their sum in one vpdpbusd on 256-bit vectors (AVX512VL; the K-quant tile from 8
- * tokens on 512-bit vectors, Q8K_TILE16 below). The avx512bf16 table
+ * per lane and their sum in one vpdpbusd on 256-bit vectors (AVX512VL; the tiles for many
+ * tokens on 512-bit vectors, Q8_TILE16 and Q8K_TILE16 below). The avx512bf16 table
  * uses these: every CPU with AVX512_BF16 has AVX512_VNNI (and dispatch.c checks it). */
 #include "backend/cpu/kernels_internal.h"
 
@@ -33,6 +33,11 @@ static inline __m256i q8_dot_broadcast_vnni(__m256i acc, __m256i u, const void *
 #define Q8K_TILE16 1
 #define Q8K_TILE16_TOKENS 4
 #define Q8K_TILE16_MIN_TOKENS 8
+/* The same for Q8_0/Q4_0/Q4_1 from 6 tokens (their 16-row tile costs less to build), 8 tokens
+ * per register block (one chain of 8 vpdpbusd per token and block). */
+#define Q8_TILE16 1
+#define Q8_TILE16_TOKENS 8
+#define Q8_TILE16_MIN_TOKENS 6
 
 #include "backend/cpu/kernels_int8_vector.h"
 #include "backend/cpu/kernels_q8k_vector.h"

@@ -24,7 +24,9 @@
  * int8 values at 4g, broadcast, give row sums with no horizontal reduction); the float
  * operations stay the same, so do the bits. Q8_0 without Q8_OFFSET_SIGNED (AVX2) takes the
  * tile too: the tile holds |q| and, transposed alike, q itself, whose signs go onto each
- * broadcast x by vpsignb lane by lane (one more uop per product, from Q8_0_TILE_MIN_TOKENS on). */
+ * broadcast x by vpsignb lane by lane (one more uop per product, from Q8_0_TILE_MIN_TOKENS on).
+ * With Q8_TILE16 (AVX-512 VNNI) the tile holds sixteen rows in 512-bit vectors from
+ * Q8_TILE16_MIN_TOKENS tokens (q8_tile16_group): the same integers and float operations per lane. */
 #ifndef ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 #define ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
 
@@ -70,6 +72,17 @@
 #endif
 #ifndef Q8_GROUP_PER_TYPE
 #define Q8_GROUP_PER_TYPE 0
+#endif
+/* Q8_TILE16 (AVX-512 VNNI, Q8_OFFSET_SIGNED): from Q8_TILE16_MIN_TOKENS tokens the tile holds
+ * sixteen rows in 512-bit vectors (q8_tile16_group), register blocks of Q8_TILE16_TOKENS. */
+#ifndef Q8_TILE16
+#define Q8_TILE16 0
+#endif
+#ifndef Q8_TILE16_TOKENS
+#define Q8_TILE16_TOKENS 8
+#endif
+#ifndef Q8_TILE16_MIN_TOKENS
+#define Q8_TILE16_MIN_TOKENS 6
 #endif
 /* n_tok 1-2 on Intel: bytes prefetched ahead in each of the eight row streams (0: none), as the
  * float decode kernels do (kernels_avx512.c); see docs/BENCHMARKS.md for the measurement. */
@@ -364,8 +377,8 @@ static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int row
     }
 }
 
-/* ---- 512-bit helpers (AVX-512 VNNI) --------------------------------------------------------- */
-#if defined(Q8K_TILE16) && Q8K_TILE16 /* helpers of kernels_q8k_vector.h's sixteen-row tile */
+/* ---- many tokens, 512-bit (Q8_TILE16: AVX-512 VNNI): sixteen rows per tile ------------------ */
+#if Q8_TILE16 || (defined(Q8K_TILE16) && Q8K_TILE16) /* the helpers, kernels_q8k_vector.h's too */
 /* vpdpbusd on 512-bit vectors with the four int8 values at p broadcast by the instruction. */
 static inline __m512i q8_dot_broadcast16(__m512i acc, __m512i u, const void *p) {
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)p));
@@ -381,11 +394,96 @@ static inline __m512 q8_join_ps(__m256 rows_low, __m256 rows_high) {
 }
 #endif
 
+#if Q8_TILE16
+/* q8_tile_tokens on a tile of sixteen rows (Q8_0 only with Q8_OFFSET_SIGNED). */
+static inline __attribute__((always_inline)) void q8_tile16_tokens(ml_dtype w_dtype, __m512 *acc,
+                                                                   const uint8_t *const x_block[],
+                                                                   const __m512i tile[8], __m512 d_w, __m512 m_w,
+                                                                   int32_t offset, const int TB) {
+    __m512i sum[Q8_TILE16_TOKENS];
+    for (int tb = 0; tb < TB; tb++) sum[tb] = _mm512_setzero_si512();
+    for (int g = 0; g < 8; g++) {
+        __m512i w = _mm512_load_si512(&tile[g]);
+        for (int tb = 0; tb < TB; tb++) sum[tb] = q8_dot_broadcast16(sum[tb], w, x_block[tb] + 4 * g);
+    }
+    for (int tb = 0; tb < TB; tb++) {
+        float d_x;
+        int32_t sum_x;
+        memcpy(&d_x, x_block[tb] + 32, sizeof d_x);
+        memcpy(&sum_x, x_block[tb] + 36, sizeof sum_x);
+        __m512i isum = offset ? _mm512_sub_epi32(sum[tb], _mm512_set1_epi32(offset * sum_x)) : sum[tb];
+        __m512 dx = _mm512_set1_ps(d_x);
+        acc[tb] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d_w, dx), acc[tb]);
+        if (w_dtype == ML_DTYPE_Q4_1)
+            acc[tb] = _mm512_fmadd_ps(_mm512_set1_ps((float)sum_x), _mm512_mul_ps(m_w, dx), acc[tb]);
+    }
+}
+
+/* Sixteen rows (row[k]; rows past `rows` repeat the last) x n_tok tokens, as q8_tile_group. */
+static inline void q8_tile16_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
+                                   const uint8_t *const row[2 * Q8_ROWS], int n_in, int n_tok) {
+    int n_blocks = n_in / ML_Q8_BLOCK;
+    size_t block_bytes = ml_dtype_block_bytes(w_dtype);
+    int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : w_dtype == ML_DTYPE_Q8_0 ? 128 : 0;
+    __m512i tile[8];
+    __m512 acc[Q8_TILE_CHUNK];
+    for (int t0 = 0; t0 < n_tok; t0 += Q8_TILE_CHUNK) {
+        int nt = n_tok - t0 < Q8_TILE_CHUNK ? n_tok - t0 : Q8_TILE_CHUNK;
+        for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+        for (int b = 0; b < n_blocks; b++) {
+            const uint8_t *block[2 * Q8_ROWS];
+            __m256i wq[Q8_ROWS], sign, low[8], high[8];
+            for (int k = 0; k < 2 * Q8_ROWS; k++) block[k] = row[k] + (size_t)b * block_bytes;
+            for (int k = 0; k < Q8_ROWS; k++) wq[k] = q8_weight_operand(w_dtype, block[k], &sign);
+            q8_transpose8(wq, low);
+            for (int k = 0; k < Q8_ROWS; k++) wq[k] = q8_weight_operand(w_dtype, block[Q8_ROWS + k], &sign);
+            q8_transpose8(wq, high);
+            for (int g = 0; g < 8; g++) tile[g] = q8_join(low[g], high[g]);
+            __m512 d_w = q8_join_ps(q8_block_halves(block, 0), q8_block_halves(block + Q8_ROWS, 0));
+            __m512 m_w = w_dtype == ML_DTYPE_Q4_1
+                             ? q8_join_ps(q8_block_halves(block, 2), q8_block_halves(block + Q8_ROWS, 2))
+                             : _mm512_setzero_ps();
+            const uint8_t *x_block[Q8_TILE16_TOKENS];
+            int t = 0;
+            for (; t + Q8_TILE16_TOKENS <= nt; t += Q8_TILE16_TOKENS) {
+                for (int tb = 0; tb < Q8_TILE16_TOKENS; tb++)
+                    x_block[tb] = x + (size_t)(t0 + t + tb) * ldx + (size_t)b * ML_Q8_BLOCK_BYTES;
+                q8_tile16_tokens(w_dtype, acc + t, x_block, tile, d_w, m_w, offset, Q8_TILE16_TOKENS);
+            }
+            for (; t < nt; t++) {
+                x_block[0] = x + (size_t)(t0 + t) * ldx + (size_t)b * ML_Q8_BLOCK_BYTES;
+                q8_tile16_tokens(w_dtype, acc + t, x_block, tile, d_w, m_w, offset, 1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            float lanes[2 * Q8_ROWS];
+            _mm512_storeu_ps(lanes, acc[t]);
+            memcpy(y + (size_t)(t0 + t) * ldy, lanes, (size_t)rows * sizeof(float));
+        }
+    }
+}
+#endif
+
 void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8_supports(w_dtype) || n_in <= 0) return;
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in);
     size_t lookahead = q8_lookahead(n_tok);
+#if Q8_TILE16
+    if (n_tok >= Q8_TILE16_MIN_TOKENS) {
+        for (int r = row_begin; r < row_end; r += 2 * Q8_ROWS) {
+            int rows = row_end - r < 2 * Q8_ROWS ? row_end - r : 2 * Q8_ROWS;
+            const uint8_t *row[2 * Q8_ROWS];
+            for (int k = 0; k < 2 * Q8_ROWS; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
+            switch (w_dtype) {
+            case ML_DTYPE_Q8_0: q8_tile16_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q4_0: q8_tile16_group(ML_DTYPE_Q4_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            default: q8_tile16_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            }
+        }
+        return;
+    }
+#endif
     for (int r = row_begin; r < row_end; r += Q8_ROWS) {
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
