@@ -9,8 +9,12 @@
 # the same bound on the peak (VmHWM less the memory before opening); measured at most 1/N + 0.04
 # (docs/BENCHMARKS.md, "Memory per MPI rank"), and the code before the fix (a whole Q/K copy per
 # rank at load) went over on the peak. For the default model (the default; its 98 MB leave the
-# process's own buffers and the replicated header a large part): slack 0.3, fixed 8 MiB, no peak
-# bound: what it catches there is a rank that holds every weight.
+# process's own buffers and the replicated header a large part): slack 0.45, fixed 8 MiB, no peak
+# bound: what it catches there is a rank that holds every weight (1/N + 1). The slack was 0.3
+# until a kernel with large page-cache folios mapped whole folios (up to 2 MiB) of the file on
+# a fault, so a rank's small shards of small tensors map their neighbours' rows too: np 4 ranks
+# then measured 64-84 MB of np 1's 116 (1/N + 0.30-0.47), where the same build measured under
+# 1/N + 0.3 on the same machine an hour before, with the file's cache freshly written.
 # Skipped (exit 77) without mpirun or without MPI in the build.
 set -u
 bin=${MESHLLAMA_BIN:?}
@@ -40,7 +44,7 @@ def ranks(np):
     assert len(rows) == np, f"np {np}: {len(rows)} rank lines"
     return rows
 big = size >= 500e6
-slack, fixed = (0.08, 16384) if big else (0.3, 8192)
+slack, fixed = (0.08, 16384) if big else (0.45, 8192)
 def resident(r):
     return r["generated"]["model_file"] + r["generated"]["anon"] - r["before_open"]["anon"]
 def peak(r):
