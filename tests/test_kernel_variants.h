@@ -9,7 +9,7 @@
 
 #include "backend/cpu/kernels.h"
 
-static const char *const ml_test_kernel_variants[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+static const char *const ml_test_kernel_variants[] = {"scalar", "avx2", "avx512", "avx512vnni", "avx512bf16"};
 #define ML_TEST_N_KERNEL_VARIANTS (sizeof ml_test_kernel_variants / sizeof ml_test_kernel_variants[0])
 
 static inline const ml_cpu_kernels *ml_test_kernel_variant(size_t v) {

@@ -1,4 +1,4 @@
-/* Every CPU kernel variant the machine can run (avx2, avx512, avx512bf16) against the scalar
+/* Every CPU kernel variant the machine can run (avx2, avx512, avx512vnni, avx512bf16) against the scalar
  * reference, on seeded random data in [-1, 1] at awkward sizes, by normalised error
  * max|a - b| / max|b|; a variant the CPU lacks prints SKIP. The scalar reference itself is
  * checked on hand-computed examples, never against itself; every variant, the reference

@@ -30,6 +30,7 @@ const ml_cpu_kernels *ml_cpu_kernels_variant(const char *name) {
     if (strcmp(name, "avx2") == 0) return f.avx2_fma ? &ml_cpu_kernels_avx2 : NULL;
     /* The AVX-512 files are also built with -mavx2 -mfma -mf16c, which every AVX-512 CPU has. */
     if (strcmp(name, "avx512") == 0) return f.avx512 && f.avx2_fma ? &ml_cpu_kernels_avx512 : NULL;
+    if (strcmp(name, "avx512vnni") == 0) return f.avx512 && f.avx512_vnni && f.avx2_fma ? &ml_cpu_kernels_avx512vnni : NULL;
     if (strcmp(name, "avx512bf16") == 0)
         return f.avx512 && f.avx512_bf16 && f.avx512_vnni && f.avx2_fma ? &ml_cpu_kernels_avx512bf16 : NULL;
     return NULL;
@@ -39,9 +40,14 @@ static void choose_best(void) {
     const char *forced = getenv("MESHLLAMA_ISA");
     best = forced && forced[0] ? ml_cpu_kernels_variant(forced) : NULL;
     if (best) return;
-    static const char *const preference[] = {"avx512bf16", "avx512", "avx2"};
+    /* Intel's vdpbf16ps runs at half the rate of two 512-bit FMAs (Xeon, Emerald Rapids: about 2
+     * cycles per instruction against 0.5), so there the widening f32 product of avx512vnni beats
+     * it from about 4 tokens (docs/BENCHMARKS.md) and the avx512bf16 table is not the default. */
+    __builtin_cpu_init();
+    int skip_dpbf16 = __builtin_cpu_is("intel");
+    static const char *const preference[] = {"avx512bf16", "avx512vnni", "avx512", "avx2"};
     for (size_t i = 0; i < sizeof preference / sizeof preference[0] && !best; i++)
-        best = ml_cpu_kernels_variant(preference[i]);
+        if (!(skip_dpbf16 && i == 0)) best = ml_cpu_kernels_variant(preference[i]);
     if (!best) best = &ml_cpu_kernels_scalar;
 }
 

@@ -12,7 +12,7 @@
 #include "core/dtype.h"
 
 typedef struct {
-    const char *name; /* "scalar", "avx2", "avx512", "avx512bf16" */
+    const char *name; /* "scalar", "avx2", "avx512", "avx512vnni", "avx512bf16" */
     /* 1 when matmul_bf16_bf16 uses a bf16 dot-product instruction (vdpbf16ps), whose rounding
      * differs. 0 when it widens the bf16 activations to f32 (exact) and then does exactly what
      * matmul_f32_bf16 does: matmul_f32_bf16 on the widened activations then gives the same bits, and is
@@ -143,7 +143,7 @@ int ml_q8k_supports(ml_dtype w_dtype);
 static inline size_t ml_q8k_row_bytes(int n_in) { return (size_t)(n_in / ML_Q8K_BLOCK) * ML_Q8K_BLOCK_BYTES; }
 
 /* The best table for this CPU. The environment variable MESHLLAMA_ISA (scalar, avx2, avx512,
- * avx512bf16) forces a variant when the CPU supports it. */
+ * avx512vnni, avx512bf16) forces a variant when the CPU supports it. */
 const ml_cpu_kernels *ml_cpu_kernels_best(void);
 /* A named variant, or NULL when it is not compiled in or this CPU cannot run it. */
 const ml_cpu_kernels *ml_cpu_kernels_variant(const char *name);
@@ -156,6 +156,7 @@ float *ml_cpu_scratch(size_t floats);
 extern const ml_cpu_kernels ml_cpu_kernels_scalar;
 extern const ml_cpu_kernels ml_cpu_kernels_avx2;
 extern const ml_cpu_kernels ml_cpu_kernels_avx512;
+extern const ml_cpu_kernels ml_cpu_kernels_avx512vnni;
 extern const ml_cpu_kernels ml_cpu_kernels_avx512bf16;
 
 #endif

@@ -1,7 +1,9 @@
-/* AVX-512 kernels: two tables from this file (built with -mavx512f/bw/vl/dq/bf16 -mfma -mf16c;
+/* AVX-512 kernels: three tables from this file (built with -mavx512f/bw/vl/dq/bf16 -mfma -mf16c;
  * dispatch.c hands them out only on CPUs that have the instructions).
  *   ml_cpu_kernels_avx512:     AVX-512 F/BW/VL/DQ only; no bf16 dot-product instruction.
- *   ml_cpu_kernels_avx512bf16: the same, except matmul_bf16_bf16 uses vdpbf16ps.
+ *   ml_cpu_kernels_avx512vnni: the same with the AVX512_VNNI int8 products (kernels_int8_*).
+ *   ml_cpu_kernels_avx512bf16: the same, except matmul_bf16_bf16 uses vdpbf16ps; not the
+ *       default on Intel, whose vdpbf16ps runs at half the f32 FMA rate (dispatch.c).
  * Semantics are those of kernels_scalar.c; tests/test_kernels.c compares them on CPUs that
  * can run them. The structure follows kernels_avx2.c with 16-lane vectors, masked tails
  * (maskz loads, mask stores) instead of copies, and more accumulators (32 zmm registers).
@@ -12,6 +14,15 @@
  * masked tail, then the fixed hsum16(); blocking only changes how many accumulators are in
  * flight, so results are bit-identical for any row/token split and any batch size (a sequence
  * decoded in a batch of 32 gets the bits it gets alone: tests/test_batch_invariance.c).
+ * bf16 weights take the even/odd order instead: per chunk of 32, acc = fma(x[i, i+2, .., i+30],
+ * w[same], acc) then acc = fma(x[i+1, i+3, .., i+31], w[same], acc), since one 512-bit load of
+ * 32 weights widens to two vectors with one shift and one AND (exact), against a zero-extension
+ * and a shift per 16 in the natural order (8 uops on the FMA ports per 24 FMAs of a 4 x 6 block
+ * become 4); the n_in % 32 rest as above. x meets them permuted: copied once per call into that
+ * order (x_even_odd) for 3+ tokens, split by one vpermt2ps per 16 in the loop for 1-2 tokens,
+ * where 8 rows share it. The same order for every n_tok, so batch invariance holds. Intel Xeon,
+ * one thread, 256 MiB of bf16 rows of 2048, thread CPU time, 4 rounds alternated: 8 tokens
+ * 63-68 -> 69-81 GFLOP/s, 32 tokens 71-108 -> 83-121 (docs/BENCHMARKS.md).
  *   n_tok 1-2 (decode): blocks of 8 rows (8 or 16 accumulators), as kernels_avx2.c: the block
  *       is one contiguous 32 KiB stream. No software prefetch except on Intel, where each row
  *       also prefetches GEMV_LOOKAHEAD_INTEL bytes ahead of its loads, past its end in the same
@@ -54,7 +65,8 @@
 
 #include "core/numeric.h"
 
-enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2 };
+/* KIND_F32_EO: float32 rows already in the even/odd order of bf16 weights (x_even_odd). */
+enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_F32_EO = 3 };
 
 #define VEC 16                    /* floats per zmm */
 #define STEP 64                   /* elements per unrolled step of the dot-product loop (4 vectors) */
@@ -75,10 +87,10 @@ ML_INLINE __mmask16 tail_mask16(int n) { return (__mmask16)((1u << n) - 1u); }
 
 ML_INLINE __m512 widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
-ML_INLINE size_t kind_size(int kind) { return kind == KIND_F32 ? 4 : 2; }
+ML_INLINE size_t kind_size(int kind) { return kind == KIND_F32 || kind == KIND_F32_EO ? 4 : 2; }
 
 ML_INLINE __m512 load16(const void *base, size_t index, int kind) {
-    if (kind == KIND_F32) return _mm512_loadu_ps((const float *)base + index);
+    if (kind == KIND_F32 || kind == KIND_F32_EO) return _mm512_loadu_ps((const float *)base + index);
     __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)base + index));
     return kind == KIND_F16 ? _mm512_cvtph_ps(h) : widen_bf16(h);
 }
@@ -86,7 +98,7 @@ ML_INLINE __m512 load16(const void *base, size_t index, int kind) {
 /* n in [1, 15] values, the other lanes zero; masked lanes are not read. */
 ML_INLINE __m512 load_partial(const void *base, size_t index, int n, int kind) {
     __mmask16 m = tail_mask16(n);
-    if (kind == KIND_F32) return _mm512_maskz_loadu_ps(m, (const float *)base + index);
+    if (kind == KIND_F32 || kind == KIND_F32_EO) return _mm512_maskz_loadu_ps(m, (const float *)base + index);
     __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)base + index);
     return kind == KIND_F16 ? _mm512_cvtph_ps(h) : widen_bf16(h);
 }
@@ -98,6 +110,49 @@ ML_INLINE float hsum16(__m512 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* ---- the even/odd order of bf16 weights ---------------------------------------------------
+ * 32 bf16 weights in one zmm widen to float32 with one operation per 16: the even elements
+ * (0, 2, .., 30) by a left shift of each 32-bit lane by 16, the odd ones (1, 3, .., 31) by
+ * clearing each lane's low half; both exact. x meets them in the same order: the 16 even then
+ * the 16 odd elements of each chunk of 32. */
+
+/* Elements 2j (odd = 0) or 2j + 1 (odd = 1), j = 0..15, of the 32 bf16 values at base[index],
+ * as floats. The weights are read twice (the second time from L1): as memory operands of the
+ * shift and the AND, so no register holds them. */
+ML_INLINE __m512 bf16_half(const void *base, size_t index, int odd) {
+    __m512i v = _mm512_loadu_si512((const uint16_t *)base + index);
+    v = odd ? _mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)) : _mm512_slli_epi32(v, 16);
+    return _mm512_castsi512_ps(v);
+}
+
+/* The same 16 elements of the 32 values of x of `kind` at base[index]: KIND_F32_EO holds them
+ * already apart (evens at index, odds at index + 16); natural float32 rows are split by one
+ * two-source permute; bf16 rows as bf16 weights. */
+ML_INLINE __m512 x_half(const void *base, size_t index, int kind, int odd) {
+    const float *f = (const float *)base + index;
+    if (kind == KIND_F32_EO) return _mm512_loadu_ps(f + (odd ? VEC : 0));
+    if (kind == KIND_BF16) return bf16_half(base, index, odd);
+    const __m512i pick = odd ? _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1)
+                             : _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(f), pick, _mm512_loadu_ps(f + VEC));
+}
+
+/* n_tok rows of x (kind x_kind, ldx elements apart) as float32 rows of n_in at out, each chunk
+ * of 32 in the even/odd order and the last n_in % 32 elements as they are. */
+static void x_even_odd(float *out, const void *x, size_t ldx, int x_kind, int n_in, int n_tok) {
+    for (int t = 0; t < n_tok; t++) {
+        const char *row = (const char *)x + (size_t)t * ldx * kind_size(x_kind);
+        float *dst = out + (size_t)t * (size_t)n_in;
+        int i = 0;
+        for (; i + 2 * VEC <= n_in; i += 2 * VEC) {
+            _mm512_storeu_ps(dst + i, x_half(row, (size_t)i, x_kind, 0));
+            _mm512_storeu_ps(dst + i + VEC, x_half(row, (size_t)i, x_kind, 1));
+        }
+        for (; i < n_in; i++)
+            dst[i] = x_kind == KIND_BF16 ? ml_bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+    }
 }
 
 /* ---- matrix products (f32 activations; f32, f16 or bf16 weights; fast mode widened) ------ */
@@ -178,6 +233,16 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
 #define ML_LOAD_W(base, at) load16(base, at, w_kind)
 #define ML_LOAD_X_TAIL(base, at) load_partial(base, at, rest, x_kind)
 #define ML_LOAD_W_TAIL(base, at) load_partial(base, at, rest, w_kind)
+/* bf16 weights: chunks of 32 in the even/odd order, the evens' FMA before the odds' */
+#define ML_LOAD_X_EVEN(base, at) x_half(base, at, x_kind, 0)
+#define ML_LOAD_X_ODD(base, at) x_half(base, at, x_kind, 1)
+#define ML_LOAD_W_EVEN(base, at) bf16_half(base, at, 0)
+#define ML_LOAD_W_ODD(base, at) bf16_half(base, at, 1)
+#define ML_DOT_CHUNK32(at)                                                                         \
+    do {                                                                                           \
+        ML_DOT_STEP(ML_LOAD_X_EVEN, ML_LOAD_W_EVEN, at);                                           \
+        ML_DOT_STEP(ML_LOAD_X_ODD, ML_LOAD_W_ODD, at);                                             \
+    } while (0)
     size_t n = (size_t)n_in, i = 0, steps = n / STEP;
     size_t lines_per_step = steps ? (pf.n_lines + steps - 1) / steps : pf.n_lines;
     const size_t w_size = kind_size(w_kind), row_bytes = n * w_size;
@@ -190,15 +255,29 @@ ML_INLINE void dot_block(float *y, size_t ldy, const void *x, size_t ldx, int x_
             for (int r = 0; r < RB; r++)
                 for (size_t j = 0; j < STEP * w_size; j += 64) _mm_prefetch(w_rows[r] + ahead + j, _MM_HINT_T0);
         }
+        if (w_kind == KIND_BF16) {
+            ML_DOT_CHUNK32(i);
+            ML_DOT_CHUNK32(i + 2 * VEC);
+        } else {
 #pragma GCC unroll 4
-        for (int u = 0; u < STEP / VEC; u++) ML_DOT_STEP(ML_LOAD_X, ML_LOAD_W, i + (size_t)u * VEC);
+            for (int u = 0; u < STEP / VEC; u++) ML_DOT_STEP(ML_LOAD_X, ML_LOAD_W, i + (size_t)u * VEC);
+        }
     }
     if (!steps) prefetch_lines(pf, 0, pf.n_lines, l2);
+    if (w_kind == KIND_BF16 && i + 2 * VEC <= n) {
+        ML_DOT_CHUNK32(i);
+        i += 2 * VEC;
+    }
     for (; i + VEC <= n; i += VEC) ML_DOT_STEP(ML_LOAD_X, ML_LOAD_W, i);
     if (i < n) {
         int rest = (int)(n - i);
         ML_DOT_STEP(ML_LOAD_X_TAIL, ML_LOAD_W_TAIL, i);
     }
+#undef ML_DOT_CHUNK32
+#undef ML_LOAD_X_EVEN
+#undef ML_LOAD_X_ODD
+#undef ML_LOAD_W_EVEN
+#undef ML_LOAD_W_ODD
 #undef ML_LOAD_X
 #undef ML_LOAD_W
 #undef ML_LOAD_X_TAIL
@@ -417,10 +496,38 @@ ML_INLINE void matmul_driver_dp(int use_dpbf16, float *y, size_t ldy, const void
                    GEMM_TOKENS);
 }
 
+/* bf16 weights with n_tok >= 3 take x in groups of up to X_GROUP_TOKENS tokens, each copied
+ * once into the even/odd order (per-thread scratch: 2 MiB for 64 x 8192), so that the register
+ * blocks load it as it is; each group streams the weights once. 1-2 tokens split x with a
+ * permute in the loop, where 8 rows share it. */
+#define X_GROUP_TOKENS 64
+
 /* The widening kernels for matmul_f32_* and matmul_bf16_bf16 (kernels_vector_shared.h). */
 ML_INLINE void matmul_driver(float *y, size_t ldy, const void *x, size_t ldx, int x_kind, const void *w, int w_kind,
                              int n_in, int n_tok, int row_begin, int row_end) {
-    matmul_driver_dp(0, y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end);
+    if (n_tok <= 0 || row_end <= row_begin) return;
+    if (w_kind != KIND_BF16 || n_tok <= 2) {
+        /* bf16 weights reach here only for 1-2 tokens: saying so keeps the compiler from
+         * building the GEMM for x in its natural order */
+        if (w_kind == KIND_BF16 && n_tok > 2) __builtin_unreachable();
+        matmul_driver_dp(0, y, ldy, x, ldx, x_kind, w, w_kind, n_in, n_tok, row_begin, row_end);
+        return;
+    }
+    size_t x_step = ldx * kind_size(x_kind);
+    int group = n_tok < X_GROUP_TOKENS ? n_tok : X_GROUP_TOKENS;
+    float *xs = ml_cpu_scratch((size_t)group * (size_t)n_in);
+    if (!xs) { /* no memory: token by token, in the same order */
+        for (int t = 0; t < n_tok; t++)
+            matmul_driver_dp(0, y + (size_t)t * ldy, ldy, (const char *)x + (size_t)t * x_step, ldx, x_kind, w, w_kind,
+                             n_in, 1, row_begin, row_end);
+        return;
+    }
+    for (int t0 = 0; t0 < n_tok; t0 += group) {
+        int g = n_tok - t0 < group ? n_tok - t0 : group;
+        x_even_odd(xs, (const char *)x + (size_t)t0 * x_step, ldx, x_kind, n_in, g);
+        matmul_driver_dp(0, y + (size_t)t0 * ldy, ldy, xs, (size_t)n_in, KIND_F32_EO, w, w_kind, n_in, g, row_begin,
+                         row_end);
+    }
 }
 
 static void matmul_bf16_bf16_dpbf16(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
@@ -765,6 +872,22 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .matmul_q8_blocks = ml_avx2_matmul_q8_blocks,
     .quantize_q8k = ml_avx2_quantize_q8k,
     .matmul_q8k_blocks = ml_avx2_matmul_q8k_blocks,
+    .blocks_to_f32 = ml_avx512_blocks_to_f32,
+};
+
+/* avx512bf16 without vdpbf16ps: the VNNI int8 products with the widening bf16 product, for
+ * CPUs with AVX512_VNNI and no AVX512_BF16, and for Intel ones, whose vdpbf16ps is half the f32
+ * FMA rate (dispatch.c). */
+const ml_cpu_kernels ml_cpu_kernels_avx512vnni = {
+    .name = "avx512vnni",
+    .bf16_dot_product = 0,
+    .matmul_bf16_bf16 = matmul_bf16_bf16,
+    ML_CPU_KERNEL_ENTRIES,
+    .matmul_f32_blocks = ml_avx512_matmul_f32_blocks,
+    .quantize_q8 = ml_avx512vnni_quantize_q8,
+    .matmul_q8_blocks = ml_avx512vnni_matmul_q8_blocks,
+    .quantize_q8k = ml_avx512vnni_quantize_q8k,
+    .matmul_q8k_blocks = ml_avx512vnni_matmul_q8k_blocks,
     .blocks_to_f32 = ml_avx512_blocks_to_f32,
 };
 

@@ -35,7 +35,7 @@ void ml_avx512_matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const f
 void ml_avx512_blocks_to_f32(ml_dtype dtype, float *out, const uint8_t *in, size_t n);
 
 /* The int8 products of fast mode (kernels_int8*.c): the scalar reference, and the vector
- * variants (AVX2 also serves the avx512 table; AVX512_VNNI the avx512bf16 table). */
+ * variants (AVX2 also serves the avx512 table; AVX512_VNNI the avx512vnni and avx512bf16 tables). */
 void ml_scalar_quantize_q8(uint8_t *out, const float *x, int n);
 void ml_scalar_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                 const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
