@@ -106,44 +106,71 @@ static void bench_pool(ml_pool *pool) {
  * (fast mode: vdpbf16ps where the table has it). Efficiency is against the roofline: the time
  * the step needs at the probed read bandwidth or at the probed dot-product peak, whichever is
  * longer, over the time it took (median of 5). */
-static void bench_gemv(ml_model *m, double read_bw, double peak_f32, double peak_fast) {
-    enum { MATS = 32, ROWS = 8192, N_IN = 2048, MAX_TOK = 32 };
-    size_t per = (size_t)ROWS * N_IN;
-    uint16_t *w = random_bf16_pages(per * MATS, 1, 1);
-    float *x = random_f32(N_IN * MAX_TOK, 2);
-    uint16_t *x16 = malloc((size_t)N_IN * MAX_TOK * sizeof(uint16_t));
-    float *y = calloc((size_t)ROWS * MAX_TOK, sizeof(float));
-    if (!w || !x || !x16 || !y) {
-        printf("gemv: out of memory\n");
-        return;
-    }
-    m->kernels->f32_to_bf16(x16, x, (size_t)N_IN * MAX_TOK);
+enum { GEMV_MATS = 32, GEMV_ROWS = 8192, GEMV_N_IN = 2048, GEMV_MAX_TOK = 32 };
+
+/* One layout's pass: B = 1, 2, 8, 32 tokens, accurate and fast. */
+static void gemv_layout(ml_model *m, const uint16_t *w, int grouped, float *x, const uint16_t *x16, float *y,
+                        double read_bw, double peak_f32, double peak_fast) {
+    size_t per = (size_t)GEMV_ROWS * GEMV_N_IN;
+    size_t per_stored = grouped ? ml_bf16_groups_bytes(GEMV_ROWS, GEMV_N_IN) / 2 : per;
     static const int batch_sizes[] = {1, 2, 8, 32};
     for (int fast = 0; fast < 2; fast++) {
-        if (fast) m->kernels->bf16_to_f32(x, x16, (size_t)N_IN * MAX_TOK); /* as forward.c keeps both */
         for (size_t b = 0; b < sizeof batch_sizes / sizeof batch_sizes[0]; b++) {
             int n_tok = batch_sizes[b];
             double times[5];
             for (int rep = 0; rep < 5; rep++) {
                 double t0 = now_s();
-                for (int k = 0; k < MATS; k++) {
-                    ml_matmul_job job = {.w = {w + (size_t)k * per, ML_DTYPE_BF16}, .n_rows = ROWS, .n_in = N_IN,
-                                         .x = x, .x_bf16 = fast ? x16 : NULL, .ldx = N_IN, .y = y, .ldy = ROWS,
-                                         .n_tok = n_tok};
+                for (int k = 0; k < GEMV_MATS; k++) {
+                    ml_matmul_job job = {.w = {w + (size_t)k * per_stored, ML_DTYPE_BF16, grouped},
+                                         .n_rows = GEMV_ROWS, .n_in = GEMV_N_IN, .x = x, .x_bf16 = fast ? x16 : NULL,
+                                         .ldx = GEMV_N_IN, .y = y, .ldy = GEMV_ROWS, .n_tok = n_tok};
                     ml_run_matmuls(m, &job, 1);
                 }
                 times[rep] = now_s() - t0;
             }
             qsort(times, 5, sizeof times[0], cmp_double);
-            double bytes = (double)per * MATS * 2;
-            double flops = 2.0 * per * MATS * n_tok;
+            double bytes = (double)per * GEMV_MATS * 2;
+            double flops = 2.0 * per * GEMV_MATS * n_tok;
             double peak = fast ? peak_fast : peak_f32;
             double floor_s = bytes / read_bw > flops / peak ? bytes / read_bw : flops / peak;
-            printf("gemv %-10s %s B=%2d x 1 GiB bf16: median %6.2f GB/s %6.1f GFLOP/s (best %6.2f GB/s) = %3.0f%% "
+            printf("gemv %-10s %s %s B=%2d x 1 GiB bf16: median %6.2f GB/s %6.1f GFLOP/s (best %6.2f GB/s) = %3.0f%% "
                    "of the roofline (%s-bound)\n",
-                   m->kernels->name, fast ? "fast    " : "accurate", n_tok, bytes / times[2] / 1e9,
-                   flops / times[2] / 1e9, bytes / times[0] / 1e9, 100.0 * floor_s / times[2],
+                   m->kernels->name, grouped ? "groups" : "rows  ", fast ? "fast    " : "accurate", n_tok,
+                   bytes / times[2] / 1e9, flops / times[2] / 1e9, bytes / times[0] / 1e9, 100.0 * floor_s / times[2],
                    bytes / read_bw > flops / peak ? "read" : "compute");
+        }
+    }
+}
+
+/* Decode products: 32 matrices of [8192, 2048] bf16 = 1 GiB, so every byte comes from memory,
+ * for B = 1, 2, 8, 32 tokens, with float32 activations (accurate mode) and bf16 activations
+ * (fast mode: vdpbf16ps where the table has it), in natural rows (MESHLLAMA_BF16_GROUPS=0) and
+ * in the row groups the model gives bf16 weights. Efficiency is against the roofline: the time
+ * the step needs at the probed read bandwidth or at the probed dot-product peak, whichever is
+ * longer, over the time it took (median of 5). */
+static void bench_gemv(ml_model *m, double read_bw, double peak_f32, double peak_fast) {
+    size_t per = (size_t)GEMV_ROWS * GEMV_N_IN;
+    uint16_t *w = random_bf16_pages(per * GEMV_MATS, 1, 1);
+    float *x = random_f32(GEMV_N_IN * GEMV_MAX_TOK, 2);
+    uint16_t *x16 = malloc((size_t)GEMV_N_IN * GEMV_MAX_TOK * sizeof(uint16_t));
+    float *y = calloc((size_t)GEMV_ROWS * GEMV_MAX_TOK, sizeof(float));
+    if (!w || !x || !x16 || !y) {
+        printf("gemv: out of memory\n");
+        return;
+    }
+    m->kernels->f32_to_bf16(x16, x, (size_t)GEMV_N_IN * GEMV_MAX_TOK);
+    m->kernels->bf16_to_f32(x, x16, (size_t)GEMV_N_IN * GEMV_MAX_TOK); /* as forward.c keeps both in fast mode */
+    const char *env = getenv("MESHLLAMA_BF16_GROUPS");
+    int only_rows = env && strcmp(env, "0") == 0, only_groups = env && strcmp(env, "1") == 0;
+    if (!only_groups) gemv_layout(m, w, 0, x, x16, y, read_bw, peak_f32, peak_fast);
+    if (!only_rows) {
+        uint16_t *packed = random_bf16_pages(per * GEMV_MATS, 1, 1);
+        if (packed) {
+            for (int k = 0; k < GEMV_MATS; k++)
+                ml_bf16_groups_pack(packed + (size_t)k * per, w + (size_t)k * per, GEMV_N_IN, GEMV_ROWS, GEMV_N_IN);
+            free(w);
+            w = packed;
+            gemv_layout(m, w, 1, x, x16, y, read_bw, peak_f32, peak_fast);
         }
     }
     free(w);

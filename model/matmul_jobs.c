@@ -10,7 +10,7 @@
  * few claims) and the last ones small (ML_ROW_QUANTUM rows), and the threads finish a region
  * within a small task of each other instead of up to a large one (with equal tasks that tail
  * cost about 7% of a 128-token prefill). Row blocks are multiples of 48 rows (the kernels' 8-,
- * 4- and 3-row blocks all divide it) and at most ML_MAX_ROWS_PER_TASK; a task never spans two
+ * 4- and 3-row blocks and the bf16 row groups of 16 all divide it) and at most ML_MAX_ROWS_PER_TASK; a task never spans two
  * jobs.
  *
  * Each job dispatches on its own weights' dtype (f32, f16, bf16, or a ggml block type), so the
@@ -65,6 +65,15 @@ static void add_bias(const ml_matmul_job *job, float *y, int n_tok, int row_begi
 static void multiply(const matmul_plan *plan, const row_task *rt, const ml_matmul_job *job, int tok_begin,
                      int n_tok, float *y) {
     const ml_cpu_kernels *k = plan->model->kernels;
+    if (job->w.grouped) { /* bf16 in row groups: row_begin is a multiple of 16 (ML_ROW_QUANTUM) */
+        if (job->x_bf16 && (k->bf16_dot_product || !job->x))
+            k->matmul_bf16_bf16g(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data,
+                                 job->n_in, n_tok, rt->row_begin, rt->row_end);
+        else
+            k->matmul_f32_bf16g(y, job->ldy, job->x + (size_t)tok_begin * job->ldx, job->ldx, job->w.data,
+                                job->n_in, n_tok, rt->row_begin, rt->row_end);
+        return;
+    }
     if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16 && (k->bf16_dot_product || !job->x)) {
         k->matmul_bf16_bf16(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data, job->n_in,
                             n_tok, rt->row_begin, rt->row_end);
@@ -141,6 +150,7 @@ static void plan_rows(matmul_plan *plan, const ml_matmul_job *jobs, int n_jobs, 
         if (jobs[j].n_tok > 0) remaining += jobs[j].n_rows;
     /* too many rows for the table even at the largest block: equal blocks that fit */
     long long floor_rows = remaining / (ML_MAX_ROW_TASKS - 2 * n_jobs - 1) + 1;
+    floor_rows = (floor_rows + ML_ROW_QUANTUM - 1) / ML_ROW_QUANTUM * ML_ROW_QUANTUM; /* row groups of 16 */
     plan->n_row_tasks = 0;
     for (int j = 0; j < n_jobs; j++) {
         if (jobs[j].n_tok <= 0) continue;

@@ -196,6 +196,7 @@ static int open_local(ml_model *m, const ml_model_source *src, const ml_model_pa
     for (int d = 0; d < m->mesh->n_local; d++) m->devices[d].shard = m->mesh->plan->shards[m->mesh->device_begin + d];
     ML_TRY(alloc_model_buffers(m));
     ML_TRY(ml_model_load_weights(m));
+    ML_TRY(ml_model_regroup_bf16(m));
     ML_TRY(check_files(m));
     m->act_q8 = m->params.act_mode == ML_ACT_FAST && any_int8_weights(m, ml_q8_supports);
     m->act_q8k = m->params.act_mode == ML_ACT_FAST && any_int8_weights(m, ml_q8k_supports);

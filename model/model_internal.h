@@ -21,10 +21,12 @@
 #define ML_MAX_LOCAL_DEVICES 128
 
 /* A matrix in memory: row-major [rows, cols] of dtype: f32, f16, bf16, or ggml blocks
- * (q8_0, q4_0, q4_1: a row is cols / 32 blocks; core/dtype.h). */
+ * (q8_0, q4_0, q4_1: a row is cols / 32 blocks; core/dtype.h); or, where grouped, bf16 in row
+ * groups of 16 (backend/cpu/kernels.h ml_bf16_groups_pack; model/regroup.c). */
 typedef struct {
     const void *data;
     ml_dtype dtype;
+    int grouped;
 } ml_weight;
 
 /* One layer's slices on one device (DESIGN.md "Parallelism"). "in place": a pointer into the
@@ -50,6 +52,9 @@ typedef struct {
     ml_shard shard;
     ml_layer_slice *layers; /* [n_layers] */
     ml_weight lm_head;      /* [vocab_count, hidden] rows of lm_head (or of the embedding when tied) */
+    uint16_t *grouped;      /* owned (ml_alloc_pages): this device's bf16 matrices in row groups
+                             * (model/regroup.c), NULL when it has none */
+    size_t grouped_bytes;
     uint8_t *packed;        /* owned: this device's packed o/down columns (each matrix in its own
                              * dtype, or f32 where a quantised one is cut inside a block); NULL at tp = 1 */
     size_t packed_bytes;
@@ -129,6 +134,13 @@ static inline int ml_local_devices(const ml_model *model) {
     if (n_local < 1) __builtin_unreachable();
     return n_local;
 }
+
+/* Gives every bf16 matrix of the local devices (even width) the row-group layout of the CPU
+ * kernels (model/regroup.c); MESHLLAMA_BF16_GROUPS=0 keeps the natural rows. */
+int ml_model_regroup_bf16(ml_model *model);
+/* Drops the pages of [begin, begin + bytes) where they lie in a file the checkpoint maps (not in a
+ * borrowed weight set): bytes that will not be read again (model/weights.c). */
+void ml_model_release_bytes(const ml_model *model, const void *begin, size_t bytes);
 
 /* Loads every device's weights: validates names, dtypes and shapes against the config, aims
  * column-parallel slices into the mapping and packs row-parallel slices. */

@@ -107,6 +107,12 @@ static void drop_whole_pages(uintptr_t begin, uintptr_t end) {
     if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
 }
 
+void ml_model_release_bytes(const ml_model *model, const void *begin, size_t bytes) {
+    uintptr_t lo = (uintptr_t)begin, hi = lo + bytes, file_begin, file_end;
+    if (!model->checkpoint.weights.borrowed && file_mapping_of(model, lo, hi, &file_begin, &file_end))
+        drop_whole_pages(lo, hi);
+}
+
 /* The stored bytes a made view's rows came from are not read again: drop their pages where they
  * lie in a file the checkpoint maps (a private read-only mapping: the pages are only unmapped).
  * Never caller memory, where MADV_DONTNEED would zero them. */
@@ -139,7 +145,7 @@ static int hold_all_rows(ml_model *model, const ml_tensor_view *t, held_matrix *
 }
 
 static ml_weight row_of(const held_matrix *h, int64_t row) {
-    ml_weight w = {h->data + (size_t)(row - h->row_begin) * h->row_bytes, h->dtype};
+    ml_weight w = {h->data + (size_t)(row - h->row_begin) * h->row_bytes, h->dtype, 0};
     return w;
 }
 
@@ -606,5 +612,6 @@ void ml_model_free_weights(ml_model *model) {
     for (int d = 0; d < model->mesh->n_local; d++) {
         free(model->devices[d].layers);
         ml_free(model->devices[d].packed);
+        if (model->devices[d].grouped) ml_free_pages(model->devices[d].grouped, model->devices[d].grouped_bytes);
     }
 }

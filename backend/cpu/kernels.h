@@ -94,6 +94,23 @@ typedef struct {
     void (*matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx, const uint8_t *w,
                               int n_in, int n_tok, int row_begin, int row_end);
 
+    /* bf16 weights in row groups (ml_bf16_groups_pack, below): the layout the model gives every
+     * bf16 matrix with an even n_in. rows [row_begin, row_end), row_begin a multiple of
+     * ML_GROUP_ROWS; w points at group 0 of the packed matrix. Each output is one float32 chain
+     * in natural index order, every product fused:
+     *   acc = 0; for i = 0 .. n_in-1: acc = fmaf(x[t*ldx + i], w[r][i], acc); y[t*ldy + r] = acc
+     * which is the plain loop of the scalar reference, so every table gives the same bits
+     * (whatever the split of rows and tokens, and whatever the ISA). The vector variants keep
+     * 16 rows in one 512-bit vector (two 256-bit ones on AVX2) and several tokens beside them
+     * (an outer product per k), which is why the rows are grouped. matmul_bf16_bf16g: x bf16
+     * (fast mode); with bf16_dot_product set it uses vdpbf16ps per pair of k, whose rounding
+     * differs (acc = (acc + x[2j+1]w[2j+1]) + x[2j]w[2j] on Intel; its own bits for every split),
+     * otherwise x is widened and it equals matmul_f32_bf16g on the widened x. */
+    void (*matmul_f32_bf16g)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+                             int n_tok, int row_begin, int row_end);
+    void (*matmul_bf16_bf16g)(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
+                              int n_tok, int row_begin, int row_end);
+
     /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).
      * out, x, weight: [n]; out may equal x. */
     void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
@@ -141,6 +158,23 @@ static inline size_t ml_q8_row_bytes(int n_in) { return (size_t)(n_in / ML_Q8_BL
 #define ML_Q8K_BLOCK_BYTES 292 /* q at 0, d at 256, the 16 int16 sums at 260 */
 int ml_q8k_supports(ml_dtype w_dtype);
 static inline size_t ml_q8k_row_bytes(int n_in) { return (size_t)(n_in / ML_Q8K_BLOCK) * ML_Q8K_BLOCK_BYTES; }
+
+/* bf16 rows in groups of ML_GROUP_ROWS (matmul_f32_bf16g): group g holds rows 16g .. 16g+15; in
+ * it, pair j of columns (2j, 2j+1) is 64 bytes: row 0's two values, row 1's, ..., row 15's. So
+ * w_group[j * 32 + 2 * lane + (i & 1)] is row 16g + lane, column i = 2j + (i & 1). A group is
+ * n_in * 32 bytes; rows past n_rows in the last group are zeros. n_in must be even. */
+#define ML_GROUP_ROWS 16
+static inline size_t ml_bf16_groups_bytes(int n_rows, int n_in) {
+    return (size_t)((n_rows + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS) * ML_GROUP_ROWS * (size_t)n_in * 2;
+}
+/* Packs src [n_rows, n_in] (row-major bf16, rows src_ld elements apart) into dst
+ * (ml_bf16_groups_bytes(n_rows, n_in) bytes, 64-byte aligned for the vector kernels). */
+void ml_bf16_groups_pack(uint16_t *dst, const uint16_t *src, size_t src_ld, int n_rows, int n_in);
+/* Element [r][i] of a packed matrix. */
+static inline uint16_t ml_bf16_groups_at(const uint16_t *w, int n_in, int r, int i) {
+    const uint16_t *group = w + (size_t)(r / ML_GROUP_ROWS) * ML_GROUP_ROWS * (size_t)n_in;
+    return group[(size_t)(i / 2) * (2 * ML_GROUP_ROWS) + 2 * (r % ML_GROUP_ROWS) + (i & 1)];
+}
 
 /* The best table for this CPU. The environment variable MESHLLAMA_ISA (scalar, avx2, avx512,
  * avx512vnni, avx512bf16) forces a variant when the CPU supports it. */

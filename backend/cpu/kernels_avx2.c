@@ -767,4 +767,6 @@ const ml_cpu_kernels ml_cpu_kernels_avx2 = {
     .quantize_q8k = ml_avx2_quantize_q8k,
     .matmul_q8k_blocks = ml_avx2_matmul_q8k_blocks,
     .blocks_to_f32 = ml_avx2_blocks_to_f32,
+    .matmul_f32_bf16g = ml_avx2_matmul_f32_bf16g,
+    .matmul_bf16_bf16g = ml_avx2_matmul_bf16_bf16g,
 };

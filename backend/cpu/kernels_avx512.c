@@ -873,6 +873,8 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .quantize_q8k = ml_avx2_quantize_q8k,
     .matmul_q8k_blocks = ml_avx2_matmul_q8k_blocks,
     .blocks_to_f32 = ml_avx512_blocks_to_f32,
+    .matmul_f32_bf16g = ml_avx512_matmul_f32_bf16g,
+    .matmul_bf16_bf16g = ml_avx512_matmul_bf16_bf16g,
 };
 
 /* avx512bf16 without vdpbf16ps: the VNNI int8 products with the widening bf16 product, for
@@ -889,6 +891,8 @@ const ml_cpu_kernels ml_cpu_kernels_avx512vnni = {
     .quantize_q8k = ml_avx512vnni_quantize_q8k,
     .matmul_q8k_blocks = ml_avx512vnni_matmul_q8k_blocks,
     .blocks_to_f32 = ml_avx512_blocks_to_f32,
+    .matmul_f32_bf16g = ml_avx512_matmul_f32_bf16g,
+    .matmul_bf16_bf16g = ml_avx512_matmul_bf16_bf16g,
 };
 
 const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
@@ -902,4 +906,6 @@ const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .quantize_q8k = ml_avx512vnni_quantize_q8k,
     .matmul_q8k_blocks = ml_avx512vnni_matmul_q8k_blocks,
     .blocks_to_f32 = ml_avx512_blocks_to_f32,
+    .matmul_f32_bf16g = ml_avx512_matmul_f32_bf16g,
+    .matmul_bf16_bf16g = ml_avx512bf16_matmul_bf16_bf16g,
 };

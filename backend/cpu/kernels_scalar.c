@@ -201,4 +201,6 @@ const ml_cpu_kernels ml_cpu_kernels_scalar = {
     .quantize_q8k = ml_scalar_quantize_q8k,
     .matmul_q8k_blocks = ml_scalar_matmul_q8k_blocks,
     .blocks_to_f32 = ml_scalar_blocks_to_f32,
+    .matmul_f32_bf16g = ml_scalar_matmul_f32_bf16g,
+    .matmul_bf16_bf16g = ml_scalar_matmul_bf16_bf16g,
 };

@@ -1,0 +1,117 @@
+/* AVX2 products with bf16 weights in row groups (kernels.h, ML_GROUP_ROWS): the structure of
+ * kernels_groups_avx512.c with 8-row halves of a group in 256-bit vectors. A group's pair of
+ * columns (64 bytes) is two 32-byte loads, each widened by a shift (column 2j) and an AND
+ * (column 2j+1); the odd column reloads the raw vectors from L1 rather than keep them (16 ymm:
+ * 12 accumulators, 2 widened weights, the broadcast x). Register blocks: one group (2 halves) x
+ * up to 6 tokens, or two groups (4 halves) x 1-2 tokens. x is read where it lies, one stream
+ * per token (kernels_groups_avx512.c says why). The chain per output is the scalar reference's
+ * (kernels_groups.c): the same bits as every table. */
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_internal.h"
+
+#define ML_INLINE static inline __attribute__((always_inline))
+
+#include <immintrin.h>
+#include <string.h>
+
+#define TB_MAX 6      /* tokens per register block */
+#define TILE_GROUPS 4 /* groups per row tile (kept in L2 while the token blocks pass) */
+#define GROUP_ELEMS(n_in) ((size_t)ML_GROUP_ROWS * (size_t)(n_in))
+#define HALF 8
+
+#define ML_IN_REGISTER(v) __asm__("" : "+x"(v))
+
+/* Rows [r0, r0 + 8) for the TB tokens of acc, up to row_end. */
+ML_INLINE void store_half(float *y, size_t ldy, const __m256 *acc, int r0, int row_end, const int TB) {
+    int n = row_end - r0;
+    if (n <= 0) return;
+    if (n >= HALF) {
+        for (int t = 0; t < TB; t++) _mm256_storeu_ps(y + (size_t)t * ldy + r0, acc[t]);
+        return;
+    }
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
+    for (int t = 0; t < TB; t++) _mm256_maskstore_ps(y + (size_t)t * ldy + r0, m, acc[t]);
+}
+
+/* GB groups (2 * GB halves) from row r0 x TB tokens; x float32 rows ldx apart. */
+ML_INLINE void group_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int r0,
+                           int row_end, const int GB, const int TB) {
+    enum { NH_MAX = 4 };
+    const int NH = 2 * GB;
+    __m256 acc[NH_MAX][TB_MAX];
+    for (int h = 0; h < NH; h++)
+        for (int t = 0; t < TB; t++) acc[h][t] = _mm256_setzero_ps();
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+    for (int j = 0; j < n_in / 2; j++) {
+        const uint16_t *pair = w + (size_t)j * 2 * ML_GROUP_ROWS;
+        for (int odd = 0; odd < 2; odd++) {
+            __m256 wv[NH_MAX];
+            for (int h = 0; h < NH; h++) {
+                __m256i v = _mm256_loadu_si256(
+                    (const __m256i *)(pair + (size_t)(h / 2) * GROUP_ELEMS(n_in) + (size_t)(h % 2) * 2 * HALF));
+                wv[h] = _mm256_castsi256_ps(odd ? _mm256_and_si256(v, high) : _mm256_slli_epi32(v, 16));
+            }
+            for (int t = 0; t < TB; t++) {
+                __m256 xb = _mm256_broadcast_ss(&x[(size_t)t * ldx + 2 * (size_t)j + (size_t)odd]);
+                ML_IN_REGISTER(xb);
+                for (int h = 0; h < NH; h++) acc[h][t] = _mm256_fmadd_ps(xb, wv[h], acc[h][t]);
+            }
+        }
+    }
+    for (int h = 0; h < NH; h++) store_half(y, ldy, acc[h], r0 + h * HALF, row_end, TB);
+}
+
+ML_INLINE void groups_for_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+                                int g_begin, int g_end, int row_end, const int GB, const int TB) {
+    int g = g_begin;
+    for (; g + GB <= g_end; g += GB)
+        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, GB, TB);
+    for (; g < g_end; g++)
+        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, 1, TB);
+}
+
+/* Row tiles of TILE_GROUPS groups, each passed by every block of up to TB_MAX tokens. */
+static void groups_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
+                          int row_begin, int row_end) {
+    int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
+    for (int tile = g_begin; tile < g_end; tile += TILE_GROUPS) {
+        int tile_end = tile + TILE_GROUPS < g_end ? tile + TILE_GROUPS : g_end;
+        for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {
+            int tb = n_tok - t0 < TB_MAX ? n_tok - t0 : TB_MAX;
+            const float *xb = x + (size_t)t0 * ldx;
+            float *yb = y + (size_t)t0 * ldy;
+            switch (tb) {
+            case 1: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 2, 1); break;
+            case 2: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 2, 2); break;
+            case 3: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 3); break;
+            case 4: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 4); break;
+            case 5: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 5); break;
+            default: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 6); break;
+            }
+        }
+    }
+}
+
+void ml_avx2_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+                              int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
+    groups_driver(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+}
+
+/* bf16 x widened into the thread's scratch (exact), then the float32 product: the same bits. */
+void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
+                               int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
+    float *wide = ml_cpu_scratch((size_t)n_tok * (size_t)n_in);
+    if (!wide) { /* no memory for the copy: the reference gives the same bits */
+        ml_scalar_matmul_bf16_bf16g(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+        return;
+    }
+    for (int t = 0; t < n_tok; t++)
+        for (int i = 0; i < n_in; i++) {
+            uint32_t bits = (uint32_t)x[(size_t)t * ldx + i] << 16;
+            memcpy(&wide[(size_t)t * n_in + i], &bits, 4);
+        }
+    groups_driver(y, ldy, wide, (size_t)n_in, w, n_in, n_tok, row_begin, row_end);
+}

@@ -1,0 +1,206 @@
+/* AVX-512 products with bf16 weights in row groups (kernels.h, ML_GROUP_ROWS): an outer product
+ * per column. One 64-byte load holds a group's 16 rows at columns 2j and 2j+1; one shift and one
+ * AND widen it to the two columns' 16-row vectors (exact), and each feeds one FMA per token of
+ * the block, the token's x value broadcast. So per output the sum is the scalar reference's
+ * fused chain in index order (kernels_groups.c), and the bits are the same for every table,
+ * split and batch size. Register blocks: GB groups x TB tokens of accumulators (2 x 12 = 24,
+ * plus 4 widened weight vectors and the broadcast x: 29 of 32 zmm), so each widened weight
+ * vector feeds 12 FMAs and each broadcast 2, against a dot-product block's horizontal work
+ * (the 4 x 6 dot block reached 65-75% of the FMA peak with its data in L1; this block 78-82%
+ * with a 512 KiB tile in L2, on an Intel Xeon; docs/BENCHMARKS.md).
+ *
+ * x is read where it lies, one stream per token of the block (12 streams beside the 2 of the
+ * weights: the prefetchers keep up). A copy transposed so that a column's 12 values would be
+ * adjacent cost as much as the product itself for a task of 48 rows (Intel Xeon, one thread,
+ * 32 rows x 2048 x 12 tokens in L2: 37 GFLOP/s with the copy, 155 without, of a 167 peak).
+ * bf16 x without vdpbf16ps is widened into the thread's scratch first (as rows).
+ *
+ * Rows go in tiles of TILE_GROUPS groups (64 rows: 256 KiB at n_in 2048, 1 MiB at 8192, kept
+ * in L2) that every token block passes over: the first pass reads the tile from memory, the
+ * others from L2. One or two tokens take 4 groups per block (4 or 8 independent chains, which
+ * is what keeps the loads in flight: each chain does 2 dependent FMAs per 64 bytes).
+ *
+ * matmul_bf16_bf16g with vdpbf16ps (the avx512bf16 table): x as bf16 pairs (x[2j] low), one
+ * vdpbf16ps per group and token per pair of columns: half the instructions, its own rounding. */
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_internal.h"
+
+#define ML_INLINE static inline __attribute__((always_inline))
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TB_MAX 12      /* tokens per register block */
+#define TILE_GROUPS 4  /* groups per row tile */
+#define GROUP_ELEMS(n_in) ((size_t)ML_GROUP_ROWS * (size_t)(n_in))
+
+/* Keeps v in a register (gcc would otherwise fold the broadcast load into each FMA using it). */
+#define ML_IN_REGISTER(v) __asm__("" : "+v"(v))
+
+enum { MODE_WIDEN = 0, MODE_DP = 1 };
+
+/* Rows [r0, r0 + 16) of the group starting at row r0 for the TB tokens of acc, up to row_end. */
+ML_INLINE void store_group(float *y, size_t ldy, const __m512 *acc, int r0, int row_end, const int TB) {
+    int n = row_end - r0 < ML_GROUP_ROWS ? row_end - r0 : ML_GROUP_ROWS;
+    if (n == ML_GROUP_ROWS) {
+        for (int t = 0; t < TB; t++) _mm512_storeu_ps(y + (size_t)t * ldy + r0, acc[t]);
+    } else {
+        __mmask16 m = (__mmask16)((1u << n) - 1u);
+        for (int t = 0; t < TB; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy + r0, m, acc[t]);
+    }
+}
+
+/* GB groups from row r0 (w: the first of them) x TB tokens; x: float32 rows (MODE_WIDEN) or bf16
+ * rows read as pairs (MODE_DP), ldx elements apart. */
+ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, const uint16_t *w, int n_in, int r0,
+                           int row_end, size_t ahead, const int mode, const int GB, const int TB) {
+    __m512 acc[4][TB_MAX];
+    for (int g = 0; g < GB; g++)
+        for (int t = 0; t < TB; t++) acc[g][t] = _mm512_setzero_ps();
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+    const int n_pairs = n_in / 2;
+    if (mode == MODE_WIDEN) {
+        const float *xf = x;
+        for (int j = 0; j < n_pairs; j++) {
+            if (ahead)
+                for (int g = 0; g < GB; g++)
+                    _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
+                                 _MM_HINT_T0);
+            __m512 even[4], odd[4];
+            for (int g = 0; g < GB; g++) {
+                __m512i v = _mm512_loadu_si512(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS);
+                even[g] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+                odd[g] = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+            }
+            for (int t = 0; t < TB; t++) {
+                __m512 xb = _mm512_set1_ps(xf[(size_t)t * ldx + 2 * (size_t)j]);
+                ML_IN_REGISTER(xb);
+                for (int g = 0; g < GB; g++) acc[g][t] = _mm512_fmadd_ps(xb, even[g], acc[g][t]);
+            }
+            for (int t = 0; t < TB; t++) {
+                __m512 xb = _mm512_set1_ps(xf[(size_t)t * ldx + 2 * (size_t)j + 1]);
+                ML_IN_REGISTER(xb);
+                for (int g = 0; g < GB; g++) acc[g][t] = _mm512_fmadd_ps(xb, odd[g], acc[g][t]);
+            }
+        }
+    } else {
+        const uint16_t *xh = x;
+        for (int j = 0; j < n_pairs; j++) {
+            if (ahead)
+                for (int g = 0; g < GB; g++)
+                    _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
+                                 _MM_HINT_T0);
+            __m512bh wv[4];
+            for (int g = 0; g < GB; g++)
+                wv[g] = (__m512bh)_mm512_loadu_si512(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS);
+            for (int t = 0; t < TB; t++) {
+                uint32_t pair; /* x[2j] in the low half, as the weights' pair */
+                memcpy(&pair, xh + (size_t)t * ldx + 2 * (size_t)j, 4);
+                __m512i xb = _mm512_set1_epi32((int)pair);
+                ML_IN_REGISTER(xb);
+                for (int g = 0; g < GB; g++) acc[g][t] = _mm512_dpbf16_ps(acc[g][t], (__m512bh)xb, wv[g]);
+            }
+        }
+    }
+    for (int g = 0; g < GB; g++)
+        if (r0 + g * ML_GROUP_ROWS < row_end) store_group(y, ldy, acc[g], r0 + g * ML_GROUP_ROWS, row_end, TB);
+}
+
+/* Groups [g_begin, g_end) for one token block: GB at a time, then one at a time. */
+ML_INLINE void groups_for_block(float *y, size_t ldy, const void *x, size_t ldx, const uint16_t *w, int n_in,
+                                int g_begin, int g_end, int row_end, size_t ahead, const int mode, const int GB,
+                                const int TB) {
+    int g = g_begin;
+    for (; g + GB <= g_end; g += GB)
+        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, ahead, mode,
+                    GB, TB);
+    for (; g < g_end; g++)
+        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, ahead, mode, 1,
+                    TB);
+}
+
+/* CALL(n) for n = count in 1..11, else CALL(12). */
+#define FOR_TOKENS(count, CALL)                                                                    \
+    switch (count) {                                                                               \
+    case 1: CALL(1); break;                                                                        \
+    case 2: CALL(2); break;                                                                        \
+    case 3: CALL(3); break;                                                                        \
+    case 4: CALL(4); break;                                                                        \
+    case 5: CALL(5); break;                                                                        \
+    case 6: CALL(6); break;                                                                        \
+    case 7: CALL(7); break;                                                                        \
+    case 8: CALL(8); break;                                                                        \
+    case 9: CALL(9); break;                                                                        \
+    case 10: CALL(10); break;                                                                      \
+    case 11: CALL(11); break;                                                                      \
+    default: CALL(12); break;                                                                      \
+    }
+
+/* How far ahead of its loads each group's stream prefetches, in elements (0: not at all): on
+ * Intel LOOKAHEAD_INTEL bytes, in the pass that reads a tile from memory (Intel Xeon, 2 threads,
+ * 1 GiB: no prefetch 20.0 GB/s at 1 token, 124 GFLOP/s at 8, 203 at 32; 512 bytes 23.2 / 145 /
+ * 188; 2048 26.1 / 171 / 243; 4096 26.2 / 191 / 271; 8192 22.9 / 163 / 223; docs/BENCHMARKS.md).
+ * Other CPUs rely on their hardware prefetchers, as the natural-row kernels do on AMD, where a
+ * look-ahead slowed the decode (kernels_avx512.c); unmeasured for this layout. */
+#define LOOKAHEAD_INTEL 4096
+static size_t lookahead_elements(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? LOOKAHEAD_INTEL / sizeof(uint16_t) : 0;
+}
+
+/* Row tiles of TILE_GROUPS groups, each passed by every block of up to TB_MAX tokens; x rows of
+ * x_elem bytes per element, ldx elements apart. One or two tokens take 4 groups per block. */
+static void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_t x_elem, const uint16_t *w,
+                          int n_in, int n_tok, int row_begin, int row_end, int mode) {
+    int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
+    size_t lookahead = lookahead_elements();
+    for (int tile = g_begin; tile < g_end; tile += TILE_GROUPS) {
+        int tile_end = tile + TILE_GROUPS < g_end ? tile + TILE_GROUPS : g_end;
+        for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {
+            int tb = n_tok - t0 < TB_MAX ? n_tok - t0 : TB_MAX;
+            size_t ahead = t0 == 0 ? lookahead : 0; /* the pass that reads the tile from memory */
+            const void *xb = (const uint8_t *)x + (size_t)t0 * ldx * x_elem;
+            float *yb = y + (size_t)t0 * ldy;
+            if (tb == 1) {
+                groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, ahead, mode, 4, 1);
+            } else if (tb == 2) {
+                groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, ahead, mode, 4, 2);
+            } else {
+#define BLOCK_CALL(TB)                                                                             \
+    groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, ahead, mode, 2, (TB) < 3 ? 3 : (TB))
+                FOR_TOKENS(tb, BLOCK_CALL)
+#undef BLOCK_CALL
+            }
+        }
+    }
+}
+
+void ml_avx512_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
+                                int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
+    groups_driver(y, ldy, x, ldx, sizeof(float), w, n_in, n_tok, row_begin, row_end, MODE_WIDEN);
+}
+
+/* bf16 x widened into the thread's scratch (exact), then the float32 product: the same bits. */
+void ml_avx512_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
+                                 int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
+    float *wide = ml_cpu_scratch((size_t)n_tok * (size_t)n_in);
+    if (!wide) { /* no memory for the copy: the reference gives the same bits */
+        ml_scalar_matmul_bf16_bf16g(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+        return;
+    }
+    for (int t = 0; t < n_tok; t++)
+        for (int i = 0; i < n_in; i++) {
+            uint32_t bits = (uint32_t)x[(size_t)t * ldx + i] << 16;
+            memcpy(&wide[(size_t)t * n_in + i], &bits, 4);
+        }
+    groups_driver(y, ldy, wide, (size_t)n_in, sizeof(float), w, n_in, n_tok, row_begin, row_end, MODE_WIDEN);
+}
+
+void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
+                                     int n_in, int n_tok, int row_begin, int row_end) {
+    if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
+    groups_driver(y, ldy, x, ldx, sizeof(uint16_t), w, n_in, n_tok, row_begin, row_end, MODE_DP);
+}
