@@ -5,7 +5,8 @@
  * replaces the rows the device read in place: where those lie in a file the checkpoint maps,
  * their pages are dropped after each matrix (the resident size stays that of the weights), and
  * a device's packed row-parallel columns (tp > 1) are freed once all of them are regrouped.
- * Caller memory (a borrowed weight set) is not copied. The copies are made by the thread pool,
+ * Caller memory (a borrowed weight set: ml_model_open_tensors, Python's build_model) is copied
+ * too and left alone, so every way of opening a model gives the same bits. The copies are made by the thread pool,
  * GROUPS_PER_TASK groups a task. MESHLLAMA_BF16_GROUPS=0 keeps the natural rows (the dot-product kernels): for comparison. */
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +40,8 @@ static int regroupable(const ml_weight *w, int n_in) {
     return w->dtype == ML_DTYPE_BF16 && !w->grouped && n_in > 0 && n_in % 2 == 0;
 }
 
-/* Caller memory (a borrowed weight set: ml_model_open_tensors, Python's build_model) is used in
- * place as promised: only the device's own packed row-parallel columns are regrouped there. */
 static int in_packed(const ml_device *dev, const void *p) {
     return dev->packed && (const uint8_t *)p >= dev->packed && (const uint8_t *)p < dev->packed + dev->packed_bytes;
-}
-
-static int own_copy_or_file(const ml_model *m, const ml_device *dev, const ml_weight *w) {
-    return !m->checkpoint.weights.borrowed || in_packed(dev, w->data);
 }
 
 /* Source bytes that are not read again: pages of a mapped file dropped (weights.c), or the whole
@@ -62,9 +57,8 @@ static void release(const ml_model *m, const ml_device *dev, const void *begin, 
     if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
 }
 
-static void add(const ml_model *m, const ml_device *dev, regroup_item *items, int *n, ml_weight *w, int64_t n_rows,
-                int64_t n_in) {
-    if (n_rows <= 0 || !regroupable(w, (int)n_in) || !own_copy_or_file(m, dev, w)) return;
+static void add(const ml_device *dev, regroup_item *items, int *n, ml_weight *w, int64_t n_rows, int64_t n_in) {
+    if (n_rows <= 0 || !regroupable(w, (int)n_in)) return;
     regroup_item item = {dev, w, w->data, (int)n_rows, (int)n_in, NULL, 0, 0, 0};
     items[(*n)++] = item;
 }
@@ -77,16 +71,16 @@ static int list_device(const ml_model *m, ml_device *dev, regroup_item *items) {
     int64_t kv_rows = s->kv_head_count * hd, ffn = s->ffn_count;
     int tp1 = m->mesh->plan->tp == 1;
     int n = 0;
-    add(m, dev, items, &n, &dev->lm_head, s->vocab_count, hidden);
+    add(dev, items, &n, &dev->lm_head, s->vocab_count, hidden);
     for (int l = 0; l < c->n_layers; l++) {
         ml_layer_slice *w = &dev->layers[l];
-        add(m, dev, items, &n, &w->wq, q_rows, hidden);
-        add(m, dev, items, &n, &w->wk, kv_rows, hidden);
-        add(m, dev, items, &n, &w->wv, kv_rows, hidden);
-        add(m, dev, items, &n, &w->wo, hidden, tp1 ? (int64_t)c->n_heads * hd : q_rows);
-        add(m, dev, items, &n, &w->w_gate, ffn, hidden);
-        add(m, dev, items, &n, &w->w_up, ffn, hidden);
-        add(m, dev, items, &n, &w->w_down, hidden, tp1 ? (int64_t)c->intermediate_size : ffn);
+        add(dev, items, &n, &w->wq, q_rows, hidden);
+        add(dev, items, &n, &w->wk, kv_rows, hidden);
+        add(dev, items, &n, &w->wv, kv_rows, hidden);
+        add(dev, items, &n, &w->wo, hidden, tp1 ? (int64_t)c->n_heads * hd : q_rows);
+        add(dev, items, &n, &w->w_gate, ffn, hidden);
+        add(dev, items, &n, &w->w_up, ffn, hidden);
+        add(dev, items, &n, &w->w_down, hidden, tp1 ? (int64_t)c->intermediate_size : ffn);
     }
     return n;
 }

@@ -450,8 +450,9 @@ def build_model(hf_model, device=None, max_seq_len=0, *, max_batch=DEFAULT_MAX_B
     """The seed's API: a meshllama model over `device` (a Mesh or an int tp) from a loaded
     Hugging Face LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM (their biases included,
     as the config announces them; a Mistral sliding window must be at least max_seq_len), reading
-    the HF model's own tensors in place (no checkpoint on disk; bf16/f16/f32 tensors are not
-    copied except the row-parallel slices each device packs). The HF model's weights must stay
+    the HF model's own tensors in place (no checkpoint on disk; f16/f32 tensors are not copied
+    except the row-parallel slices each device packs; bf16 matrices are copied into the CPU
+    kernels' row groups, docs/DECISIONS.md). The HF model's weights must stay
     alive and unchanged while the returned model lives (it keeps references to them).
     max_seq_len 0: min(the config's context, 4096, the sliding window if any)."""
     mesh = Mesh.of(device)
