@@ -81,11 +81,12 @@ static void test_pack(ml_test_rng *rng) {
     }
 }
 
-/* The reference against fmaf over the natural rows (the contract written out once more) and
+/* The reference against chunked fmaf chains over the natural rows (the contract written out
+ * once more) and
  * against a double-precision dot product. */
 static void test_reference(ml_test_rng *rng) {
     problem p;
-    make(&p, rng, 130, 37, 3);
+    make(&p, rng, 600, 37, 3); /* chunks of 256, 256 and 88 */
     float *y = calloc((size_t)p.n_tok * p.ldy, sizeof *y);
     for (int kind = 0; kind < 2; kind++) {
         call(&ml_cpu_kernels_scalar, kind, &p, y, 0, p.n_tok, 0, p.n_rows);
@@ -93,15 +94,20 @@ static void test_reference(ml_test_rng *rng) {
         double worst = 0.0;
         for (int t = 0; t < p.n_tok; t++)
             for (int r = 0; r < p.n_rows; r++) {
-                float acc = 0.0f;
+                float acc = 0.0f, sum = 0.0f;
                 double exact = 0.0, magnitude = 0.0;
                 for (int i = 0; i < p.n_in; i++) {
                     float xi = kind ? ml_bf16_to_f32(p.x_bf16[(size_t)t * p.ldx + i]) : p.x[(size_t)t * p.ldx + i];
                     float wi = ml_bf16_to_f32(p.w[(size_t)r * p.n_in + i]);
                     acc = fmaf(xi, wi, acc);
+                    if ((i + 1) % ML_GROUP_CHUNK == 0 || i + 1 == p.n_in) { /* a chunk ends */
+                        sum = i < ML_GROUP_CHUNK ? acc : sum + acc;
+                        acc = 0.0f;
+                    }
                     exact += (double)xi * wi;
                     magnitude += fabs((double)xi * wi);
                 }
+                acc = sum;
                 float got = y[(size_t)t * p.ldy + r];
                 bad += float_bits_differ(got, acc);
                 double err = fabs(got - exact) / (magnitude + 1e-30);

@@ -96,15 +96,18 @@ typedef struct {
 
     /* bf16 weights in row groups (ml_bf16_groups_pack, below): the layout the model gives every
      * bf16 matrix with an even n_in. rows [row_begin, row_end), row_begin a multiple of
-     * ML_GROUP_ROWS; w points at group 0 of the packed matrix. Each output is one float32 chain
-     * in natural index order, every product fused:
-     *   acc = 0; for i = 0 .. n_in-1: acc = fmaf(x[t*ldx + i], w[r][i], acc); y[t*ldy + r] = acc
-     * which is the plain loop of the scalar reference, so every table gives the same bits
-     * (whatever the split of rows and tokens, and whatever the ISA). The vector variants keep
+     * ML_GROUP_ROWS; w points at group 0 of the packed matrix. Each output sums chunks of
+     * ML_GROUP_CHUNK columns, each chunk one float32 chain in index order, every product fused:
+     *   for chunk c: acc = 0; for i in chunk c: acc = fmaf(x[t*ldx + i], w[r][i], acc)
+     *                y = c == 0 ? acc : y + acc             (y[t*ldy + r])
+     * (chunks keep the error of long rows near a pairwise sum's: one chain over 8192 columns
+     * doubled the 1B model's logit error against HF). The scalar reference is that loop, so
+     * every table gives the same bits (whatever the split of rows and tokens, and the ISA). The vector variants keep
      * 16 rows in one 512-bit vector (two 256-bit ones on AVX2) and several tokens beside them
      * (an outer product per k), which is why the rows are grouped. matmul_bf16_bf16g: x bf16
      * (fast mode); with bf16_dot_product set it uses vdpbf16ps per pair of k, whose rounding
-     * differs (acc = (acc + x[2j+1]w[2j+1]) + x[2j]w[2j] on Intel; its own bits for every split),
+     * differs (acc = (acc + x[2j+1]w[2j+1]) + x[2j]w[2j] on Intel, chunks as above; its own bits
+     * for every split),
      * otherwise x is widened and it equals matmul_f32_bf16g on the widened x. */
     void (*matmul_f32_bf16g)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
                              int n_tok, int row_begin, int row_end);
@@ -164,6 +167,7 @@ static inline size_t ml_q8k_row_bytes(int n_in) { return (size_t)(n_in / ML_Q8K_
  * w_group[j * 32 + 2 * lane + (i & 1)] is row 16g + lane, column i = 2j + (i & 1). A group is
  * n_in * 32 bytes; rows past n_rows in the last group are zeros. n_in must be even. */
 #define ML_GROUP_ROWS 16
+#define ML_GROUP_CHUNK 256 /* columns per chain (matmul_f32_bf16g); even */
 static inline size_t ml_bf16_groups_bytes(int n_rows, int n_in) {
     return (size_t)((n_rows + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS) * ML_GROUP_ROWS * (size_t)n_in * 2;
 }

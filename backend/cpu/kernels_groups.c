@@ -1,6 +1,7 @@
 /* bf16 weights in row groups (kernels.h, ML_GROUP_ROWS): the packing, and the scalar reference
  * of matmul_f32_bf16g / matmul_bf16_bf16g, which the vector variants (kernels_groups_avx2.c,
- * kernels_groups_avx512.c) equal bit for bit: one fused chain per output in index order. */
+ * kernels_groups_avx512.c) equal bit for bit: per output, fused chains over chunks of
+ * ML_GROUP_CHUNK columns in index order, the chunks' sums added in order. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
 
@@ -26,11 +27,16 @@ void ml_bf16_groups_pack(uint16_t *dst, const uint16_t *src, size_t src_ld, int 
     }
 }
 
-/* One output: the chain of kernels.h over row r of the packed w and the float32 x row. */
+/* One output: the chunked chains of kernels.h over row r of the packed w and the float32 x row. */
 static float chain(const float *x, const uint16_t *w, int n_in, int r) {
-    float acc = 0.0f;
-    for (int i = 0; i < n_in; i++) acc = fmaf(x[i], ml_bf16_to_f32(ml_bf16_groups_at(w, n_in, r, i)), acc);
-    return acc;
+    float sum = 0.0f;
+    for (int c = 0; c < n_in; c += ML_GROUP_CHUNK) {
+        int end = n_in - c < ML_GROUP_CHUNK ? n_in : c + ML_GROUP_CHUNK;
+        float acc = 0.0f;
+        for (int i = c; i < end; i++) acc = fmaf(x[i], ml_bf16_to_f32(ml_bf16_groups_at(w, n_in, r, i)), acc);
+        sum = c == 0 ? acc : sum + acc;
+    }
+    return sum;
 }
 
 void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
@@ -39,22 +45,23 @@ void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx
         for (int r = row_begin; r < row_end; r++) y[(size_t)t * ldy + r] = chain(x + (size_t)t * ldx, w, n_in, r);
 }
 
-/* Widened x (exact), a row at a time through a small buffer, then the same chain. */
+/* Widened x (exact), a chunk at a time through a small buffer, then the same chains. */
 void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                                  int n_tok, int row_begin, int row_end) {
-    enum { CHUNK = 256 };
-    float widened[CHUNK];
+    float widened[ML_GROUP_CHUNK];
     for (int t = 0; t < n_tok; t++) {
         const uint16_t *xt = x + (size_t)t * ldx;
         for (int r = row_begin; r < row_end; r++) {
-            float acc = 0.0f;
-            for (int i0 = 0; i0 < n_in; i0 += CHUNK) {
-                int n = n_in - i0 < CHUNK ? n_in - i0 : CHUNK;
-                for (int i = 0; i < n; i++) widened[i] = ml_bf16_to_f32(xt[i0 + i]);
+            float sum = 0.0f;
+            for (int c = 0; c < n_in; c += ML_GROUP_CHUNK) {
+                int n = n_in - c < ML_GROUP_CHUNK ? n_in - c : ML_GROUP_CHUNK;
+                for (int i = 0; i < n; i++) widened[i] = ml_bf16_to_f32(xt[c + i]);
+                float acc = 0.0f;
                 for (int i = 0; i < n; i++)
-                    acc = fmaf(widened[i], ml_bf16_to_f32(ml_bf16_groups_at(w, n_in, r, i0 + i)), acc);
+                    acc = fmaf(widened[i], ml_bf16_to_f32(ml_bf16_groups_at(w, n_in, r, c + i)), acc);
+                sum = c == 0 ? acc : sum + acc;
             }
-            y[(size_t)t * ldy + r] = acc;
+            y[(size_t)t * ldy + r] = sum;
         }
     }
 }

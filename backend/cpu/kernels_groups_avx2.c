@@ -21,32 +21,32 @@
 
 #define ML_IN_REGISTER(v) __asm__("" : "+x"(v))
 
-/* Rows [r0, r0 + 8) for the TB tokens of acc, up to row_end. */
-ML_INLINE void store_half(float *y, size_t ldy, const __m256 *acc, int r0, int row_end, const int TB) {
+/* Rows [r0, r0 + 8) for the TB tokens of acc, up to row_end: the first chunk's sums stored,
+ * later chunks' added to them (kernels.h). */
+ML_INLINE void store_half(float *y, size_t ldy, const __m256 *acc, int r0, int row_end, int add, const int TB) {
     int n = row_end - r0;
     if (n <= 0) return;
-    if (n >= HALF) {
-        for (int t = 0; t < TB; t++) _mm256_storeu_ps(y + (size_t)t * ldy + r0, acc[t]);
-        return;
-    }
     __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
-    for (int t = 0; t < TB; t++) _mm256_maskstore_ps(y + (size_t)t * ldy + r0, m, acc[t]);
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n < HALF ? n : HALF), lanes);
+    for (int t = 0; t < TB; t++) {
+        float *out = y + (size_t)t * ldy + r0;
+        __m256 v = add ? _mm256_add_ps(_mm256_maskload_ps(out, m), acc[t]) : acc[t];
+        _mm256_maskstore_ps(out, m, v);
+    }
 }
 
-/* GB groups (2 * GB halves) from row r0 x TB tokens; x float32 rows ldx apart. */
-ML_INLINE void group_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int r0,
-                           int row_end, const int GB, const int TB) {
-    enum { NH_MAX = 4 };
+/* acc[h][t] = the chains of GB groups (2 * GB halves) x TB tokens over column pairs
+ * [p_begin, p_end); x float32 rows ldx apart. */
+ML_INLINE void chunk_block(__m256 (*acc)[TB_MAX], const float *x, size_t ldx, const uint16_t *w, int n_in,
+                           int p_begin, int p_end, const int GB, const int TB) {
     const int NH = 2 * GB;
-    __m256 acc[NH_MAX][TB_MAX];
     for (int h = 0; h < NH; h++)
         for (int t = 0; t < TB; t++) acc[h][t] = _mm256_setzero_ps();
     const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
-    for (int j = 0; j < n_in / 2; j++) {
+    for (int j = p_begin; j < p_end; j++) {
         const uint16_t *pair = w + (size_t)j * 2 * ML_GROUP_ROWS;
         for (int odd = 0; odd < 2; odd++) {
-            __m256 wv[NH_MAX];
+            __m256 wv[4];
             for (int h = 0; h < NH; h++) {
                 __m256i v = _mm256_loadu_si256(
                     (const __m256i *)(pair + (size_t)(h / 2) * GROUP_ELEMS(n_in) + (size_t)(h % 2) * 2 * HALF));
@@ -59,7 +59,18 @@ ML_INLINE void group_block(float *y, size_t ldy, const float *x, size_t ldx, con
             }
         }
     }
-    for (int h = 0; h < NH; h++) store_half(y, ldy, acc[h], r0 + h * HALF, row_end, TB);
+}
+
+/* GB groups from row r0 x TB tokens, chunk by chunk of ML_GROUP_CHUNK columns. */
+ML_INLINE void group_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int r0,
+                           int row_end, const int GB, const int TB) {
+    const int n_pairs = n_in / 2, chunk_pairs = ML_GROUP_CHUNK / 2;
+    for (int p0 = 0; p0 < n_pairs; p0 += chunk_pairs) {
+        int p1 = n_pairs - p0 < chunk_pairs ? n_pairs : p0 + chunk_pairs;
+        __m256 acc[4][TB_MAX];
+        chunk_block(acc, x, ldx, w, n_in, p0, p1, GB, TB);
+        for (int h = 0; h < 2 * GB; h++) store_half(y, ldy, acc[h], r0 + h * HALF, row_end, p0 > 0, TB);
+    }
 }
 
 ML_INLINE void groups_for_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,

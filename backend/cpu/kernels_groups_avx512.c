@@ -41,32 +41,32 @@
 enum { MODE_WIDEN = 0, MODE_DP = 1 };
 
 /* Rows [r0, r0 + 16) of the group starting at row r0 for the TB tokens of acc, up to row_end. */
-ML_INLINE void store_group(float *y, size_t ldy, const __m512 *acc, int r0, int row_end, const int TB) {
+/* The first chunk's sums are stored, later chunks' added to them (kernels.h). */
+ML_INLINE void store_group(float *y, size_t ldy, const __m512 *acc, int r0, int row_end, int add, const int TB) {
     int n = row_end - r0 < ML_GROUP_ROWS ? row_end - r0 : ML_GROUP_ROWS;
-    if (n == ML_GROUP_ROWS) {
-        for (int t = 0; t < TB; t++) _mm512_storeu_ps(y + (size_t)t * ldy + r0, acc[t]);
-    } else {
-        __mmask16 m = (__mmask16)((1u << n) - 1u);
-        for (int t = 0; t < TB; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy + r0, m, acc[t]);
+    __mmask16 m = (__mmask16)((1u << n) - 1u);
+    for (int t = 0; t < TB; t++) {
+        float *out = y + (size_t)t * ldy + r0;
+        __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), acc[t]) : acc[t];
+        _mm512_mask_storeu_ps(out, m, v);
     }
 }
 
-/* GB groups from row r0 (w: the first of them) x TB tokens; x: float32 rows (MODE_WIDEN) or bf16
- * rows read as pairs (MODE_DP), ldx elements apart. */
-ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, const uint16_t *w, int n_in, int r0,
-                           int row_end, size_t ahead, const int mode, const int GB, const int TB) {
-    __m512 acc[4][TB_MAX];
+/* acc[g][t] = the chains of GB groups (w: the first of them) x TB tokens over column pairs
+ * [p_begin, p_end); x: float32 rows (MODE_WIDEN) or bf16 rows read as pairs (MODE_DP), ldx
+ * elements apart. */
+ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, const uint16_t *w, int n_in, int p_begin,
+                           int p_end, size_t ahead, const int mode, const int GB, const int TB) {
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
     for (int g = 0; g < GB; g++)
         for (int t = 0; t < TB; t++) acc[g][t] = _mm512_setzero_ps();
-    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
-    const int n_pairs = n_in / 2;
-    if (mode == MODE_WIDEN) {
-        const float *xf = x;
-        for (int j = 0; j < n_pairs; j++) {
-            if (ahead)
-                for (int g = 0; g < GB; g++)
-                    _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
-                                 _MM_HINT_T0);
+    for (int j = p_begin; j < p_end; j++) {
+        if (ahead)
+            for (int g = 0; g < GB; g++)
+                _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
+                             _MM_HINT_T0);
+        if (mode == MODE_WIDEN) {
+            const float *xf = x;
             __m512 even[4], odd[4];
             for (int g = 0; g < GB; g++) {
                 __m512i v = _mm512_loadu_si512(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS);
@@ -83,14 +83,8 @@ ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, cons
                 ML_IN_REGISTER(xb);
                 for (int g = 0; g < GB; g++) acc[g][t] = _mm512_fmadd_ps(xb, odd[g], acc[g][t]);
             }
-        }
-    } else {
-        const uint16_t *xh = x;
-        for (int j = 0; j < n_pairs; j++) {
-            if (ahead)
-                for (int g = 0; g < GB; g++)
-                    _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
-                                 _MM_HINT_T0);
+        } else {
+            const uint16_t *xh = x;
             __m512bh wv[4];
             for (int g = 0; g < GB; g++)
                 wv[g] = (__m512bh)_mm512_loadu_si512(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS);
@@ -103,8 +97,21 @@ ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, cons
             }
         }
     }
-    for (int g = 0; g < GB; g++)
-        if (r0 + g * ML_GROUP_ROWS < row_end) store_group(y, ldy, acc[g], r0 + g * ML_GROUP_ROWS, row_end, TB);
+}
+
+/* GB groups from row r0 x TB tokens, chunk by chunk of ML_GROUP_CHUNK columns: each chunk's
+ * chains stored (the first) or added to y (kernels.h). */
+ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, const uint16_t *w, int n_in, int r0,
+                           int row_end, size_t ahead, const int mode, const int GB, const int TB) {
+    const int n_pairs = n_in / 2, chunk_pairs = ML_GROUP_CHUNK / 2;
+    for (int p0 = 0; p0 < n_pairs; p0 += chunk_pairs) {
+        int p1 = n_pairs - p0 < chunk_pairs ? n_pairs : p0 + chunk_pairs;
+        __m512 acc[4][TB_MAX];
+        chunk_block(acc, x, ldx, w, n_in, p0, p1, ahead, mode, GB, TB);
+        for (int g = 0; g < GB; g++)
+            if (r0 + g * ML_GROUP_ROWS < row_end)
+                store_group(y, ldy, acc[g], r0 + g * ML_GROUP_ROWS, row_end, p0 > 0, TB);
+    }
 }
 
 /* Groups [g_begin, g_end) for one token block: GB at a time, then one at a time. */
