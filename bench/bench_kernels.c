@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 
 #include "backend/cpu/kernels.h"
+#include "core/alloc.h"
 #include "core/machine_limits.h"
 #include "core/timer.h"
 #include "core/thread_pool.h"
@@ -413,6 +414,7 @@ int main(int argc, char **argv) {
     if (!only || strcmp(only, "gemm") == 0) bench_gemm(&m, peak);
     if (!only || strcmp(only, "attn") == 0) bench_attention(&m, bw);
     if (!only || strcmp(only, "quant") == 0) bench_quant();
+    ml_free(m.x_interleaved); /* ml_run_matmuls' interleaved inputs */
     ml_pool_destroy(m.pool);
     return 0;
 }

@@ -27,6 +27,7 @@
  * matmul_q8k_blocks. Other quantised weights, and an input whose int8 rows are missing (a
  * width that the blocks do not tile), take the float32 x in both modes (the bf16-rounded
  * values, widened). */
+#include "core/alloc.h"
 #include "core/error.h"
 #include "model/model_internal.h"
 
@@ -50,6 +51,7 @@ typedef struct {
     const ml_matmul_job *jobs;
     int n_row_tasks;
     row_task row_tasks[ML_MAX_ROW_TASKS]; /* in claim order */
+    const float *x_interleaved[ML_MAX_MATMUL_JOBS]; /* per job: its x for the row-group kernels, or NULL */
 } matmul_plan;
 
 /* y[t, rows] += bias[rows] after the product, as nn.Linear adds it (one rounding after the dot
@@ -65,13 +67,15 @@ static void add_bias(const ml_matmul_job *job, float *y, int n_tok, int row_begi
 static void multiply(const matmul_plan *plan, const row_task *rt, const ml_matmul_job *job, int tok_begin,
                      int n_tok, float *y) {
     const ml_cpu_kernels *k = plan->model->kernels;
+    const float *xt = plan->x_interleaved[rt->job];
     if (job->w.grouped) { /* bf16 in row groups: row_begin is a multiple of 16 (ML_ROW_QUANTUM) */
         if (job->x_bf16 && (k->bf16_dot_product || !job->x))
             k->matmul_bf16_bf16g(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data,
                                  job->n_in, n_tok, rt->row_begin, rt->row_end);
         else
-            k->matmul_f32_bf16g(y, job->ldy, job->x + (size_t)tok_begin * job->ldx, job->ldx, job->w.data,
-                                job->n_in, n_tok, rt->row_begin, rt->row_end);
+            k->matmul_f32_bf16g(y, job->ldy, job->x + (size_t)tok_begin * job->ldx, job->ldx,
+                                xt ? xt + (size_t)tok_begin * job->n_in : NULL, job->w.data, job->n_in, n_tok,
+                                rt->row_begin, rt->row_end);
         return;
     }
     if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16 && (k->bf16_dot_product || !job->x)) {
@@ -137,6 +141,49 @@ static void matmul_task(void *ctx, int task, int thread_index) {
     if (job->bias) add_bias(job, y, n_tok, rt->row_begin, rt->row_end);
 }
 
+/* Whether a job takes the float32 x of the row-group kernels with 3+ tokens (multiply above). */
+static int wants_interleaved(const ml_model *model, const ml_matmul_job *job) {
+    const ml_cpu_kernels *k = model->kernels;
+    return job->w.grouped && job->x && job->n_tok >= 3 && !(job->x_bf16 && k->bf16_dot_product);
+}
+
+/* The row-group kernels read 3+ tokens' x interleaved (ml_groups_interleave_x), one copy per
+ * distinct input made here, once for all the tasks that read it (made per task, the copy cost as
+ * much as a 48-row task's product; docs/BENCHMARKS.md). Token blocks restart at every
+ * ML_TOKENS_PER_TASK, where the tasks' token ranges start. Without memory, NULL: the kernels
+ * read x itself (the same bits). */
+static void interleave_inputs(ml_model *model, const ml_matmul_job *jobs, int n_jobs, const float **out) {
+    size_t need = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        out[j] = NULL;
+        if (wants_interleaved(model, &jobs[j])) need += (size_t)jobs[j].n_tok * (size_t)jobs[j].n_in;
+    }
+    if (need == 0) return;
+    if (model->x_interleaved_floats < need) {
+        ml_free(model->x_interleaved);
+        model->x_interleaved = ml_alloc(need * sizeof(float), "interleaved matmul inputs");
+        model->x_interleaved_floats = model->x_interleaved ? need : 0;
+        if (!model->x_interleaved) return;
+    }
+    float *cursor = model->x_interleaved;
+    for (int j = 0; j < n_jobs; j++) {
+        const ml_matmul_job *job = &jobs[j];
+        if (!wants_interleaved(model, job)) continue;
+        for (int e = 0; e < j && !out[j]; e++) /* the same input as an earlier job's (q, k, v) */
+            if (out[e] && jobs[e].x == job->x && jobs[e].ldx == job->ldx && jobs[e].n_in == job->n_in &&
+                jobs[e].n_tok == job->n_tok)
+                out[j] = out[e];
+        if (out[j]) continue;
+        for (int t0 = 0; t0 < job->n_tok; t0 += ML_TOKENS_PER_TASK) {
+            int n = job->n_tok - t0 < ML_TOKENS_PER_TASK ? job->n_tok - t0 : ML_TOKENS_PER_TASK;
+            ml_groups_interleave_x(cursor + (size_t)t0 * job->n_in, job->x + (size_t)t0 * job->ldx, job->ldx,
+                                   job->n_in, n);
+        }
+        out[j] = cursor;
+        cursor += (size_t)job->n_tok * (size_t)job->n_in;
+    }
+}
+
 static int round_rows(long long rows) {
     rows = (rows + ML_ROW_QUANTUM / 2) / ML_ROW_QUANTUM * ML_ROW_QUANTUM;
     if (rows < ML_ROW_QUANTUM) rows = ML_ROW_QUANTUM;
@@ -178,6 +225,7 @@ void ml_run_matmuls(ml_model *model, const ml_matmul_job *jobs, int n_jobs) {
     matmul_plan plan;
     plan.model = model;
     plan.jobs = jobs;
+    interleave_inputs(model, jobs, n_jobs, plan.x_interleaved);
     plan_rows(&plan, jobs, n_jobs, ml_pool_threads(model->pool));
     if (plan.n_row_tasks == 0) return;
     int max_tok = 0;

@@ -307,6 +307,7 @@ void ml_model_close(ml_model *m) {
     ml_free(m->xn_q8);
     ml_free(m->xn_q8k);
     ml_free(m->reduced);
+    ml_free(m->x_interleaved);
     ml_free(m->attn_scratch);
     ml_free(m->slot_length);
     ml_free(m->attn_norm);

@@ -52,15 +52,42 @@ static void release(problem *p) {
     free(p->x_bf16);
 }
 
-/* kind 0: matmul_f32_bf16g on x; 1: matmul_bf16_bf16g on x_bf16. y [n_tok, ldy]. */
+/* kind 0: matmul_f32_bf16g on x; 1: matmul_bf16_bf16g on x_bf16; 2: matmul_f32_bf16g with x also
+ * interleaved (ml_groups_interleave_x of the call's tokens). y [n_tok, ldy]. */
 static void call(const ml_cpu_kernels *k, int kind, const problem *p, float *y, int tok0, int n_tok, int row_begin,
                  int row_end) {
-    if (kind == 0)
-        k->matmul_f32_bf16g(y + (size_t)tok0 * p->ldy, p->ldy, p->x + (size_t)tok0 * p->ldx, p->ldx, p->packed,
-                            p->n_in, n_tok, row_begin, row_end);
-    else
+    if (kind == 1) {
         k->matmul_bf16_bf16g(y + (size_t)tok0 * p->ldy, p->ldy, p->x_bf16 + (size_t)tok0 * p->ldx, p->ldx,
                              p->packed, p->n_in, n_tok, row_begin, row_end);
+        return;
+    }
+    float *xt = NULL;
+    if (kind == 2) {
+        xt = malloc((size_t)n_tok * p->n_in * sizeof *xt);
+        ml_groups_interleave_x(xt, p->x + (size_t)tok0 * p->ldx, p->ldx, p->n_in, n_tok);
+    }
+    k->matmul_f32_bf16g(y + (size_t)tok0 * p->ldy, p->ldy, p->x + (size_t)tok0 * p->ldx, p->ldx, xt, p->packed,
+                        p->n_in, n_tok, row_begin, row_end);
+    free(xt);
+}
+
+/* The interleaved order against its definition (kernels.h). */
+static void test_interleave(ml_test_rng *rng) {
+    problem p;
+    make(&p, rng, 6, 1, 27); /* blocks of 12, 12 and 3 */
+    float *xt = malloc((size_t)p.n_tok * p.n_in * sizeof *xt);
+    ml_groups_interleave_x(xt, p.x, p.ldx, p.n_in, p.n_tok);
+    int bad = 0;
+    for (int t = 0; t < p.n_tok; t++)
+        for (int i = 0; i < p.n_in; i++) {
+            int b = t / ML_GROUP_TOKENS, tb = p.n_tok - b * ML_GROUP_TOKENS < ML_GROUP_TOKENS ? p.n_tok - b * ML_GROUP_TOKENS
+                                                                                          : ML_GROUP_TOKENS;
+            float got = xt[(size_t)b * ML_GROUP_TOKENS * p.n_in + (size_t)i * tb + (t % ML_GROUP_TOKENS)];
+            bad += got != p.x[(size_t)t * p.ldx + i];
+        }
+    CHECK(bad == 0, "interleave: %d elements misplaced", bad);
+    free(xt);
+    release(&p);
 }
 
 static void test_pack(ml_test_rng *rng) {
@@ -188,7 +215,7 @@ static void test_variants(ml_test_rng *rng) {
         const ml_cpu_kernels *k = ml_test_kernel_variant(v);
         if (!k) continue;
         double worst = 0.0;
-        for (int kind = 0; kind < 2; kind++)
+        for (int kind = 0; kind < 3; kind++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++)
                     variant_case(k, kind, rng, shapes[s][0], shapes[s][1], tokens[t], &worst);
@@ -200,6 +227,7 @@ int main(void) {
     ml_test_rng rng;
     ml_test_rng_seed(&rng, 20261203);
     test_pack(&rng);
+    test_interleave(&rng);
     test_reference(&rng);
     test_variants(&rng);
     return ml_test_finish("test_kernels_groups");

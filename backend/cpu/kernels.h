@@ -109,8 +109,11 @@ typedef struct {
      * differs (acc = (acc + x[2j+1]w[2j+1]) + x[2j]w[2j] on Intel, chunks as above; its own bits
      * for every split),
      * otherwise x is widened and it equals matmul_f32_bf16g on the widened x. */
-    void (*matmul_f32_bf16g)(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
-                             int n_tok, int row_begin, int row_end);
+    /* xt: NULL, or the same n_tok tokens of x interleaved (ml_groups_interleave_x), which the
+     * vector variants read instead of x from 3 tokens on (one x stream per block instead of one
+     * per token); the same bits either way. */
+    void (*matmul_f32_bf16g)(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
+                             int n_in, int n_tok, int row_begin, int row_end);
     void (*matmul_bf16_bf16g)(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                               int n_tok, int row_begin, int row_end);
 
@@ -174,6 +177,12 @@ static inline size_t ml_bf16_groups_bytes(int n_rows, int n_in) {
 /* Packs src [n_rows, n_in] (row-major bf16, rows src_ld elements apart) into dst
  * (ml_bf16_groups_bytes(n_rows, n_in) bytes, 64-byte aligned for the vector kernels). */
 void ml_bf16_groups_pack(uint16_t *dst, const uint16_t *src, size_t src_ld, int n_rows, int n_in);
+/* x's n_tok rows (ldx apart) in the order matmul_f32_bf16g's blocks read them: blocks of
+ * ML_GROUP_TOKENS tokens from the first; block b (tb = min(ML_GROUP_TOKENS, n_tok - b *
+ * ML_GROUP_TOKENS) tokens) at xt + b * ML_GROUP_TOKENS * n_in, its token t's element i at
+ * [i * tb + t]. xt holds n_tok * n_in floats. */
+#define ML_GROUP_TOKENS 12
+void ml_groups_interleave_x(float *xt, const float *x, size_t ldx, int n_in, int n_tok);
 /* Element [r][i] of a packed matrix. */
 static inline uint16_t ml_bf16_groups_at(const uint16_t *w, int n_in, int r, int i) {
     const uint16_t *group = w + (size_t)(r / ML_GROUP_ROWS) * ML_GROUP_ROWS * (size_t)n_in;

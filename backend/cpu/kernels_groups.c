@@ -39,8 +39,19 @@ static float chain(const float *x, const uint16_t *w, int n_in, int r) {
     return sum;
 }
 
-void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
-                                int n_tok, int row_begin, int row_end) {
+void ml_groups_interleave_x(float *xt, const float *x, size_t ldx, int n_in, int n_tok) {
+    for (int t0 = 0; t0 < n_tok; t0 += ML_GROUP_TOKENS) {
+        int tb = n_tok - t0 < ML_GROUP_TOKENS ? n_tok - t0 : ML_GROUP_TOKENS;
+        float *block = xt + (size_t)t0 * (size_t)n_in;
+        for (int i = 0; i < n_in; i++)
+            for (int t = 0; t < tb; t++) block[(size_t)i * tb + t] = x[(size_t)(t0 + t) * ldx + i];
+    }
+}
+
+/* xt is a faster copy of x for the vector variants; the reference reads x. */
+void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
+                                int n_in, int n_tok, int row_begin, int row_end) {
+    (void)xt;
     for (int t = 0; t < n_tok; t++)
         for (int r = row_begin; r < row_end; r++) y[(size_t)t * ldy + r] = chain(x + (size_t)t * ldx, w, n_in, r);
 }

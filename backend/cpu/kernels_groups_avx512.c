@@ -2,17 +2,19 @@
  * per column. One 64-byte load holds a group's 16 rows at columns 2j and 2j+1; one shift and one
  * AND widen it to the two columns' 16-row vectors (exact), and each feeds one FMA per token of
  * the block, the token's x value broadcast. So per output the sum is the scalar reference's
- * fused chain in index order (kernels_groups.c), and the bits are the same for every table,
- * split and batch size. Register blocks: GB groups x TB tokens of accumulators (2 x 12 = 24,
+ * fused chains over chunks of ML_GROUP_CHUNK columns (kernels_groups.c), and the bits are the
+ * same for every table, split and batch size. Register blocks: GB groups x TB tokens of accumulators (2 x 12 = 24,
  * plus 4 widened weight vectors and the broadcast x: 29 of 32 zmm), so each widened weight
  * vector feeds 12 FMAs and each broadcast 2, against a dot-product block's horizontal work
  * (the 4 x 6 dot block reached 65-75% of the FMA peak with its data in L1; this block 78-82%
  * with a 512 KiB tile in L2, on an Intel Xeon; docs/BENCHMARKS.md).
  *
- * x is read where it lies, one stream per token of the block (12 streams beside the 2 of the
- * weights: the prefetchers keep up). A copy transposed so that a column's 12 values would be
- * adjacent cost as much as the product itself for a task of 48 rows (Intel Xeon, one thread,
- * 32 rows x 2048 x 12 tokens in L2: 37 GFLOP/s with the copy, 155 without, of a 167 peak).
+ * x: for 3+ tokens the caller may pass x interleaved (ml_groups_interleave_x, made once per job
+ * by model/matmul_jobs.c), so a block's 12 values of a column are adjacent: one x pointer in the
+ * loop. Read in place instead, the 12 row pointers and the look-ahead's addresses outrun the
+ * general registers and the loop reloads pointers from the stack (17-27 per 48 FMAs; none
+ * interleaved). A copy made per call instead cost as much as the product for a 48-row task
+ * (one thread, 32 rows x 2048 x 12 tokens in L2: 37 GFLOP/s with the copy, 155 without).
  * bf16 x without vdpbf16ps is widened into the thread's scratch first (as rows).
  *
  * Rows go in tiles of TILE_GROUPS groups (64 rows: 256 KiB at n_in 2048, 1 MiB at 8192, kept
@@ -38,7 +40,9 @@
 /* Keeps v in a register (gcc would otherwise fold the broadcast load into each FMA using it). */
 #define ML_IN_REGISTER(v) __asm__("" : "+v"(v))
 
-enum { MODE_WIDEN = 0, MODE_DP = 1 };
+/* MODE_WIDEN: float32 x rows; MODE_INTERLEAVED: float32 x blocks of ml_groups_interleave_x;
+ * MODE_DP: bf16 x rows read as pairs, for vdpbf16ps. */
+enum { MODE_WIDEN = 0, MODE_DP = 1, MODE_INTERLEAVED = 2 };
 
 /* Rows [r0, r0 + 16) of the group starting at row r0 for the TB tokens of acc, up to row_end. */
 /* The first chunk's sums are stored, later chunks' added to them (kernels.h). */
@@ -54,7 +58,7 @@ ML_INLINE void store_group(float *y, size_t ldy, const __m512 *acc, int r0, int 
 
 /* acc[g][t] = the chains of GB groups (w: the first of them) x TB tokens over column pairs
  * [p_begin, p_end); x: float32 rows (MODE_WIDEN) or bf16 rows read as pairs (MODE_DP), ldx
- * elements apart. */
+ * elements apart, or one block of ml_groups_interleave_x (MODE_INTERLEAVED; ldx = its width). */
 ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, const uint16_t *w, int n_in, int p_begin,
                            int p_end, size_t ahead, const int mode, const int GB, const int TB) {
     const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
@@ -65,7 +69,7 @@ ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, con
             for (int g = 0; g < GB; g++)
                 _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
                              _MM_HINT_T0);
-        if (mode == MODE_WIDEN) {
+        if (mode != MODE_DP) {
             const float *xf = x;
             __m512 even[4], odd[4];
             for (int g = 0; g < GB; g++) {
@@ -74,12 +78,14 @@ ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, con
                 odd[g] = _mm512_castsi512_ps(_mm512_and_si512(v, high));
             }
             for (int t = 0; t < TB; t++) {
-                __m512 xb = _mm512_set1_ps(xf[(size_t)t * ldx + 2 * (size_t)j]);
+                __m512 xb = _mm512_set1_ps(mode == MODE_INTERLEAVED ? xf[2 * (size_t)j * ldx + (size_t)t]
+                                                                   : xf[(size_t)t * ldx + 2 * (size_t)j]);
                 ML_IN_REGISTER(xb);
                 for (int g = 0; g < GB; g++) acc[g][t] = _mm512_fmadd_ps(xb, even[g], acc[g][t]);
             }
             for (int t = 0; t < TB; t++) {
-                __m512 xb = _mm512_set1_ps(xf[(size_t)t * ldx + 2 * (size_t)j + 1]);
+                __m512 xb = _mm512_set1_ps(mode == MODE_INTERLEAVED ? xf[(2 * (size_t)j + 1) * ldx + (size_t)t]
+                                                                   : xf[(size_t)t * ldx + 2 * (size_t)j + 1]);
                 ML_IN_REGISTER(xb);
                 for (int g = 0; g < GB; g++) acc[g][t] = _mm512_fmadd_ps(xb, odd[g], acc[g][t]);
             }
@@ -158,7 +164,7 @@ static size_t lookahead_elements(void) {
 
 /* Row tiles of TILE_GROUPS groups, each passed by every block of up to TB_MAX tokens; x rows of
  * x_elem bytes per element, ldx elements apart. One or two tokens take 4 groups per block. */
-static void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_t x_elem, const uint16_t *w,
+ML_INLINE void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_t x_elem, const uint16_t *w,
                           int n_in, int n_tok, int row_begin, int row_end, int mode) {
     int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
     size_t lookahead = lookahead_elements();
@@ -167,15 +173,16 @@ static void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_
         for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {
             int tb = n_tok - t0 < TB_MAX ? n_tok - t0 : TB_MAX;
             size_t ahead = t0 == 0 ? lookahead : 0; /* the pass that reads the tile from memory */
-            const void *xb = (const uint8_t *)x + (size_t)t0 * ldx * x_elem;
+            const void *xb = (const uint8_t *)x + (size_t)t0 * (mode == MODE_INTERLEAVED ? (size_t)n_in : ldx) * x_elem;
+            size_t ldb = mode == MODE_INTERLEAVED ? (size_t)tb : ldx; /* a block's width, or the rows' */
             float *yb = y + (size_t)t0 * ldy;
             if (tb == 1) {
-                groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, ahead, mode, 4, 1);
+                groups_for_block(yb, ldy, xb, ldb, w, n_in, tile, tile_end, row_end, ahead, mode, 4, 1);
             } else if (tb == 2) {
-                groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, ahead, mode, 4, 2);
+                groups_for_block(yb, ldy, xb, ldb, w, n_in, tile, tile_end, row_end, ahead, mode, 4, 2);
             } else {
 #define BLOCK_CALL(TB)                                                                             \
-    groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, ahead, mode, 2, (TB) < 3 ? 3 : (TB))
+    groups_for_block(yb, ldy, xb, ldb, w, n_in, tile, tile_end, row_end, ahead, mode, 2, (TB) < 3 ? 3 : (TB))
                 FOR_TOKENS(tb, BLOCK_CALL)
 #undef BLOCK_CALL
             }
@@ -183,10 +190,13 @@ static void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_
     }
 }
 
-void ml_avx512_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
-                                int n_tok, int row_begin, int row_end) {
+void ml_avx512_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
+                                int n_in, int n_tok, int row_begin, int row_end) {
     if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
-    groups_driver(y, ldy, x, ldx, sizeof(float), w, n_in, n_tok, row_begin, row_end, MODE_WIDEN);
+    if (xt && n_tok >= 3)
+        groups_driver(y, ldy, xt, 0, sizeof(float), w, n_in, n_tok, row_begin, row_end, MODE_INTERLEAVED);
+    else
+        groups_driver(y, ldy, x, ldx, sizeof(float), w, n_in, n_tok, row_begin, row_end, MODE_WIDEN);
 }
 
 /* bf16 x widened into the thread's scratch (exact), then the float32 product: the same bits. */
