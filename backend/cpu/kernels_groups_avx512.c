@@ -208,11 +208,7 @@ void ml_avx512_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t
         ml_scalar_matmul_bf16_bf16g(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
         return;
     }
-    for (int t = 0; t < n_tok; t++)
-        for (int i = 0; i < n_in; i++) {
-            uint32_t bits = (uint32_t)x[(size_t)t * ldx + i] << 16;
-            memcpy(&wide[(size_t)t * n_in + i], &bits, 4);
-        }
+    for (int t = 0; t < n_tok; t++) ml_scalar_bf16_to_f32(wide + (size_t)t * n_in, x + (size_t)t * ldx, (size_t)n_in);
     groups_driver(y, ldy, wide, (size_t)n_in, sizeof(float), w, n_in, n_tok, row_begin, row_end, MODE_WIDEN);
 }
 
