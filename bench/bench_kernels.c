@@ -1,7 +1,7 @@
 /* bench_kernels: the pieces of a forward step, timed alone against the machine's limits
  * (a developer tool for tuning; `meshllama bench` measures the whole model).
  *
- *   bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant|report]
+ *   bench_kernels [-t THREADS] [--only pool|gemv|decode|gemm|attn|quant|report]
  *
  *   pool  cost of one parallel region (ml_pool_run) with nothing to do, and with tiny tasks;
  *   gemv  decode products of B = 1, 2, 8, 32 tokens over 1 GiB of bf16 weights (far beyond the
@@ -10,6 +10,10 @@
  *         probe's time or the table's own dot-product peak's time, whichever is longer;
  *   report  gemv for every kernel table this CPU runs (avx2, avx512, avx512bf16), each against
  *         its own peaks: where each path stands on this machine (not part of a plain run);
+ *   decode  one decode step of the Llama-3.2-1B shape's products as the model issues them (q/k/v
+ *         together, o, gate/up together, down: 16 layers, then the LM head of 128256 rows), in
+ *         row groups, B = 1, 8, 32 tokens, accurate: each product's share of the step and its
+ *         fraction of the roofline, so a shape that lags the 1 GiB gemv shows;
  *   gemm  prefill products (64..256 tokens x 2048 inputs x 8192 rows, bf16 weights, f32 and bf16
  *         activations) as GFLOP/s next to the dot-product peak probe;
  *   attn  one decode step's attention at 512..8192 cached positions (32 heads over 8 KV heads);
@@ -177,6 +181,118 @@ static void bench_gemv(ml_model *m, double read_bw, double peak_f32, double peak
     free(w);
     free(x);
     free(x16);
+    free(y);
+}
+
+/* One decode step of the Llama-3.2-1B shape (bench_kernels' header): 16 layers' q/k/v, o,
+ * gate/up and down, then the LM head, each matrix in row groups (2.9 GB in all, so every weight
+ * comes from memory), timed product by product in the model's order. */
+enum { DEC_LAYERS = 16, DEC_HIDDEN = 2048, DEC_KV = 512, DEC_FFN = 8192, DEC_VOCAB = 128256, DEC_MAX_TOK = 32 };
+
+typedef struct {
+    const char *name;
+    int n_jobs;
+    int rows[3], n_in;
+} decode_stage;
+
+static const decode_stage decode_stages[] = {
+    {"qkv", 3, {DEC_HIDDEN, DEC_KV, DEC_KV}, DEC_HIDDEN},
+    {"o", 1, {DEC_HIDDEN}, DEC_HIDDEN},
+    {"gate/up", 2, {DEC_FFN, DEC_FFN}, DEC_HIDDEN},
+    {"down", 1, {DEC_HIDDEN}, DEC_FFN},
+    {"lm_head", 1, {DEC_VOCAB}, DEC_HIDDEN},
+};
+enum { DEC_STAGES = sizeof decode_stages / sizeof decode_stages[0] };
+
+/* A stage's matrices for one layer (the LM head: one in all) in row groups, random values. */
+static uint16_t *decode_weights(const decode_stage *s, int copies, size_t *per_copy) {
+    size_t bytes = 0;
+    for (int j = 0; j < s->n_jobs; j++) bytes += ml_bf16_groups_bytes(s->rows[j], s->n_in);
+    *per_copy = bytes / sizeof(uint16_t);
+    uint16_t *w = random_bf16_pages(*per_copy * (size_t)copies, 5, 1);
+    uint16_t *natural = random_bf16((size_t)s->rows[0] * s->n_in, 6);
+    if (!w || !natural) {
+        free(w);
+        free(natural);
+        return NULL;
+    }
+    for (int c = 0; c < copies; c++) {
+        uint16_t *dst = w + (size_t)c * *per_copy;
+        for (int j = 0; j < s->n_jobs; j++) {
+            ml_bf16_groups_pack(dst, natural, (size_t)s->n_in, s->rows[j], s->n_in);
+            dst += ml_bf16_groups_bytes(s->rows[j], s->n_in) / sizeof(uint16_t);
+        }
+    }
+    free(natural);
+    return w;
+}
+
+static void bench_decode(ml_model *m, double read_bw, double peak) {
+    uint16_t *w[DEC_STAGES];
+    size_t per_copy[DEC_STAGES];
+    float *x = random_f32((size_t)DEC_FFN * DEC_MAX_TOK, 7);
+    float *y = calloc((size_t)DEC_VOCAB * DEC_MAX_TOK, sizeof(float));
+    int ok = x && y;
+    for (int s = 0; s < DEC_STAGES; s++) {
+        w[s] = ok ? decode_weights(&decode_stages[s], s == DEC_STAGES - 1 ? 1 : DEC_LAYERS, &per_copy[s]) : NULL;
+        ok = ok && w[s];
+    }
+    if (!ok) {
+        printf("decode: out of memory\n");
+        for (int s = 0; s < DEC_STAGES; s++) free(ok ? w[s] : NULL);
+        free(x);
+        free(y);
+        return;
+    }
+    static const int batch_sizes[] = {1, 8, 32};
+    for (size_t b = 0; b < sizeof batch_sizes / sizeof batch_sizes[0]; b++) {
+        int n_tok = batch_sizes[b];
+        double best[DEC_STAGES], total_best = 1e30;
+        for (int s = 0; s < DEC_STAGES; s++) best[s] = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+            double spent[DEC_STAGES] = {0}, total = 0;
+            for (int layer = 0; layer <= DEC_LAYERS; layer++) {
+                for (int s = 0; s < DEC_STAGES; s++) {
+                    const decode_stage *st = &decode_stages[s];
+                    if ((s == DEC_STAGES - 1) != (layer == DEC_LAYERS)) continue;
+                    ml_matmul_job jobs[3];
+                    const uint16_t *wp = w[s] + (size_t)(layer < DEC_LAYERS ? layer : 0) * per_copy[s];
+                    for (int j = 0; j < st->n_jobs; j++) {
+                        jobs[j] = (ml_matmul_job){.w = {wp, ML_DTYPE_BF16, 1}, .n_rows = st->rows[j],
+                                                  .n_in = st->n_in, .x = x, .ldx = st->n_in, .y = y,
+                                                  .ldy = st->rows[j], .n_tok = n_tok};
+                        wp += ml_bf16_groups_bytes(st->rows[j], st->n_in) / sizeof(uint16_t);
+                    }
+                    double t0 = now_s();
+                    ml_run_matmuls(m, jobs, st->n_jobs);
+                    double dt = now_s() - t0;
+                    spent[s] += dt;
+                    total += dt;
+                }
+            }
+            for (int s = 0; s < DEC_STAGES; s++) best[s] = spent[s] < best[s] ? spent[s] : best[s];
+            total_best = total < total_best ? total : total_best;
+        }
+        double total_bytes = 0, total_flops = 0;
+        printf("decode B=%2d accurate, best of 5:", n_tok);
+        for (int s = 0; s < DEC_STAGES; s++) {
+            const decode_stage *st = &decode_stages[s];
+            double params = 0;
+            for (int j = 0; j < st->n_jobs; j++) params += (double)st->rows[j] * st->n_in;
+            params *= s == DEC_STAGES - 1 ? 1 : DEC_LAYERS;
+            double bytes = 2 * params, flops = 2 * params * n_tok;
+            double floor_s = bytes / read_bw > flops / peak ? bytes / read_bw : flops / peak;
+            total_bytes += bytes;
+            total_flops += flops;
+            printf(" %s %.1f ms %.0f%%", st->name, best[s] * 1e3, 100.0 * floor_s / best[s]);
+        }
+        double floor_s = total_bytes / read_bw > total_flops / peak ? total_bytes / read_bw : total_flops / peak;
+        printf(" | step %.1f ms = %.1f tok/s, %.0f%% of the roofline (%s-bound)\n", total_best * 1e3,
+               n_tok / total_best, 100.0 * floor_s / total_best,
+               total_bytes / read_bw > total_flops / peak ? "read" : "compute");
+    }
+    for (int s = 0; s < DEC_STAGES; s++) free(w[s]);
+    free(x);
     free(y);
 }
 
@@ -384,7 +500,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--only pool|gemv|gemm|attn|quant|report]\n");
+            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--only pool|gemv|decode|gemm|attn|quant|report]\n");
             return 2;
         }
     }
@@ -395,7 +511,7 @@ int main(int argc, char **argv) {
     threads = ml_pool_threads(m.pool);
     printf("kernels %s, %d threads\n", m.kernels->name, threads);
     double bw = 0, peak = 0;
-    if (!only || strcmp(only, "gemv") == 0 || strcmp(only, "attn") == 0 || strcmp(only, "report") == 0) {
+    if (!only || strcmp(only, "gemv") == 0 || strcmp(only, "decode") == 0 || strcmp(only, "attn") == 0 || strcmp(only, "report") == 0) {
         bw = ml_probe_read_ceiling(threads, (size_t)1 << 30, 5, NULL);
         printf("probe: read bandwidth %.2f GB/s\n", bw / 1e9);
     }
@@ -411,6 +527,11 @@ int main(int argc, char **argv) {
         bench_gemv(&m, bw, peak_f32, peak_fast);
     }
     if (only && strcmp(only, "report") == 0) bench_report(&m, bw);
+    if (only && strcmp(only, "decode") == 0) {
+        double peak_f32, peak_fast;
+        table_peaks(m.kernels, threads, &peak_f32, &peak_fast);
+        bench_decode(&m, bw, peak_f32);
+    }
     if (!only || strcmp(only, "gemm") == 0) bench_gemm(&m, peak);
     if (!only || strcmp(only, "attn") == 0) bench_attention(&m, bw);
     if (!only || strcmp(only, "quant") == 0) bench_quant();

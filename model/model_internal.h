@@ -144,6 +144,9 @@ int ml_model_regroup_bf16(ml_model *model);
 /* Drops the pages of [begin, begin + bytes) where they lie in a file the checkpoint maps (not in a
  * borrowed weight set): bytes that will not be read again (model/weights.c). */
 void ml_model_release_bytes(const ml_model *model, const void *begin, size_t bytes);
+/* Drops the whole pages inside [begin, end) (partial pages at either end stay): a file mapping's
+ * pages are only unmapped, an owned buffer's freed (read again, they would be zeros). */
+void ml_model_drop_whole_pages(uintptr_t begin, uintptr_t end);
 
 /* Loads every device's weights: validates names, dtypes and shapes against the config, aims
  * column-parallel slices into the mapping and packs row-parallel slices. */

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -52,9 +51,7 @@ static void release(const ml_model *m, const ml_device *dev, const void *begin, 
         ml_model_release_bytes(m, begin, bytes);
         return;
     }
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)begin, hi = lo + bytes;
-    uintptr_t first = (lo + page - 1) & ~(page - 1), last = hi & ~(page - 1);
-    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+    ml_model_drop_whole_pages((uintptr_t)begin, (uintptr_t)begin + bytes);
 }
 
 static void add(const ml_device *dev, regroup_item *items, int *n, ml_weight *w, int64_t n_rows, int64_t n_in) {

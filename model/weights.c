@@ -99,9 +99,7 @@ static int file_mapping_of(const ml_model *model, uintptr_t begin, uintptr_t end
     return 0;
 }
 
-/* Drops the whole pages inside [begin, end) (partial pages at either end stay): a file mapping's
- * pages are only unmapped, an owned buffer's freed (read again, they would be zeros). */
-static void drop_whole_pages(uintptr_t begin, uintptr_t end) {
+void ml_model_drop_whole_pages(uintptr_t begin, uintptr_t end) {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t first = (begin + page - 1) & ~(page - 1), last = end & ~(page - 1);
     if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
@@ -110,7 +108,7 @@ static void drop_whole_pages(uintptr_t begin, uintptr_t end) {
 void ml_model_release_bytes(const ml_model *model, const void *begin, size_t bytes) {
     uintptr_t lo = (uintptr_t)begin, hi = lo + bytes, file_begin, file_end;
     if (!model->checkpoint.weights.borrowed && file_mapping_of(model, lo, hi, &file_begin, &file_end))
-        drop_whole_pages(lo, hi);
+        ml_model_drop_whole_pages(lo, hi);
 }
 
 /* The stored bytes a made view's rows came from are not read again: drop their pages where they
@@ -118,7 +116,7 @@ void ml_model_release_bytes(const ml_model *model, const void *begin, size_t byt
  * Never caller memory, where MADV_DONTNEED would zero them. */
 static void release_source(const ml_model *model, const ml_tensor_view *t) {
     uintptr_t begin = (uintptr_t)t->source, end = begin + t->source_bytes, file_begin, file_end;
-    if (file_mapping_of(model, begin, end, &file_begin, &file_end)) drop_whole_pages(begin, end);
+    if (file_mapping_of(model, begin, end, &file_begin, &file_end)) ml_model_drop_whole_pages(begin, end);
 }
 
 /* Rows [row_begin, row_end) of matrix t as this process holds them (in place, or made). */
@@ -238,7 +236,7 @@ static int pack_columns(ml_model *model, const ml_tensor_view *t, ml_dtype dtype
  * would zero it. */
 static void release_pages(const ml_model *model, const ml_tensor_view *t) {
     if (model->checkpoint.weights.borrowed || !t->data) return;
-    drop_whole_pages((uintptr_t)t->data, (uintptr_t)t->data + t->n_bytes);
+    ml_model_drop_whole_pages((uintptr_t)t->data, (uintptr_t)t->data + t->n_bytes);
 }
 
 /* The mapping asks for 2 MiB pages (core/mapped_file.c), and a fault maps the whole page-cache
@@ -284,8 +282,8 @@ static void release_other_rows(const ml_model *model, const ml_tensor_view *t, i
     uintptr_t data = (uintptr_t)t->data, end = data + t->n_bytes, file_begin, file_end;
     if (!file_mapping_of(model, data, end, &file_begin, &file_end)) return;
     uintptr_t keep_begin = data + (size_t)row_begin * row_bytes, keep_end = data + (size_t)row_end * row_bytes;
-    drop_whole_pages(data, keep_begin);
-    drop_whole_pages(keep_end, end);
+    ml_model_drop_whole_pages(data, keep_begin);
+    ml_model_drop_whole_pages(keep_end, end);
     split_at_edges(keep_begin, keep_end, file_begin, file_end);
 }
 

@@ -92,14 +92,9 @@ static void groups_driver(float *y, size_t ldy, const float *x, size_t ldx, cons
             int tb = n_tok - t0 < TB_MAX ? n_tok - t0 : TB_MAX;
             const float *xb = x + (size_t)t0 * ldx;
             float *yb = y + (size_t)t0 * ldy;
-            switch (tb) {
-            case 1: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 2, 1); break;
-            case 2: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 2, 2); break;
-            case 3: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 3); break;
-            case 4: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 4); break;
-            case 5: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 5); break;
-            default: groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, 1, 6); break;
-            }
+#define BLOCK_CALL(TB) groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, (TB) <= 2 ? 2 : 1, TB)
+            ML_FOR_COUNT_UP_TO(TB_MAX, tb, BLOCK_CALL)
+#undef BLOCK_CALL
         }
     }
 }

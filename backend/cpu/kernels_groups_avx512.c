@@ -133,23 +133,6 @@ ML_INLINE void groups_for_block(float *y, size_t ldy, const void *x, size_t ldx,
                     TB);
 }
 
-/* CALL(n) for n = count in 1..11, else CALL(12). */
-#define FOR_TOKENS(count, CALL)                                                                    \
-    switch (count) {                                                                               \
-    case 1: CALL(1); break;                                                                        \
-    case 2: CALL(2); break;                                                                        \
-    case 3: CALL(3); break;                                                                        \
-    case 4: CALL(4); break;                                                                        \
-    case 5: CALL(5); break;                                                                        \
-    case 6: CALL(6); break;                                                                        \
-    case 7: CALL(7); break;                                                                        \
-    case 8: CALL(8); break;                                                                        \
-    case 9: CALL(9); break;                                                                        \
-    case 10: CALL(10); break;                                                                      \
-    case 11: CALL(11); break;                                                                      \
-    default: CALL(12); break;                                                                      \
-    }
-
 /* How far ahead of its loads each group's stream prefetches, in elements (0: not at all): on
  * Intel LOOKAHEAD_INTEL bytes, in the pass that reads a tile from memory (Intel Xeon, 2 threads,
  * 1 GiB: no prefetch 20.0 GB/s at 1 token, 124 GFLOP/s at 8, 203 at 32; 512 bytes 23.2 / 145 /
@@ -183,7 +166,7 @@ ML_INLINE void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, si
             } else {
 #define BLOCK_CALL(TB)                                                                             \
     groups_for_block(yb, ldy, xb, ldb, w, n_in, tile, tile_end, row_end, ahead, mode, 2, (TB) < 3 ? 3 : (TB))
-                FOR_TOKENS(tb, BLOCK_CALL)
+                ML_FOR_COUNT_UP_TO(TB_MAX, tb, BLOCK_CALL)
 #undef BLOCK_CALL
             }
         }

@@ -83,4 +83,24 @@ void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, si
     .bf16_to_f32 = bf16_to_f32, .f16_to_f32 = f16_to_f32, .q8_0_to_f32 = q8_0_to_f32,              \
     .q4_0_to_f32 = q4_0_to_f32, .q4_1_to_f32 = q4_1_to_f32
 
+/* CALL(n) for n = count in 1..max-1, else CALL(max) (max a constant, at most 12): turns a run-time
+ * count into the compile-time block size of an inlined kernel (every size up to max is
+ * compiled; the switch's operand is clamped, so the cases above max are never compiled in). */
+#define ML_CLAMP_COUNT(n, max) ((n) < (max) ? (n) : (max))
+#define ML_FOR_COUNT_UP_TO(max, count, CALL)                                                       \
+    switch (ML_CLAMP_COUNT(count, max)) {                                                          \
+    case 1: CALL(ML_CLAMP_COUNT(1, max)); break;                                                   \
+    case 2: CALL(ML_CLAMP_COUNT(2, max)); break;                                                   \
+    case 3: CALL(ML_CLAMP_COUNT(3, max)); break;                                                   \
+    case 4: CALL(ML_CLAMP_COUNT(4, max)); break;                                                   \
+    case 5: CALL(ML_CLAMP_COUNT(5, max)); break;                                                   \
+    case 6: CALL(ML_CLAMP_COUNT(6, max)); break;                                                   \
+    case 7: CALL(ML_CLAMP_COUNT(7, max)); break;                                                   \
+    case 8: CALL(ML_CLAMP_COUNT(8, max)); break;                                                   \
+    case 9: CALL(ML_CLAMP_COUNT(9, max)); break;                                                   \
+    case 10: CALL(ML_CLAMP_COUNT(10, max)); break;                                                 \
+    case 11: CALL(ML_CLAMP_COUNT(11, max)); break;                                                 \
+    default: CALL(max); break;                                                                     \
+    }
+
 #endif

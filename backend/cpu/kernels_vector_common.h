@@ -1,6 +1,6 @@
 /* Inline helpers the vector kernel files share (kernels_avx2.c, kernels_avx512.c): ggml block
  * geometry and scales, read with 128-bit F16C instructions that every AVX2 and AVX-512 CPU has,
- * a count-to-constant switch, and the online softmax's block size and per-block rescale (the
+ * the attention heads' count-to-constant switch, and the online softmax's block size and per-block rescale (the
  * shared code built on top of the files' intrinsics is kernels_vector_shared.h). Include only from files built with at least
  * -mavx2 -mf16c. */
 #ifndef ML_BACKEND_CPU_KERNELS_VECTOR_COMMON_H
@@ -10,6 +10,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "backend/cpu/kernels_internal.h"
 
 #define ML_INLINE static inline __attribute__((always_inline))
 
@@ -31,19 +33,8 @@ ML_INLINE void q_scales(const uint8_t *block, int qkind, float *d, float *m) {
     *m = _mm_cvtss_f32(_mm_movehdup_ps(both));
 }
 
-/* CALL(n) for n = count in 1..7, else CALL(8): turns a run-time count into the compile-time
- * block size of an inlined kernel (every size is compiled; counts above 8 must not occur). */
-#define ML_FOR_COUNT(count, CALL)                                                                  \
-    switch (count) {                                                                               \
-    case 1: CALL(1); break;                                                                        \
-    case 2: CALL(2); break;                                                                        \
-    case 3: CALL(3); break;                                                                        \
-    case 4: CALL(4); break;                                                                        \
-    case 5: CALL(5); break;                                                                        \
-    case 6: CALL(6); break;                                                                        \
-    case 7: CALL(7); break;                                                                        \
-    default: CALL(8); break;                                                                       \
-    }
+/* The attention blocks' heads: up to 8 (ML_FOR_COUNT_UP_TO, kernels_internal.h). */
+#define ML_FOR_COUNT(count, CALL) ML_FOR_COUNT_UP_TO(8, count, CALL)
 
 /* Attention positions per online-softmax block, in both files. */
 #define ATT_BLOCK 32
