@@ -239,7 +239,7 @@ static void bench_decode(ml_model *m, double read_bw, double peak) {
     }
     if (!ok) {
         printf("decode: out of memory\n");
-        for (int s = 0; s < DEC_STAGES; s++) free(ok ? w[s] : NULL);
+        for (int s = 0; s < DEC_STAGES; s++) free(w[s]);
         free(x);
         free(y);
         return;

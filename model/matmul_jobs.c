@@ -10,8 +10,8 @@
  * few claims) and the last ones small (ML_ROW_QUANTUM rows), and the threads finish a region
  * within a small task of each other instead of up to a large one (with equal tasks that tail
  * cost about 7% of a 128-token prefill). Row blocks are multiples of 48 rows (the kernels' 8-,
- * 4- and 3-row blocks and the bf16 row groups of 16 all divide it) and at most ML_MAX_ROWS_PER_TASK; a task never spans two
- * jobs.
+ * 4- and 3-row blocks and the bf16 row groups of 16 all divide it) and at most
+ * ML_MAX_ROWS_PER_TASK; a task never spans two jobs.
  *
  * Each job dispatches on its own weights' dtype (f32, f16, bf16, or a ggml block type), so the
  * matrices of one model may differ (a GGUF's Q4_1 projections beside its Q8_0 LM head; a
@@ -153,10 +153,18 @@ static int wants_interleaved(const ml_model *model, const ml_matmul_job *job) {
  * ML_TOKENS_PER_TASK, where the tasks' token ranges start. Without memory, NULL: the kernels
  * read x itself (the same bits). */
 static void interleave_inputs(ml_model *model, const ml_matmul_job *jobs, int n_jobs, const float **out) {
+    int source[ML_MAX_MATMUL_JOBS]; /* per job: the first job with the same input, or -1 */
     size_t need = 0;
     for (int j = 0; j < n_jobs; j++) {
         out[j] = NULL;
-        if (wants_interleaved(model, &jobs[j])) need += (size_t)jobs[j].n_tok * (size_t)jobs[j].n_in;
+        source[j] = -1;
+        if (!wants_interleaved(model, &jobs[j])) continue;
+        source[j] = j;
+        for (int e = 0; e < j && source[j] == j; e++) /* the same input as an earlier job's (q, k, v) */
+            if (source[e] == e && jobs[e].x == jobs[j].x && jobs[e].ldx == jobs[j].ldx &&
+                jobs[e].n_in == jobs[j].n_in && jobs[e].n_tok == jobs[j].n_tok)
+                source[j] = e;
+        if (source[j] == j) need += (size_t)jobs[j].n_tok * (size_t)jobs[j].n_in;
     }
     if (need == 0) return;
     if (model->x_interleaved_floats < need) {
@@ -168,12 +176,10 @@ static void interleave_inputs(ml_model *model, const ml_matmul_job *jobs, int n_
     float *cursor = model->x_interleaved;
     for (int j = 0; j < n_jobs; j++) {
         const ml_matmul_job *job = &jobs[j];
-        if (!wants_interleaved(model, job)) continue;
-        for (int e = 0; e < j && !out[j]; e++) /* the same input as an earlier job's (q, k, v) */
-            if (out[e] && jobs[e].x == job->x && jobs[e].ldx == job->ldx && jobs[e].n_in == job->n_in &&
-                jobs[e].n_tok == job->n_tok)
-                out[j] = out[e];
-        if (out[j]) continue;
+        if (source[j] != j) {
+            if (source[j] >= 0) out[j] = out[source[j]];
+            continue;
+        }
         for (int t0 = 0; t0 < job->n_tok; t0 += ML_TOKENS_PER_TASK) {
             int n = job->n_tok - t0 < ML_TOKENS_PER_TASK ? job->n_tok - t0 : ML_TOKENS_PER_TASK;
             ml_groups_interleave_x(cursor + (size_t)t0 * job->n_in, job->x + (size_t)t0 * job->ldx, job->ldx,

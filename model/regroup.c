@@ -6,8 +6,9 @@
  * their pages are dropped after each matrix (the resident size stays that of the weights), and
  * a device's packed row-parallel columns (tp > 1) are freed once all of them are regrouped.
  * Caller memory (a borrowed weight set: ml_model_open_tensors, Python's build_model) is copied
- * too and left alone, so every way of opening a model gives the same bits. The copies are made by the thread pool,
- * GROUPS_PER_TASK groups a task. MESHLLAMA_BF16_GROUPS=0 keeps the natural rows (the dot-product kernels): for comparison. */
+ * too and left alone, so every way of opening a model gives the same bits. The copies are made
+ * by the thread pool, GROUPS_PER_TASK groups a task. MESHLLAMA_BF16_GROUPS=0 keeps the natural
+ * rows (the dot-product kernels): for comparison. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>

@@ -102,13 +102,13 @@ typedef struct {
      *                y = c == 0 ? acc : y + acc             (y[t*ldy + r])
      * (chunks keep the error of long rows near a pairwise sum's: one chain over 8192 columns
      * doubled the 1B model's logit error against HF). The scalar reference is that loop, so
-     * every table gives the same bits (whatever the split of rows and tokens, and the ISA). The vector variants keep
-     * 16 rows in one 512-bit vector (two 256-bit ones on AVX2) and several tokens beside them
-     * (an outer product per k), which is why the rows are grouped. matmul_bf16_bf16g: x bf16
-     * (fast mode); with bf16_dot_product set it uses vdpbf16ps per pair of k, whose rounding
-     * differs (acc = (acc + x[2j+1]w[2j+1]) + x[2j]w[2j] on Intel, chunks as above; its own bits
-     * for every split),
-     * otherwise x is widened and it equals matmul_f32_bf16g on the widened x. */
+     * every table gives the same bits (whatever the split of rows and tokens, and the ISA).
+     * The vector variants keep 16 rows in one 512-bit vector (two 256-bit ones on AVX2) and
+     * several tokens beside them (an outer product per k), which is why the rows are grouped.
+     * matmul_bf16_bf16g: x bf16 (fast mode); with bf16_dot_product set it uses vdpbf16ps per
+     * pair of k, whose rounding differs (acc = (acc + x[2j+1]w[2j+1]) + x[2j]w[2j] on Intel,
+     * chunks as above; its own bits for every split), otherwise x is widened and it equals
+     * matmul_f32_bf16g on the widened x. */
     /* xt: NULL, or the same n_tok tokens of x interleaved (ml_groups_interleave_x), which the
      * vector variants read instead of x from 3 tokens on (one x stream per block instead of one
      * per token); the same bits either way. */

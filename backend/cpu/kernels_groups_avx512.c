@@ -3,9 +3,9 @@
  * AND widen it to the two columns' 16-row vectors (exact), and each feeds one FMA per token of
  * the block, the token's x value broadcast. So per output the sum is the scalar reference's
  * fused chains over chunks of ML_GROUP_CHUNK columns (kernels_groups.c), and the bits are the
- * same for every table, split and batch size. Register blocks: GB groups x TB tokens of accumulators (2 x 12 = 24,
- * plus 4 widened weight vectors and the broadcast x: 29 of 32 zmm), so each widened weight
- * vector feeds 12 FMAs and each broadcast 2, against a dot-product block's horizontal work
+ * same for every table, split and batch size. Register blocks: GB groups x TB tokens of
+ * accumulators (2 x 12 = 24, plus 4 widened weight vectors and the broadcast x: 29 of 32
+ * zmm), so each widened weight vector feeds 12 FMAs and each broadcast 2, against a dot-product block's horizontal work
  * (the 4 x 6 dot block reached 65-75% of the FMA peak with its data in L1; this block 78-82%
  * with a 512 KiB tile in L2, on an Intel Xeon; docs/BENCHMARKS.md).
  *
@@ -44,8 +44,8 @@
  * MODE_DP: bf16 x rows read as pairs, for vdpbf16ps. */
 enum { MODE_WIDEN = 0, MODE_DP = 1, MODE_INTERLEAVED = 2 };
 
-/* Rows [r0, r0 + 16) of the group starting at row r0 for the TB tokens of acc, up to row_end. */
-/* The first chunk's sums are stored, later chunks' added to them (kernels.h). */
+/* Rows [r0, r0 + 16) of the group starting at row r0 for the TB tokens of acc, up to row_end: the
+ * first chunk's sums stored, later chunks' added to them (kernels.h). */
 ML_INLINE void store_group(float *y, size_t ldy, const __m512 *acc, int r0, int row_end, int add, const int TB) {
     int n = row_end - r0 < ML_GROUP_ROWS ? row_end - r0 : ML_GROUP_ROWS;
     __mmask16 m = (__mmask16)((1u << n) - 1u);

@@ -57,16 +57,16 @@ void ml_avx512vnni_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, con
 
 /* Products with bf16 weights in row groups (kernels_groups*.c; kernels.h matmul_f32_bf16g): the
  * scalar reference and the vector variants, all with the same bits (the vdpbf16ps one apart). */
-void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w, int n_in,
-                                int n_tok, int row_begin, int row_end);
+void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
+                                int n_in, int n_tok, int row_begin, int row_end);
 void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                                  int n_tok, int row_begin, int row_end);
-void ml_avx2_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w, int n_in,
-                              int n_tok, int row_begin, int row_end);
+void ml_avx2_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
+                              int n_in, int n_tok, int row_begin, int row_end);
 void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                                int n_tok, int row_begin, int row_end);
-void ml_avx512_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w, int n_in,
-                                int n_tok, int row_begin, int row_end);
+void ml_avx512_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
+                                int n_in, int n_tok, int row_begin, int row_end);
 void ml_avx512_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                                  int n_tok, int row_begin, int row_end);
 void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,

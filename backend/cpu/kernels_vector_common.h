@@ -1,8 +1,8 @@
 /* Inline helpers the vector kernel files share (kernels_avx2.c, kernels_avx512.c): ggml block
  * geometry and scales, read with 128-bit F16C instructions that every AVX2 and AVX-512 CPU has,
- * the attention heads' count-to-constant switch, and the online softmax's block size and per-block rescale (the
- * shared code built on top of the files' intrinsics is kernels_vector_shared.h). Include only from files built with at least
- * -mavx2 -mf16c. */
+ * the attention heads' count-to-constant switch, and the online softmax's block size and
+ * per-block rescale (the shared code built on top of the files' intrinsics is
+ * kernels_vector_shared.h). Include only from files built with at least -mavx2 -mf16c. */
 #ifndef ML_BACKEND_CPU_KERNELS_VECTOR_COMMON_H
 #define ML_BACKEND_CPU_KERNELS_VECTOR_COMMON_H
 
