@@ -24,10 +24,19 @@
  * plus float32 accumulation, bounded by 1e-5 of sum_i |w_i x_i|. The test reports the worst
  * ratio of error to bound (<= 1 passes); a wrong scale, offset or lost block breaks it by far. */
 
-static const ml_dtype types[] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1, ML_DTYPE_Q4_K,
-                                 ML_DTYPE_Q5_K, ML_DTYPE_Q6_K, ML_DTYPE_Q8_K};
-static const char *const type_names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k"};
-enum { N_TYPES = 7 };
+static const ml_dtype types[] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1, ML_DTYPE_Q4_K, ML_DTYPE_Q5_K,
+                                 ML_DTYPE_Q6_K, ML_DTYPE_Q8_K, ML_DTYPE_Q2_K, ML_DTYPE_Q3_K};
+static const char *const type_names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k", "q2_k", "q3_k"};
+enum { N_TYPES = 9 };
+
+/* Where a K-quant super-block keeps its f16 d (dmin, where it has one, right after). */
+static size_t kquant_d_offset(ml_dtype dtype) {
+    return dtype == ML_DTYPE_Q6_K ? 208 : dtype == ML_DTYPE_Q3_K ? 108 : dtype == ML_DTYPE_Q2_K ? 80 : 0;
+}
+
+static int has_dmin(ml_dtype dtype) {
+    return dtype == ML_DTYPE_Q2_K || dtype == ML_DTYPE_Q4_K || dtype == ML_DTYPE_Q5_K;
+}
 
 static int is_kquant(ml_dtype dtype) { return ml_dtype_block_elements(dtype) == ML_QUANT_SUPER_BLOCK; }
 
@@ -66,13 +75,14 @@ static void fill_blocks(ml_test_rng *rng, ml_dtype dtype, uint8_t *w, size_t n_b
         for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)ml_test_uniform(rng, 0.0f, 256.0f);
         uint16_t d = random_f16(rng), m = random_f16(rng);
         float d32 = ml_f16_to_f32(d);
-        if (dtype == ML_DTYPE_Q6_K) {
-            memcpy(block + 208, &d, 2);
-        } else if (dtype == ML_DTYPE_Q8_K) {
+        if (dtype == ML_DTYPE_Q8_K) {
             memcpy(block, &d32, sizeof d32);
+        } else if (is_kquant(dtype)) {
+            memcpy(block + kquant_d_offset(dtype), &d, 2);
+            if (has_dmin(dtype)) memcpy(block + kquant_d_offset(dtype) + 2, &m, 2);
         } else {
             memcpy(block, &d, 2);
-            if (dtype == ML_DTYPE_Q4_1 || dtype == ML_DTYPE_Q4_K || dtype == ML_DTYPE_Q5_K) memcpy(block + 2, &m, 2);
+            if (dtype == ML_DTYPE_Q4_1) memcpy(block + 2, &m, 2);
         }
     }
 }
@@ -176,13 +186,11 @@ static void test_kquant_by_hand(void) {
         for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)(i * 37 + 11 * t);
         uint16_t half = 0x3800, quarter = 0x3400;
         float half32 = 0.5f;
-        if (types[t] == ML_DTYPE_Q6_K)
-            memcpy(block + 208, &half, 2);
-        else if (types[t] == ML_DTYPE_Q8_K)
+        if (types[t] == ML_DTYPE_Q8_K) {
             memcpy(block, &half32, sizeof half32);
-        else {
-            memcpy(block, &half, 2);
-            memcpy(block + 2, &quarter, 2);
+        } else {
+            memcpy(block + kquant_d_offset(types[t]), &half, 2);
+            if (has_dmin(types[t])) memcpy(block + kquant_d_offset(types[t]) + 2, &quarter, 2);
         }
         float w[256];
         ml_quant_blocks_to_f32(types[t], block, 1, w);
@@ -323,6 +331,45 @@ static void test_token_counts(const ml_cpu_kernels *k, ml_test_rng *rng) {
             }
 }
 
+/* The K-quants at their extremes, at the token counts where the vector kernels change shape
+ * (1-4 rows at a time, the 8-row tile from 3 or 24 tokens, the 16-row tile from 8): every byte
+ * but d and dmin 0xff (the largest q of every type: 3, 7, 15, 31, 63; Q3_K's scales 31, Q2_K's
+ * scale and min 15, Q6_K's scales -1) against activations all 127 or all -127, so every int16
+ * pair sum the kernels form meets its largest magnitude. */
+static void test_kquant_extremes(const ml_cpu_kernels *k, ml_test_rng *rng) {
+    static const int token_counts[] = {1, 2, 3, 5, 8, 16, 24, 33};
+    for (int t = 3; t < N_TYPES; t++)
+        for (size_t c = 0; c < sizeof token_counts / sizeof token_counts[0]; c++)
+            for (int sign = 0; sign < 2; sign++) {
+                problem p;
+                make(&p, rng, types[t], 512, 19, token_counts[c]);
+                size_t block_bytes = ml_dtype_block_bytes(p.dtype), n_blocks = (size_t)p.n_out * p.n_in / 256;
+                for (size_t b = 0; b < n_blocks; b++) {
+                    uint8_t *block = p.w + b * block_bytes;
+                    uint8_t d[4];
+                    size_t at = kquant_d_offset(p.dtype), keep = p.dtype == ML_DTYPE_Q8_K ? 4 : has_dmin(p.dtype) ? 4 : 2;
+                    memcpy(d, block + at, keep);
+                    memset(block, 0xff, block_bytes);
+                    memcpy(block + at, d, keep);
+                }
+                for (int tok = 0; tok < p.n_tok; tok++) {
+                    float *x = p.x + (size_t)tok * p.n_in;
+                    for (int i = 0; i < p.n_in; i++) x[i] = sign ? -1.0f : 1.0f;
+                    quantize(&ml_cpu_kernels_scalar, p.dtype, p.xq + tok * p.ldx, x, p.n_in);
+                }
+                float *want = outputs(&p), *got = outputs(&p);
+                product(&ml_cpu_kernels_scalar, p.dtype, want, (size_t)p.n_out, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0,
+                        p.n_out);
+                product(k, p.dtype, got, (size_t)p.n_out, p.xq, p.ldx, p.w, p.n_in, p.n_tok, 0, p.n_out);
+                CHECK(memcmp(want, got, (size_t)p.n_tok * p.n_out * sizeof(float)) == 0,
+                      "%s int8 product %s at its extremes (x %s127) n_tok=%d differs from the reference", k->name,
+                      type_names[t], sign ? "-" : "+", p.n_tok);
+                free(want);
+                free(got);
+                release(&p);
+            }
+}
+
 /* matmul_q8_blocks / matmul_q8k_blocks against the reference, and its own splits against its whole product. */
 static void test_matmul(const ml_cpu_kernels *k, ml_test_rng *rng, double worst[N_TYPES]) {
     /* 37 rows x 133 tokens: the AVX-512 VNNI tile's two groups of 16 rows and a tail, a chunk of
@@ -399,6 +446,7 @@ int main(void) {
         test_quantize(k, &rng);
         test_matmul(k, &rng, worst);
         test_token_counts(k, &rng);
+        test_kquant_extremes(k, &rng);
         printf("%-10s int8 products equal the reference bit for bit%s; worst error against the float32 "
                "product, as a share of its bound:",
                k->name, k == &ml_cpu_kernels_scalar ? " (itself: splits only)" : "");

@@ -72,7 +72,7 @@ typedef struct {
     void (*quantize_q8)(uint8_t *out, const float *x, int n);
     void (*matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx, const uint8_t *w,
                              int n_in, int n_tok, int row_begin, int row_end);
-    /* The same for the K-quants (ml_q8k_supports: Q4_K, Q5_K, Q6_K, Q8_K), whose integer
+    /* The same for the K-quants (ml_q8k_supports: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K), whose integer
      * sums stay integer across a whole super-block of 256 weights (as llama.cpp's Q8_K
      * activations do): quantize_q8k quantises per ML_Q8K_BLOCK = 256 values (n a multiple),
      * each block ML_Q8K_BLOCK_BYTES: [256 int8 q][float d][16 int16 sums of q, one per 16
@@ -85,6 +85,10 @@ typedef struct {
      *     acc = fma((float)isum, d * d_x, acc);  acc = fma((float)msum, -(dmin * d_x), acc)
      *   Q6_K (int8 scales sc_i per 16, f16 d; q in 0..63, weight q - 32):
      *     isum = sum_i sc_i * dot_i - 32 * sum_i sc_i * bsum_i;  acc = fma((float)isum, d * d_x, acc)
+     *   Q3_K (6-bit scales sc_i - 32 per 16, f16 d; q in 0..7 with the hmask bit as bit 2,
+     *     weight q - 4): isum = sum_i sc_i * dot_i - 4 * sum_i sc_i * bsum_i; as Q6_K
+     *   Q2_K (4-bit scale sc_i and min m_i per 16, f16 d and dmin; q in 0..3):
+     *     isum = sum_i sc_i * dot_i,  msum = sum_i m_i * bsum_i; the two FMAs of Q4_K
      *   Q8_K (float32 d, int8 q): isum = dot over the 256;  acc = fma((float)isum, d * d_x, acc)
      * Every integer is exact in int32 (the largest, Q6_K's, below 2^29), so every variant gives
      * the same integers; the conversion to float (round to nearest even) and the FMAs are the

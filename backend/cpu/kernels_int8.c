@@ -40,6 +40,8 @@ int ml_q8_supports(ml_dtype w_dtype) {
 
 int ml_q8k_supports(ml_dtype w_dtype) {
     switch (w_dtype) {
+    case ML_DTYPE_Q2_K:
+    case ML_DTYPE_Q3_K:
     case ML_DTYPE_Q4_K:
     case ML_DTYPE_Q5_K:
     case ML_DTYPE_Q6_K:
@@ -132,7 +134,7 @@ static void weight_block(ml_dtype w_dtype, const uint8_t *block, int q[ML_Q8_BLO
 }
 
 /* The exact integers of one K-quant super-block sb against one activation block x_block
- * (kernels.h: isum, and Q4_K/Q5_K's msum, 0 for the others), read where core/quant_blocks.c
+ * (kernels.h: isum, and Q2_K/Q4_K/Q5_K's msum, 0 for the others), read where core/quant_blocks.c
  * reads them (element 32 * j + i of sub-block j). */
 static void kquant_sums(ml_dtype w_dtype, const uint8_t *sb, const uint8_t *x_block, int32_t *isum, int32_t *msum) {
     const int8_t *xq = (const int8_t *)x_block;
@@ -177,10 +179,37 @@ static void kquant_sums(ml_dtype w_dtype, const uint8_t *sb, const uint8_t *x_bl
         *isum -= 32 * offset;
         return;
     }
+    if (w_dtype == ML_DTYPE_Q2_K || w_dtype == ML_DTYPE_Q3_K) {
+        /* element 128 * g + 32 * h + i (g = e / 128, h = e % 128 / 32): bits 2h, 2h + 1 of
+         * qs[32 * g + i]; Q3_K's third bit bit e / 32 of hmask[i], its weight q - 4 (the - 4
+         * as Q6_K's - 32); Q2_K's scale and min the nibbles of scales[e / 16] */
+        int q3 = w_dtype == ML_DTYPE_Q3_K;
+        const uint8_t *qs = sb + (q3 ? 32 : 16);
+        int32_t offset = 0;
+        for (int sub = 0; sub < 16; sub++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++) {
+                int e = 16 * sub + l, g = e / 128, h = e % 128 / 32, i = e % 32;
+                int q = (qs[32 * g + i] >> (2 * h)) & 3;
+                if (q3) q |= ((sb[i] >> (e / 32)) & 1) << 2;
+                dot += q * xq[e];
+            }
+            if (q3) {
+                int scale = ml_q3_k_scale(sb + 96, sub);
+                *isum += scale * dot;
+                offset += scale * bsum[sub];
+            } else {
+                *isum += (sb[sub] & 15) * dot;
+                *msum += (sb[sub] >> 4) * bsum[sub];
+            }
+        }
+        *isum -= 4 * offset;
+        return;
+    }
     for (int i = 0; i < 256; i++) *isum += (int8_t)sb[4 + i] * xq[i]; /* Q8_K: float32 d, int8 q[256] */
 }
 
-/* The float factors of a super-block: d (and Q4_K/Q5_K's dmin) as float32. */
+/* The float factors of a super-block: d (and Q2_K/Q4_K/Q5_K's dmin) as float32. */
 static float kquant_scale(ml_dtype w_dtype, const uint8_t *sb, float *dmin) {
     uint16_t bits;
     float d;
@@ -189,10 +218,11 @@ static float kquant_scale(ml_dtype w_dtype, const uint8_t *sb, float *dmin) {
         memcpy(&d, sb, sizeof d);
         return d;
     }
-    memcpy(&bits, sb + (w_dtype == ML_DTYPE_Q6_K ? 208 : 0), 2);
+    size_t at = w_dtype == ML_DTYPE_Q6_K ? 208 : w_dtype == ML_DTYPE_Q3_K ? 108 : w_dtype == ML_DTYPE_Q2_K ? 80 : 0;
+    memcpy(&bits, sb + at, 2);
     d = ml_f16_to_f32(bits);
-    if (w_dtype != ML_DTYPE_Q6_K) {
-        memcpy(&bits, sb + 2, 2);
+    if (ml_q8k_with_min(w_dtype)) { /* dmin right after d */
+        memcpy(&bits, sb + at + 2, 2);
         *dmin = ml_f16_to_f32(bits);
     }
     return d;
@@ -201,7 +231,7 @@ static float kquant_scale(ml_dtype w_dtype, const uint8_t *sb, float *dmin) {
 void ml_scalar_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (!ml_q8k_supports(w_dtype) || n_in <= 0) return;
-    int n_super = n_in / ML_Q8K_BLOCK, with_min = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K;
+    int n_super = n_in / ML_Q8K_BLOCK, with_min = ml_q8k_with_min(w_dtype);
     size_t row_bytes = ml_dtype_row_bytes(w_dtype, (size_t)n_in), super_bytes = ml_dtype_block_bytes(w_dtype);
     for (int t = 0; t < n_tok; t++)
         for (int r = row_begin; r < row_end; r++) {

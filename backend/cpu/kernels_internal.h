@@ -45,6 +45,13 @@ void ml_avx2_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint
 void ml_avx512vnni_quantize_q8(uint8_t *out, const float *x, int n);
 void ml_avx512vnni_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                     const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
+/* How a K-quant's integer sums are formed (kernels.h, matmul_q8k_blocks): scales per 16 values
+ * (Q2_K, Q3_K, Q6_K) or per 32 (Q4_K, Q5_K; Q8_K none), mins against x's sums per 16 (Q2_K,
+ * Q4_K, Q5_K), and the weights' offset (Q3_K's - 4, Q6_K's - 32) as a left shift of the scales
+ * against x's sums (2, 5; 0: none). */
+static inline int ml_q8k_per16(ml_dtype t) { return t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K || t == ML_DTYPE_Q6_K; }
+static inline int ml_q8k_with_min(ml_dtype t) { return t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q4_K || t == ML_DTYPE_Q5_K; }
+static inline int ml_q8k_offset_shift(ml_dtype t) { return t == ML_DTYPE_Q6_K ? 5 : t == ML_DTYPE_Q3_K ? 2 : 0; }
 void ml_scalar_quantize_q8k(uint8_t *out, const float *x, int n);
 void ml_scalar_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);

@@ -14,8 +14,8 @@
  *  - many tokens: the eight rows' weights of one super-block are unpacked to bytes and
  *    transposed once into a tile whose vector g holds weights 4g..4g+3 of each row (lane k is
  *    row k), so a token needs no horizontal sums at all: Q8_DOT of tile vector g with the
- *    token's four int8 values at 4g broadcast to every lane, eight such per sub-block (Q6_K:
- *    four per 16), then one vpmulld by the eight rows' scales. The tile (2 KiB) stays in L1
+ *    token's four int8 values at 4g broadcast to every lane, eight such per sub-block (the
+ *    types with scales per 16: four per 16), then one vpmulld by the eight rows' scales. The tile (2 KiB) stays in L1
  *    while every token of the call passes (Q8K_CHUNK at a time); register blocks of
  *    Q8K_TILE_TOKENS tokens share each tile load.
  *  - with Q8K_TILE16 (AVX-512 VNNI), the tile from Q8K_TILE16_MIN_TOKENS tokens holds sixteen
@@ -24,8 +24,8 @@
  *    (q8k_rows_tokens: one memory stream, which Zen 3's prefetchers follow where eight
  *    interleaved ones starve), and with Q8K_TILE_INT16 the tile adds vpmaddubsw's results in
  *    int16 before one vpmaddwd by the scales.
- * Both take Q4_K/Q5_K's mins and Q6_K's - 32 from x's sums per 16 (the activation block's)
- * against the rows' mins or scales as int16 pairs, two products per lane (Q8_DOT16). The
+ * Both take Q2_K/Q4_K/Q5_K's mins and Q3_K's - 4 and Q6_K's - 32 from x's sums per 16 (the
+ * activation block's) against the rows' mins or scales as int16 pairs, two products per lane (Q8_DOT16). The
  * rows' scales are decoded per row into a vector over the sub-blocks and transposed to
  * vectors over the rows (q8k_factors). Measured choices: docs/BENCHMARKS.md. */
 #ifndef ML_BACKEND_CPU_KERNELS_Q8K_VECTOR_H
@@ -76,9 +76,15 @@ void Q8_PREFIX(quantize_q8k)(uint8_t *out, const float *x, int n) {
     }
 }
 
+static inline int32_t q8k_load32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* Sub-block j (0..7, 32 weights) of a K-quant super-block as the unsigned operand (the
- * integers of kernels_int8.c's kquant_sums: Q4_K/Q5_K's q, Q6_K's q before the - 32; Q8_K
- * by q8_signed_operand). */
+ * integers of kernels_int8.c's kquant_sums: Q2_K/Q4_K/Q5_K's q, Q3_K's and Q6_K's q before the
+ * - 4 or - 32; Q8_K by q8_signed_operand). */
 static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, int j, __m256i *signs) {
     const __m256i low4 = _mm256_set1_epi8(15);
     *signs = _mm256_setzero_si256();
@@ -90,6 +96,18 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
             /* bit j of each byte to bit 4: shift the 16-bit lanes, mask per byte */
             __m256i high = j <= 4 ? _mm256_slli_epi16(qh, 4 - j) : _mm256_srli_epi16(qh, j - 4);
             q = _mm256_or_si256(q, _mm256_and_si256(high, _mm256_set1_epi8(16)));
+        }
+        return q;
+    }
+    if (w_dtype == ML_DTYPE_Q2_K || w_dtype == ML_DTYPE_Q3_K) {
+        /* bits 2 (j % 4), +1 of qs[32 * (j / 4) + i]; Q3_K's bit j of hmask[i] to bit 2 */
+        const uint8_t *qs = sb + (w_dtype == ML_DTYPE_Q3_K ? 32 : 16) + 32 * (j / 4);
+        __m256i q = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)qs), 2 * (j % 4)),
+                                     _mm256_set1_epi8(3));
+        if (w_dtype == ML_DTYPE_Q3_K) {
+            __m256i hmask = _mm256_loadu_si256((const __m256i *)sb);
+            __m256i high = j <= 2 ? _mm256_slli_epi16(hmask, 2 - j) : _mm256_srli_epi16(hmask, j - 2);
+            q = _mm256_or_si256(q, _mm256_and_si256(high, _mm256_set1_epi8(4)));
         }
         return q;
     }
@@ -105,13 +123,36 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
     return q8_signed_operand(sb + 4 + 32 * j, signs); /* Q8_K */
 }
 
+/* The 16 scales of a super-block with scales per 16 values (ml_q8k_per16) as int8: Q6_K's as
+ * stored, Q3_K's 6-bit values - 32 (core/quant_blocks.h ml_q3_k_scale: low 4 bits nibble i / 8
+ * of byte i % 8, top 2 bits bits 2 (i / 4) of byte 8 + i % 4), Q2_K's low nibbles, and in
+ * *mins Q2_K's high nibbles (zero for the others). */
+static inline __m128i q8k_scales8(ml_dtype w_dtype, const uint8_t *sb, __m128i *mins) {
+    const __m128i low4 = _mm_set1_epi8(15);
+    *mins = _mm_setzero_si128();
+    if (w_dtype == ML_DTYPE_Q6_K) return _mm_loadu_si128((const __m128i *)(sb + 192));
+    if (w_dtype == ML_DTYPE_Q2_K) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)sb);
+        *mins = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+        return _mm_and_si128(bytes, low4);
+    }
+    __m128i bytes = _mm_loadl_epi64((const __m128i *)(sb + 96));
+    __m128i low = _mm_and_si128(_mm_unpacklo_epi64(bytes, _mm_srli_epi16(bytes, 4)), low4);
+    /* dword i of the four: bytes 8-11 shifted right by 2i, so byte 4i + k holds the top bits of
+     * scale 4i + k */
+    __m128i top = _mm_srlv_epi32(_mm_set1_epi32(q8k_load32(sb + 104)), _mm_setr_epi32(0, 2, 4, 6));
+    top = _mm_slli_epi16(_mm_and_si128(top, _mm_set1_epi8(3)), 4);
+    return _mm_sub_epi8(_mm_or_si128(low, top), _mm_set1_epi8(32));
+}
+
 /* The integer factors of eight rows' super-blocks, as vectors over the rows (lane k row k):
- *   scale[i]: Q4_K/Q5_K's sc_i (i < 8), Q6_K's sc_i (i < 16);
- *   pairs[j]: int16 pairs against x's sums 2j and 2j + 1: Q4_K/Q5_K (m_j, m_j), Q6_K
- *   (sc_2j, sc_2j+1);
+ *   scale[i]: Q4_K/Q5_K's sc_i (i < 8), the per-16 types' sc_i (i < 16);
+ *   pairs[j]: int16 pairs against x's sums 2j and 2j + 1: Q4_K/Q5_K (m_j, m_j), Q2_K
+ *   (m_2j, m_2j+1), Q3_K/Q6_K (sc_2j, sc_2j+1);
  * and, one row at a time, what the stream shape broadcasts: Q4_K/Q5_K's scale_pair_of[k][j]
- * = (sc_j, sc_j) as int16 pairs, Q6_K's scales16[k] (the 16 scales as int16). Decoded per
- * row into a vector over the sub-blocks, then transposed (q8_transpose8). */
+ * = (sc_j, sc_j) as int16 pairs, the per-16 types' scales16[k] (the 16 scales as int16) and
+ * scales8[k] (as int8). Decoded per row into a vector over the sub-blocks, then transposed
+ * (q8_transpose8). */
 typedef struct {
     __m256i scale[16];
 #if Q8K_TILE_INT16
@@ -120,17 +161,27 @@ typedef struct {
     __m256i pairs[8];
     uint32_t scale_pair_of[Q8_ROWS][8];
     __m256i scales16[Q8_ROWS];
+    int8_t scales8[Q8_ROWS][16];
 } q8k_row_factors;
 
 static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS], q8k_row_factors *f) {
-    if (w_dtype == ML_DTYPE_Q6_K) {
-        for (int k = 0; k < Q8_ROWS; k++)
-            f->scales16[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb[k] + 192)));
-        q8_transpose8(f->scales16, f->pairs); /* dword j of a row's scales16 is (sc_2j, sc_2j+1) */
-        for (int j = 0; j < 8; j++) {
-            f->scale[2 * j] = _mm256_srai_epi32(_mm256_slli_epi32(f->pairs[j], 16), 16);
-            f->scale[2 * j + 1] = _mm256_srai_epi32(f->pairs[j], 16);
+    if (ml_q8k_per16(w_dtype)) {
+        __m256i mins16[Q8_ROWS], scale_pairs[8];
+        for (int k = 0; k < Q8_ROWS; k++) {
+            __m128i mins, scales = q8k_scales8(w_dtype, sb[k], &mins);
+            _mm_storeu_si128((__m128i *)f->scales8[k], scales);
+            f->scales16[k] = _mm256_cvtepi8_epi16(scales);
+            mins16[k] = _mm256_cvtepu8_epi16(mins);
         }
+        q8_transpose8(f->scales16, scale_pairs); /* dword j of a row's scales16 is (sc_2j, sc_2j+1) */
+        for (int j = 0; j < 8; j++) {
+            f->scale[2 * j] = _mm256_srai_epi32(_mm256_slli_epi32(scale_pairs[j], 16), 16);
+            f->scale[2 * j + 1] = _mm256_srai_epi32(scale_pairs[j], 16);
+        }
+        if (ml_q8k_with_min(w_dtype))
+            q8_transpose8(mins16, f->pairs);
+        else
+            for (int j = 0; j < 8; j++) f->pairs[j] = scale_pairs[j];
 #if Q8K_TILE_INT16
         for (int i = 0; i < 16; i++)
             f->scale16[i] = _mm256_or_si256(_mm256_and_si256(f->scale[i], _mm256_set1_epi32(0xffff)),
@@ -160,7 +211,7 @@ static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
 #endif
 }
 
-/* d (and Q4_K/Q5_K's dmin) of eight rows' super-blocks as floats. */
+/* d (and Q2_K/Q4_K/Q5_K's dmin) of eight rows' super-blocks as floats. */
 static inline __m256 q8k_row_d(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS], __m256 *dmin) {
     *dmin = _mm256_setzero_ps();
     if (w_dtype == ML_DTYPE_Q8_K) {
@@ -169,14 +220,10 @@ static inline __m256 q8k_row_d(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
         return _mm256_loadu_ps(d);
     }
     if (w_dtype == ML_DTYPE_Q6_K) return q8_block_halves(sb, 208);
-    *dmin = q8_block_halves(sb, 2);
-    return q8_block_halves(sb, 0);
-}
-
-static inline int32_t q8k_load32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    if (w_dtype == ML_DTYPE_Q3_K) return q8_block_halves(sb, 108);
+    size_t at = w_dtype == ML_DTYPE_Q2_K ? 80 : 0; /* dmin right after d */
+    *dmin = q8_block_halves(sb, at + 2);
+    return q8_block_halves(sb, at);
 }
 
 /* The float chain of kernels.h for one super-block: acc = fma(isum, d * d_x, acc) and, with
@@ -191,11 +238,12 @@ static inline __m256 q8k_accumulate(int with_min, __m256 acc, __m256i isum, __m2
 
 /* ---- few tokens: the rows as stored ------------------------------------------------------- */
 
-/* Q6_K's scales of sub-block j as int16 lanes against Q8_DOT_SCALED's pair sums: lanes 0-7
- * (values 0-15) scale 2j, lanes 8-15 scale 2j + 1; scales16 holds the row's 16 scales. */
-static inline __m256i q8k_q6_scale16(__m256i scales16, const uint8_t *sb, int j) {
+/* A per-16 type's scales of sub-block j as int16 lanes against Q8_DOT_SCALED's pair sums:
+ * lanes 0-7 (values 0-15) scale 2j, lanes 8-15 scale 2j + 1; scales16 and sc hold the row's 16
+ * scales as int16 and int8. */
+static inline __m256i q8k_per16_scale16(__m256i scales16, const int8_t *sc, int j) {
 #if Q8_HAS_PERMW
-    (void)sb;
+    (void)sc;
     const __m256i index = _mm256_setr_epi16((short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j),
                                             (short)(2 * j), (short)(2 * j), (short)(2 * j), (short)(2 * j),
                                             (short)(2 * j + 1), (short)(2 * j + 1), (short)(2 * j + 1),
@@ -204,7 +252,6 @@ static inline __m256i q8k_q6_scale16(__m256i scales16, const uint8_t *sb, int j)
     return _mm256_permutexvar_epi16(index, scales16);
 #else
     (void)scales16;
-    const int8_t *sc = (const int8_t *)(sb + 192);
     return _mm256_setr_m128i(_mm_set1_epi16(sc[2 * j]), _mm_set1_epi16(sc[2 * j + 1]));
 #endif
 }
@@ -217,7 +264,8 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
                                      const uint8_t *const row[Q8_ROWS], int n_in, size_t lookahead, const int TB) {
     int n_super = n_in / ML_Q8K_BLOCK;
     size_t super_bytes = ml_dtype_block_bytes(w_dtype);
-    int k4 = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K, q6 = w_dtype == ML_DTYPE_Q6_K;
+    int k4 = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K, q6 = ml_q8k_per16(w_dtype);
+    int with_min = ml_q8k_with_min(w_dtype), shift = ml_q8k_offset_shift(w_dtype);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int s = 0; s < n_super; s++) {
         const uint8_t *sb[Q8_ROWS];
@@ -245,7 +293,7 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
             for (int k = 0; k < Q8_ROWS; k++) {
                 __m256i sign, wq = q8k_weight_operand(w_dtype, sb[k], j, &sign);
                 __m256i scale16 = k4   ? _mm256_set1_epi32((int)f.scale_pair_of[k][j])
-                                  : q6 ? q8k_q6_scale16(f.scales16[k], sb[k], j)
+                                  : q6 ? q8k_per16_scale16(f.scales16[k], f.scales8[k], j)
                                        : _mm256_setzero_si256();
                 for (int tb = 0; tb < TB; tb++) {
                     if (k4 || q6)
@@ -261,7 +309,7 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
             if (k4 || q6)
                 for (int j = 0; j < 8; j++)
                     msum = Q8_DOT16(msum, f.pairs[j], _mm256_set1_epi32(q8k_load32(x_block[tb] + 260 + 4 * j)));
-            if (q6) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(msum, 5));
+            if (shift) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(msum, shift));
             if (!k4 && !q6 && Q8_OFFSET_SIGNED) {
                 int16_t bsum[16];
                 memcpy(bsum, x_block[tb] + 260, sizeof bsum);
@@ -271,7 +319,7 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
             }
             float d_x;
             memcpy(&d_x, x_block[tb] + 256, sizeof d_x);
-            acc[tb] = q8k_accumulate(k4, acc[tb], isum, msum, d_w, dmin_w, d_x);
+            acc[tb] = q8k_accumulate(with_min, acc[tb], isum, msum, d_w, dmin_w, d_x);
         }
     }
     q8_store_rows(y, ldy, acc, TB, rows);
@@ -294,9 +342,9 @@ static inline void q8k_stream_tokens(ml_dtype w_dtype, float *y, size_t ldy, int
 #define Q8K_ROW_TOKENS 4
 #endif
 
-/* The int16 scale of sub-block j (Q4_K/Q5_K: in every lane; Q6_K: 2j in lanes 0-7, 2j + 1 in
- * lanes 8-15) from the row's scales as int16 (Q4_K/Q5_K: sc_0..7 in both halves; Q6_K:
- * low = sc_0..7 in both halves, high = sc_8..15 in both halves). One vpshufb. */
+/* The int16 scale of sub-block j (Q4_K/Q5_K: in every lane; the per-16 types: 2j in lanes 0-7,
+ * 2j + 1 in lanes 8-15) from the row's scales as int16 (Q4_K/Q5_K: sc_0..7 in both halves;
+ * per 16: low = sc_0..7 in both halves, high = sc_8..15 in both halves). One vpshufb. */
 static inline __m256i q8k_row_scale(int q6, __m256i low, __m256i high, int j) {
     char a, b;
     if (q6) {
@@ -313,20 +361,25 @@ static inline __m256i q8k_row_scale(int q6, __m256i low, __m256i high, int j) {
 }
 
 /* One row's super-block sb against TB tokens' activation blocks xb[tb]: lanes[tb] (8 int32
- * lanes) sums to isum (Q6_K's - 32 * sum_i sc_i * bsum_i included), mlanes[tb] to Q4_K/Q5_K's
- * msum; exact integers (kernels.h). */
+ * lanes) sums to isum (Q3_K's and Q6_K's offset, - 4 or - 32 times sum_i sc_i * bsum_i,
+ * included), mlanes[tb] to Q2_K/Q4_K/Q5_K's msum; exact integers (kernels.h). */
 static inline __attribute__((always_inline)) void q8k_row_super(ml_dtype w_dtype, const uint8_t *sb,
                                                                 const uint8_t *const xb[], __m256i lanes[],
                                                                 __m256i mlanes[], const int TB) {
-    int q6 = w_dtype == ML_DTYPE_Q6_K;
+    int q6 = ml_q8k_per16(w_dtype), shift = ml_q8k_offset_shift(w_dtype);
     __m256i low, high;
     if (q6) {
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb + 192)));
+        __m128i mins, scales = q8k_scales8(w_dtype, sb, &mins);
+        __m256i sc16 = _mm256_cvtepi8_epi16(scales), mins16 = _mm256_cvtepu8_epi16(mins);
         low = _mm256_permute2x128_si256(sc16, sc16, 0x00);
         high = _mm256_permute2x128_si256(sc16, sc16, 0x11);
         for (int tb = 0; tb < TB; tb++) {
-            __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(xb[tb] + 260)));
-            lanes[tb] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+            __m256i bsums = _mm256_loadu_si256((const __m256i *)(xb[tb] + 260));
+            lanes[tb] = _mm256_setzero_si256();
+            if (shift)
+                lanes[tb] = _mm256_sub_epi32(lanes[tb], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), shift));
+            else
+                mlanes[tb] = _mm256_madd_epi16(mins16, bsums);
         }
     } else {
         /* ml_k4_scale_min for the eight sub-blocks at once (as q8k_factors) */
@@ -368,7 +421,7 @@ static inline __attribute__((always_inline)) void q8k_rows_tokens(ml_dtype w_dty
                                                                   const int TB) {
     int n_super = n_in / ML_Q8K_BLOCK;
     size_t super_bytes = ml_dtype_block_bytes(w_dtype);
-    int k4 = w_dtype != ML_DTYPE_Q6_K;
+    int k4 = ml_q8k_with_min(w_dtype);
     __m256 acc[Q8K_ROW_TOKENS];
     __m256i isum[Q8K_ROW_TOKENS][Q8_ROWS][Q8K_ROW_PASS / 8], msum[Q8K_ROW_TOKENS][Q8_ROWS][Q8K_ROW_PASS / 8];
     for (int tb = 0; tb < TB; tb++) acc[tb] = _mm256_setzero_ps();
@@ -461,17 +514,19 @@ static inline void q8k_stream_group(ml_dtype w_dtype, float *y, size_t ldy, int 
 
 /* TB tokens (x_block[tb]: their activation blocks of this super-block) against the tile: the
  * float accumulators acc[tb] take the super-block's two (or one) FMAs. Q4_K/Q5_K: eight Q8_DOT
- * per sub-block, then the sub-block's scales; Q6_K: four per half, then the half's scales. */
+ * per sub-block, then the sub-block's scales; the per-16 types: four per half, then the
+ * half's scales. */
 static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t *const x_block[], const __m256i tile[64],
                                    const q8k_row_factors *f, __m256 d_w, __m256 dmin_w, const int TB) {
-    int q6 = w_dtype == ML_DTYPE_Q6_K;
+    int q6 = ml_q8k_per16(w_dtype), shift = ml_q8k_offset_shift(w_dtype);
     __m256i isum[Q8K_TILE_TOKENS], msum[Q8K_TILE_TOKENS];
     for (int tb = 0; tb < TB; tb++) isum[tb] = msum[tb] = _mm256_setzero_si256();
 #if Q8K_TILE_INT16
     /* vpmaddubsw's int16 pair sums added in int16 over `span` groups (|q * x| <= q_max * 127:
-     * Q4_K 8 x 2 x 15 x 127, Q5_K 4 x 2 x 31 x 127, Q6_K 2 x 2 x 63 x 127, all below 2^15),
-     * then one vpmaddwd by the rows' scale as int16 pairs: exact, and the same integers */
-    int span = w_dtype == ML_DTYPE_Q4_K ? 8 : w_dtype == ML_DTYPE_Q5_K ? 4 : 2;
+     * Q4_K 8 x 2 x 15 x 127, Q5_K 4 x 2 x 31 x 127, Q6_K 2 x 2 x 63 x 127, Q2_K and Q3_K at
+     * most 4 x 2 x 7 x 127, all below 2^15), then one vpmaddwd by the rows' scale as int16
+     * pairs: exact, and the same integers */
+    int span = w_dtype == ML_DTYPE_Q4_K ? 8 : w_dtype == ML_DTYPE_Q6_K ? 2 : 4;
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 2 /* 16 (all): the scheduler interleaves the parts and spills (Zen 3 -20-35%) */
 #endif
@@ -495,7 +550,7 @@ static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 16
 #endif
-    for (int part = 0; part < 16; part += q6 ? 1 : 2) { /* sub-blocks of 16 (Q6_K) or 32 values */
+    for (int part = 0; part < 16; part += q6 ? 1 : 2) { /* sub-blocks of 16 (per-16 types) or 32 values */
         int groups = q6 ? 4 : 8;
         __m256i sum[Q8K_TILE_TOKENS];
         for (int tb = 0; tb < TB; tb++) sum[tb] = _mm256_setzero_si256();
@@ -511,14 +566,14 @@ static inline void q8k_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t 
     for (int tb = 0; tb < TB; tb++) {
         for (int j = 0; j < 8; j++)
             msum[tb] = Q8_DOT16(msum[tb], f->pairs[j], _mm256_set1_epi32(q8k_load32(x_block[tb] + 260 + 4 * j)));
-        if (q6) isum[tb] = _mm256_sub_epi32(isum[tb], _mm256_slli_epi32(msum[tb], 5));
+        if (shift) isum[tb] = _mm256_sub_epi32(isum[tb], _mm256_slli_epi32(msum[tb], shift));
         float d_x;
         memcpy(&d_x, x_block[tb] + 256, sizeof d_x);
-        acc[tb] = q8k_accumulate(!q6, acc[tb], isum[tb], msum[tb], d_w, dmin_w, d_x);
+        acc[tb] = q8k_accumulate(ml_q8k_with_min(w_dtype), acc[tb], isum[tb], msum[tb], d_w, dmin_w, d_x);
     }
 }
 
-/* Eight rows x n_tok tokens (Q4_K, Q5_K, Q6_K), Q8K_CHUNK tokens at a time: per super-block,
+/* Eight rows x n_tok tokens (every K-quant but Q8_K), Q8K_CHUNK tokens at a time: per super-block,
  * the tile and the rows' factors once, then every token of the chunk. */
 static inline void q8k_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
                                   const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
@@ -588,13 +643,13 @@ static inline __attribute__((always_inline)) void q8k_tile16_tokens(ml_dtype w_d
                                                                     const uint8_t *const x_block[],
                                                                     const __m512i tile[64], const q8k_factors16 *f,
                                                                     __m512 d_w, __m512 dmin_w, const int TB) {
-    int q6 = w_dtype == ML_DTYPE_Q6_K;
+    int q6 = ml_q8k_per16(w_dtype), shift = ml_q8k_offset_shift(w_dtype);
     __m512i isum[Q8K_TILE16_TOKENS], msum[Q8K_TILE16_TOKENS];
     for (int tb = 0; tb < TB; tb++) isum[tb] = msum[tb] = _mm512_setzero_si512();
     /* two sub-blocks at a time, their sums interleaved: 2 TB chains of vpdpbusd (latency 5-6
      * cycles, two per cycle: TB = 4 chains alone left half the issue slots empty) */
     int step = q6 ? 1 : 2, groups = q6 ? 4 : 8;
-    for (int part = 0; part < 16; part += 2 * step) { /* sub-blocks of 16 (Q6_K) or 32 values */
+    for (int part = 0; part < 16; part += 2 * step) { /* sub-blocks of 16 (per-16 types) or 32 values */
         __m512i sum_a[Q8K_TILE16_TOKENS], sum_b[Q8K_TILE16_TOKENS];
         for (int tb = 0; tb < TB; tb++) sum_a[tb] = sum_b[tb] = _mm512_setzero_si512();
         for (int g = 0; g < groups; g++) {
@@ -614,12 +669,12 @@ static inline __attribute__((always_inline)) void q8k_tile16_tokens(ml_dtype w_d
     for (int tb = 0; tb < TB; tb++) {
         for (int j = 0; j < 8; j++)
             msum[tb] = q8k_dot16_broadcast16(msum[tb], &f->pairs[j], x_block[tb] + 260 + 4 * j);
-        if (q6) isum[tb] = _mm512_sub_epi32(isum[tb], _mm512_slli_epi32(msum[tb], 5));
+        if (shift) isum[tb] = _mm512_sub_epi32(isum[tb], _mm512_slli_epi32(msum[tb], (unsigned)shift));
         float d_x;
         memcpy(&d_x, x_block[tb] + 256, sizeof d_x);
         __m512 dx = _mm512_set1_ps(d_x);
         acc[tb] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[tb]), _mm512_mul_ps(d_w, dx), acc[tb]);
-        if (!q6) acc[tb] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[tb]), _mm512_mul_ps(dmin_w, dx), acc[tb]);
+        if (ml_q8k_with_min(w_dtype)) acc[tb] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[tb]), _mm512_mul_ps(dmin_w, dx), acc[tb]);
     }
 }
 
@@ -690,6 +745,8 @@ void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const 
             switch (w_dtype) {
             case ML_DTYPE_Q4_K: q8k_tile16_group(ML_DTYPE_Q4_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             case ML_DTYPE_Q5_K: q8k_tile16_group(ML_DTYPE_Q5_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q2_K: q8k_tile16_group(ML_DTYPE_Q2_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q3_K: q8k_tile16_group(ML_DTYPE_Q3_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             default: q8k_tile16_group(ML_DTYPE_Q6_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             }
         }
@@ -713,6 +770,14 @@ void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const 
         case ML_DTYPE_Q6_K:
             if (tile) q8k_tile_group(ML_DTYPE_Q6_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
             else q8k_stream_group(ML_DTYPE_Q6_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
+            break;
+        case ML_DTYPE_Q2_K:
+            if (tile) q8k_tile_group(ML_DTYPE_Q2_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
+            else q8k_stream_group(ML_DTYPE_Q2_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
+            break;
+        case ML_DTYPE_Q3_K:
+            if (tile) q8k_tile_group(ML_DTYPE_Q3_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
+            else q8k_stream_group(ML_DTYPE_Q3_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
             break;
         default: q8k_stream_group(ML_DTYPE_Q8_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead); break;
         }
