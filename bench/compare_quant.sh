@@ -4,10 +4,11 @@
 #
 #   bench/compare_quant.sh [--threads N] [--rounds R] [--out DIR] [--types LIST]
 #
-# LIST is a comma list of bf16, q8_0, q4_k_m (default all three). The checkpoints are the
+# LIST is a comma list of bf16, q8_0 and llama-quantize type names in lower case (q4_k_m,
+# q3_k_m, q2_k, q5_k_m, q6_k, q4_0, ...); default bf16,q8_0,q4_k_m. The checkpoints are the
 # Llama-3.2-1B-shaped random weights: models/llama-3.2-1b-shape (tools/make_llama1b_shape.py),
-# its GGUF twins (tools/make_llama1b_shape_gguf.py: BF16 and Q8_0) and a Q4_K_M made from the
-# BF16 twin by llama.cpp's own llama-quantize (so the K-quant mix is llama.cpp's choice).
+# its GGUF twins (tools/make_llama1b_shape_gguf.py: BF16 and Q8_0) and the other types made from
+# the BF16 twin by llama.cpp's own llama-quantize (so each K-quant mix is llama.cpp's choice).
 # llama.cpp comes from bench/compare_llamacpp.sh --build-only (built once, cached).
 #
 # Per type, R rounds, each program once per round (a slow spell of a shared machine hits both
@@ -46,10 +47,15 @@ MODEL=$ROOT/models/llama-3.2-1b-shape
 GGUF_BF16=$ROOT/models/llama-3.2-1b-shape-bf16.gguf
 [ -f "$MODEL/model.safetensors" ] || python3 "$ROOT/tools/make_llama1b_shape.py"
 [ -f "$GGUF_BF16" ] && [ -f "$ROOT/models/llama-3.2-1b-shape-q8_0.gguf" ] || python3 "$ROOT/tools/make_llama1b_shape_gguf.py"
-if [[ ",$TYPES," == *,q4_k_m,* ]] && [ ! -f "$ROOT/models/llama-3.2-1b-shape-q4_k_m.gguf" ]; then
-    say "making the Q4_K_M with llama-quantize"
-    "$LLAMA_BIN/llama-quantize" "$GGUF_BF16" "$ROOT/models/llama-3.2-1b-shape-q4_k_m.gguf" Q4_K_M "$THREADS" >/dev/null
-fi
+IFS=, read -r -a types <<<"$TYPES"
+for t in "${types[@]}"; do
+    [[ "$t" =~ ^[a-z0-9_]+$ ]] || { echo "compare_quant.sh: bad type name '$t'" >&2; exit 2; }
+    made=$ROOT/models/llama-3.2-1b-shape-$t.gguf
+    if [ "$t" != bf16 ] && [ ! -f "$made" ]; then
+        say "making the ${t^^} with llama-quantize"
+        "$LLAMA_BIN/llama-quantize" "$GGUF_BF16" "$made" "${t^^}" "$THREADS" >/dev/null
+    fi
+done
 
 say "building meshllama in build-bench/"
 cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -69,7 +75,6 @@ cat "$OUT/machine.txt" >&2
 gguf_of() { echo "$ROOT/models/llama-3.2-1b-shape-$1.gguf"; }
 ml_model_of() { if [ "$1" = bf16 ]; then echo "$MODEL"; else gguf_of "$1"; fi; }
 
-IFS=, read -r -a types <<<"$TYPES"
 for t in "${types[@]}"; do  # warm the page cache through meshllama's huge-page mapping
     "$ML" run -m "$(ml_model_of "$t")" -t "$THREADS" --prompt-ids 1,2,3 -n 1 >/dev/null 2>&1 || true
 done

@@ -3,7 +3,7 @@
 
     python3 bench/summarize_quant.py bench/results/quant-20260101-120000 > summary.md
 
-Reads, per type T (bf16, q8_0, q4_k_m) and round N:
+Reads, per type T (bf16, q8_0, q4_k_m, ...: every type with files in the directory) and round N:
   ml_T_{fast,accurate}_single.rN.json   meshllama bench -p 512 -n 128 -b 1 --json
   ml_T_{fast,accurate}_batch.rN.json    meshllama bench -p 0 -n 32 -b 1,8,32 -d 128 --json
   llamacpp_T_single.rN.json             llama-bench -p 512 -n 128 -r 1 -o json
@@ -20,7 +20,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from summarize import batched, best_rounds, llama_rounds, load_jsonl, ml_results  # noqa: E402
 
-TYPES = ("bf16", "q8_0", "q4_k_m")
+ORDER = ("bf16", "q8_0", "q4_k_m")
+
+
+def types_in(d):
+    """The types with results in d: bf16, q8_0, q4_k_m first, then the others by name."""
+    found = {os.path.basename(p)[len("ml_"):].rsplit("_", 2)[0] for p in glob.glob(os.path.join(d, "ml_*_*_*.r*.json"))}
+    return [t for t in ORDER if t in found] + sorted(found - set(ORDER))
 
 
 def rounds(d, pattern):
@@ -54,7 +60,7 @@ def main():
     print("meshllama tok/s (fraction of the limit its bench probed) beside llama.cpp, best round:\n")
     print("| type | test | meshllama fast | meshllama accurate | llama.cpp | fast / llama.cpp | accurate / llama.cpp |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for t in TYPES:
+    for t in types_in(d):
         rows = []
         single = {a: ml_results(best_rounds(rounds(d, f"ml_{t}_{a}_single.r*.json"))) for a in ("fast", "accurate")}
         lc = llama_rounds(rounds(d, f"llamacpp_{t}_single.r*.json"))

@@ -1,5 +1,5 @@
 /* The int8 products of fast mode (kernels.h: quantize_q8 / matmul_q8_blocks for Q8_0, Q4_0,
- * Q4_1; quantize_q8k / matmul_q8k_blocks for the K-quants): the scalar reference on
+ * Q4_1, Q5_0, Q5_1, IQ4_NL; quantize_q8k / matmul_q8k_blocks for the K-quants): the scalar reference on
  * hand-computed cases, then every variant the CPU has against it bit for bit (the contract
  * promises equal bits: integer sums are exact and the float operations are the same), on
  * seeded random data at awkward sizes, row splits and token counts (the vector K-quant kernels
@@ -24,10 +24,12 @@
  * plus float32 accumulation, bounded by 1e-5 of sum_i |w_i x_i|. The test reports the worst
  * ratio of error to bound (<= 1 passes); a wrong scale, offset or lost block breaks it by far. */
 
-static const ml_dtype types[] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1, ML_DTYPE_Q4_K, ML_DTYPE_Q5_K,
-                                 ML_DTYPE_Q6_K, ML_DTYPE_Q8_K, ML_DTYPE_Q2_K, ML_DTYPE_Q3_K};
-static const char *const type_names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k", "q2_k", "q3_k"};
-enum { N_TYPES = 9 };
+static const ml_dtype types[] = {ML_DTYPE_Q8_0, ML_DTYPE_Q4_0, ML_DTYPE_Q4_1, ML_DTYPE_Q4_K,
+                                 ML_DTYPE_Q5_K, ML_DTYPE_Q6_K, ML_DTYPE_Q8_K, ML_DTYPE_Q2_K,
+                                 ML_DTYPE_Q3_K, ML_DTYPE_Q5_0, ML_DTYPE_Q5_1, ML_DTYPE_IQ4_NL};
+static const char *const type_names[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k",
+                                         "q8_k", "q2_k", "q3_k", "q5_0", "q5_1", "iq4_nl"};
+enum { N_TYPES = 12 };
 
 /* Where a K-quant super-block keeps its f16 d (dmin, where it has one, right after). */
 static size_t kquant_d_offset(ml_dtype dtype) {
@@ -82,7 +84,7 @@ static void fill_blocks(ml_test_rng *rng, ml_dtype dtype, uint8_t *w, size_t n_b
             if (has_dmin(dtype)) memcpy(block + kquant_d_offset(dtype) + 2, &m, 2);
         } else {
             memcpy(block, &d, 2);
-            if (dtype == ML_DTYPE_Q4_1) memcpy(block + 2, &m, 2);
+            if (dtype == ML_DTYPE_Q4_1 || dtype == ML_DTYPE_Q5_1) memcpy(block + 2, &m, 2);
         }
     }
 }
@@ -160,6 +162,28 @@ static void test_reference_by_hand(void) {
         k->matmul_q8_blocks(types[t], &y, 1, row32, 0, block, 32, 1, 0, 1);
         CHECK(y == (float)want, "scalar matmul_q8_blocks %s by hand: %.9g, want %.9g", type_names[t], y, want);
     }
+    /* Q5_0, Q5_1, IQ4_NL: patterned bytes with d = 0.5 (Q5_1: m = 0.25), against core/quant_blocks.c's
+     * dequantisation (every product a multiple of 1/4 far below 2^24: exact in float) */
+    for (int t = 0; t < N_TYPES; t++) {
+        if (types[t] != ML_DTYPE_Q5_0 && types[t] != ML_DTYPE_Q5_1 && types[t] != ML_DTYPE_IQ4_NL) continue;
+        uint8_t block[24];
+        for (size_t i = 0; i < sizeof block; i++) block[i] = (uint8_t)(i * 53 + 7 * t);
+        uint16_t half = 0x3800, quarter = 0x3400;
+        memcpy(block, &half, 2);
+        if (types[t] == ML_DTYPE_Q5_1) memcpy(block + 2, &quarter, 2);
+        float w[32];
+        ml_quant_blocks_to_f32(types[t], block, 1, w);
+        double want = 0.0;
+        for (int i = 0; i < 32; i++) want += (double)w[i] * q[i];
+        if (types[t] == ML_DTYPE_Q5_1) { /* m * sum_x: the sum over x's 32 int8 values */
+            want = 0.0;
+            for (int i = 0; i < 32; i++) want += (double)(w[i] - 0.25f) * q[i];
+            want += 0.25 * row_sum(row32, 0);
+        }
+        float y = -1.0f;
+        k->matmul_q8_blocks(types[t], &y, 1, row32, 0, block, 32, 1, 0, 1);
+        CHECK(y == (float)want, "scalar matmul_q8_blocks %s by hand: %.9g, want %.9g", type_names[t], y, want);
+    }
     free(row);
     free(row32);
 }
@@ -180,7 +204,8 @@ static void test_kquant_by_hand(void) {
         for (int i = 0; i < 16; i++) want_sum += (int8_t)xq[16 * b + i];
         CHECK(sums[b] == want_sum, "quantize_q8k: sum %d is %d, want %d", b, sums[b], want_sum);
     }
-    for (int t = 3; t < N_TYPES; t++) {
+    for (int t = 0; t < N_TYPES; t++) {
+        if (!is_kquant(types[t])) continue;
         uint8_t block[292];
         size_t block_bytes = ml_dtype_block_bytes(types[t]);
         for (size_t i = 0; i < block_bytes; i++) block[i] = (uint8_t)(i * 37 + 11 * t);
@@ -233,8 +258,8 @@ static void make(problem *p, ml_test_rng *rng, ml_dtype dtype, int n_in, int n_o
     for (int r = 0; r < n_out; r++) {
         const uint8_t *w_row = p->w + r * row_bytes;
         float *out = p->wf + (size_t)r * n_in;
-        if (is_kquant(dtype)) /* core/quant_blocks.c: the accurate path's weights */
-            ml_quant_blocks_to_f32(dtype, w_row, (size_t)n_in / block_elements, out);
+        if (is_kquant(dtype) || dtype == ML_DTYPE_Q5_0 || dtype == ML_DTYPE_Q5_1 || dtype == ML_DTYPE_IQ4_NL)
+            ml_quant_blocks_to_f32(dtype, w_row, (size_t)n_in / block_elements, out); /* core/quant_blocks.c */
         else
             for (int i = 0; i < n_in; i++) out[i] = dequantised(dtype, w_row + (size_t)(i / 32) * block_bytes, i % 32);
     }
@@ -300,14 +325,14 @@ static void test_quantize(const ml_cpu_kernels *k, ml_test_rng *rng) {
  * -127 and 127 in every sign combination (each pair of products 2 * 128 * 127 = 32512, the most
  * vpmaddubsw meets), Q4 nibbles 0 and 15. */
 static void test_token_counts(const ml_cpu_kernels *k, ml_test_rng *rng) {
-    for (int t = 0; t < 3; t++)
-        for (int extreme = 0; extreme < 2; extreme++)
+    for (int t = 0; t < N_TYPES; t++)
+        for (int extreme = 0; extreme < 2 && !is_kquant(types[t]); extreme++)
             for (int n_tok = 1; n_tok <= 70; n_tok++) {
                 problem p;
                 make(&p, rng, types[t], 96, 13, n_tok);
                 if (extreme) {
                     size_t block_bytes = ml_dtype_block_bytes(p.dtype), n_blocks = (size_t)p.n_out * p.n_in / 32;
-                    int data = p.dtype == ML_DTYPE_Q4_1 ? 4 : 2;
+                    int data = p.dtype == ML_DTYPE_Q4_1 || p.dtype == ML_DTYPE_Q5_1 ? 4 : 2;
                     for (size_t b = 0; b < n_blocks; b++)
                         for (int i = data; i < (int)block_bytes; i++) {
                             int pick = (int)((b * 7 + (size_t)i * 3) % 5) < 2;
@@ -338,8 +363,8 @@ static void test_token_counts(const ml_cpu_kernels *k, ml_test_rng *rng) {
  * pair sum the kernels form meets its largest magnitude. */
 static void test_kquant_extremes(const ml_cpu_kernels *k, ml_test_rng *rng) {
     static const int token_counts[] = {1, 2, 3, 5, 8, 16, 24, 33};
-    for (int t = 3; t < N_TYPES; t++)
-        for (size_t c = 0; c < sizeof token_counts / sizeof token_counts[0]; c++)
+    for (int t = 0; t < N_TYPES; t++)
+        for (size_t c = 0; c < sizeof token_counts / sizeof token_counts[0] && is_kquant(types[t]); c++)
             for (int sign = 0; sign < 2; sign++) {
                 problem p;
                 make(&p, rng, types[t], 512, 19, token_counts[c]);

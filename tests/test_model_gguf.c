@@ -11,7 +11,7 @@
  * matrix, docs/GGUF.md; the error is printed too) at tp 1, 2 and a tp whose row-parallel
  * columns cut a block (those matrices fall back to float32),
  * in accurate and fast mode, with the held dtype and bytes reported by ml_model_get_info.
- * Except fast mode on Q8_0/Q4_0/Q4_1 and K-quant matrices: there the activations are
+ * Except fast mode on the block types (Q8_0 ... IQ4_NL, the K-quants): there the activations are
  * quantised to int8 (backend/cpu/kernels.h, matmul_q8_blocks and, per super-block of 256,
  * matmul_q8k_blocks), so the logits must differ from the float32 path (the int8 products ran)
  * by no more than int8 rounding: observed 2-5.4e-2 normalised on these files (kquant_mix

@@ -57,18 +57,19 @@ typedef struct {
      * matmul_f32_f32 must not use ml_cpu_scratch itself. */
     void (*matmul_f32_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
                               int n_in, int n_tok, int row_begin, int row_end);
-    /* Fast mode on block-quantised weights (the types of ml_q8_supports: Q8_0, Q4_0, Q4_1): the
-     * activations are quantised to int8 per block of ML_Q8_BLOCK values by quantize_q8 (n a
-     * multiple of the block; the blocks are independent, so a row may be quantised in pieces),
-     * each block ML_Q8_BLOCK_BYTES: [32 int8 q][float d][int32 sum of q], d = max|x| / 127 of
-     * the block, q = x / d rounded to nearest even (x ~ d * q). Then matmul_q8_blocks, for each
-     * output (x: [n_tok] such rows, ldx bytes apart):
+    /* Fast mode on block-quantised weights (the types of ml_q8_supports: Q8_0, Q4_0, Q4_1, Q5_0,
+     * Q5_1, IQ4_NL): the activations are quantised to int8 per block of ML_Q8_BLOCK values by
+     * quantize_q8 (n a multiple of the block; the blocks are independent, so a row may be
+     * quantised in pieces), each block ML_Q8_BLOCK_BYTES: [32 int8 q][float d][int32 sum of q],
+     * d = max|x| / 127 of the block, q = x / d rounded to nearest even (x ~ d * q). Then
+     * matmul_q8_blocks, for each output (x: [n_tok] such rows, ldx bytes apart):
      *   acc = 0; for each block b in order: acc = fma(isum_b, d_w * d_x, acc)
-     *   and for Q4_1 also acc = fma(sum_x, m_w * d_x, acc)
-     * with isum_b the exact integer dot product of the block's weight integers (Q4_0: q - 8;
-     * Q4_1: q, its m apart) and x's int8 values (|isum_b| < 2^24: exact, and so is its float
-     * conversion). The integer sums are exact, so every variant gives the same bits, whatever
-     * the split of rows and tokens. */
+     *   and for Q4_1 and Q5_1 also acc = fma(sum_x, m_w * d_x, acc)
+     * with isum_b the exact integer dot product of the block's weight integers (Q8_0: q;
+     * Q4_0: q - 8; Q5_0: q - 16; IQ4_NL: its level, -127..113; Q4_1, Q5_1: q, their m apart) and
+     * x's int8 values (|isum_b| < 2^24: exact, and so is its float conversion). The integer
+     * sums are exact, so every variant gives the same bits, whatever the split of rows and
+     * tokens. */
     void (*quantize_q8)(uint8_t *out, const float *x, int n);
     void (*matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx, const uint8_t *w,
                              int n_in, int n_tok, int row_begin, int row_end);

@@ -33,7 +33,10 @@ int ml_q8_supports(ml_dtype w_dtype) {
     switch (w_dtype) {
     case ML_DTYPE_Q8_0:
     case ML_DTYPE_Q4_0:
-    case ML_DTYPE_Q4_1: return 1;
+    case ML_DTYPE_Q4_1:
+    case ML_DTYPE_Q5_0:
+    case ML_DTYPE_Q5_1:
+    case ML_DTYPE_IQ4_NL: return 1;
     default: return 0;
     }
 }
@@ -110,8 +113,9 @@ void ml_scalar_quantize_q8k(uint8_t *out, const float *x, int n) {
     }
 }
 
-/* The weights of block b of one row as integers (Q4_0 already minus 8), its scale d and, for
- * Q4_1, its offset m (0 otherwise). */
+/* The weights of block b of one row as integers (Q4_0 already minus 8, Q5_0 minus 16, IQ4_NL's
+ * levels), its scale d and, for Q4_1 and Q5_1, its offset m (0 otherwise). Q5's fifth bit of
+ * element i is bit i of the little-endian 32 bits after d (and m). */
 static void weight_block(ml_dtype w_dtype, const uint8_t *block, int q[ML_Q8_BLOCK], float *d, float *m) {
     uint16_t bits;
     memcpy(&bits, block, 2);
@@ -121,13 +125,19 @@ static void weight_block(ml_dtype w_dtype, const uint8_t *block, int q[ML_Q8_BLO
         for (int i = 0; i < ML_Q8_BLOCK; i++) q[i] = (int8_t)block[2 + i];
         return;
     }
-    const uint8_t *nibbles = block + (w_dtype == ML_DTYPE_Q4_1 ? 4 : 2);
-    int offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : 0;
-    for (int i = 0; i < ML_Q8_BLOCK / 2; i++) {
-        q[i] = (nibbles[i] & 15) - offset;
-        q[i + ML_Q8_BLOCK / 2] = (nibbles[i] >> 4) - offset;
+    const uint8_t *nibbles = block + ml_q8_nibbles_at(w_dtype);
+    int offset = ml_q8_offset(w_dtype), five = w_dtype == ML_DTYPE_Q5_0 || w_dtype == ML_DTYPE_Q5_1;
+    uint32_t high = 0;
+    if (five) memcpy(&high, nibbles - 4, sizeof high);
+    for (int i = 0; i < ML_Q8_BLOCK; i++) {
+        int n = i < ML_Q8_BLOCK / 2 ? nibbles[i] & 15 : nibbles[i - ML_Q8_BLOCK / 2] >> 4;
+        if (w_dtype == ML_DTYPE_IQ4_NL) {
+            q[i] = ml_iq4_nl_levels[n];
+            continue;
+        }
+        q[i] = (n | (int)((high >> i) & 1) << 4) - offset;
     }
-    if (w_dtype == ML_DTYPE_Q4_1) {
+    if (ml_q8_with_m(w_dtype)) {
         memcpy(&bits, block + 2, 2);
         *m = ml_f16_to_f32(bits);
     }
@@ -270,7 +280,7 @@ void ml_scalar_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const ui
                 memcpy(&d_x, x_block + 32, sizeof d_x);
                 for (int i = 0; i < ML_Q8_BLOCK; i++) isum += q[i] * (int8_t)x_block[i];
                 acc = fmaf((float)isum, d_w * d_x, acc);
-                if (w_dtype == ML_DTYPE_Q4_1) {
+                if (ml_q8_with_m(w_dtype)) {
                     memcpy(&sum_x, x_block + 36, sizeof sum_x);
                     acc = fmaf((float)sum_x, m_w * d_x, acc);
                 }

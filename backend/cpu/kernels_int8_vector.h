@@ -3,8 +3,8 @@
  *   Q8_PREFIX(name)   the prefix of their exported names (ml_avx2_##name, ...)
  *   Q8_DOT(acc, u, s) acc (8 x int32) plus, per lane, the four products of unsigned bytes u
  *                     and signed bytes s (|s| <= 127)
- *   Q8_OFFSET_SIGNED  1 where Q8_DOT has no intermediate saturation (any u <= 255): Q8_0's
- *                     signed weights then enter as q + 128; 0 (vpmaddubsw saturates int16
+ *   Q8_OFFSET_SIGNED  1 where Q8_DOT has no intermediate saturation (any u <= 255): the signed
+ *                     weights (Q8_0, IQ4_NL) then enter as q + 128; 0 (vpmaddubsw saturates int16
  *                     pairs) keeps u <= 128 by moving the weights' signs onto x
  *   Q8_DOT16(acc, a, b) acc (8 x int32) plus, per lane, the two products of int16 a and b
  *   Q8_DOT_SCALED(acc, u, s, scale16)  acc plus, per lane, the pair sums of u * s (vpmaddubsw,
@@ -22,9 +22,10 @@
  * Q8_TILE_MIN_TOKENS tokens on, the same integers come from a transposed tile instead
  * (q8_tile_group: lane k of tile vector g holds weights 4g..4g+3 of row k, so the token's four
  * int8 values at 4g, broadcast, give row sums with no horizontal reduction); the float
- * operations stay the same, so do the bits. Q8_0 without Q8_OFFSET_SIGNED (AVX2) takes the
- * tile too: the tile holds |q| and, transposed alike, q itself, whose signs go onto each
- * broadcast x by vpsignb lane by lane (one more uop per product, from Q8_0_TILE_MIN_TOKENS on).
+ * operations stay the same, so do the bits. The signed types (Q8_0, IQ4_NL) without
+ * Q8_OFFSET_SIGNED (AVX2) take the tile too: the tile holds |q| and, transposed alike, q
+ * itself, whose signs go onto each broadcast x by vpsignb lane by lane (one more uop per
+ * product, from Q8_0_TILE_MIN_TOKENS on).
  * With Q8_TILE16 (AVX-512 VNNI) the tile holds sixteen rows in 512-bit vectors from
  * Q8_TILE16_MIN_TOKENS tokens (q8_tile16_group): the same integers and float operations per lane. */
 #ifndef ML_BACKEND_CPU_KERNELS_INT8_VECTOR_H
@@ -53,7 +54,8 @@
 /* Set by the AVX2 file only (the defaults leave the VNNI table as it was):
  *   Q8_KEEP(v)            an empty asm that keeps each tile token's sum one chain of Q8_DOTs in a
  *                         register (GCC otherwise regroups the integer additions and spills)
- *   Q8_0_TILE_MIN_TOKENS  the tile's threshold for Q8_0 (AVX2: a vpsignb more per product)
+ *   Q8_0_TILE_MIN_TOKENS  the tile's threshold for the signed types (AVX2: a vpsignb more per
+ *                         product)
  *   Q8_NEXT_ROWS          1: the 1-2 token products prefetch the next group's rows in address
  *                         order alongside, where no look-ahead within rows is on
  *   Q8_REDUCE_UNPACK      1: q8_reduce8 by unpacks and adds instead of vphaddd
@@ -199,28 +201,52 @@ static inline __m256i q8_reduce8(const __m256i s[Q8_ROWS]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
 }
 
-/* 32 signed weights (Q8_0, Q8_K) as the unsigned operand: with Q8_OFFSET_SIGNED, q + 128 (the
- * sum then holds 128 * sum_x too, taken off after), else |q| with *signs = q (its sign goes
- * onto x). */
-static inline __m256i q8_signed_operand(const uint8_t *q_bytes, __m256i *signs) {
-    __m256i q = _mm256_loadu_si256((const __m256i *)q_bytes);
+/* 32 signed weights (Q8_0, IQ4_NL, Q8_K) as the unsigned operand: with Q8_OFFSET_SIGNED, q + 128
+ * (the sum then holds 128 * sum_x too, taken off after), else |q| with *signs = q (its sign
+ * goes onto x). */
+static inline __m256i q8_signed_operand(__m256i q, __m256i *signs) {
     if (Q8_OFFSET_SIGNED) return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
     *signs = q;
     return _mm256_sign_epi8(q, q);
 }
 
-/* Block b of a row as the unsigned operand: 4-bit types as their nibbles (element i < 16 the
- * low nibble of byte i, element 16 + i its high nibble); Q8_0 by q8_signed_operand. */
-static inline __m256i q8_weight_operand(ml_dtype w_dtype, const uint8_t *block, __m256i *signs) {
-    *signs = _mm256_setzero_si256();
-    if (w_dtype == ML_DTYPE_Q8_0) return q8_signed_operand(block + 2, signs);
-    __m128i bytes = _mm_loadu_si128((const __m128i *)(block + (w_dtype == ML_DTYPE_Q4_1 ? 4 : 2)));
-    const __m128i low4 = _mm_set1_epi8(15);
-    __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
-    return _mm256_set_m128i(hi, lo);
+/* What a block's weights lose from x's sum: Q4_0's 8, Q5_0's 16, and the signed types' 128
+ * where they enter as q + 128 (Q8_OFFSET_SIGNED). */
+static inline int32_t q8_offset(ml_dtype w_dtype) {
+    return ml_q8_signed(w_dtype) && Q8_OFFSET_SIGNED ? 128 : ml_q8_offset(w_dtype);
 }
 
-/* The f16 fields at the same offset of eight blocks (d at 0, Q4_1's m at 2), as floats. */
+/* Block b of a row as the unsigned operand: the nibble types as their nibbles (element i < 16
+ * the low nibble of byte i, element 16 + i its high nibble), Q5_0/Q5_1 with bit i of the 32
+ * bits before them as bit 4; the signed types (Q8_0 as stored, IQ4_NL's nibbles looked up in
+ * its levels) by q8_signed_operand. */
+static inline __m256i q8_weight_operand(ml_dtype w_dtype, const uint8_t *block, __m256i *signs) {
+    *signs = _mm256_setzero_si256();
+    if (w_dtype == ML_DTYPE_Q8_0) return q8_signed_operand(_mm256_loadu_si256((const __m256i *)(block + 2)), signs);
+    const uint8_t *nibbles = block + ml_q8_nibbles_at(w_dtype);
+    __m128i bytes = _mm_loadu_si128((const __m128i *)nibbles);
+    const __m128i low4 = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+    __m256i q = _mm256_set_m128i(hi, lo);
+    if (w_dtype == ML_DTYPE_IQ4_NL) {
+        __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ml_iq4_nl_levels));
+        return q8_signed_operand(_mm256_shuffle_epi8(levels, q), signs);
+    }
+    if (w_dtype == ML_DTYPE_Q5_0 || w_dtype == ML_DTYPE_Q5_1) {
+        /* byte i gets byte i / 8 of the 32 bits, then its bit i % 8 tested */
+        int32_t high;
+        memcpy(&high, nibbles - 4, sizeof high);
+        const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
+                                                3, 3, 3, 3, 3, 3, 3, 3);
+        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+        __m256i bytes_of = _mm256_shuffle_epi8(_mm256_set1_epi32(high), spread);
+        __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes_of, bit), bit);
+        q = _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+    }
+    return q;
+}
+
+/* The f16 fields at the same offset of eight blocks (d at 0, Q4_1's and Q5_1's m at 2), as floats. */
 static inline __m256 q8_block_halves(const uint8_t *const block[Q8_ROWS], size_t offset) {
     uint16_t h[Q8_ROWS];
     for (int k = 0; k < Q8_ROWS; k++) memcpy(&h[k], block[k] + offset, 2);
@@ -234,8 +260,7 @@ static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8
                             const uint8_t *next) {
     int n_blocks = n_in / ML_Q8_BLOCK;
     size_t block_bytes = ml_dtype_block_bytes(w_dtype), prefetched = 0;
-    /* what isum_b must lose: Q4_0's 8 * sum_x, or Q8_0's offset 128 * sum_x */
-    int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : (w_dtype == ML_DTYPE_Q8_0 && Q8_OFFSET_SIGNED) ? 128 : 0;
+    int32_t offset = q8_offset(w_dtype); /* isum_b loses offset * sum_x */
     for (int t = 0; t < n_tok; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < n_blocks; b++) {
         const uint8_t *block[Q8_ROWS];
@@ -250,13 +275,13 @@ static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8
             wq[k] = q8_weight_operand(w_dtype, block[k], &sign[k]);
         }
         __m256 d_w = q8_block_halves(block, 0);
-        __m256 m_w = w_dtype == ML_DTYPE_Q4_1 ? q8_block_halves(block, 2) : _mm256_setzero_ps();
+        __m256 m_w = ml_q8_with_m(w_dtype) ? q8_block_halves(block, 2) : _mm256_setzero_ps();
         for (int t = 0; t < n_tok; t++) {
             const uint8_t *x_block = x + (size_t)t * ldx + (size_t)b * ML_Q8_BLOCK_BYTES;
             __m256i xq = _mm256_loadu_si256((const __m256i *)x_block);
             __m256i s[Q8_ROWS];
             for (int k = 0; k < Q8_ROWS; k++) {
-                __m256i operand = (w_dtype == ML_DTYPE_Q8_0 && !Q8_OFFSET_SIGNED) ? _mm256_sign_epi8(xq, sign[k]) : xq;
+                __m256i operand = (ml_q8_signed(w_dtype) && !Q8_OFFSET_SIGNED) ? _mm256_sign_epi8(xq, sign[k]) : xq;
                 s[k] = Q8_DOT(_mm256_setzero_si256(), wq[k], operand);
             }
             __m256i isum = q8_reduce8(s);
@@ -267,7 +292,7 @@ static inline void q8_group(ml_dtype w_dtype, __m256 acc[Q8_TOKENS], const uint8
             if (offset) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * sum_x));
             __m256 dx = _mm256_set1_ps(d_x);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[t]);
-            if (w_dtype == ML_DTYPE_Q4_1)
+            if (ml_q8_with_m(w_dtype))
                 acc[t] = _mm256_fmadd_ps(_mm256_set1_ps((float)sum_x), _mm256_mul_ps(m_w, dx), acc[t]);
         }
     }
@@ -305,7 +330,7 @@ static inline void q8_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t *
     for (int tb = 0; tb < TB; tb++) sum[tb] = _mm256_setzero_si256();
     for (int g = 0; g < 8; g++) {
         __m256i w = _mm256_load_si256(&tile[g]);
-        if (w_dtype == ML_DTYPE_Q8_0 && !Q8_OFFSET_SIGNED) { /* tile |q|: each lane's sign onto x */
+        if (ml_q8_signed(w_dtype) && !Q8_OFFSET_SIGNED) { /* tile |q|: each lane's sign onto x */
             __m256i sign = _mm256_load_si256(&sign_tile[g]);
             for (int tb = 0; tb < TB; tb++) {
                 int32_t four;
@@ -328,19 +353,19 @@ static inline void q8_tile_tokens(ml_dtype w_dtype, __m256 *acc, const uint8_t *
         __m256i isum = offset ? _mm256_sub_epi32(sum[tb], _mm256_set1_epi32(offset * sum_x)) : sum[tb];
         __m256 dx = _mm256_set1_ps(d_x);
         acc[tb] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d_w, dx), acc[tb]);
-        if (w_dtype == ML_DTYPE_Q4_1)
+        if (ml_q8_with_m(w_dtype))
             acc[tb] = _mm256_fmadd_ps(_mm256_set1_ps((float)sum_x), _mm256_mul_ps(m_w, dx), acc[tb]);
     }
 }
 
 /* Eight rows x n_tok tokens, Q8_TILE_CHUNK tokens at a time: per block, the rows' operands
- * transposed once, then every token of the chunk. Q8_0 only where its operand needs no sign
- * trick (Q8_OFFSET_SIGNED): the signs would differ per lane. */
+ * transposed once, then every token of the chunk. The signed types without Q8_OFFSET_SIGNED
+ * tile |q| and q, whose signs go onto each token's x lane by lane. */
 static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int rows, const uint8_t *x, size_t ldx,
                                  const uint8_t *const row[Q8_ROWS], int n_in, int n_tok) {
     int n_blocks = n_in / ML_Q8_BLOCK;
     size_t block_bytes = ml_dtype_block_bytes(w_dtype);
-    int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : (w_dtype == ML_DTYPE_Q8_0 && Q8_OFFSET_SIGNED) ? 128 : 0;
+    int32_t offset = q8_offset(w_dtype);
     __m256i tile[8], sign_tile[8];
     __m256 acc[Q8_TILE_CHUNK];
     for (int t0 = 0; t0 < n_tok; t0 += Q8_TILE_CHUNK) {
@@ -353,14 +378,14 @@ static inline void q8_tile_group(ml_dtype w_dtype, float *y, size_t ldy, int row
                 block[k] = row[k] + (size_t)b * block_bytes;
                 wq[k] = q8_weight_operand(w_dtype, block[k], &sign[k]);
             }
-            if (w_dtype == ML_DTYPE_Q8_0 && !Q8_OFFSET_SIGNED) { /* q transposed, then |q| from it */
+            if (ml_q8_signed(w_dtype) && !Q8_OFFSET_SIGNED) { /* q transposed, then |q| from it */
                 q8_transpose8(sign, sign_tile);
                 for (int g = 0; g < 8; g++) tile[g] = _mm256_sign_epi8(sign_tile[g], sign_tile[g]);
             } else {
                 q8_transpose8(wq, tile);
             }
             __m256 d_w = q8_block_halves(block, 0);
-            __m256 m_w = w_dtype == ML_DTYPE_Q4_1 ? q8_block_halves(block, 2) : _mm256_setzero_ps();
+            __m256 m_w = ml_q8_with_m(w_dtype) ? q8_block_halves(block, 2) : _mm256_setzero_ps();
             const uint8_t *x_block[Q8_TILE_TOKENS];
             int t = 0;
             for (; t + Q8_TILE_TOKENS <= nt; t += Q8_TILE_TOKENS) {
@@ -395,7 +420,7 @@ static inline __m512 q8_join_ps(__m256 rows_low, __m256 rows_high) {
 #endif
 
 #if Q8_TILE16
-/* q8_tile_tokens on a tile of sixteen rows (Q8_0 only with Q8_OFFSET_SIGNED). */
+/* q8_tile_tokens on a tile of sixteen rows (the signed types as q + 128: Q8_OFFSET_SIGNED). */
 static inline __attribute__((always_inline)) void q8_tile16_tokens(ml_dtype w_dtype, __m512 *acc,
                                                                    const uint8_t *const x_block[],
                                                                    const __m512i tile[8], __m512 d_w, __m512 m_w,
@@ -414,7 +439,7 @@ static inline __attribute__((always_inline)) void q8_tile16_tokens(ml_dtype w_dt
         __m512i isum = offset ? _mm512_sub_epi32(sum[tb], _mm512_set1_epi32(offset * sum_x)) : sum[tb];
         __m512 dx = _mm512_set1_ps(d_x);
         acc[tb] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d_w, dx), acc[tb]);
-        if (w_dtype == ML_DTYPE_Q4_1)
+        if (ml_q8_with_m(w_dtype))
             acc[tb] = _mm512_fmadd_ps(_mm512_set1_ps((float)sum_x), _mm512_mul_ps(m_w, dx), acc[tb]);
     }
 }
@@ -424,7 +449,7 @@ static inline void q8_tile16_group(ml_dtype w_dtype, float *y, size_t ldy, int r
                                    const uint8_t *const row[2 * Q8_ROWS], int n_in, int n_tok) {
     int n_blocks = n_in / ML_Q8_BLOCK;
     size_t block_bytes = ml_dtype_block_bytes(w_dtype);
-    int32_t offset = w_dtype == ML_DTYPE_Q4_0 ? 8 : w_dtype == ML_DTYPE_Q8_0 ? 128 : 0;
+    int32_t offset = q8_offset(w_dtype);
     __m512i tile[8];
     __m512 acc[Q8_TILE_CHUNK];
     for (int t0 = 0; t0 < n_tok; t0 += Q8_TILE_CHUNK) {
@@ -440,7 +465,7 @@ static inline void q8_tile16_group(ml_dtype w_dtype, float *y, size_t ldy, int r
             q8_transpose8(wq, high);
             for (int g = 0; g < 8; g++) tile[g] = q8_join(low[g], high[g]);
             __m512 d_w = q8_join_ps(q8_block_halves(block, 0), q8_block_halves(block + Q8_ROWS, 0));
-            __m512 m_w = w_dtype == ML_DTYPE_Q4_1
+            __m512 m_w = ml_q8_with_m(w_dtype)
                              ? q8_join_ps(q8_block_halves(block, 2), q8_block_halves(block + Q8_ROWS, 2))
                              : _mm512_setzero_ps();
             const uint8_t *x_block[Q8_TILE16_TOKENS];
@@ -478,7 +503,10 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
             switch (w_dtype) {
             case ML_DTYPE_Q8_0: q8_tile16_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             case ML_DTYPE_Q4_0: q8_tile16_group(ML_DTYPE_Q4_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            default: q8_tile16_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q4_1: q8_tile16_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q5_0: q8_tile16_group(ML_DTYPE_Q5_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q5_1: q8_tile16_group(ML_DTYPE_Q5_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            default: q8_tile16_group(ML_DTYPE_IQ4_NL, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             }
         }
         return;
@@ -488,11 +516,14 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
         int rows = row_end - r < Q8_ROWS ? row_end - r : Q8_ROWS;
         const uint8_t *row[Q8_ROWS];
         q8_group_rows(row, w, row_bytes, r, rows);
-        if (n_tok >= (w_dtype == ML_DTYPE_Q8_0 ? Q8_0_TILE_MIN_TOKENS : Q8_TILE_MIN_TOKENS)) {
+        if (n_tok >= (ml_q8_signed(w_dtype) ? Q8_0_TILE_MIN_TOKENS : Q8_TILE_MIN_TOKENS)) {
             switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
             case ML_DTYPE_Q8_0: q8_tile_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             case ML_DTYPE_Q4_0: q8_tile_group(ML_DTYPE_Q4_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            default: q8_tile_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q4_1: q8_tile_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q5_0: q8_tile_group(ML_DTYPE_Q5_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            case ML_DTYPE_Q5_1: q8_tile_group(ML_DTYPE_Q5_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
+            default: q8_tile_group(ML_DTYPE_IQ4_NL, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
             }
             continue;
         }
@@ -507,7 +538,10 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
             if (!Q8_GROUP_PER_TYPE) q8_group(w_dtype, acc, xt, ldx, row, n_in, nt, lookahead, next);
             else if (w_dtype == ML_DTYPE_Q8_0) q8_group(ML_DTYPE_Q8_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
             else if (w_dtype == ML_DTYPE_Q4_0) q8_group(ML_DTYPE_Q4_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
-            else q8_group(ML_DTYPE_Q4_1, acc, xt, ldx, row, n_in, nt, lookahead, next);
+            else if (w_dtype == ML_DTYPE_Q4_1) q8_group(ML_DTYPE_Q4_1, acc, xt, ldx, row, n_in, nt, lookahead, next);
+            else if (w_dtype == ML_DTYPE_Q5_0) q8_group(ML_DTYPE_Q5_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
+            else if (w_dtype == ML_DTYPE_Q5_1) q8_group(ML_DTYPE_Q5_1, acc, xt, ldx, row, n_in, nt, lookahead, next);
+            else q8_group(ML_DTYPE_IQ4_NL, acc, xt, ldx, row, n_in, nt, lookahead, next);
             q8_store_rows(y + (size_t)t0 * ldy + r, ldy, acc, nt, rows);
         }
     }

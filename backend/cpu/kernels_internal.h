@@ -45,6 +45,17 @@ void ml_avx2_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint
 void ml_avx512vnni_quantize_q8(uint8_t *out, const float *x, int n);
 void ml_avx512vnni_matmul_q8_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                     const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
+/* How a block-of-32 type's integer sums are formed (kernels.h, matmul_q8_blocks): signed
+ * weights (Q8_0 as stored, IQ4_NL's levels), or unsigned q with an offset taken from x's sum
+ * (Q4_0's 8, Q5_0's 16) or with an f16 m (Q4_1, Q5_1). */
+static inline int ml_q8_signed(ml_dtype t) { return t == ML_DTYPE_Q8_0 || t == ML_DTYPE_IQ4_NL; }
+static inline int ml_q8_with_m(ml_dtype t) { return t == ML_DTYPE_Q4_1 || t == ML_DTYPE_Q5_1; }
+static inline int ml_q8_offset(ml_dtype t) { return t == ML_DTYPE_Q4_0 ? 8 : t == ML_DTYPE_Q5_0 ? 16 : 0; }
+/* Where a block's 16 bytes of nibbles start (after d, m and Q5's 32 high bits). */
+static inline size_t ml_q8_nibbles_at(ml_dtype t) {
+    return t == ML_DTYPE_Q4_1 ? 4 : t == ML_DTYPE_Q5_0 ? 6 : t == ML_DTYPE_Q5_1 ? 8 : 2;
+}
+
 /* How a K-quant's integer sums are formed (kernels.h, matmul_q8k_blocks): scales per 16 values
  * (Q2_K, Q3_K, Q6_K) or per 32 (Q4_K, Q5_K; Q8_K none), mins against x's sums per 16 (Q2_K,
  * Q4_K, Q5_K), and the weights' offset (Q3_K's - 4, Q6_K's - 32) as a left shift of the scales

@@ -120,7 +120,7 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
         __m256i high = 2 * h <= 4 ? _mm256_slli_epi16(qh, 4 - 2 * h) : _mm256_srli_epi16(qh, 2 * h - 4);
         return _mm256_or_si256(low, _mm256_and_si256(high, _mm256_set1_epi8(0x30)));
     }
-    return q8_signed_operand(sb + 4 + 32 * j, signs); /* Q8_K */
+    return q8_signed_operand(_mm256_loadu_si256((const __m256i *)(sb + 4 + 32 * j)), signs); /* Q8_K */
 }
 
 /* The 16 scales of a super-block with scales per 16 values (ml_q8k_per16) as int8: Q6_K's as
