@@ -13,7 +13,9 @@
  *   decode  one decode step of the Llama-3.2-1B shape's products as the model issues them (q/k/v
  *         together, o, gate/up together, down: 16 layers, then the LM head of 128256 rows), in
  *         row groups, B = 1, 8, 32 tokens, accurate: each product's share of the step and its
- *         fraction of the roofline, so a shape that lags the 1 GiB gemv shows;
+ *         fraction of the roofline, so a shape that lags the 1 GiB gemv shows; then B = 8, 32
+ *         with one layer's weights for all 16 (no LM head; in L3 where it holds 125 MB) against
+ *         the compute peak alone: how much of the gap the memory stream makes;
  *   gemm  prefill products (64..256 tokens x 2048 inputs x 8192 rows, bf16 weights, f32 and bf16
  *         activations) as GFLOP/s next to the dot-product peak probe;
  *   attn  one decode step's attention at 512..8192 cached positions (32 heads over 8 KV heads);
@@ -245,8 +247,11 @@ static void bench_decode(ml_model *m, double read_bw, double peak) {
         return;
     }
     static const int batch_sizes[] = {1, 8, 32};
-    for (size_t b = 0; b < sizeof batch_sizes / sizeof batch_sizes[0]; b++) {
-        int n_tok = batch_sizes[b];
+    /* cold: every layer its own weights (from memory); hot: layer 0's weights for all 16 and no
+     * LM head (125 MB: in a large L3, else mostly from memory too), so the step's distance from
+     * the compute roofline with and without the memory stream shows */
+    for (int run = 0; run < 5; run++) { /* cold 1, 8, 32; hot 8, 32 */
+        int hot = run >= 3, n_tok = batch_sizes[hot ? run - 2 : run];
         double best[DEC_STAGES], total_best = 1e30;
         for (int s = 0; s < DEC_STAGES; s++) best[s] = 1e30;
         for (int rep = 0; rep < 5; rep++) {
@@ -254,9 +259,9 @@ static void bench_decode(ml_model *m, double read_bw, double peak) {
             for (int layer = 0; layer <= DEC_LAYERS; layer++) {
                 for (int s = 0; s < DEC_STAGES; s++) {
                     const decode_stage *st = &decode_stages[s];
-                    if ((s == DEC_STAGES - 1) != (layer == DEC_LAYERS)) continue;
+                    if ((s == DEC_STAGES - 1) != (layer == DEC_LAYERS) || (hot && s == DEC_STAGES - 1)) continue;
                     ml_matmul_job jobs[3];
-                    const uint16_t *wp = w[s] + (size_t)(layer < DEC_LAYERS ? layer : 0) * per_copy[s];
+                    const uint16_t *wp = w[s] + (size_t)(layer < DEC_LAYERS && !hot ? layer : 0) * per_copy[s];
                     for (int j = 0; j < st->n_jobs; j++) {
                         jobs[j] = (ml_matmul_job){.w = {wp, ML_DTYPE_BF16, 1}, .n_rows = st->rows[j],
                                                   .n_in = st->n_in, .x = x, .ldx = st->n_in, .y = y,
@@ -274,13 +279,13 @@ static void bench_decode(ml_model *m, double read_bw, double peak) {
             total_best = total < total_best ? total : total_best;
         }
         double total_bytes = 0, total_flops = 0;
-        printf("decode B=%2d accurate, best of 5:", n_tok);
-        for (int s = 0; s < DEC_STAGES; s++) {
+        printf("decode B=%2d accurate%s, best of 5:", n_tok, hot ? ", one layer's weights 16 times" : "");
+        for (int s = 0; s < DEC_STAGES - hot; s++) {
             const decode_stage *st = &decode_stages[s];
             double params = 0;
             for (int j = 0; j < st->n_jobs; j++) params += (double)st->rows[j] * st->n_in;
             params *= s == DEC_STAGES - 1 ? 1 : DEC_LAYERS;
-            double bytes = 2 * params, flops = 2 * params * n_tok;
+            double bytes = hot ? 0 : 2 * params, flops = 2 * params * n_tok;
             double floor_s = bytes / read_bw > flops / peak ? bytes / read_bw : flops / peak;
             total_bytes += bytes;
             total_flops += flops;
