@@ -64,6 +64,7 @@
 #include <string.h>
 
 #include "core/numeric.h"
+#include "core/quant_blocks.h"
 
 /* KIND_F32_EO: float32 rows already in the even/odd order of bf16 weights (x_even_odd). */
 enum { KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_F32_EO = 3 };
@@ -860,6 +861,129 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     }
 }
 
+/* ---- matrix products: K-quant weights, few tokens (Q4_K, Q5_K, Q6_K) -------------------------
+ * As q_dot_block for the K-quants: each 16 weights rebuilt in registers exactly as
+ * core/quant_blocks.c does (scale = d * sc and min = dmin * m in scalar float32 as it forms
+ * them; scale * q exact in float32, so fmsub(scale, q, min) rounds as its scale * q - min), then
+ * acc = fma(x[i:i+16], w[i:i+16], acc) in order and hsum16: the bits of matmul_f32_f32 on the
+ * dequantised matrix, without writing the decoded rows to a tile and reading them back. */
+#define KQ_MAX_TOKENS 7 /* from Q_TILE_TOKENS tokens, the tiled path (decoded once per tile) */
+
+/* A super-block's sub-block scales and mins (0 for Q6_K) as core forms them (d * sc, dmin * m:
+ * exact products), computed 8 or 16 at once: Q4_K/Q5_K's 8 (ml_k4_scale_min's bits, four per
+ * word), Q6_K's 16. */
+ML_INLINE void kq_scales(ml_dtype t, const uint8_t *sb, float scale[16], float min[16]) {
+    if (t == ML_DTYPE_Q6_K) {
+        __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sb[208] | sb[209] << 8))));
+        __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sb + 192)));
+        _mm512_storeu_ps(scale, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)));
+        return;
+    }
+    int32_t halves; /* d, dmin */
+    memcpy(&halves, sb, sizeof halves);
+    __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
+    __m256 d = _mm256_set1_ps(_mm_cvtss_f32(dd)), dmin = _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dd)));
+    uint32_t word[3];
+    memcpy(word, sb + 4, sizeof word);
+    uint32_t sc_low = word[0] & 0x3f3f3f3fu, sc_high = (word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u);
+    uint32_t m_low = word[1] & 0x3f3f3f3fu, m_high = ((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u);
+    __m256i sc = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc_high, (int)sc_low));
+    __m256i m = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)m_high, (int)m_low));
+    _mm256_storeu_ps(scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)));
+    _mm256_storeu_ps(min, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m)));
+}
+
+/* Weights [16v, 16v + 16) of a super-block (core/quant_blocks.c's element order). */
+ML_INLINE __m512 kq_decode16(ml_dtype t, const uint8_t *sb, int v, __m512 scale, __m512 min) {
+    if (t == ML_DTYPE_Q6_K) { /* element 128 g + r: nibble r / 64 of ql[64 g + r % 64], bits 2 (r / 32) of qh[32 g + r % 32] */
+        int g = v / 8, r0 = 16 * (v % 8);
+        __m512i low = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 * g + r0 % 64)));
+        __m512i high = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 128 + 32 * g + r0 % 32)));
+        low = r0 >= 64 ? _mm512_srli_epi32(low, 4) : _mm512_and_si512(low, _mm512_set1_epi32(15));
+        high = _mm512_and_si512(_mm512_srli_epi32(high, 2 * (r0 / 32)), _mm512_set1_epi32(3));
+        __m512i q = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+        return _mm512_mul_ps(scale, _mm512_cvtepi32_ps(q));
+    }
+    /* Q4_K, Q5_K: sub-block j = v / 2, nibble j % 2 of qs[32 (j / 2) + l]; Q5_K's bit j of qh[l] */
+    int j = v / 2, l0 = 16 * (v % 2);
+    const uint8_t *qs = sb + (t == ML_DTYPE_Q5_K ? 48 : 16) + 32 * (j / 2) + l0;
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    q = j % 2 ? _mm512_srli_epi32(q, 4) : _mm512_and_si512(q, _mm512_set1_epi32(15));
+    if (t == ML_DTYPE_Q5_K) {
+        __m512i qh = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 16 + l0)));
+        q = _mm512_or_si512(q, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, j), _mm512_set1_epi32(1)), 4));
+    }
+    return _mm512_fmsub_ps(scale, _mm512_cvtepi32_ps(q), min);
+}
+
+/* RB rows from `row` x TB tokens; the next RB rows' bytes prefetched alongside (prefetch). */
+ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                            size_t row_bytes, int n_super, int row, const uint8_t *prefetch, const int RB,
+                            const int TB) {
+    const size_t super_bytes = ml_dtype_block_bytes(t);
+    __m512 acc[8][KQ_MAX_TOKENS];
+    for (int r = 0; r < RB; r++)
+        for (int k = 0; k < TB; k++) acc[r][k] = _mm512_setzero_ps();
+    size_t prefetched = 0;
+    for (int s = 0; s < n_super; s++) {
+        if (prefetch) {
+            size_t until = (size_t)(s + 1) * (size_t)RB * super_bytes;
+            for (; prefetched < until; prefetched += 64) _mm_prefetch((const char *)prefetch + prefetched, _MM_HINT_T0);
+        }
+        const uint8_t *sb[8];
+        float scale[8][16], min[8][16];
+        for (int r = 0; r < RB; r++) {
+            sb[r] = w + (size_t)(row + r) * row_bytes + (size_t)s * super_bytes;
+            kq_scales(t, sb[r], scale[r], min[r]);
+        }
+        for (int v = 0; v < 16; v++) {
+            __m512 xv[KQ_MAX_TOKENS];
+            for (int k = 0; k < TB; k++) xv[k] = _mm512_loadu_ps(x + (size_t)k * ldx + (size_t)s * 256 + 16 * (size_t)v);
+            for (int r = 0; r < RB; r++) {
+                int i = t == ML_DTYPE_Q6_K ? v : v / 2; /* sub-blocks of 16, or of 32 */
+                __m512 m = t == ML_DTYPE_Q6_K ? _mm512_setzero_ps() : _mm512_set1_ps(min[r][i]);
+                __m512 wv = kq_decode16(t, sb[r], v, _mm512_set1_ps(scale[r][i]), m);
+                for (int k = 0; k < TB; k++) acc[r][k] = _mm512_fmadd_ps(xv[k], wv, acc[r][k]);
+            }
+        }
+    }
+    for (int k = 0; k < TB; k++)
+        for (int r = 0; r < RB; r++) y[(size_t)k * ldy + (size_t)(row + r)] = hsum16(acc[r][k]);
+}
+
+/* Rows [row_begin, row_end) x TB tokens: 8 rows at a time for one token (the next 8 prefetched),
+ * 2 for more, then single rows. */
+ML_INLINE void kq_rows(ml_dtype t, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+                       int row_begin, int row_end, const int TB) {
+    size_t row_bytes = ml_dtype_row_bytes(t, (size_t)n_in);
+    int n_super = n_in / 256, r = row_begin;
+    const int RB = TB == 1 ? 8 : 2;
+    for (; r + RB <= row_end; r += RB) {
+        const uint8_t *next = r + 2 * RB <= row_end ? w + (size_t)(r + RB) * row_bytes : NULL;
+        kq_dot_block(t, y, ldy, x, ldx, w, row_bytes, n_super, r, next, RB, TB);
+    }
+    for (; r < row_end; r++) kq_dot_block(t, y, ldy, x, ldx, w, row_bytes, n_super, r, NULL, 1, TB);
+}
+
+#define KQ_CALL(TB)                                                                                \
+    switch (w_dtype) {                                                                             \
+    case ML_DTYPE_Q4_K: kq_rows(ML_DTYPE_Q4_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
+    case ML_DTYPE_Q5_K: kq_rows(ML_DTYPE_Q5_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
+    default: kq_rows(ML_DTYPE_Q6_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break;        \
+    }
+
+/* matmul_f32_blocks: Q4_K, Q5_K and Q6_K with up to KQ_MAX_TOKENS tokens fused, the rest tiled. */
+static void matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                              int n_in, int n_tok, int row_begin, int row_end) {
+    int fused = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K || w_dtype == ML_DTYPE_Q6_K;
+    if (!fused || n_tok > KQ_MAX_TOKENS || n_tok <= 0 || n_in <= 0 || row_end <= row_begin) {
+        ml_avx512_matmul_f32_blocks(w_dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+        return;
+    }
+    ML_FOR_COUNT_UP_TO(KQ_MAX_TOKENS, n_tok, KQ_CALL)
+}
+#undef KQ_CALL
+
 #include "backend/cpu/kernels_vector_shared.h"
 
 const ml_cpu_kernels ml_cpu_kernels_avx512 = {
@@ -867,7 +991,7 @@ const ml_cpu_kernels ml_cpu_kernels_avx512 = {
     .bf16_dot_product = 0,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
     ML_CPU_KERNEL_ENTRIES,
-    .matmul_f32_blocks = ml_avx512_matmul_f32_blocks,
+    .matmul_f32_blocks = matmul_f32_blocks,
     .quantize_q8 = ml_avx2_quantize_q8,
     .matmul_q8_blocks = ml_avx2_matmul_q8_blocks,
     .quantize_q8k = ml_avx2_quantize_q8k,
@@ -885,7 +1009,7 @@ const ml_cpu_kernels ml_cpu_kernels_avx512vnni = {
     .bf16_dot_product = 0,
     .matmul_bf16_bf16 = matmul_bf16_bf16,
     ML_CPU_KERNEL_ENTRIES,
-    .matmul_f32_blocks = ml_avx512_matmul_f32_blocks,
+    .matmul_f32_blocks = matmul_f32_blocks,
     .quantize_q8 = ml_avx512vnni_quantize_q8,
     .matmul_q8_blocks = ml_avx512vnni_matmul_q8_blocks,
     .quantize_q8k = ml_avx512vnni_quantize_q8k,
@@ -900,7 +1024,7 @@ const ml_cpu_kernels ml_cpu_kernels_avx512bf16 = {
     .bf16_dot_product = 1,
     .matmul_bf16_bf16 = matmul_bf16_bf16_dpbf16,
     ML_CPU_KERNEL_ENTRIES,
-    .matmul_f32_blocks = ml_avx512_matmul_f32_blocks,
+    .matmul_f32_blocks = matmul_f32_blocks,
     .quantize_q8 = ml_avx512vnni_quantize_q8,
     .matmul_q8_blocks = ml_avx512vnni_matmul_q8_blocks,
     .quantize_q8k = ml_avx512vnni_quantize_q8k,
