@@ -755,7 +755,7 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     ml_scalar_f16_to_f32(out + i, in + i, n - i);
 }
 
-/* ---- matrix products: K-quant weights, few tokens (Q4_K, Q5_K, Q6_K) -------------------------
+/* ---- matrix products: K-quant weights, few tokens (Q2_K ... Q6_K) ----------------------------
  * As q_dot_block for the K-quants (kernels_avx512.c has the 16-lane twin): each 8 weights
  * rebuilt in registers exactly as core/quant_blocks.c does (scale = d * sc and min = dmin * m as
  * it forms them; scale * q exact in float32, so fmsub(scale, q, min) rounds as its
@@ -763,9 +763,39 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
  * matmul_f32_f32 on the dequantised matrix, with no tile of decoded rows in between. */
 #define KQ_MAX_TOKENS 7 /* from 8 tokens, the tiled path (decoded once per tile) */
 
-/* A super-block's sub-block scales and mins (Q6_K: scales only) as core forms them: Q4_K/Q5_K's
- * 8 (ml_k4_scale_min's bits, four per word), Q6_K's 16. */
+/* A super-block's sub-block scales and mins (Q3_K, Q6_K: scales only) as core forms them:
+ * Q4_K/Q5_K's 8 (ml_k4_scale_min's bits, four per word), Q2_K's, Q3_K's and Q6_K's 16. */
 ML_INLINE void kq_scales(ml_dtype t, const uint8_t *sb, float scale[16], float min[16]) {
+    if (t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K) { /* 16 scales (and Q2_K's 16 mins) as bytes */
+        __m128i bytes, mins = _mm_setzero_si128();
+        float d, dmin = 0.0f;
+        if (t == ML_DTYPE_Q2_K) { /* low nibble scale, high nibble min */
+            __m128i packed = _mm_loadu_si128((const __m128i *)sb);
+            bytes = _mm_and_si128(packed, _mm_set1_epi8(15));
+            mins = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15));
+            int32_t halves;
+            memcpy(&halves, sb + 80, sizeof halves);
+            __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
+            d = _mm_cvtss_f32(dd);
+            dmin = _mm_cvtss_f32(_mm_movehdup_ps(dd));
+        } else { /* ml_q3_k_scale: low 4 bits nibble i / 8 of byte i % 8, top 2 bits 2 (i / 4) of byte 8 + i % 4 */
+            __m128i low8 = _mm_loadl_epi64((const __m128i *)(sb + 96));
+            __m128i low = _mm_and_si128(_mm_unpacklo_epi64(low8, _mm_srli_epi16(low8, 4)), _mm_set1_epi8(15));
+            int32_t top_bytes;
+            memcpy(&top_bytes, sb + 104, sizeof top_bytes);
+            __m128i top = _mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6));
+            top = _mm_slli_epi16(_mm_and_si128(top, _mm_set1_epi8(3)), 4);
+            bytes = _mm_sub_epi8(_mm_or_si128(low, top), _mm_set1_epi8(32));
+            d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sb[108] | sb[109] << 8)));
+        }
+        __m256 dv = _mm256_set1_ps(d), dminv = _mm256_set1_ps(dmin);
+        for (int half = 0; half < 2; half++) {
+            __m128i sc = half ? _mm_srli_si128(bytes, 8) : bytes, m = half ? _mm_srli_si128(mins, 8) : mins;
+            _mm256_storeu_ps(scale + 8 * half, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+            _mm256_storeu_ps(min + 8 * half, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(m))));
+        }
+        return;
+    }
     if (t == ML_DTYPE_Q6_K) {
         __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sb[208] | sb[209] << 8))));
         __m128i sc = _mm_loadu_si128((const __m128i *)(sb + 192));
@@ -792,6 +822,17 @@ ML_INLINE __m256i kq_bytes8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_
 
 /* Weights [8v, 8v + 8) of a super-block (core/quant_blocks.c's element order). */
 ML_INLINE __m256 kq_decode8(ml_dtype t, const uint8_t *sb, int v, __m256 scale, __m256 min) {
+    if (t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K) {
+        /* element 128 g + 32 h + l: bits 2h, 2h + 1 of qs[32 g + l]; Q3_K: minus 4 unless bit
+         * e / 32 of hmask[l] is set */
+        int g = v / 16, h = (v % 16) / 4, l0 = 8 * (v % 4);
+        __m256i q = kq_bytes8(sb + (t == ML_DTYPE_Q3_K ? 32 : 16) + 32 * g + l0);
+        q = _mm256_and_si256(_mm256_srli_epi32(q, 2 * h), _mm256_set1_epi32(3));
+        if (t == ML_DTYPE_Q2_K) return _mm256_fmsub_ps(scale, _mm256_cvtepi32_ps(q), min);
+        __m256i bit = _mm256_and_si256(_mm256_srli_epi32(kq_bytes8(sb + l0), 4 * g + h), _mm256_set1_epi32(1));
+        q = _mm256_sub_epi32(_mm256_or_si256(q, _mm256_slli_epi32(bit, 2)), _mm256_set1_epi32(4));
+        return _mm256_mul_ps(scale, _mm256_cvtepi32_ps(q));
+    }
     if (t == ML_DTYPE_Q6_K) { /* element 128 g + r: nibble r / 64 of ql[64 g + r % 64], bits 2 (r / 32) of qh[32 g + r % 32] */
         int g = v / 16, r0 = 8 * (v % 16);
         __m256i low = kq_bytes8(sb + 64 * g + r0 % 64), high = kq_bytes8(sb + 128 + 32 * g + r0 % 32);
@@ -835,8 +876,9 @@ ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, si
             __m256 xv[KQ_MAX_TOKENS];
             for (int k = 0; k < TB; k++) xv[k] = _mm256_loadu_ps(x + (size_t)k * ldx + (size_t)s * 256 + 8 * (size_t)v);
             for (int r = 0; r < RB; r++) {
-                int i = t == ML_DTYPE_Q6_K ? v / 2 : v / 4; /* sub-blocks of 16, or of 32 */
-                __m256 m = t == ML_DTYPE_Q6_K ? _mm256_setzero_ps() : _mm256_set1_ps(min[r][i]);
+                int per16 = t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K || t == ML_DTYPE_Q6_K;
+                int i = per16 ? v / 2 : v / 4; /* sub-blocks of 16, or of 32 */
+                __m256 m = t == ML_DTYPE_Q2_K || !per16 ? _mm256_set1_ps(min[r][i]) : _mm256_setzero_ps();
                 __m256 wv = kq_decode8(t, sb[r], v, _mm256_set1_ps(scale[r][i]), m);
                 for (int k = 0; k < TB; k++) acc[r][k] = _mm256_fmadd_ps(xv[k], wv, acc[r][k]);
             }
@@ -864,13 +906,15 @@ ML_INLINE void kq_rows(ml_dtype t, float *y, size_t ldy, const float *x, size_t 
     switch (w_dtype) {                                                                             \
     case ML_DTYPE_Q4_K: kq_rows(ML_DTYPE_Q4_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
     case ML_DTYPE_Q5_K: kq_rows(ML_DTYPE_Q5_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
+    case ML_DTYPE_Q2_K: kq_rows(ML_DTYPE_Q2_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
+    case ML_DTYPE_Q3_K: kq_rows(ML_DTYPE_Q3_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
     default: kq_rows(ML_DTYPE_Q6_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break;        \
     }
 
-/* matmul_f32_blocks: Q4_K, Q5_K and Q6_K with up to KQ_MAX_TOKENS tokens fused, the rest tiled. */
+/* matmul_f32_blocks: Q2_K ... Q6_K with up to KQ_MAX_TOKENS tokens fused, the rest tiled. */
 static void matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
                               int n_in, int n_tok, int row_begin, int row_end) {
-    int fused = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K || w_dtype == ML_DTYPE_Q6_K;
+    int fused = ml_dtype_block_elements(w_dtype) == 256 && w_dtype != ML_DTYPE_Q8_K;
     if (!fused || n_tok > KQ_MAX_TOKENS || n_tok <= 0 || n_in <= 0 || row_end <= row_begin) {
         ml_avx2_matmul_f32_blocks(w_dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
         return;

@@ -861,7 +861,7 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
     }
 }
 
-/* ---- matrix products: K-quant weights, few tokens (Q4_K, Q5_K, Q6_K) -------------------------
+/* ---- matrix products: K-quant weights, few tokens (Q2_K ... Q6_K) ----------------------------
  * As q_dot_block for the K-quants: each 16 weights rebuilt in registers exactly as
  * core/quant_blocks.c does (scale = d * sc and min = dmin * m in scalar float32 as it forms
  * them; scale * q exact in float32, so fmsub(scale, q, min) rounds as its scale * q - min), then
@@ -869,10 +869,36 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
  * dequantised matrix, without writing the decoded rows to a tile and reading them back. */
 #define KQ_MAX_TOKENS 7 /* from Q_TILE_TOKENS tokens, the tiled path (decoded once per tile) */
 
-/* A super-block's sub-block scales and mins (0 for Q6_K) as core forms them (d * sc, dmin * m:
- * exact products), computed 8 or 16 at once: Q4_K/Q5_K's 8 (ml_k4_scale_min's bits, four per
- * word), Q6_K's 16. */
+/* A super-block's sub-block scales and mins (Q3_K, Q6_K: scales only) as core forms them
+ * (d * sc, dmin * m: exact products), computed 8 or 16 at once: Q4_K/Q5_K's 8
+ * (ml_k4_scale_min's bits, four per word), Q2_K's, Q3_K's and Q6_K's 16. */
 ML_INLINE void kq_scales(ml_dtype t, const uint8_t *sb, float scale[16], float min[16]) {
+    if (t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K) { /* 16 scales (and Q2_K's 16 mins) as bytes */
+        __m128i bytes, mins = _mm_setzero_si128();
+        float d, dmin = 0.0f;
+        if (t == ML_DTYPE_Q2_K) { /* low nibble scale, high nibble min */
+            __m128i packed = _mm_loadu_si128((const __m128i *)sb);
+            bytes = _mm_and_si128(packed, _mm_set1_epi8(15));
+            mins = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15));
+            int32_t halves;
+            memcpy(&halves, sb + 80, sizeof halves);
+            __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
+            d = _mm_cvtss_f32(dd);
+            dmin = _mm_cvtss_f32(_mm_movehdup_ps(dd));
+        } else { /* ml_q3_k_scale: low 4 bits nibble i / 8 of byte i % 8, top 2 bits 2 (i / 4) of byte 8 + i % 4 */
+            __m128i low8 = _mm_loadl_epi64((const __m128i *)(sb + 96));
+            __m128i low = _mm_and_si128(_mm_unpacklo_epi64(low8, _mm_srli_epi16(low8, 4)), _mm_set1_epi8(15));
+            int32_t top_bytes;
+            memcpy(&top_bytes, sb + 104, sizeof top_bytes);
+            __m128i top = _mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6));
+            top = _mm_slli_epi16(_mm_and_si128(top, _mm_set1_epi8(3)), 4);
+            bytes = _mm_sub_epi8(_mm_or_si128(low, top), _mm_set1_epi8(32));
+            d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sb[108] | sb[109] << 8)));
+        }
+        _mm512_storeu_ps(scale, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes))));
+        _mm512_storeu_ps(min, _mm512_mul_ps(_mm512_set1_ps(dmin), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(mins))));
+        return;
+    }
     if (t == ML_DTYPE_Q6_K) {
         __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sb[208] | sb[209] << 8))));
         __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sb + 192)));
@@ -895,6 +921,18 @@ ML_INLINE void kq_scales(ml_dtype t, const uint8_t *sb, float scale[16], float m
 
 /* Weights [16v, 16v + 16) of a super-block (core/quant_blocks.c's element order). */
 ML_INLINE __m512 kq_decode16(ml_dtype t, const uint8_t *sb, int v, __m512 scale, __m512 min) {
+    if (t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K) {
+        /* element 128 g + 32 h + l: bits 2h, 2h + 1 of qs[32 g + l]; Q3_K: minus 4 unless bit
+         * e / 32 of hmask[l] is set */
+        int g = v / 8, h = (v % 8) / 2, l0 = 16 * (v % 2);
+        __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + (t == ML_DTYPE_Q3_K ? 32 : 16) + 32 * g + l0)));
+        q = _mm512_and_si512(_mm512_srli_epi32(q, 2 * h), _mm512_set1_epi32(3));
+        if (t == ML_DTYPE_Q2_K) return _mm512_fmsub_ps(scale, _mm512_cvtepi32_ps(q), min);
+        __m512i hm = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + l0)));
+        __m512i bit = _mm512_and_si512(_mm512_srli_epi32(hm, 4 * g + h), _mm512_set1_epi32(1));
+        q = _mm512_sub_epi32(_mm512_or_si512(q, _mm512_slli_epi32(bit, 2)), _mm512_set1_epi32(4));
+        return _mm512_mul_ps(scale, _mm512_cvtepi32_ps(q));
+    }
     if (t == ML_DTYPE_Q6_K) { /* element 128 g + r: nibble r / 64 of ql[64 g + r % 64], bits 2 (r / 32) of qh[32 g + r % 32] */
         int g = v / 8, r0 = 16 * (v % 8);
         __m512i low = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 * g + r0 % 64)));
@@ -940,8 +978,9 @@ ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, si
             __m512 xv[KQ_MAX_TOKENS];
             for (int k = 0; k < TB; k++) xv[k] = _mm512_loadu_ps(x + (size_t)k * ldx + (size_t)s * 256 + 16 * (size_t)v);
             for (int r = 0; r < RB; r++) {
-                int i = t == ML_DTYPE_Q6_K ? v : v / 2; /* sub-blocks of 16, or of 32 */
-                __m512 m = t == ML_DTYPE_Q6_K ? _mm512_setzero_ps() : _mm512_set1_ps(min[r][i]);
+                int per16 = t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K || t == ML_DTYPE_Q6_K;
+                int i = per16 ? v : v / 2; /* sub-blocks of 16, or of 32 */
+                __m512 m = t == ML_DTYPE_Q2_K || !per16 ? _mm512_set1_ps(min[r][i]) : _mm512_setzero_ps();
                 __m512 wv = kq_decode16(t, sb[r], v, _mm512_set1_ps(scale[r][i]), m);
                 for (int k = 0; k < TB; k++) acc[r][k] = _mm512_fmadd_ps(xv[k], wv, acc[r][k]);
             }
@@ -969,13 +1008,15 @@ ML_INLINE void kq_rows(ml_dtype t, float *y, size_t ldy, const float *x, size_t 
     switch (w_dtype) {                                                                             \
     case ML_DTYPE_Q4_K: kq_rows(ML_DTYPE_Q4_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
     case ML_DTYPE_Q5_K: kq_rows(ML_DTYPE_Q5_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
+    case ML_DTYPE_Q2_K: kq_rows(ML_DTYPE_Q2_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
+    case ML_DTYPE_Q3_K: kq_rows(ML_DTYPE_Q3_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
     default: kq_rows(ML_DTYPE_Q6_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break;        \
     }
 
-/* matmul_f32_blocks: Q4_K, Q5_K and Q6_K with up to KQ_MAX_TOKENS tokens fused, the rest tiled. */
+/* matmul_f32_blocks: Q2_K ... Q6_K with up to KQ_MAX_TOKENS tokens fused, the rest tiled. */
 static void matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
                               int n_in, int n_tok, int row_begin, int row_end) {
-    int fused = w_dtype == ML_DTYPE_Q4_K || w_dtype == ML_DTYPE_Q5_K || w_dtype == ML_DTYPE_Q6_K;
+    int fused = ml_dtype_block_elements(w_dtype) == 256 && w_dtype != ML_DTYPE_Q8_K;
     if (!fused || n_tok > KQ_MAX_TOKENS || n_tok <= 0 || n_in <= 0 || row_end <= row_begin) {
         ml_avx512_matmul_f32_blocks(w_dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
         return;
