@@ -37,6 +37,7 @@
  *   10% slower (x must be de-interleaved), so the natural order stayed. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
+#include "backend/cpu/kernels_kquant_scales.h"
 #include "backend/cpu/kernels_vector_common.h"
 
 #include <immintrin.h>
@@ -763,58 +764,27 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
  * matmul_f32_f32 on the dequantised matrix, with no tile of decoded rows in between. */
 #define KQ_MAX_TOKENS 7 /* from 8 tokens, the tiled path (decoded once per tile) */
 
-/* A super-block's sub-block scales and mins (Q3_K, Q6_K: scales only) as core forms them:
- * Q4_K/Q5_K's 8 (ml_k4_scale_min's bits, four per word), Q2_K's, Q3_K's and Q6_K's 16. */
+/* A super-block's sub-block scales (and Q2_K/Q4_K/Q5_K's mins) as core forms them (d * sc,
+ * dmin * m: exact products): Q4_K/Q5_K's 8, Q2_K's, Q3_K's and Q6_K's 16. */
 ML_INLINE void kq_scales(ml_dtype t, const uint8_t *sb, float scale[16], float min[16]) {
-    if (t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K) { /* 16 scales (and Q2_K's 16 mins) as bytes */
-        __m128i bytes, mins = _mm_setzero_si128();
-        float d, dmin = 0.0f;
-        if (t == ML_DTYPE_Q2_K) { /* low nibble scale, high nibble min */
-            __m128i packed = _mm_loadu_si128((const __m128i *)sb);
-            bytes = _mm_and_si128(packed, _mm_set1_epi8(15));
-            mins = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15));
-            int32_t halves;
-            memcpy(&halves, sb + 80, sizeof halves);
-            __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
-            d = _mm_cvtss_f32(dd);
-            dmin = _mm_cvtss_f32(_mm_movehdup_ps(dd));
-        } else { /* ml_q3_k_scale: low 4 bits nibble i / 8 of byte i % 8, top 2 bits 2 (i / 4) of byte 8 + i % 4 */
-            __m128i low8 = _mm_loadl_epi64((const __m128i *)(sb + 96));
-            __m128i low = _mm_and_si128(_mm_unpacklo_epi64(low8, _mm_srli_epi16(low8, 4)), _mm_set1_epi8(15));
-            int32_t top_bytes;
-            memcpy(&top_bytes, sb + 104, sizeof top_bytes);
-            __m128i top = _mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6));
-            top = _mm_slli_epi16(_mm_and_si128(top, _mm_set1_epi8(3)), 4);
-            bytes = _mm_sub_epi8(_mm_or_si128(low, top), _mm_set1_epi8(32));
-            d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sb[108] | sb[109] << 8)));
-        }
-        __m256 dv = _mm256_set1_ps(d), dminv = _mm256_set1_ps(dmin);
+    float dmin, d = ml_kq_d(t, sb, &dmin);
+    __m256 dv = _mm256_set1_ps(d), dminv = _mm256_set1_ps(dmin);
+    if (ml_q8k_per16(t)) {
+        __m128i mins, bytes = ml_kq_scales16(t, sb, &mins);
         for (int half = 0; half < 2; half++) {
             __m128i sc = half ? _mm_srli_si128(bytes, 8) : bytes, m = half ? _mm_srli_si128(mins, 8) : mins;
             _mm256_storeu_ps(scale + 8 * half, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
-            _mm256_storeu_ps(min + 8 * half, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(m))));
+            if (t == ML_DTYPE_Q2_K)
+                _mm256_storeu_ps(min + 8 * half, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(m))));
         }
         return;
     }
-    if (t == ML_DTYPE_Q6_K) {
-        __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(sb[208] | sb[209] << 8))));
-        __m128i sc = _mm_loadu_si128((const __m128i *)(sb + 192));
-        _mm256_storeu_ps(scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
-        _mm256_storeu_ps(scale + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
-        return;
-    }
-    int32_t halves; /* d, dmin */
-    memcpy(&halves, sb, sizeof halves);
-    __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
-    __m256 d = _mm256_set1_ps(_mm_cvtss_f32(dd)), dmin = _mm256_set1_ps(_mm_cvtss_f32(_mm_movehdup_ps(dd)));
-    uint32_t word[3];
-    memcpy(word, sb + 4, sizeof word);
-    uint32_t sc_low = word[0] & 0x3f3f3f3fu, sc_high = (word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u);
-    uint32_t m_low = word[1] & 0x3f3f3f3fu, m_high = ((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u);
-    __m256i sc = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc_high, (int)sc_low));
-    __m256i m = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)m_high, (int)m_low));
-    _mm256_storeu_ps(scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)));
-    _mm256_storeu_ps(min, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m)));
+    uint32_t sc[2], m[2];
+    ml_kq_scale_min8(sb, sc, m);
+    __m256i sc32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)m[1], (int)m[0]));
+    _mm256_storeu_ps(scale, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(sc32)));
+    _mm256_storeu_ps(min, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(m32)));
 }
 
 /* 8 bytes at p as int32 lanes. */
@@ -857,6 +827,7 @@ ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, si
                             size_t row_bytes, int n_super, int row, const uint8_t *prefetch, const int RB,
                             const int TB) {
     const size_t super_bytes = ml_dtype_block_bytes(t);
+    const int per16 = ml_q8k_per16(t); /* sub-blocks of 16, or of 32 */
     __m256 acc[8][KQ_MAX_TOKENS];
     for (int r = 0; r < RB; r++)
         for (int k = 0; k < TB; k++) acc[r][k] = _mm256_setzero_ps();
@@ -876,8 +847,7 @@ ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, si
             __m256 xv[KQ_MAX_TOKENS];
             for (int k = 0; k < TB; k++) xv[k] = _mm256_loadu_ps(x + (size_t)k * ldx + (size_t)s * 256 + 8 * (size_t)v);
             for (int r = 0; r < RB; r++) {
-                int per16 = t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K || t == ML_DTYPE_Q6_K;
-                int i = per16 ? v / 2 : v / 4; /* sub-blocks of 16, or of 32 */
+                int i = per16 ? v / 2 : v / 4;
                 __m256 m = t == ML_DTYPE_Q2_K || !per16 ? _mm256_set1_ps(min[r][i]) : _mm256_setzero_ps();
                 __m256 wv = kq_decode8(t, sb[r], v, _mm256_set1_ps(scale[r][i]), m);
                 for (int k = 0; k < TB; k++) acc[r][k] = _mm256_fmadd_ps(xv[k], wv, acc[r][k]);
@@ -888,40 +858,7 @@ ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, si
         for (int r = 0; r < RB; r++) y[(size_t)k * ldy + (size_t)(row + r)] = hsum8(acc[r][k]);
 }
 
-/* Rows [row_begin, row_end) x TB tokens: 8 rows at a time for one token (the next 8 prefetched),
- * 2 for more, then single rows. */
-ML_INLINE void kq_rows(ml_dtype t, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
-                       int row_begin, int row_end, const int TB) {
-    size_t row_bytes = ml_dtype_row_bytes(t, (size_t)n_in);
-    int n_super = n_in / 256, r = row_begin;
-    const int RB = TB == 1 ? 8 : 2;
-    for (; r + RB <= row_end; r += RB) {
-        const uint8_t *next = r + 2 * RB <= row_end ? w + (size_t)(r + RB) * row_bytes : NULL;
-        kq_dot_block(t, y, ldy, x, ldx, w, row_bytes, n_super, r, next, RB, TB);
-    }
-    for (; r < row_end; r++) kq_dot_block(t, y, ldy, x, ldx, w, row_bytes, n_super, r, NULL, 1, TB);
-}
-
-#define KQ_CALL(TB)                                                                                \
-    switch (w_dtype) {                                                                             \
-    case ML_DTYPE_Q4_K: kq_rows(ML_DTYPE_Q4_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
-    case ML_DTYPE_Q5_K: kq_rows(ML_DTYPE_Q5_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
-    case ML_DTYPE_Q2_K: kq_rows(ML_DTYPE_Q2_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
-    case ML_DTYPE_Q3_K: kq_rows(ML_DTYPE_Q3_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break; \
-    default: kq_rows(ML_DTYPE_Q6_K, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB)); break;        \
-    }
-
-/* matmul_f32_blocks: Q2_K ... Q6_K with up to KQ_MAX_TOKENS tokens fused, the rest tiled. */
-static void matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
-                              int n_in, int n_tok, int row_begin, int row_end) {
-    int fused = ml_dtype_block_elements(w_dtype) == 256 && w_dtype != ML_DTYPE_Q8_K;
-    if (!fused || n_tok > KQ_MAX_TOKENS || n_tok <= 0 || n_in <= 0 || row_end <= row_begin) {
-        ml_avx2_matmul_f32_blocks(w_dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
-        return;
-    }
-    ML_FOR_COUNT_UP_TO(KQ_MAX_TOKENS, n_tok, KQ_CALL)
-}
-#undef KQ_CALL
+#define BLOCKS_TILED ml_avx2_matmul_f32_blocks
 
 #include "backend/cpu/kernels_vector_shared.h"
 

@@ -228,7 +228,7 @@ static float kquant_scale(ml_dtype w_dtype, const uint8_t *sb, float *dmin) {
         memcpy(&d, sb, sizeof d);
         return d;
     }
-    size_t at = w_dtype == ML_DTYPE_Q6_K ? 208 : w_dtype == ML_DTYPE_Q3_K ? 108 : w_dtype == ML_DTYPE_Q2_K ? 80 : 0;
+    size_t at = ml_kq_d_offset(w_dtype);
     memcpy(&bits, sb + at, 2);
     d = ml_f16_to_f32(bits);
     if (ml_q8k_with_min(w_dtype)) { /* dmin right after d */

@@ -500,14 +500,9 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
             int rows = row_end - r < 2 * Q8_ROWS ? row_end - r : 2 * Q8_ROWS;
             const uint8_t *row[2 * Q8_ROWS];
             for (int k = 0; k < 2 * Q8_ROWS; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
-            switch (w_dtype) {
-            case ML_DTYPE_Q8_0: q8_tile16_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q4_0: q8_tile16_group(ML_DTYPE_Q4_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q4_1: q8_tile16_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q5_0: q8_tile16_group(ML_DTYPE_Q5_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q5_1: q8_tile16_group(ML_DTYPE_Q5_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            default: q8_tile16_group(ML_DTYPE_IQ4_NL, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            }
+#define TILE16_CALL(T) q8_tile16_group(T, y + r, ldy, rows, x, ldx, row, n_in, n_tok)
+            ML_FOR_Q32(w_dtype, TILE16_CALL)
+#undef TILE16_CALL
         }
         return;
     }
@@ -517,14 +512,9 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
         const uint8_t *row[Q8_ROWS];
         q8_group_rows(row, w, row_bytes, r, rows);
         if (n_tok >= (ml_q8_signed(w_dtype) ? Q8_0_TILE_MIN_TOKENS : Q8_TILE_MIN_TOKENS)) {
-            switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
-            case ML_DTYPE_Q8_0: q8_tile_group(ML_DTYPE_Q8_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q4_0: q8_tile_group(ML_DTYPE_Q4_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q4_1: q8_tile_group(ML_DTYPE_Q4_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q5_0: q8_tile_group(ML_DTYPE_Q5_0, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q5_1: q8_tile_group(ML_DTYPE_Q5_1, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            default: q8_tile_group(ML_DTYPE_IQ4_NL, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            }
+#define TILE_CALL(T) q8_tile_group(T, y + r, ldy, rows, x, ldx, row, n_in, n_tok)
+            ML_FOR_Q32(w_dtype, TILE_CALL)
+#undef TILE_CALL
             continue;
         }
         /* Q8_NEXT_ROWS: the next group's rows (one contiguous range) prefetched in address
@@ -535,13 +525,13 @@ void Q8_PREFIX(matmul_q8_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const u
             int nt = n_tok - t0 < Q8_TOKENS ? n_tok - t0 : Q8_TOKENS;
             __m256 acc[Q8_TOKENS];
             const uint8_t *xt = x + (size_t)t0 * ldx;
-            if (!Q8_GROUP_PER_TYPE) q8_group(w_dtype, acc, xt, ldx, row, n_in, nt, lookahead, next);
-            else if (w_dtype == ML_DTYPE_Q8_0) q8_group(ML_DTYPE_Q8_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
-            else if (w_dtype == ML_DTYPE_Q4_0) q8_group(ML_DTYPE_Q4_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
-            else if (w_dtype == ML_DTYPE_Q4_1) q8_group(ML_DTYPE_Q4_1, acc, xt, ldx, row, n_in, nt, lookahead, next);
-            else if (w_dtype == ML_DTYPE_Q5_0) q8_group(ML_DTYPE_Q5_0, acc, xt, ldx, row, n_in, nt, lookahead, next);
-            else if (w_dtype == ML_DTYPE_Q5_1) q8_group(ML_DTYPE_Q5_1, acc, xt, ldx, row, n_in, nt, lookahead, next);
-            else q8_group(ML_DTYPE_IQ4_NL, acc, xt, ldx, row, n_in, nt, lookahead, next);
+#define GROUP_CALL(T) q8_group(T, acc, xt, ldx, row, n_in, nt, lookahead, next)
+            if (!Q8_GROUP_PER_TYPE) {
+                GROUP_CALL(w_dtype);
+            } else {
+                ML_FOR_Q32(w_dtype, GROUP_CALL)
+            }
+#undef GROUP_CALL
             q8_store_rows(y + (size_t)t0 * ldy + r, ldy, acc, nt, rows);
         }
     }

@@ -63,6 +63,10 @@ static inline size_t ml_q8_nibbles_at(ml_dtype t) {
 static inline int ml_q8k_per16(ml_dtype t) { return t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K || t == ML_DTYPE_Q6_K; }
 static inline int ml_q8k_with_min(ml_dtype t) { return t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q4_K || t == ML_DTYPE_Q5_K; }
 static inline int ml_q8k_offset_shift(ml_dtype t) { return t == ML_DTYPE_Q6_K ? 5 : t == ML_DTYPE_Q3_K ? 2 : 0; }
+/* Where a K-quant super-block's f16 d is (its dmin, where it has one, right after it). */
+static inline size_t ml_kq_d_offset(ml_dtype t) {
+    return t == ML_DTYPE_Q6_K ? 208 : t == ML_DTYPE_Q3_K ? 108 : t == ML_DTYPE_Q2_K ? 80 : 0;
+}
 void ml_scalar_quantize_q8k(uint8_t *out, const float *x, int n);
 void ml_scalar_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, const uint8_t *x, size_t ldx,
                                  const uint8_t *w, int n_in, int n_tok, int row_begin, int row_end);
@@ -119,6 +123,27 @@ void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, si
     case 10: CALL(ML_CLAMP_COUNT(10, max)); break;                                                 \
     case 11: CALL(ML_CLAMP_COUNT(11, max)); break;                                                 \
     default: CALL(max); break;                                                                     \
+    }
+
+/* CALL(T) with T the constant equal to the run-time type t: one inlined instance per type, whose
+ * other types' branches the compiler drops. The K-quants with sub-block scales (Q6_K when t is
+ * none of the others), and the int8 products' blocks of 32 (IQ4_NL when none of the others). */
+#define ML_FOR_KQUANT(t, CALL)                                                                     \
+    switch (t) {                                                                                   \
+    case ML_DTYPE_Q2_K: CALL(ML_DTYPE_Q2_K); break;                                                \
+    case ML_DTYPE_Q3_K: CALL(ML_DTYPE_Q3_K); break;                                                \
+    case ML_DTYPE_Q4_K: CALL(ML_DTYPE_Q4_K); break;                                                \
+    case ML_DTYPE_Q5_K: CALL(ML_DTYPE_Q5_K); break;                                                \
+    default: CALL(ML_DTYPE_Q6_K); break;                                                           \
+    }
+#define ML_FOR_Q32(t, CALL)                                                                        \
+    switch (t) {                                                                                   \
+    case ML_DTYPE_Q8_0: CALL(ML_DTYPE_Q8_0); break;                                                \
+    case ML_DTYPE_Q4_0: CALL(ML_DTYPE_Q4_0); break;                                                \
+    case ML_DTYPE_Q4_1: CALL(ML_DTYPE_Q4_1); break;                                                \
+    case ML_DTYPE_Q5_0: CALL(ML_DTYPE_Q5_0); break;                                                \
+    case ML_DTYPE_Q5_1: CALL(ML_DTYPE_Q5_1); break;                                                \
+    default: CALL(ML_DTYPE_IQ4_NL); break;                                                         \
     }
 
 #endif

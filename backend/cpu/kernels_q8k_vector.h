@@ -31,12 +31,14 @@
 #ifndef ML_BACKEND_CPU_KERNELS_Q8K_VECTOR_H
 #define ML_BACKEND_CPU_KERNELS_Q8K_VECTOR_H
 
+#include "backend/cpu/kernels_kquant_scales.h"
+
 /* From this many tokens on, the tile shape (at 2 tokens the stream shape, whose operands serve
  * both, is as fast; at 3 the tile is faster; docs/BENCHMARKS.md). */
 #ifndef Q8K_TILE_MIN_TOKENS
 #define Q8K_TILE_MIN_TOKENS 3
 #endif
-/* Tokens whose float accumulators live on the stack while the super-blocks' tiles pass. */
+/* Q8K_ROW_STREAM, Q8K_TILE_INT16: the AVX2 choices described above (0: off). */
 #ifndef Q8K_ROW_STREAM
 #define Q8K_ROW_STREAM 0
 #endif
@@ -54,6 +56,7 @@
 #ifndef Q8K_TILE16_MIN_TOKENS
 #define Q8K_TILE16_MIN_TOKENS 8
 #endif
+/* Tokens whose float accumulators live on the stack while the super-blocks' tiles pass. */
 #ifndef Q8K_CHUNK
 #define Q8K_CHUNK 128
 #endif
@@ -123,28 +126,6 @@ static inline __m256i q8k_weight_operand(ml_dtype w_dtype, const uint8_t *sb, in
     return q8_signed_operand(_mm256_loadu_si256((const __m256i *)(sb + 4 + 32 * j)), signs); /* Q8_K */
 }
 
-/* The 16 scales of a super-block with scales per 16 values (ml_q8k_per16) as int8: Q6_K's as
- * stored, Q3_K's 6-bit values - 32 (core/quant_blocks.h ml_q3_k_scale: low 4 bits nibble i / 8
- * of byte i % 8, top 2 bits bits 2 (i / 4) of byte 8 + i % 4), Q2_K's low nibbles, and in
- * *mins Q2_K's high nibbles (zero for the others). */
-static inline __m128i q8k_scales8(ml_dtype w_dtype, const uint8_t *sb, __m128i *mins) {
-    const __m128i low4 = _mm_set1_epi8(15);
-    *mins = _mm_setzero_si128();
-    if (w_dtype == ML_DTYPE_Q6_K) return _mm_loadu_si128((const __m128i *)(sb + 192));
-    if (w_dtype == ML_DTYPE_Q2_K) {
-        __m128i bytes = _mm_loadu_si128((const __m128i *)sb);
-        *mins = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
-        return _mm_and_si128(bytes, low4);
-    }
-    __m128i bytes = _mm_loadl_epi64((const __m128i *)(sb + 96));
-    __m128i low = _mm_and_si128(_mm_unpacklo_epi64(bytes, _mm_srli_epi16(bytes, 4)), low4);
-    /* dword i of the four: bytes 8-11 shifted right by 2i, so byte 4i + k holds the top bits of
-     * scale 4i + k */
-    __m128i top = _mm_srlv_epi32(_mm_set1_epi32(q8k_load32(sb + 104)), _mm_setr_epi32(0, 2, 4, 6));
-    top = _mm_slli_epi16(_mm_and_si128(top, _mm_set1_epi8(3)), 4);
-    return _mm_sub_epi8(_mm_or_si128(low, top), _mm_set1_epi8(32));
-}
-
 /* The integer factors of eight rows' super-blocks, as vectors over the rows (lane k row k):
  *   scale[i]: Q4_K/Q5_K's sc_i (i < 8), the per-16 types' sc_i (i < 16);
  *   pairs[j]: int16 pairs against x's sums 2j and 2j + 1: Q4_K/Q5_K (m_j, m_j), Q2_K
@@ -168,7 +149,7 @@ static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
     if (ml_q8k_per16(w_dtype)) {
         __m256i mins16[Q8_ROWS], scale_pairs[8];
         for (int k = 0; k < Q8_ROWS; k++) {
-            __m128i mins, scales = q8k_scales8(w_dtype, sb[k], &mins);
+            __m128i mins, scales = ml_kq_scales16(w_dtype, sb[k], &mins);
             _mm_storeu_si128((__m128i *)f->scales8[k], scales);
             f->scales16[k] = _mm256_cvtepi8_epi16(scales);
             mins16[k] = _mm256_cvtepu8_epi16(mins);
@@ -191,13 +172,8 @@ static inline void q8k_factors(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
     }
     __m256i row_scales[Q8_ROWS], row_mins[Q8_ROWS];
     for (int k = 0; k < Q8_ROWS; k++) {
-        /* ml_k4_scale_min for the eight sub-blocks at once, four bytes per word: bytes 0-3 hold
-         * scales 0-3 (and the top bits of scales 4-7), 4-7 the mins alike, 8-11 the low nibbles
-         * of scales 4-7 and mins 4-7 */
-        uint32_t word[3];
-        memcpy(word, sb[k] + 4, sizeof word);
-        uint32_t scales[2] = {word[0] & 0x3f3f3f3fu, (word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u)};
-        uint32_t mins[2] = {word[1] & 0x3f3f3f3fu, ((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u)};
+        uint32_t scales[2], mins[2]; /* ml_k4_scale_min for the eight sub-blocks at once */
+        ml_kq_scale_min8(sb[k], scales, mins);
         row_scales[k] = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)scales[1], (int)scales[0]));
         row_mins[k] = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)mins[1], (int)mins[0]));
         _mm256_storeu_si256((__m256i *)f->scale_pair_of[k],
@@ -219,10 +195,8 @@ static inline __m256 q8k_row_d(ml_dtype w_dtype, const uint8_t *const sb[Q8_ROWS
         for (int k = 0; k < Q8_ROWS; k++) memcpy(&d[k], sb[k], sizeof(float));
         return _mm256_loadu_ps(d);
     }
-    if (w_dtype == ML_DTYPE_Q6_K) return q8_block_halves(sb, 208);
-    if (w_dtype == ML_DTYPE_Q3_K) return q8_block_halves(sb, 108);
-    size_t at = w_dtype == ML_DTYPE_Q2_K ? 80 : 0; /* dmin right after d */
-    *dmin = q8_block_halves(sb, at + 2);
+    size_t at = ml_kq_d_offset(w_dtype);
+    if (ml_q8k_with_min(w_dtype)) *dmin = q8_block_halves(sb, at + 2); /* dmin right after d */
     return q8_block_halves(sb, at);
 }
 
@@ -369,7 +343,7 @@ static inline __attribute__((always_inline)) void q8k_row_super(ml_dtype w_dtype
     int q6 = ml_q8k_per16(w_dtype), shift = ml_q8k_offset_shift(w_dtype);
     __m256i low, high;
     if (q6) {
-        __m128i mins, scales = q8k_scales8(w_dtype, sb, &mins);
+        __m128i mins, scales = ml_kq_scales16(w_dtype, sb, &mins);
         __m256i sc16 = _mm256_cvtepi8_epi16(scales), mins16 = _mm256_cvtepu8_epi16(mins);
         low = _mm256_permute2x128_si256(sc16, sc16, 0x00);
         high = _mm256_permute2x128_si256(sc16, sc16, 0x11);
@@ -382,13 +356,9 @@ static inline __attribute__((always_inline)) void q8k_row_super(ml_dtype w_dtype
                 mlanes[tb] = _mm256_madd_epi16(mins16, bsums);
         }
     } else {
-        /* ml_k4_scale_min for the eight sub-blocks at once (as q8k_factors) */
-        uint32_t word[3];
-        memcpy(word, sb + 4, sizeof word);
-        uint64_t scales = (uint64_t)(word[0] & 0x3f3f3f3fu) |
-                          (uint64_t)((word[2] & 0x0f0f0f0fu) | ((word[0] >> 2) & 0x30303030u)) << 32;
-        uint64_t mins = (uint64_t)(word[1] & 0x3f3f3f3fu) |
-                        (uint64_t)(((word[2] >> 4) & 0x0f0f0f0fu) | ((word[1] >> 2) & 0x30303030u)) << 32;
+        uint32_t sc[2], m[2]; /* ml_k4_scale_min for the eight sub-blocks at once */
+        ml_kq_scale_min8(sb, sc, m);
+        uint64_t scales = (uint64_t)sc[0] | (uint64_t)sc[1] << 32, mins = (uint64_t)m[0] | (uint64_t)m[1] << 32;
         low = high = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scales)));
         /* (m_0, m_0, m_1, m_1, ...) against the 16 sums of x */
         const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -742,13 +712,9 @@ void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const 
             int rows = row_end - r < Q8K_ROWS16 ? row_end - r : Q8K_ROWS16;
             const uint8_t *row[Q8K_ROWS16];
             for (int k = 0; k < Q8K_ROWS16; k++) row[k] = w + (size_t)(r + (k < rows ? k : rows - 1)) * row_bytes;
-            switch (w_dtype) {
-            case ML_DTYPE_Q4_K: q8k_tile16_group(ML_DTYPE_Q4_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q5_K: q8k_tile16_group(ML_DTYPE_Q5_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q2_K: q8k_tile16_group(ML_DTYPE_Q2_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            case ML_DTYPE_Q3_K: q8k_tile16_group(ML_DTYPE_Q3_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            default: q8k_tile16_group(ML_DTYPE_Q6_K, y + r, ldy, rows, x, ldx, row, n_in, n_tok); break;
-            }
+#define TILE16_CALL(T) q8k_tile16_group(T, y + r, ldy, rows, x, ldx, row, n_in, n_tok)
+            ML_FOR_KQUANT(w_dtype, TILE16_CALL)
+#undef TILE16_CALL
         }
         return;
     }
@@ -758,29 +724,15 @@ void Q8_PREFIX(matmul_q8k_blocks)(ml_dtype w_dtype, float *y, size_t ldy, const 
         const uint8_t *row[Q8_ROWS];
         q8_group_rows(row, w, row_bytes, r, rows);
         float *y_rows = y + r;
-        switch (w_dtype) { /* one instance per type: the compiler drops the other types' branches */
-        case ML_DTYPE_Q4_K:
-            if (tile) q8k_tile_group(ML_DTYPE_Q4_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
-            else q8k_stream_group(ML_DTYPE_Q4_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
-            break;
-        case ML_DTYPE_Q5_K:
-            if (tile) q8k_tile_group(ML_DTYPE_Q5_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
-            else q8k_stream_group(ML_DTYPE_Q5_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
-            break;
-        case ML_DTYPE_Q6_K:
-            if (tile) q8k_tile_group(ML_DTYPE_Q6_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
-            else q8k_stream_group(ML_DTYPE_Q6_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
-            break;
-        case ML_DTYPE_Q2_K:
-            if (tile) q8k_tile_group(ML_DTYPE_Q2_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
-            else q8k_stream_group(ML_DTYPE_Q2_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
-            break;
-        case ML_DTYPE_Q3_K:
-            if (tile) q8k_tile_group(ML_DTYPE_Q3_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);
-            else q8k_stream_group(ML_DTYPE_Q3_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
-            break;
-        default: q8k_stream_group(ML_DTYPE_Q8_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead); break;
+        if (w_dtype == ML_DTYPE_Q8_K) {
+            q8k_stream_group(ML_DTYPE_Q8_K, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead);
+            continue;
         }
+#define GROUP_CALL(T)                                                                              \
+    if (tile) q8k_tile_group(T, y_rows, ldy, rows, x, ldx, row, n_in, n_tok);                      \
+    else q8k_stream_group(T, y_rows, ldy, rows, x, ldx, row, n_in, n_tok, lookahead)
+        ML_FOR_KQUANT(w_dtype, GROUP_CALL)
+#undef GROUP_CALL
     }
 }
 

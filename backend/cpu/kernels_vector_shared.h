@@ -6,10 +6,13 @@
  * what it calls with their own intrinsics:
  *   constants  VEC, W_TILE_BYTES, Q_TOKENS (tokens per quantised register block),
  *              Q_TILE_TOKENS (from this many tokens, decode a tile of rows to float32 first),
- *              Q_TILE_ROWS (tile rows are a multiple of it), ATT_HEADS (heads per
+ *              Q_TILE_ROWS (tile rows are a multiple of it), KQ_MAX_TOKENS (the K-quants'
+ *              fused kernel up to this many tokens), ATT_HEADS (heads per
  *              attention_heads call), KIND_F32 / KIND_F16 / KIND_BF16;
  *   functions  matmul_driver (float32-accumulating product over rows x tokens, any kinds),
  *              q_dot_block (RB rows x TB tokens of quantised weights, RB <= 8, TB <= 8),
+ *              kq_dot_block (the same for the K-quants, TB <= KQ_MAX_TOKENS),
+ *              BLOCKS_TILED (a macro naming the file's tiled block product),
  *              q_decode_blocks (blocks to float32, bit for bit as the dequantiser),
  *              score_block (scores of NH heads x NP positions), attention_heads (up to
  *              ATT_HEADS heads over all positions).
@@ -96,6 +99,44 @@ ML_INLINE void q_matmul_driver(float *y, size_t ldy, const float *x, size_t ldx,
 #undef Q_TAIL_CALL
         }
     }
+}
+
+/* ---- matrix products: K-quant weights, few tokens (Q2_K ... Q6_K) ------------------------- */
+
+/* Rows [row_begin, row_end) x TB tokens of kq_dot_block: 8 rows at a time for one token (the
+ * next 8 prefetched), 2 for more, then single rows. */
+ML_INLINE void kq_rows(ml_dtype t, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w, int n_in,
+                       int row_begin, int row_end, const int TB) {
+    size_t row_bytes = ml_dtype_row_bytes(t, (size_t)n_in);
+    int n_super = n_in / 256, r = row_begin;
+    const int RB = TB == 1 ? 8 : 2;
+    for (; r + RB <= row_end; r += RB) {
+        const uint8_t *next = r + 2 * RB <= row_end ? w + (size_t)(r + RB) * row_bytes : NULL;
+        kq_dot_block(t, y, ldy, x, ldx, w, row_bytes, n_super, r, next, RB, TB);
+    }
+    for (; r < row_end; r++) kq_dot_block(t, y, ldy, x, ldx, w, row_bytes, n_super, r, NULL, 1, TB);
+}
+
+/* kq_rows for a run-time token count of 1..KQ_MAX_TOKENS (t a constant where inlined). */
+ML_INLINE void kq_rows_for_tokens(ml_dtype t, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                                  int n_in, int n_tok, int row_begin, int row_end) {
+#define KQ_CALL(TB) kq_rows(t, y, ldy, x, ldx, w, n_in, row_begin, row_end, (TB))
+    ML_FOR_COUNT_UP_TO(KQ_MAX_TOKENS, n_tok, KQ_CALL)
+#undef KQ_CALL
+}
+
+/* matmul_f32_blocks: Q2_K ... Q6_K with up to KQ_MAX_TOKENS tokens fused (one compiled copy per
+ * type and token count), everything else by the file's tiled product BLOCKS_TILED. */
+static void matmul_f32_blocks(ml_dtype w_dtype, float *y, size_t ldy, const float *x, size_t ldx, const uint8_t *w,
+                              int n_in, int n_tok, int row_begin, int row_end) {
+    int fused = ml_q8k_per16(w_dtype) || ml_q8k_with_min(w_dtype); /* ML_FOR_KQUANT's five types */
+    if (!fused || n_tok > KQ_MAX_TOKENS || n_tok <= 0 || n_in <= 0 || row_end <= row_begin) {
+        BLOCKS_TILED(w_dtype, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+        return;
+    }
+#define KQ_TYPE(T) kq_rows_for_tokens(T, y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end)
+    ML_FOR_KQUANT(w_dtype, KQ_TYPE)
+#undef KQ_TYPE
 }
 
 #include "backend/cpu/kernels_matmul_entries.h"
