@@ -48,6 +48,19 @@ void ml_groups_interleave_x(float *xt, const float *x, size_t ldx, int n_in, int
     }
 }
 
+/* Intel: LOOKAHEAD_INTEL bytes. AVX-512 kernel (Intel Xeon, 2 threads, 1 GiB): no prefetch 20.0
+ * GB/s at 1 token, 124 GFLOP/s at 8, 203 at 32; 512 bytes 23.2 / 145 / 188; 2048 26.1 / 171 /
+ * 243; 4096 26.2 / 191 / 271; 8192 22.9 / 163 / 223. AVX2 kernel on the same Xeon (three
+ * alternated rounds): none 20-21 GB/s / 72-74 GFLOP/s / 102-104; 4096 bytes 24.5-26 / 96-101 /
+ * 111-122; 2048 alike (docs/BENCHMARKS.md). Other CPUs rely on their hardware prefetchers, as
+ * the natural-row kernels do on AMD, where a look-ahead slowed the decode (kernels_avx512.c);
+ * unmeasured for this layout. */
+#define LOOKAHEAD_INTEL 4096
+size_t ml_groups_lookahead_elements(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? LOOKAHEAD_INTEL / sizeof(uint16_t) : 0;
+}
+
 /* xt is a faster copy of x for the vector variants; the reference reads x. */
 void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
                                 int n_in, int n_tok, int row_begin, int row_end) {

@@ -38,13 +38,16 @@ ML_INLINE void store_half(float *y, size_t ldy, const __m256 *acc, int r0, int r
 /* acc[h][t] = the chains of GB groups (2 * GB halves) x TB tokens over column pairs
  * [p_begin, p_end); x float32 rows ldx apart. */
 ML_INLINE void chunk_block(__m256 (*acc)[TB_MAX], const float *x, size_t ldx, const uint16_t *w, int n_in,
-                           int p_begin, int p_end, const int GB, const int TB) {
+                           int p_begin, int p_end, size_t ahead, const int GB, const int TB) {
     const int NH = 2 * GB;
     for (int h = 0; h < NH; h++)
         for (int t = 0; t < TB; t++) acc[h][t] = _mm256_setzero_ps();
     const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
     for (int j = p_begin; j < p_end; j++) {
         const uint16_t *pair = w + (size_t)j * 2 * ML_GROUP_ROWS;
+        if (ahead)
+            for (int g = 0; g < GB; g++)
+                _mm_prefetch((const char *)(pair + (size_t)g * GROUP_ELEMS(n_in) + ahead), _MM_HINT_T0);
         for (int odd = 0; odd < 2; odd++) {
             __m256 wv[4];
             for (int h = 0; h < NH; h++) {
@@ -63,36 +66,42 @@ ML_INLINE void chunk_block(__m256 (*acc)[TB_MAX], const float *x, size_t ldx, co
 
 /* GB groups from row r0 x TB tokens, chunk by chunk of ML_GROUP_CHUNK columns. */
 ML_INLINE void group_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int r0,
-                           int row_end, const int GB, const int TB) {
+                           int row_end, size_t ahead, const int GB, const int TB) {
     const int n_pairs = n_in / 2, chunk_pairs = ML_GROUP_CHUNK / 2;
     for (int p0 = 0; p0 < n_pairs; p0 += chunk_pairs) {
         int p1 = n_pairs - p0 < chunk_pairs ? n_pairs : p0 + chunk_pairs;
         __m256 acc[4][TB_MAX];
-        chunk_block(acc, x, ldx, w, n_in, p0, p1, GB, TB);
+        chunk_block(acc, x, ldx, w, n_in, p0, p1, ahead, GB, TB);
         for (int h = 0; h < 2 * GB; h++) store_half(y, ldy, acc[h], r0 + h * HALF, row_end, p0 > 0, TB);
     }
 }
 
 ML_INLINE void groups_for_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
-                                int g_begin, int g_end, int row_end, const int GB, const int TB) {
+                                int g_begin, int g_end, int row_end, size_t ahead, const int GB, const int TB) {
     int g = g_begin;
     for (; g + GB <= g_end; g += GB)
-        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, GB, TB);
+        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, ahead, GB,
+                    TB);
     for (; g < g_end; g++)
-        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, 1, TB);
+        group_block(y, ldy, x, ldx, w + (size_t)g * GROUP_ELEMS(n_in), n_in, g * ML_GROUP_ROWS, row_end, ahead, 1,
+                    TB);
 }
 
-/* Row tiles of TILE_GROUPS groups, each passed by every block of up to TB_MAX tokens. */
+/* Row tiles of TILE_GROUPS groups, each passed by every block of up to TB_MAX tokens; the first
+ * pass, which reads the tile from memory, prefetches ml_groups_lookahead_elements() ahead. */
 static void groups_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                           int row_begin, int row_end) {
     int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
+    size_t lookahead = ml_groups_lookahead_elements();
     for (int tile = g_begin; tile < g_end; tile += TILE_GROUPS) {
         int tile_end = tile + TILE_GROUPS < g_end ? tile + TILE_GROUPS : g_end;
         for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {
             int tb = n_tok - t0 < TB_MAX ? n_tok - t0 : TB_MAX;
+            size_t ahead = t0 == 0 ? lookahead : 0; /* the pass that reads the tile from memory */
             const float *xb = x + (size_t)t0 * ldx;
             float *yb = y + (size_t)t0 * ldy;
-#define BLOCK_CALL(TB) groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, (TB) <= 2 ? 2 : 1, TB)
+#define BLOCK_CALL(TB)                                                                             \
+    groups_for_block(yb, ldy, xb, ldx, w, n_in, tile, tile_end, row_end, ahead, (TB) <= 2 ? 2 : 1, TB)
             ML_FOR_COUNT_UP_TO(TB_MAX, tb, BLOCK_CALL)
 #undef BLOCK_CALL
         }

@@ -133,24 +133,12 @@ ML_INLINE void groups_for_block(float *y, size_t ldy, const void *x, size_t ldx,
                     TB);
 }
 
-/* How far ahead of its loads each group's stream prefetches, in elements (0: not at all): on
- * Intel LOOKAHEAD_INTEL bytes, in the pass that reads a tile from memory (Intel Xeon, 2 threads,
- * 1 GiB: no prefetch 20.0 GB/s at 1 token, 124 GFLOP/s at 8, 203 at 32; 512 bytes 23.2 / 145 /
- * 188; 2048 26.1 / 171 / 243; 4096 26.2 / 191 / 271; 8192 22.9 / 163 / 223; docs/BENCHMARKS.md).
- * Other CPUs rely on their hardware prefetchers, as the natural-row kernels do on AMD, where a
- * look-ahead slowed the decode (kernels_avx512.c); unmeasured for this layout. */
-#define LOOKAHEAD_INTEL 4096
-static size_t lookahead_elements(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") ? LOOKAHEAD_INTEL / sizeof(uint16_t) : 0;
-}
-
 /* Row tiles of TILE_GROUPS groups, each passed by every block of up to TB_MAX tokens; x rows of
  * x_elem bytes per element, ldx elements apart. One or two tokens take 4 groups per block. */
 ML_INLINE void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_t x_elem, const uint16_t *w,
                           int n_in, int n_tok, int row_begin, int row_end, int mode) {
     int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
-    size_t lookahead = lookahead_elements();
+    size_t lookahead = ml_groups_lookahead_elements();
     for (int tile = g_begin; tile < g_end; tile += TILE_GROUPS) {
         int tile_end = tile + TILE_GROUPS < g_end ? tile + TILE_GROUPS : g_end;
         for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {
