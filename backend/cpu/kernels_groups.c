@@ -69,23 +69,26 @@ void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx
         for (int r = row_begin; r < row_end; r++) y[(size_t)t * ldy + r] = chain(x + (size_t)t * ldx, w, n_in, r);
 }
 
-/* Widened x (exact), a chunk at a time through a small buffer, then the same chains. */
+/* Widened x (exact), a chunk at a time through a small buffer, then the same chains: each
+ * chunk's chain for every row, its sum added to the row's output (stored exactly, so the
+ * additions are chain()'s). */
 void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
                                  int n_tok, int row_begin, int row_end) {
     float widened[ML_GROUP_CHUNK];
     for (int t = 0; t < n_tok; t++) {
         const uint16_t *xt = x + (size_t)t * ldx;
-        for (int r = row_begin; r < row_end; r++) {
-            float sum = 0.0f;
-            for (int c = 0; c < n_in; c += ML_GROUP_CHUNK) {
-                int n = n_in - c < ML_GROUP_CHUNK ? n_in - c : ML_GROUP_CHUNK;
-                for (int i = 0; i < n; i++) widened[i] = ml_bf16_to_f32(xt[c + i]);
+        float *yt = y + (size_t)t * ldy;
+        if (n_in <= 0)
+            for (int r = row_begin; r < row_end; r++) yt[r] = 0.0f; /* chain()'s empty sum */
+        for (int c = 0; c < n_in; c += ML_GROUP_CHUNK) {
+            int n = n_in - c < ML_GROUP_CHUNK ? n_in - c : ML_GROUP_CHUNK;
+            for (int i = 0; i < n; i++) widened[i] = ml_bf16_to_f32(xt[c + i]);
+            for (int r = row_begin; r < row_end; r++) {
                 float acc = 0.0f;
                 for (int i = 0; i < n; i++)
                     acc = fmaf(widened[i], ml_bf16_to_f32(ml_bf16_groups_at(w, n_in, r, c + i)), acc);
-                sum = c == 0 ? acc : sum + acc;
+                yt[r] = c == 0 ? acc : yt[r] + acc;
             }
-            y[(size_t)t * ldy + r] = sum;
         }
     }
 }
