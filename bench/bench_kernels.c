@@ -209,10 +209,14 @@ enum { DEC_STAGES = sizeof decode_stages / sizeof decode_stages[0] };
 /* A stage's matrices for one layer (the LM head: one in all) in row groups, random values. */
 static uint16_t *decode_weights(const decode_stage *s, int copies, size_t *per_copy) {
     size_t bytes = 0;
-    for (int j = 0; j < s->n_jobs; j++) bytes += ml_bf16_groups_bytes(s->rows[j], s->n_in);
+    int max_rows = 0; /* every job is packed from the same natural rows */
+    for (int j = 0; j < s->n_jobs; j++) {
+        bytes += ml_bf16_groups_bytes(s->rows[j], s->n_in);
+        max_rows = s->rows[j] > max_rows ? s->rows[j] : max_rows;
+    }
     *per_copy = bytes / sizeof(uint16_t);
     uint16_t *w = random_bf16_pages(*per_copy * (size_t)copies, 5, 1);
-    uint16_t *natural = random_bf16((size_t)s->rows[0] * s->n_in, 6);
+    uint16_t *natural = random_bf16((size_t)max_rows * s->n_in, 6);
     if (!w || !natural) {
         free(w);
         free(natural);
