@@ -764,29 +764,6 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
  * matmul_f32_f32 on the dequantised matrix, with no tile of decoded rows in between. */
 #define KQ_MAX_TOKENS 7 /* from 8 tokens, the tiled path (decoded once per tile) */
 
-/* A super-block's sub-block scales (and Q2_K/Q4_K/Q5_K's mins) as core forms them (d * sc,
- * dmin * m: exact products): Q4_K/Q5_K's 8, Q2_K's, Q3_K's and Q6_K's 16. */
-ML_INLINE void kq_scales(ml_dtype t, const uint8_t *sb, float scale[16], float min[16]) {
-    float dmin, d = ml_kq_d(t, sb, &dmin);
-    __m256 dv = _mm256_set1_ps(d), dminv = _mm256_set1_ps(dmin);
-    if (ml_q8k_per16(t)) {
-        __m128i mins, bytes = ml_kq_scales16(t, sb, &mins);
-        for (int half = 0; half < 2; half++) {
-            __m128i sc = half ? _mm_srli_si128(bytes, 8) : bytes, m = half ? _mm_srli_si128(mins, 8) : mins;
-            _mm256_storeu_ps(scale + 8 * half, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
-            if (t == ML_DTYPE_Q2_K)
-                _mm256_storeu_ps(min + 8 * half, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(m))));
-        }
-        return;
-    }
-    uint32_t sc[2], m[2];
-    ml_kq_scale_min8(sb, sc, m);
-    __m256i sc32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
-    __m256i m32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)m[1], (int)m[0]));
-    _mm256_storeu_ps(scale, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(sc32)));
-    _mm256_storeu_ps(min, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(m32)));
-}
-
 /* 8 bytes at p as int32 lanes. */
 ML_INLINE __m256i kq_bytes8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
 
@@ -841,14 +818,14 @@ ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, si
         float scale[8][16], min[8][16];
         for (int r = 0; r < RB; r++) {
             sb[r] = w + (size_t)(row + r) * row_bytes + (size_t)s * super_bytes;
-            kq_scales(t, sb[r], scale[r], min[r]);
+            ml_kq_scales_f32(t, sb[r], scale[r], min[r]);
         }
         for (int v = 0; v < 32; v++) {
             __m256 xv[KQ_MAX_TOKENS];
             for (int k = 0; k < TB; k++) xv[k] = _mm256_loadu_ps(x + (size_t)k * ldx + (size_t)s * 256 + 8 * (size_t)v);
             for (int r = 0; r < RB; r++) {
                 int i = per16 ? v / 2 : v / 4;
-                __m256 m = t == ML_DTYPE_Q2_K || !per16 ? _mm256_set1_ps(min[r][i]) : _mm256_setzero_ps();
+                __m256 m = ml_q8k_with_min(t) ? _mm256_set1_ps(min[r][i]) : _mm256_setzero_ps();
                 __m256 wv = kq_decode8(t, sb[r], v, _mm256_set1_ps(scale[r][i]), m);
                 for (int k = 0; k < TB; k++) acc[r][k] = _mm256_fmadd_ps(xv[k], wv, acc[r][k]);
             }

@@ -870,25 +870,6 @@ static void f16_to_f32(float *out, const uint16_t *in, size_t n) {
  * dequantised matrix, without writing the decoded rows to a tile and reading them back. */
 #define KQ_MAX_TOKENS 7 /* from Q_TILE_TOKENS tokens, the tiled path (decoded once per tile) */
 
-/* A super-block's sub-block scales (and Q2_K/Q4_K/Q5_K's mins) as core forms them (d * sc,
- * dmin * m: exact products), 8 or 16 at once: Q4_K/Q5_K's 8, Q2_K's, Q3_K's and Q6_K's 16. */
-ML_INLINE void kq_scales(ml_dtype t, const uint8_t *sb, float scale[16], float min[16]) {
-    float dmin, d = ml_kq_d(t, sb, &dmin);
-    if (ml_q8k_per16(t)) {
-        __m128i mins, bytes = ml_kq_scales16(t, sb, &mins);
-        _mm512_storeu_ps(scale, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes))));
-        if (t == ML_DTYPE_Q2_K)
-            _mm512_storeu_ps(min, _mm512_mul_ps(_mm512_set1_ps(dmin), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(mins))));
-        return;
-    }
-    uint32_t sc[2], m[2];
-    ml_kq_scale_min8(sb, sc, m);
-    __m256i sc32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
-    __m256i m32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)m[1], (int)m[0]));
-    _mm256_storeu_ps(scale, _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sc32)));
-    _mm256_storeu_ps(min, _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(m32)));
-}
-
 /* Weights [16v, 16v + 16) of a super-block (core/quant_blocks.c's element order). */
 ML_INLINE __m512 kq_decode16(ml_dtype t, const uint8_t *sb, int v, __m512 scale, __m512 min) {
     if (t == ML_DTYPE_Q2_K || t == ML_DTYPE_Q3_K) {
@@ -943,14 +924,14 @@ ML_INLINE void kq_dot_block(ml_dtype t, float *y, size_t ldy, const float *x, si
         float scale[8][16], min[8][16];
         for (int r = 0; r < RB; r++) {
             sb[r] = w + (size_t)(row + r) * row_bytes + (size_t)s * super_bytes;
-            kq_scales(t, sb[r], scale[r], min[r]);
+            ml_kq_scales_f32(t, sb[r], scale[r], min[r]);
         }
         for (int v = 0; v < 16; v++) {
             __m512 xv[KQ_MAX_TOKENS];
             for (int k = 0; k < TB; k++) xv[k] = _mm512_loadu_ps(x + (size_t)k * ldx + (size_t)s * 256 + 16 * (size_t)v);
             for (int r = 0; r < RB; r++) {
                 int i = per16 ? v : v / 2;
-                __m512 m = t == ML_DTYPE_Q2_K || !per16 ? _mm512_set1_ps(min[r][i]) : _mm512_setzero_ps();
+                __m512 m = ml_q8k_with_min(t) ? _mm512_set1_ps(min[r][i]) : _mm512_setzero_ps();
                 __m512 wv = kq_decode16(t, sb[r], v, _mm512_set1_ps(scale[r][i]), m);
                 for (int k = 0; k < TB; k++) acc[r][k] = _mm512_fmadd_ps(xv[k], wv, acc[r][k]);
             }

@@ -55,4 +55,28 @@ static inline float ml_kq_d(ml_dtype t, const uint8_t *sb, float *dmin) {
     return _mm_cvtss_f32(both);
 }
 
+/* A super-block's sub-block scales d * sc (16, or Q4_K/Q5_K's 8) and Q2_K/Q4_K/Q5_K's mins
+ * dmin * m as float32, as core/quant_blocks.c forms them (exact products); min is left alone
+ * for Q3_K and Q6_K. The fused float32 kernels' per-super-block factors. */
+static inline __attribute__((always_inline)) void ml_kq_scales_f32(ml_dtype t, const uint8_t *sb, float scale[16], float min[16]) {
+    float dmin, d = ml_kq_d(t, sb, &dmin);
+    __m256 dv = _mm256_set1_ps(d), dminv = _mm256_set1_ps(dmin);
+    if (ml_q8k_per16(t)) {
+        __m128i mins, bytes = ml_kq_scales16(t, sb, &mins);
+        for (int half = 0; half < 2; half++) {
+            __m128i sc = half ? _mm_srli_si128(bytes, 8) : bytes, m = half ? _mm_srli_si128(mins, 8) : mins;
+            _mm256_storeu_ps(scale + 8 * half, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+            if (t == ML_DTYPE_Q2_K)
+                _mm256_storeu_ps(min + 8 * half, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(m))));
+        }
+        return;
+    }
+    uint32_t sc[2], m[2];
+    ml_kq_scale_min8(sb, sc, m);
+    __m256i sc32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0]));
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)m[1], (int)m[0]));
+    _mm256_storeu_ps(scale, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(sc32)));
+    _mm256_storeu_ps(min, _mm256_mul_ps(dminv, _mm256_cvtepi32_ps(m32)));
+}
+
 #endif
