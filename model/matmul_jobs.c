@@ -51,7 +51,7 @@ typedef struct {
     const ml_matmul_job *jobs;
     int n_row_tasks;
     row_task row_tasks[ML_MAX_ROW_TASKS]; /* in claim order */
-    const float *x_interleaved[ML_MAX_MATMUL_JOBS]; /* per job: its x for the row-group kernels, or NULL */
+    const void *x_interleaved[ML_MAX_MATMUL_JOBS]; /* per job: its x for the row-group kernels, or NULL */
 } matmul_plan;
 
 /* y[t, rows] += bias[rows] after the product, as nn.Linear adds it (one rounding after the dot
@@ -63,19 +63,25 @@ static void add_bias(const ml_matmul_job *job, float *y, int n_tok, int row_begi
     }
 }
 
+/* Whether a row-group job multiplies bf16 x (matmul_bf16_bf16g) rather than float32 x. */
+static int takes_bf16_x(const ml_cpu_kernels *k, const ml_matmul_job *job) {
+    return job->x_bf16 && (k->bf16_dot_product || !job->x);
+}
+
 /* y = x W^T for rows [rt->row_begin, rt->row_end) of tokens [tok_begin, tok_begin + n_tok). */
 static void multiply(const matmul_plan *plan, const row_task *rt, const ml_matmul_job *job, int tok_begin,
                      int n_tok, float *y) {
     const ml_cpu_kernels *k = plan->model->kernels;
-    const float *xt = plan->x_interleaved[rt->job];
+    const void *xt = plan->x_interleaved[rt->job];
     if (job->w.grouped) { /* bf16 in row groups: row_begin is a multiple of 16 (ML_ROW_QUANTUM) */
-        if (job->x_bf16 && (k->bf16_dot_product || !job->x))
-            k->matmul_bf16_bf16g(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx, job->w.data,
+        if (takes_bf16_x(k, job))
+            k->matmul_bf16_bf16g(y, job->ldy, job->x_bf16 + (size_t)tok_begin * job->ldx, job->ldx,
+                                 xt ? (const uint16_t *)xt + (size_t)tok_begin * job->n_in : NULL, job->w.data,
                                  job->n_in, n_tok, rt->row_begin, rt->row_end);
         else
             k->matmul_f32_bf16g(y, job->ldy, job->x + (size_t)tok_begin * job->ldx, job->ldx,
-                                xt ? xt + (size_t)tok_begin * job->n_in : NULL, job->w.data, job->n_in, n_tok,
-                                rt->row_begin, rt->row_end);
+                                xt ? (const float *)xt + (size_t)tok_begin * job->n_in : NULL, job->w.data, job->n_in,
+                                n_tok, rt->row_begin, rt->row_end);
         return;
     }
     if (job->w.dtype == ML_DTYPE_BF16 && job->x_bf16 && (k->bf16_dot_product || !job->x)) {
@@ -141,39 +147,42 @@ static void matmul_task(void *ctx, int task, int thread_index) {
     if (job->bias) add_bias(job, y, n_tok, rt->row_begin, rt->row_end);
 }
 
-/* Whether a job takes the float32 x of the row-group kernels with 3+ tokens (multiply above). */
-static int wants_interleaved(const ml_model *model, const ml_matmul_job *job) {
-    const ml_cpu_kernels *k = model->kernels;
-    return job->w.grouped && job->x && job->n_tok >= 3 && !(job->x_bf16 && k->bf16_dot_product);
+/* The bytes per element of the interleaved x a job's row-group kernel reads with 3+ tokens
+ * (multiply above): float32 x, or bf16 x as pairs for vdpbf16ps; 0: none. */
+static size_t interleaved_elem(const ml_model *model, const ml_matmul_job *job) {
+    if (!job->w.grouped || job->n_tok < 3) return 0;
+    if (takes_bf16_x(model->kernels, job)) return model->kernels->bf16_dot_product ? sizeof(uint16_t) : 0;
+    return job->x ? sizeof(float) : 0;
 }
 
-/* The row-group kernels read 3+ tokens' x interleaved (ml_groups_interleave_x), one copy per
- * distinct input made here, once for all the tasks that read it (made per task, the copy cost as
- * much as a 48-row task's product; docs/BENCHMARKS.md). Token blocks restart at every
- * ML_TOKENS_PER_TASK, where the tasks' token ranges start. Without memory, NULL: the kernels
- * read x itself (the same bits). */
-static void interleave_inputs(ml_model *model, const ml_matmul_job *jobs, int n_jobs, const float **out) {
+/* The row-group kernels read 3+ tokens' x interleaved (ml_groups_interleave_x, or
+ * ml_groups_interleave_pairs for bf16 x), one copy per distinct input made here, once for all
+ * the tasks that read it (made per task, the copy cost as much as a 48-row task's product;
+ * docs/BENCHMARKS.md). Token blocks restart at every ML_TOKENS_PER_TASK, where the tasks' token
+ * ranges start. Without memory, NULL: the kernels read x itself (the same bits). */
+static void interleave_inputs(ml_model *model, const ml_matmul_job *jobs, int n_jobs, const void **out) {
     int source[ML_MAX_MATMUL_JOBS]; /* per job: the first job with the same input, or -1 */
-    size_t need = 0;
+    size_t elem[ML_MAX_MATMUL_JOBS], need = 0;
     for (int j = 0; j < n_jobs; j++) {
         out[j] = NULL;
         source[j] = -1;
-        if (!wants_interleaved(model, &jobs[j])) continue;
+        elem[j] = interleaved_elem(model, &jobs[j]);
+        if (!elem[j]) continue;
         source[j] = j;
         for (int e = 0; e < j && source[j] == j; e++) /* the same input as an earlier job's (q, k, v) */
-            if (source[e] == e && jobs[e].x == jobs[j].x && jobs[e].ldx == jobs[j].ldx &&
-                jobs[e].n_in == jobs[j].n_in && jobs[e].n_tok == jobs[j].n_tok)
+            if (source[e] == e && elem[e] == elem[j] && jobs[e].x == jobs[j].x && jobs[e].x_bf16 == jobs[j].x_bf16 &&
+                jobs[e].ldx == jobs[j].ldx && jobs[e].n_in == jobs[j].n_in && jobs[e].n_tok == jobs[j].n_tok)
                 source[j] = e;
-        if (source[j] == j) need += (size_t)jobs[j].n_tok * (size_t)jobs[j].n_in;
+        if (source[j] == j) need += (size_t)jobs[j].n_tok * (size_t)jobs[j].n_in * elem[j];
     }
     if (need == 0) return;
-    if (model->x_interleaved_floats < need) {
+    if (model->x_interleaved_bytes < need) {
         ml_free(model->x_interleaved);
-        model->x_interleaved = ml_alloc(need * sizeof(float), "interleaved matmul inputs");
-        model->x_interleaved_floats = model->x_interleaved ? need : 0;
+        model->x_interleaved = ml_alloc(need, "interleaved matmul inputs");
+        model->x_interleaved_bytes = model->x_interleaved ? need : 0;
         if (!model->x_interleaved) return;
     }
-    float *cursor = model->x_interleaved;
+    uint8_t *cursor = model->x_interleaved; /* each copy's size a multiple of 4 bytes (n_in even for bf16) */
     for (int j = 0; j < n_jobs; j++) {
         const ml_matmul_job *job = &jobs[j];
         if (source[j] != j) {
@@ -182,11 +191,15 @@ static void interleave_inputs(ml_model *model, const ml_matmul_job *jobs, int n_
         }
         for (int t0 = 0; t0 < job->n_tok; t0 += ML_TOKENS_PER_TASK) {
             int n = job->n_tok - t0 < ML_TOKENS_PER_TASK ? job->n_tok - t0 : ML_TOKENS_PER_TASK;
-            ml_groups_interleave_x(cursor + (size_t)t0 * job->n_in, job->x + (size_t)t0 * job->ldx, job->ldx,
-                                   job->n_in, n);
+            size_t at = (size_t)t0 * (size_t)job->n_in;
+            if (elem[j] == sizeof(float))
+                ml_groups_interleave_x((float *)cursor + at, job->x + (size_t)t0 * job->ldx, job->ldx, job->n_in, n);
+            else
+                ml_groups_interleave_pairs((uint16_t *)cursor + at, job->x_bf16 + (size_t)t0 * job->ldx, job->ldx,
+                                           job->n_in, n);
         }
         out[j] = cursor;
-        cursor += (size_t)job->n_tok * (size_t)job->n_in;
+        cursor += (size_t)job->n_tok * (size_t)job->n_in * elem[j];
     }
 }
 

@@ -122,9 +122,9 @@ struct ml_model {
                                       * matmul inputs are also quantised to int8 super-blocks */
     uint8_t *xn_q8k;                 /* [chunk, ml_q8k_row_bytes(hidden)] where act_q8k, else NULL */
     float *reduced;                  /* [chunk, hidden] all-reduce result */
-    float *x_interleaved;            /* owned: matmul inputs in the row-group kernels' order
+    void *x_interleaved;             /* owned: matmul inputs in the row-group kernels' order
                                       * (model/matmul_jobs.c), grown on demand */
-    size_t x_interleaved_floats;
+    size_t x_interleaved_bytes;
     float *attn_scratch;             /* [n_threads, max_seq_len] attention scores */
     ml_hidden_callback hidden_callback; /* named intermediates (--dump-layers), or NULL */
     void *hidden_callback_user;

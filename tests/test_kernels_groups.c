@@ -53,12 +53,22 @@ static void release(problem *p) {
 }
 
 /* kind 0: matmul_f32_bf16g on x; 1: matmul_bf16_bf16g on x_bf16; 2: matmul_f32_bf16g with x also
- * interleaved (ml_groups_interleave_x of the call's tokens). y [n_tok, ldy]. */
+ * interleaved (ml_groups_interleave_x of the call's tokens); 3: matmul_bf16_bf16g with x_bf16
+ * also interleaved (ml_groups_interleave_pairs). y [n_tok, ldy]. */
+#define N_KINDS 4
+static int is_bf16_kind(int kind) { return kind == 1 || kind == 3; }
+
 static void call(const ml_cpu_kernels *k, int kind, const problem *p, float *y, int tok0, int n_tok, int row_begin,
                  int row_end) {
-    if (kind == 1) {
-        k->matmul_bf16_bf16g(y + (size_t)tok0 * p->ldy, p->ldy, p->x_bf16 + (size_t)tok0 * p->ldx, p->ldx,
+    if (is_bf16_kind(kind)) {
+        uint16_t *pairs = NULL;
+        if (kind == 3) {
+            pairs = malloc((size_t)n_tok * p->n_in * sizeof *pairs);
+            ml_groups_interleave_pairs(pairs, p->x_bf16 + (size_t)tok0 * p->ldx, p->ldx, p->n_in, n_tok);
+        }
+        k->matmul_bf16_bf16g(y + (size_t)tok0 * p->ldy, p->ldy, p->x_bf16 + (size_t)tok0 * p->ldx, p->ldx, pairs,
                              p->packed, p->n_in, n_tok, row_begin, row_end);
+        free(pairs);
         return;
     }
     float *xt = NULL;
@@ -71,22 +81,29 @@ static void call(const ml_cpu_kernels *k, int kind, const problem *p, float *y, 
     free(xt);
 }
 
-/* The interleaved order against its definition (kernels.h). */
+/* The interleaved orders against their definitions (kernels.h). */
 static void test_interleave(ml_test_rng *rng) {
     problem p;
     make(&p, rng, 6, 1, 27); /* blocks of 12, 12 and 3 */
     float *xt = malloc((size_t)p.n_tok * p.n_in * sizeof *xt);
+    uint16_t *pairs = malloc((size_t)p.n_tok * p.n_in * sizeof *pairs);
     ml_groups_interleave_x(xt, p.x, p.ldx, p.n_in, p.n_tok);
-    int bad = 0;
+    ml_groups_interleave_pairs(pairs, p.x_bf16, p.ldx, p.n_in, p.n_tok);
+    int bad = 0, bad_pairs = 0;
     for (int t = 0; t < p.n_tok; t++)
         for (int i = 0; i < p.n_in; i++) {
             int b = t / ML_GROUP_TOKENS, tb = p.n_tok - b * ML_GROUP_TOKENS < ML_GROUP_TOKENS ? p.n_tok - b * ML_GROUP_TOKENS
                                                                                           : ML_GROUP_TOKENS;
-            float got = xt[(size_t)b * ML_GROUP_TOKENS * p.n_in + (size_t)i * tb + (t % ML_GROUP_TOKENS)];
+            size_t block = (size_t)b * ML_GROUP_TOKENS * p.n_in;
+            float got = xt[block + (size_t)i * tb + (t % ML_GROUP_TOKENS)];
             bad += got != p.x[(size_t)t * p.ldx + i];
+            uint16_t got_pair = pairs[block + ((size_t)(i / 2) * tb + (t % ML_GROUP_TOKENS)) * 2 + i % 2];
+            bad_pairs += got_pair != p.x_bf16[(size_t)t * p.ldx + i];
         }
     CHECK(bad == 0, "interleave: %d elements misplaced", bad);
+    CHECK(bad_pairs == 0, "interleave pairs: %d elements misplaced", bad_pairs);
     free(xt);
+    free(pairs);
     release(&p);
 }
 
@@ -166,7 +183,8 @@ static int padding_written(const problem *p, const float *y) {
 
 /* One variant, one kind, one shape: all at once against the reference (bits, or within 1e-5 of
  * the magnitude for vdpbf16ps), then split into a row range starting at a group inside the
- * matrix and token by token: the same bits as all at once. */
+ * matrix and token by token: the same bits as all at once. x interleaved (kinds 2, 3): the same
+ * bits as the variant's own product on x in place (kinds 0, 1), vdpbf16ps included. */
 static void variant_case(const ml_cpu_kernels *k, int kind, ml_test_rng *rng, int n_in, int n_rows, int n_tok,
                          double *worst) {
     problem p;
@@ -174,12 +192,19 @@ static void variant_case(const ml_cpu_kernels *k, int kind, ml_test_rng *rng, in
     float *want = sentinel_y(&p), *all = sentinel_y(&p), *split = sentinel_y(&p);
     call(&ml_cpu_kernels_scalar, kind, &p, want, 0, n_tok, 0, n_rows);
     call(k, kind, &p, all, 0, n_tok, 0, n_rows);
+    int unequal_in_place = 0;
+    if (kind >= 2) {
+        float *in_place = sentinel_y(&p);
+        call(k, kind - 2, &p, in_place, 0, n_tok, 0, n_rows);
+        for (size_t i = 0; i < (size_t)n_tok * p.ldy; i++) unequal_in_place += float_bits_differ(all[i], in_place[i]);
+        free(in_place);
+    }
     int cut = n_rows > 16 ? (n_rows / 2) / 16 * 16 : 0;
     for (int t = 0; t < n_tok; t++) {
         if (cut > 0) call(k, kind, &p, split, t, 1, 0, cut);
         call(k, kind, &p, split, t, 1, cut, n_rows);
     }
-    int exact = !(kind == 1 && k->bf16_dot_product), differ = 0, unequal_split = 0;
+    int exact = !(is_bf16_kind(kind) && k->bf16_dot_product), differ = 0, unequal_split = 0;
     for (int t = 0; t < n_tok; t++)
         for (int r = 0; r < n_rows; r++) {
             size_t at = (size_t)t * p.ldy + r;
@@ -198,6 +223,8 @@ static void variant_case(const ml_cpu_kernels *k, int kind, ml_test_rng *rng, in
         }
     CHECK(differ == 0, "%s kind %d, %d x %d, %d tokens: %d outputs differ from the reference", k->name, kind, n_rows,
           n_in, n_tok, differ);
+    CHECK(unequal_in_place == 0, "%s kind %d, %d x %d, %d tokens: %d outputs differ from x read in place", k->name,
+          kind, n_rows, n_in, n_tok, unequal_in_place);
     CHECK(unequal_split == 0, "%s kind %d, %d x %d, %d tokens: %d outputs change when split by rows and tokens",
           k->name, kind, n_rows, n_in, n_tok, unequal_split);
     CHECK(padding_written(&p, all) + padding_written(&p, split) == 0,
@@ -215,7 +242,7 @@ static void test_variants(ml_test_rng *rng) {
         const ml_cpu_kernels *k = ml_test_kernel_variant(v);
         if (!k) continue;
         double worst = 0.0;
-        for (int kind = 0; kind < 3; kind++)
+        for (int kind = 0; kind < N_KINDS; kind++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++)
                     variant_case(k, kind, rng, shapes[s][0], shapes[s][1], tokens[t], &worst);

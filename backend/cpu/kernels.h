@@ -114,13 +114,14 @@ typedef struct {
      * pair of k, whose rounding differs (acc = (acc + x[2j+1]w[2j+1]) + x[2j]w[2j] on Intel,
      * chunks as above; its own bits for every split), otherwise x is widened and it equals
      * matmul_f32_bf16g on the widened x. */
-    /* xt: NULL, or the same n_tok tokens of x interleaved (ml_groups_interleave_x), which the
-     * vector variants read instead of x from 3 tokens on (one x stream per block instead of one
-     * per token); the same bits either way. */
+    /* xt: NULL, or the same n_tok tokens of x interleaved (ml_groups_interleave_x; for
+     * matmul_bf16_bf16g ml_groups_interleave_pairs), which the vector variants may read instead
+     * of x from 3 tokens on (one x stream per block instead of one per token: read in place, 12
+     * rows n_in apart can share one L1 set); the same bits either way. */
     void (*matmul_f32_bf16g)(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
                              int n_in, int n_tok, int row_begin, int row_end);
-    void (*matmul_bf16_bf16g)(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                              int n_tok, int row_begin, int row_end);
+    void (*matmul_bf16_bf16g)(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                              const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end);
 
     /* HF LlamaRMSNorm in float32: out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)).
      * out, x, weight: [n]; out may equal x. */
@@ -188,6 +189,11 @@ void ml_bf16_groups_pack(uint16_t *dst, const uint16_t *src, size_t src_ld, int 
  * [i * tb + t]. xt holds n_tok * n_in floats. */
 #define ML_GROUP_TOKENS 12
 void ml_groups_interleave_x(float *xt, const float *x, size_t ldx, int n_in, int n_tok);
+/* bf16 x's n_tok rows in the order matmul_bf16_bf16g's vdpbf16ps blocks read them: the blocks of
+ * ml_groups_interleave_x, each token's column pairs kept whole: block b at xt + b *
+ * ML_GROUP_TOKENS * n_in, its token t's element i at [(i / 2 * tb + t) * 2 + i % 2]. n_in even;
+ * xt holds n_tok * n_in elements. */
+void ml_groups_interleave_pairs(uint16_t *xt, const uint16_t *x, size_t ldx, int n_in, int n_tok);
 /* Element [r][i] of a packed matrix. */
 static inline uint16_t ml_bf16_groups_at(const uint16_t *w, int n_in, int r, int i) {
     const uint16_t *group = w + (size_t)(r / ML_GROUP_ROWS) * ML_GROUP_ROWS * (size_t)n_in;

@@ -48,13 +48,23 @@ void ml_groups_interleave_x(float *xt, const float *x, size_t ldx, int n_in, int
     }
 }
 
+void ml_groups_interleave_pairs(uint16_t *xt, const uint16_t *x, size_t ldx, int n_in, int n_tok) {
+    for (int t0 = 0; t0 < n_tok; t0 += ML_GROUP_TOKENS) {
+        int tb = n_tok - t0 < ML_GROUP_TOKENS ? n_tok - t0 : ML_GROUP_TOKENS;
+        uint16_t *block = xt + (size_t)t0 * (size_t)n_in;
+        for (int j = 0; j < n_in / 2; j++)
+            for (int t = 0; t < tb; t++) memcpy(block + ((size_t)j * tb + t) * 2, x + (size_t)(t0 + t) * ldx + 2 * j, 4);
+    }
+}
+
 /* Intel: LOOKAHEAD_INTEL bytes. AVX-512 kernel (Intel Xeon, 2 threads, 1 GiB): no prefetch 20.0
  * GB/s at 1 token, 124 GFLOP/s at 8, 203 at 32; 512 bytes 23.2 / 145 / 188; 2048 26.1 / 171 /
  * 243; 4096 26.2 / 191 / 271; 8192 22.9 / 163 / 223. AVX2 kernel on the same Xeon (three
  * alternated rounds): none 20-21 GB/s / 72-74 GFLOP/s / 102-104; 4096 bytes 24.5-26 / 96-101 /
  * 111-122; 2048 alike (docs/BENCHMARKS.md). Other CPUs rely on their hardware prefetchers, as
- * the natural-row kernels do on AMD, where a look-ahead slowed the decode (kernels_avx512.c);
- * unmeasured for this layout. */
+ * the natural-row kernels do on AMD, where a look-ahead slowed the decode (kernels_avx512.c).
+ * AMD Zen 4 with this layout (2 threads, alternated, the avx512bf16 table): 0, 1024 and 4096
+ * bytes within the machine's own drift (its read bandwidth moved 30-57 GB/s within minutes). */
 #define LOOKAHEAD_INTEL 4096
 size_t ml_groups_lookahead_elements(void) {
     __builtin_cpu_init();
@@ -71,18 +81,19 @@ void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx
 
 /* Widened x (exact), a chunk at a time through a small buffer, then the same chains: each
  * chunk's chain for every row, its sum added to the row's output (stored exactly, so the
- * additions are chain()'s). */
-void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                                 int n_tok, int row_begin, int row_end) {
+ * additions are chain()'s). xt unused, as in the float32 reference. */
+void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                                 const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end) {
+    (void)xt;
     float widened[ML_GROUP_CHUNK];
     for (int t = 0; t < n_tok; t++) {
-        const uint16_t *xt = x + (size_t)t * ldx;
+        const uint16_t *row = x + (size_t)t * ldx;
         float *yt = y + (size_t)t * ldy;
         if (n_in <= 0)
             for (int r = row_begin; r < row_end; r++) yt[r] = 0.0f; /* chain()'s empty sum */
         for (int c = 0; c < n_in; c += ML_GROUP_CHUNK) {
             int n = n_in - c < ML_GROUP_CHUNK ? n_in - c : ML_GROUP_CHUNK;
-            for (int i = 0; i < n; i++) widened[i] = ml_bf16_to_f32(xt[c + i]);
+            for (int i = 0; i < n; i++) widened[i] = ml_bf16_to_f32(row[c + i]);
             for (int r = row_begin; r < row_end; r++) {
                 float acc = 0.0f;
                 for (int i = 0; i < n; i++)

@@ -117,12 +117,13 @@ void ml_avx2_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, 
 }
 
 /* bf16 x widened into the thread's scratch (exact), then the float32 product: the same bits. */
-void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                               int n_tok, int row_begin, int row_end) {
+void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                               const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end) {
+    (void)xt;
     if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
     float *wide = ml_cpu_scratch((size_t)n_tok * (size_t)n_in);
     if (!wide) { /* no memory for the copy: the reference gives the same bits */
-        ml_scalar_matmul_bf16_bf16g(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+        ml_scalar_matmul_bf16_bf16g(y, ldy, x, ldx, NULL, w, n_in, n_tok, row_begin, row_end);
         return;
     }
     for (int t = 0; t < n_tok; t++) ml_scalar_bf16_to_f32(wide + (size_t)t * n_in, x + (size_t)t * ldx, (size_t)n_in);

@@ -23,7 +23,10 @@
  * is what keeps the loads in flight: each chain does 2 dependent FMAs per 64 bytes).
  *
  * matmul_bf16_bf16g with vdpbf16ps (the avx512bf16 table): x as bf16 pairs (x[2j] low), one
- * vdpbf16ps per group and token per pair of columns: half the instructions, its own rounding. */
+ * vdpbf16ps per group and token per pair of columns: half the instructions, its own rounding.
+ * From 3 tokens it reads the pairs interleaved too (ml_groups_interleave_pairs) when given them:
+ * read in place, a block's 12 rows of 2 x n_in bytes (4 KiB at 2048) all fall in one set of an
+ * 8-way L1 (AMD Zen 4) and evict each other every 16 column pairs. */
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_internal.h"
 
@@ -41,8 +44,11 @@
 #define ML_IN_REGISTER(v) __asm__("" : "+v"(v))
 
 /* MODE_WIDEN: float32 x rows; MODE_INTERLEAVED: float32 x blocks of ml_groups_interleave_x;
- * MODE_DP: bf16 x rows read as pairs, for vdpbf16ps. */
-enum { MODE_WIDEN = 0, MODE_DP = 1, MODE_INTERLEAVED = 2 };
+ * MODE_DP: bf16 x rows read as pairs, for vdpbf16ps; MODE_DP_INTERLEAVED: bf16 x blocks of
+ * ml_groups_interleave_pairs, for vdpbf16ps. */
+enum { MODE_WIDEN = 0, MODE_DP = 1, MODE_INTERLEAVED = 2, MODE_DP_INTERLEAVED = 3 };
+#define MODE_IS_DP(mode) ((mode) == MODE_DP || (mode) == MODE_DP_INTERLEAVED)
+#define MODE_IS_INTERLEAVED(mode) ((mode) == MODE_INTERLEAVED || (mode) == MODE_DP_INTERLEAVED)
 
 /* Rows [r0, r0 + 16) of the group starting at row r0 for the TB tokens of acc, up to row_end: the
  * first chunk's sums stored, later chunks' added to them (kernels.h). */
@@ -58,7 +64,8 @@ ML_INLINE void store_group(float *y, size_t ldy, const __m512 *acc, int r0, int 
 
 /* acc[g][t] = the chains of GB groups (w: the first of them) x TB tokens over column pairs
  * [p_begin, p_end); x: float32 rows (MODE_WIDEN) or bf16 rows read as pairs (MODE_DP), ldx
- * elements apart, or one block of ml_groups_interleave_x (MODE_INTERLEAVED; ldx = its width). */
+ * elements apart, or one block of ml_groups_interleave_x / _pairs (MODE_INTERLEAVED /
+ * MODE_DP_INTERLEAVED; ldx = its width in tokens). */
 ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, const uint16_t *w, int n_in, int p_begin,
                            int p_end, size_t ahead, const int mode, const int GB, const int TB) {
     const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
@@ -69,7 +76,7 @@ ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, con
             for (int g = 0; g < GB; g++)
                 _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
                              _MM_HINT_T0);
-        if (mode != MODE_DP) {
+        if (!MODE_IS_DP(mode)) {
             const float *xf = x;
             __m512 even[4], odd[4];
             for (int g = 0; g < GB; g++) {
@@ -96,7 +103,9 @@ ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, con
                 wv[g] = (__m512bh)_mm512_loadu_si512(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS);
             for (int t = 0; t < TB; t++) {
                 uint32_t pair; /* x[2j] in the low half, as the weights' pair */
-                memcpy(&pair, xh + (size_t)t * ldx + 2 * (size_t)j, 4);
+                memcpy(&pair, mode == MODE_DP_INTERLEAVED ? xh + ((size_t)j * ldx + (size_t)t) * 2
+                                                          : xh + (size_t)t * ldx + 2 * (size_t)j,
+                       4);
                 __m512i xb = _mm512_set1_epi32((int)pair);
                 ML_IN_REGISTER(xb);
                 for (int g = 0; g < GB; g++) acc[g][t] = _mm512_dpbf16_ps(acc[g][t], (__m512bh)xb, wv[g]);
@@ -144,8 +153,8 @@ ML_INLINE void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, si
         for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {
             int tb = n_tok - t0 < TB_MAX ? n_tok - t0 : TB_MAX;
             size_t ahead = t0 == 0 ? lookahead : 0; /* the pass that reads the tile from memory */
-            const void *xb = (const uint8_t *)x + (size_t)t0 * (mode == MODE_INTERLEAVED ? (size_t)n_in : ldx) * x_elem;
-            size_t ldb = mode == MODE_INTERLEAVED ? (size_t)tb : ldx; /* a block's width, or the rows' */
+            const void *xb = (const uint8_t *)x + (size_t)t0 * (MODE_IS_INTERLEAVED(mode) ? (size_t)n_in : ldx) * x_elem;
+            size_t ldb = MODE_IS_INTERLEAVED(mode) ? (size_t)tb : ldx; /* a block's width, or the rows' */
             float *yb = y + (size_t)t0 * ldy;
             if (tb == 1) {
                 groups_for_block(yb, ldy, xb, ldb, w, n_in, tile, tile_end, row_end, ahead, mode, 4, 1);
@@ -171,20 +180,24 @@ void ml_avx512_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx
 }
 
 /* bf16 x widened into the thread's scratch (exact), then the float32 product: the same bits. */
-void ml_avx512_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
+void ml_avx512_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+    const uint16_t *w, int n_in,
                                  int n_tok, int row_begin, int row_end) {
     if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
     float *wide = ml_cpu_scratch((size_t)n_tok * (size_t)n_in);
     if (!wide) { /* no memory for the copy: the reference gives the same bits */
-        ml_scalar_matmul_bf16_bf16g(y, ldy, x, ldx, w, n_in, n_tok, row_begin, row_end);
+        ml_scalar_matmul_bf16_bf16g(y, ldy, x, ldx, NULL, w, n_in, n_tok, row_begin, row_end);
         return;
     }
     for (int t = 0; t < n_tok; t++) ml_scalar_bf16_to_f32(wide + (size_t)t * n_in, x + (size_t)t * ldx, (size_t)n_in);
     groups_driver(y, ldy, wide, (size_t)n_in, sizeof(float), w, n_in, n_tok, row_begin, row_end, MODE_WIDEN);
 }
 
-void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
-                                     int n_in, int n_tok, int row_begin, int row_end) {
+void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                                     const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end) {
     if (n_tok <= 0 || row_end <= row_begin || n_in <= 0) return;
-    groups_driver(y, ldy, x, ldx, sizeof(uint16_t), w, n_in, n_tok, row_begin, row_end, MODE_DP);
+    if (xt && n_tok >= 3)
+        groups_driver(y, ldy, xt, 0, sizeof(uint16_t), w, n_in, n_tok, row_begin, row_end, MODE_DP_INTERLEAVED);
+    else
+        groups_driver(y, ldy, x, ldx, sizeof(uint16_t), w, n_in, n_tok, row_begin, row_end, MODE_DP);
 }

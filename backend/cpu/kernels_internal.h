@@ -81,21 +81,21 @@ void ml_avx512vnni_matmul_q8k_blocks(ml_dtype w_dtype, float *y, size_t ldy, con
  * scalar reference and the vector variants, all with the same bits (the vdpbf16ps one apart). */
 void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
                                 int n_in, int n_tok, int row_begin, int row_end);
-void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                                 int n_tok, int row_begin, int row_end);
+void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                                 const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end);
 /* How far ahead of its loads each group's stream prefetches in the pass that reads a tile from
  * memory, in elements (0: not at all); kernels_groups.c says why. */
 size_t ml_groups_lookahead_elements(void);
 void ml_avx2_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
                               int n_in, int n_tok, int row_begin, int row_end);
-void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                               int n_tok, int row_begin, int row_end);
+void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                               const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end);
 void ml_avx512_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
                                 int n_in, int n_tok, int row_begin, int row_end);
-void ml_avx512_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w, int n_in,
-                                 int n_tok, int row_begin, int row_end);
-void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *w,
-                                     int n_in, int n_tok, int row_begin, int row_end);
+void ml_avx512_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                                 const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end);
+void ml_avx512bf16_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
+                                     const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end);
 
 /* Every kernels_*.c file names its functions alike (static matmul_f32_f32, rmsnorm, ...); a
  * table lists them with this, plus .name, .bf16_dot_product and .matmul_bf16_bf16, which
