@@ -57,18 +57,22 @@ void ml_groups_interleave_pairs(uint16_t *xt, const uint16_t *x, size_t ldx, int
     }
 }
 
-/* Intel: LOOKAHEAD_INTEL bytes. AVX-512 kernel (Intel Xeon, 2 threads, 1 GiB): no prefetch 20.0
+/* Intel: LOOKAHEAD_BYTES. AVX-512 kernel (Intel Xeon, 2 threads, 1 GiB): no prefetch 20.0
  * GB/s at 1 token, 124 GFLOP/s at 8, 203 at 32; 512 bytes 23.2 / 145 / 188; 2048 26.1 / 171 /
  * 243; 4096 26.2 / 191 / 271; 8192 22.9 / 163 / 223. AVX2 kernel on the same Xeon (three
  * alternated rounds): none 20-21 GB/s / 72-74 GFLOP/s / 102-104; 4096 bytes 24.5-26 / 96-101 /
  * 111-122; 2048 alike (docs/BENCHMARKS.md). Other CPUs rely on their hardware prefetchers, as
  * the natural-row kernels do on AMD, where a look-ahead slowed the decode (kernels_avx512.c).
- * AMD Zen 4 with this layout (2 threads, alternated, the avx512bf16 table): 0, 1024 and 4096
- * bytes within the machine's own drift (its read bandwidth moved 30-57 GB/s within minutes). */
-#define LOOKAHEAD_INTEL 4096
+ * AMD Zen 4 (2 threads, the avx512bf16 table, x as interleaved bf16 pairs, `meshllama bench`
+ * on the 1B-shape bf16 checkpoint, none and 4096 bytes alternated): fast mode batch 8 82-97 vs
+ * 104-105 tokens/s, batch 32 124-125 vs 134-136; accurate batch 8 60 vs 68-74, batch 32 and
+ * batch 1 alike. So AMD parts with AVX-512 take the same look-ahead; AVX2-only AMD parts (Zen
+ * 3) are unmeasured and keep their hardware prefetchers. */
+#define LOOKAHEAD_BYTES 4096
 size_t ml_groups_lookahead_elements(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_is("intel") ? LOOKAHEAD_INTEL / sizeof(uint16_t) : 0;
+    int measured = __builtin_cpu_is("intel") || __builtin_cpu_supports("avx512f");
+    return measured ? LOOKAHEAD_BYTES / sizeof(uint16_t) : 0;
 }
 
 /* xt is a faster copy of x for the vector variants; the reference reads x. */
