@@ -65,13 +65,14 @@ void ml_groups_interleave_pairs(uint16_t *xt, const uint16_t *x, size_t ldx, int
  * the natural-row kernels do on AMD, where a look-ahead slowed the decode (kernels_avx512.c).
  * AMD Zen 4 (2 threads, the avx512bf16 table, x as interleaved bf16 pairs, `meshllama bench`
  * on the 1B-shape bf16 checkpoint, none and 4096 bytes alternated): fast mode batch 8 82-97 vs
- * 104-105 tokens/s, batch 32 124-125 vs 134-136; accurate batch 8 60 vs 68-74, batch 32 and
- * batch 1 alike. So AMD parts with AVX-512 take the same look-ahead; AVX2-only AMD parts (Zen
- * 3) are unmeasured and keep their hardware prefetchers. */
+ * 104-105 tokens/s, batch 32 124-125 vs 134-136; accurate batch 8 60 vs 68-74. But batch 1 fast
+ * 21-24 vs 16-19, accurate 13-20 vs 12-16, batch 2 accurate 34-36 vs 25-33: there the hardware
+ * prefetchers do better. So AMD parts with AVX-512 take the look-ahead from 3 tokens on; AVX2-only
+ * AMD parts (Zen 3) are unmeasured and keep their hardware prefetchers. */
 #define LOOKAHEAD_BYTES 4096
-size_t ml_groups_lookahead_elements(void) {
+size_t ml_groups_lookahead_elements(int n_tok) {
     __builtin_cpu_init();
-    int measured = __builtin_cpu_is("intel") || __builtin_cpu_supports("avx512f");
+    int measured = __builtin_cpu_is("intel") || (n_tok >= 3 && __builtin_cpu_supports("avx512f"));
     return measured ? LOOKAHEAD_BYTES / sizeof(uint16_t) : 0;
 }
 

@@ -88,11 +88,11 @@ ML_INLINE void groups_for_block(float *y, size_t ldy, const float *x, size_t ldx
 }
 
 /* Row tiles of TILE_GROUPS groups, each passed by every block of up to TB_MAX tokens; the first
- * pass, which reads the tile from memory, prefetches ml_groups_lookahead_elements() ahead. */
+ * pass, which reads the tile from memory, prefetches ml_groups_lookahead_elements(n_tok) ahead. */
 static void groups_driver(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int n_tok,
                           int row_begin, int row_end) {
     int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
-    size_t lookahead = ml_groups_lookahead_elements();
+    size_t lookahead = ml_groups_lookahead_elements(n_tok);
     for (int tile = g_begin; tile < g_end; tile += TILE_GROUPS) {
         int tile_end = tile + TILE_GROUPS < g_end ? tile + TILE_GROUPS : g_end;
         for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {

@@ -147,7 +147,7 @@ ML_INLINE void groups_for_block(float *y, size_t ldy, const void *x, size_t ldx,
 ML_INLINE void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_t x_elem, const uint16_t *w,
                           int n_in, int n_tok, int row_begin, int row_end, int mode) {
     int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
-    size_t lookahead = ml_groups_lookahead_elements();
+    size_t lookahead = ml_groups_lookahead_elements(n_tok);
     for (int tile = g_begin; tile < g_end; tile += TILE_GROUPS) {
         int tile_end = tile + TILE_GROUPS < g_end ? tile + TILE_GROUPS : g_end;
         for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {

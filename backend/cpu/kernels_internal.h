@@ -84,8 +84,8 @@ void ml_scalar_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx
 void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
                                  const uint16_t *w, int n_in, int n_tok, int row_begin, int row_end);
 /* How far ahead of its loads each group's stream prefetches in the pass that reads a tile from
- * memory, in elements (0: not at all); kernels_groups.c says why. */
-size_t ml_groups_lookahead_elements(void);
+ * memory, in elements, for a product of n_tok tokens (0: not at all); kernels_groups.c says why. */
+size_t ml_groups_lookahead_elements(int n_tok);
 void ml_avx2_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
                               int n_in, int n_tok, int row_begin, int row_end);
 void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
