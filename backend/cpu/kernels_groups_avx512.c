@@ -43,6 +43,13 @@
 /* Keeps v in a register (gcc would otherwise fold the broadcast load into each FMA using it). */
 #define ML_IN_REGISTER(v) __asm__("" : "+v"(v))
 
+/* The software prefetch of the pass that reads a tile from memory: `elements` ahead of each
+ * group's loads (0: none), into L2 rather than L1 where ml_groups_lookahead_to_l2 says so. */
+typedef struct {
+    size_t elements;
+    int to_l2;
+} lookahead;
+
 /* MODE_WIDEN: float32 x rows; MODE_INTERLEAVED: float32 x blocks of ml_groups_interleave_x;
  * MODE_DP: bf16 x rows read as pairs, for vdpbf16ps; MODE_DP_INTERLEAVED: bf16 x blocks of
  * ml_groups_interleave_pairs, for vdpbf16ps. */
@@ -67,15 +74,19 @@ ML_INLINE void store_group(float *y, size_t ldy, const __m512 *acc, int r0, int 
  * elements apart, or one block of ml_groups_interleave_x / _pairs (MODE_INTERLEAVED /
  * MODE_DP_INTERLEAVED; ldx = its width in tokens). */
 ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, const uint16_t *w, int n_in, int p_begin,
-                           int p_end, size_t ahead, const int mode, const int GB, const int TB) {
+                           int p_end, lookahead ahead, const int mode, const int GB, const int TB) {
     const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
     for (int g = 0; g < GB; g++)
         for (int t = 0; t < TB; t++) acc[g][t] = _mm512_setzero_ps();
     for (int j = p_begin; j < p_end; j++) {
-        if (ahead)
-            for (int g = 0; g < GB; g++)
-                _mm_prefetch((const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS + ahead),
-                             _MM_HINT_T0);
+        for (int g = 0; ahead.elements && g < GB; g++) {
+            const char *at = (const char *)(w + (size_t)g * GROUP_ELEMS(n_in) + (size_t)j * 2 * ML_GROUP_ROWS +
+                                            ahead.elements);
+            if (ahead.to_l2)
+                _mm_prefetch(at, _MM_HINT_T1);
+            else
+                _mm_prefetch(at, _MM_HINT_T0);
+        }
         if (!MODE_IS_DP(mode)) {
             const float *xf = x;
             __m512 even[4], odd[4];
@@ -117,7 +128,7 @@ ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, con
 /* GB groups from row r0 x TB tokens, chunk by chunk of ML_GROUP_CHUNK columns: each chunk's
  * chains stored (the first) or added to y (kernels.h). */
 ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, const uint16_t *w, int n_in, int r0,
-                           int row_end, size_t ahead, const int mode, const int GB, const int TB) {
+                           int row_end, lookahead ahead, const int mode, const int GB, const int TB) {
     const int n_pairs = n_in / 2, chunk_pairs = ML_GROUP_CHUNK / 2;
     for (int p0 = 0; p0 < n_pairs; p0 += chunk_pairs) {
         int p1 = n_pairs - p0 < chunk_pairs ? n_pairs : p0 + chunk_pairs;
@@ -131,7 +142,7 @@ ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, cons
 
 /* Groups [g_begin, g_end) for one token block: GB at a time, then one at a time. */
 ML_INLINE void groups_for_block(float *y, size_t ldy, const void *x, size_t ldx, const uint16_t *w, int n_in,
-                                int g_begin, int g_end, int row_end, size_t ahead, const int mode, const int GB,
+                                int g_begin, int g_end, int row_end, lookahead ahead, const int mode, const int GB,
                                 const int TB) {
     int g = g_begin;
     for (; g + GB <= g_end; g += GB)
@@ -147,12 +158,12 @@ ML_INLINE void groups_for_block(float *y, size_t ldy, const void *x, size_t ldx,
 ML_INLINE void groups_driver(float *y, size_t ldy, const void *x, size_t ldx, size_t x_elem, const uint16_t *w,
                           int n_in, int n_tok, int row_begin, int row_end, int mode) {
     int g_begin = row_begin / ML_GROUP_ROWS, g_end = (row_end + ML_GROUP_ROWS - 1) / ML_GROUP_ROWS;
-    size_t lookahead = ml_groups_lookahead_elements(n_tok);
+    lookahead first_pass = {ml_groups_lookahead_elements(n_tok), ml_groups_lookahead_to_l2()}, none = {0, 0};
     for (int tile = g_begin; tile < g_end; tile += TILE_GROUPS) {
         int tile_end = tile + TILE_GROUPS < g_end ? tile + TILE_GROUPS : g_end;
         for (int t0 = 0; t0 < n_tok; t0 += TB_MAX) {
             int tb = n_tok - t0 < TB_MAX ? n_tok - t0 : TB_MAX;
-            size_t ahead = t0 == 0 ? lookahead : 0; /* the pass that reads the tile from memory */
+            lookahead ahead = t0 == 0 ? first_pass : none; /* the pass that reads the tile from memory */
             const void *xb = (const uint8_t *)x + (size_t)t0 * (MODE_IS_INTERLEAVED(mode) ? (size_t)n_in : ldx) * x_elem;
             size_t ldb = MODE_IS_INTERLEAVED(mode) ? (size_t)tb : ldx; /* a block's width, or the rows' */
             float *yb = y + (size_t)t0 * ldy;

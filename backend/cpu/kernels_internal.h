@@ -86,6 +86,8 @@ void ml_scalar_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t
 /* How far ahead of its loads each group's stream prefetches in the pass that reads a tile from
  * memory, in elements, for a product of n_tok tokens (0: not at all); kernels_groups.c says why. */
 size_t ml_groups_lookahead_elements(int n_tok);
+/* Whether the AVX-512 row groups prefetch into L2 (prefetcht1) rather than L1 (AMD: kernels_groups.c). */
+int ml_groups_lookahead_to_l2(void);
 void ml_avx2_matmul_f32_bf16g(float *y, size_t ldy, const float *x, size_t ldx, const float *xt, const uint16_t *w,
                               int n_in, int n_tok, int row_begin, int row_end);
 void ml_avx2_matmul_bf16_bf16g(float *y, size_t ldy, const uint16_t *x, size_t ldx, const uint16_t *xt,
