@@ -77,9 +77,10 @@ size_t ml_groups_lookahead_elements(int n_tok) {
 }
 
 /* AMD: the AVX-512 look-ahead fetches into L2 (prefetcht1, which Zen 4 places in L2), where
- * more misses can be in flight than L1's. Zen 4, 1B-shape bf16, fast mode, 4096 bytes, four
- * alternated rounds, L1 vs L2: batch 8 96 / 107 / 86 / 88 vs 121 / 113 / 109 / 112 tokens/s, batch
- * 32 135 / 132 / 122 / 125 vs 144 / 136 / 129 / 126. Intel keeps L1 (the measurements above). */
+ * more misses can be in flight than L1's. Zen 4, 1B-shape bf16, fast mode, 4096 bytes, five
+ * alternated rounds, L1 vs L2: batch 8 96 / 107 / 86 / 88 / 78 vs 121 / 113 / 109 / 92 / 112
+ * tokens/s, batch 32 135 / 132 / 122 / 125 / 119 vs 144 / 136 / 129 / 130 / 126. Intel keeps L1
+ * (the measurements above). */
 int ml_groups_lookahead_to_l2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_is("amd");
