@@ -81,10 +81,11 @@ static void call(const ml_cpu_kernels *k, int kind, const problem *p, float *y, 
     free(xt);
 }
 
-/* The interleaved orders against their definitions (kernels.h). */
-static void test_interleave(ml_test_rng *rng) {
+/* The interleaved orders against their definitions (kernels.h), n_in within one of the copies'
+ * spans (256 elements) and over several, the last one partial. */
+static void interleave_case(ml_test_rng *rng, int n_in) {
     problem p;
-    make(&p, rng, 6, 1, 27); /* blocks of 12, 12 and 3 */
+    make(&p, rng, n_in, 1, 27); /* blocks of 12, 12 and 3 */
     float *xt = malloc((size_t)p.n_tok * p.n_in * sizeof *xt);
     uint16_t *pairs = malloc((size_t)p.n_tok * p.n_in * sizeof *pairs);
     ml_groups_interleave_x(xt, p.x, p.ldx, p.n_in, p.n_tok);
@@ -100,11 +101,16 @@ static void test_interleave(ml_test_rng *rng) {
             uint16_t got_pair = pairs[block + ((size_t)(i / 2) * tb + (t % ML_GROUP_TOKENS)) * 2 + i % 2];
             bad_pairs += got_pair != p.x_bf16[(size_t)t * p.ldx + i];
         }
-    CHECK(bad == 0, "interleave: %d elements misplaced", bad);
-    CHECK(bad_pairs == 0, "interleave pairs: %d elements misplaced", bad_pairs);
+    CHECK(bad == 0, "interleave %d wide: %d elements misplaced", n_in, bad);
+    CHECK(bad_pairs == 0, "interleave pairs %d wide: %d elements misplaced", n_in, bad_pairs);
     free(xt);
     free(pairs);
     release(&p);
+}
+
+static void test_interleave(ml_test_rng *rng) {
+    interleave_case(rng, 6);
+    interleave_case(rng, 518);
 }
 
 static void test_pack(ml_test_rng *rng) {
