@@ -21,17 +21,18 @@
 
 #define ML_IN_REGISTER(v) __asm__("" : "+x"(v))
 
-/* Rows [r0, r0 + 8) for the TB tokens of acc, up to row_end: the first chunk's sums stored,
- * later chunks' added to them (kernels.h). */
-ML_INLINE void store_half(float *y, size_t ldy, const __m256 *acc, int r0, int row_end, int add, const int TB) {
+/* y rows [r0, r0 + 8), up to row_end, for TB tokens: the half's finished sums. */
+ML_INLINE void store_half(float *y, size_t ldy, float (*sums)[HALF], int r0, int row_end, const int TB) {
     int n = row_end - r0;
     if (n <= 0) return;
     __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n < HALF ? n : HALF), lanes);
     for (int t = 0; t < TB; t++) {
         float *out = y + (size_t)t * ldy + r0;
-        __m256 v = add ? _mm256_add_ps(_mm256_maskload_ps(out, m), acc[t]) : acc[t];
-        _mm256_maskstore_ps(out, m, v);
+        if (n >= HALF)
+            _mm256_storeu_ps(out, _mm256_load_ps(sums[t]));
+        else
+            _mm256_maskstore_ps(out, m, _mm256_load_ps(sums[t]));
     }
 }
 
@@ -64,16 +65,23 @@ ML_INLINE void chunk_block(__m256 (*acc)[TB_MAX], const float *x, size_t ldx, co
     }
 }
 
-/* GB groups from row r0 x TB tokens, chunk by chunk of ML_GROUP_CHUNK columns. */
+/* GB groups from row r0 x TB tokens, chunk by chunk of ML_GROUP_CHUNK columns: each chunk's
+ * chains kept (the first) or added to the sums so far (kernels.h), on the stack, and y written
+ * once at the end, as the AVX-512 kernel does (kernels_groups_avx512.c says why). */
 ML_INLINE void group_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in, int r0,
                            int row_end, size_t ahead, const int GB, const int TB) {
     const int n_pairs = n_in / 2, chunk_pairs = ML_GROUP_CHUNK / 2;
+    float sums[4][TB_MAX][HALF] __attribute__((aligned(32))); /* 2 * GB <= 4 halves */
     for (int p0 = 0; p0 < n_pairs; p0 += chunk_pairs) {
         int p1 = n_pairs - p0 < chunk_pairs ? n_pairs : p0 + chunk_pairs;
         __m256 acc[4][TB_MAX];
         chunk_block(acc, x, ldx, w, n_in, p0, p1, ahead, GB, TB);
-        for (int h = 0; h < 2 * GB; h++) store_half(y, ldy, acc[h], r0 + h * HALF, row_end, p0 > 0, TB);
+        for (int h = 0; h < 2 * GB; h++)
+            for (int t = 0; t < TB; t++)
+                _mm256_store_ps(sums[h][t], p0 > 0 ? _mm256_add_ps(_mm256_load_ps(sums[h][t]), acc[h][t]) : acc[h][t]);
+        __asm__ volatile("" : : "r"(sums) : "memory"); /* sums stay in memory: the accumulators need the registers */
     }
+    for (int h = 0; h < 2 * GB; h++) store_half(y, ldy, sums[h], r0 + h * HALF, row_end, TB);
 }
 
 ML_INLINE void groups_for_block(float *y, size_t ldy, const float *x, size_t ldx, const uint16_t *w, int n_in,
