@@ -131,9 +131,9 @@ ML_INLINE void chunk_block(__m512 (*acc)[TB_MAX], const void *x, size_t ldx, con
  * shape's projections, so all of its outputs share one L1 set, and adding every chunk into y
  * missed L1 each time (12% of a 24-token product's samples). Zen 4, 1B-shape rows (2048 wide)
  * from memory, 2 threads, against adding into y, alternated call by call: 12 tokens 1.10-1.16x,
- * 24 tokens 1.16x, 32 tokens 1.15-1.17x (fast mode); accurate 8-32 tokens 1.02-1.15x. One or two
- * tokens add into y as before (their rows do not crowd a set; on the stack, 1 token measured
- * 0.91-0.99x). */
+ * 24 tokens 1.16x, 32 tokens 1.09-1.17x (fast mode); accurate 8-32 tokens 1.02-1.15x. One or two
+ * tokens add into y as before: their few rows do not crowd a set, and read-bound they had nothing
+ * to gain (1 token on the stack: 0.91-0.99x, within the VM's drift). */
 ML_INLINE void group_block(float *y, size_t ldy, const void *x, size_t ldx, const uint16_t *w, int n_in, int r0,
                            int row_end, lookahead ahead, const int mode, const int GB, const int TB) {
     const int n_pairs = n_in / 2, chunk_pairs = ML_GROUP_CHUNK / 2, on_stack = TB >= 3;
